@@ -1,0 +1,46 @@
+"""`prep build RECIPE`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from shardprep.cli.errors import handle_errors
+from shardprep.cli.progress import RichProgress
+from shardprep.cli.state import debug
+from shardprep.pipeline.build import build as run_build
+from shardprep.recipe import load_recipe
+
+
+@handle_errors(debug)
+def build(
+    recipe: Path = typer.Argument(..., help="Recipe YAML file."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when the output is up to date."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (no progress bar)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Build shards and manifest.json from a recipe.
+
+    Example: prep build configs/demo.yaml
+    """
+    parsed, base_dir = load_recipe(recipe)
+    console = Console(stderr=True)
+    progress = None if (as_json or quiet) else RichProgress(console)
+    result = run_build(parsed, base_dir, force=force, progress=progress)
+    m = result.manifest
+    if as_json:
+        typer.echo(json.dumps({"status": result.status, "output": result.output, "fingerprint": m["fingerprint"]}))
+        return
+    out = Console()
+    if result.status == "up_to_date":
+        out.print(f"[green]up to date[/]: {result.output} (fingerprint {m['fingerprint'][:12]})")
+        return
+    st = m["stats"]
+    out.print(
+        f"[green]built[/] {result.output}: "
+        + ", ".join(f"{k} {v['rows']:,} rows / {v['tokens']:,} tokens" for k, v in m["splits"].items())
+        + f"; dropped {sum(st['dropped'].values()):,}; {st['elapsed_s']:.1f}s, {st['tokens_per_s'] or 0:,.0f} tokens/s"
+    )

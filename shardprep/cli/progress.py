@@ -1,0 +1,43 @@
+"""A rich progress bar for builds: rows/s, tokens/s, elapsed, ETA when the total is known."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class RichProgress:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]building"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task = None
+        self.rows = 0
+        self.tokens = 0
+        self.t0 = time.monotonic()
+
+    def start(self, total_rows: int | None) -> None:
+        self.t0 = time.monotonic()
+        self.progress.start()
+        self.task = self.progress.add_task("build", total=total_rows, rate="")
+
+    def advance(self, rows: int, tokens: int) -> None:
+        self.rows += rows
+        self.tokens += tokens
+        dt = max(time.monotonic() - self.t0, 1e-9)
+        rate = f"{self.rows / dt:,.0f} rows/s  {self.tokens / dt:,.0f} tok/s"
+        self.progress.update(self.task, advance=rows, rate=rate)  # type: ignore[arg-type]
+
+    def finish(self) -> None:
+        self.progress.stop()

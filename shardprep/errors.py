@@ -1,0 +1,86 @@
+"""One exception hierarchy; the CLI maps each class to an exit code and a one-line message."""
+
+from __future__ import annotations
+
+
+class ShardprepError(Exception):
+    """Base of every error shardprep raises on purpose (exit 2: the input, not the code, is wrong)."""
+
+    hint: str = ""
+
+
+class RecipeError(ShardprepError):
+    """The recipe is invalid; carries every problem found, each with its YAML path."""
+
+    def __init__(self, problems: list[str], *, path: str | None = None) -> None:
+        self.problems = problems
+        self.path = path
+        where = f"{path}: " if path else ""
+        super().__init__(where + f"{len(problems)} problem(s) in recipe:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class SourceError(ShardprepError):
+    """A source cannot be opened or read (missing file, unreadable format)."""
+
+
+class RowError(ShardprepError):
+    """One input row is bad. `reason` is a short stable key used for skip counts in the manifest."""
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.message = message
+        self.file = file
+        self.line = line
+        self.field = field
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        where = []
+        if self.file:
+            where.append(self.file)
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.field:
+            where.append(f"field {self.field!r}")
+        prefix = ", ".join(where)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+    def located(self, *, file: str | None = None, line: int | None = None) -> RowError:
+        """Fill in the location when the stage that raised did not know it."""
+        if self.file is None and file is not None:
+            self.file = file
+        if self.line is None and line is not None:
+            self.line = line
+        self.args = (self.describe(),)
+        return self
+
+
+class RendererError(RowError):
+    """A renderer cannot render a conversation (tinker-cookbook raises RendererError in the same cases)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__("renderer_error", message, field=field)
+
+
+class TokenizerError(ShardprepError):
+    """The tokenizer cannot be loaded or lacks a special token the renderer needs."""
+
+
+class UnknownRendererError(ShardprepError):
+    pass
+
+
+class BuildError(ShardprepError):
+    """The build cannot proceed (lock held, output not writable, ...)."""
+
+
+class ManifestError(ShardprepError):
+    """A manifest or shard directory is missing, invalid or inconsistent."""

@@ -1,0 +1,1 @@
+"""The build pipeline: sources -> formats -> render/tokenize -> examples -> shards -> manifest."""

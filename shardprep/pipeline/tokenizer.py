@@ -1,0 +1,118 @@
+"""Load a real `tokenizers.Tokenizer` from a file, a folder, a gzipped copy or a Hub model id."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tokenizers import Tokenizer
+
+from shardprep.errors import TokenizerError
+
+_JSON_NAMES = ("tokenizer.json", "tokenizer.json.gz")
+
+
+@dataclass(frozen=True)
+class LoadedTokenizer:
+    tokenizer: Tokenizer
+    source: str
+    path: str
+    sha256: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.tokenizer.get_vocab_size(with_added_tokens=True))
+
+    def special_id(self, key: str) -> int | None:
+        """Id of `bos_token` / `eos_token` / `pad_token` as tokenizer_config.json names it."""
+        tok = self.config.get(key)
+        if isinstance(tok, dict):
+            tok = tok.get("content")
+        if not isinstance(tok, str):
+            return None
+        return self.tokenizer.token_to_id(tok)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "path": self.path,
+            "sha256": self.sha256,
+            "vocab_size": self.vocab_size,
+            "bos_id": self.special_id("bos_token"),
+            "eos_id": self.special_id("eos_token"),
+            "pad_id": self.special_id("pad_token"),
+        }
+
+
+def _read_json_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        data = gzip.decompress(data)
+    return data
+
+
+def _find_in_folder(folder: Path) -> Path | None:
+    for name in _JSON_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _resolve_hub(model_id: str) -> Path | None:
+    """Find tokenizer.json of a Hub model in the local cache, downloading only when online."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:  # pragma: no cover - huggingface_hub comes with datasets
+        return None
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    try:
+        path = hf_hub_download(model_id, "tokenizer.json", local_files_only=offline)
+    except Exception:
+        return None
+    return Path(path)
+
+
+def resolve_tokenizer_path(spec: str, *, base_dir: Path | None = None) -> Path:
+    """Turn a recipe's `tokenizer:` value into the path of a tokenizer.json(.gz)."""
+    candidate = Path(spec).expanduser()
+    if not candidate.is_absolute() and base_dir is not None:
+        candidate = base_dir / candidate
+    if candidate.is_file():
+        return candidate
+    if candidate.is_dir():
+        found = _find_in_folder(candidate)
+        if found is None:
+            raise TokenizerError(f"tokenizer folder {candidate} holds no tokenizer.json (or tokenizer.json.gz)")
+        return found
+    if "/" in spec and not spec.startswith((".", "/", "~")) and spec.count("/") == 1:
+        hub = _resolve_hub(spec)
+        if hub is not None:
+            return hub
+        raise TokenizerError(
+            f"tokenizer {spec!r} is neither a local path nor a Hub model found in the huggingface_hub cache"
+            " (download it once with network access, or point `tokenizer:` at a folder with tokenizer.json)"
+        )
+    raise TokenizerError(f"tokenizer path {candidate} does not exist")
+
+
+def load_tokenizer(spec: str, *, base_dir: Path | None = None) -> LoadedTokenizer:
+    path = resolve_tokenizer_path(spec, base_dir=base_dir)
+    raw = _read_json_bytes(path)
+    try:
+        tok = Tokenizer.from_str(raw.decode("utf-8"))
+    except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
+        raise TokenizerError(f"cannot load tokenizer {path}: {exc}") from exc
+    config: dict[str, Any] = {}
+    cfg_path = path.parent / "tokenizer_config.json"
+    if cfg_path.is_file():
+        try:
+            config = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise TokenizerError(f"cannot read {cfg_path}: {exc}") from exc
+    return LoadedTokenizer(tokenizer=tok, source=spec, path=str(path.resolve()), sha256=hashlib.sha256(raw).hexdigest(), config=config)

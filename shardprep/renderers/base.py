@@ -1,0 +1,284 @@
+"""Renderer base class and tinker-cookbook 0.6.1's chunk algorithm.
+
+`plan_supervised` / `plan_prompt` follow `build_supervised_example` / `build_generation_prompt`
+step for step but stop before tokenization: they return chunks, and `pipeline.tokenize` encodes
+the chunks of a whole row batch at once. The one token-level step, prompt-prefix zeroing, is
+`zero_prompt_prefix`.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+import numpy as np
+
+from shardprep.errors import RendererError, TokenizerError
+from shardprep.pipeline.tokenizer import LoadedTokenizer
+from shardprep.renderers.chunks import Chunk, text
+from shardprep.renderers.content import Message
+
+# Bump when the chunk algorithm itself changes in a way that alters output (fingerprints).
+ALGORITHM_VERSION = "tinker-cookbook-0.6.1/1"
+
+
+class TrainOnWhat(str, Enum):
+    LAST_ASSISTANT_MESSAGE = "last_assistant_message"
+    LAST_ASSISTANT_TURN = "last_assistant_turn"
+    ALL_ASSISTANT_MESSAGES = "all_assistant_messages"
+    ALL_MESSAGES = "all_messages"
+    ALL_TOKENS = "all_tokens"
+    ALL_USER_AND_SYSTEM_MESSAGES = "all_user_and_system_messages"
+    CUSTOMIZED = "customized"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderContext:
+    idx: int
+    is_last: bool
+    prev_message: Message | None
+    next_message: Message | None
+    last_user_index: int
+    in_last_assistant_turn: bool
+
+
+@dataclass(slots=True)
+class RenderedMessage:
+    output: list[Chunk]
+    header: Chunk | None = None
+    # Appended only after the last message, with that message's output weight.
+    stop_overlap: Chunk | None = None
+
+
+@dataclass(slots=True)
+class SupervisedPlan:
+    chunks: list[Chunk]
+    weights: list[float]
+    # Generation prompt whose token prefix gets weight 0 (LAM/LAT only), else None.
+    prompt: list[Chunk] | None = None
+
+
+@dataclass(slots=True)
+class _Tokens:
+    """Single-id lookup of special tokens, done once per renderer."""
+
+    tokenizer: LoadedTokenizer
+    cache: dict[str, int | None] = field(default_factory=dict)
+
+    def single_id(self, token: str) -> int | None:
+        if token not in self.cache:
+            ids = self.tokenizer.tokenizer.encode(token, add_special_tokens=False).ids
+            self.cache[token] = ids[0] if len(ids) == 1 else None
+        return self.cache[token]
+
+
+class Renderer(ABC):
+    """One chat template. Subclasses implement `render_message` and declare their constants."""
+
+    disables_thinking: ClassVar[bool] = False
+
+    def __init__(self, tokenizer: LoadedTokenizer, name: str, options: dict[str, Any] | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.name = name
+        self.options: dict[str, Any] = dict(options or {})
+        self._tokens = _Tokens(tokenizer)
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    def bos(self) -> Chunk | None:
+        return None
+
+    def normalize(self, messages: Sequence[Message]) -> Sequence[Message]:
+        """Rewrite the conversation before rendering (must be idempotent: prompts re-apply it)."""
+        return messages
+
+    @abstractmethod
+    def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage: ...
+
+    def generation_suffix(self, role: str, ctx: RenderContext) -> list[Chunk]:
+        header = self.render_message({"role": role, "content": ""}, ctx).header
+        return [header] if header is not None else []
+
+    def generation_prefill(self, messages: Sequence[Message], prefill: str | None) -> str | None:
+        return prefill
+
+    def assistant_turn_start(self, messages: Sequence[Message]) -> int:
+        return last_user_index(messages) + 1
+
+    @abstractmethod
+    def template_constants(self) -> dict[str, Any]:
+        """Every constant string that decides the output."""
+
+    def required_special_tokens(self) -> list[str]:
+        return []
+
+    # -- derived -----------------------------------------------------------------------------
+
+    def template_text(self) -> str:
+        return json.dumps(
+            {
+                "algorithm": ALGORITHM_VERSION,
+                "renderer": type(self).__name__,
+                "name": self.name,
+                "options": self.options,
+                "disables_thinking": self.disables_thinking,
+                "constants": self.template_constants(),
+            },
+            sort_keys=True,
+            ensure_ascii=False,
+        )
+
+    def check_tokenizer(self) -> None:
+        for token in self.required_special_tokens():
+            if self._tokens.single_id(token) is None:
+                raise TokenizerError(
+                    f"renderer {self.name!r} needs {token!r} as a single token, but tokenizer "
+                    f"{self.tokenizer.source!r} does not have it; use the tokenizer of the model the "
+                    f"renderer is for (see `renderer_info({self.name!r})`), or pick the renderer that "
+                    "matches this tokenizer"
+                )
+
+    def special_id(self, token: str) -> int:
+        tid = self._tokens.single_id(token)
+        if tid is None:
+            self.check_tokenizer()
+            raise TokenizerError(f"renderer {self.name!r}: {token!r} is not a single token in this tokenizer")
+        return tid
+
+
+def last_user_index(messages: Sequence[Message]) -> int:
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].get("role") == "user":
+            return i
+    return -1
+
+
+def output_is_trained(message: Message, ctx: RenderContext, mode: TrainOnWhat) -> bool:
+    role = message.get("role")
+    if mode is TrainOnWhat.LAST_ASSISTANT_MESSAGE:
+        return ctx.is_last and role == "assistant"
+    if mode is TrainOnWhat.LAST_ASSISTANT_TURN:
+        return role == "assistant" and ctx.in_last_assistant_turn
+    if mode is TrainOnWhat.ALL_ASSISTANT_MESSAGES:
+        return role == "assistant"
+    if mode in (TrainOnWhat.ALL_MESSAGES, TrainOnWhat.ALL_TOKENS):
+        return True
+    if mode is TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES:
+        return role in ("user", "system")
+    return bool(message.get("trainable", False))
+
+
+def _context(messages: Sequence[Message], idx: int, last_user: int, turn_start: int) -> RenderContext:
+    n = len(messages)
+    return RenderContext(
+        idx=idx,
+        is_last=idx == n - 1,
+        prev_message=messages[idx - 1] if idx > 0 else None,
+        next_message=messages[idx + 1] if idx + 1 < n else None,
+        last_user_index=last_user,
+        in_last_assistant_turn=idx >= turn_start,
+    )
+
+
+def _check_message(message: Any, idx: int) -> None:
+    if not isinstance(message, dict) or not isinstance(message.get("role"), str) or "content" not in message:
+        raise RendererError(f"message {idx} must be a dict with 'role' (str) and 'content'", field="messages")
+
+
+def plan_supervised(renderer: Renderer, messages: Sequence[Message], train_on: TrainOnWhat) -> SupervisedPlan:
+    """tinker's build_supervised_example, up to (not including) tokenization."""
+    train_on = TrainOnWhat(train_on)
+    messages = renderer.normalize(messages)
+    chunks: list[Chunk] = []
+    weights: list[float] = []
+    bos = renderer.bos()
+    if bos is not None:
+        chunks.append(bos)
+        weights.append(0.0)  # BOS is never trained, not even with all_tokens
+    n = len(messages)
+    last_user = last_user_index(messages)
+    # tinker computes the turn start on messages[:-1]: [.., user, assistant, user] keeps the
+    # middle assistant in the "last turn".
+    turn_start = renderer.assistant_turn_start(messages[:-1])
+    customized = train_on is TrainOnWhat.CUSTOMIZED
+    header_weight = 1.0 if train_on is TrainOnWhat.ALL_TOKENS else 0.0
+    for idx, message in enumerate(messages):
+        _check_message(message, idx)
+        if ("trainable" in message) != customized:
+            raise RendererError(
+                "with train_on 'customized' every message needs a 'trainable' key"
+                if customized
+                else f"message {idx} has a 'trainable' key, which only train_on 'customized' allows",
+                field="trainable",
+            )
+        ctx = _context(messages, idx, last_user, turn_start)
+        rendered = renderer.render_message(message, ctx)
+        if rendered.header is not None:
+            chunks.append(rendered.header)
+            weights.append(header_weight)
+        w = 1.0 if output_is_trained(message, ctx, train_on) else 0.0
+        chunks.extend(rendered.output)
+        weights.extend([w] * len(rendered.output))
+        if ctx.is_last and rendered.stop_overlap is not None:
+            chunks.append(rendered.stop_overlap)
+            weights.append(w)
+    prompt = None
+    if train_on in (TrainOnWhat.LAST_ASSISTANT_MESSAGE, TrainOnWhat.LAST_ASSISTANT_TURN):
+        boundary = n - 1 if train_on is TrainOnWhat.LAST_ASSISTANT_MESSAGE else last_user + 1
+        if 0 <= boundary < n and messages[boundary].get("role") == "assistant":
+            prompt = plan_prompt(renderer, messages[:boundary])
+    return SupervisedPlan(chunks, weights, prompt)
+
+
+def plan_prompt(
+    renderer: Renderer, messages: Sequence[Message], role: str = "assistant", prefill: str | None = None
+) -> list[Chunk]:
+    """tinker's build_generation_prompt, up to (not including) tokenization."""
+    messages = renderer.normalize(messages)
+    chunks: list[Chunk] = []
+    bos = renderer.bos()
+    if bos is not None:
+        chunks.append(bos)
+    last_user = last_user_index(messages)
+    turn_start = renderer.assistant_turn_start(messages)  # on the full list here, unlike supervised
+    for idx, message in enumerate(messages):
+        _check_message(message, idx)
+        rendered = renderer.render_message(message, _context(messages, idx, last_user, turn_start))
+        if rendered.header is not None:
+            chunks.append(rendered.header)
+        chunks.extend(rendered.output)
+    suffix_ctx = RenderContext(
+        idx=len(messages),
+        is_last=True,
+        prev_message=messages[-1] if messages else None,
+        next_message=None,
+        last_user_index=last_user,
+        in_last_assistant_turn=True,
+    )
+    chunks.extend(renderer.generation_suffix(role, suffix_ctx))
+    fill = renderer.generation_prefill(messages, prefill)
+    if fill:
+        chunks.append(text(fill))
+    return chunks
+
+
+def zero_prompt_prefix(renderer: Renderer, tokens: np.ndarray, weights: np.ndarray, prompt: np.ndarray) -> None:
+    """Zero the weights of the generation prompt's tokens when the example starts with them.
+
+    This removes prefills (an empty think block, `<think>`) from the trained part, as tinker's
+    `_train_after_the_generation_prompt` does; only weights change, never tokens.
+    """
+    k = len(prompt)
+    if k <= len(tokens) and np.array_equal(tokens[:k], prompt):
+        weights[:k] = 0.0
+    elif renderer.disables_thinking:
+        raise RendererError(
+            f"renderer {renderer.name!r} has thinking turned off: its generation prompt closes the think "
+            "block, which tells the model not to reason. This turn contains reasoning (or does not start "
+            "with the closed think block), so training on it would teach the model to reason anyway. Use "
+            "the thinking version of this renderer, or remove the reasoning from this turn."
+        )

@@ -1,0 +1,137 @@
+"""DeepSeek V3.1 family: `deepseekv3` (= `deepseekv3_disable_thinking`) and `deepseekv3_thinking`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from shardprep.errors import RendererError
+from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
+from shardprep.renderers.chunks import Chunk, text
+from shardprep.renderers.content import Message, has_thinking, parts, text_of, tool_call_fields
+
+_BOS = "<｜begin▁of▁sentence｜>"
+_EOS = "<｜end▁of▁sentence｜>"
+_USER = "<｜User｜>"
+_ASSISTANT = "<｜Assistant｜>"
+_CLOSED = "</think>"
+_CALLS = ("<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>")
+_CALL = ("<｜tool▁call▁begin｜>", "<｜tool▁sep｜>", "<｜tool▁call▁end｜>")
+_OUTPUT = ("<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>")
+_THINK_RE = re.compile(r"<think>.*?</think>", flags=re.DOTALL)
+
+
+def _tool_calls_text(calls: list[Any]) -> str:
+    body = ""
+    for call in calls:
+        name, arguments = tool_call_fields(call)
+        body += _CALL[0] + name + _CALL[1] + arguments + _CALL[2]  # arguments: the raw JSON string
+    return _CALLS[0] + body + _CALLS[1]
+
+
+class DeepSeekV3Renderer(Renderer):
+    """Non-thinking mode: every assistant turn not after a tool result opens with a closed think."""
+
+    thinking = False
+    strip_thinking_from_history = True
+
+    def bos(self) -> Chunk | None:
+        return text(_BOS)
+
+    def _content(self, message: Message, ctx: RenderContext) -> str:
+        content = message["content"]
+        if isinstance(content, str):
+            return content
+        drop = (
+            self.strip_thinking_from_history
+            and message["role"] == "assistant"
+            and not message.get("tool_calls")
+            and not ctx.is_last
+        )
+        pieces = []
+        for part in parts(content):
+            if part.get("type") == "thinking":
+                if not drop:
+                    pieces.append(f"<think>{part.get('thinking', '')}</think>")
+            elif part.get("type") == "text":
+                pieces.append(str(part.get("text", "")))
+        return "".join(pieces)
+
+    def _assistant(self, message: Message, ctx: RenderContext) -> tuple[str | None, str]:
+        """(header, body) of an assistant message."""
+        after_tool = ctx.prev_message is not None and ctx.prev_message.get("role") == "tool"
+        if after_tool:
+            return None, self._content(message, ctx)
+        content = message["content"]
+        if isinstance(content, str):
+            stripped = _THINK_RE.sub("", content)
+        else:
+            stripped = text_of(content)
+        return _ASSISTANT + _CLOSED, stripped
+
+    def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
+        role = message["role"]
+        if role == "system":
+            if ctx.idx != 0:
+                raise RendererError(
+                    f"{self.name} renders a system message only as the first message (found one at {ctx.idx})",
+                    field="messages",
+                )
+            return RenderedMessage(output=[text(self._content(message, ctx))])
+        if role == "user":
+            return RenderedMessage(header=text(_USER), output=[text(self._content(message, ctx))])
+        if role == "tool":
+            return RenderedMessage(header=text(_OUTPUT[0]), output=[text(self._content(message, ctx) + _OUTPUT[1])])
+        if role != "assistant":
+            raise RendererError(f"{self.name} cannot render role {role!r}", field="role")
+        header, body = self._assistant(message, ctx)
+        if message.get("tool_calls"):
+            body += _tool_calls_text(message["tool_calls"])
+        output = [text(body)]
+        # tinker writes no end-of-sentence after an assistant message with empty content
+        # (a pure tool-call turn).
+        if message["content"]:
+            output.append(text(_EOS))
+        return RenderedMessage(header=text(header) if header is not None else None, output=output)
+
+    def required_special_tokens(self) -> list[str]:
+        return [_BOS, _EOS, _USER, _ASSISTANT, *_CALLS, *_CALL, *_OUTPUT]
+
+    def template_constants(self) -> dict[str, Any]:
+        return {
+            "bos": _BOS,
+            "eos": _EOS,
+            "user": _USER,
+            "assistant": _ASSISTANT,
+            "closed_think": _CLOSED,
+            "tool_calls": list(_CALLS),
+            "tool_call": list(_CALL),
+            "tool_output": list(_OUTPUT),
+            "think_re": _THINK_RE.pattern,
+            "thinking": self.thinking,
+            "strip_thinking_from_history": self.strip_thinking_from_history,
+        }
+
+
+class DeepSeekV3ThinkingRenderer(DeepSeekV3Renderer):
+    """Thinking mode: the last assistant keeps its reasoning; the prompt is prefilled with `<think>`."""
+
+    thinking = True
+
+    def _assistant(self, message: Message, ctx: RenderContext) -> tuple[str | None, str]:
+        after_tool = ctx.prev_message is not None and ctx.prev_message.get("role") == "tool"
+        body = self._content(message, ctx)
+        if after_tool:
+            return None, body
+        if not ctx.is_last and self.strip_thinking_from_history:
+            return _ASSISTANT + _CLOSED, body
+        content = message["content"]
+        if content and not has_thinking(content):
+            body = "<think></think>" + body
+        return _ASSISTANT, body
+
+    def generation_prefill(self, messages: Sequence[Message], prefill: str | None) -> str | None:
+        if messages and messages[-1].get("role") == "tool":
+            return prefill
+        return "<think>" + (prefill or "")

@@ -1,0 +1,119 @@
+"""Qwen3 text family: `qwen3`, `qwen3_disable_thinking`, `qwen3_instruct`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shardprep.errors import RendererError
+from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
+from shardprep.renderers.chunks import Chunk, escaped, text
+from shardprep.renderers.content import Message, has_thinking, parts, tool_call_fields, tool_calls_of
+
+_IM_START = "<|im_start|>"
+_IM_END = "<|im_end|>"
+_EMPTY_THINK = "<think>\n\n</think>\n\n"
+_TOOL_RESPONSE = ("<tool_response>\n", "\n</tool_response>")
+_TOOL_CALL = ("<tool_call>\n", "\n</tool_call>")
+
+
+def _frame(reasoning: str) -> str:
+    return "<think>\n" + reasoning.strip("\n") + "\n</think>\n\n"
+
+
+def _tool_call_text(call: Any) -> str:
+    name, arguments = tool_call_fields(call)
+    try:
+        args = json.loads(arguments)
+    except json.JSONDecodeError as exc:
+        raise RendererError(f"tool call arguments are not valid JSON: {exc}", field="tool_calls") from exc
+    # json.dumps defaults (", " / ": ", ASCII escapes) are what tinker writes.
+    return _TOOL_CALL[0] + json.dumps({"name": name, "arguments": args}) + _TOOL_CALL[1]
+
+
+class Qwen3Renderer(Renderer):
+    frames_thinking = True
+    strip_thinking_from_history = True
+
+    def _frames(self, message: Message, ctx: RenderContext) -> bool:
+        return (
+            self.frames_thinking
+            and message["role"] == "assistant"
+            and ctx.last_user_index >= 0
+            and (ctx.is_last or not self.strip_thinking_from_history)
+        )
+
+    def _content_text(self, message: Message, ctx: RenderContext) -> str:
+        content = message["content"]
+        frames = self._frames(message, ctx)
+        if isinstance(content, str):
+            if frames and "</think>" in content:
+                head, _, rest = content.partition("</think>")
+                body = _frame(head.rpartition("<think>")[2]) + rest.lstrip("\n")
+            else:
+                body = content  # history stripping only applies to list content
+        else:
+            drop = self.strip_thinking_from_history and message["role"] == "assistant" and not ctx.is_last
+            pieces: list[str] = []
+            after_frame = False
+            for part in parts(content):
+                kind = part.get("type")
+                if kind == "thinking":
+                    if drop:
+                        continue
+                    t = str(part.get("thinking", ""))
+                    pieces.append(_frame(t) if frames else f"<think>{t}</think>")
+                    after_frame = frames
+                elif kind == "text":
+                    t = str(part.get("text", ""))
+                    pieces.append(t.lstrip("\n") if after_frame else t)
+                    after_frame = False
+                # images and other parts are dropped, as in tinker's text renderer
+            body = "".join(pieces)
+        if frames and not has_thinking(content):
+            body = _EMPTY_THINK + body.lstrip("\n")
+        return body
+
+    def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
+        role = message["role"]
+        nl = "\n" if ctx.idx > 0 else ""
+        header = text(f"{nl}{_IM_START}{'user' if role == 'tool' else role}\n")
+        body = self._content_text(message, ctx)
+        if role == "tool":
+            body = _TOOL_RESPONSE[0] + body + _TOOL_RESPONSE[1]
+        calls = tool_calls_of(message)
+        if calls is not None:
+            body += ("\n" if body else "") + "\n".join(_tool_call_text(c) for c in calls)
+        # Content is encoded with special tokens escaped, <|im_end|> separately with them live.
+        return RenderedMessage(header=header, output=[escaped(body), text(_IM_END)])
+
+    def required_special_tokens(self) -> list[str]:
+        tokens = [_IM_START, _IM_END]
+        if self.frames_thinking:
+            tokens += ["<think>", "</think>"]
+        return tokens
+
+    def template_constants(self) -> dict[str, Any]:
+        return {
+            "header": "{nl}" + _IM_START + "{role}\n",
+            "end": _IM_END,
+            "frame": _frame("{reasoning}"),
+            "empty_think": _EMPTY_THINK,
+            "tool_response": list(_TOOL_RESPONSE),
+            "tool_call": list(_TOOL_CALL),
+            "frames_thinking": self.frames_thinking,
+            "strip_thinking_from_history": self.strip_thinking_from_history,
+        }
+
+
+class Qwen3DisableThinkingRenderer(Qwen3Renderer):
+    disables_thinking = True
+
+    def generation_suffix(self, role: str, ctx: RenderContext) -> list[Chunk]:
+        # The prompt closes an empty think block: the model is told not to reason.
+        nl = "\n" if ctx.idx > 0 else ""
+        return [text(f"{nl}{_IM_START}{'user' if role == 'tool' else role}\n{_EMPTY_THINK}")]
+
+
+class Qwen3InstructRenderer(Qwen3Renderer):
+    frames_thinking = False
