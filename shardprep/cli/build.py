@@ -21,12 +21,15 @@ def build(
     force: bool = typer.Option(False, "--force", help="Rebuild even when the output is up to date."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (no progress bar)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    output: str = typer.Option(None, "--output", "-o", help="Write here instead of the recipe's `output:`."),
 ) -> None:
     """Build shards and manifest.json from a recipe.
 
     Example: prep build configs/demo.yaml
     """
     parsed, base_dir = load_recipe(recipe)
+    if output is not None:
+        parsed = parsed.model_copy(update={"output": str(Path(output).resolve()) if "://" not in output else output})
     console = Console(stderr=True)
     progress = None if (as_json or quiet) else RichProgress(console)
     result = run_build(parsed, base_dir, force=force, progress=progress)

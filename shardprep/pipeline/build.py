@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import time
 from collections import Counter
@@ -54,9 +55,9 @@ class BuildResult:
 
 
 def _resolve_path(path: str, base_dir: Path) -> str:
-    if "://" in path or Path(path).is_absolute():
+    if "://" in path:
         return path
-    return str(base_dir / path)
+    return os.path.normpath(path if Path(path).is_absolute() else base_dir / path)
 
 
 @dataclass

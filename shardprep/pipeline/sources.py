@@ -34,7 +34,7 @@ _EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-_COMPRESSION_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2", ".xz")
+_CODECS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", ".xz": "xz"}
 _GLOB_CHARS = re.compile(r"[*?\[]")
 # Object-store reads are network round trips; a large buffer turns line iteration into few requests.
 _REMOTE_BUFFER = 1 << 20
@@ -117,7 +117,7 @@ def detect_format(url: str, file_format: str = "auto") -> str:
             )
         return file_format
     name = url.split("?", 1)[0].lower()
-    for suffix in _COMPRESSION_SUFFIXES:
+    for suffix in _CODECS:
         if name.endswith(suffix):
             name = name[: -len(suffix)]
             break
@@ -131,11 +131,13 @@ def detect_format(url: str, file_format: str = "auto") -> str:
 
 
 def _compression_of(url: str) -> str | None:
-    name = url.split("?", 1)[0]
-    comp = infer_compression(name)
-    if comp is None and name.lower().endswith(".zstd"):
-        comp = "zstd"
-    return comp
+    # Our own table first: fsspec only infers codecs whose library is installed, and a .zst file
+    # read as plain bytes would fail with a confusing JSON error instead of "install zstandard".
+    name = url.split("?", 1)[0].lower()
+    for suffix, codec in _CODECS.items():
+        if name.endswith(suffix):
+            return codec
+    return infer_compression(name)
 
 
 @contextmanager

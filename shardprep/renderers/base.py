@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from shardprep.errors import RendererError, TokenizerError
+from shardprep.errors import RendererError, ShardprepError, TokenizerError
 from shardprep.pipeline.tokenizer import LoadedTokenizer
 from shardprep.renderers.chunks import Chunk, text
 from shardprep.renderers.content import Message
@@ -80,11 +80,19 @@ class Renderer(ABC):
     """One chat template. Subclasses implement `render_message` and declare their constants."""
 
     disables_thinking: ClassVar[bool] = False
+    # Option keys this renderer understands; anything else is refused so a typo is not ignored.
+    accepted_options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, tokenizer: LoadedTokenizer, name: str, options: dict[str, Any] | None = None) -> None:
         self.tokenizer = tokenizer
         self.name = name
         self.options: dict[str, Any] = dict(options or {})
+        unknown = sorted(set(self.options) - self.accepted_options)
+        if unknown:
+            raise ShardprepError(
+                f"renderer {name!r} does not take option(s) {', '.join(unknown)}"
+                f" (accepted: {', '.join(sorted(self.accepted_options)) or 'none'})"
+            )
         self._tokens = _Tokens(tokenizer)
 
     # -- hooks -------------------------------------------------------------------------------

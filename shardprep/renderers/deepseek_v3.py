@@ -58,17 +58,16 @@ class DeepSeekV3Renderer(Renderer):
                 pieces.append(str(part.get("text", "")))
         return "".join(pieces)
 
-    def _assistant(self, message: Message, ctx: RenderContext) -> tuple[str | None, str]:
-        """(header, body) of an assistant message."""
+    def _assistant(self, message: Message, ctx: RenderContext) -> tuple[str | None, str, bool]:
+        """(header, body, whether the content counts as non-empty) of an assistant message."""
         after_tool = ctx.prev_message is not None and ctx.prev_message.get("role") == "tool"
         if after_tool:
-            return None, self._content(message, ctx)
+            return None, self._content(message, ctx), bool(message["content"])
         content = message["content"]
-        if isinstance(content, str):
-            stripped = _THINK_RE.sub("", content)
-        else:
-            stripped = text_of(content)
-        return _ASSISTANT + _CLOSED, stripped
+        stripped = _THINK_RE.sub("", content) if isinstance(content, str) else text_of(content)
+        # tinker replaces the content with the stripped text first, so a turn holding only
+        # reasoning and tool calls ends without end-of-sentence.
+        return _ASSISTANT + _CLOSED, stripped, bool(stripped)
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         role = message["role"]
@@ -85,13 +84,13 @@ class DeepSeekV3Renderer(Renderer):
             return RenderedMessage(header=text(_OUTPUT[0]), output=[text(self._content(message, ctx) + _OUTPUT[1])])
         if role != "assistant":
             raise RendererError(f"{self.name} cannot render role {role!r}", field="role")
-        header, body = self._assistant(message, ctx)
+        header, body, has_content = self._assistant(message, ctx)
         if message.get("tool_calls"):
             body += _tool_calls_text(message["tool_calls"])
         output = [text(body)]
         # tinker writes no end-of-sentence after an assistant message with empty content
         # (a pure tool-call turn).
-        if message["content"]:
+        if has_content:
             output.append(text(_EOS))
         return RenderedMessage(header=text(header) if header is not None else None, output=output)
 
@@ -119,17 +118,17 @@ class DeepSeekV3ThinkingRenderer(DeepSeekV3Renderer):
 
     thinking = True
 
-    def _assistant(self, message: Message, ctx: RenderContext) -> tuple[str | None, str]:
+    def _assistant(self, message: Message, ctx: RenderContext) -> tuple[str | None, str, bool]:
         after_tool = ctx.prev_message is not None and ctx.prev_message.get("role") == "tool"
         body = self._content(message, ctx)
-        if after_tool:
-            return None, body
-        if not ctx.is_last and self.strip_thinking_from_history:
-            return _ASSISTANT + _CLOSED, body
         content = message["content"]
+        if after_tool:
+            return None, body, bool(content)
+        if not ctx.is_last and self.strip_thinking_from_history:
+            return _ASSISTANT + _CLOSED, body, bool(content)
         if content and not has_thinking(content):
             body = "<think></think>" + body
-        return _ASSISTANT, body
+        return _ASSISTANT, body, bool(content)
 
     def generation_prefill(self, messages: Sequence[Message], prefill: str | None) -> str | None:
         if messages and messages[-1].get("role") == "tool":

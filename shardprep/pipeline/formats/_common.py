@@ -60,7 +60,11 @@ def arguments_string(args: Any, field: str) -> str:
         return args
     if isinstance(args, (dict, list)):
         return json.dumps(args, ensure_ascii=False)
-    raise RowError("bad_tool_call", f"tool-call arguments must be an object or a JSON string, got {type(args).__name__}", field=field)
+    raise RowError(
+        "bad_tool_call",
+        f"tool-call arguments must be an object or a JSON string, got {type(args).__name__}",
+        field=field,
+    )
 
 
 def parse_call_value(value: Any, field: str) -> list[dict[str, Any]]:
@@ -69,7 +73,9 @@ def parse_call_value(value: Any, field: str) -> list[dict[str, Any]]:
         try:
             value = json.loads(value)
         except json.JSONDecodeError as e:
-            raise RowError("bad_tool_call", f"tool call is not valid JSON: {e.msg}", field=field) from e
+            raise RowError(
+                "bad_tool_call", f"tool call is not valid JSON: {e.msg}", field=field
+            ) from e
     calls = value if isinstance(value, list) else [value]
     out = []
     for i, call in enumerate(calls):
@@ -77,7 +83,14 @@ def parse_call_value(value: Any, field: str) -> list[dict[str, Any]]:
         if not isinstance(call, dict) or not isinstance(call.get("name"), str) or not call["name"]:
             raise RowError("bad_tool_call", "a tool call needs a string `name`", field=where)
         out.append(
-            {"type": "function", "id": None, "function": {"name": call["name"], "arguments": arguments_string(call.get("arguments"), f"{where}.arguments")}}
+            {
+                "type": "function",
+                "id": None,
+                "function": {
+                    "name": call["name"],
+                    "arguments": arguments_string(call.get("arguments"), f"{where}.arguments"),
+                },
+            }
         )
     return out
 
@@ -85,7 +98,9 @@ def parse_call_value(value: Any, field: str) -> list[dict[str, Any]]:
 def normalize_tool_calls(calls: Any, field: str) -> list[dict[str, Any]]:
     """OpenAI `tool_calls` (nested `function`, or flat `name`/`arguments`) in the contract's shape."""
     if not isinstance(calls, list):
-        raise RowError("bad_tool_call", f"tool_calls must be a list, got {type(calls).__name__}", field=field)
+        raise RowError(
+            "bad_tool_call", f"tool_calls must be a list, got {type(calls).__name__}", field=field
+        )
     out = []
     for i, call in enumerate(calls):
         where = f"{field}[{i}]"
@@ -93,7 +108,11 @@ def normalize_tool_calls(calls: Any, field: str) -> list[dict[str, Any]]:
             raise RowError("bad_tool_call", "a tool call must be an object", field=where)
         fn = call.get("function", call)
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
-            raise RowError("bad_tool_call", "a tool call needs a string function name", field=f"{where}.function.name")
+            raise RowError(
+                "bad_tool_call",
+                "a tool call needs a string function name",
+                field=f"{where}.function.name",
+            )
         call_id = call.get("id")
         if call_id is not None and not isinstance(call_id, str):
             call_id = str(call_id)
@@ -101,13 +120,20 @@ def normalize_tool_calls(calls: Any, field: str) -> list[dict[str, Any]]:
             {
                 "type": "function",
                 "id": call_id or None,
-                "function": {"name": fn["name"], "arguments": arguments_string(fn.get("arguments"), f"{where}.function.arguments")},
+                "function": {
+                    "name": fn["name"],
+                    "arguments": arguments_string(
+                        fn.get("arguments"), f"{where}.function.arguments"
+                    ),
+                },
             }
         )
     return out
 
 
-def finish(messages: list[Message], *, field: str, customized: bool, trainable: list[Any] | None = None) -> list[Message]:
+def finish(
+    messages: list[Message], *, field: str, customized: bool, trainable: list[Any] | None = None
+) -> list[Message]:
     """Checks and fills shared by every format.
 
     * tool calls without an id get `call_1`, `call_2`, ... (position in the conversation);

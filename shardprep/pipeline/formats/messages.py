@@ -1,0 +1,166 @@
+"""OpenAI-style `messages`, including LLaMA-Factory's v1 part layout (`{"type", "value"}`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from shardprep.errors import RowError
+
+from ._common import ROLES, Message, column, finish, normalize_tool_calls, parse_call_value
+
+# LLaMA-Factory's tool-use layout (reason_tool_use_demo) marks reasoning and calls as parts; in that
+# layout plain text of system/user/tool messages is a string (as the golden conversations have it).
+_LF_TOOL_PARTS = frozenset({"reasoning", "tool_call"})
+
+
+def _text_of(part: Mapping[str, Any], keys: tuple[str, ...], field: str) -> str:
+    for key in keys:
+        value = part.get(key)
+        if value is not None:
+            if not isinstance(value, str):
+                raise RowError(
+                    "bad_content",
+                    f"{part.get('type')} part text must be a string, got {type(value).__name__}",
+                    field=f"{field}.{key}",
+                )
+            return value
+    raise RowError(
+        "bad_content",
+        f"{part.get('type')} part has no {' or '.join(repr(k) for k in keys)}",
+        field=field,
+    )
+
+
+def _parts(content: list[Any], field: str) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """Content parts -> (text/thinking parts, tool calls carried as parts)."""
+    parts: list[dict[str, str]] = []
+    calls: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        where = f"{field}[{j}]"
+        if not isinstance(part, dict):
+            raise RowError(
+                "bad_content",
+                f"a content part must be an object, got {type(part).__name__}",
+                field=where,
+            )
+        kind = part.get("type")
+        if kind == "text":
+            parts.append({"type": "text", "text": _text_of(part, ("text", "value"), where)})
+        elif kind in ("thinking", "reasoning"):
+            parts.append(
+                {"type": "thinking", "thinking": _text_of(part, (kind, "value", "text"), where)}
+            )
+        elif kind == "tool_call":
+            value = part.get("value", part.get("tool_call"))
+            if value is None:
+                raise RowError("bad_tool_call", "tool_call part has no value", field=where)
+            calls.extend(parse_call_value(value, f"{where}.value"))
+        else:
+            raise RowError(
+                "bad_content",
+                f"unsupported content part type {kind!r} (text, thinking, reasoning, tool_call)",
+                field=f"{where}.type",
+            )
+    return parts, calls
+
+
+def convert(
+    row: Mapping[str, Any], columns: Mapping[str, str] | None = None, *, customized: bool = False
+) -> list[Message]:
+    raw, field = column(row, columns, "messages")
+    if not isinstance(raw, list):
+        raise RowError(
+            "bad_content",
+            f"{field!r} must be a list of messages, got {type(raw).__name__}",
+            field=field,
+        )
+    lf_tool_layout = any(
+        isinstance(m, dict)
+        and isinstance(m.get("content"), list)
+        and any(isinstance(p, dict) and p.get("type") in _LF_TOOL_PARTS for p in m["content"])
+        for m in raw
+    )
+    messages: list[Message] = []
+    flags: list[Any] = []
+    for i, src in enumerate(raw):
+        where = f"{field}[{i}]"
+        if not isinstance(src, dict):
+            raise RowError(
+                "bad_content", f"a message must be an object, got {type(src).__name__}", field=where
+            )
+        role = src.get("role")
+        if role is None:
+            raise RowError("missing_field", "message has no role", field=f"{where}.role")
+        if not isinstance(role, str) or role not in ROLES:
+            raise RowError(
+                "unknown_role",
+                f"unknown role {role!r} (system, user, assistant, tool)",
+                field=f"{where}.role",
+            )
+        msg: Message = {"role": role}
+        content = src.get("content")
+        calls: list[dict[str, Any]] = []
+        if content is None:
+            if role != "assistant":
+                raise RowError(
+                    "missing_field", f"{role} message has no content", field=f"{where}.content"
+                )
+            content = ""
+        elif isinstance(content, list):
+            parts, calls = _parts(content, f"{where}.content")
+            if (
+                lf_tool_layout
+                and role != "assistant"
+                and len(parts) == 1
+                and parts[0]["type"] == "text"
+            ):
+                content = parts[0]["text"]
+            elif not parts:
+                content = ""
+            else:
+                content = parts
+        elif not isinstance(content, str):
+            raise RowError(
+                "bad_content",
+                f"content must be a string or a list of parts, got {type(content).__name__}",
+                field=f"{where}.content",
+            )
+        reasoning = src.get("reasoning_content", src.get("reasoning"))
+        if reasoning is not None and not isinstance(reasoning, str):
+            raise RowError(
+                "bad_content",
+                "reasoning_content must be a string",
+                field=f"{where}.reasoning_content",
+            )
+        if reasoning:
+            # A separate reasoning field becomes the leading thinking part, as renderers expect.
+            rest = (
+                content
+                if isinstance(content, list)
+                else ([{"type": "text", "text": content}] if content else [])
+            )
+            content = [{"type": "thinking", "thinking": reasoning}, *rest]
+        msg["content"] = content
+        if src.get("tool_calls") is not None:
+            calls = normalize_tool_calls(src["tool_calls"], f"{where}.tool_calls") + calls
+        if calls:
+            if role != "assistant":
+                raise RowError(
+                    "bad_tool_call",
+                    f"only assistant messages carry tool calls, not {role}",
+                    field=f"{where}.tool_calls",
+                )
+            msg["tool_calls"] = calls
+        if role == "tool":
+            for key in ("tool_call_id", "name"):
+                value = src.get(key)
+                if value is not None:
+                    if not isinstance(value, str):
+                        raise RowError(
+                            "bad_content", f"{key} must be a string", field=f"{where}.{key}"
+                        )
+                    msg[key] = value
+        messages.append(msg)
+        flags.append(src.get("trainable"))
+    return finish(messages, field=field, customized=customized, trainable=flags)

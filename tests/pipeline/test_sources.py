@@ -1,0 +1,349 @@
+"""Streaming readers: formats, bad rows, indices, globs, compression, bounded memory."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tracemalloc
+from pathlib import Path
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from shardprep.errors import SourceError
+from shardprep.pipeline import sources
+from shardprep.pipeline.sources import (
+    RawRow,
+    count_rows,
+    expand_paths,
+    file_identity,
+    iter_source_batches,
+    iter_source_rows,
+)
+
+DATA = Path(__file__).resolve().parents[1] / "fixtures" / "data"
+LF = DATA / "llamafactory"
+
+
+def rows_of(path: str | Path, **kw: object) -> list[RawRow]:
+    return [r for batch in iter_source_batches(str(path), **kw) for r in batch]  # type: ignore[arg-type]
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ JSONL
+
+
+def test_jsonl_rows_lines_and_blank_lines(tmp_path: Path) -> None:
+    p = write(tmp_path / "a.jsonl", b'{"a": 1}\n\n   \n{"a": 2}\r\n{"a": 3}')
+    rows = rows_of(p)
+    assert [(r.index, r.line, r.data) for r in rows] == [
+        (0, 1, {"a": 1}),
+        (1, 4, {"a": 2}),
+        (2, 5, {"a": 3}),
+    ]
+    assert all(r.error is None and r.file == str(p) for r in rows)
+    assert count_rows(str(p)) == 3
+
+
+def test_jsonl_bad_rows_keep_streaming(tmp_path: Path) -> None:
+    lines = [
+        b'{"ok": 1}',
+        b'{"broken": ',
+        b'{"text": "caf\xe9"}',  # latin-1 byte, not UTF-8
+        b"[1, 2]",
+        b"",
+        b'"just a string"',
+        b'{"ok": 2}',
+    ]
+    p = write(tmp_path / "bad.jsonl", b"\n".join(lines) + b"\n")
+    rows = rows_of(p)
+    got = [(r.index, r.line, r.error.reason if r.error else None) for r in rows]
+    assert got == [
+        (0, 1, None),
+        (1, 2, "malformed_json"),
+        (2, 3, "invalid_utf8"),
+        (3, 4, "not_an_object"),
+        (4, 6, "not_an_object"),
+        (5, 7, None),
+    ]
+    err = rows[1].error
+    assert err is not None and err.file == str(p) and err.line == 2 and "line 2" in str(err)
+    assert rows[1].data is None and rows[5].data == {"ok": 2}
+    assert count_rows(str(p)) == 6
+
+
+def test_jsonl_utf8_bom_and_ndjson(tmp_path: Path) -> None:
+    p = write(tmp_path / "a.ndjson", b'\xef\xbb\xbf{"a": "\xc3\xa9"}\n')
+    assert [r.data for r in rows_of(p)] == [{"a": "é"}]
+
+
+@pytest.mark.parametrize("name", ["reason_tool_use_demo_50.jsonl.gz", "v1_sft_demo.jsonl.gz"])
+def test_jsonl_real_files_gzip(name: str) -> None:
+    path = LF / name
+    with gzip.open(path) as f:
+        expected = [json.loads(line) for line in f if line.strip()]
+    rows = rows_of(path, batch_size=7)
+    assert [r.data for r in rows] == expected
+    assert [r.index for r in rows] == list(range(len(expected)))
+    assert count_rows(str(path)) == len(expected)
+
+
+def test_batches_have_requested_size(tmp_path: Path) -> None:
+    p = write(tmp_path / "a.jsonl", b"".join(b'{"i": %d}\n' % i for i in range(10)))
+    sizes = [len(b) for b in iter_source_batches(str(p), batch_size=4)]
+    assert sizes == [4, 4, 2]
+    with pytest.raises(ValueError):
+        next(iter_source_batches(str(p), batch_size=0))
+
+
+# ------------------------------------------------------------------------------------------- JSON
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "alpaca_en_demo.json.gz",
+        "glaive_toolcall_en_demo.json.gz",
+        "kto_en_demo.json.gz",
+        "identity.json.gz",
+    ],
+)
+def test_json_array_streaming_equals_json_load(name: str) -> None:
+    path = LF / name
+    with gzip.open(path) as f:
+        expected = json.load(f)
+    rows = rows_of(path, batch_size=64)
+    assert [r.data for r in rows] == expected
+    assert [(r.index, r.line) for r in rows] == [(i, i) for i in range(len(expected))]
+    assert count_rows(str(path)) == len(expected)
+
+
+def test_json_array_tiny_read_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Elements, numbers and multi-byte characters cut by block boundaries still parse exactly."""
+    monkeypatch.setattr(sources, "_READ_BLOCK", 3)
+    items = [
+        {"n": 123456789, "s": "héllo wörld ✓ 你好"},
+        {"f": -1.5e10, "l": [1, 22, 333]},
+        {},
+        {"t": True},
+    ]
+    p = write(
+        tmp_path / "a.json",
+        (
+            " \n [ " + " ,\n ".join(json.dumps(i, ensure_ascii=False) for i in items) + " ] \n"
+        ).encode(),
+    )
+    assert [r.data for r in rows_of(p)] == items
+    assert count_rows(str(p)) == 4
+
+
+def test_json_array_bad_elements(tmp_path: Path) -> None:
+    p = write(tmp_path / "a.json", b'[{"a": 1}, 5, {"b": "\xff\xfe"}, ["x"], {"c": 3}]')
+    rows = rows_of(p)
+    got = [(r.index, r.line, r.error.reason if r.error else None) for r in rows]
+    assert got == [
+        (0, 0, None),
+        (1, 1, "not_an_object"),
+        (2, 2, "invalid_utf8"),
+        (3, 3, "not_an_object"),
+        (4, 4, None),
+    ]
+    assert rows[4].data == {"c": 3}
+
+
+def test_json_array_malformed_is_a_source_error(tmp_path: Path) -> None:
+    p = write(tmp_path / "a.json", b'[{"a": 1}, {"b": }, {"c": 3}]')
+    with pytest.raises(SourceError, match="element 1"):
+        rows_of(p)
+    p2 = write(tmp_path / "b.json", b'[{"a": 1} {"b": 2}]')
+    with pytest.raises(SourceError, match="expected ','"):
+        rows_of(p2)
+
+
+def test_json_single_object_is_one_row() -> None:
+    path = DATA / "axolotl" / "conversation.json"
+    rows = rows_of(path)
+    assert len(rows) == 1 and rows[0].line == 0 and rows[0].data == json.loads(path.read_text())
+    assert count_rows(str(path)) == 1
+
+
+def test_json_empty_inputs_and_concatenated_objects(tmp_path: Path) -> None:
+    assert rows_of(write(tmp_path / "a.json", b" [ ] ")) == []
+    assert rows_of(write(tmp_path / "b.json", b"")) == []
+    with pytest.raises(SourceError, match="JSON Lines"):
+        rows_of(write(tmp_path / "c.json", b'{"a": 1}\n{"a": 2}\n'))
+
+
+# ---------------------------------------------------------------------------------------- Parquet
+
+
+def test_parquet_rows_and_ranges(tmp_path: Path) -> None:
+    p = tmp_path / "a.parquet"
+    table = pa.table({"i": list(range(25)), "text": [f"row {i}" for i in range(25)]})
+    pq.write_table(table, p, row_group_size=10)
+    rows = rows_of(p, batch_size=8)
+    assert [(r.index, r.line, r.data) for r in rows] == [
+        (i, i, {"i": i, "text": f"row {i}"}) for i in range(25)
+    ]
+    assert count_rows(str(p)) == 25
+    # A range starting inside the second row group skips the first group unread.
+    part = rows_of(p, start=13, stop=22)
+    assert [(r.index, r.line, r.data["i"] if r.data else None) for r in part] == [
+        (i, i, i) for i in range(13, 22)
+    ]
+
+
+def test_not_parquet_is_a_source_error(tmp_path: Path) -> None:
+    p = write(tmp_path / "a.parquet", b"not parquet at all")
+    with pytest.raises(SourceError, match="Parquet"):
+        rows_of(p)
+
+
+# ------------------------------------------------------------------------------ paths and globs
+
+
+def test_glob_keeps_global_indices(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    write(tmp_path / "d" / "b.jsonl", b'{"f": "b", "i": 0}\n{"f": "b", "i": 1}\n')
+    write(
+        tmp_path / "d" / "a.jsonl",
+        b'{"f": "a", "i": 0}\n\n{"f": "a", "i": 1}\n{"f": "a", "i": 2}\n',
+    )
+    pq.write_table(pa.table({"f": ["c", "c"], "i": [0, 1]}), tmp_path / "d" / "c.parquet")
+    rows = rows_of("d/*", base_dir=tmp_path, batch_size=2)
+    assert [(r.index, Path(r.file).name, r.line, r.data) for r in rows] == [
+        (0, "a.jsonl", 1, {"f": "a", "i": 0}),
+        (1, "a.jsonl", 3, {"f": "a", "i": 1}),
+        (2, "a.jsonl", 4, {"f": "a", "i": 2}),
+        (3, "b.jsonl", 1, {"f": "b", "i": 0}),
+        (4, "b.jsonl", 2, {"f": "b", "i": 1}),
+        (5, "c.parquet", 0, {"f": "c", "i": 0}),
+        (6, "c.parquet", 1, {"f": "c", "i": 1}),
+    ]
+    assert count_rows("d/*", base_dir=tmp_path) == 7
+    ranged = rows_of("d/*", base_dir=tmp_path, start=2, stop=6)
+    assert [(r.index, Path(r.file).name, r.line) for r in ranged] == [
+        (2, "a.jsonl", 4),
+        (3, "b.jsonl", 1),
+        (4, "b.jsonl", 2),
+        (5, "c.parquet", 0),
+    ]
+    assert [r.index for r in iter_source_rows("d/*", base_dir=tmp_path)] == list(range(7))
+
+
+def test_expand_paths(tmp_path: Path) -> None:
+    write(tmp_path / "x.jsonl", b"{}\n")
+    assert expand_paths("x.jsonl", base_dir=tmp_path) == [str(tmp_path / "x.jsonl")]
+    assert expand_paths(str(tmp_path / "x.jsonl"), base_dir=Path("/elsewhere")) == [
+        str(tmp_path / "x.jsonl")
+    ]
+    with pytest.raises(SourceError, match=r"no file matches .*nothing\*\.jsonl"):
+        expand_paths("nothing*.jsonl", base_dir=tmp_path)
+    with pytest.raises(SourceError, match="no such file"):
+        expand_paths("missing.jsonl", base_dir=tmp_path)
+    with pytest.raises(SourceError, match="missing.jsonl"):
+        rows_of("missing.jsonl", base_dir=tmp_path)
+    with pytest.raises(SourceError, match="folder"):
+        expand_paths(str(tmp_path))
+
+
+def test_unknown_suffix_and_explicit_format(tmp_path: Path) -> None:
+    p = write(tmp_path / "data.txt", b'{"a": 1}\n')
+    with pytest.raises(SourceError, match="format"):
+        rows_of(p)
+    assert [r.data for r in rows_of(p, file_format="jsonl")] == [{"a": 1}]
+    assert count_rows(str(p), file_format="jsonl") == 1
+    with pytest.raises(SourceError, match="unknown file format"):
+        rows_of(p, file_format="csv")
+
+
+def test_fsspec_url_memory_filesystem() -> None:
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/shardprep-test/part-1.jsonl.gz", gzip.compress(b'{"i": 0}\n{"i": 1}\n'))
+    fs.pipe("/shardprep-test/part-2.jsonl", b'{"i": 2}\n')
+    try:
+        rows = rows_of("memory://shardprep-test/*.jsonl*")
+        assert [(r.index, r.file.split("/")[-1], r.data) for r in rows] == [
+            (0, "part-1.jsonl.gz", {"i": 0}),
+            (1, "part-1.jsonl.gz", {"i": 1}),
+            (2, "part-2.jsonl", {"i": 2}),
+        ]
+        assert all(r.file.startswith("memory://") for r in rows)
+        assert count_rows("memory://shardprep-test/*") == 3
+        ident = file_identity(rows[2].file)
+        assert ident["uri"] == rows[2].file and ident["size"] == 9
+    finally:
+        fs.rm("/shardprep-test", recursive=True)
+
+
+def test_zstd_compression(tmp_path: Path) -> None:
+    p = tmp_path / "a.jsonl.zst"
+    try:
+        import zstandard
+    except ImportError:
+        p.write_bytes(b"\x28\xb5\x2f\xfd")
+        with pytest.raises(SourceError, match="zstandard"):
+            rows_of(p)
+        return
+    p.write_bytes(zstandard.ZstdCompressor().compress(b'{"a": 1}\n'))
+    assert [r.data for r in rows_of(p)] == [{"a": 1}]
+
+
+def test_file_identity_local(tmp_path: Path) -> None:
+    p = write(tmp_path / "a.jsonl", b"{}\n")
+    ident = file_identity(str(p))
+    assert ident["uri"] == str(p) and ident["size"] == 3 and isinstance(ident["mtime"], float)
+    json.dumps(ident)
+    with pytest.raises(SourceError):
+        file_identity(str(tmp_path / "nope.jsonl"))
+
+
+# --------------------------------------------------------------------------------- bounded memory
+
+
+def test_large_jsonl_streams_in_bounded_memory(tmp_path: Path) -> None:
+    p = tmp_path / "big.jsonl"
+    line = (json.dumps({"messages": [{"role": "user", "content": "x" * 900}]}) + "\n").encode()
+    n = (50 << 20) // len(line) + 1
+    with open(p, "wb") as f:
+        for _ in range(n // 1000):
+            f.write(line * 1000)
+        f.write(line * (n % 1000))
+    size = p.stat().st_size
+    assert size >= 50 << 20
+    tracemalloc.start()
+    try:
+        count = 0
+        for batch in iter_source_batches(str(p), batch_size=256):
+            count += len(batch)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == n
+    assert peak < size // 20, f"peak {peak} bytes for a {size}-byte file"
+    assert count_rows(str(p)) == n
+
+
+def test_large_json_array_streams_in_bounded_memory(tmp_path: Path) -> None:
+    p = tmp_path / "big.json"
+    item = json.dumps({"instruction": "y" * 1000, "output": "z" * 1000}).encode()
+    n = (40 << 20) // (len(item) + 2) + 1
+    with open(p, "wb") as f:
+        f.write(b"[\n")
+        f.write(b",\n".join([item] * n))
+        f.write(b"\n]\n")
+    size = p.stat().st_size
+    tracemalloc.start()
+    try:
+        count = sum(len(b) for b in iter_source_batches(str(p), batch_size=256))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == n
+    assert peak < size // 5, f"peak {peak} bytes for a {size}-byte file"
