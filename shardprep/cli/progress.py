@@ -5,7 +5,15 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 class RichProgress:
@@ -22,7 +30,7 @@ class RichProgress:
             console=console,
             transient=False,
         )
-        self.task = None
+        self.task: TaskID | None = None
         self.rows = 0
         self.tokens = 0
         self.t0 = time.monotonic()
@@ -37,7 +45,8 @@ class RichProgress:
         self.tokens += tokens
         dt = max(time.monotonic() - self.t0, 1e-9)
         rate = f"{self.rows / dt:,.0f} rows/s  {self.tokens / dt:,.0f} tok/s"
-        self.progress.update(self.task, advance=rows, rate=rate)  # type: ignore[arg-type]
+        if self.task is not None:
+            self.progress.update(self.task, advance=rows, rate=rate)
 
     def finish(self) -> None:
         self.progress.stop()

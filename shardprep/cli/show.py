@@ -11,7 +11,14 @@ from rich.text import Text
 
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
-from shardprep.pipeline.inspect import decode_spans, load_build_tokenizer, open_build, read_row, summary, weight_stats
+from shardprep.pipeline.inspect import (
+    decode_spans,
+    load_build_tokenizer,
+    open_build,
+    read_row,
+    summary,
+    weight_stats,
+)
 
 
 def _row_text(spans: list) -> Text:

@@ -323,7 +323,7 @@ def _build_source(
             metas.append(raw)
         results = render_supervised_batch(plan.renderer, encoder, convs, recipe.train_on) if convs else []
         batch_tokens = 0
-        for raw, res in zip(metas, results):
+        for raw, res in zip(metas, results, strict=True):
             if isinstance(res, RowError):
                 skip(res, source=name, file=raw.file, line=raw.line, row=raw.data)
                 continue

@@ -35,7 +35,7 @@ def _list_array(chunks: list[np.ndarray], value_type: pa.DataType, np_type: type
     lengths = np.fromiter((len(c) for c in chunks), dtype=np.int32, count=len(chunks))
     offsets = np.zeros(len(chunks) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
-    values = np.concatenate(chunks).astype(np_type, copy=False) if chunks else np.zeros(0, np_type)
+    values: np.ndarray = np.concatenate(chunks).astype(np_type, copy=False) if chunks else np.zeros(0, np_type)
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=value_type))
 
 

@@ -164,6 +164,9 @@ def _open_binary(
             layers.append(io.BufferedReader(raw, _REMOTE_BUFFER))
         if comp is not None:
             layers.append(fsspec.compression.compr[comp](layers[-1], mode="rb"))
+            if comp == "zstd":
+                # zstandard's stream reader has no readline(): line iteration needs a buffer on top.
+                layers.append(io.BufferedReader(layers[-1], _REMOTE_BUFFER))
         yield layers[-1]
     finally:
         for layer in reversed(layers):

@@ -17,7 +17,14 @@ from tokenizers import Tokenizer
 
 from shardprep.errors import RowError, ShardprepError
 from shardprep.pipeline.tokenizer import LoadedTokenizer
-from shardprep.renderers.base import Renderer, SupervisedPlan, TrainOnWhat, plan_prompt, plan_supervised, zero_prompt_prefix
+from shardprep.renderers.base import (
+    Renderer,
+    SupervisedPlan,
+    TrainOnWhat,
+    plan_prompt,
+    plan_supervised,
+    zero_prompt_prefix,
+)
 from shardprep.renderers.chunks import Chunk, Encoding, IdsChunk, TextChunk
 from shardprep.renderers.content import Message
 
@@ -109,7 +116,9 @@ def _lookup(table: dict[TextChunk, np.ndarray], chunk: Chunk) -> np.ndarray:
     return table[chunk]
 
 
-def _concat(table: dict[TextChunk, np.ndarray], chunks: Sequence[Chunk]) -> tuple[np.ndarray, np.ndarray]:
+def _concat(
+    table: dict[TextChunk, np.ndarray], chunks: Sequence[Chunk]
+) -> tuple[np.ndarray, np.ndarray]:
     """(tokens, per-chunk lengths)."""
     arrays = [_lookup(table, c) for c in chunks]
     lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
@@ -126,7 +135,9 @@ def _row_error(exc: Exception) -> RowError:
 def _text_chunks(plans: Iterable[Any]) -> Iterable[TextChunk]:
     for plan in plans:
         if isinstance(plan, SupervisedPlan):
-            chunks: Iterable[Chunk] = plan.chunks if plan.prompt is None else (*plan.chunks, *plan.prompt)
+            chunks: Iterable[Chunk] = (
+                plan.chunks if plan.prompt is None else (*plan.chunks, *plan.prompt)
+            )
         elif isinstance(plan, list):
             chunks = plan
         else:

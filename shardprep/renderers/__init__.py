@@ -3,4 +3,11 @@
 from shardprep.renderers.base import Renderer, TrainOnWhat
 from shardprep.renderers.registry import RendererInfo, get_renderer, renderer_info, renderer_names
 
-__all__ = ["Renderer", "RendererInfo", "TrainOnWhat", "get_renderer", "renderer_info", "renderer_names"]
+__all__ = [
+    "Renderer",
+    "RendererInfo",
+    "TrainOnWhat",
+    "get_renderer",
+    "renderer_info",
+    "renderer_names",
+]

@@ -83,7 +83,9 @@ class Renderer(ABC):
     # Option keys this renderer understands; anything else is refused so a typo is not ignored.
     accepted_options: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, tokenizer: LoadedTokenizer, name: str, options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, tokenizer: LoadedTokenizer, name: str, options: dict[str, Any] | None = None
+    ) -> None:
         self.tokenizer = tokenizer
         self.name = name
         self.options: dict[str, Any] = dict(options or {})
@@ -130,8 +132,8 @@ class Renderer(ABC):
         return json.dumps(
             {
                 "algorithm": ALGORITHM_VERSION,
+                # The class, not the registry name: aliases render (and hash) the same.
                 "renderer": type(self).__name__,
-                "name": self.name,
                 "options": self.options,
                 "disables_thinking": self.disables_thinking,
                 "constants": self.template_constants(),
@@ -145,16 +147,18 @@ class Renderer(ABC):
             if self._tokens.single_id(token) is None:
                 raise TokenizerError(
                     f"renderer {self.name!r} needs {token!r} as a single token, but tokenizer "
-                    f"{self.tokenizer.source!r} does not have it; use the tokenizer of the model the "
-                    f"renderer is for (see `renderer_info({self.name!r})`), or pick the renderer that "
-                    "matches this tokenizer"
+                    f"{self.tokenizer.source!r} does not have it; point `tokenizer:` at the tokenizer "
+                    "of the model this renderer is for (`prep renderers` lists them), or pick the "
+                    "renderer that matches this tokenizer"
                 )
 
     def special_id(self, token: str) -> int:
+        """Id of a special token, for families that emit literal ids (IdsChunk)."""
         tid = self._tokens.single_id(token)
         if tid is None:
-            self.check_tokenizer()
-            raise TokenizerError(f"renderer {self.name!r}: {token!r} is not a single token in this tokenizer")
+            raise TokenizerError(
+                f"renderer {self.name!r}: {token!r} is not a single token in this tokenizer"
+            )
         return tid
 
 
@@ -180,7 +184,9 @@ def output_is_trained(message: Message, ctx: RenderContext, mode: TrainOnWhat) -
     return bool(message.get("trainable", False))
 
 
-def _context(messages: Sequence[Message], idx: int, last_user: int, turn_start: int) -> RenderContext:
+def _context(
+    messages: Sequence[Message], idx: int, last_user: int, turn_start: int
+) -> RenderContext:
     n = len(messages)
     return RenderContext(
         idx=idx,
@@ -193,11 +199,19 @@ def _context(messages: Sequence[Message], idx: int, last_user: int, turn_start: 
 
 
 def _check_message(message: Any, idx: int) -> None:
-    if not isinstance(message, dict) or not isinstance(message.get("role"), str) or "content" not in message:
-        raise RendererError(f"message {idx} must be a dict with 'role' (str) and 'content'", field="messages")
+    if (
+        not isinstance(message, dict)
+        or not isinstance(message.get("role"), str)
+        or "content" not in message
+    ):
+        raise RendererError(
+            f"message {idx} must be a dict with 'role' (str) and 'content'", field="messages"
+        )
 
 
-def plan_supervised(renderer: Renderer, messages: Sequence[Message], train_on: TrainOnWhat) -> SupervisedPlan:
+def plan_supervised(
+    renderer: Renderer, messages: Sequence[Message], train_on: TrainOnWhat
+) -> SupervisedPlan:
     """tinker's build_supervised_example, up to (not including) tokenization."""
     train_on = TrainOnWhat(train_on)
     messages = renderer.normalize(messages)
@@ -243,7 +257,10 @@ def plan_supervised(renderer: Renderer, messages: Sequence[Message], train_on: T
 
 
 def plan_prompt(
-    renderer: Renderer, messages: Sequence[Message], role: str = "assistant", prefill: str | None = None
+    renderer: Renderer,
+    messages: Sequence[Message],
+    role: str = "assistant",
+    prefill: str | None = None,
 ) -> list[Chunk]:
     """tinker's build_generation_prompt, up to (not including) tokenization."""
     messages = renderer.normalize(messages)
@@ -274,7 +291,9 @@ def plan_prompt(
     return chunks
 
 
-def zero_prompt_prefix(renderer: Renderer, tokens: np.ndarray, weights: np.ndarray, prompt: np.ndarray) -> None:
+def zero_prompt_prefix(
+    renderer: Renderer, tokens: np.ndarray, weights: np.ndarray, prompt: np.ndarray
+) -> None:
     """Zero the weights of the generation prompt's tokens when the example starts with them.
 
     This removes prefills (an empty think block, `<think>`) from the trained part, as tinker's

@@ -23,16 +23,24 @@ def ensure_text(content: Any) -> str:
         if len(content) == 1 and isinstance(content[0], dict) and content[0].get("type") == "text":
             return str(content[0].get("text", ""))
         raise RendererError(
-            f"Expected text content, got multimodal content with {len(content)} parts", field="content"
+            f"Expected text content, got multimodal content with {len(content)} parts",
+            field="content",
         )
-    raise RendererError(f"content must be a string or a list of parts, got {type(content).__name__}", field="content")
+    raise RendererError(
+        f"content must be a string or a list of parts, got {type(content).__name__}",
+        field="content",
+    )
 
 
 def text_of(content: Any) -> str:
     """Join the text parts (tinker's get_text_content); other parts contribute nothing."""
     if isinstance(content, str):
         return content
-    return "".join(str(p.get("text", "")) for p in content or () if isinstance(p, dict) and p.get("type") == "text")
+    return "".join(
+        str(p.get("text", ""))
+        for p in content or ()
+        if isinstance(p, dict) and p.get("type") == "text"
+    )
 
 
 def parts(content: Any) -> list[dict[str, Any]]:
@@ -41,13 +49,20 @@ def parts(content: Any) -> list[dict[str, Any]]:
         return [{"type": "text", "text": content}]
     if isinstance(content, list):
         return content
-    raise RendererError(f"content must be a string or a list of parts, got {type(content).__name__}", field="content")
+    raise RendererError(
+        f"content must be a string or a list of parts, got {type(content).__name__}",
+        field="content",
+    )
 
 
 def tool_call_fields(call: Any) -> tuple[str, str]:
     """(name, arguments JSON string) of one tool call dict; malformed calls are a row error."""
     fn = call.get("function") if isinstance(call, dict) else None
-    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(fn.get("arguments"), str):
+    if (
+        not isinstance(fn, dict)
+        or not isinstance(fn.get("name"), str)
+        or not isinstance(fn.get("arguments"), str)
+    ):
         raise RendererError(
             "tool call must be {'type': 'function', 'function': {'name': str, 'arguments': str}}",
             field="tool_calls",

@@ -81,13 +81,15 @@ class DeepSeekV3Renderer(Renderer):
         if role == "user":
             return RenderedMessage(header=text(_USER), output=[text(self._content(message, ctx))])
         if role == "tool":
-            return RenderedMessage(header=text(_OUTPUT[0]), output=[text(self._content(message, ctx) + _OUTPUT[1])])
+            return RenderedMessage(
+                header=text(_OUTPUT[0]), output=[text(self._content(message, ctx) + _OUTPUT[1])]
+            )
         if role != "assistant":
             raise RendererError(f"{self.name} cannot render role {role!r}", field="role")
         header, body, has_content = self._assistant(message, ctx)
         if message.get("tool_calls"):
             body += _tool_calls_text(message["tool_calls"])
-        output = [text(body)]
+        output: list[Chunk] = [text(body)]
         # tinker writes no end-of-sentence after an assistant message with empty content
         # (a pure tool-call turn).
         if has_content:

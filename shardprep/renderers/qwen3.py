@@ -8,7 +8,13 @@ from typing import Any
 from shardprep.errors import RendererError
 from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
 from shardprep.renderers.chunks import Chunk, escaped, text
-from shardprep.renderers.content import Message, has_thinking, parts, tool_call_fields, tool_calls_of
+from shardprep.renderers.content import (
+    Message,
+    has_thinking,
+    parts,
+    tool_call_fields,
+    tool_calls_of,
+)
 
 _IM_START = "<|im_start|>"
 _IM_END = "<|im_end|>"
@@ -26,7 +32,9 @@ def _tool_call_text(call: Any) -> str:
     try:
         args = json.loads(arguments)
     except json.JSONDecodeError as exc:
-        raise RendererError(f"tool call arguments are not valid JSON: {exc}", field="tool_calls") from exc
+        raise RendererError(
+            f"tool call arguments are not valid JSON: {exc}", field="tool_calls"
+        ) from exc
     # json.dumps defaults (", " / ": ", ASCII escapes) are what tinker writes.
     return _TOOL_CALL[0] + json.dumps({"name": name, "arguments": args}) + _TOOL_CALL[1]
 
@@ -53,7 +61,11 @@ class Qwen3Renderer(Renderer):
             else:
                 body = content  # history stripping only applies to list content
         else:
-            drop = self.strip_thinking_from_history and message["role"] == "assistant" and not ctx.is_last
+            drop = (
+                self.strip_thinking_from_history
+                and message["role"] == "assistant"
+                and not ctx.is_last
+            )
             pieces: list[str] = []
             after_frame = False
             for part in parts(content):

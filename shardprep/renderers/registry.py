@@ -14,7 +14,11 @@ from shardprep.pipeline.tokenizer import LoadedTokenizer
 from shardprep.renderers.base import Renderer
 from shardprep.renderers.deepseek_v3 import DeepSeekV3Renderer, DeepSeekV3ThinkingRenderer
 from shardprep.renderers.llama3 import Llama3Renderer
-from shardprep.renderers.qwen3 import Qwen3DisableThinkingRenderer, Qwen3InstructRenderer, Qwen3Renderer
+from shardprep.renderers.qwen3 import (
+    Qwen3DisableThinkingRenderer,
+    Qwen3InstructRenderer,
+    Qwen3Renderer,
+)
 from shardprep.renderers.role_colon import RoleColonRenderer
 
 
@@ -63,11 +67,15 @@ _REGISTRY: dict[str, _Entry] = {
     ),
     "qwen3": _Entry(
         Qwen3Renderer,
-        RendererInfo("qwen3", "Qwen3 ChatML with thinking; reasoning stripped from history", _QWEN3),
+        RendererInfo(
+            "qwen3", "Qwen3 ChatML with thinking; reasoning stripped from history", _QWEN3
+        ),
     ),
     "qwen3_disable_thinking": _Entry(
         Qwen3DisableThinkingRenderer,
-        RendererInfo("qwen3_disable_thinking", "Qwen3 ChatML, prompt closes an empty think block", _QWEN3),
+        RendererInfo(
+            "qwen3_disable_thinking", "Qwen3 ChatML, prompt closes an empty think block", _QWEN3
+        ),
     ),
     "qwen3_instruct": _Entry(
         Qwen3InstructRenderer,
@@ -91,7 +99,11 @@ _REGISTRY: dict[str, _Entry] = {
     ),
     "deepseekv3_thinking": _Entry(
         DeepSeekV3ThinkingRenderer,
-        RendererInfo("deepseekv3_thinking", "DeepSeek V3.1 thinking mode, prompt prefilled with <think>", _DEEPSEEK_V3),
+        RendererInfo(
+            "deepseekv3_thinking",
+            "DeepSeek V3.1 thinking mode, prompt prefilled with <think>",
+            _DEEPSEEK_V3,
+        ),
     ),
 }
 
@@ -103,7 +115,9 @@ def renderer_names() -> list[str]:
 def _entry(name: str) -> _Entry:
     entry = _REGISTRY.get(name)
     if entry is None:
-        raise UnknownRendererError(f"unknown renderer {name!r}; known renderers: {', '.join(renderer_names())}")
+        raise UnknownRendererError(
+            f"unknown renderer {name!r}; known renderers: {', '.join(renderer_names())}"
+        )
     return entry
 
 
@@ -111,6 +125,8 @@ def renderer_info(name: str) -> RendererInfo:
     return _entry(name).info
 
 
-def get_renderer(name: str, tokenizer: LoadedTokenizer, options: dict[str, Any] | None = None) -> Renderer:
+def get_renderer(
+    name: str, tokenizer: LoadedTokenizer, options: dict[str, Any] | None = None
+) -> Renderer:
     """A renderer bound to `tokenizer`. Call `check_tokenizer()` to verify the pairing."""
     return _entry(name).factory(tokenizer, name, dict(options or {}))

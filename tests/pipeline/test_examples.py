@@ -3,7 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shardprep.pipeline.examples import DROP_NO_TRAINED, DROP_OVERLONG, DROP_TOO_SHORT, Example, make_example
+from shardprep.pipeline.examples import (
+    DROP_NO_TRAINED,
+    DROP_OVERLONG,
+    DROP_TOO_SHORT,
+    Example,
+    make_example,
+)
 
 
 def _ex(n: int, trained_from: int, **kw: object) -> Example | str:

@@ -98,7 +98,11 @@ def render_file(stem: str, mode: str) -> list[RenderedExample | RowError]:
 def test_supervised_matches_golden(stem: str, mode: str) -> None:
     results = render_file(stem, mode)
     records = golden(stem)
-    bad = [(records[i]["id"], why) for i, got in enumerate(results) if (why := compare(stem, i, mode, got))]
+    bad = [
+        (records[i]["id"], why)
+        for i, got in enumerate(results)
+        if (why := compare(stem, i, mode, got))
+    ]
     assert len(results) == len(records)
     assert not bad, f"{len(bad)} mismatching conversations, first: {bad[:5]}"
 
@@ -126,7 +130,10 @@ def test_prompt_matches_golden(stem: str) -> None:
     assert not bad, f"{len(bad)} mismatching prompts, first: {bad[:5]}"
 
 
-@pytest.mark.parametrize("stem", ["qwen3_disable_thinking__qwen3", "deepseekv3_thinking__deepseek_v3", "role_colon__llama3"])
+@pytest.mark.parametrize(
+    "stem",
+    ["qwen3_disable_thinking__qwen3", "deepseekv3_thinking__deepseek_v3", "role_colon__llama3"],
+)
 def test_one_at_a_time_equals_batch(stem: str) -> None:
     renderer, _ = renderer_and_encoder(stem)
     encoder = BatchEncoder(renderer.tokenizer)  # fresh: no memo carried over from the batch
@@ -134,7 +141,9 @@ def test_one_at_a_time_equals_batch(stem: str) -> None:
         batched = render_file(stem, mode)
         convs = conversations(mode == "customized")
         for rec, want in zip(golden(stem), batched, strict=True):
-            [got] = render_supervised_batch(renderer, encoder, [convs[rec["id"]]], TrainOnWhat(mode))
+            [got] = render_supervised_batch(
+                renderer, encoder, [convs[rec["id"]]], TrainOnWhat(mode)
+            )
             if isinstance(want, RowError):
                 assert isinstance(got, RowError), (rec["id"], mode)
             else:
