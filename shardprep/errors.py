@@ -51,7 +51,8 @@ class RowError(ShardprepError):
         if self.field:
             where.append(f"field {self.field!r}")
         prefix = ", ".join(where)
-        return f"{prefix}: {self.message}" if prefix else self.message
+        text = f"{prefix}: {self.message}" if prefix else self.message
+        return f"{text} [{self.reason}]"
 
     def located(self, *, file: str | None = None, line: int | None = None) -> RowError:
         """Fill in the location when the stage that raised did not know it."""

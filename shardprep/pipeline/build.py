@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from shardprep import FORMAT_VERSION, __version__
-from shardprep.errors import RowError, SourceError
+from shardprep.errors import BuildError, RowError, SourceError
 from shardprep.pipeline.examples import Example, make_example
 from shardprep.pipeline.formats import to_conversation
 from shardprep.pipeline.manifest import FORMAT_NAME, fingerprint, read_manifest, write_manifest
@@ -230,6 +230,13 @@ def build(
     for w in writers.values():
         w.flush()
     progress.finish()
+    if stats.rows_read and not any(w.shards for w in writers.values()):
+        # A build that trains on nothing is a recipe mistake (train_on, max_length), not a result.
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(stats.dropped.items()))
+        output.remove_tree(plan.data_dir)
+        raise BuildError(
+            f"no examples: all {stats.rows_read} rows were dropped ({reasons}); check train_on, max_length and the data"
+        )
 
     elapsed = time.monotonic() - started
     skipped_rel = None

@@ -130,9 +130,12 @@ def test_overlong_truncate_and_drop(tmp_path: Path) -> None:
     m = build(recipe, base).manifest
     assert m["stats"]["truncated"] == 3
     assert all(r["length"] == 23 for r in read_split(tmp_path / "out", m, "train"))
+    short = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    write_jsonl(tmp_path / "data.jsonl", [chat(i) for i in range(3)] + [short])
     recipe, base = load_recipe(write_recipe(tmp_path, max_length=24, overlong="drop"))
     m = build(recipe, base).manifest
     assert m["stats"]["dropped"] == {"overlong": 3}
+    assert [r["source_row"] for r in read_split(tmp_path / "out", m, "train")] == [3]
 
 
 BAD_ROWS = [
@@ -227,3 +230,49 @@ def test_missing_source_file_is_a_clear_error(tmp_path: Path) -> None:
     recipe, base = load_recipe(write_recipe(tmp_path))
     with pytest.raises(SourceError, match="data.jsonl"):
         build(recipe, base)
+
+
+def test_all_rows_dropped_is_an_error_not_an_empty_build(tmp_path: Path) -> None:
+    from shardprep.errors import BuildError
+
+    write_jsonl(tmp_path / "data.jsonl", [{"messages": [{"role": "user", "content": "question?"}]}] * 3)
+    recipe, base = load_recipe(write_recipe(tmp_path))
+    with pytest.raises(BuildError, match="all 3 rows were dropped.*no_trained_tokens 3"):
+        build(recipe, base)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_customized_train_on_uses_per_message_trainable(tmp_path: Path) -> None:
+    conv = chat(3)
+    conv["messages"] = [
+        {**m, "trainable": m["role"] == "user"} for m in conv["messages"]
+    ]
+    write_jsonl(tmp_path / "data.jsonl", [conv])
+    recipe, base = load_recipe(write_recipe(tmp_path, train_on="customized"))
+    m = build(recipe, base).manifest
+    row = read_split(tmp_path / "out", m, "train")[0]
+    tok = load_tokenizer(QWEN3)
+    trained = [t for t, w in zip(row["target_ids"], row["weights"], strict=True) if w > 0]
+    assert tok.tokenizer.decode(trained, skip_special_tokens=False) == "What is 3 + 3?<|im_end|>"
+
+
+def test_tokenizer_from_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    # A Hub-layout cache, as huggingface_hub writes it; HF_HUB_OFFLINE=1 keeps the lookup local.
+    snap = tmp_path / "hub" / "models--acme--tiny-chat" / "snapshots" / "0123abcd"
+    snap.mkdir(parents=True)
+    (snap / "tokenizer.json").write_bytes(gzip.decompress((Path(QWEN3) / "tokenizer.json.gz").read_bytes()))
+    refs = tmp_path / "hub" / "models--acme--tiny-chat" / "refs"
+    refs.mkdir()
+    (refs / "main").write_text("0123abcd")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    tok = load_tokenizer("acme/tiny-chat")
+    assert tok.sha256 == load_tokenizer(QWEN3).sha256
+    with pytest.raises(TokenizerError, match="huggingface_hub cache"):
+        load_tokenizer("acme/not-cached")
