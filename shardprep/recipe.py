@@ -91,6 +91,9 @@ class Recipe(_Strict):
     shards: ShardSpec = Field(default_factory=ShardSpec)
     on_error: Literal["fail", "skip"] = "fail"
     batch_size: int = Field(512, ge=1)
+    # Input rows per work unit: the unit of resume and of parallel work (and so of shard boundaries).
+    work_unit_rows: int = Field(4096, ge=1)
+    workers: int | Literal["auto"] = "auto"
     skipped_sample: int = Field(100, ge=0)
 
     @field_validator("renderer", mode="before")

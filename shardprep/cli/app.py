@@ -2,20 +2,64 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import typer
 
 from shardprep import __version__
 from shardprep.cli import build as build_cmd
+from shardprep.cli import ls as ls_cmd
+from shardprep.cli import preview as preview_cmd
 from shardprep.cli import renderers as renderers_cmd
 from shardprep.cli import show as show_cmd
 from shardprep.cli import validate as validate_cmd
+from shardprep.cli import verify as verify_cmd
 from shardprep.cli.state import STATE
+
+
+def _examples(*items: tuple[str, str]) -> str:
+    """An examples block for --help (rich markup; blank lines keep typer from joining the lines)."""
+    width = max(len(cmd) for cmd, _ in items)
+    lines = [f"  [cyan]{cmd.ljust(width)}[/]  [dim]# {what}[/]" for cmd, what in items]
+    return "[bold]Examples[/]\n\n" + "\n\n".join(lines)
+
+
+# Examples shown under each command's --help; the docstrings say what the command does.
+_EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "build": (
+        ("prep build configs/demo.yaml", "build into the recipe's output:"),
+        ("prep build configs/demo.yaml -o s3://bucket/demo", "build to an object store"),
+        ("prep build configs/demo.yaml --force --json", "rebuild even if up to date; JSON result"),
+    ),
+    "validate": (("prep validate configs/demo.yaml", "keys, tokenizer, renderer and inputs"),),
+    "preview": (
+        ("prep preview configs/demo.yaml", "first 5 rows of every source"),
+        ("prep preview configs/demo.yaml -n 1 --source alpaca", "one row of one source"),
+        ("prep preview configs/demo.yaml --html preview.html", "a page to share"),
+    ),
+    "show": (
+        ("prep show shards/demo-qwen3", "summary, row 0 and mask health"),
+        ("prep show shards/demo-qwen3 --split test --row 3 --row 7", "decode rows 3 and 7 of the test split"),
+        ("prep show shards/demo-qwen3 --sample 5 --seed 1", "five random rows, the same for the same seed"),
+        ("prep show s3://bucket/demo --json", "a build on an object store, as JSON"),
+        ("prep show shards/demo-qwen3 --html report.html", "a self-contained page to share"),
+    ),
+    "verify": (("prep verify shards/demo-qwen3", "re-hash every shard against the manifest"),),
+    "ls": (("prep ls shards/", "every build under a folder"),),
+    "renderers": (("prep renderers --json", "renderer names and model families as JSON"),),
+}
 
 app = typer.Typer(
     name="prep",
-    help="Prepare tokenized training shards for chat-model fine-tuning.\n\n"
-    "  prep build recipe.yaml      build shards + manifest.json\n\n"
-    "  prep show shards/NAME       inspect a build",
+    help="Prepare tokenized training shards for chat-model fine-tuning.",
+    epilog=_examples(
+        ("prep validate configs/demo.yaml", "check a recipe without reading data"),
+        ("prep preview configs/demo.yaml -n 3", "see what the first rows train on, writing nothing"),
+        ("prep build configs/demo.yaml", "build shards + manifest.json"),
+        ("prep show shards/demo-qwen3", "inspect a build: tables, histogram, rows, mask health"),
+        ("prep --install-completion", "shell completion for bash, zsh, fish or PowerShell"),
+    ),
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
@@ -36,10 +80,17 @@ def _root(
     STATE.debug = debug
 
 
-app.command("build")(build_cmd.build)
-app.command("validate")(validate_cmd.validate)
-app.command("show")(show_cmd.show)
-app.command("renderers")(renderers_cmd.renderers)
+def _register(name: str, fn: Callable[..., Any], panel: str) -> None:
+    app.command(name, epilog=_examples(*_EXAMPLES[name]), rich_help_panel=panel)(fn)
+
+
+_register("validate", validate_cmd.validate, "Prepare")
+_register("preview", preview_cmd.preview, "Prepare")
+_register("build", build_cmd.build, "Prepare")
+_register("show", show_cmd.show, "Inspect")
+_register("verify", verify_cmd.verify, "Inspect")
+_register("ls", ls_cmd.ls, "Inspect")
+_register("renderers", renderers_cmd.renderers, "Reference")
 
 
 def main() -> None:

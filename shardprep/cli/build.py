@@ -22,6 +22,8 @@ def build(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (no progress bar)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     output: str = typer.Option(None, "--output", "-o", help="Write here instead of the recipe's `output:`."),
+    workers: str = typer.Option(None, "--workers", "-w", help="Worker processes: a number or 'auto' (default: the recipe's `workers`)."),
+    wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another build of the same output to finish."),
 ) -> None:
     """Build shards and manifest.json from a recipe.
 
@@ -32,7 +34,9 @@ def build(
         parsed = parsed.model_copy(update={"output": str(Path(output).resolve()) if "://" not in output else output})
     console = Console(stderr=True)
     progress = None if (as_json or quiet) else RichProgress(console)
-    result = run_build(parsed, base_dir, force=force, progress=progress)
+    if workers is not None and workers != "auto" and not workers.isdigit():
+        raise typer.BadParameter("--workers takes a number or 'auto'")
+    result = run_build(parsed, base_dir, force=force, workers=workers, progress=progress, lock_wait_s=wait)
     m = result.manifest
     if as_json:
         typer.echo(json.dumps({"status": result.status, "output": result.output, "fingerprint": m["fingerprint"]}))

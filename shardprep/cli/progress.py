@@ -35,10 +35,12 @@ class RichProgress:
         self.tokens = 0
         self.t0 = time.monotonic()
 
-    def start(self, total_rows: int | None) -> None:
+    def start(self, total_rows: int | None, *, done_rows: int = 0) -> None:
         self.t0 = time.monotonic()
         self.progress.start()
-        self.task = self.progress.add_task("build", total=total_rows, rate="")
+        if done_rows:
+            self.console.print(f"resuming: {done_rows:,} of {total_rows or 0:,} rows already done")
+        self.task = self.progress.add_task("build", total=total_rows, completed=done_rows, rate="")
 
     def advance(self, rows: int, tokens: int) -> None:
         self.rows += rows

@@ -1,21 +1,46 @@
-"""Read a finished build back: summary numbers and decoded rows (the library side of `prep show`)."""
+"""Read a finished build back: summary, shard list, mask health and decoded rows (the library side of `prep show`).
+
+Everything is returned as one JSON-ready report dict, which the terminal view, `--json` and the
+HTML page all render, so the three never disagree.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shardprep.errors import ManifestError, ShardprepError
+from shardprep.pipeline.decode import Span, decode_spans, row_payload
+from shardprep.pipeline.health import MaskHealth, end_of_turn_ids, health_warnings
 from shardprep.pipeline.manifest import MANIFEST_NAME, read_manifest
 from shardprep.pipeline.storage import Output
 from shardprep.pipeline.tokenizer import LoadedTokenizer, load_tokenizer
 
+__all__ = [
+    "Span",
+    "decode_spans",
+    "inspect_build",
+    "load_build_tokenizer",
+    "open_build",
+    "read_row",
+    "summary",
+    "weight_stats",
+]
 
-def open_build(url: str) -> tuple[Output, dict[str, Any]]:
-    output = Output(url)
+# Health checks read at most this many rows per split by default: enough to catch a broken mask,
+# bounded for builds of billions of tokens on object stores.
+DEFAULT_CHECK_ROWS = 50_000
+_SCAN_COLUMNS = ["target_ids", "weights", "source", "length"]
+
+
+def open_build(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Output, dict[str, Any]]:
+    output = Output(url, storage_options=storage_options)
     manifest = read_manifest(output)
     if manifest is None:
         raise ManifestError(
@@ -24,29 +49,60 @@ def open_build(url: str) -> tuple[Output, dict[str, Any]]:
     return output, manifest
 
 
+def _ratio(trained: int, tokens: int) -> float:
+    return round(trained / tokens, 4) if tokens else 0.0
+
+
+def length_histogram(lengths: Iterable[int]) -> dict[str, list[int]]:
+    """Power-of-two buckets as the manifest records them: bucket b holds lengths in (2**(b-1), 2**b]."""
+    counts: dict[int, int] = {}
+    for n in lengths:
+        b = max(0, (int(n) - 1).bit_length())
+        counts[b] = counts.get(b, 0) + 1
+    if not counts:
+        return {"edges": [], "counts": []}
+    top = max(counts)
+    return {"edges": [2**b for b in range(top + 1)], "counts": [counts.get(b, 0) for b in range(top + 1)]}
+
+
 def summary(manifest: dict[str, Any]) -> dict[str, Any]:
     splits = {}
     for name, info in manifest["splits"].items():
-        tokens = info["tokens"]
         splits[name] = {
             "rows": info["rows"],
-            "tokens": tokens,
+            "tokens": info["tokens"],
             "trained_tokens": info["trained_tokens"],
-            "trained_ratio": round(info["trained_tokens"] / tokens, 4) if tokens else 0.0,
+            "trained_ratio": _ratio(info["trained_tokens"], info["tokens"]),
             "shards": len(info["shards"]),
             "bytes": sum(s["bytes"] for s in info["shards"]),
         }
+    recipe = manifest.get("recipe", {})
     return {
-        "name": manifest["recipe"]["name"],
+        "kind": "build",
+        "name": recipe.get("name"),
         "fingerprint": manifest["fingerprint"],
-        "created_at": manifest["created_at"],
-        "task": manifest["task"],
+        "created_at": manifest.get("created_at"),
+        "task": manifest.get("task"),
         "tokenizer": manifest["tokenizer"]["source"],
         "renderer": manifest["renderer"]["name"],
+        "renderer_options": manifest["renderer"].get("options", {}),
         "train_on": manifest["train_on"],
+        "max_length": recipe.get("max_length"),
         "splits": splits,
         "sources": [
-            {k: s[k] for k in ("name", "rows_read", "examples", "tokens", "trained_tokens", "dropped")}
+            {
+                "name": s["name"],
+                "format": s.get("format"),
+                "rows_read": s["rows_read"],
+                "examples": s["examples"],
+                "tokens": s["tokens"],
+                "trained_tokens": s["trained_tokens"],
+                "trained_ratio": _ratio(s["trained_tokens"], s["tokens"]),
+                "dropped": s["dropped"],
+                # Per-source reasons and truncations are recorded by newer builds only.
+                "dropped_by_reason": s.get("dropped_by_reason"),
+                "truncated": s.get("truncated"),
+            }
             for s in manifest["sources"]
         ],
         "dropped": manifest["stats"]["dropped"],
@@ -54,6 +110,8 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
         "rows_read": manifest["stats"]["rows_read"],
         "length_histogram": manifest["stats"]["length_histogram"],
         "skipped_sample": manifest.get("skipped_sample"),
+        "shards": [{"split": split, **shard} for split, info in manifest["splits"].items() for shard in info["shards"]],
+        "conformance": manifest.get("conformance"),
     }
 
 
@@ -80,51 +138,104 @@ def read_row(output: Output, manifest: dict[str, Any], split: str, index: int) -
     raise ManifestError(f"row not found in shards of split {split!r}: the manifest and shards disagree (run `prep verify`)")
 
 
-@dataclass(frozen=True)
-class Span:
-    text: str
-    trained: bool
-    special: bool
-    n_tokens: int
+def sample_indices(rows: int, k: int, seed: int) -> list[int]:
+    """K distinct row indices, sorted, the same for the same seed (so a shared command shows the same rows)."""
+    if k < 1:
+        raise ShardprepError("--sample must be at least 1")
+    return sorted(random.Random(seed).sample(range(rows), min(k, rows)))
 
 
 def load_build_tokenizer(manifest: dict[str, Any], override: str | None = None) -> LoadedTokenizer | None:
-    spec = override or manifest["tokenizer"].get("path") or manifest["tokenizer"]["source"]
-    try:
-        return load_tokenizer(spec)
-    except ShardprepError:
-        return None
-
-
-def decode_spans(tok: LoadedTokenizer, row: dict[str, Any]) -> list[Span]:
-    """Split the full token sequence into spans of equal trained-ness, special tokens on their own.
-
-    Spans are decoded whole so multi-byte characters that BPE splits over tokens come out intact.
-    """
-    tokens = [*row["input_ids"][:1], *row["target_ids"]]
-    trained = [False, *(w > 0 for w in row["weights"])]
-    special_ids = {
-        tok.tokenizer.token_to_id(t.content)
-        for t in tok.tokenizer.get_added_tokens_decoder().values()
-        if t.special
-    }
-    spans: list[Span] = []
-    start = 0
-    for i in range(1, len(tokens) + 1):
-        boundary = (
-            i == len(tokens)
-            or trained[i] != trained[start]
-            or tokens[i] in special_ids
-            or tokens[i - 1] in special_ids
-        )
-        if boundary:
-            ids = tokens[start:i]
-            text = tok.tokenizer.decode(ids, skip_special_tokens=False)
-            spans.append(Span(text, trained[start], ids[0] in special_ids, len(ids)))
-            start = i
-    return spans
+    """The build's tokenizer, or None when it is not on this machine (show then prints ids)."""
+    if override:
+        return load_tokenizer(override)  # asked for by name: a failure is the user's to see
+    for spec in (manifest["tokenizer"].get("path"), manifest["tokenizer"]["source"]):
+        if not spec:
+            continue
+        try:
+            return load_tokenizer(spec)
+        except ShardprepError:
+            continue
+    return None
 
 
 def weight_stats(row: dict[str, Any]) -> dict[str, Any]:
     w = np.asarray(row["weights"], dtype=np.float32)
     return {"length": len(w), "trained": int(np.count_nonzero(w)), "weight_sum": float(w.sum())}
+
+
+def _source_names(col: pa.ChunkedArray) -> np.ndarray:
+    arr = col.combine_chunks()
+    if isinstance(arr, pa.DictionaryArray):
+        names = np.asarray(arr.dictionary.to_pylist(), dtype=object)
+        return names[arr.indices.to_numpy(zero_copy_only=False)]
+    return np.asarray(arr.to_pylist(), dtype=object)
+
+
+def scan_split(
+    output: Output, shards: list[dict[str, Any]], health: MaskHealth, *, max_rows: int | None, at_length: int | None
+) -> dict[str, int]:
+    """Feed up to `max_rows` rows of one split to `health`, one row group at a time (columns only)."""
+    checked = at_limit = 0
+    for shard in shards:
+        with output.fs.open(output.path(shard["path"]), "rb") as f:
+            pf = pq.ParquetFile(f)
+            for rg in range(pf.num_row_groups):
+                if max_rows is not None and checked >= max_rows:
+                    return {"checked": checked, "at_max_length": at_limit}
+                table = pf.read_row_group(rg, columns=_SCAN_COLUMNS)
+                if max_rows is not None:
+                    table = table.slice(0, max_rows - checked)
+                targets = pc.list_flatten(table.column("target_ids")).to_numpy()
+                weights = pc.list_flatten(table.column("weights")).to_numpy()
+                lengths = pc.list_value_length(table.column("weights")).to_numpy()
+                health.add(targets, weights, lengths, _source_names(table.column("source")))
+                if at_length is not None:
+                    at_limit += int((table.column("length").to_numpy() == at_length).sum())
+                checked += table.num_rows
+    return {"checked": checked, "at_max_length": at_limit}
+
+
+def inspect_build(
+    url: str,
+    *,
+    split: str = "train",
+    rows: list[int] | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    tokenizer: str | None = None,
+    check_rows: int | None = DEFAULT_CHECK_ROWS,
+    storage_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The whole `prep show` report. `rows` (indices) or `sample` (K rows by `seed`) pick rows of `split`."""
+    output, manifest = open_build(url, storage_options)
+    report = summary(manifest)
+    report["path"] = url
+    tok = load_build_tokenizer(manifest, tokenizer)
+    report["decoded"] = tok is not None
+
+    eot = end_of_turn_ids(tok, report["renderer"], report["renderer_options"], manifest["tokenizer"].get("eos_id"))
+    health = MaskHealth(eot)
+    max_len = report["max_length"]
+    # A truncated example has exactly max_length-1 inputs; so does one that was exactly max_length long.
+    at_length = max_len - 1 if max_len and manifest.get("recipe", {}).get("overlong", "truncate") == "truncate" else None
+    limit = check_rows if check_rows and check_rows > 0 else None
+    for name, info in manifest["splits"].items():
+        counts = scan_split(output, info["shards"], health, max_rows=limit, at_length=at_length)
+        report["splits"][name]["rows_checked"] = counts["checked"]
+        report["splits"][name]["at_max_length"] = counts["at_max_length"] if at_length is not None else None
+    total = sum(info["rows"] for info in manifest["splits"].values())
+    report["health"] = health.to_json(rows_total=total)
+    report["warnings"] = health_warnings(
+        report["health"], report["sources"], report["dropped"], report["train_on"], report["conformance"]
+    )
+
+    if split not in manifest["splits"]:
+        raise ShardprepError(f"split {split!r} not in this build (has: {', '.join(manifest['splits'])})")
+    n_rows = manifest["splits"][split]["rows"]
+    if sample is not None:
+        indices = sample_indices(n_rows, sample, seed)
+    else:
+        indices = rows if rows is not None else ([0] if n_rows else [])
+    report["rows"] = [row_payload(read_row(output, manifest, split, i), tok, split=split, index=i) for i in indices]
+    return report

@@ -84,7 +84,7 @@ class ShardWriter:
 
     output: Output
     folder: str  # relative to the output root
-    split: str
+    prefix: str  # shard names are PREFIX-NNNN.parquet
     max_rows: int
     max_bytes: int
     row_group_rows: int = 1024
@@ -106,7 +106,7 @@ class ShardWriter:
         if not self._examples:
             return
         table = examples_table(self._examples, self._sources, self._rows)
-        name = f"{self.split}-{len(self.shards):05d}.parquet"
+        name = f"{self.prefix}-{len(self.shards):04d}.parquet"
         rel = f"{self.folder}/{name}"
         tmpdir = self.output.local_tempdir()
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -102,7 +103,16 @@ def resolve_tokenizer_path(spec: str, *, base_dir: Path | None = None) -> Path:
 
 
 def load_tokenizer(spec: str, *, base_dir: Path | None = None) -> LoadedTokenizer:
-    path = resolve_tokenizer_path(spec, base_dir=base_dir)
+    path = resolve_tokenizer_path(spec, base_dir=base_dir).resolve()
+    st = path.stat()
+    loaded = _load_cached(str(path), st.st_size, st.st_mtime_ns)
+    return LoadedTokenizer(loaded.tokenizer, spec, loaded.path, loaded.sha256, loaded.config)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(path_s: str, size: int, mtime_ns: int) -> LoadedTokenizer:
+    """Parsing a real tokenizer.json takes most of a second: once per process per file version."""
+    path = Path(path_s)
     raw = _read_json_bytes(path)
     try:
         tok = Tokenizer.from_str(raw.decode("utf-8"))
@@ -115,4 +125,4 @@ def load_tokenizer(spec: str, *, base_dir: Path | None = None) -> LoadedTokenize
             config = json.loads(cfg_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise TokenizerError(f"cannot read {cfg_path}: {exc}") from exc
-    return LoadedTokenizer(tokenizer=tok, source=spec, path=str(path.resolve()), sha256=hashlib.sha256(raw).hexdigest(), config=config)
+    return LoadedTokenizer(tokenizer=tok, source=path_s, path=path_s, sha256=hashlib.sha256(raw).hexdigest(), config=config)

@@ -1,0 +1,86 @@
+"""`prep verify`: every shard re-hashed against the manifest, schema and row counts checked."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from shardprep.pipeline.inspect import open_build
+from shardprep.pipeline.shards import SFT_SCHEMA
+
+
+@dataclass
+class ShardCheck:
+    path: str
+    split: str
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class VerifyReport:
+    url: str
+    fingerprint: str
+    shards: list[ShardCheck]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.shards)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "fingerprint": self.fingerprint,
+            "ok": self.ok,
+            "shards": len(self.shards),
+            "problems": [{"path": s.path, "split": s.split, "problems": s.problems} for s in self.shards if not s.ok],
+        }
+
+
+def _hash(fs: Any, path: str) -> tuple[str, int]:
+    h = hashlib.sha256()
+    n = 0
+    with fs.open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+            n += len(block)
+    return h.hexdigest(), n
+
+
+def verify_build(url: str) -> VerifyReport:
+    output, manifest = open_build(url)
+    expected_schema = SFT_SCHEMA if manifest.get("schema", "sft/1") == "sft/1" else None
+    checks: list[ShardCheck] = []
+    for split, info in manifest["splits"].items():
+        for shard in info["shards"]:
+            check = ShardCheck(shard["path"], split)
+            checks.append(check)
+            path = output.path(shard["path"])
+            if not output.fs.exists(path):
+                check.problems.append("missing")
+                continue
+            digest, size = _hash(output.fs, path)
+            if size != shard["bytes"]:
+                what = "truncated" if size < shard["bytes"] else "longer than recorded"
+                check.problems.append(f"{what}: {size} bytes, manifest says {shard['bytes']}")
+            if digest != shard["sha256"]:
+                check.problems.append(f"altered: sha256 {digest[:16]}… differs from the manifest's {shard['sha256'][:16]}…")
+            try:
+                with output.fs.open(path, "rb") as f:
+                    meta = pq.ParquetFile(f).metadata
+                    schema = meta.schema.to_arrow_schema()
+                    rows = meta.num_rows
+            except Exception as exc:  # pyarrow raises several types for a damaged file
+                check.problems.append(f"unreadable Parquet: {exc}")
+                continue
+            if rows != shard["rows"]:
+                check.problems.append(f"{rows} rows, manifest says {shard['rows']}")
+            if expected_schema is not None and not schema.remove_metadata().equals(expected_schema.remove_metadata()):
+                check.problems.append(f"schema differs from {manifest.get('schema')}: {schema}")
+    return VerifyReport(url, manifest["fingerprint"], checks)

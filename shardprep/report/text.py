@@ -1,0 +1,237 @@
+"""Terminal view of a show/preview report (rich).
+
+Without color (a pipe, NO_COLOR, a snapshot test) trained text is bracketed ⟦…⟧ and special
+tokens ‹…›, so what is trained stays visible in plain text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Column, Table
+from rich.text import Text
+
+TRAINED_OPEN, TRAINED_CLOSE = "⟦", "⟧"
+SPECIAL_OPEN, SPECIAL_CLOSE = "‹", "›"
+_BAR_WIDTH = 40
+_BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def _n(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _pct(trained: int, tokens: int) -> str:
+    return f"{100 * trained / tokens:.1f}" if tokens else "-"
+
+
+def _reasons(reasons: dict[str, int] | None) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in reasons.items()) if reasons else ""
+
+
+def _add_row(table: Table, *cells: str) -> None:
+    # Cells are data, not rich markup: a source named "[x]" must print as "[x]".
+    table.add_row(*(Text(c) for c in cells))
+
+
+def header(report: dict[str, Any]) -> Text:
+    kind = "preview (nothing written)" if report["kind"] == "preview" else "build"
+    t = Text()
+    t.append(f"{report['name']}", style="bold")
+    t.append(f"  {kind}\n")
+    opts = report.get("renderer_options") or {}
+    renderer = report["renderer"] + (f" {opts}" if opts else "")
+    lines = [
+        ("tokenizer", report["tokenizer"]),
+        ("renderer", f"{renderer}   train_on {report['train_on']}   max_length {report.get('max_length') or '-'}"),
+        ("fingerprint", report["fingerprint"]),
+    ]
+    if report.get("created_at"):
+        lines.append(("created", report["created_at"]))
+    for key, value in lines:
+        t.append(f"  {key:<12}", style="dim")
+        t.append(f"{value}\n")
+    return t
+
+
+def split_table(report: dict[str, Any]) -> Table:
+    t = Table("split", "rows", "tokens", "trained tokens", "trained %", "at max_length", "shards", "bytes", title="splits", title_justify="left")
+    for name, s in report["splits"].items():
+        _add_row(
+            t,
+            name, _n(s["rows"]), _n(s["tokens"]), _n(s["trained_tokens"]), _pct(s["trained_tokens"], s["tokens"]),
+            _n(s.get("at_max_length")), _n(s["shards"]), _n(s["bytes"]),
+        )
+    return t
+
+
+def source_table(report: dict[str, Any]) -> Table:
+    title = "sources (first rows only)" if report["kind"] == "preview" else "sources"
+    t = Table(Column("source", no_wrap=True), "format", "rows", "examples", "tokens", "trained", "trained %", "dropped", "truncated", title=title, title_justify="left")
+    for s in report["sources"]:
+        dropped = _n(s["dropped"])
+        if s.get("dropped_by_reason"):
+            dropped += f" ({_reasons(s['dropped_by_reason'])})"
+        _add_row(
+            t,
+            s["name"], s.get("format") or "-", _n(s["rows_read"]), _n(s["examples"]), _n(s["tokens"]),
+            _n(s["trained_tokens"]), _pct(s["trained_tokens"], s["tokens"]), dropped, _n(s.get("truncated")),
+        )
+    return t
+
+
+def totals_line(report: dict[str, Any]) -> Text:
+    return Text(
+        f"rows read {report['rows_read']:,}; dropped: {_reasons(report['dropped']) or 'none'}; truncated {report['truncated']:,}"
+    )
+
+
+def _bar(count: int, top: int) -> str:
+    eighths = round(_BAR_WIDTH * 8 * count / top) if top else 0
+    full, rest = divmod(eighths, 8)
+    return ("█" * full + (_BLOCKS[rest] if rest else "")).ljust(_BAR_WIDTH)
+
+
+def histogram(hist: dict[str, list[int]]) -> Text:
+    """Power-of-two buckets (lo, hi] as horizontal bars; empty buckets before the first row are left out."""
+    t = Text("example length (tokens)\n", style="bold")
+    edges, counts = hist.get("edges", []), hist.get("counts", [])
+    if not counts or not any(counts):
+        t.append("  (no examples)\n")
+        return t
+    first = next(i for i, c in enumerate(counts) if c)
+    top = max(counts)
+    for i in range(first, len(counts)):
+        lo = edges[i - 1] + 1 if i > 0 else 1
+        label = f"{lo:,}–{edges[i]:,}" if lo != edges[i] else f"{lo:,}"
+        t.append(f"  {label:>13} ")
+        t.append(_bar(counts[i], top), style="cyan")
+        t.append(f" {counts[i]:,}\n")
+    return t
+
+
+def shard_table(report: dict[str, Any]) -> Table:
+    # Shards share their data folder; naming it once in the title keeps the file column narrow.
+    folders = sorted({s["path"].rpartition("/")[0] for s in report["shards"]})
+    title = f"shards (in {folders[0]}/)" if len(folders) == 1 and folders[0] else "shards"
+    t = Table("split", Column("shard", no_wrap=True), "rows", "tokens", "trained tokens", "bytes", "sha256", title=title, title_justify="left")
+    for s in report["shards"]:
+        name = s["path"].rpartition("/")[2] if len(folders) == 1 else s["path"]
+        _add_row(t, s["split"], name, _n(s["rows"]), _n(s["tokens"]), _n(s["trained_tokens"]), _n(s["bytes"]), s["sha256"][:12])
+    return t
+
+
+def row_text(row: dict[str, Any], *, plain: bool) -> Text:
+    t = Text()
+    if row["spans"] is None:
+        t.append(f"(tokenizer not available: pass --tokenizer to decode)\ninput_ids {row['input_ids'][:200]}")
+        return t
+    in_trained = False
+    for s in row["spans"]:
+        if plain and s["trained"] != in_trained:
+            t.append(TRAINED_OPEN if s["trained"] else TRAINED_CLOSE)
+            in_trained = s["trained"]
+        style = "green" if s["trained"] else "dim"
+        if s["special"]:
+            style = "bold reverse " + ("green" if s["trained"] else "magenta")
+            t.append(f"{SPECIAL_OPEN}{s['text']}{SPECIAL_CLOSE}" if plain else s["text"], style=style)
+        else:
+            t.append(s["text"], style=style)
+    if plain and in_trained:
+        t.append(TRAINED_CLOSE)
+    return t
+
+
+def row_heading(row: dict[str, Any]) -> Text:
+    where = f"{row['split']} row {row['index']}" if row["split"] != "preview" else f"preview {row['index']}"
+    return Text(
+        f"{where} · source {row['source']} row {row['source_row']} · {row['length']:,} tokens, {row['trained']:,} trained",
+        style="bold",
+    )
+
+
+def legend(plain: bool) -> Text:
+    if plain:
+        return Text(f"{TRAINED_OPEN}trained{TRAINED_CLOSE}, {SPECIAL_OPEN}special token{SPECIAL_CLOSE}", style="dim")
+    t = Text()
+    t.append("trained", style="green")
+    t.append(", ")
+    t.append("not trained", style="dim")
+    t.append(", ")
+    t.append("special token", style="bold reverse magenta")
+    return t
+
+
+def health_text(report: dict[str, Any]) -> Text:
+    h = report["health"]
+    t = Text("mask health\n", style="bold")
+    scope = f"{h['rows_checked']:,} of {h['rows_total']:,} rows checked" if h["rows_checked"] < h["rows_total"] else f"{h['rows_checked']:,} rows checked"
+    t.append(f"  {scope}; rows training nothing: {h['untrained_rows']:,}\n")
+    for e in h["end_of_turn"]:
+        t.append(f"  end-of-turn {e['token']} (id {e['id']}): {e['in_targets']:,} in targets, {e['trained']:,} trained\n")
+    if not h["end_of_turn"]:
+        t.append("  end-of-turn tokens: none known for this renderer/tokenizer\n")
+    return t
+
+
+def conformance_text(conf: dict[str, Any]) -> Text:
+    t = Text("template conformance\n", style="bold")
+    t.append(f"  {conf.get('identical', 0):,} of {conf.get('checked', 0):,} rows identical to the chat template {conf.get('template')!r}\n")
+    first = conf.get("first_difference")
+    if first:
+        t.append(f"  first difference: row {first.get('index')}\n")
+        diff = first.get("diff") or ""
+        for line in (diff if isinstance(diff, list) else str(diff).splitlines()):
+            style = "red" if line.startswith("-") else "green" if line.startswith("+") else "dim" if line.startswith("@@") else ""
+            t.append(f"    {line}\n", style=style)
+    return t
+
+
+def warnings_text(report: dict[str, Any]) -> RenderableType:
+    ws = report["warnings"]
+    if not ws:
+        return Text("no warnings", style="green")
+    # A grid keeps wrapped lines of a long warning indented under its text, not under the "!".
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold yellow", no_wrap=True)
+    grid.add_column()
+    for w in ws:
+        grid.add_row(Text("  !"), Text(f"{w['message']} [{w['code']}]"))
+    return Group(Text(f"{len(ws)} warning(s)", style="bold yellow"), grid)
+
+
+def row_errors_text(errors: list[dict[str, Any]]) -> Text:
+    t = Text("rows that would be dropped\n", style="bold")
+    for e in errors:
+        t.append(f"  {e['source']} row {e['source_row']}: {e['reason']}", style="yellow")
+        t.append(f"  {e['message']}\n", style="dim")
+    return t
+
+
+def renderables(report: dict[str, Any], *, plain: bool) -> list[RenderableType]:
+    out: list[RenderableType] = [header(report)]
+    if report["splits"]:
+        out.append(split_table(report))
+    out += [source_table(report), totals_line(report), Text(""), histogram(report["length_histogram"])]
+    if report["shards"]:
+        out.append(shard_table(report))
+    if report.get("row_errors"):
+        out.append(row_errors_text(report["row_errors"]))
+    for row in report["rows"]:
+        out += [Group(row_heading(row), legend(plain)), row_text(row, plain=plain), Text("")]
+    if not report["rows"]:
+        out.append(Text("(no rows to show)\n"))
+    if report.get("conformance"):
+        out.append(conformance_text(report["conformance"]))
+    out += [health_text(report), warnings_text(report)]
+    return out
+
+
+def print_report(console: Console, report: dict[str, Any]) -> None:
+    # No color system: a pipe, NO_COLOR or a test. Then the text itself must carry the markings.
+    plain = console.color_system is None
+    for r in renderables(report, plain=plain):
+        console.print(r)
+    if report.get("skipped_sample") and report.get("path"):
+        console.print(f"sample of skipped rows: {report['path'].rstrip('/')}/{report['skipped_sample']}", soft_wrap=True, markup=False)

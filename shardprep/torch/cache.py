@@ -1,0 +1,203 @@
+"""A local, memory-mappable copy of one shard: flat column arrays plus row offsets.
+
+Parquet pages are compressed and must be decoded as whole row groups, so random access straight
+from Parquet costs a row-group decode per sample. Instead each shard is decoded once, row group by
+row group, into raw little files (one flat array per list column, with int64 offsets; one array per
+scalar column; dictionary codes for string columns). Reading row i is then two offset lookups and
+a slice of a memory map: O(1), no decode, shared between DataLoader workers through the page cache.
+
+The cache folder is named after the shard's sha256 (from the manifest), so a rebuilt shard never
+reuses a stale copy, and it appears by an atomic rename: a reader sees a complete copy or none.
+This module needs numpy and pyarrow only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from shardprep.errors import ManifestError
+
+# Bumped when the layout below changes, so older copies are ignored rather than misread.
+CACHE_VERSION = 1
+META_NAME = "meta.json"
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("SHARDPREP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "shardprep", "reader")
+
+
+def shard_cache_path(cache_dir: str, sha256: str) -> str:
+    return os.path.join(cache_dir, f"v{CACHE_VERSION}-{sha256}")
+
+
+def _map(path: str, dtype: str, count: int) -> np.ndarray:
+    # np.memmap refuses empty files; an empty column is just an empty array.
+    if count == 0:
+        return np.zeros(0, dtype=dtype)
+    # A plain ndarray view of the map: slicing a np.memmap subclass costs more per call.
+    return np.asarray(np.memmap(path, dtype=dtype, mode="r", shape=(count,)))
+
+
+@dataclass
+class FlatShard:
+    """One shard's columns as flat arrays (memory maps when loaded from the cache)."""
+
+    rows: int
+    lists: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # values, offsets
+    scalars: dict[str, np.ndarray] = field(default_factory=dict)
+    strings: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)  # codes, dictionary
+
+    def row(self, i: int) -> dict[str, Any]:
+        """Row i: list columns as numpy views (no copy), scalars as Python values."""
+        out: dict[str, Any] = {}
+        for name, (values, offsets) in self.lists.items():
+            out[name] = values[offsets[i] : offsets[i + 1]]
+        for name, arr in self.scalars.items():
+            out[name] = arr[i].item()
+        for name, (codes, dictionary) in self.strings.items():
+            out[name] = dictionary[codes[i]]
+        return out
+
+    def list_lengths(self, name: str) -> np.ndarray:
+        offsets = self.lists[name][1]
+        return np.diff(offsets)
+
+
+def load_flat(path: str) -> FlatShard:
+    with open(os.path.join(path, META_NAME), encoding="utf-8") as f:
+        meta = json.load(f)
+    if meta.get("version") != CACHE_VERSION:
+        raise ManifestError(f"{path}: reader cache version {meta.get('version')!r}, expected {CACHE_VERSION}")
+    rows = int(meta["rows"])
+    flat = FlatShard(rows=rows)
+    for name, col in meta["columns"].items():
+        kind = col["kind"]
+        if kind == "list":
+            values = _map(os.path.join(path, f"{name}.values"), col["dtype"], col["values"])
+            offsets = _map(os.path.join(path, f"{name}.offsets"), "int64", rows + 1)
+            flat.lists[name] = (values, offsets)
+        elif kind == "scalar":
+            flat.scalars[name] = _map(os.path.join(path, f"{name}.bin"), col["dtype"], rows)
+        else:
+            codes = _map(os.path.join(path, f"{name}.codes"), "int32", rows)
+            flat.strings[name] = (codes, list(col["dictionary"]))
+    return flat
+
+
+def _kind(t: pa.DataType) -> str:
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return "list"
+    if pa.types.is_dictionary(t) or pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
+        return "scalar"
+    raise ManifestError(f"reader cache: column type {t} is not supported")
+
+
+def _as_numpy(arr: pa.Array) -> np.ndarray:
+    """Zero-copy numpy view of a primitive array without nulls.
+
+    pyarrow's to_numpy() imports pandas on first use (about a second per process); reading the
+    data buffer directly avoids that in every DataLoader worker that builds a cache.
+    """
+    t = arr.type
+    if arr.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t)):
+        dtype = np.dtype(t.to_pandas_dtype())
+        return np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset : arr.offset + len(arr)]
+    return arr.to_numpy(zero_copy_only=False)
+
+
+class _ColumnWriter:
+    """Appends one column of successive row groups to its files; keeps only offsets in memory."""
+
+    def __init__(self, folder: str, name: str, t: pa.DataType) -> None:
+        self.name = name
+        self.kind = _kind(t)
+        self.dtype = ""
+        self.count = 0  # flat values written (lists) or rows written (others)
+        self.offsets: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+        self.dictionary: dict[str, int] = {}
+        suffix = {"list": "values", "scalar": "bin", "string": "codes"}[self.kind]
+        self.file: IO[bytes] = open(os.path.join(folder, f"{name}.{suffix}"), "wb")  # noqa: SIM115
+        self.folder = folder
+
+    def add(self, column: pa.ChunkedArray) -> None:
+        arr = column.combine_chunks()
+        if self.kind == "list":
+            offs = _as_numpy(arr.offsets).astype(np.int64)
+            # flatten() honours slicing; offsets are rebased onto what was already written.
+            values = _as_numpy(arr.flatten())
+            self.dtype = self.dtype or values.dtype.str
+            self.offsets.append(offs[1:] - offs[0] + self.count)
+            self.file.write(np.ascontiguousarray(values).tobytes())
+            self.count += len(values)
+        elif self.kind == "scalar":
+            values = _as_numpy(arr)
+            self.dtype = self.dtype or values.dtype.str
+            self.file.write(np.ascontiguousarray(values).tobytes())
+            self.count += len(values)
+        else:
+            if not pa.types.is_dictionary(arr.type):
+                arr = pc.dictionary_encode(arr)
+            local = arr.dictionary.to_pylist()
+            # Row groups carry their own dictionaries; map each onto one dictionary per shard.
+            remap = np.array([self.dictionary.setdefault(s, len(self.dictionary)) for s in local], dtype=np.int32)
+            codes = remap[_as_numpy(arr.indices)] if len(local) else np.zeros(len(arr), np.int32)
+            self.file.write(codes.astype(np.int32).tobytes())
+            self.count += len(codes)
+
+    def close(self) -> dict[str, Any]:
+        self.file.close()
+        if self.kind == "list":
+            offsets = np.concatenate(self.offsets)
+            offsets.tofile(os.path.join(self.folder, f"{self.name}.offsets"))
+            return {"kind": "list", "dtype": self.dtype or "<i4", "values": self.count}
+        if self.kind == "scalar":
+            return {"kind": "scalar", "dtype": self.dtype or "<i8"}
+        return {"kind": "string", "dictionary": list(self.dictionary)}
+
+
+def build_flat_cache(parquet_path: str, target: str, *, expected_rows: int) -> None:
+    """Decode a local Parquet shard into `target` (atomic: written beside it, then renamed)."""
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    os.makedirs(tmp)
+    try:
+        pf = pq.ParquetFile(parquet_path)
+        if pf.metadata.num_rows != expected_rows:
+            raise ManifestError(
+                f"{parquet_path} has {pf.metadata.num_rows} rows, the manifest says {expected_rows} (run `prep verify`)"
+            )
+        schema = pf.schema_arrow
+        writers = [_ColumnWriter(tmp, f.name, f.type) for f in schema]
+        try:
+            for rg in range(pf.num_row_groups):
+                table = pf.read_row_group(rg)
+                for w in writers:
+                    w.add(table.column(w.name))
+        finally:
+            columns = {w.name: w.close() for w in writers}
+        meta = {"version": CACHE_VERSION, "rows": expected_rows, "columns": columns}
+        with open(os.path.join(tmp, META_NAME), "w", encoding="utf-8") as f:
+            json.dump(meta, f)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            # Another process (a DataLoader worker, a second job) finished the same shard first.
+            if not os.path.exists(os.path.join(target, META_NAME)):
+                raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(tmp)
