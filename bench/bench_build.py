@@ -72,7 +72,7 @@ def child(args: argparse.Namespace) -> None:
 
     recipe, base = load_recipe(work / "recipe.yaml")
     t0 = time.perf_counter()
-    result = build(recipe, base, force=True)
+    result = build(recipe, base, force=True, workers=int(os.environ["RAYON_NUM_THREADS"]))
     build_s = time.perf_counter() - t0
     m = result.manifest
     rows = sum(s["rows"] for s in m["splits"].values())

@@ -20,6 +20,7 @@ from shardprep.pipeline.lock import build_lock
 from shardprep.pipeline.manifest import FORMAT_NAME, fingerprint, read_manifest, write_manifest
 from shardprep.pipeline.sources import expand_paths, file_identity
 from shardprep.pipeline.storage import Output
+from shardprep.pipeline.tasks import task_module
 from shardprep.pipeline.tokenize import BatchEncoder
 from shardprep.pipeline.tokenizer import LoadedTokenizer, load_tokenizer
 from shardprep.pipeline.units import UnitContext, UnitResult, WorkUnit, load_done, plan_units
@@ -235,6 +236,7 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
                 "shards": shards,
             }
     per_source: dict[str, Counter[str]] = {s.resolved_name: Counter() for s in recipe.sources}
+    by_reason: dict[str, Counter[str]] = {s.resolved_name: Counter() for s in recipe.sources}
     dropped: Counter[str] = Counter()
     hist: Counter[int] = Counter()
     for r in results:
@@ -244,6 +246,9 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
         c["tokens"] += r.tokens
         c["trained_tokens"] += r.trained_tokens
         c["dropped"] += sum(r.dropped.values())
+        c["truncated"] += r.truncated
+        for reason, n in r.dropped.items():
+            by_reason[r.source][reason] += n
         dropped.update(r.dropped)
         hist.update(r.length_log2)
     rows_read = sum(r.rows_read for r in results)
@@ -256,7 +261,7 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "fingerprint": plan.fingerprint,
         "task": recipe.task,
-        "schema": "sft/1",
+        "schema": task_module(recipe.task).SCHEMA,
         "recipe": recipe.model_dump(mode="json"),
         "tokenizer": plan.tokenizer.describe(),
         "renderer": plan.fingerprint_parts["renderer"],
@@ -267,7 +272,11 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
                 "path": s.path,
                 "format": s.format,
                 "files": plan.source_files[s.resolved_name],
-                **{k: per_source[s.resolved_name][k] for k in ("rows_read", "examples", "tokens", "trained_tokens", "dropped")},
+                **{
+                    k: per_source[s.resolved_name][k]
+                    for k in ("rows_read", "examples", "tokens", "trained_tokens", "dropped", "truncated")
+                },
+                "dropped_by_reason": dict(sorted(by_reason[s.resolved_name].items())),
             }
             for s in recipe.sources
         ],

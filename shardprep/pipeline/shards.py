@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,7 +81,11 @@ class ShardInfo:
 
 @dataclass
 class ShardWriter:
-    """Buffers examples of one split and cuts a shard when it reaches max_rows or about max_bytes."""
+    """Buffers one split's records and cuts a shard at max_rows or about max_bytes.
+
+    Records are whatever the task's `to_table(records, sources, source_rows)` turns into an Arrow
+    table of its schema; the writer only counts them and places the finished file.
+    """
 
     output: Output
     folder: str  # relative to the output root
@@ -88,44 +93,47 @@ class ShardWriter:
     max_rows: int
     max_bytes: int
     row_group_rows: int = 1024
+    to_table: Callable[[list[Any], list[str], list[int]], pa.Table] = field(default=lambda r, s, i: examples_table(r, s, i))
     shards: list[ShardInfo] = field(default_factory=list)
-    _examples: list[Example] = field(default_factory=list)
+    _records: list[Any] = field(default_factory=list)
     _sources: list[str] = field(default_factory=list)
     _rows: list[int] = field(default_factory=list)
     _bytes: int = 0
+    _tokens: int = 0
+    _trained: int = 0
 
-    def add(self, example: Example, source: str, source_row: int) -> None:
-        self._examples.append(example)
+    def add(self, record: Any, source: str, source_row: int, *, tokens: int, trained: int) -> None:
+        self._records.append(record)
         self._sources.append(source)
         self._rows.append(source_row)
-        self._bytes += _BYTES_PER_ROW + _BYTES_PER_TOKEN * len(example.input_ids)
-        if len(self._examples) >= self.max_rows or self._bytes >= self.max_bytes:
+        self._tokens += tokens
+        self._trained += trained
+        self._bytes += _BYTES_PER_ROW + _BYTES_PER_TOKEN * tokens
+        if len(self._records) >= self.max_rows or self._bytes >= self.max_bytes:
             self.flush()
 
+    def add_example(self, example: Example, source: str, source_row: int) -> None:
+        self.add(
+            example, source, source_row, tokens=len(example.input_ids), trained=int(np.count_nonzero(example.weights))
+        )
+
     def flush(self) -> None:
-        if not self._examples:
+        if not self._records:
             return
-        table = examples_table(self._examples, self._sources, self._rows)
+        table = self.to_table(self._records, self._sources, self._rows)
         name = f"{self.prefix}-{len(self.shards):04d}.parquet"
         rel = f"{self.folder}/{name}"
         tmpdir = self.output.local_tempdir()
         try:
             tmp = os.path.join(tmpdir, name)
-            pq.write_table(
-                table,
-                tmp,
-                compression="zstd",
-                row_group_size=self.row_group_rows,
-                write_statistics=["length", "source_row"],
-            )
+            pq.write_table(table, tmp, compression="zstd", row_group_size=self.row_group_rows)
             size = os.path.getsize(tmp)
             digest = sha256_file(tmp)
             self.output.place(tmp, rel)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
-        lengths = table.column("length").to_numpy()
-        trained = sum(int(np.count_nonzero(e.weights)) for e in self._examples)
         self.shards.append(
-            ShardInfo(path=rel, rows=table.num_rows, tokens=int(lengths.sum()), trained_tokens=trained, bytes=size, sha256=digest)
+            ShardInfo(path=rel, rows=table.num_rows, tokens=self._tokens, trained_tokens=self._trained, bytes=size, sha256=digest)
         )
-        self._examples, self._sources, self._rows, self._bytes = [], [], [], 0
+        self._records, self._sources, self._rows = [], [], []
+        self._bytes = self._tokens = self._trained = 0

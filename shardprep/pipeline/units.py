@@ -15,18 +15,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from shardprep.errors import RowError
-from shardprep.pipeline.examples import Example, make_example
-from shardprep.pipeline.formats import to_conversation
 from shardprep.pipeline.shards import ShardWriter
 from shardprep.pipeline.sources import count_rows_per_file, iter_source_batches
 from shardprep.pipeline.storage import Output
-from shardprep.pipeline.tokenize import BatchEncoder, render_supervised_batch
+from shardprep.pipeline.tasks import task_module
+from shardprep.pipeline.tasks.base import UnitIO
+from shardprep.pipeline.tokenize import BatchEncoder
 from shardprep.pipeline.tokenizer import load_tokenizer
 from shardprep.recipe import Recipe
-from shardprep.renderers.base import TrainOnWhat
 from shardprep.renderers.registry import get_renderer
 
 UNITS_DIR = "_units"
@@ -146,16 +143,14 @@ class _Skip:
 
 
 def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
-    """Read, render, tokenize and write one unit; its marker is written last."""
+    """Read one unit's rows, let the task turn them into records, write shards; the marker last."""
     t0 = time.monotonic()
     recipe = ctx.recipe
     renderer, encoder, output = ctx.loaded()
+    task = task_module(recipe.task)
     src = recipe.sources[unit.source]
-    name = src.resolved_name
-    result = UnitResult(index=unit.index, source=name)
+    result = UnitResult(index=unit.index, source=src.resolved_name)
     skip = _Skip(ctx, result)
-    dropped = skip.dropped
-    hist: Counter[int] = Counter()
     writers = {
         split: ShardWriter(
             output,
@@ -164,59 +159,40 @@ def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
             recipe.shards.max_rows,
             recipe.shards.max_bytes,
             recipe.shards.row_group_rows,
+            to_table=task.to_table,
         )
         for split in ("train", "test")
     }
-    customized = recipe.train_on == TrainOnWhat.CUSTOMIZED
+    io = UnitIO(
+        recipe=recipe,
+        source=src,
+        source_name=src.resolved_name,
+        renderer=renderer,
+        encoder=encoder,
+        writers=writers,
+        skip=skip,
+        split_of=lambda raw: "test" if (unit.ordinal_base + raw.index) in ctx.test_ordinals else "train",
+        source_row=lambda raw: unit.source_row_base + raw.index,
+        dropped=skip.dropped,
+    )
+    runner = task.Runner(io)
     for batch in iter_source_batches(
         unit.file, storage_options=src.storage_options, batch_size=recipe.batch_size,
         file_format=src.file_format, start=unit.start, stop=unit.stop,
     ):
-        convs, metas = [], []
-        for raw in batch:
-            if raw.error is not None:
-                skip(raw.error, file=raw.file, line=raw.line, row=None)
-                continue
-            try:
-                conv = to_conversation(raw.data or {}, format=src.format, columns=src.columns or None, customized=customized)
-            except RowError as err:
-                skip(err, file=raw.file, line=raw.line, row=raw.data)
-                continue
-            convs.append(conv)
-            metas.append(raw)
-        rendered = render_supervised_batch(renderer, encoder, convs, recipe.train_on) if convs else []
-        for raw, res in zip(metas, rendered, strict=True):
-            if isinstance(res, RowError):
-                skip(res, file=raw.file, line=raw.line, row=raw.data)
-                continue
-            ex = make_example(
-                res.tokens, res.weights, max_length=recipe.max_length, overlong=recipe.overlong,
-                reduction=recipe.weight_reduction,
-            )
-            if isinstance(ex, str):
-                dropped[ex] += 1
-                continue
-            _count(result, hist, ex)
-            split = "test" if (unit.ordinal_base + raw.index) in ctx.test_ordinals else "train"
-            writers[split].add(ex, name, unit.source_row_base + raw.index)
+        runner.process(batch)
         result.rows_read += len(batch)
+    runner.finish()
     for split, w in writers.items():
         w.flush()
         result.shards[split] = [s.to_json() for s in w.shards]
-    result.dropped = dict(dropped)
-    result.length_log2 = dict(hist)
+    result.examples, result.tokens, result.trained_tokens = io.examples, io.tokens, io.trained_tokens
+    result.truncated = io.truncated
+    result.dropped = dict(io.dropped)
+    result.length_log2 = dict(io.length_log2)
     result.elapsed_s = round(time.monotonic() - t0, 4)
     output.write_text_atomic(marker_path(ctx.data_dir, unit.index), result.to_json())
     return result
-
-
-def _count(result: UnitResult, hist: Counter[int], ex: Example) -> None:
-    n = len(ex.input_ids)
-    result.examples += 1
-    result.tokens += n
-    result.trained_tokens += int(np.count_nonzero(ex.weights))
-    result.truncated += ex.truncated
-    hist[max(0, (n - 1).bit_length())] += 1
 
 
 def load_done(output: Output, data_dir: str) -> dict[int, UnitResult]:

@@ -1,0 +1,49 @@
+"""What a task's runner gets from its unit: writers, error policy, counters."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from shardprep.errors import RowError
+from shardprep.pipeline.shards import ShardWriter
+from shardprep.pipeline.sources import RawRow
+from shardprep.recipe import Recipe, SourceSpec
+
+
+class SkipFn(Protocol):
+    def __call__(self, err: RowError, *, file: str, line: int | None, row: Any) -> None: ...
+
+
+@dataclass
+class UnitIO:
+    recipe: Recipe
+    source: SourceSpec
+    source_name: str
+    renderer: Any
+    encoder: Any
+    writers: dict[str, ShardWriter]
+    skip: SkipFn
+    split_of: Callable[[RawRow], str]  # "train" or "test"
+    source_row: Callable[[RawRow], int]
+    dropped: Counter[str] = field(default_factory=Counter)
+    # per written example: (input tokens, trained tokens, truncated)
+    examples: int = 0
+    tokens: int = 0
+    trained_tokens: int = 0
+    truncated: int = 0
+    length_log2: Counter[int] = field(default_factory=Counter)
+
+    def count_example(self, n_tokens: int, n_trained: int, truncated: bool) -> None:
+        self.examples += 1
+        self.tokens += n_tokens
+        self.trained_tokens += n_trained
+        self.truncated += truncated
+        self.length_log2[max(0, (n_tokens - 1).bit_length())] += 1
+
+
+class Runner(Protocol):
+    def process(self, rows: list[RawRow]) -> None: ...
+    def finish(self) -> None: ...
