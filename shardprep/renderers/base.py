@@ -119,6 +119,17 @@ class Renderer(ABC):
     def assistant_turn_start(self, messages: Sequence[Message]) -> int:
         return last_user_index(messages) + 1
 
+    def render_conversation(self, messages: Sequence[Message]) -> list[RenderedMessage] | None:
+        """All messages at once, for templates that cannot render one message alone (hf_template).
+
+        None (the default) means: call `render_message` per message.
+        """
+        return None
+
+    def conversation_prompt_suffix(self, messages: Sequence[Message], role: str) -> list[Chunk] | None:
+        """Generation suffix computed from the whole conversation; None: use `generation_suffix`."""
+        return None
+
     @abstractmethod
     def template_constants(self) -> dict[str, Any]:
         """Every constant string that decides the output."""
@@ -230,6 +241,8 @@ def plan_supervised(
     header_weight = 1.0 if train_on is TrainOnWhat.ALL_TOKENS else 0.0
     for idx, message in enumerate(messages):
         _check_message(message, idx)
+    whole = renderer.render_conversation(messages)
+    for idx, message in enumerate(messages):
         if ("trainable" in message) != customized:
             raise RendererError(
                 "with train_on 'customized' every message needs a 'trainable' key"
@@ -238,7 +251,7 @@ def plan_supervised(
                 field="trainable",
             )
         ctx = _context(messages, idx, last_user, turn_start)
-        rendered = renderer.render_message(message, ctx)
+        rendered = whole[idx] if whole is not None else renderer.render_message(message, ctx)
         if rendered.header is not None:
             chunks.append(rendered.header)
             weights.append(header_weight)
@@ -272,7 +285,10 @@ def plan_prompt(
     turn_start = renderer.assistant_turn_start(messages)  # on the full list here, unlike supervised
     for idx, message in enumerate(messages):
         _check_message(message, idx)
-        rendered = renderer.render_message(message, _context(messages, idx, last_user, turn_start))
+    whole = renderer.render_conversation(messages)
+    for idx, message in enumerate(messages):
+        ctx = _context(messages, idx, last_user, turn_start)
+        rendered = whole[idx] if whole is not None else renderer.render_message(message, ctx)
         if rendered.header is not None:
             chunks.append(rendered.header)
         chunks.extend(rendered.output)
@@ -284,7 +300,8 @@ def plan_prompt(
         last_user_index=last_user,
         in_last_assistant_turn=True,
     )
-    chunks.extend(renderer.generation_suffix(role, suffix_ctx))
+    suffix = renderer.conversation_prompt_suffix(messages, role)
+    chunks.extend(suffix if suffix is not None else renderer.generation_suffix(role, suffix_ctx))
     fill = renderer.generation_prefill(messages, prefill)
     if fill:
         chunks.append(text(fill))

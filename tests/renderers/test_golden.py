@@ -54,7 +54,11 @@ def renderer_and_encoder(stem: str) -> tuple[Renderer, BatchEncoder]:
     tokenizer = _tokenizer(tok)
     renderer = get_renderer(name, tokenizer)
     renderer.check_tokenizer()
-    return renderer, BatchEncoder(tokenizer)
+    encoder = BatchEncoder(tokenizer)
+    # Every mode renders the same strings: remember all of them, so each file is encoded once
+    # (the toy tokenizer's tiny vocabulary makes encoding the slow part of this suite).
+    encoder.memo_max_chars = encoder.memo_max_entries = 1 << 30
+    return renderer, encoder
 
 
 def expand(rle: list[list[float]]) -> np.ndarray:

@@ -86,9 +86,15 @@ def _encode_one_by_one(tok: Tokenizer, escaped: Tokenizer, chunks: list[Any]) ->
     return ids
 
 
+# Renderers that are not tinker's need their own model's tokenizer (tokens, chat template).
+OWN_TOKENIZER = {"mistral": "mistral_v3", "mistral_tekken": "mistral_nemo_tekken", "hf_template": "llama3"}
+# Mistral's template refuses most random conversations (9-character tool ids, user first).
+MIN_RENDERED = {"mistral": 5, "mistral_tekken": 5}
+
+
 @pytest.mark.parametrize("name", renderer_names())
 def test_render_invariants(name: str, tokenizer_for: Callable[[str], LoadedTokenizer]) -> None:
-    tokenizer = tokenizer_for("toy")
+    tokenizer = tokenizer_for(OWN_TOKENIZER.get(name, "toy"))
     renderer = get_renderer(name, tokenizer)
     encoder = BatchEncoder(tokenizer)
     escaped = Tokenizer.from_str(tokenizer.tokenizer.to_str())
@@ -115,4 +121,4 @@ def test_render_invariants(name: str, tokenizer_for: Callable[[str], LoadedToken
             assert np.array_equal(got.tokens, am.tokens), mode
             assert got.weights.shape == got.tokens.shape, mode
             assert set(np.unique(got.weights).tolist()) <= {0.0, 1.0}, mode
-    assert rendered >= 20, f"only {rendered} of {len(CONVERSATIONS)} conversations rendered"
+    assert rendered >= MIN_RENDERED.get(name, 20), f"only {rendered} of {len(CONVERSATIONS)} conversations rendered"

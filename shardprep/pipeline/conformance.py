@@ -1,0 +1,133 @@
+"""Conformance: does a built-in renderer write the same text as the model's own chat template?
+
+A built-in renderer follows tinker-cookbook, which deliberately differs from some Hugging Face
+templates (no Llama knowledge-date preamble, history thinking kept or stripped differently).
+Counting, per build, the rows whose text equals the template's makes such a difference visible
+in the manifest instead of discovering it at inference time.
+
+The build calls `add()` once per row batch with the conversations and what the renderer made of
+them (text chunks, or the already-joined text); `result()` is the manifest entry.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Any
+
+from shardprep.errors import RowError, ShardprepError
+from shardprep.pipeline.tokenizer import LoadedTokenizer
+from shardprep.renderers.base import Renderer, TrainOnWhat, plan_supervised
+from shardprep.renderers.chunks import Chunk, TextChunk
+from shardprep.renderers.content import Message
+from shardprep.renderers.jinja_template import ChatTemplate, template_messages
+
+# Long conversations make long diffs; the manifest keeps the first lines only.
+MAX_DIFF_LINES = 80
+
+
+def chunks_text(chunks: Sequence[Chunk], tokenizer: LoadedTokenizer | None = None) -> str:
+    """The text of a rendered conversation (id chunks are decoded when a tokenizer is given)."""
+    out = []
+    for c in chunks:
+        if isinstance(c, TextChunk):
+            out.append(c.text)
+        elif tokenizer is not None:
+            out.append(tokenizer.tokenizer.decode(list(c.ids), skip_special_tokens=False))
+    return "".join(out)
+
+
+def rendered_texts(
+    renderer: Renderer, conversations: Sequence[Sequence[Message]], train_on: TrainOnWhat
+) -> list[str | RowError]:
+    """The renderer's text for each conversation (a RowError where it cannot render it)."""
+    out: list[str | RowError] = []
+    for messages in conversations:
+        try:
+            plan = plan_supervised(renderer, messages, train_on)
+        except RowError as exc:
+            out.append(exc)
+            continue
+        out.append(chunks_text(plan.chunks, renderer.tokenizer))
+    return out
+
+
+def unified_diff(expected: str, got: str, *, max_lines: int = MAX_DIFF_LINES) -> str:
+    lines = list(
+        difflib.unified_diff(
+            expected.splitlines(keepends=True),
+            got.splitlines(keepends=True),
+            fromfile="chat_template",
+            tofile="renderer",
+        )
+    )
+    if len(lines) > max_lines:
+        lines = [*lines[:max_lines], f"... ({len(lines) - max_lines} more diff lines)\n"]
+    return "".join(lines)
+
+
+class ConformanceCheck:
+    """Counts rows whose renderer text equals the model's chat_template text.
+
+    `template_source` says where the template came from (e.g. the tokenizer_config.json path);
+    it is recorded as is. Rows the template itself refuses count as checked, not identical.
+    """
+
+    def __init__(self, template: ChatTemplate, template_source: str) -> None:
+        self.template = template
+        self.template_source = template_source
+        self.checked = 0
+        self.identical = 0
+        self.template_errors = 0
+        self.first_difference: dict[str, Any] | None = None
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: LoadedTokenizer) -> ConformanceCheck | None:
+        """A check against the tokenizer's own chat_template, or None when it has none."""
+        try:
+            template = ChatTemplate.from_config(tokenizer.config)
+        except ShardprepError:
+            return None
+        return cls(template, f"{tokenizer.source} (tokenizer_config.json chat_template)")
+
+    def add(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        rendered: Sequence[str | Sequence[Chunk] | RowError | None],
+        *,
+        indices: Sequence[int] | None = None,
+        tokenizer: LoadedTokenizer | None = None,
+    ) -> None:
+        """One batch: `rendered[i]` is the text or chunks of `conversations[i]`.
+
+        Rows the renderer failed on (RowError / None) are skipped. `indices` are the rows'
+        global ordinals, used to name the first differing row (default: a running count).
+        """
+        for k, (messages, got) in enumerate(zip(conversations, rendered, strict=True)):
+            if got is None or isinstance(got, RowError):
+                continue
+            index = indices[k] if indices is not None else self.checked
+            text = got if isinstance(got, str) else chunks_text(got, tokenizer)
+            self.checked += 1
+            try:
+                expected = self.template.render(template_messages(messages))
+            except RowError as exc:
+                self.template_errors += 1
+                self._note(index, f"chat_template refused this conversation: {exc.message}\n")
+                continue
+            if expected == text:
+                self.identical += 1
+            else:
+                self._note(index, unified_diff(expected, text))
+
+    def _note(self, index: int, diff: str) -> None:
+        if self.first_difference is None:
+            self.first_difference = {"index": index, "diff": diff}
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "template": self.template_source,
+            "checked": self.checked,
+            "identical": self.identical,
+            "first_difference": self.first_difference,
+        }

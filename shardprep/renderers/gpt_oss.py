@@ -1,0 +1,136 @@
+"""GPT-OSS / Harmony: `gpt_oss_no_sysprompt`, `gpt_oss_{low,medium,high}_reasoning` (tinker's gpt_oss.py).
+
+tinker stamps `datetime.now()` into the system prompt of the reasoning variants, so its output
+changes daily. Here the date is a renderer option (`current_date`, recorded in the manifest and
+hashed into the fingerprint) with a fixed default, so a rebuild renders the same tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from shardprep.errors import RendererError, ShardprepError
+from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
+from shardprep.renderers.chunks import text
+from shardprep.renderers.content import Message, parts, tool_call_fields, tool_calls_of
+
+# The date the golden files were recorded with; used when the recipe gives none.
+DEFAULT_CURRENT_DATE = "2025-06-28"
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+_START = "<|start|>"
+_END = "<|end|>"
+_MESSAGE = "<|message|>"
+_CHANNEL = "<|channel|>"
+_RETURN = "<|return|>"
+_CALL = "<|call|>"
+_CONSTRAIN = "<|constrain|>"
+# Role of the injected system prompt: user `system` messages render as `developer`, and this one
+# must not count as a system message for all_user_and_system_messages.
+INTERNAL_SYSTEM = "_gptoss_internal_system"
+_SYSTEM_PROMPT = (
+    "You are ChatGPT, a large language model trained by OpenAI.\n"
+    "Knowledge cutoff: 2024-06\n"
+    "Current date: {current_date}\n\n"
+    "Reasoning: {effort}\n\n"
+    "# Valid channels: analysis, commentary, final. Channel must be included for every message."
+)
+
+
+def _split(content: Any) -> tuple[str, str]:
+    """(thinking, text) of a message's content."""
+    if isinstance(content, str):
+        return "", content
+    thinking = ""
+    body = ""
+    for part in parts(content):
+        kind = part.get("type")
+        if kind == "thinking":
+            thinking += str(part.get("thinking", ""))
+        elif kind == "text":
+            body += str(part.get("text", ""))
+        else:
+            raise RendererError(f"content part of type {kind!r} is not supported", field="content")
+    return thinking, body
+
+
+class GptOssRenderer(Renderer):
+    accepted_options: ClassVar[frozenset[str]] = frozenset({"current_date"})
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        name: str,
+        options: dict[str, Any] | None = None,
+        *,
+        reasoning_effort: str | None = None,
+    ) -> None:
+        super().__init__(tokenizer, name, options)
+        self.reasoning_effort = reasoning_effort
+        date = self.options.get("current_date", DEFAULT_CURRENT_DATE)
+        if not isinstance(date, str) or not _DATE_RE.match(date):
+            raise ShardprepError(
+                f"renderer {name!r}: option current_date must be a YYYY-MM-DD string, got {date!r}"
+            )
+        self.current_date = date
+
+    def system_prompt(self) -> str | None:
+        if self.reasoning_effort is None:
+            return None
+        return _SYSTEM_PROMPT.format(current_date=self.current_date, effort=self.reasoning_effort)
+
+    def normalize(self, messages: Sequence[Message]) -> Sequence[Message]:
+        prompt = self.system_prompt()
+        if prompt is None or (messages and messages[0].get("role") == INTERNAL_SYSTEM):
+            return messages
+        return [{"role": INTERNAL_SYSTEM, "content": prompt}, *messages]
+
+    def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
+        role = message["role"]
+        thinking, body = _split(message["content"])
+        if role == "assistant":
+            return RenderedMessage(
+                header=text(_START + "assistant"),
+                output=[text(self._assistant(message, thinking, body, ctx))],
+            )
+        if role == "tool":
+            name = message.get("name") or "unknown"
+            return RenderedMessage(
+                header=text(f"{_START}functions.{name} to=assistant"),
+                output=[text(f"{_CHANNEL}commentary{_MESSAGE}{body}{_END}")],
+            )
+        if role == "system":
+            role, body = "developer", f"# Instructions\n\n{body}\n\n"
+        elif role == INTERNAL_SYSTEM:
+            role = "system"
+        return RenderedMessage(header=text(_START + role), output=[text(_MESSAGE + body + _END)])
+
+    def _assistant(self, message: Message, thinking: str, body: str, ctx: RenderContext) -> str:
+        next_part = _END + _START + "assistant"
+        out = f"{_CHANNEL}analysis{_MESSAGE}{thinking}{next_part}" if thinking else ""
+        calls = tool_calls_of(message)
+        if calls:
+            if body:
+                out += f"{_CHANNEL}commentary{_MESSAGE}{body}{next_part}"
+            rendered = []
+            for call in calls:
+                name, arguments = tool_call_fields(call)
+                rendered.append(
+                    f" to=functions.{name}{_CHANNEL}commentary {_CONSTRAIN}json{_MESSAGE}{arguments}{_CALL}"
+                )
+            return out + (_START + "assistant").join(rendered)
+        return out + f"{_CHANNEL}final{_MESSAGE}{body}" + (_RETURN if ctx.is_last else _END)
+
+    def required_special_tokens(self) -> list[str]:
+        return [_START, _END, _MESSAGE, _CHANNEL, _RETURN, _CALL, _CONSTRAIN]
+
+    def template_constants(self) -> dict[str, Any]:
+        return {
+            "system_prompt": self.system_prompt(),
+            "developer": "# Instructions\n\n{text}\n\n",
+            "tokens": self.required_special_tokens(),
+            "tool_call": " to=functions.{name}<|channel|>commentary <|constrain|>json<|message|>{arguments}<|call|>",
+            "tool_result": "<|start|>functions.{name} to=assistant<|channel|>commentary<|message|>{text}<|end|>",
+        }

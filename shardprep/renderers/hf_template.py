@@ -1,0 +1,114 @@
+"""`hf_template`: any model, through the Jinja `chat_template` in its tokenizer_config.json.
+
+A template renders whole conversations, so loss masks come from rendering prefixes: message i
+is the text that `messages[:i+1]` adds to `messages[:i]`; an assistant message's header is what
+the generation prompt adds. A template whose prefix renders are not prefixes of each other for a
+row (one that rewrites earlier turns when a later one arrives) cannot be masked correctly; that
+row is a RowError naming the first differing character, never a silently wrong mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from shardprep.errors import RendererError, ShardprepError
+from shardprep.pipeline.tokenizer import LoadedTokenizer
+from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
+from shardprep.renderers.chunks import Chunk, TextChunk, text
+from shardprep.renderers.content import Message
+from shardprep.renderers.jinja_template import ChatTemplate, template_messages
+
+
+def first_difference(a: str, b: str) -> int:
+    """Index of the first character where `a` and `b` differ (len of the shorter if a prefix)."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+class HfTemplateRenderer(Renderer):
+    # template_name: which template of a list-form chat_template; template_kwargs: extra
+    # variables for the template (e.g. `date_string`, `enable_thinking`), recorded in the manifest.
+    accepted_options: ClassVar[frozenset[str]] = frozenset({"template_name", "template_kwargs"})
+
+    def __init__(
+        self, tokenizer: LoadedTokenizer, name: str, options: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(tokenizer, name, options)
+        kwargs = self.options.get("template_kwargs", {})
+        if not isinstance(kwargs, dict):
+            raise ShardprepError(f"renderer {name!r}: option template_kwargs must be a mapping")
+        self.template_kwargs: dict[str, Any] = dict(kwargs)
+        self.template = ChatTemplate.from_config(
+            tokenizer.config, str(self.options.get("template_name", "default"))
+        )
+
+    def _render(self, messages: Sequence[Message], *, prompt: bool = False) -> str:
+        if not messages and not prompt:
+            try:
+                return self.template.render([], **self.template_kwargs)
+            except RendererError:
+                return ""  # templates may refuse an empty conversation; it renders nothing
+        return self.template.render(
+            template_messages(messages), add_generation_prompt=prompt, **self.template_kwargs
+        )
+
+    def _extends(self, longer: str, shorter: str, what: str) -> None:
+        if not longer.startswith(shorter):
+            pos = first_difference(longer, shorter)
+            raise RendererError(
+                f"chat template is not prefix-consistent here ({what}): first difference at "
+                f"character {pos}: {shorter[pos:pos + 40]!r} became {longer[pos:pos + 40]!r}",
+                field="messages",
+            )
+
+    def render_conversation(self, messages: Sequence[Message]) -> list[RenderedMessage] | None:
+        out: list[RenderedMessage] = []
+        before = self._render([])
+        for i, message in enumerate(messages):
+            after = self._render(messages[: i + 1])
+            self._extends(after, before, f"adding message {i}")
+            header: Chunk | None = None
+            body = after[len(before) :]
+            if message.get("role") == "assistant":
+                prompt = self._render(messages[:i], prompt=True)
+                if prompt.startswith(before) and after.startswith(prompt):
+                    header = text(prompt[len(before) :])
+                    body = after[len(prompt) :]
+            if i == 0:
+                # What the template writes before any message (BOS, a default system block)
+                # goes with the first header: never trained, except under all_tokens.
+                lead = before
+                bos = self.template.bos_token
+                if header is None and bos and not lead and body.startswith(bos):
+                    lead, body = bos, body[len(bos) :]
+                if lead:
+                    header = text(lead + (header.text if isinstance(header, TextChunk) else ""))
+            out.append(RenderedMessage(header=header, output=[text(body)]))
+            before = after
+        return out
+
+    def conversation_prompt_suffix(self, messages: Sequence[Message], role: str) -> list[Chunk]:
+        if role != "assistant":
+            raise RendererError("hf_template can only prompt for an assistant message")
+        before = self._render(messages)
+        prompt = self._render(messages, prompt=True)
+        self._extends(prompt, before, "adding the generation prompt")
+        return [text(prompt[len(before) :])]
+
+    def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
+        raise RendererError("hf_template renders whole conversations only")
+
+    def render_text(self, messages: Sequence[Message]) -> str:
+        """The template's own text for a conversation (what conformance compares against)."""
+        return self._render(messages)
+
+    def template_constants(self) -> dict[str, Any]:
+        return {
+            "chat_template": self.template.source,
+            "bos_token": self.template.bos_token,
+            "eos_token": self.template.eos_token,
+        }

@@ -1,0 +1,137 @@
+"""Kimi family: `kimi_k2`, `kimi_k25`, `kimi_k26` (+ `_disable_thinking`, `kimi_k26_preserve_thinking`).
+
+tinker-cookbook's kimi_k2.py / kimi_k25.py / kimi_k26.py: a default system prompt is inserted,
+the "last assistant turn" starts after the last assistant message without tool calls (so the
+answer after a tool round trip shares its turn with the calls), and that turn keeps its reasoning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from shardprep.errors import RendererError
+from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
+from shardprep.renderers.chunks import text
+from shardprep.renderers.content import Message, parts, tool_call_fields, tool_calls_of
+
+DEFAULT_SYSTEM = "You are Kimi, an AI assistant created by Moonshot AI."
+_END = "<|im_end|>"
+_MIDDLE = "<|im_middle|>"
+_USER = "<|im_user|>"
+_ASSISTANT = "<|im_assistant|>"
+_SYSTEM = "<|im_system|>"
+_CALLS = ("<|tool_calls_section_begin|>", "<|tool_calls_section_end|>")
+_CALL = ("<|tool_call_begin|>", "<|tool_call_argument_begin|>", "<|tool_call_end|>")
+
+
+def _split(content: Any) -> tuple[str, str]:
+    """(thinking, text): concatenated thinking parts and text parts."""
+    if isinstance(content, str):
+        return "", content
+    thinking = ""
+    body = ""
+    for part in parts(content):
+        kind = part.get("type")
+        if kind == "thinking":
+            thinking += str(part.get("thinking", ""))
+        elif kind == "text":
+            body += str(part.get("text", ""))
+        else:
+            raise RendererError(f"content part of type {kind!r} is not supported", field="content")
+    return thinking, body
+
+
+class KimiK2Renderer(Renderer):
+    # Prefill after the assistant header in the generation prompt (K2-Thinking has none).
+    prefill: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        name: str,
+        options: dict[str, Any] | None = None,
+        *,
+        strip_thinking_from_history: bool = True,
+    ) -> None:
+        super().__init__(tokenizer, name, options)
+        self.strip_thinking_from_history = strip_thinking_from_history
+
+    def normalize(self, messages: Sequence[Message]) -> Sequence[Message]:
+        """Insert the default system prompt (tinker's `_ensure_system_message`)."""
+        system: Message = {"role": "system", "content": DEFAULT_SYSTEM}
+        if not messages:
+            return [system]
+        first = messages[0].get("role")
+        if first == "system":
+            return messages
+        if first == "tool_declare":
+            if len(messages) > 1 and messages[1].get("role") == "system":
+                return messages
+            return [messages[0], system, *messages[1:]]
+        return [system, *messages]
+
+    def assistant_turn_start(self, messages: Sequence[Message]) -> int:
+        for i in range(len(messages) - 1, -1, -1):
+            m = messages[i]
+            if m.get("role") == "assistant" and not m.get("tool_calls"):
+                return i + 1
+        return 0
+
+    def _header(self, message: Message) -> str:
+        role = message["role"]
+        if role == "user":
+            return f"{_USER}user{_MIDDLE}"
+        if role == "assistant":
+            return f"{_ASSISTANT}assistant{_MIDDLE}"
+        if role == "tool":
+            name = message.get("name") or "tool"
+            return f"{_SYSTEM}{name}{_MIDDLE}## Return of {message.get('tool_call_id') or ''}\n"
+        return f"{_SYSTEM}{role}{_MIDDLE}"
+
+    def _tool_calls(self, calls: list[Any]) -> str:
+        body = ""
+        for index, call in enumerate(calls):
+            name, arguments = tool_call_fields(call)
+            call_id = call.get("id") or f"functions.{name}:{index}"
+            body += _CALL[0] + call_id + _CALL[1] + arguments + _CALL[2]
+        return _CALLS[0] + body + _CALLS[1]
+
+    def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
+        thinking, body = _split(message["content"])
+        if message["role"] != "assistant":
+            return RenderedMessage(header=text(self._header(message)), output=[text(body + _END)])
+        keep = ctx.in_last_assistant_turn or not self.strip_thinking_from_history
+        out = f"<think>{thinking}</think>" if keep and thinking else "<think></think>"
+        out += body
+        calls = tool_calls_of(message)
+        if calls:
+            out += self._tool_calls(calls)
+        return RenderedMessage(header=text(self._header(message)), output=[text(out + _END)])
+
+    def generation_prefill(self, messages: Sequence[Message], prefill: str | None) -> str | None:
+        return self.prefill + (prefill or "") or None
+
+    def required_special_tokens(self) -> list[str]:
+        return [_END, _MIDDLE, _USER, _ASSISTANT, _SYSTEM, *_CALLS, *_CALL]
+
+    def template_constants(self) -> dict[str, Any]:
+        return {
+            "default_system": DEFAULT_SYSTEM,
+            "headers": [self._header({"role": r, "content": ""}) for r in ("user", "assistant", "system")],
+            "tool_header": self._header({"role": "tool", "name": "{name}", "tool_call_id": "{id}"}),
+            "end": _END,
+            "tool_calls": list(_CALLS),
+            "tool_call": list(_CALL),
+            "prefill": self.prefill,
+            "strip_thinking_from_history": self.strip_thinking_from_history,
+        }
+
+
+class KimiK25Renderer(KimiK2Renderer):
+    prefill = "<think>"
+
+
+class KimiK25DisableThinkingRenderer(KimiK2Renderer):
+    disables_thinking = True
+    prefill = "<think></think>"
