@@ -8,7 +8,8 @@ remembered across batches.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,24 +32,21 @@ from shardprep.renderers.content import Message
 _EMPTY = np.empty(0, dtype=np.int32)
 _EMPTY.setflags(write=False)
 
-# Escaped copies per tokenizer object: building one re-parses the whole tokenizer (~0.5 s for a
-# 150k vocabulary), so encoders over the same tokenizer share it. The value keeps the original
-# alive, so its id cannot be reused while the entry exists.
-_ESCAPED_COPIES: dict[int, tuple[Tokenizer, Tokenizer]] = {}
-_ESCAPED_COPIES_MAX = 4
+@contextlib.contextmanager
+def _special_tokens_escaped(tokenizer: Tokenizer, escaped: bool) -> Iterator[Tokenizer]:
+    """The same tokenizer with special-token text encoded as plain text for the duration.
 
-
-def _escaped_copy(tokenizer: Tokenizer) -> Tokenizer:
-    entry = _ESCAPED_COPIES.get(id(tokenizer))
-    if entry is not None and entry[0] is tokenizer:
-        return entry[1]
-    # A private copy, so the caller's tokenizer keeps encoding special tokens normally.
-    copy = Tokenizer.from_str(tokenizer.to_str())
-    copy.encode_special_tokens = True
-    if len(_ESCAPED_COPIES) >= _ESCAPED_COPIES_MAX:
-        _ESCAPED_COPIES.clear()
-    _ESCAPED_COPIES[id(tokenizer)] = (tokenizer, copy)
-    return copy
+    Toggling the flag around one batched call costs nothing, where a private copy of a real
+    tokenizer costs a second of parsing per process; every encode here runs on one thread.
+    """
+    if not escaped:
+        yield tokenizer
+        return
+    tokenizer.encode_special_tokens = True
+    try:
+        yield tokenizer
+    finally:
+        tokenizer.encode_special_tokens = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +63,7 @@ class BatchEncoder:
 
     def __init__(self, tokenizer: LoadedTokenizer) -> None:
         self.tokenizer = tokenizer
-        self._backends: dict[Encoding, Tokenizer] = {Encoding.NORMAL: tokenizer.tokenizer}
         self._memo: dict[TextChunk, np.ndarray] = {}
-
-    def _backend(self, encoding: Encoding) -> Tokenizer:
-        backend = self._backends.get(encoding)
-        if backend is None:
-            backend = self._backends[encoding] = _escaped_copy(self.tokenizer.tokenizer)
-        return backend
 
     def encode_unique(self, chunks: Iterable[TextChunk]) -> dict[TextChunk, np.ndarray]:
         """Token ids of every distinct text chunk."""
@@ -90,10 +81,11 @@ class BatchEncoder:
             else:
                 found[chunk] = _EMPTY  # placeholder, filled below; also dedupes
                 todo.setdefault(chunk.encoding, []).append(chunk)
+        backend = self.tokenizer.tokenizer
+        batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
         for encoding, pending in todo.items():
-            backend = self._backend(encoding)
-            batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
-            encoded = batch([c.text for c in pending], add_special_tokens=False)
+            with _special_tokens_escaped(backend, encoding == Encoding.ESCAPED):
+                encoded = batch([c.text for c in pending], add_special_tokens=False)
             for chunk, enc in zip(pending, encoded, strict=True):
                 ids = np.asarray(enc.ids, dtype=np.int32)
                 found[chunk] = ids
