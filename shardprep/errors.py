@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ShardprepError(Exception):
     """Base of every error shardprep raises on purpose (exit 2: the input, not the code, is wrong)."""
 
     hint: str = ""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (pool and Ray workers). The default pickling calls
+        # `cls(*self.args)`, which fails for subclasses whose __init__ takes other arguments
+        # (RowError, RecipeError); rebuild from the attributes instead, so the driver gets the
+        # same class with the same reason, file, line and field.
+        return (_rebuild_error, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild_error(cls: type[ShardprepError], args: tuple[Any, ...], state: dict[str, Any]) -> ShardprepError:
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
 
 
 class RecipeError(ShardprepError):

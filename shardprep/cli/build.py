@@ -24,10 +24,13 @@ def build(
     output: str = typer.Option(None, "--output", "-o", help="Write here instead of the recipe's `output:`."),
     workers: str = typer.Option(None, "--workers", "-w", help="Worker processes: a number or 'auto' (default: the recipe's `workers`)."),
     wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another build of the same output to finish."),
+    engine: str = typer.Option("local", "--engine", help="Where units run: 'local' (processes here) or 'ray' (needs shardprep[ray])."),
+    address: str = typer.Option(None, "--address", help="Ray cluster to join with --engine ray: 'auto' or ray://host:port (default: a local Ray instance, or $RAY_ADDRESS)."),
 ) -> None:
     """Build shards and manifest.json from a recipe.
 
     Example: prep build configs/demo.yaml
+    On a Ray cluster: prep build recipe.yaml --engine ray --address auto
     """
     parsed, base_dir = load_recipe(recipe)
     if output is not None:
@@ -36,7 +39,13 @@ def build(
     progress = None if (as_json or quiet) else RichProgress(console)
     if workers is not None and workers != "auto" and not workers.isdigit():
         raise typer.BadParameter("--workers takes a number or 'auto'")
-    result = run_build(parsed, base_dir, force=force, workers=workers, progress=progress, lock_wait_s=wait)
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter("--engine takes 'local' or 'ray'")
+    if address is not None and engine != "ray":
+        raise typer.BadParameter("--address needs --engine ray")
+    result = run_build(
+        parsed, base_dir, force=force, workers=workers, progress=progress, lock_wait_s=wait, engine=engine, address=address
+    )
     m = result.manifest
     if as_json:
         typer.echo(json.dumps({"status": result.status, "output": result.output, "fingerprint": m["fingerprint"]}))

@@ -9,6 +9,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 
 from shardprep.errors import (
     BuildError,
@@ -56,7 +57,8 @@ def handle_errors(debug_flag: Callable[[], bool]) -> Callable[[F], F]:
             except ShardprepError as exc:
                 if debug_flag():
                     traceback.print_exc()
-                err_console.print(f"[bold red]error:[/] {exc}", markup=True)
+                # Escaped: messages end in "[reason]", which rich would take as a style tag and drop.
+                err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
                 hint = _hint(exc)
                 if hint:
                     err_console.print(f"[dim]next: {hint}[/]", markup=True)

@@ -33,6 +33,7 @@ class RichProgress:
         self.task: TaskID | None = None
         self.rows = 0
         self.tokens = 0
+        self.units_text = ""
         self.t0 = time.monotonic()
 
     def start(self, total_rows: int | None, *, done_rows: int = 0) -> None:
@@ -45,10 +46,18 @@ class RichProgress:
     def advance(self, rows: int, tokens: int) -> None:
         self.rows += rows
         self.tokens += tokens
-        dt = max(time.monotonic() - self.t0, 1e-9)
-        rate = f"{self.rows / dt:,.0f} rows/s  {self.tokens / dt:,.0f} tok/s"
         if self.task is not None:
-            self.progress.update(self.task, advance=rows, rate=rate)
+            self.progress.update(self.task, advance=rows, rate=self._rate())
+
+    def _rate(self) -> str:
+        dt = max(time.monotonic() - self.t0, 1e-9)
+        return f"{self.rows / dt:,.0f} rows/s  {self.tokens / dt:,.0f} tok/s{self.units_text}"
+
+    def units(self, done: int, total: int) -> None:
+        """Units finished so far (resumed ones included); shown next to the rates."""
+        self.units_text = f"  units {done:,}/{total:,}"
+        if self.task is not None:
+            self.progress.update(self.task, rate=self._rate())
 
     def finish(self) -> None:
         self.progress.stop()

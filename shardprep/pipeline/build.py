@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from shardprep import FORMAT_VERSION, __version__
 from shardprep.errors import BuildError
+from shardprep.pipeline import hub
 from shardprep.pipeline.engines.local import resolve_workers, run_units
 from shardprep.pipeline.lock import build_lock
 from shardprep.pipeline.manifest import FORMAT_NAME, fingerprint, read_manifest, write_manifest
@@ -23,11 +24,19 @@ from shardprep.pipeline.storage import Output
 from shardprep.pipeline.tasks import task_module
 from shardprep.pipeline.tokenize import BatchEncoder
 from shardprep.pipeline.tokenizer import LoadedTokenizer, load_tokenizer
-from shardprep.pipeline.units import UnitContext, UnitResult, WorkUnit, load_done, plan_units
-from shardprep.recipe import Recipe
+from shardprep.pipeline.units import (
+    UnitContext,
+    UnitResult,
+    WorkUnit,
+    load_done,
+    plan_units,
+    selected_total,
+)
+from shardprep.recipe import Recipe, SourceSpec
 from shardprep.renderers.registry import get_renderer
 
 _MIN_ROWS_FOR_POOL = 4096
+ENGINES = ("local", "ray")
 
 
 class ProgressSink(Protocol):
@@ -84,7 +93,14 @@ def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
     renderer = get_renderer(recipe.renderer.name, tokenizer, dict(recipe.renderer.options))
     renderer.check_tokenizer()  # before the first row: a missing special token is a recipe error
     source_files: dict[str, list[dict[str, Any]]] = {}
+    hub_sources: dict[str, dict[str, Any]] = {}
     for src in recipe.sources:
+        if src.hf:
+            # The revision resolved to a commit (or, for a local folder, its files) is the identity.
+            _, ident = hub.identity(src, base_dir)
+            hub_sources[src.resolved_name] = ident
+            source_files[src.resolved_name] = ident["files"]
+            continue
         urls = expand_paths(src.path, base_dir=base_dir, storage_options=src.storage_options)
         source_files[src.resolved_name] = [file_identity(u, src.storage_options) for u in urls]
     # Everything that can change a byte of the shards, and nothing that cannot (output path,
@@ -108,6 +124,9 @@ def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
                 "columns": s.columns,
                 "file_format": s.file_format,
                 "files": source_files[s.resolved_name],
+                # Only when set, so that fingerprints of plain recipes stay as they were.
+                **({"hub": hub_sources[s.resolved_name]} if s.hf else {}),
+                **({"select": _selection_parts(s)} if _selection_parts(s) else {}),
             }
             for s in recipe.sources
         ],
@@ -116,13 +135,38 @@ def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
         "work_unit_rows": recipe.work_unit_rows,
         "on_error": recipe.on_error,
     }
-    output = Output(resolve_path(recipe.output, base_dir))
+    # Task options enter the fingerprint only for their task, so sft fingerprints stay as they were.
+    parts.update(_task_parts(recipe))
+    task_check = getattr(task_module(recipe.task), "check", None)
+    if task_check is not None:
+        task_check(recipe, tokenizer)  # before the first row, as check_tokenizer
+    output = Output(resolve_path(recipe.output, base_dir), storage_options=recipe.output_storage_options)
     return Plan(recipe, base_dir, tokenizer, renderer, output, source_files, fingerprint(parts), parts)
+
+
+def _task_parts(recipe: Recipe) -> dict[str, Any]:
+    if recipe.task == "dpo":
+        return {"tie": recipe.tie}
+    if recipe.task == "rl_prompts":
+        return {"max_prompt_tokens": recipe.max_prompt_tokens, "passthrough": dict(recipe.passthrough)}
+    if recipe.task == "pretrain":
+        return {"block_size": recipe.block_size, "add_bos": recipe.add_bos, "add_eos": recipe.add_eos}
+    if recipe.task == "sft":
+        return {"tools": recipe.tools}
+    return {}
+
+
+def _selection_parts(src: SourceSpec) -> dict[str, Any]:
+    """The source's mixture keys that differ from their defaults (they decide which rows are read)."""
+    keys = {"skip": 0, "fraction": None, "take": None, "repeat": 1, "seed": 0}
+    return {k: getattr(src, k) for k, default in keys.items() if getattr(src, k) != default}
 
 
 def _test_ordinals(recipe: Recipe, units: list[WorkUnit]) -> frozenset[int]:
     """Global input-row ordinals held out for the test split; independent of workers and resumes."""
-    total = units[-1].ordinal_base + units[-1].stop if units else 0
+    if recipe.split.test_fraction is not None:
+        return frozenset()  # hashed per row inside the units instead
+    total = selected_total(units)
     # tinker-cookbook's rule: a test split only when there are more rows than test_size.
     if recipe.split.test_size <= 0 or total <= recipe.split.test_size:
         return frozenset()
@@ -137,7 +181,16 @@ def build(
     workers: int | str | None = None,
     progress: ProgressSink | None = None,
     lock_wait_s: float = 0.0,
+    engine: str = "local",
+    address: str | None = None,
 ) -> BuildResult:
+    """engine: "local" (this process or a process pool) or "ray" (Ray tasks; `address` None starts
+    a local Ray instance, "auto" / "ray://host:port" joins a cluster). Neither is fingerprinted:
+    both engines write the same bytes."""
+    if engine not in ENGINES:
+        raise BuildError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    if address is not None and engine != "ray":
+        raise BuildError("an address is only used by engine 'ray'")
     plan = plan_build(recipe, base_dir)
     output = plan.output
     existing = read_manifest(output)
@@ -148,10 +201,20 @@ def build(
         existing = read_manifest(output)
         if existing is not None and existing.get("fingerprint") == plan.fingerprint and not force:
             return BuildResult("up_to_date", output.url, existing)
-        return _build_locked(plan, force=force, workers=workers, progress=progress or _NoProgress())
+        return _build_locked(
+            plan, force=force, workers=workers, progress=progress or _NoProgress(), engine=engine, address=address
+        )
 
 
-def _build_locked(plan: Plan, *, force: bool, workers: int | str | None, progress: ProgressSink) -> BuildResult:
+def _build_locked(
+    plan: Plan,
+    *,
+    force: bool,
+    workers: int | str | None,
+    progress: ProgressSink,
+    engine: str = "local",
+    address: str | None = None,
+) -> BuildResult:
     recipe, output = plan.recipe, plan.output
     started = time.monotonic()
     for name in output.listdir():
@@ -168,23 +231,32 @@ def _build_locked(plan: Plan, *, force: bool, workers: int | str | None, progres
         output_url=output.url,
         data_dir=plan.data_dir,
         test_ordinals=_test_ordinals(recipe, units),
-        sources=[resolve_path(s.path, plan.base_dir) for s in recipe.sources],
+        sources=[resolve_path(s.path, plan.base_dir) if s.path else f"hf:{s.hf}" for s in recipe.sources],
     )
     # In this process the plan's tokenizer and renderer serve the units; pool workers load their own.
     ctx._loaded = (plan.renderer, BatchEncoder(plan.tokenizer), output)
-    total_rows = sum(u.rows for u in units)
-    progress.start(total_rows, done_rows=sum(u.rows for u in units if u.index in done))
+    total_rows = sum(u.kept for u in units)
+    progress.start(total_rows, done_rows=sum(u.kept for u in units if u.index in done))
     results = dict(done)
 
     def on_done(res: UnitResult) -> None:
         results[res.index] = res
         progress.advance(res.rows_read, res.tokens)
+        units_done = getattr(progress, "units", None)  # optional: sinks that show units done
+        if units_done is not None:
+            units_done(len(results), len(units))
 
     n_workers = resolve_workers(workers if workers is not None else recipe.workers)
     if sum(u.rows for u in todo) < _MIN_ROWS_FOR_POOL:
         n_workers = 1  # starting processes would cost more than the whole job
     try:
-        run_units(ctx, todo, workers=n_workers, on_done=on_done)
+        if engine == "ray":
+            from shardprep.pipeline.engines.ray_engine import run_units_ray  # optional extra
+
+            # A private local instance gets the requested workers as CPUs; a cluster has its own.
+            run_units_ray(ctx, todo, address=address, on_done=on_done, num_cpus=_ray_cpus(workers, plan.recipe))
+        else:
+            run_units(ctx, todo, workers=n_workers, on_done=on_done)
     finally:
         progress.finish()
     ordered = [results[u.index] for u in units]
@@ -204,7 +276,14 @@ def _build_locked(plan: Plan, *, force: bool, workers: int | str | None, progres
     for name in output.listdir():
         if name.startswith("data-") and name != plan.data_dir:
             output.remove_tree(name)  # the previous build, now unreferenced
+        elif name.startswith(".tmp-"):
+            output.remove_tree(name)  # scratch of a worker killed mid-unit (its unit was redone)
     return BuildResult("built", output.url, manifest, resumed_units=len(done))
+
+
+def _ray_cpus(workers: int | str | None, recipe: Recipe) -> int | None:
+    chosen = workers if workers is not None else recipe.workers
+    return None if chosen in (None, "auto") else resolve_workers(chosen)
 
 
 def _json_line(obj: Any) -> str:
@@ -239,7 +318,9 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
     by_reason: dict[str, Counter[str]] = {s.resolved_name: Counter() for s in recipe.sources}
     dropped: Counter[str] = Counter()
     hist: Counter[int] = Counter()
+    task_counters: Counter[str] = Counter()
     for r in results:
+        task_counters.update(r.counters)
         c = per_source[r.source]
         c["rows_read"] += r.rows_read
         c["examples"] += r.examples
@@ -269,7 +350,8 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
         "sources": [
             {
                 "name": s.resolved_name,
-                "path": s.path,
+                "path": s.path or f"hf:{s.hf}",
+                **({"hub": plan.fingerprint_parts["sources"][i]["hub"]} if s.hf else {}),
                 "format": s.format,
                 "files": plan.source_files[s.resolved_name],
                 **{
@@ -278,7 +360,7 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
                 },
                 "dropped_by_reason": dict(sorted(by_reason[s.resolved_name].items())),
             }
-            for s in recipe.sources
+            for i, s in enumerate(recipe.sources)
         ],
         "splits": splits,
         "stats": {
@@ -287,6 +369,7 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
             "dropped": dict(sorted(dropped.items())),
             "truncated": sum(r.truncated for r in results),
             "length_histogram": _histogram(hist),
+            "task_counters": dict(sorted(task_counters.items())),
             "units": len(results),
             "units_resumed": resumed,
             "elapsed_s": round(elapsed, 3),

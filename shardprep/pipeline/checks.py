@@ -25,6 +25,8 @@ def check_recipe(recipe: Recipe, base_dir: Path) -> list[str]:
         except ShardprepError as exc:
             problems.append(f"renderer: {exc}")
     for i, src in enumerate(recipe.sources):
+        if src.hf:
+            continue  # resolved (revision -> commit) by plan_build, which needs the network/cache
         try:
             expand_paths(src.path, base_dir=base_dir, storage_options=src.storage_options)
         except ShardprepError as exc:

@@ -16,10 +16,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shardprep.errors import ManifestError, ShardprepError
-from shardprep.pipeline.decode import Span, decode_spans, row_payload
+from shardprep.pipeline.decode import Span, decode_spans
 from shardprep.pipeline.health import MaskHealth, end_of_turn_ids, health_warnings
 from shardprep.pipeline.manifest import MANIFEST_NAME, read_manifest
 from shardprep.pipeline.storage import Output
+from shardprep.pipeline.task_rows import task_row_payload
 from shardprep.pipeline.tokenizer import LoadedTokenizer, load_tokenizer
 
 __all__ = [
@@ -37,6 +38,9 @@ __all__ = [
 # bounded for builds of billions of tokens on object stores.
 DEFAULT_CHECK_ROWS = 50_000
 _SCAN_COLUMNS = ["target_ids", "weights", "source", "length"]
+# Column prefixes checked for mask health per shard schema: both sides of a pair; none for RL
+# prompts, which train nothing.
+_SCAN_SIDES: dict[str, tuple[str, ...]] = {"dpo/1": ("chosen_", "rejected_"), "rl_prompts/1": ()}
 
 
 def open_build(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Output, dict[str, Any]]:
@@ -173,10 +177,18 @@ def _source_names(col: pa.ChunkedArray) -> np.ndarray:
 
 
 def scan_split(
-    output: Output, shards: list[dict[str, Any]], health: MaskHealth, *, max_rows: int | None, at_length: int | None
+    output: Output,
+    shards: list[dict[str, Any]],
+    health: MaskHealth,
+    *,
+    max_rows: int | None,
+    at_length: int | None,
+    sides: tuple[str, ...] = ("",),
 ) -> dict[str, int]:
     """Feed up to `max_rows` rows of one split to `health`, one row group at a time (columns only)."""
     checked = at_limit = 0
+    if sides != ("",):
+        return _scan_sides(output, shards, health, max_rows=max_rows, at_length=at_length, sides=sides)
     for shard in shards:
         with output.fs.open(output.path(shard["path"]), "rb") as f:
             pf = pq.ParquetFile(f)
@@ -192,6 +204,36 @@ def scan_split(
                 health.add(targets, weights, lengths, _source_names(table.column("source")))
                 if at_length is not None:
                     at_limit += int((table.column("length").to_numpy() == at_length).sum())
+                checked += table.num_rows
+    return {"checked": checked, "at_max_length": at_limit}
+
+
+def _scan_sides(
+    output: Output, shards: list[dict[str, Any]], health: MaskHealth, *, max_rows: int | None, at_length: int | None,
+    sides: tuple[str, ...],
+) -> dict[str, int]:
+    """scan_split for schemas whose rows hold several sequences (`PREFIXtarget_ids`, ...) or none."""
+    checked = at_limit = 0
+    if not sides:
+        return {"checked": 0, "at_max_length": 0}
+    cols = ["source", *(f"{p}{c}" for p in sides for c in ("target_ids", "weights", "length"))]
+    for shard in shards:
+        with output.fs.open(output.path(shard["path"]), "rb") as f:
+            pf = pq.ParquetFile(f)
+            for rg in range(pf.num_row_groups):
+                if max_rows is not None and checked >= max_rows:
+                    return {"checked": checked, "at_max_length": at_limit}
+                table = pf.read_row_group(rg, columns=cols)
+                if max_rows is not None:
+                    table = table.slice(0, max_rows - checked)
+                names = _source_names(table.column("source"))
+                for p in sides:
+                    targets = pc.list_flatten(table.column(f"{p}target_ids")).to_numpy()
+                    weights = pc.list_flatten(table.column(f"{p}weights")).to_numpy()
+                    lengths = pc.list_value_length(table.column(f"{p}weights")).to_numpy()
+                    health.add(targets, weights, lengths, names)
+                    if at_length is not None:
+                        at_limit += int((table.column(f"{p}length").to_numpy() == at_length).sum())
                 checked += table.num_rows
     return {"checked": checked, "at_max_length": at_limit}
 
@@ -220,15 +262,22 @@ def inspect_build(
     # A truncated example has exactly max_length-1 inputs; so does one that was exactly max_length long.
     at_length = max_len - 1 if max_len and manifest.get("recipe", {}).get("overlong", "truncate") == "truncate" else None
     limit = check_rows if check_rows and check_rows > 0 else None
+    schema = manifest.get("schema", "sft/1")
     for name, info in manifest["splits"].items():
-        counts = scan_split(output, info["shards"], health, max_rows=limit, at_length=at_length)
+        counts = scan_split(
+            output, info["shards"], health, max_rows=limit, at_length=at_length, sides=_SCAN_SIDES.get(schema, ("",))
+        )
         report["splits"][name]["rows_checked"] = counts["checked"]
         report["splits"][name]["at_max_length"] = counts["at_max_length"] if at_length is not None else None
     total = sum(info["rows"] for info in manifest["splits"].values())
-    report["health"] = health.to_json(rows_total=total)
+    # Health counts sequences: two per pair.
+    report["health"] = health.to_json(rows_total=total * len(_SCAN_SIDES.get(schema, ("",))))
     report["warnings"] = health_warnings(
         report["health"], report["sources"], report["dropped"], report["train_on"], report["conformance"]
     )
+    if schema in ("pretrain/1", "rl_prompts/1"):
+        # Trained-ratio checks judge chat masks; blocks train everything and prompts nothing by design.
+        report["warnings"] = [w for w in report["warnings"] if not w["code"].startswith("trained_ratio")]
 
     if split not in manifest["splits"]:
         raise ShardprepError(f"split {split!r} not in this build (has: {', '.join(manifest['splits'])})")
@@ -237,5 +286,5 @@ def inspect_build(
         indices = sample_indices(n_rows, sample, seed)
     else:
         indices = rows if rows is not None else ([0] if n_rows else [])
-    report["rows"] = [row_payload(read_row(output, manifest, split, i), tok, split=split, index=i) for i in indices]
+    report["rows"] = [task_row_payload(schema, read_row(output, manifest, split, i), tok, split=split, index=i) for i in indices]
     return report

@@ -16,7 +16,7 @@ from shardprep.errors import RowError, ShardprepError, SourceError
 from shardprep.pipeline.build import plan_build
 from shardprep.pipeline.decode import row_payload
 from shardprep.pipeline.examples import Example, make_example
-from shardprep.pipeline.formats import to_conversation
+from shardprep.pipeline.formats import declare_tools, to_conversation
 from shardprep.pipeline.health import MaskHealth, end_of_turn_ids, health_warnings
 from shardprep.pipeline.inspect import length_histogram
 from shardprep.pipeline.sources import RawRow, iter_source_batches
@@ -33,6 +33,12 @@ def _source_url(path: str, base_dir: Path) -> str:
 
 
 def _first_rows(base_dir: Path, src: SourceSpec, n: int) -> list[RawRow]:
+    if src.hf:
+        from shardprep.pipeline.hub import hub_ref, iter_shard_rows, n_shards
+
+        ref = hub_ref(src, base_dir)
+        first = next(iter(iter_shard_rows(ref, 0, n_shards(ref), 0, n, n)), [])
+        return [RawRow(index=i, file=f"{ref.url} shard 0", line=i, data=d) for i, d in enumerate(first)]
     path = _source_url(src.path, base_dir)
     try:
         batches = iter_source_batches(
@@ -75,7 +81,8 @@ def preview_recipe(recipe: Recipe, base_dir: Path, *, n: int = 5, source: str | 
             try:
                 if raw.error is not None:
                     raise raw.error
-                convs.append(to_conversation(raw.data or {}, format=src.format, columns=src.columns or None, customized=customized))
+                conv = to_conversation(raw.data or {}, format=src.format, columns=src.columns or None, customized=customized)
+                convs.append(declare_tools(plan.renderer, conv, raw.data or {}, src.columns or None, recipe.tools))
                 metas.append(raw)
             except RowError as err:
                 by_reason[err.reason] += 1

@@ -1,16 +1,20 @@
-"""Streaming row readers over local paths and any fsspec URL (JSONL, JSON arrays, Parquet).
+"""Streaming row readers over local paths and any fsspec URL (JSONL, JSON arrays, Parquet, CSV).
 
 Every reader holds at most one batch of rows plus a bounded read buffer, so a source of any size
 streams in constant memory. A bad row becomes a `RawRow` carrying a `RowError` instead of stopping
-the stream; the caller decides between failing and skipping (`on_error`).
+the stream; the caller decides between failing and skipping (`on_error`). Network calls are
+retried on transient errors (`retry.py`); a read cut mid-file reopens the file and resumes at the
+row after the last one delivered, so no row is lost or repeated.
 """
 
 from __future__ import annotations
 
 import codecs
+import csv
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,8 +28,9 @@ from fsspec.core import url_to_fs
 from fsspec.utils import get_protocol, infer_compression
 
 from shardprep.errors import RowError, SourceError
+from shardprep.pipeline import retry
 
-FILE_FORMATS = ("jsonl", "json", "parquet")
+FILE_FORMATS = ("jsonl", "json", "parquet", "csv")
 
 _EXTENSIONS = {
     ".jsonl": "jsonl",
@@ -33,6 +38,7 @@ _EXTENSIONS = {
     ".json": "json",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".csv": "csv",
 }
 _CODECS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", ".xz": "xz"}
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -57,6 +63,8 @@ class RawRow:
     line: int | None
     data: dict[str, Any] | None
     error: RowError | None = None
+    # Build-level ordinal among selected rows (set by the unit reader; used by the test split).
+    ordinal: int | None = None
 
 
 # --------------------------------------------------------------------------------------------- paths
@@ -89,20 +97,19 @@ def expand_paths(
 
     if _GLOB_CHARS.search(fs_path):
         try:
-            matches = [m for m in fs.glob(fs_path) if not fs.isdir(m)]
-        except (OSError, ValueError) as e:
+            matches = retry.call(
+                lambda: [m for m in fs.glob(fs_path) if not fs.isdir(m)], url=path, what="list"
+            )
+        except ValueError as e:
             raise SourceError(f"cannot list {path}: {e}") from e
         if not matches:
             raise SourceError(f"no file matches {path!r}")
         return sorted(full(m) for m in matches)
-    try:
-        if fs.isdir(fs_path):
-            raise SourceError(
-                f"{path} is a folder; name its files with a glob such as {path.rstrip('/')}/*.jsonl"
-            )
-        exists = fs.exists(fs_path)
-    except OSError as e:
-        raise SourceError(f"cannot open {path}: {e}") from e
+    if retry.call(lambda: fs.isdir(fs_path), url=path, what="open"):
+        raise SourceError(
+            f"{path} is a folder; name its files with a glob such as {path.rstrip('/')}/*.jsonl"
+        )
+    exists = retry.call(lambda: fs.exists(fs_path), url=path, what="open")
     if not exists:
         raise SourceError(f"no such file: {path}")
     return [full(fs_path)]
@@ -152,11 +159,14 @@ def _open_binary(
         raise SourceError(f"cannot decompress {url}: {comp} support is not installed{hint}")
     try:
         fs, fs_path = url_to_fs(url, **opts)
-        raw: Any = fs.open(fs_path, "rb")
-    except FileNotFoundError as e:
-        raise SourceError(f"no such file: {url}") from e
-    except (OSError, ValueError) as e:
+    except (ImportError, ValueError) as e:
         raise SourceError(f"cannot open {url}: {e}") from e
+    try:
+        raw: Any = retry.call(lambda: fs.open(fs_path, "rb"), url=url, what="open")
+    except SourceError as e:
+        if isinstance(e.__cause__, FileNotFoundError):
+            raise SourceError(f"no such file: {url}") from e.__cause__
+        raise
     # Decompressors do not close the file they wrap, so every layer is closed here.
     layers: list[Any] = [raw]
     try:
@@ -175,13 +185,13 @@ def _open_binary(
 
 def file_identity(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """What identifies this version of the file (size plus mtime / etag / generation) for fingerprints."""
+    fs, fs_path = url_to_fs(url, **(storage_options or {}))
     try:
-        fs, fs_path = url_to_fs(url, **(storage_options or {}))
-        info = fs.info(fs_path)
-    except FileNotFoundError as e:
-        raise SourceError(f"no such file: {url}") from e
-    except OSError as e:
-        raise SourceError(f"cannot stat {url}: {e}") from e
+        info = retry.call(lambda: fs.info(fs_path), url=url, what="stat")
+    except SourceError as e:
+        if isinstance(e.__cause__, FileNotFoundError):
+            raise SourceError(f"no such file: {url}") from e.__cause__
+        raise
     ident: dict[str, Any] = {"uri": url, "size": info.get("size")}
     for key in (
         "mtime",
@@ -379,6 +389,8 @@ def _parquet_rows(
             pf = pq.ParquetFile(f)
         # pyarrow raises ArrowInvalid and friends (no common base) for a file that is not Parquet.
         except Exception as e:
+            if retry.is_transient(e):
+                raise  # a network hiccup, not a bad file: let the caller retry
             raise SourceError(f"cannot read Parquet file {url}: {e}") from e
         meta = pf.metadata
         groups: list[int] = []
@@ -409,17 +421,64 @@ def _count_parquet(url: str, storage_options: dict[str, Any] | None) -> int:
         try:
             return int(pq.ParquetFile(f).metadata.num_rows)
         except Exception as e:  # see _parquet_rows
+            if retry.is_transient(e):
+                raise
             raise SourceError(f"cannot read Parquet file {url}: {e}") from e
 
 
-def _file_rows(
+def _csv_rows(url: str, storage_options: dict[str, Any] | None, skip: int) -> Iterator[_Row]:
+    """One dict per CSV record, every value a string (no type guessing: "007" stays "007")."""
+    with _open_binary(url, storage_options) as f:
+        # utf-8-sig drops a BOM; newline="" lets the csv module handle quoted line breaks.
+        text = io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
+        reader = csv.DictReader(text)
+        for i, row in enumerate(reader):
+            line = reader.line_num
+            if i < skip:
+                yield line, None, None
+                continue
+            if None in row:
+                yield _bad(url, line, "malformed_csv", "the record has more fields than the header")
+                continue
+            yield line, dict(row), None
+
+
+def _read_file(
     url: str, fmt: str, storage_options: dict[str, Any] | None, skip: int, batch_size: int
 ) -> Iterator[_Row]:
     if fmt == "jsonl":
         return _jsonl_rows(url, storage_options, skip)
     if fmt == "json":
         return _json_rows(url, storage_options, skip)
+    if fmt == "csv":
+        return _csv_rows(url, storage_options, skip)
     return _parquet_rows(url, storage_options, skip, batch_size)
+
+
+def _file_rows(
+    url: str, fmt: str, storage_options: dict[str, Any] | None, skip: int, batch_size: int
+) -> Iterator[_Row]:
+    """`_read_file`, resumed after a transient error: the file is reopened and the rows already
+    delivered are skipped (counted, not parsed), so the caller sees each row exactly once."""
+    delivered = 0
+    attempt = 0
+    while True:
+        try:
+            for i, row in enumerate(
+                _read_file(url, fmt, storage_options, max(skip, delivered), batch_size)
+            ):
+                if i < delivered:
+                    continue
+                yield row
+                delivered += 1
+            return
+        except SourceError:
+            raise
+        except Exception as exc:
+            if not retry.is_transient(exc) or attempt >= retry.ATTEMPTS - 1:
+                raise SourceError(f"cannot read {url}: {retry.describe(exc)}") from exc
+            time.sleep(retry.backoff(attempt))
+            attempt += 1
 
 
 def iter_source_batches(
@@ -502,13 +561,26 @@ def _count_jsonl(url: str, storage_options: dict[str, Any] | None) -> int:
     return count
 
 
-def _count_file(url: str, fmt: str, storage_options: dict[str, Any] | None) -> int:
+def _count_csv(url: str, storage_options: dict[str, Any] | None) -> int:
+    with _open_binary(url, storage_options) as f:
+        text = io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
+        # DictReader's own rule (header first, blank lines skipped), so counts match the reader.
+        return sum(1 for _ in csv.DictReader(text))
+
+
+def _count_once(url: str, fmt: str, storage_options: dict[str, Any] | None) -> int:
     if fmt == "parquet":
         return _count_parquet(url, storage_options)
     if fmt == "jsonl":
         return _count_jsonl(url, storage_options)
+    if fmt == "csv":
+        return _count_csv(url, storage_options)
     with _open_binary(url, storage_options) as f:
         return sum(1 for _ in _JsonArrayReader(f, url).values(skip=1 << 62))
+
+
+def _count_file(url: str, fmt: str, storage_options: dict[str, Any] | None) -> int:
+    return retry.call(lambda: _count_once(url, fmt, storage_options), url=url, what="read")
 
 
 def count_rows(

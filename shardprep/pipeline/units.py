@@ -1,9 +1,13 @@
 """Work units: deterministic slices of the input, each turned into its own shards plus a done-marker.
 
-A unit is a row range of one input file. Units are cut from row counts alone, so the same inputs
-always give the same units, whatever the worker count, engine, or how often a build resumed. A unit
-writes its shards under names derived from its index, then its marker (`_units/NNNNNN.json`); a
-unit with a marker is finished and is never redone.
+A unit is a row range of one input file (or of one file shard of a Hub dataset). Units are cut
+from row counts alone, so the same inputs always give the same units, whatever the worker count,
+engine, or how often a build resumed. A unit writes its shards under names derived from its index,
+then its marker (`_units/NNNNNN.json`); a unit with a marker is finished and is never redone.
+
+Mixtures are planned here too: each source's skip / fraction / take become a `Selection` (a row
+range plus a seeded hash filter) carried by its units, and `repeat` copies the source's units.
+Every engine therefore reads exactly the same rows.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from shardprep.errors import RowError
+from shardprep.pipeline.hub import HubRef, hub_ref, iter_shard_rows, shard_rows
+from shardprep.pipeline.mixture import Selection, select, test_mask
 from shardprep.pipeline.shards import ShardWriter
-from shardprep.pipeline.sources import count_rows_per_file, iter_source_batches
+from shardprep.pipeline.sources import RawRow, count_rows_per_file, iter_source_batches
 from shardprep.pipeline.storage import Output
 from shardprep.pipeline.tasks import task_module
 from shardprep.pipeline.tasks.base import UnitIO
@@ -34,31 +42,142 @@ class WorkUnit:
     index: int
     source: int  # index into recipe.sources
     file: str
-    start: int  # row range [start, stop) inside `file`
+    start: int  # row range [start, stop) inside `file` (or inside Hub shard `shard`)
     stop: int
     source_row_base: int  # source-level row index of the file's row 0
-    ordinal_base: int  # build-level row ordinal of the file's row 0 (for the test split)
+    ordinal_base: int  # build-level ordinal of the unit's first selected row (for the test split)
+    selected: int = -1  # rows of the range the source's selection keeps (-1: all of them)
+    selection: Selection | None = None  # None: every row of the range
+    copy: int = 0  # repeat copy; copies > 0 leave out held-out (test) rows
+    hub: HubRef | None = None  # set for Hub sources, read through `datasets`
+    shard: int = 0
+    n_shards: int = 0
 
     @property
     def rows(self) -> int:
         return self.stop - self.start
 
+    @property
+    def kept(self) -> int:
+        return self.rows if self.selected < 0 else self.selected
+
+
+def _pieces(src: Any, recipe: Recipe, base_dir: Path, resolve: Any) -> tuple[list[tuple[str, int]], HubRef | None]:
+    """(file or shard label, rows) in source order."""
+    if src.hf:
+        ref = hub_ref(src, base_dir)
+        rows = shard_rows(ref, src.storage_options)
+        return [(f"{ref.url} shard {i}/{len(rows)}", n) for i, n in enumerate(rows)], ref
+    files = count_rows_per_file(
+        resolve(src.path), base_dir=base_dir, storage_options=src.storage_options, file_format=src.file_format
+    )
+    return files, None
+
+
+# `work_unit_rows: auto`: at least this many units when the input allows it, so every core of a
+# machine has work until the end and the last unit is a small slice of the build.
+AUTO_TARGET_UNITS = 64
+AUTO_MIN_UNIT_ROWS = 128
+AUTO_MAX_UNIT_ROWS = 4096
+
+
+def unit_rows_for(setting: int | str, total_rows: int) -> int:
+    """Rows per unit: fixed, or derived from the input size alone (never from the worker count)."""
+    if setting != "auto":
+        return int(setting)
+    return max(AUTO_MIN_UNIT_ROWS, min(AUTO_MAX_UNIT_ROWS, -(-total_rows // AUTO_TARGET_UNITS)))
+
 
 def plan_units(recipe: Recipe, base_dir: Path, resolve: Any) -> list[WorkUnit]:
     units: list[WorkUnit] = []
-    ordinal = 0
+    ordinal = 0  # selected rows of all earlier sources (copy 0 only: copies are not new rows)
+    counted = [_pieces(src, recipe, base_dir, resolve) for src in recipe.sources]
+    unit_rows = unit_rows_for(recipe.work_unit_rows, sum(n for pieces, _ in counted for _, n in pieces))
     for si, src in enumerate(recipe.sources):
-        source_row = 0
-        files = count_rows_per_file(
-            resolve(src.path), base_dir=base_dir, storage_options=src.storage_options, file_format=src.file_format
+        pieces, ref = counted[si]
+        total = sum(n for _, n in pieces)
+        plain = not (src.skip or src.take is not None or src.fraction is not None)
+        sel = None if plain else select(
+            total, name=src.resolved_name, seed=src.seed, skip=src.skip, take=src.take,
+            fraction=src.fraction, repeat=src.repeat,
         )
-        for url, n in files:
-            for start in range(0, n, recipe.work_unit_rows):
-                stop = min(n, start + recipe.work_unit_rows)
-                units.append(WorkUnit(len(units), si, url, start, stop, source_row, ordinal))
-            source_row += n
-            ordinal += n
+        # (file, start, stop, source_row_base, shard, selected) of copy 0
+        cuts: list[tuple[str, int, int, int, int, int]] = []
+        base = 0
+        for shard, (url, n) in enumerate(pieces):
+            lo, hi = (0, n) if sel is None else (max(0, sel.lo - base), min(n, sel.hi - base))
+            # A Hub shard is one unit: `datasets` can only reach row k of a shard by reading rows < k.
+            step = max(1, hi - lo) if ref is not None else unit_rows
+            for start in range(lo, hi, step):
+                stop = min(hi, start + step)
+                kept = stop - start if sel is None else sel.count(base + start, base + stop)
+                if kept:
+                    cuts.append((url, start, stop, base, shard, kept))
+            base += n
+        for copy in range(src.repeat):
+            at = ordinal
+            for url, start, stop, row_base, shard, kept in cuts:
+                units.append(
+                    WorkUnit(
+                        len(units), si, url, start, stop, row_base, at,
+                        selected=kept if sel is not None else -1, selection=sel, copy=copy,
+                        hub=ref, shard=shard, n_shards=len(pieces) if ref is not None else 0,
+                    )
+                )
+                at += kept
+        ordinal += sum(c[5] for c in cuts)
     return units
+
+
+def selected_total(units: list[WorkUnit]) -> int:
+    """Distinct selected input rows (repeat copies not counted): the test split's population."""
+    return sum(u.kept for u in units if u.copy == 0)
+
+
+def _raw_batches(unit: WorkUnit, src: Any, batch_size: int) -> Any:
+    """The unit's rows as RawRows whose `index` is the source row."""
+    if unit.hub is not None:
+        row = unit.start
+        for rows in iter_shard_rows(unit.hub, unit.shard, unit.n_shards, unit.start, unit.stop, batch_size):
+            batch = []
+            for data in rows:
+                batch.append(RawRow(index=unit.source_row_base + row, file=unit.file, line=row, data=data))
+                row += 1
+            yield batch
+        return
+    for batch in iter_source_batches(
+        unit.file, storage_options=src.storage_options, batch_size=batch_size,
+        file_format=src.file_format, start=unit.start, stop=unit.stop,
+    ):
+        for raw in batch:
+            raw.index += unit.source_row_base
+        yield batch
+
+
+def unit_batches(ctx: UnitContext, unit: WorkUnit) -> Any:
+    """(selected rows, source rows held out for test) per batch; ordinals set on each row."""
+    recipe = ctx.recipe
+    src = recipe.sources[unit.source]
+    split = recipe.split
+    ordinal = unit.ordinal_base
+    for batch in _raw_batches(unit, src, recipe.batch_size):
+        rows = np.fromiter((r.index for r in batch), dtype=np.int64, count=len(batch))
+        if unit.selection is not None:
+            keep = unit.selection.mask(rows)
+            batch = [r for r, k in zip(batch, keep, strict=True) if k]
+            rows = rows[keep]
+        for raw in batch:
+            raw.ordinal = ordinal
+            ordinal += 1
+        if split.test_fraction is not None:
+            flags = test_mask(split.seed, src.resolved_name, rows, split.test_fraction)
+            test = {int(r) for r in rows[flags]}
+        else:
+            test = {r.index for r in batch if r.ordinal in ctx.test_ordinals}
+        if unit.copy > 0 and test:
+            # Held-out rows are evaluated once; repeating them would only weight the test split.
+            batch = [r for r in batch if r.index not in test]
+        yield batch, test
 
 
 @dataclass
@@ -75,6 +194,7 @@ class UnitResult:
     shards: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     elapsed_s: float = 0.0
+    counters: dict[str, int] = field(default_factory=dict)  # task-specific totals (UnitIO.counters)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -111,7 +231,8 @@ class UnitContext:
         if self._loaded is None:
             tok = load_tokenizer(self.recipe.tokenizer, base_dir=self.base_dir)
             renderer = get_renderer(self.recipe.renderer.name, tok, dict(self.recipe.renderer.options))
-            self._loaded = (renderer, BatchEncoder(tok), Output(self.output_url))
+            output = Output(self.output_url, storage_options=self.recipe.output_storage_options)
+            self._loaded = (renderer, BatchEncoder(tok), output)
         return self._loaded
 
 
@@ -171,15 +292,14 @@ def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
         encoder=encoder,
         writers=writers,
         skip=skip,
-        split_of=lambda raw: "test" if (unit.ordinal_base + raw.index) in ctx.test_ordinals else "train",
-        source_row=lambda raw: unit.source_row_base + raw.index,
+        split_of=lambda raw: "test" if raw.index in held_out else "train",
+        source_row=lambda raw: raw.index,
         dropped=skip.dropped,
     )
     runner = task.Runner(io)
-    for batch in iter_source_batches(
-        unit.file, storage_options=src.storage_options, batch_size=recipe.batch_size,
-        file_format=src.file_format, start=unit.start, stop=unit.stop,
-    ):
+    held_out: set[int] = set()
+    for batch, test in unit_batches(ctx, unit):
+        held_out = test  # read by split_of for this batch's rows
         runner.process(batch)
         result.rows_read += len(batch)
     runner.finish()
@@ -190,6 +310,7 @@ def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
     result.truncated = io.truncated
     result.dropped = dict(io.dropped)
     result.length_log2 = dict(io.length_log2)
+    result.counters = dict(io.counters)
     result.elapsed_s = round(time.monotonic() - t0, 4)
     output.write_text_atomic(marker_path(ctx.data_dir, unit.index), result.to_json())
     return result

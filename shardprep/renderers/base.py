@@ -21,6 +21,7 @@ from shardprep.errors import RendererError, ShardprepError, TokenizerError
 from shardprep.pipeline.tokenizer import LoadedTokenizer
 from shardprep.renderers.chunks import Chunk, text
 from shardprep.renderers.content import Message
+from shardprep.renderers.tools import ToolSpec, unsupported
 
 # Bump when the chunk algorithm itself changes in a way that alters output (fingerprints).
 ALGORITHM_VERSION = "tinker-cookbook-0.6.1/1"
@@ -129,6 +130,18 @@ class Renderer(ABC):
     def conversation_prompt_suffix(self, messages: Sequence[Message], role: str) -> list[Chunk] | None:
         """Generation suffix computed from the whole conversation; None: use `generation_suffix`."""
         return None
+
+    def tool_prefix(self, tools: list[ToolSpec], system_prompt: str | None) -> list[Message]:
+        """Messages declaring `tools` (tinker's `create_conversation_prefix_with_tools`).
+
+        They replace the conversation's leading system message, whose text is `system_prompt`.
+        Families without a declaration form refuse, per row, so `on_error` decides.
+        """
+        raise unsupported(
+            self.name,
+            "does not support tool declarations (the family has no system-prompt form for "
+            "them); drop the `tools` column or set `tools: ignore`",
+        )
 
     @abstractmethod
     def template_constants(self) -> dict[str, Any]:

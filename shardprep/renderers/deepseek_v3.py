@@ -10,6 +10,7 @@ from shardprep.errors import RendererError
 from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
 from shardprep.renderers.chunks import Chunk, text
 from shardprep.renderers.content import Message, has_thinking, parts, text_of, tool_call_fields
+from shardprep.renderers.tools import ToolSpec, deepseek_v3_text
 
 _BOS = "<｜begin▁of▁sentence｜>"
 _EOS = "<｜end▁of▁sentence｜>"
@@ -38,6 +39,12 @@ class DeepSeekV3Renderer(Renderer):
 
     def bos(self) -> Chunk | None:
         return text(_BOS)
+
+    def tool_prefix(self, tools: list[ToolSpec], system_prompt: str | None) -> list[Message]:
+        # Appended to the system prompt; the text starts with its own blank line, so a row
+        # without a system prompt gets a system message that opens with "\n\n" (as the
+        # DeepSeek V3.1 template writes it).
+        return [{"role": "system", "content": (system_prompt or "") + deepseek_v3_text(tools)}]
 
     def _content(self, message: Message, ctx: RenderContext) -> str:
         content = message["content"]

@@ -17,6 +17,7 @@ from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
 from shardprep.renderers.chunks import Chunk, text
 from shardprep.renderers.content import Message, parts, tool_call_fields, tool_calls_of
 from shardprep.renderers.qwen3_5 import parse_arguments
+from shardprep.renderers.tools import ToolSpec, unsupported
 
 _BOS = "<｜begin▁of▁sentence｜>"
 _EOS = "<｜end▁of▁sentence｜>"
@@ -114,6 +115,17 @@ class DeepSeekV4_1Renderer(Renderer):
                     field="messages",
                 )
         return _merge_turns(messages)
+
+    def tool_prefix(self, tools: list[ToolSpec], system_prompt: str | None) -> list[Message]:
+        # tinker's prefix is [system?, tool_declare(JSON)] (see tools.deepseek_v4_1_json), but
+        # its normalization folds the declaration into the system turn with a DSML template
+        # whose text is not part of our reference, so a render here could not be exact.
+        raise unsupported(
+            self.name,
+            "does not support tool declarations yet: DeepSeek V4.1 folds them into the system "
+            "prompt with a template shardprep does not reproduce; set `tools: ignore` to train "
+            "without them",
+        )
 
     def assistant_turn_start(self, messages: Sequence[Message]) -> int:
         for i in range(len(messages) - 1, -1, -1):

@@ -16,6 +16,7 @@ from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
 from shardprep.renderers.chunks import Chunk, text
 from shardprep.renderers.content import Message, parts, tool_call_fields, tool_calls_of
 from shardprep.renderers.qwen3_5 import parse_arguments
+from shardprep.renderers.tools import ToolSpec, glm5_3_text
 
 _PREFIX = "[gMASK]<sop><|system|>Reasoning Effort: "
 _SYSTEM = "<|system|>"
@@ -97,6 +98,13 @@ class Glm5_3Renderer(Renderer):
 
     def normalize(self, messages: Sequence[Message]) -> Sequence[Message]:
         return _sort_tool_results(messages)
+
+    def tool_prefix(self, tools: list[ToolSpec], system_prompt: str | None) -> list[Message]:
+        # Two system turns: the tools text, then the system prompt as its own <|system|> turn.
+        prefix: list[Message] = [{"role": "system", "content": glm5_3_text(tools)}]
+        if system_prompt:
+            prefix.append({"role": "system", "content": system_prompt})
+        return prefix
 
     @staticmethod
     def _terminator(message: Message) -> str:

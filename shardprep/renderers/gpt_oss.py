@@ -15,6 +15,8 @@ from shardprep.errors import RendererError, ShardprepError
 from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
 from shardprep.renderers.chunks import text
 from shardprep.renderers.content import Message, parts, tool_call_fields, tool_calls_of
+from shardprep.renderers.tools import GPT_OSS_ROUTING, GPT_OSS_TOOLS, ToolSpec, unsupported
+from shardprep.renderers.tools_ts import Unsupported, harmony_function
 
 # The date the golden files were recorded with; used when the recipe gives none.
 DEFAULT_CURRENT_DATE = "2025-06-28"
@@ -83,9 +85,26 @@ class GptOssRenderer(Renderer):
 
     def normalize(self, messages: Sequence[Message]) -> Sequence[Message]:
         prompt = self.system_prompt()
-        if prompt is None or (messages and messages[0].get("role") == INTERNAL_SYSTEM):
+        # Compared by content, not role: a tool prefix starts with its own internal system
+        # message (the routing note), which must not stand in for this prompt.
+        first = messages[0] if messages else {}
+        if prompt is None or (first.get("role") == INTERNAL_SYSTEM and first.get("content") == prompt):
             return messages
         return [{"role": INTERNAL_SYSTEM, "content": prompt}, *messages]
+
+    def tool_prefix(self, tools: list[ToolSpec], system_prompt: str | None) -> list[Message]:
+        # A routing note as the internal system message, then one developer message with the
+        # instructions and the TypeScript definitions (rendered verbatim: role `developer`).
+        try:
+            defs = "\n\n".join(harmony_function(t) for t in tools)
+        except Unsupported as exc:
+            raise unsupported(self.name, f"cannot declare this tool: {exc}") from None
+        sections = [f"# Instructions\n\n{system_prompt}"] if system_prompt else []
+        sections.append(GPT_OSS_TOOLS.format(defs=defs))
+        return [
+            {"role": INTERNAL_SYSTEM, "content": GPT_OSS_ROUTING},
+            {"role": "developer", "content": "\n\n".join(sections)},
+        ]
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         role = message["role"]

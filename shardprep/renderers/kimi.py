@@ -14,6 +14,8 @@ from shardprep.errors import RendererError
 from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
 from shardprep.renderers.chunks import text
 from shardprep.renderers.content import Message, parts, tool_call_fields, tool_calls_of
+from shardprep.renderers.tools import ToolSpec, kimi_k2_json, unsupported
+from shardprep.renderers.tools_ts import Unsupported, kimi_ts
 
 DEFAULT_SYSTEM = "You are Kimi, an AI assistant created by Moonshot AI."
 _END = "<|im_end|>"
@@ -45,6 +47,8 @@ def _split(content: Any) -> tuple[str, str]:
 class KimiK2Renderer(Renderer):
     # Prefill after the assistant header in the generation prompt (K2-Thinking has none).
     prefill: ClassVar[str] = ""
+    # K2.5/K2.6 declare tools as TypeScript types; K2 as compact sorted-key JSON.
+    typescript_tools: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -70,6 +74,20 @@ class KimiK2Renderer(Renderer):
                 return messages
             return [messages[0], system, *messages[1:]]
         return [system, *messages]
+
+    def tool_prefix(self, tools: list[ToolSpec], system_prompt: str | None) -> list[Message]:
+        # A tool_declare turn, then the system prompt (Kimi's default one when there is none).
+        if self.typescript_tools:
+            try:
+                declaration = kimi_ts(tools)
+            except Unsupported as exc:
+                raise unsupported(self.name, f"cannot declare this tool: {exc}") from None
+        else:
+            declaration = kimi_k2_json(tools)
+        return [
+            {"role": "tool_declare", "content": declaration},
+            {"role": "system", "content": system_prompt or DEFAULT_SYSTEM},
+        ]
 
     def assistant_turn_start(self, messages: Sequence[Message]) -> int:
         for i in range(len(messages) - 1, -1, -1):
@@ -130,8 +148,10 @@ class KimiK2Renderer(Renderer):
 
 class KimiK25Renderer(KimiK2Renderer):
     prefill = "<think>"
+    typescript_tools = True
 
 
 class KimiK25DisableThinkingRenderer(KimiK2Renderer):
     disables_thinking = True
     prefill = "<think></think>"
+    typescript_tools = True

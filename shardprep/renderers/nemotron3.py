@@ -15,6 +15,7 @@ from shardprep.errors import RendererError
 from shardprep.renderers.base import RenderContext
 from shardprep.renderers.content import Message, has_thinking, parts
 from shardprep.renderers.qwen3_5 import Qwen3_5Renderer
+from shardprep.renderers.tools import ToolSpec, nemotron3_text
 
 _CLOSED = "<think></think>"
 
@@ -27,6 +28,11 @@ class Nemotron3Renderer(Qwen3_5Renderer):
     effort_hint: ClassVar[str | None] = None
     # Low-thinking supports string content only (tinker asserts it).
     hint_needs_string: ClassVar[bool] = False
+
+    def tool_prefix(self, tools: list[ToolSpec], system_prompt: str | None) -> list[Message]:
+        # Unlike Qwen3.5, the system prompt comes before the (XML) tools text.
+        body = nemotron3_text(tools)
+        return [{"role": "system", "content": f"{system_prompt}\n\n{body}" if system_prompt else body}]
 
     # -- normalization ----------------------------------------------------------------------
 

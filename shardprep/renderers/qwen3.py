@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from shardprep.errors import RendererError
+from shardprep.renderers import tools as tools_text
 from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
 from shardprep.renderers.chunks import Chunk, escaped, text
 from shardprep.renderers.content import (
@@ -15,6 +16,7 @@ from shardprep.renderers.content import (
     tool_call_fields,
     tool_calls_of,
 )
+from shardprep.renderers.tools import ToolSpec
 
 _IM_START = "<|im_start|>"
 _IM_END = "<|im_end|>"
@@ -42,6 +44,11 @@ def _tool_call_text(call: Any) -> str:
 class Qwen3Renderer(Renderer):
     frames_thinking = True
     strip_thinking_from_history = True
+
+    def tool_prefix(self, tools: list[ToolSpec], system_prompt: str | None) -> list[Message]:
+        # One system message: the prompt, a blank line, then the tools text.
+        body = tools_text.qwen3_text(tools)
+        return [{"role": "system", "content": f"{system_prompt}\n\n{body}" if system_prompt else body}]
 
     def _frames(self, message: Message, ctx: RenderContext) -> bool:
         return (

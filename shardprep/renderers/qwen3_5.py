@@ -22,6 +22,7 @@ from shardprep.renderers.content import (
     tool_calls_of,
 )
 from shardprep.renderers.qwen3 import _tool_call_text
+from shardprep.renderers.tools import ToolSpec, qwen3_5_text
 
 _IM_START = "<|im_start|>"
 _IM_END = "<|im_end|>"
@@ -125,6 +126,11 @@ class Qwen3_5Renderer(Qwen3VLRenderer):
     ) -> None:
         super().__init__(tokenizer, name, options)
         self.strip_thinking_from_history = strip_thinking_from_history
+
+    def tool_prefix(self, tools: list[ToolSpec], system_prompt: str | None) -> list[Message]:
+        # Qwen3.5/3.8 put the tools text first and the system prompt after it.
+        body = qwen3_5_text(tools)
+        return [{"role": "system", "content": f"{body}\n\n{system_prompt}" if system_prompt else body}]
 
     # -- pieces a subclass changes ----------------------------------------------------------
 

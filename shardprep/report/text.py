@@ -143,6 +143,51 @@ def row_text(row: dict[str, Any], *, plain: bool) -> Text:
     return t
 
 
+def pair_table(row: dict[str, Any], *, plain: bool) -> Table:
+    """A preference pair: chosen and rejected side by side (each with its own trained marks)."""
+    sides = row["pair"]
+    t = Table(
+        *(Column(f"{side} · {sides[side]['length']:,} tokens, {sides[side]['trained']:,} trained", ratio=1) for side in ("chosen", "rejected")),
+        expand=True, show_lines=False,
+    )
+    t.add_row(row_text(sides["chosen"], plain=plain), row_text(sides["rejected"], plain=plain))
+    return t
+
+
+def block_text(row: dict[str, Any], *, plain: bool) -> Text:
+    """A pretraining block, one document after another, each boundary marked with its offset."""
+    t = Text()
+    for doc in row["documents"]:
+        t.append(f"── document {doc['document']} · offset {doc['offset']:,} · {doc['tokens']:,} tokens ──\n", style="bold cyan")
+        if doc["spans"] is None:
+            continue
+        t.append_text(row_text({"spans": doc["spans"]}, plain=plain))
+        t.append("\n")
+    if row["spans"] is None:
+        t.append_text(row_text(row, plain=plain))
+    return t
+
+
+def prompt_text(row: dict[str, Any], *, plain: bool) -> Text:
+    """An RL prompt, then its passthrough columns."""
+    t = row_text(row, plain=plain)
+    for key, value in row["prompt"].items():
+        shown = value if isinstance(value, str) else repr(value)
+        t.append(f"\n{key}: ", style="bold")
+        t.append(shown if len(shown) <= 200 else shown[:200] + "…")
+    return t
+
+
+def _row_body(row: dict[str, Any], *, plain: bool) -> RenderableType:
+    if "prompt" in row:
+        return prompt_text(row, plain=plain)
+    if "pair" in row:
+        return pair_table(row, plain=plain)
+    if "documents" in row:
+        return block_text(row, plain=plain)
+    return row_text(row, plain=plain)
+
+
 def row_heading(row: dict[str, Any]) -> Text:
     where = f"{row['split']} row {row['index']}" if row["split"] != "preview" else f"preview {row['index']}"
     return Text(
@@ -219,7 +264,7 @@ def renderables(report: dict[str, Any], *, plain: bool) -> list[RenderableType]:
     if report.get("row_errors"):
         out.append(row_errors_text(report["row_errors"]))
     for row in report["rows"]:
-        out += [Group(row_heading(row), legend(plain)), row_text(row, plain=plain), Text("")]
+        out += [Group(row_heading(row), legend(plain)), _row_body(row, plain=plain), Text("")]
     if not report["rows"]:
         out.append(Text("(no rows to show)\n"))
     if report.get("conformance"):

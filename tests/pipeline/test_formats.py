@@ -487,6 +487,6 @@ def test_alpaca_row_errors(row: dict[str, Any], reason: str, field: str) -> None
 
 
 def test_unknown_format() -> None:
-    assert set(FORMATS) == {"messages", "sharegpt", "alpaca"}
-    with pytest.raises(ValueError, match="known: alpaca, messages, sharegpt"):
+    assert set(FORMATS) == {"messages", "sharegpt", "alpaca", "prompt_completion"}
+    with pytest.raises(ValueError, match="known: alpaca, messages, prompt_completion, sharegpt"):
         to_conversation({}, format="csv")

@@ -260,7 +260,7 @@ def test_unknown_suffix_and_explicit_format(tmp_path: Path) -> None:
     assert [r.data for r in rows_of(p, file_format="jsonl")] == [{"a": 1}]
     assert count_rows(str(p), file_format="jsonl") == 1
     with pytest.raises(SourceError, match="unknown file format"):
-        rows_of(p, file_format="csv")
+        rows_of(p, file_format="xml")
 
 
 def test_fsspec_url_memory_filesystem() -> None:

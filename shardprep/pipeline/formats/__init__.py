@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import alpaca, messages, sharegpt
+from . import alpaca, messages, prompt_completion, sharegpt
 from ._common import Message
 
 Converter = Callable[..., list[Message]]
@@ -14,6 +14,7 @@ FORMATS: dict[str, Converter] = {
     "messages": messages.convert,
     "sharegpt": sharegpt.convert,
     "alpaca": alpaca.convert,
+    "prompt_completion": prompt_completion.convert,
 }
 
 
@@ -38,4 +39,20 @@ def to_conversation(
     return convert(row, columns, customized=customized)
 
 
-__all__ = ["FORMATS", "Message", "to_conversation"]
+# Pair formats (task dpo) and plain text (task pretrain) live in their own modules.
+from .comparison import COMPARISON_FORMATS, Comparison, LabeledComparison, to_comparison  # noqa: E402
+from .text import to_text  # noqa: E402
+from .tools import declare_tools, tools_of  # noqa: E402
+
+__all__ = [
+    "COMPARISON_FORMATS",
+    "FORMATS",
+    "Comparison",
+    "LabeledComparison",
+    "Message",
+    "declare_tools",
+    "to_comparison",
+    "to_conversation",
+    "to_text",
+    "tools_of",
+]

@@ -35,6 +35,8 @@ class UnitIO:
     trained_tokens: int = 0
     truncated: int = 0
     length_log2: Counter[int] = field(default_factory=Counter)
+    # Task-specific totals for the manifest's stats.task_counters (pretrain: documents, remainder).
+    counters: Counter[str] = field(default_factory=Counter)
 
     def count_example(self, n_tokens: int, n_trained: int, truncated: bool) -> None:
         self.examples += 1

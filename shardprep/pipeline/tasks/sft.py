@@ -6,7 +6,7 @@ import numpy as np
 
 from shardprep.errors import RowError
 from shardprep.pipeline.examples import make_example
-from shardprep.pipeline.formats import to_conversation
+from shardprep.pipeline.formats import declare_tools, to_conversation
 from shardprep.pipeline.shards import SFT_SCHEMA, examples_table
 from shardprep.pipeline.sources import RawRow
 from shardprep.pipeline.tasks.base import UnitIO
@@ -32,6 +32,8 @@ class Runner:
                 continue
             try:
                 conv = to_conversation(raw.data or {}, format=src.format, columns=src.columns or None, customized=self.customized)
+                # Declared tools replace the leading system message with the renderer's prefix.
+                conv = declare_tools(io.renderer, conv, raw.data or {}, src.columns or None, recipe.tools)
             except RowError as err:
                 io.skip(err, file=raw.file, line=raw.line, row=raw.data)
                 continue

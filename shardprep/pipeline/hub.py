@@ -1,0 +1,203 @@
+"""Hugging Face Hub sources (`hf: org/name`), read through `datasets` streaming.
+
+A Hub source is planned by file shard: `IterableDataset.n_shards` is the number of data files of
+the split, and `shard(n_shards, i)` reads file i alone, in the builder's (sorted) file order. One
+work unit covers (a row range of) one shard, so a unit never re-reads rows another unit owns.
+The revision is resolved to a commit once, at planning, and every unit reads that commit: a push
+to the dataset during a build cannot mix two versions into one build.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shardprep.errors import SourceError
+from shardprep.pipeline import retry
+
+if TYPE_CHECKING:
+    from shardprep.recipe import SourceSpec
+
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def is_local_repo(repo: str, base_dir: Path | None = None) -> Path | None:
+    """A folder in Hub layout given instead of a Hub id (absolute, or relative to the recipe)."""
+    p = Path(repo).expanduser()
+    if not p.is_absolute() and base_dir is not None:
+        p = base_dir / p
+    return p if p.is_dir() else None
+
+
+def resolve_commit(repo: str, revision: str | None) -> str:
+    """The commit sha `revision` (branch, tag or sha; default main) points at now."""
+    rev = revision or "main"
+    if _COMMIT.match(rev):
+        return rev
+    if _offline():
+        # Offline, the Hub cache's refs/<rev> file records the commit that was downloaded.
+        from huggingface_hub import constants
+
+        ref = Path(constants.HF_HUB_CACHE) / f"datasets--{repo.replace('/', '--')}" / "refs" / rev
+        if ref.is_file():
+            return ref.read_text().strip()
+        raise SourceError(
+            f"hf: {repo}@{rev}: HF_HUB_OFFLINE is set and the revision is not in the Hub cache "
+            f"({ref}); pin `revision:` to a commit sha or go online once"
+        )
+    from huggingface_hub import HfApi
+
+    info = retry.call(
+        lambda: HfApi().dataset_info(repo, revision=rev), url=f"hf://datasets/{repo}@{rev}", what="resolve"
+    )
+    if not info.sha:
+        raise SourceError(f"hf: {repo}@{rev}: the Hub returned no commit")
+    return str(info.sha)
+
+
+@dataclass(frozen=True)
+class HubRef:
+    """Everything `load_dataset` needs, hashable so that a process loads each builder once."""
+
+    path: str  # Hub id, or the absolute path of a local Hub-layout folder
+    config: str | None
+    split: str
+    revision: str | None  # the resolved commit (None for a local folder)
+    data_files: str | None  # JSON of the recipe's data_files (str, list or dict)
+
+    def kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {"path": self.path, "name": self.config, "revision": self.revision}
+        if self.data_files is not None:
+            kw["data_files"] = json.loads(self.data_files)
+        return kw
+
+    @property
+    def url(self) -> str:
+        at = f"@{self.revision}" if self.revision else ""
+        cfg = f" config={self.config}" if self.config else ""
+        return f"hf:{self.path}{at}{cfg} split={self.split}"
+
+
+def hub_ref(src: SourceSpec, base_dir: Path | None) -> HubRef:
+    assert src.hf is not None
+    local = is_local_repo(src.hf, base_dir)
+    path = str(local.resolve()) if local else src.hf
+    commit = None if local else resolve_commit(src.hf, src.revision)
+    data_files = None if src.data_files is None else json.dumps(src.data_files, sort_keys=True)
+    return HubRef(path, src.config, src.split, commit, data_files)
+
+
+def _wrap(ref: HubRef, what: str, fn: Any) -> Any:
+    try:
+        return retry.call(fn, url=ref.url, what=what)
+    except SourceError:
+        raise
+    except Exception as e:  # datasets' own errors (DatasetNotFoundError, config errors, ...)
+        raise SourceError(f"cannot {what} {ref.url}: {type(e).__name__}: {e}") from e
+
+
+@functools.lru_cache(maxsize=16)
+def data_files(ref: HubRef) -> tuple[str, ...]:
+    """The split's data files, one per shard, in shard order."""
+    import datasets
+
+    def load() -> tuple[str, ...]:
+        builder = datasets.load_dataset_builder(**ref.kwargs())
+        files = (builder.config.data_files or {}).get(ref.split)
+        if files is None:
+            known = ", ".join(sorted(builder.config.data_files or {}))
+            raise SourceError(f"{ref.url}: no split {ref.split!r} (has: {known})")
+        return tuple(str(f) for f in files)
+
+    result: tuple[str, ...] = _wrap(ref, "open", load)
+    return result
+
+
+def _stream(ref: HubRef) -> Any:
+    import datasets
+
+    return _wrap(
+        ref, "open", lambda: datasets.load_dataset(**ref.kwargs(), split=ref.split, streaming=True)
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def n_shards(ref: HubRef) -> int:
+    return int(_stream(ref).n_shards)
+
+
+def shard_rows(ref: HubRef, storage_options: dict[str, Any] | None = None) -> list[int]:
+    """Rows per shard: Parquet footers when shards are Parquet files, else one streaming pass."""
+    from shardprep.pipeline.sources import _count_file, detect_format
+
+    files = data_files(ref)
+    n = n_shards(ref)
+    if n == len(files) and all(f.split("?")[0].endswith(".parquet") for f in files):
+        return [_count_file(f, detect_format(f), storage_options) for f in files]
+    return [sum(len(b) for b in _shard_batches(ref, i, n, 0, None, 4096)) for i in range(n)]
+
+
+def _shard_batches(
+    ref: HubRef, shard: int, n: int, start: int, stop: int | None, batch_size: int
+) -> Iterator[list[dict[str, Any]]]:
+    ds = _stream(ref).shard(num_shards=n, index=shard)
+    if start:
+        ds = ds.skip(start)
+    if stop is not None:
+        ds = ds.take(stop - start)
+    for cols in ds.iter(batch_size=batch_size):
+        names = list(cols)
+        yield [dict(zip(names, values, strict=True)) for values in zip(*cols.values(), strict=True)]
+
+
+def iter_shard_rows(
+    ref: HubRef, shard: int, n: int, start: int, stop: int | None, batch_size: int
+) -> Iterator[list[dict[str, Any]]]:
+    """Rows [start, stop) of shard `shard`, in batches; a transient error resumes after the last row."""
+    delivered = 0
+    attempt = 0
+    while True:
+        try:
+            for batch in _shard_batches(ref, shard, n, start + delivered, stop, batch_size):
+                delivered += len(batch)
+                yield batch
+            return
+        except SourceError:
+            raise
+        except Exception as exc:
+            if not retry.is_transient(exc) or attempt >= retry.ATTEMPTS - 1:
+                raise SourceError(f"cannot read {ref.url} shard {shard}: {retry.describe(exc)}") from exc
+            time.sleep(retry.backoff(attempt))
+            attempt += 1
+
+
+def identity(src: SourceSpec, base_dir: Path | None) -> tuple[HubRef, dict[str, Any]]:
+    """What the fingerprint and manifest record: the commit for a Hub id; file identities for a folder."""
+    from shardprep.pipeline.sources import file_identity
+
+    ref = hub_ref(src, base_dir)
+    files = data_files(ref)
+    ident: dict[str, Any] = {
+        "hf": src.hf,
+        "config": src.config,
+        "split": src.split,
+        "revision": src.revision,
+        "commit": ref.revision,
+        "data_files": src.data_files,
+    }
+    if ref.revision is None:  # a local folder: its files are the version
+        ident["files"] = [file_identity(f) for f in files]
+    else:  # a commit pins every file's bytes
+        ident["files"] = [{"uri": f} for f in files]
+    return ref, ident
