@@ -182,6 +182,8 @@ class Recipe(_Strict):
     # task: sft — a row's `tools` column: `auto` declares them through the renderer's tool prefix
     # (replacing the leading system message), `ignore` trains as if the column were absent.
     tools: Literal["auto", "ignore"] = "auto"
+    # Rows per work unit whose text is compared with the model's own chat_template (0: off).
+    conformance_rows: int = Field(16, ge=0)
 
     @model_validator(mode="before")
     @classmethod

@@ -378,4 +378,18 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
         },
         "data_dir": plan.data_dir,
         "skipped_sample": f"{plan.data_dir}/skipped.jsonl" if has_skipped else None,
+        **({"conformance": conf} if (conf := _conformance(results)) else {}),
+    }
+
+
+def _conformance(results: list[UnitResult]) -> dict[str, Any] | None:
+    """The units' template conformance samples as one record; the first difference in unit order."""
+    parts = [r.extras["conformance"] for r in results if r.extras.get("conformance")]
+    if not parts:
+        return None
+    return {
+        "template": parts[0]["template"],
+        "checked": sum(p["checked"] for p in parts),
+        "identical": sum(p["identical"] for p in parts),
+        "first_difference": next((p["first_difference"] for p in parts if p["first_difference"]), None),
     }

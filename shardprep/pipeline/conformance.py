@@ -115,7 +115,10 @@ class ConformanceCheck:
                 self.template_errors += 1
                 self._note(index, f"chat_template refused this conversation: {exc.message}\n")
                 continue
-            if expected == text:
+            # Templates end a conversation with the separator that would precede the next turn
+            # (Qwen's "<|im_end|>\n"); a training example stops at the end-of-turn token, and
+            # whitespace after it is never a target, so it does not count as a difference.
+            if expected.rstrip() == text.rstrip():
                 self.identical += 1
             else:
                 self._note(index, unified_diff(expected, text))

@@ -195,6 +195,7 @@ class UnitResult:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     elapsed_s: float = 0.0
     counters: dict[str, int] = field(default_factory=dict)  # task-specific totals (UnitIO.counters)
+    extras: dict[str, Any] = field(default_factory=dict)  # task-specific records (UnitIO.extras)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -306,6 +307,7 @@ def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
     for split, w in writers.items():
         w.flush()
         result.shards[split] = [s.to_json() for s in w.shards]
+    result.extras = dict(io.extras)
     result.examples, result.tokens, result.trained_tokens = io.examples, io.tokens, io.trained_tokens
     result.truncated = io.truncated
     result.dropped = dict(io.dropped)

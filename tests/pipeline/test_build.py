@@ -276,3 +276,18 @@ def test_tokenizer_from_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert tok.sha256 == load_tokenizer(QWEN3).sha256
     with pytest.raises(TokenizerError, match="huggingface_hub cache"):
         load_tokenizer("acme/not-cached")
+
+
+def test_manifest_records_template_conformance(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "data.jsonl", [chat(i) for i in range(40)])
+    m = build(*load_recipe(write_recipe(tmp_path, conformance_rows=8, work_unit_rows=10))).manifest
+    conf = m["conformance"]
+    assert conf["checked"] == 32  # 8 rows in each of 4 units
+    assert conf["identical"] == 32 and conf["first_difference"] is None  # qwen3 == Qwen3's template
+    m = build(*load_recipe(write_recipe(tmp_path, tokenizer=LLAMA3, renderer="llama3", output="out2"))).manifest
+    conf = m["conformance"]
+    assert conf["identical"] == 0  # Llama's template adds the "Cutting Knowledge Date" system block
+    assert "Cutting Knowledge Date" in conf["first_difference"]["diff"]
+    assert conf["first_difference"]["source"] == "chat"
+    m = build(*load_recipe(write_recipe(tmp_path, conformance_rows=0, output="out3"))).manifest
+    assert "conformance" not in m

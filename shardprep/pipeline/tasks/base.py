@@ -37,6 +37,8 @@ class UnitIO:
     length_log2: Counter[int] = field(default_factory=Counter)
     # Task-specific totals for the manifest's stats.task_counters (pretrain: documents, remainder).
     counters: Counter[str] = field(default_factory=Counter)
+    # Task-specific records for the manifest (sft: the template conformance sample).
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def count_example(self, n_tokens: int, n_trained: int, truncated: bool) -> None:
         self.examples += 1
