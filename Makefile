@@ -25,7 +25,8 @@ lint: $(STAMP)
 	$(BIN)/mypy shardprep
 
 bench: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_build.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_build.py --tokens 20000000
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_reader.py
 
 clean:
 	rm -rf shards $(VENV) .pytest_cache .mypy_cache .ruff_cache
