@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import gzip
+import itertools
 import json
 import os
 import resource
@@ -106,10 +107,12 @@ def child(args: argparse.Namespace) -> None:
         from shardprep.recipe import load_recipe
 
         recipe, base = load_recipe(work / "recipe.yaml")
+        marks = _Marks()
         t0 = time.perf_counter()
-        m = build(recipe, base, force=True, workers=out["threads"]).manifest
+        m = build(recipe, base, force=True, workers=out["threads"], progress=marks).manifest
         rows = sum(s["rows"] for s in m["splits"].values())
         out.update(
+            tail=marks.tail(),
             seconds=time.perf_counter() - t0,
             tokens=sum(s["tokens"] for s in m["splits"].values()) + rows,  # + the token the shift drops
             rows=rows,
@@ -121,6 +124,38 @@ def child(args: argparse.Namespace) -> None:
         out.update(_hf(work))
     out["peak_rss_mb"] = max(_peak_mb(), out.get("children_peak_mb", 0))
     print(json.dumps(out))
+
+
+class _Marks:
+    """Progress sink recording (time, rows done) so the tail of a build can be compared with its body."""
+
+    def __init__(self) -> None:
+        self.points: list[tuple[float, int]] = []
+        self.rows = 0
+
+    def start(self, total_rows: int | None, *, done_rows: int = 0) -> None:
+        self.total = total_rows or 0
+        self.points = [(time.perf_counter(), 0)]
+
+    def advance(self, rows: int, tokens: int) -> None:
+        self.rows += rows
+        self.points.append((time.perf_counter(), self.rows))
+
+    def finish(self) -> None:
+        pass
+
+    def tail(self) -> dict[str, float]:
+        """Rows/s over the first 90 % of rows and over the last 10 % (interpolated between units)."""
+        (t_start, _), (t_end, total) = self.points[0], self.points[-1]
+        cut = 0.9 * total
+        t_cut = t_end
+        for (ta, ra), (tb, rb) in itertools.pairwise(self.points):
+            if ra <= cut <= rb:
+                t_cut = ta + (tb - ta) * ((cut - ra) / (rb - ra) if rb > ra else 1.0)
+                break
+        body = cut / (t_cut - t_start)
+        last = (total - cut) / (t_end - t_cut) if t_end > t_cut else float("inf")
+        return {"first_90pct_rows_per_s": body, "last_10pct_rows_per_s": last, "last_over_first": last / body}
 
 
 def _reference(work: Path, tok: Any, renderer_name: str) -> dict[str, Any]:
@@ -261,6 +296,9 @@ def main() -> None:
         }
         hf_txt = f"{ratios[t]['build/hf']:.2f}" if ratios[t]["build/hf"] else "n/a"
         print(f"T={t}: 2/1 build/raw {ratios[t]['build/raw']:.2f}   2/3 build/reference {ratios[t]['build/reference']:.2f}   2/4 build/hf {hf_txt}")
+    for t in threads:
+        tail = by[("build", t)]["tail"]
+        print(f"T={t}: last 10 % of rows at {tail['last_over_first']:.2f} x the rows/s of the first 90 %")
     if len(threads) > 1:
         t1, tn = threads[0], threads[-1]
         scale = by[("build", tn)]["tokens_per_s"] / (by[("build", t1)]["tokens_per_s"] * tn / t1)

@@ -14,16 +14,22 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from shardprep import FORMAT_VERSION, __version__
-from shardprep.errors import BuildError
+from shardprep.errors import BuildError, ShardprepError
 from shardprep.pipeline import hub
 from shardprep.pipeline.engines.local import resolve_workers, run_units
 from shardprep.pipeline.lock import build_lock
-from shardprep.pipeline.manifest import FORMAT_NAME, fingerprint, read_manifest, write_manifest
+from shardprep.pipeline.manifest import (
+    FORMAT_NAME,
+    canonical_json,
+    fingerprint,
+    read_manifest,
+    write_manifest,
+)
 from shardprep.pipeline.sources import expand_paths, file_identity
 from shardprep.pipeline.storage import Output
 from shardprep.pipeline.tasks import task_module
 from shardprep.pipeline.tokenize import BatchEncoder
-from shardprep.pipeline.tokenizer import LoadedTokenizer, load_tokenizer
+from shardprep.pipeline.tokenizer import LoadedTokenizer, load_tokenizer, resolve_tokenizer_path
 from shardprep.pipeline.units import (
     UnitContext,
     UnitResult,
@@ -82,16 +88,16 @@ class Plan:
     source_files: dict[str, list[dict[str, Any]]]
     fingerprint: str
     fingerprint_parts: dict[str, Any]
+    quick_key: str | None = None
 
     @property
     def data_dir(self) -> str:
         return f"data-{self.fingerprint[:12]}"
 
 
-def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
-    tokenizer = load_tokenizer(recipe.tokenizer, base_dir=base_dir)
-    renderer = get_renderer(recipe.renderer.name, tokenizer, dict(recipe.renderer.options))
-    renderer.check_tokenizer()  # before the first row: a missing special token is a recipe error
+def _source_identities(
+    recipe: Recipe, base_dir: Path
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
     source_files: dict[str, list[dict[str, Any]]] = {}
     hub_sources: dict[str, dict[str, Any]] = {}
     for src in recipe.sources:
@@ -103,11 +109,46 @@ def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
             continue
         urls = expand_paths(src.path, base_dir=base_dir, storage_options=src.storage_options)
         source_files[src.resolved_name] = [file_identity(u, src.storage_options) for u in urls]
+    return source_files, hub_sources
+
+
+def quick_key(recipe: Recipe, base_dir: Path, source_files: dict[str, Any]) -> str | None:
+    """A cheap stand-in for the fingerprint: the same inputs, with the tokenizer files identified by
+    path, size and mtime instead of being read and parsed (most of a second for a real tokenizer).
+
+    Equal keys mean an unchanged build; a different key only means the full fingerprint decides.
+    """
+    try:
+        tok_path = resolve_tokenizer_path(recipe.tokenizer, base_dir=base_dir).resolve()
+    except ShardprepError:
+        return None
+    stats = [
+        [str(p), p.stat().st_size, p.stat().st_mtime_ns]
+        for p in (tok_path, tok_path.parent / "tokenizer_config.json")
+        if p.is_file()
+    ]
+    return fingerprint(
+        {
+            "shardprep": __version__,
+            "recipe": recipe.model_dump(mode="json", exclude={"output"}),
+            "tokenizer_files": stats,
+            "sources": source_files,
+        }
+    )
+
+
+def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
+    tokenizer = load_tokenizer(recipe.tokenizer, base_dir=base_dir)
+    renderer = get_renderer(recipe.renderer.name, tokenizer, dict(recipe.renderer.options))
+    renderer.check_tokenizer()  # before the first row: a missing special token is a recipe error
+    source_files, hub_sources = _source_identities(recipe, base_dir)
     # Everything that can change a byte of the shards, and nothing that cannot (output path,
     # workers, engine, batch size, progress display).
     parts = {
         "task": recipe.task,
         "tokenizer_sha256": tokenizer.sha256,
+        # tokenizer_config.json decides BOS/EOS for some renderers and tasks.
+        "tokenizer_config_sha256": hashlib.sha256(canonical_json(tokenizer.config).encode()).hexdigest(),
         "renderer": {
             "name": recipe.renderer.name,
             "options": renderer.options,
@@ -141,7 +182,10 @@ def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
     if task_check is not None:
         task_check(recipe, tokenizer)  # before the first row, as check_tokenizer
     output = Output(resolve_path(recipe.output, base_dir), storage_options=recipe.output_storage_options)
-    return Plan(recipe, base_dir, tokenizer, renderer, output, source_files, fingerprint(parts), parts)
+    return Plan(
+        recipe, base_dir, tokenizer, renderer, output, source_files, fingerprint(parts), parts,
+        quick_key(recipe, base_dir, source_files),
+    )
 
 
 def _task_parts(recipe: Recipe) -> dict[str, Any]:
@@ -191,6 +235,14 @@ def build(
         raise BuildError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
     if address is not None and engine != "ray":
         raise BuildError("an address is only used by engine 'ray'")
+    if not force:
+        # Up to date without loading the tokenizer: file stats and the recipe decide.
+        output = Output(resolve_path(recipe.output, base_dir), storage_options=recipe.output_storage_options)
+        existing = read_manifest(output)
+        if existing is not None and existing.get("quick_key"):
+            quick = quick_key(recipe, base_dir, _source_identities(recipe, base_dir)[0])
+            if quick is not None and quick == existing["quick_key"]:
+                return BuildResult("up_to_date", output.url, existing)
     plan = plan_build(recipe, base_dir)
     output = plan.output
     existing = read_manifest(output)
@@ -341,6 +393,7 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
         "shardprep_version": __version__,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "fingerprint": plan.fingerprint,
+        "quick_key": plan.quick_key,
         "task": recipe.task,
         "schema": task_module(recipe.task).SCHEMA,
         "recipe": recipe.model_dump(mode="json"),

@@ -105,12 +105,14 @@ def resolve_tokenizer_path(spec: str, *, base_dir: Path | None = None) -> Path:
 def load_tokenizer(spec: str, *, base_dir: Path | None = None) -> LoadedTokenizer:
     path = resolve_tokenizer_path(spec, base_dir=base_dir).resolve()
     st = path.stat()
-    loaded = _load_cached(str(path), st.st_size, st.st_mtime_ns)
+    cfg = path.parent / "tokenizer_config.json"
+    cfg_stamp = (cfg.stat().st_size, cfg.stat().st_mtime_ns) if cfg.is_file() else None
+    loaded = _load_cached(str(path), st.st_size, st.st_mtime_ns, cfg_stamp)
     return LoadedTokenizer(loaded.tokenizer, spec, loaded.path, loaded.sha256, loaded.config)
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(path_s: str, size: int, mtime_ns: int) -> LoadedTokenizer:
+def _load_cached(path_s: str, size: int, mtime_ns: int, cfg_stamp: tuple[int, int] | None) -> LoadedTokenizer:
     """Parsing a real tokenizer.json takes most of a second: once per process per file version."""
     path = Path(path_s)
     raw = _read_json_bytes(path)

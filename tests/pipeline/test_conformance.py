@@ -42,15 +42,22 @@ def test_identical_rows_are_counted_and_the_first_difference_is_a_diff() -> None
     assert diff["diff"].startswith("--- chat_template")
 
 
-def test_qwen3_differs_from_its_template_by_the_trailing_newline() -> None:
+def test_qwen3_matches_its_template_up_to_the_trailing_newline() -> None:
+    # Qwen's template ends the conversation with "<|im_end|>\n"; the example stops at <|im_end|>.
     qwen = load_tokenizer(str(TOKENIZERS / "qwen3"))
     check = ConformanceCheck.for_tokenizer(qwen)
     assert check is not None
     renderer = get_renderer("qwen3", qwen)
-    check.add(CONVERSATIONS[:1], rendered_texts(renderer, CONVERSATIONS[:1], TrainOnWhat.ALL_MESSAGES))
+    texts = rendered_texts(renderer, CONVERSATIONS[:1], TrainOnWhat.ALL_MESSAGES)
+    check.add(CONVERSATIONS[:1], texts)
+    assert check.result()["identical"] == 1
+    # a difference before the end still counts
+    text = texts[0]
+    assert isinstance(text, str)
+    check.add(CONVERSATIONS[:1], [text.replace("Hello!", "Hello !")])
     result = check.result()
-    assert result["identical"] == 0
-    assert "-Hello!<|im_end|>\n+Hello!<|im_end|>" in result["first_difference"]["diff"]
+    assert (result["checked"], result["identical"]) == (2, 1)
+    assert "-Hello!<|im_end|>" in result["first_difference"]["diff"]
 
 
 def test_no_template_means_no_check() -> None:

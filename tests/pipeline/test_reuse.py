@@ -138,3 +138,33 @@ def test_workers_and_batch_size_do_not_change_rows(project: Path, monkeypatch: p
 def test_force_rebuilds(project: Path) -> None:
     build(*recipe_at(project))
     assert build(*recipe_at(project), force=True).status == "built"
+
+
+def test_up_to_date_check_does_not_parse_the_tokenizer(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shardprep.pipeline import build as build_mod
+
+    first = build(*recipe_at(project))
+    assert first.manifest["quick_key"]
+
+    def no_load(*a: Any, **k: Any) -> None:
+        raise AssertionError("the tokenizer was loaded on the up-to-date path")
+
+    monkeypatch.setattr(build_mod, "load_tokenizer", no_load)
+    assert build(*recipe_at(project)).status == "up_to_date"
+
+
+def test_touched_but_unchanged_tokenizer_is_still_up_to_date(project: Path) -> None:
+    first = build(*recipe_at(project))
+    tok = project / "tok" / "tokenizer.json.gz"
+    os.utime(tok, ns=(tok.stat().st_atime_ns, tok.stat().st_mtime_ns + 10**9))
+    second = build(*recipe_at(project))  # quick key differs; the full fingerprint decides
+    assert second.status == "up_to_date" and second.manifest["fingerprint"] == first.manifest["fingerprint"]
+
+
+def test_tokenizer_config_change_changes_fingerprint(project: Path) -> None:
+    before = fp(project)
+    cfg = project / "tok" / "tokenizer_config.json"
+    data = json.loads(cfg.read_text())
+    data["bos_token"] = "<|im_start|>"
+    cfg.write_text(json.dumps(data))
+    assert fp(project) != before
