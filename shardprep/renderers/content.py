@@ -55,6 +55,23 @@ def parts(content: Any) -> list[dict[str, Any]]:
     )
 
 
+def split_thinking(content: Any) -> tuple[str, str]:
+    """(thinking, text): the concatenated thinking parts and text parts of a message's content."""
+    if isinstance(content, str):
+        return "", content
+    thinking = ""
+    body = ""
+    for part in parts(content):
+        kind = part.get("type")
+        if kind == "thinking":
+            thinking += str(part.get("thinking", ""))
+        elif kind == "text":
+            body += str(part.get("text", ""))
+        else:
+            raise RendererError(f"content part of type {kind!r} is not supported", field="content")
+    return thinking, body
+
+
 def tool_call_fields(call: Any) -> tuple[str, str]:
     """(name, arguments JSON string) of one tool call dict; malformed calls are a row error."""
     fn = call.get("function") if isinstance(call, dict) else None

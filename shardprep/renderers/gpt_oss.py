@@ -11,10 +11,15 @@ import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from shardprep.errors import RendererError, ShardprepError
+from shardprep.errors import ShardprepError
 from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
 from shardprep.renderers.chunks import text
-from shardprep.renderers.content import Message, parts, tool_call_fields, tool_calls_of
+from shardprep.renderers.content import (
+    Message,
+    split_thinking,
+    tool_call_fields,
+    tool_calls_of,
+)
 from shardprep.renderers.tools import GPT_OSS_ROUTING, GPT_OSS_TOOLS, ToolSpec, unsupported
 from shardprep.renderers.tools_ts import Unsupported, harmony_function
 
@@ -39,23 +44,6 @@ _SYSTEM_PROMPT = (
     "Reasoning: {effort}\n\n"
     "# Valid channels: analysis, commentary, final. Channel must be included for every message."
 )
-
-
-def _split(content: Any) -> tuple[str, str]:
-    """(thinking, text) of a message's content."""
-    if isinstance(content, str):
-        return "", content
-    thinking = ""
-    body = ""
-    for part in parts(content):
-        kind = part.get("type")
-        if kind == "thinking":
-            thinking += str(part.get("thinking", ""))
-        elif kind == "text":
-            body += str(part.get("text", ""))
-        else:
-            raise RendererError(f"content part of type {kind!r} is not supported", field="content")
-    return thinking, body
 
 
 class GptOssRenderer(Renderer):
@@ -108,7 +96,7 @@ class GptOssRenderer(Renderer):
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         role = message["role"]
-        thinking, body = _split(message["content"])
+        thinking, body = split_thinking(message["content"])
         if role == "assistant":
             return RenderedMessage(
                 header=text(_START + "assistant"),

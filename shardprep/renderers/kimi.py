@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from shardprep.errors import RendererError
 from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
 from shardprep.renderers.chunks import text
-from shardprep.renderers.content import Message, parts, tool_call_fields, tool_calls_of
+from shardprep.renderers.content import (
+    Message,
+    split_thinking,
+    tool_call_fields,
+    tool_calls_of,
+)
 from shardprep.renderers.tools import ToolSpec, kimi_k2_json, unsupported
 from shardprep.renderers.tools_ts import Unsupported, kimi_ts
 
@@ -25,23 +29,6 @@ _ASSISTANT = "<|im_assistant|>"
 _SYSTEM = "<|im_system|>"
 _CALLS = ("<|tool_calls_section_begin|>", "<|tool_calls_section_end|>")
 _CALL = ("<|tool_call_begin|>", "<|tool_call_argument_begin|>", "<|tool_call_end|>")
-
-
-def _split(content: Any) -> tuple[str, str]:
-    """(thinking, text): concatenated thinking parts and text parts."""
-    if isinstance(content, str):
-        return "", content
-    thinking = ""
-    body = ""
-    for part in parts(content):
-        kind = part.get("type")
-        if kind == "thinking":
-            thinking += str(part.get("thinking", ""))
-        elif kind == "text":
-            body += str(part.get("text", ""))
-        else:
-            raise RendererError(f"content part of type {kind!r} is not supported", field="content")
-    return thinking, body
 
 
 class KimiK2Renderer(Renderer):
@@ -116,7 +103,7 @@ class KimiK2Renderer(Renderer):
         return _CALLS[0] + body + _CALLS[1]
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
-        thinking, body = _split(message["content"])
+        thinking, body = split_thinking(message["content"])
         if message["role"] != "assistant":
             return RenderedMessage(header=text(self._header(message)), output=[text(body + _END)])
         keep = ctx.in_last_assistant_turn or not self.strip_thinking_from_history

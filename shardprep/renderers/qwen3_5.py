@@ -21,13 +21,16 @@ from shardprep.renderers.content import (
     tool_call_fields,
     tool_calls_of,
 )
-from shardprep.renderers.qwen3 import _tool_call_text
-from shardprep.renderers.tools import ToolSpec, qwen3_5_text
 
-_IM_START = "<|im_start|>"
-_IM_END = "<|im_end|>"
-_EMPTY_THINK = "<think>\n\n</think>\n\n"
-_TOOL_RESPONSE = ("<tool_response>\n", "\n</tool_response>")
+# The Qwen3 ChatML markers are the same strings in every Qwen generation.
+from shardprep.renderers.qwen3 import (
+    _EMPTY_THINK,
+    _IM_END,
+    _IM_START,
+    _TOOL_RESPONSE,
+    _tool_call_text,
+)
+from shardprep.renderers.tools import ToolSpec, qwen3_5_text
 
 
 def _role_header(role: str, ctx: RenderContext) -> str:

@@ -40,6 +40,16 @@ class UnitIO:
     # Task-specific records for the manifest (sft: the template conformance sample).
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def readable(self, rows: list[RawRow]) -> list[RawRow]:
+        """The rows that were read without error; the others go through the on_error policy."""
+        good = []
+        for raw in rows:
+            if raw.error is not None:
+                self.skip(raw.error, file=raw.file, line=raw.line, row=None)
+            else:
+                good.append(raw)
+        return good
+
     def count_example(self, n_tokens: int, n_trained: int, truncated: bool) -> None:
         self.examples += 1
         self.tokens += n_tokens

@@ -83,10 +83,7 @@ class Runner:
         io, recipe, src = self.io, self.io.recipe, self.io.source
         convs: list[list[dict[str, Any]]] = []
         metas: list[RawRow] = []
-        for raw in rows:
-            if raw.error is not None:
-                io.skip(raw.error, file=raw.file, line=raw.line, row=None)
-                continue
+        for raw in io.readable(rows):
             try:
                 lc = to_comparison(raw.data or {}, format=src.format, columns=src.columns or None)
             except RowError as err:

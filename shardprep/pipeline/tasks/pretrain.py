@@ -151,10 +151,7 @@ class Runner:
     def process(self, rows: list[RawRow]) -> None:
         io, src = self.io, self.io.source
         texts, metas = [], []
-        for raw in rows:
-            if raw.error is not None:
-                io.skip(raw.error, file=raw.file, line=raw.line, row=None)
-                continue
+        for raw in io.readable(rows):
             try:
                 texts.append(to_text(raw.data or {}, columns=src.columns or None))
             except RowError as err:

@@ -150,10 +150,7 @@ class Runner:
     def process(self, rows: list[RawRow]) -> None:
         io, recipe, src = self.io, self.io.recipe, self.io.source
         convs, metas = [], []
-        for raw in rows:
-            if raw.error is not None:
-                io.skip(raw.error, file=raw.file, line=raw.line, row=None)
-                continue
+        for raw in io.readable(rows):
             data = raw.data or {}
             try:
                 conv = prompt_messages(to_conversation(data, format=src.format, columns=src.columns or None))

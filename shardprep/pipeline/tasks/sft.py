@@ -45,10 +45,7 @@ class Runner:
     def process(self, rows: list[RawRow]) -> None:
         io, recipe, src = self.io, self.io.recipe, self.io.source
         convs, metas = [], []
-        for raw in rows:
-            if raw.error is not None:
-                io.skip(raw.error, file=raw.file, line=raw.line, row=None)
-                continue
+        for raw in io.readable(rows):
             try:
                 conv = to_conversation(raw.data or {}, format=src.format, columns=src.columns or None, customized=self.customized)
                 # Declared tools replace the leading system message with the renderer's prefix.
