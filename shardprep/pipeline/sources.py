@@ -9,6 +9,7 @@ row after the last one delivered, so no row is lost or repeated.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
 import io
@@ -221,11 +222,36 @@ def _bad(url: str, line: int, reason: str, message: str) -> _Row:
     return line, None, RowError(reason, message, file=url, line=line)
 
 
-def _jsonl_rows(url: str, storage_options: dict[str, Any] | None, skip: int) -> Iterator[_Row]:
-    """(line, data, error) per non-blank line; the first `skip` rows are counted but not parsed."""
-    seen = 0
+# Plain JSONL files: every _SEEK_EVERY-th row's (row, line, byte offset), recorded while counting,
+# so a work unit in the middle of a large file starts reading there instead of scanning from the
+# top (which made a file's units cost O(rows^2) in total).
+_SEEK_EVERY = 128
+_JSONL_SEEKS: dict[str, list[tuple[int, int, int]]] = {}
+
+Seek = tuple[int, int, int]  # (row index in the file, 1-based line number, byte offset)
+
+
+def jsonl_seek(url: str, row: int) -> Seek | None:
+    """The last recorded position at or before `row` of a plain JSONL file counted in this process."""
+    points = _JSONL_SEEKS.get(url)
+    if not points:
+        return None
+    i = bisect.bisect_right(points, (row, 1 << 62, 0)) - 1
+    return points[i] if i > 0 else None
+
+
+def _jsonl_rows(
+    url: str, storage_options: dict[str, Any] | None, skip: int, seek: Seek | None = None
+) -> Iterator[_Row]:
+    """(line, data, error) per non-blank line; the first `skip` rows are counted but not parsed.
+
+    With `seek`, reading starts at that recorded position: rows before it are not yielded at all.
+    """
+    seen = seek[0] if seek else 0
     with _open_binary(url, storage_options) as f:
-        for lineno, raw in enumerate(f, start=1):
+        if seek:
+            f.seek(seek[2])
+        for lineno, raw in enumerate(f, start=seek[1] if seek else 1):
             if not raw.strip():
                 continue
             seen += 1
@@ -444,10 +470,11 @@ def _csv_rows(url: str, storage_options: dict[str, Any] | None, skip: int) -> It
 
 
 def _read_file(
-    url: str, fmt: str, storage_options: dict[str, Any] | None, skip: int, batch_size: int
+    url: str, fmt: str, storage_options: dict[str, Any] | None, skip: int, batch_size: int,
+    seek: Seek | None = None,
 ) -> Iterator[_Row]:
     if fmt == "jsonl":
-        return _jsonl_rows(url, storage_options, skip)
+        return _jsonl_rows(url, storage_options, skip, seek)
     if fmt == "json":
         return _json_rows(url, storage_options, skip)
     if fmt == "csv":
@@ -456,7 +483,8 @@ def _read_file(
 
 
 def _file_rows(
-    url: str, fmt: str, storage_options: dict[str, Any] | None, skip: int, batch_size: int
+    url: str, fmt: str, storage_options: dict[str, Any] | None, skip: int, batch_size: int,
+    seek: Seek | None = None,
 ) -> Iterator[_Row]:
     """`_read_file`, resumed after a transient error: the file is reopened and the rows already
     delivered are skipped (counted, not parsed), so the caller sees each row exactly once."""
@@ -465,7 +493,7 @@ def _file_rows(
     while True:
         try:
             for i, row in enumerate(
-                _read_file(url, fmt, storage_options, max(skip, delivered), batch_size)
+                _read_file(url, fmt, storage_options, max(skip, (seek[0] if seek else 0) + delivered), batch_size, seek)
             ):
                 if i < delivered:
                     continue
@@ -490,8 +518,12 @@ def iter_source_batches(
     file_format: str = "auto",
     start: int = 0,
     stop: int | None = None,
+    seek: Seek | None = None,
 ) -> Iterator[list[RawRow]]:
     """Rows of every file `path` names, in order, as lists of at most `batch_size` RawRows.
+
+    `seek` (from `jsonl_seek`, for a path naming one plain JSONL file) starts reading at a recorded
+    position at or before `start` instead of at the top of the file.
 
     `index` counts rows across the files of the source. `start`/`stop` select a row range (a work
     unit): rows before `start` are counted without building rows (Parquet skips whole row groups),
@@ -501,13 +533,15 @@ def iter_source_batches(
         raise ValueError("batch_size must be >= 1")
     files = expand_paths(path, base_dir=base_dir, storage_options=storage_options)
     formats = [detect_format(u, file_format) for u in files]
+    if seek is not None and (len(files) != 1 or formats[0] != "jsonl" or seek[0] > start):
+        seek = None  # only meaningful for the one JSONL file it was recorded for
     batch: list[RawRow] = []
-    index = 0
+    index = seek[0] if seek else 0
     for url, fmt in zip(files, formats, strict=True):
         if stop is not None and index >= stop:
             break
-        skip = max(0, start - index)
-        for line, data, error in _file_rows(url, fmt, storage_options, skip, batch_size):
+        skip = start if seek else max(0, start - index)  # with a seek, rows count from the file top
+        for line, data, error in _file_rows(url, fmt, storage_options, skip, batch_size, seek):
             if stop is not None and index >= stop:
                 break
             if index >= start:
@@ -545,8 +579,15 @@ def iter_source_rows(
 
 
 def _count_jsonl(url: str, storage_options: dict[str, Any] | None) -> int:
-    """Non-blank lines, by the same bytes-level test the reader uses, without decoding anything."""
+    """Non-blank lines, by the same bytes-level test the reader uses, without decoding anything.
+
+    For an uncompressed file, seek positions are recorded on the way (see `jsonl_seek`).
+    """
     count = 0
+    lineno = 0
+    pos = 0  # byte offset of the current line
+    seeks: list[Seek] = []
+    record = _compression_of(url) is None
     tail = b""
     with _open_binary(url, storage_options) as f:
         while True:
@@ -555,9 +596,17 @@ def _count_jsonl(url: str, storage_options: dict[str, Any] | None) -> int:
                 break
             lines = (tail + block).split(b"\n")
             tail = lines.pop()
-            count += sum(1 for ln in lines if ln.strip())
+            for ln in lines:
+                lineno += 1
+                if ln.strip():
+                    if record and count % _SEEK_EVERY == 0:
+                        seeks.append((count, lineno, pos))
+                    count += 1
+                pos += len(ln) + 1
     if tail.strip():
         count += 1
+    if record:
+        _JSONL_SEEKS[url] = seeks
     return count
 
 

@@ -25,7 +25,7 @@ from shardprep.errors import RowError
 from shardprep.pipeline.hub import HubRef, hub_ref, iter_shard_rows, shard_rows
 from shardprep.pipeline.mixture import Selection, select, test_mask
 from shardprep.pipeline.shards import ShardWriter
-from shardprep.pipeline.sources import RawRow, count_rows_per_file, iter_source_batches
+from shardprep.pipeline.sources import RawRow, count_rows_per_file, iter_source_batches, jsonl_seek
 from shardprep.pipeline.storage import Output
 from shardprep.pipeline.tasks import task_module
 from shardprep.pipeline.tasks.base import UnitIO
@@ -52,6 +52,7 @@ class WorkUnit:
     hub: HubRef | None = None  # set for Hub sources, read through `datasets`
     shard: int = 0
     n_shards: int = 0
+    seek: tuple[int, int, int] | None = None  # where a plain JSONL file's reading can start
 
     @property
     def rows(self) -> int:
@@ -122,6 +123,7 @@ def plan_units(recipe: Recipe, base_dir: Path, resolve: Any) -> list[WorkUnit]:
                         len(units), si, url, start, stop, row_base, at,
                         selected=kept if sel is not None else -1, selection=sel, copy=copy,
                         hub=ref, shard=shard, n_shards=len(pieces) if ref is not None else 0,
+                        seek=jsonl_seek(url, start) if ref is None else None,
                     )
                 )
                 at += kept
@@ -147,7 +149,7 @@ def _raw_batches(unit: WorkUnit, src: Any, batch_size: int) -> Any:
         return
     for batch in iter_source_batches(
         unit.file, storage_options=src.storage_options, batch_size=batch_size,
-        file_format=src.file_format, start=unit.start, stop=unit.stop,
+        file_format=src.file_format, start=unit.start, stop=unit.stop, seek=unit.seek,
     ):
         for raw in batch:
             raw.index += unit.source_row_base

@@ -347,3 +347,27 @@ def test_large_json_array_streams_in_bounded_memory(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert count == n
     assert peak < size // 5, f"peak {peak} bytes for a {size}-byte file"
+
+
+def test_jsonl_seek_positions_read_the_same_rows_as_a_scan(tmp_path: Path) -> None:
+    from shardprep.pipeline.sources import count_rows, jsonl_seek
+
+    p = tmp_path / "big.jsonl"
+    lines = []
+    for i in range(1000):
+        lines.append(json.dumps({"i": i, "text": "é" * (i % 7)}))
+        if i % 97 == 0:
+            lines.append("")  # blank lines keep true line numbers
+    lines[5] = "{broken"
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert count_rows(str(p)) == 1000
+    for start, stop in [(0, 10), (130, 300), (640, 1000), (999, 1000)]:
+        seek = jsonl_seek(str(p), start)
+        if start >= 128:
+            assert seek is not None and seek[0] <= start
+        fast = [r for b in iter_source_batches(str(p), start=start, stop=stop, seek=seek) for r in b]
+        slow = [r for b in iter_source_batches(str(p), start=start, stop=stop) for r in b]
+        assert [(r.index, r.line, r.data, r.error and r.error.reason) for r in fast] == [
+            (r.index, r.line, r.data, r.error and r.error.reason) for r in slow
+        ]
+        assert [r.index for r in fast] == list(range(start, stop))
