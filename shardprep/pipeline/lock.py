@@ -2,8 +2,9 @@
 
 Local outputs take an exclusive `flock` on OUTPUT/.lock: the kernel drops it when the holder dies,
 even by SIGKILL, so a crashed build never blocks the next one. Object stores have no locks; there a
-lock object with the holder and a heartbeat time is written, and a lock whose heartbeat is older
-than `stale_after` seconds is taken over.
+lock object names the holder (host, pid) and a heartbeat time that a thread refreshes while the
+build runs. A lock is taken over when its heartbeat is older than `stale_after` seconds, or at once
+when its holder is a process on this host that no longer exists.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import IO, Any
@@ -22,12 +24,28 @@ from shardprep.pipeline.storage import Output
 LOCK_NAME = ".lock"
 
 
+HEARTBEAT_S = 30.0
+
+
 def _holder() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": time.time()}
 
 
+def _holder_gone(held: dict[str, Any]) -> bool:
+    """True when the lock names a process on this host that has exited (a killed build)."""
+    if held.get("host") != socket.gethostname() or not isinstance(held.get("pid"), int):
+        return False
+    try:
+        os.kill(held["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 @contextlib.contextmanager
-def build_lock(output: Output, *, wait_s: float = 0.0, stale_after: float = 600.0) -> Iterator[None]:
+def build_lock(output: Output, *, wait_s: float = 0.0, stale_after: float = 4 * HEARTBEAT_S) -> Iterator[None]:
     output.makedirs()
     if output.is_local:
         with _local_lock(output.path(LOCK_NAME), wait_s):
@@ -74,14 +92,28 @@ def _remote_lock(output: Output, wait_s: float, stale_after: float) -> Iterator[
             held = json.loads(output.read_text(LOCK_NAME))
         except (ValueError, OSError):
             break
-        if time.time() - float(held.get("heartbeat", 0)) > stale_after:
-            break  # its holder stopped heart-beating: taken over
+        if time.time() - float(held.get("heartbeat", 0)) > stale_after or _holder_gone(held):
+            break  # its holder stopped heart-beating, or died on this host: taken over
         if time.monotonic() >= deadline:
-            raise BuildError(f"another build is writing {output.url} ({held}); wait for it, or use a different output")
+            raise BuildError(
+                f"another build is writing {output.url} ({held}); wait for it (--wait SECONDS), or use a "
+                f"different output. A lock whose holder stopped is taken over after {stale_after:.0f} s."
+            )
         time.sleep(1.0)
     output.write_text_atomic(LOCK_NAME, json.dumps(_holder()))
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(Exception):  # a missed beat only shortens the lock's life
+                output.write_text_atomic(LOCK_NAME, json.dumps(_holder()))
+
+    thread = threading.Thread(target=beat, name="shardprep-lock-heartbeat", daemon=True)
+    thread.start()
     try:
         yield
     finally:
+        stop.set()
+        thread.join()
         with contextlib.suppress(OSError):
             output.fs.rm(output.path(LOCK_NAME))

@@ -215,3 +215,52 @@ def test_forbidden_fails_at_once_with_url_and_reason(flaky: str) -> None:
     with pytest.raises(SourceError, match=r"forbidden/data.jsonl.*(403|denied|Forbidden)"):
         list(iter_source_rows(f"{flaky}/forbidden/data.jsonl", storage_options={"block_size": 0}))
     assert time.monotonic() - t0 < retry.BASE_DELAY_S * 4 + 2
+
+
+def test_s3_build_killed_and_resumed_equals_uninterrupted(s3: dict[str, Any], tmp_path: Path) -> None:
+    """SIGKILL a build writing to the loopback S3 server after a few units; the next build resumes
+    from the units' markers there and ends with the same shards as an uninterrupted local build."""
+    import signal
+    import subprocess
+    import sys
+
+    rows = [_chat(i) for i in range(240)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = {
+        "name": "s3-resume",
+        "tokenizer": str(ROOT / "tests/fixtures/tokenizers/toy"),
+        "renderer": "qwen3",
+        "sources": [{"name": "chat", "path": "d.jsonl"}],
+        "work_unit_rows": 8,
+        "workers": 1,
+        "split": {"test_size": 10},
+    }
+    (tmp_path / "s3.yaml").write_text(
+        yaml.safe_dump({**base, "output": "s3://outputs/resume", "output_storage_options": s3["opts"]})
+    )
+    (tmp_path / "local.yaml").write_text(yaml.safe_dump({**base, "output": "local"}))
+    fs = s3["fs"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from shardprep.cli.app import main; main()", "build", str(tmp_path / "s3.yaml"), "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    killed = False
+    while proc.poll() is None and time.monotonic() < deadline:
+        fs.invalidate_cache()
+        if len(fs.glob("outputs/resume/data-*/_units/*.json")) >= 3:
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert killed, "the build finished before it could be killed"
+    fs.invalidate_cache()
+    assert not fs.exists("outputs/resume/manifest.json")
+    done = len(fs.glob("outputs/resume/data-*/_units/*.json"))
+    resumed = build(*load_recipe(tmp_path / "s3.yaml"))
+    assert resumed.status == "built" and resumed.resumed_units == done > 0
+    local = build(*load_recipe(tmp_path / "local.yaml"))
+    names = lambda m: [(s["path"].split("/")[-1], s["sha256"]) for v in m["splits"].values() for s in v["shards"]]  # noqa: E731
+    assert names(resumed.manifest) == names(local.manifest)
