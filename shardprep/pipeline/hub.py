@@ -13,7 +13,6 @@ import functools
 import json
 import os
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,21 +164,11 @@ def iter_shard_rows(
     ref: HubRef, shard: int, n: int, start: int, stop: int | None, batch_size: int
 ) -> Iterator[list[dict[str, Any]]]:
     """Rows [start, stop) of shard `shard`, in batches; a transient error resumes after the last row."""
-    delivered = 0
-    attempt = 0
-    while True:
-        try:
-            for batch in _shard_batches(ref, shard, n, start + delivered, stop, batch_size):
-                delivered += len(batch)
-                yield batch
-            return
-        except SourceError:
-            raise
-        except Exception as exc:
-            if not retry.is_transient(exc) or attempt >= retry.ATTEMPTS - 1:
-                raise SourceError(f"cannot read {ref.url} shard {shard}: {retry.describe(exc)}") from exc
-            time.sleep(retry.backoff(attempt))
-            attempt += 1
+    return retry.resumed(
+        lambda done: _shard_batches(ref, shard, n, start + done, stop, batch_size),
+        where=f"{ref.url} shard {shard}",
+        size=len,
+    )
 
 
 def identity(src: SourceSpec, base_dir: Path | None) -> tuple[HubRef, dict[str, Any]]:

@@ -11,7 +11,7 @@ import errno
 import http.client
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from shardprep.errors import SourceError
@@ -97,3 +97,26 @@ def call(fn: Callable[[], T], *, url: str, what: str = "read") -> T:
                 raise SourceError(f"cannot {what} {url}: {describe(exc)}") from exc
             time.sleep(backoff(attempt))
     raise AssertionError("unreachable")
+
+
+def _one(_: object) -> int:
+    return 1
+
+
+def resumed(make: Callable[[int], Iterable[T]], *, where: str, size: Callable[[T], int] = _one) -> Iterator[T]:
+    """The items of `make(0)`; after a transient error, `make(n)` continues, n being how much was
+    delivered so far (counted by `size`), so the caller sees every item exactly once."""
+    delivered = attempt = 0
+    while True:
+        try:
+            for item in make(delivered):
+                yield item
+                delivered += size(item)
+            return
+        except SourceError:
+            raise
+        except Exception as exc:
+            if not is_transient(exc) or attempt >= ATTEMPTS - 1:
+                raise SourceError(f"cannot read {where}: {describe(exc)}") from exc
+            time.sleep(backoff(attempt))
+            attempt += 1

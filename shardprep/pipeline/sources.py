@@ -13,9 +13,9 @@ import bisect
 import codecs
 import csv
 import io
+import itertools
 import json
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -488,25 +488,13 @@ def _file_rows(
 ) -> Iterator[_Row]:
     """`_read_file`, resumed after a transient error: the file is reopened and the rows already
     delivered are skipped (counted, not parsed), so the caller sees each row exactly once."""
-    delivered = 0
-    attempt = 0
-    while True:
-        try:
-            for i, row in enumerate(
-                _read_file(url, fmt, storage_options, max(skip, (seek[0] if seek else 0) + delivered), batch_size, seek)
-            ):
-                if i < delivered:
-                    continue
-                yield row
-                delivered += 1
-            return
-        except SourceError:
-            raise
-        except Exception as exc:
-            if not retry.is_transient(exc) or attempt >= retry.ATTEMPTS - 1:
-                raise SourceError(f"cannot read {url}: {retry.describe(exc)}") from exc
-            time.sleep(retry.backoff(attempt))
-            attempt += 1
+    first = seek[0] if seek else 0  # the row _read_file starts yielding at
+    return retry.resumed(
+        lambda done: itertools.islice(
+            _read_file(url, fmt, storage_options, max(skip, first + done), batch_size, seek), done, None
+        ),
+        where=url,
+    )
 
 
 def iter_source_batches(

@@ -48,6 +48,15 @@ def column(
     return value, path
 
 
+def string_field(value: Any, field: str, *, none_as_empty: bool = False) -> str:
+    """A text field's value, or a `bad_content` RowError naming the field."""
+    if value is None and none_as_empty:
+        return ""
+    if not isinstance(value, str):
+        raise RowError("bad_content", f"{field} must be a string, got {type(value).__name__}", field=field)
+    return value
+
+
 def arguments_string(args: Any, field: str) -> str:
     """Tool-call arguments as the JSON string the Message contract wants.
 

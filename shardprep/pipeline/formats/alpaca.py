@@ -7,17 +7,11 @@ from typing import Any
 
 from shardprep.errors import RowError
 
-from ._common import Message, column, finish
+from ._common import Message, column, finish, string_field
 
 
 def _text(value: Any, field: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise RowError(
-            "bad_content", f"{field} must be a string, got {type(value).__name__}", field=field
-        )
-    return value
+    return string_field(value, field, none_as_empty=True)  # alpaca leaves empty fields out or null
 
 
 def convert(

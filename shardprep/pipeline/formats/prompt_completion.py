@@ -13,15 +13,7 @@ from typing import Any
 from shardprep.errors import RowError
 
 from . import messages as messages_format
-from ._common import Message, column, finish
-
-
-def _text(value: Any, field: str) -> str:
-    if not isinstance(value, str):
-        raise RowError(
-            "bad_content", f"{field} must be a string, got {type(value).__name__}", field=field
-        )
-    return value
+from ._common import Message, column, finish, string_field
 
 
 def convert(
@@ -39,7 +31,7 @@ def convert(
             )
         merged: list[Any] = list(prompt) + list(completion)
         if system is not None:
-            merged.insert(0, {"role": "system", "content": _text(system, f_system)})
+            merged.insert(0, {"role": "system", "content": string_field(system, f_system)})
         return messages_format.convert({"messages": merged}, None, customized=customized)
     if customized:
         raise RowError(
@@ -48,8 +40,8 @@ def convert(
             "pairs cannot carry one (use lists of messages)",
         )
     out: list[Message] = []
-    if system is not None and _text(system, f_system):
+    if system is not None and string_field(system, f_system):
         out.append({"role": "system", "content": system})
-    out.append({"role": "user", "content": _text(prompt, f_prompt)})
-    out.append({"role": "assistant", "content": _text(completion, f_completion)})
+    out.append({"role": "user", "content": string_field(prompt, f_prompt)})
+    out.append({"role": "assistant", "content": string_field(completion, f_completion)})
     return finish(out, field=f_prompt, customized=False)
