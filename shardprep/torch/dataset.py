@@ -40,12 +40,15 @@ SCHEMA_COLUMNS: dict[str, tuple[str, ...]] = {
         "source",
         "source_row",
     ),
+    # Generation prompts plus the recipe's typed passthrough columns (answers, metadata).
+    "rl_prompts/1": ("prompt_ids", "length", "source", "source_row"),
 }
 # The columns whose sum is a row's token count (what token budgets and benchmarks count).
 LENGTH_COLUMNS: dict[str, tuple[str, ...]] = {
     "sft/1": ("length",),
     "pretrain/1": ("length",),
     "dpo/1": ("chosen_length", "rejected_length"),
+    "rl_prompts/1": ("length",),
 }
 
 

@@ -125,3 +125,24 @@ def test_reads_through_fsspec_url_into_local_cache(demo_shards: Path, tmp_path: 
         assert not [p for p in Path(cache).iterdir() if p.name.startswith(".")]  # no leftover downloads
     finally:
         fs.rm("/reader-demo", recursive=True)
+
+
+def test_rl_prompt_rows_read_back_with_typed_passthrough(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from shardprep.pipeline.build import build
+    from shardprep.recipe import load_recipe
+
+    recipe, base = load_recipe(Path(__file__).parents[2] / "configs" / "rl-prompts-llama3.yaml")
+    recipe = recipe.model_copy(update={"output": str(tmp_path / "rl")})
+    m = build(recipe, base).manifest
+    ds = ShardDataset(str(tmp_path / "rl"), cache_dir=str(tmp_path / "cache"))
+    assert ds.schema == "rl_prompts/1" and len(ds) == m["splits"]["train"]["rows"]
+    written = [r for s in m["splits"]["train"]["shards"] for r in pq.read_table(tmp_path / "rl" / s["path"]).to_pylist()]
+    for i in (0, len(ds) // 2, len(ds) - 1):
+        row = ds[i]
+        assert row["prompt_ids"].tolist() == written[i]["prompt_ids"]
+        assert (row["answer"], row["instruction"], row["source_row"]) == (
+            written[i]["answer"], written[i]["instruction"], written[i]["source_row"],
+        )
+    assert ds.lengths.tolist() == [r["length"] for r in written]
