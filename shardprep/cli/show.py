@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from shardprep.cli.errors import handle_errors
+from shardprep.cli.report_output import emit_report
 from shardprep.cli.state import debug
 from shardprep.errors import ShardprepError
 from shardprep.pipeline.inspect import DEFAULT_CHECK_ROWS, inspect_build
-from shardprep.report.data import to_json
-from shardprep.report.html import write_html
-from shardprep.report.text import print_report
 
 
 @handle_errors(debug)
@@ -35,12 +31,4 @@ def show(
     report = inspect_build(
         path, split=split, rows=list(row) if row else None, sample=sample, seed=seed, tokenizer=tokenizer, check_rows=check_rows
     )
-    if html is not None:
-        write_html(report, html)
-    if as_json:
-        typer.echo(json.dumps(to_json(report), indent=2, ensure_ascii=False))
-        return
-    console = Console(highlight=False)
-    print_report(console, report)
-    if html is not None:
-        console.print(f"wrote {html}", soft_wrap=True, markup=False)
+    emit_report(report, as_json=as_json, html=html)

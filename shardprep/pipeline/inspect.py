@@ -37,7 +37,6 @@ __all__ = [
 # Health checks read at most this many rows per split by default: enough to catch a broken mask,
 # bounded for builds of billions of tokens on object stores.
 DEFAULT_CHECK_ROWS = 50_000
-_SCAN_COLUMNS = ["target_ids", "weights", "source", "length"]
 # Column prefixes checked for mask health per shard schema: both sides of a pair; none for RL
 # prompts, which train nothing.
 _SCAN_SIDES: dict[str, tuple[str, ...]] = {"dpo/1": ("chosen_", "rejected_"), "rl_prompts/1": ()}
@@ -185,34 +184,11 @@ def scan_split(
     at_length: int | None,
     sides: tuple[str, ...] = ("",),
 ) -> dict[str, int]:
-    """Feed up to `max_rows` rows of one split to `health`, one row group at a time (columns only)."""
-    checked = at_limit = 0
-    if sides != ("",):
-        return _scan_sides(output, shards, health, max_rows=max_rows, at_length=at_length, sides=sides)
-    for shard in shards:
-        with output.fs.open(output.path(shard["path"]), "rb") as f:
-            pf = pq.ParquetFile(f)
-            for rg in range(pf.num_row_groups):
-                if max_rows is not None and checked >= max_rows:
-                    return {"checked": checked, "at_max_length": at_limit}
-                table = pf.read_row_group(rg, columns=_SCAN_COLUMNS)
-                if max_rows is not None:
-                    table = table.slice(0, max_rows - checked)
-                targets = pc.list_flatten(table.column("target_ids")).to_numpy()
-                weights = pc.list_flatten(table.column("weights")).to_numpy()
-                lengths = pc.list_value_length(table.column("weights")).to_numpy()
-                health.add(targets, weights, lengths, _source_names(table.column("source")))
-                if at_length is not None:
-                    at_limit += int((table.column("length").to_numpy() == at_length).sum())
-                checked += table.num_rows
-    return {"checked": checked, "at_max_length": at_limit}
+    """Feed up to `max_rows` rows of one split to `health`, one row group at a time (columns only).
 
-
-def _scan_sides(
-    output: Output, shards: list[dict[str, Any]], health: MaskHealth, *, max_rows: int | None, at_length: int | None,
-    sides: tuple[str, ...],
-) -> dict[str, int]:
-    """scan_split for schemas whose rows hold several sequences (`PREFIXtarget_ids`, ...) or none."""
+    `sides` are the column prefixes of the sequences a row holds: ("",) for sft/pretrain rows,
+    ("chosen_", "rejected_") for pairs, () for schemas without trained sequences.
+    """
     checked = at_limit = 0
     if not sides:
         return {"checked": 0, "at_max_length": 0}
