@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-reference lint bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -19,6 +19,27 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
+
+# Differential tests against tinker-cookbook 0.6.1 itself (issue 14). The oracle lives in its own
+# venv (.venv-ref: it pins its own torch/transformers) and is driven over JSON lines from the
+# project's tests. Fails if the oracle cannot start. REF_SEEDS / REF_CONVS scale it up.
+REF := .venv-ref
+REF_STAMP := $(REF)/.installed
+
+$(REF_STAMP):
+	test -d $(REF) || $(PY) -m venv $(REF)
+	$(REF)/bin/pip install -q --upgrade pip
+	$(REF)/bin/pip install -q torch==2.13.0
+	$(REF)/bin/pip install -q aiohttp anyio blobfile chz cloudpickle datasets huggingface-hub numpy \
+		pillow pydantic pyrage rich safetensors termcolor tiktoken "tinker>=0.38.0" tqdm \
+		"transformers>=4.57.6,!=5.3.0" jinja2
+	$(REF)/bin/pip install -q --no-deps tinker-cookbook==0.6.1
+	HF_HUB_OFFLINE=1 $(REF)/bin/python -c "from tinker_cookbook import renderers"
+	touch $(REF_STAMP)
+
+test-reference: $(STAMP) $(REF_STAMP)
+	HF_HUB_OFFLINE=1 SHARDPREP_REFERENCE_REQUIRED=1 SHARDPREP_REF_PYTHON=$(REF)/bin/python \
+		$(BIN)/pytest -m reference tests/reference -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check shardprep tests bench

@@ -1,1 +1,0 @@
-"""The build pipeline: sources -> formats -> render/tokenize -> examples -> shards -> manifest."""

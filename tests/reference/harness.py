@@ -1,0 +1,186 @@
+"""The differential comparison: shardprep vs tinker-cookbook 0.6.1 on generated conversations.
+
+Shared by the CI tests (`test_differential.py`) and the at-scale run (`scale.py`).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reference import generator
+from reference.oracle import Oracle
+from shardprep.encode.tokenize import BatchEncoder, render_prompt_batch, render_supervised_batch
+from shardprep.errors import RowError
+from shardprep.formats import to_conversation
+from shardprep.renderers import TrainOnWhat, get_renderer
+from shardprep.tokenizer import LoadedTokenizer, load_tokenizer
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+TOKENIZERS = FIXTURES / "tokenizers"
+MODES = [m.value for m in TrainOnWhat]
+
+# shardprep refuses some rows that tinker renders, on purpose (documented in RESULTS.md):
+# a `trainable` flag that is not a bool (tinker takes its truthiness).
+DELIBERATE_REFUSALS = {"missing_trainable"}
+
+
+def golden_pairs() -> dict[str, str]:
+    """renderer name -> the tokenizer its golden file uses (first file when there are several)."""
+    pairs: dict[str, str] = {}
+    for p in sorted((FIXTURES / "golden").glob("*__*.jsonl.gz")):
+        name, tok = p.name.removesuffix(".jsonl.gz").split("__")
+        pairs.setdefault(name, tok)
+    return pairs
+
+
+@functools.cache
+def tokenizer(name: str) -> LoadedTokenizer:
+    return load_tokenizer(str(TOKENIZERS / name))
+
+
+def options_for(name: str, oracle_info: dict[str, Any]) -> dict[str, Any]:
+    if name.startswith("gpt_oss") and name != "gpt_oss_no_sysprompt":
+        return {"current_date": oracle_info["date"]}
+    return {}
+
+
+@dataclass
+class Outcome:
+    renderer: str
+    seed: int
+    mode: str  # a TrainOnWhat value or "prompt"
+    kind: str  # "same", "refused_both", "mismatch"
+    detail: str = ""
+    reason: str = ""  # shardprep's refusal key (reason: message class) when it refused
+
+
+@dataclass
+class Tally:
+    conversations: int = 0
+    compared: int = 0
+    mismatches: list[Outcome] = field(default_factory=list)
+    refusals: Counter[str] = field(default_factory=Counter)
+    tinker_errors: Counter[str] = field(default_factory=Counter)
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def refusal_key(err: RowError) -> str:
+    msg = _DIGITS.sub("N", err.message.split(":")[0].split(";")[0])[:90]
+    return f"{err.reason}: {msg}"
+
+
+def tinker_key(err: str) -> str:
+    return _DIGITS.sub("N", err.split("\n")[0])[:90]
+
+
+def _convert(messages: list[dict[str, Any]], customized: bool) -> list[dict[str, Any]] | RowError:
+    try:
+        return to_conversation({"messages": messages}, format="messages", customized=customized)
+    except RowError as exc:
+        return exc
+
+
+def _first_diff(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def _compare(
+    want: dict[str, Any], got: Any, tok: LoadedTokenizer, weights: bool = True
+) -> tuple[str, str, str]:
+    """(kind, detail, shardprep refusal key)."""
+    if isinstance(got, RowError):
+        key = refusal_key(got)
+        if "error" in want:
+            return "refused_both", "", key
+        if got.reason in DELIBERATE_REFUSALS:
+            return "refused_both", "deliberate", key
+        return "mismatch", f"shardprep refuses ({got}) where tinker renders", key
+    if "error" in want:
+        return "mismatch", f"shardprep renders where tinker refuses ({want['error']})", ""
+    tokens = got.tokens if hasattr(got, "tokens") else got
+    ours = [int(t) for t in tokens]
+    if ours != want["tokens"]:
+        i = _first_diff(ours, want["tokens"])
+        dec = tok.tokenizer.decode
+        return (
+            "mismatch",
+            f"tokens differ at {i}: tinker {dec(want['tokens'][max(0, i - 8) : i + 8], skip_special_tokens=False)!r}"
+            f" vs shardprep {dec(ours[max(0, i - 8) : i + 8], skip_special_tokens=False)!r}",
+            "",
+        )
+    if weights and not np.array_equal(
+        np.asarray(got.weights, dtype=np.float32), np.asarray(want["weights"], dtype=np.float32)
+    ):
+        w = [float(x) for x in got.weights]
+        i = _first_diff(w, want["weights"])  # type: ignore[arg-type]
+        return "mismatch", f"weights differ from token {i}", ""
+    return "same", "", ""
+
+
+def run_renderer(
+    oracle: Oracle, name: str, seeds: range, tally: Tally | None = None, chunk: int = 100
+) -> Tally:
+    """Compare one renderer on `seeds`, every mode plus the generation prompt."""
+    tally = tally or Tally()
+    tok_name = golden_pairs()[name]
+    tok = tokenizer(tok_name)
+    renderer = get_renderer(name, tok, options_for(name, oracle.info))
+    encoder = BatchEncoder(tok)
+    seeds_list = list(seeds)
+    for start in range(0, len(seeds_list), chunk):
+        batch = seeds_list[start : start + chunk]
+        convs = [generator.conversation(s) for s in batch]
+        convs_c = [generator.conversation(s, customized=True) for s in batch]
+        prompts = [generator.prompt_cut(c) for c in convs]
+        answer = oracle.call(
+            {
+                "op": "render",
+                "renderer": name,
+                "tokenizer": str(TOKENIZERS / tok_name),
+                "modes": MODES,
+                "items": [
+                    {"messages": c, "messages_customized": cc, "prompt": p}
+                    for c, cc, p in zip(convs, convs_c, prompts, strict=True)
+                ],
+            }
+        )
+        ours: dict[str, list[Any]] = {}
+        for mode in MODES:
+            source = convs_c if mode == "customized" else convs
+            converted = [_convert(c, mode == "customized") for c in source]
+            ok = [c for c in converted if not isinstance(c, RowError)]
+            rendered = iter(render_supervised_batch(renderer, encoder, ok, TrainOnWhat(mode)))
+            ours[mode] = [c if isinstance(c, RowError) else next(rendered) for c in converted]
+        pconv = [_convert(p, False) if p is not None else None for p in prompts]
+        pok = [c for c in pconv if isinstance(c, list)]
+        prendered = iter(render_prompt_batch(renderer, encoder, pok))
+        ours["prompt"] = [next(prendered) if isinstance(c, list) else c for c in pconv]
+        for i, (seed, res) in enumerate(zip(batch, answer["results"], strict=True)):
+            tally.conversations += 1
+            for mode in [*MODES, "prompt"]:
+                want = res["modes"][mode] if mode != "prompt" else res["prompt"]
+                if want is None:
+                    continue
+                got = ours[mode][i]
+                kind, detail, key = _compare(want, got, tok, weights=mode != "prompt")
+                tally.compared += 1
+                if key:
+                    tally.refusals[key] += 1
+                if "error" in want:
+                    tally.tinker_errors[tinker_key(want["error"])] += 1
+                if kind == "mismatch":
+                    tally.mismatches.append(Outcome(name, seed, mode, kind, detail, key))
+    return tally

@@ -1,0 +1,189 @@
+"""tinker-cookbook 0.6.1 as an oracle: a long-lived worker speaking JSON lines on stdin/stdout.
+
+Runs in the separate reference environment (`.venv-ref`, see the Makefile's `test-reference`),
+never in shardprep's own: it must not import shardprep. One request per line, one answer per
+line; an answer is `{"ok": true, ...}` or `{"ok": false, "error": "..."}` (a worker problem, not a
+refusal). Requests:
+
+* `{"op": "hello"}` -> versions and tinker's renderer names.
+* `{"op": "render", "renderer", "tokenizer": dir, "modes": [...], "items": [{"messages", "customized": bool, "prompt": [...] | null}]}`
+  -> `results`: per item `{"modes": {mode: {"tokens", "weights"} | {"error"}}, "prompt": {"tokens"} | {"error"} | null}`.
+  Messages are given to tinker as they are (its own JSONL path does the same), except for the two
+  steps tinker's OpenAI converter (`third_party.openai_compat.openai_messages_to_tinker`) takes:
+  tool-call dicts become `ToolCall` objects (`ToolCall.model_validate`; one that does not validate
+  is a refusal), and `content: null` becomes `""`. Everything else (`[]` content, parts,
+  `trainable`) reaches the renderer untouched.
+* `{"op": "hf_template", "tokenizer": dir, "items": [{"messages", "add_generation_prompt"}]}`
+  -> `results`: per item `{"tokens"} | {"error"}` from `transformers.apply_chat_template`.
+
+Tokenizer folders hold `tokenizer.json.gz`; each is unpacked once into a temporary folder so that
+`AutoTokenizer.from_pretrained` can read it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import sys
+import tempfile
+import traceback
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+_TMP = Path(tempfile.mkdtemp(prefix="shardprep-oracle-"))
+_TOKENIZERS: dict[str, Any] = {}
+_RENDERERS: dict[tuple[str, str], Any] = {}
+
+
+def tokenizer(folder: str) -> Any:
+    if folder not in _TOKENIZERS:
+        from transformers import AutoTokenizer
+
+        src = Path(folder)
+        dst = _TMP / f"tok{len(_TOKENIZERS)}"
+        dst.mkdir()
+        for f in src.iterdir():
+            if f.name.endswith(".gz"):
+                with gzip.open(f, "rb") as fin, open(dst / f.name[:-3], "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+            elif f.is_file():
+                shutil.copy(f, dst / f.name)
+        _TOKENIZERS[folder] = AutoTokenizer.from_pretrained(str(dst))
+    return _TOKENIZERS[folder]
+
+
+def renderer(name: str, folder: str) -> Any:
+    key = (name, folder)
+    if key not in _RENDERERS:
+        from tinker_cookbook import renderers
+
+        _RENDERERS[key] = renderers.get_renderer(name, tokenizer(folder))
+    return _RENDERERS[key]
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def to_tinker(messages: list[Any]) -> list[Any]:
+    from tinker_cookbook.renderers import ToolCall
+
+    out = []
+    for m in messages:
+        if isinstance(m, dict):
+            m = dict(m)
+            if "content" in m and m["content"] is None:
+                m["content"] = ""  # as tinker's openai_messages_to_tinker does (OpenAI's null content)
+            if isinstance(m.get("tool_calls"), list):
+                m["tool_calls"] = [ToolCall.model_validate(tc) for tc in m["tool_calls"]]
+        out.append(m)
+    return out
+
+
+def _weights(w: Any) -> list[float]:
+    return [float(x) for x in w.tolist()]
+
+
+def render(req: dict[str, Any]) -> dict[str, Any]:
+    from tinker_cookbook.renderers import TrainOnWhat
+
+    r = renderer(req["renderer"], req["tokenizer"])
+    results = []
+    for item in req["items"]:
+        modes: dict[str, Any] = {}
+        for mode in req["modes"]:
+            try:
+                msgs = to_tinker(item["messages_customized" if mode == "customized" else "messages"])
+                model_input, weights = r.build_supervised_example(msgs, TrainOnWhat(mode))
+                modes[mode] = {"tokens": model_input.to_ints(), "weights": _weights(weights)}
+            except Exception as exc:  # a refusal
+                modes[mode] = {"error": _error(exc)}
+        prompt = None
+        if item.get("prompt") is not None:
+            try:
+                prompt = {"tokens": r.build_generation_prompt(to_tinker(item["prompt"])).to_ints()}
+            except Exception as exc:
+                prompt = {"error": _error(exc)}
+        results.append({"modes": modes, "prompt": prompt})
+    return {"results": results}
+
+
+def hf_template(req: dict[str, Any]) -> dict[str, Any]:
+    tok = tokenizer(req["tokenizer"])
+    results = []
+    for item in req["items"]:
+        try:
+            ids = tok.apply_chat_template(
+                item["messages"],
+                tokenize=True,
+                add_generation_prompt=item.get("add_generation_prompt", False),
+                return_dict=False,
+            )
+            if isinstance(ids, dict) or hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+            results.append({"tokens": [int(t) for t in ids]})
+        except Exception as exc:
+            results.append({"error": _error(exc)})
+    return {"results": results}
+
+
+def hello(req: dict[str, Any]) -> dict[str, Any]:
+    import importlib.metadata as md
+
+    from tinker_cookbook import renderers  # noqa: F401  (fails loudly when tinker is broken)
+
+    return {
+        "versions": {
+            p: md.version(p) for p in ("tinker-cookbook", "transformers", "tokenizers")
+        },
+        "python": sys.version.split()[0],
+        # tinker's gpt-oss system prompt carries datetime.now(); shardprep takes it as an option.
+        "date": datetime.now().strftime("%Y-%m-%d"),
+        "renderers": known_renderers(req.get("candidates", [])),
+    }
+
+
+def known_renderers(candidates: list[str]) -> list[str]:
+    """The candidates tinker's `get_renderer` knows (unknown names raise before any tokenizer use)."""
+    from tinker_cookbook import renderers
+
+    known = []
+    for name in candidates:
+        try:
+            renderers.get_renderer(name, None)
+        except Exception as exc:
+            if "nknown renderer" in str(exc):
+                continue
+        known.append(name)
+    return known
+
+
+OPS = {"hello": hello, "render": render, "hf_template": hf_template}
+
+
+def main() -> None:
+    out = sys.stdout
+    sys.stdout = sys.stderr  # stray prints must not corrupt the protocol
+    try:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            try:
+                req = json.loads(line)
+                answer = {"ok": True, **OPS[req["op"]](req)}
+            except Exception as exc:
+                answer = {"ok": False, "error": _error(exc), "traceback": traceback.format_exc()}
+            out.write(json.dumps(answer, ensure_ascii=False) + "\n")
+            out.flush()
+    finally:
+        shutil.rmtree(_TMP, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

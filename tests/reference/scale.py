@@ -1,0 +1,96 @@
+"""The differential at scale: every shared renderer on many seeds; writes a RESULTS.md summary.
+
+    .venv/bin/python tests/reference/scale.py --conversations 2000 [--seed0 100000] \
+        [--renderers qwen3,kimi_k2] [--out tests/reference/RESULTS.md] [--show 3]
+
+Needs `.venv-ref` (`make test-reference` creates it). Exit status 1 when any mismatch is found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reference import harness  # noqa: E402
+from reference.oracle import Oracle, reference_python  # noqa: E402
+from shardprep.renderers import renderer_names  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--conversations", type=int, default=2000)
+    ap.add_argument("--seed0", type=int, default=100_000)
+    ap.add_argument("--renderers", default="")
+    ap.add_argument("--out", default="")
+    ap.add_argument("--show", type=int, default=3)
+    args = ap.parse_args()
+    python = reference_python()
+    if python is None:
+        print("no .venv-ref: run `make test-reference` first", file=sys.stderr)
+        return 2
+    oracle = Oracle(python)
+    shared = oracle.call({"op": "hello", "candidates": renderer_names()})["renderers"]
+    names = [n for n in shared if not args.renderers or n in args.renderers.split(",")]
+    seeds = range(args.seed0, args.seed0 + args.conversations)
+    rows = []
+    refusals: Counter[str] = Counter()
+    tinker_errors: Counter[str] = Counter()
+    total_bad = 0
+    t0 = time.time()
+    for name in names:
+        t = time.time()
+        tally = harness.run_renderer(oracle, name, seeds)
+        refusals.update(tally.refusals)
+        tinker_errors.update(tally.tinker_errors)
+        total_bad += len(tally.mismatches)
+        modes = Counter(o.mode for o in tally.mismatches)
+        rows.append((name, harness.golden_pairs()[name], tally.conversations, tally.compared, len(tally.mismatches)))
+        print(
+            f"{name:34s} convs={tally.conversations} compared={tally.compared} "
+            f"mismatches={len(tally.mismatches)} {dict(modes)} ({time.time() - t:.1f}s)",
+            flush=True,
+        )
+        for o in tally.mismatches[: args.show]:
+            print(f"    seed {o.seed} {o.mode}: {o.detail}", flush=True)
+    oracle.close()
+    elapsed = time.time() - t0
+    if args.out:
+        lines = [
+            "# Differential results: shardprep vs tinker-cookbook 0.6.1",
+            "",
+            f"Command: `.venv/bin/python tests/reference/scale.py --conversations {args.conversations}"
+            f" --seed0 {args.seed0} --out {args.out}` ({elapsed / 60:.1f} min on this machine).",
+            f"Seeds {seeds.start}..{seeds.stop - 1} of `tests/reference/generator.py`; per conversation the",
+            "seven train_on modes plus the generation prompt of the conversation cut before its last",
+            "assistant message (\"compared\" counts those; no prompt when there is no assistant message).",
+            "",
+            "| renderer | tokenizer | conversations | compared | mismatches |",
+            "|---|---|---:|---:|---:|",
+            *[f"| `{n}` | {t} | {c} | {m} | {b} |" for n, t, c, m, b in rows],
+            f"| **total** | | {sum(r[2] for r in rows)} | {sum(r[3] for r in rows)} | {total_bad} |",
+            "",
+            "## shardprep's refusals (reason: message), over all renderers and modes",
+            "",
+            "| count | reason |",
+            "|---:|---|",
+            *[f"| {c} | `{k}` |" for k, c in refusals.most_common()],
+            "",
+            "## tinker-cookbook's exceptions (the refusals above mirror these)",
+            "",
+            "| count | exception |",
+            "|---:|---|",
+            *[f"| {c} | `{k}` |" for k, c in tinker_errors.most_common()],
+            "",
+        ]
+        Path(args.out).write_text("\n".join(lines), encoding="utf-8")
+    print(f"total mismatches {total_bad} in {elapsed:.0f}s")
+    return 1 if total_bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
