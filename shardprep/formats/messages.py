@@ -116,9 +116,11 @@ def convert(
                 and parts[0]["type"] == "text"
             ):
                 content = parts[0]["text"]
-            elif not parts:
-                content = ""
+            elif not parts and calls:
+                content = ""  # the content held only LLaMA-Factory tool_call parts
             else:
+                # Kept as a list, even an empty one: renderers treat `[]` unlike `""` (tinker
+                # refuses it where it wants exactly one text part).
                 content = parts
         elif not isinstance(content, str):
             raise RowError(
@@ -142,7 +144,8 @@ def convert(
             )
             content = [{"type": "thinking", "thinking": reasoning}, *rest]
         msg["content"] = content
-        if src.get("tool_calls") is not None:
+        listed = src.get("tool_calls") is not None
+        if listed:
             calls = normalize_tool_calls(src["tool_calls"], f"{where}.tool_calls") + calls
         if calls:
             if role != "assistant":
@@ -152,6 +155,10 @@ def convert(
                     field=f"{where}.tool_calls",
                 )
             msg["tool_calls"] = calls
+        elif listed and role == "assistant":
+            # `"tool_calls": []` is kept: the ChatML templates write a separator for an empty
+            # list that they do not write for a missing key (tinker follows them).
+            msg["tool_calls"] = []
         if role == "tool":
             for key in ("tool_call_id", "name"):
                 value = src.get(key)

@@ -58,7 +58,8 @@ class Qwen3Renderer(Renderer):
             and (ctx.is_last or not self.strip_thinking_from_history)
         )
 
-    def _content_text(self, message: Message, ctx: RenderContext) -> str:
+    def _content_text(self, message: Message, ctx: RenderContext) -> tuple[str, bool]:
+        """(body, whether the message has text of its own: asked before the empty block)."""
         content = message["content"]
         frames = self._frames(message, ctx)
         if isinstance(content, str):
@@ -89,20 +90,22 @@ class Qwen3Renderer(Renderer):
                     after_frame = False
                 # images and other parts are dropped, as in tinker's text renderer
             body = "".join(pieces)
+        has_text = bool(body)
         if frames and not has_thinking(content):
             body = _EMPTY_THINK + body.lstrip("\n")
-        return body
+        return body, has_text
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         role = message["role"]
         nl = "\n" if ctx.idx > 0 else ""
         header = text(f"{nl}{_IM_START}{'user' if role == 'tool' else role}\n")
-        body = self._content_text(message, ctx)
+        body, has_text = self._content_text(message, ctx)
         if role == "tool":
             body = _TOOL_RESPONSE[0] + body + _TOOL_RESPONSE[1]
         calls = tool_calls_of(message)
         if calls is not None:
-            body += ("\n" if body else "") + "\n".join(_tool_call_text(c) for c in calls)
+            # The calls are separated from the message's own text, not from the empty block.
+            body += ("\n" if has_text else "") + "\n".join(_tool_call_text(c) for c in calls)
         # Content is encoded with special tokens escaped, <|im_end|> separately with them live.
         return RenderedMessage(header=header, output=[escaped(body), text(_IM_END)])
 
@@ -127,6 +130,22 @@ class Qwen3Renderer(Renderer):
 
 class Qwen3DisableThinkingRenderer(Qwen3Renderer):
     disables_thinking = True
+
+    def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
+        # Without a user message the template frames no turn (no empty think block), but the
+        # generation prompt always ends with one: the produced turn cannot match it (tinker refuses).
+        if (
+            message["role"] == "assistant"
+            and ctx.is_last
+            and message.get("content")
+            and ctx.last_user_index < 0
+        ):
+            raise RendererError(
+                "this conversation has no user message, so Qwen3's template writes no empty think "
+                "block on the produced turn, but the generation prompt always opens one; add a user "
+                "message, or use the thinking renderer (qwen3)"
+            )
+        return super().render_message(message, ctx)
 
     def generation_suffix(self, role: str, ctx: RenderContext) -> list[Chunk]:
         # The prompt closes an empty think block: the model is told not to reason.
