@@ -141,7 +141,7 @@ class Glm5_3Renderer(Renderer):
         for call in tool_calls_of(message) or []:
             name, arguments = tool_call_fields(call)
             out += "<tool_call>" + name
-            for key, value in parse_arguments(arguments).items():
+            for key, value in parse_arguments(arguments, empty_is_object=True).items():
                 v = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
                 out += f"<arg_key>{key}</arg_key><arg_value>{v}</arg_value>"
             out += "</tool_call>"

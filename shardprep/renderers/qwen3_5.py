@@ -45,7 +45,10 @@ def _text_parts_only(part: dict[str, Any]) -> str:
     raise RendererError(f"content part of type {kind!r} is not supported here", field="content")
 
 
-def parse_arguments(arguments: str) -> dict[str, Any]:
+def parse_arguments(arguments: str, *, empty_is_object: bool = False) -> dict[str, Any]:
+    """A tool call's arguments as a JSON object; `empty_is_object`: `""` means `{}` (Qwen3.5, GLM)."""
+    if empty_is_object and not arguments:
+        return {}
     try:
         args = json.loads(arguments)
     except json.JSONDecodeError as exc:
@@ -98,15 +101,23 @@ class Qwen3VLRenderer(Renderer):
 
 
 def _trim_parts(content: Any) -> list[dict[str, Any]]:
-    """`content|trim`: strip a string; for a list, lstrip the first and rstrip the last text part."""
+    """`content|trim` over the message's whole visible text (thinking parts skipped).
+
+    A string is stripped. For a list, leading whitespace is stripped from the text parts in
+    order until one keeps some text, trailing whitespace from the end likewise (so `["Hi ", ""]`
+    becomes `["Hi", ""]`); a part that is neither text nor thinking stops the walk.
+    """
     if isinstance(content, str):
         return [{"type": "text", "text": content.strip()}]
     items = [dict(p) for p in parts(content)]
-    texts = [i for i, p in enumerate(items) if p.get("type") == "text"]
-    if texts:
-        first, last = texts[0], texts[-1]
-        items[first]["text"] = str(items[first].get("text", "")).lstrip()
-        items[last]["text"] = str(items[last].get("text", "")).rstrip()
+    visible = [i for i, p in enumerate(items) if p.get("type") != "thinking"]
+    for order, strip in ((visible, str.lstrip), (visible[::-1], str.rstrip)):
+        for i in order:
+            if items[i].get("type") != "text":
+                break
+            items[i]["text"] = strip(str(items[i].get("text", "")))
+            if items[i]["text"]:
+                break
     return items
 
 
@@ -166,7 +177,7 @@ class Qwen3_5Renderer(Qwen3VLRenderer):
         name, arguments = tool_call_fields(call)
         params = "".join(
             f"<parameter={k}>\n{self._argument_value(v)}\n</parameter>\n"
-            for k, v in parse_arguments(arguments).items()
+            for k, v in parse_arguments(arguments, empty_is_object=True).items()
         )
         return f"<tool_call>\n<function={name}>\n{params}</function>\n</tool_call>"
 
@@ -188,7 +199,7 @@ class Qwen3_5Renderer(Qwen3VLRenderer):
                 visible = visible or bool(t.strip())
                 body += t
         calls = tool_calls_of(message)
-        if calls:
+        if calls is not None:  # `tool_calls: []` still writes the separator (as the template does)
             body += self._tool_calls_prefix(message, visible)
             body += self._tool_calls_text(calls)
         header = _role_header("assistant", ctx)

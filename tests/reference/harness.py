@@ -142,52 +142,104 @@ def _compare(
     return "same", "", ""
 
 
+@dataclass
+class Item:
+    """One conversation as the generator gives it (raw rows), in the three shapes compared."""
+
+    messages: list[dict[str, Any]]
+    messages_customized: list[dict[str, Any]] | None = None
+    prompt: list[dict[str, Any]] | None = None
+
+
+@functools.cache
+def bound(name: str, date: str) -> tuple[Any, BatchEncoder, LoadedTokenizer, str]:
+    tok_name = golden_pairs()[name]
+    tok = tokenizer(tok_name)
+    renderer = get_renderer(name, tok, options_for(name, {"date": date}))
+    return renderer, BatchEncoder(tok), tok, tok_name
+
+
+def oracle_results(oracle: Oracle, name: str, items: list[Item], modes: list[str] = MODES) -> list[dict[str, Any]]:
+    """tinker's answers for `items`: per item {"modes": {mode: ...}, "prompt": ... | None}."""
+    tok_name = golden_pairs()[name]
+    return oracle.call(
+        {
+            "op": "render",
+            "renderer": name,
+            "tokenizer": str(TOKENIZERS / tok_name),
+            "modes": modes,
+            "items": [
+                {
+                    "messages": it.messages,
+                    "messages_customized": it.messages_customized or it.messages,
+                    "prompt": it.prompt,
+                }
+                for it in items
+            ],
+        }
+    )["results"]
+
+
+def shardprep_results(
+    name: str, date: str, items: list[Item], modes: list[str] = MODES
+) -> dict[str, list[Any]]:
+    """shardprep's answers, mode -> per item RenderedExample | np.ndarray | RowError | None."""
+    renderer, encoder, _, _ = bound(name, date)
+    ours: dict[str, list[Any]] = {}
+    for mode in modes:
+        custom = mode == "customized"
+        converted = [
+            _convert((it.messages_customized or it.messages) if custom else it.messages, custom)
+            for it in items
+        ]
+        ok = [c for c in converted if not isinstance(c, RowError)]
+        rendered = iter(render_supervised_batch(renderer, encoder, ok, TrainOnWhat(mode)))
+        ours[mode] = [c if isinstance(c, RowError) else next(rendered) for c in converted]
+    pconv = [_convert(it.prompt, False) if it.prompt is not None else None for it in items]
+    pok = [c for c in pconv if isinstance(c, list)]
+    prendered = iter(render_prompt_batch(renderer, encoder, pok))
+    ours["prompt"] = [next(prendered) if isinstance(c, list) else c for c in pconv]
+    return ours
+
+
+def evaluate(
+    oracle: Oracle, name: str, items: list[Item], modes: list[str] = MODES
+) -> list[dict[str, tuple[str, str, str, dict[str, Any]]]]:
+    """Per item: mode (and "prompt") -> (kind, detail, shardprep refusal key, tinker's answer)."""
+    date = oracle.info["date"]
+    tok = bound(name, date)[2]
+    answers = oracle_results(oracle, name, items, modes)
+    ours = shardprep_results(name, date, items, modes)
+    out = []
+    for i, res in enumerate(answers):
+        row: dict[str, tuple[str, str, str, dict[str, Any]]] = {}
+        for mode in [*modes, "prompt"]:
+            want = res["modes"][mode] if mode != "prompt" else res["prompt"]
+            if want is None:
+                continue
+            kind, detail, key = _compare(want, ours[mode][i], tok, weights=mode != "prompt")
+            row[mode] = (kind, detail, key, want)
+        out.append(row)
+    return out
+
+
+def item_for_seed(seed: int) -> Item:
+    messages = generator.conversation(seed)
+    return Item(messages, generator.conversation(seed, customized=True), generator.prompt_cut(messages))
+
+
 def run_renderer(
     oracle: Oracle, name: str, seeds: range, tally: Tally | None = None, chunk: int = 100
 ) -> Tally:
     """Compare one renderer on `seeds`, every mode plus the generation prompt."""
     tally = tally or Tally()
-    tok_name = golden_pairs()[name]
-    tok = tokenizer(tok_name)
-    renderer = get_renderer(name, tok, options_for(name, oracle.info))
-    encoder = BatchEncoder(tok)
     seeds_list = list(seeds)
     for start in range(0, len(seeds_list), chunk):
         batch = seeds_list[start : start + chunk]
-        convs = [generator.conversation(s) for s in batch]
-        convs_c = [generator.conversation(s, customized=True) for s in batch]
-        prompts = [generator.prompt_cut(c) for c in convs]
-        answer = oracle.call(
-            {
-                "op": "render",
-                "renderer": name,
-                "tokenizer": str(TOKENIZERS / tok_name),
-                "modes": MODES,
-                "items": [
-                    {"messages": c, "messages_customized": cc, "prompt": p}
-                    for c, cc, p in zip(convs, convs_c, prompts, strict=True)
-                ],
-            }
-        )
-        ours: dict[str, list[Any]] = {}
-        for mode in MODES:
-            source = convs_c if mode == "customized" else convs
-            converted = [_convert(c, mode == "customized") for c in source]
-            ok = [c for c in converted if not isinstance(c, RowError)]
-            rendered = iter(render_supervised_batch(renderer, encoder, ok, TrainOnWhat(mode)))
-            ours[mode] = [c if isinstance(c, RowError) else next(rendered) for c in converted]
-        pconv = [_convert(p, False) if p is not None else None for p in prompts]
-        pok = [c for c in pconv if isinstance(c, list)]
-        prendered = iter(render_prompt_batch(renderer, encoder, pok))
-        ours["prompt"] = [next(prendered) if isinstance(c, list) else c for c in pconv]
-        for i, (seed, res) in enumerate(zip(batch, answer["results"], strict=True)):
+        rows = evaluate(oracle, name, [item_for_seed(s) for s in batch])
+        for seed, row in zip(batch, rows, strict=True):
             tally.conversations += 1
-            for mode in [*MODES, "prompt"]:
-                want = res["modes"][mode] if mode != "prompt" else res["prompt"]
-                if want is None:
-                    continue
-                got = ours[mode][i]
-                kind, detail, key = _compare(want, got, tok, weights=mode != "prompt")
+            for mode, (kind, detail, key, want) in row.items():
                 tally.compared += 1
                 if key:
                     tally.refusals[key] += 1

@@ -1,0 +1,83 @@
+"""Record tinker-cookbook's answers for the minimal cases in `cases.json` (regression fixture).
+
+    .venv/bin/python tests/reference/record.py
+
+Writes tests/fixtures/reference_cases/cases.jsonl.gz: per case and renderer, the raw messages,
+the tokenizer, and tinker's tokens + run-length weights (or its exception) for all seven modes
+and the generation prompt. tests/renderers/test_reference_cases.py replays it without tinker.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reference import generator, harness  # noqa: E402
+from reference.oracle import Oracle, reference_python  # noqa: E402
+
+CASES = Path(__file__).with_name("cases.json")
+OUT = harness.FIXTURES / "reference_cases" / "cases.jsonl.gz"
+
+
+def rle(weights: list[float]) -> list[list[float]]:
+    out: list[list[float]] = []
+    for w in weights:
+        if out and out[-1][0] == w:
+            out[-1][1] += 1
+        else:
+            out.append([w, 1])
+    return out
+
+
+def customized(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if all("trainable" in m for m in messages):
+        return messages
+    return [{**m, "trainable": m.get("role") == "assistant"} for m in messages]
+
+
+def main() -> int:
+    python = reference_python()
+    assert python, "no .venv-ref: run `make test-reference` first"
+    oracle = Oracle(python)
+    records = []
+    for case in json.loads(CASES.read_text(encoding="utf-8")):
+        msgs = case["messages"]
+        plain = [{k: v for k, v in m.items() if k != "trainable"} for m in msgs]
+        item = harness.Item(
+            plain, customized(msgs), msgs if case.get("prompt") else generator.prompt_cut(plain)
+        )
+        for name in case["renderers"]:
+            [res] = harness.oracle_results(oracle, name, [item])
+            for mode, ans in res["modes"].items():
+                if "weights" in ans:
+                    ans["weights"] = rle(ans["weights"])
+            records.append(
+                {
+                    "id": case["id"],
+                    "note": case.get("note", ""),
+                    "renderer": name,
+                    "tokenizer": harness.golden_pairs()[name],
+                    "date": oracle.info["date"],
+                    "messages": item.messages,
+                    "messages_customized": item.messages_customized,
+                    "prompt_messages": item.prompt,
+                    "modes": res["modes"],
+                    "prompt": res["prompt"],
+                }
+            )
+    oracle.close()
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(OUT, "wt", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    print(f"{len(records)} records -> {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
