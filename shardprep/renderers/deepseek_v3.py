@@ -9,7 +9,14 @@ from typing import Any
 from shardprep.errors import RendererError
 from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
 from shardprep.renderers.chunks import Chunk, text
-from shardprep.renderers.content import Message, has_thinking, parts, text_of, tool_call_fields
+from shardprep.renderers.content import (
+    Message,
+    ensure_text,
+    has_thinking,
+    parts,
+    text_of,
+    tool_call_fields,
+)
 from shardprep.renderers.tools import ToolSpec, deepseek_v3_text
 
 _BOS = "<｜begin▁of▁sentence｜>"
@@ -84,12 +91,13 @@ class DeepSeekV3Renderer(Renderer):
                     f"{self.name} renders a system message only as the first message (found one at {ctx.idx})",
                     field="messages",
                 )
-            return RenderedMessage(output=[text(self._content(message, ctx))])
+            # System, user and tool content is one text (a string or exactly one text part).
+            return RenderedMessage(output=[text(ensure_text(message["content"]))])
         if role == "user":
-            return RenderedMessage(header=text(_USER), output=[text(self._content(message, ctx))])
+            return RenderedMessage(header=text(_USER), output=[text(ensure_text(message["content"]))])
         if role == "tool":
             return RenderedMessage(
-                header=text(_OUTPUT[0]), output=[text(self._content(message, ctx) + _OUTPUT[1])]
+                header=text(_OUTPUT[0]), output=[text(ensure_text(message["content"]) + _OUTPUT[1])]
             )
         if role != "assistant":
             raise RendererError(f"{self.name} cannot render role {role!r}", field="role")

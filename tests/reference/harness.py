@@ -6,6 +6,7 @@ Shared by the CI tests (`test_differential.py`) and the at-scale run (`scale.py`
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -142,6 +143,37 @@ def _compare(
     return "same", "", ""
 
 
+def documented_normalizations(messages: list[Any] | None) -> list[Any] | None:
+    """What the `messages` format does to a row before any renderer sees it, on purpose.
+
+    Applied to tinker's input too, so the comparison is about rendering. Each is a layout users
+    reasonably expect to work (README, docs/architecture.md "Messages"):
+    * tool-call `arguments` given as a JSON object or array (LLaMA-Factory, some OpenAI exports)
+      become its JSON text; missing or null `arguments` become `"{}"`.
+    (`content: null` becomes `""` on both sides already: the oracle does what tinker's own
+    OpenAI converter does.)
+    """
+    if messages is None:
+        return None
+    out = []
+    for m in messages:
+        calls = m.get("tool_calls") if isinstance(m, dict) else None
+        if isinstance(calls, list):
+            fixed = []
+            for c in calls:
+                fn = c.get("function") if isinstance(c, dict) else None
+                if isinstance(fn, dict):
+                    args = fn.get("arguments")
+                    if args is None:
+                        c = {**c, "function": {**fn, "arguments": "{}"}}
+                    elif isinstance(args, (dict, list)):
+                        c = {**c, "function": {**fn, "arguments": json.dumps(args, ensure_ascii=False)}}
+                fixed.append(c)
+            m = {**m, "tool_calls": fixed}
+        out.append(m)
+    return out
+
+
 @dataclass
 class Item:
     """One conversation as the generator gives it (raw rows), in the three shapes compared."""
@@ -170,9 +202,11 @@ def oracle_results(oracle: Oracle, name: str, items: list[Item], modes: list[str
             "modes": modes,
             "items": [
                 {
-                    "messages": it.messages,
-                    "messages_customized": it.messages_customized or it.messages,
-                    "prompt": it.prompt,
+                    "messages": documented_normalizations(it.messages),
+                    "messages_customized": documented_normalizations(
+                        it.messages_customized or it.messages
+                    ),
+                    "prompt": documented_normalizations(it.prompt),
                 }
                 for it in items
             ],
