@@ -16,6 +16,7 @@ from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
 from shardprep.renderers.chunks import text
 from shardprep.renderers.content import (
     Message,
+    ensure_text,
     split_thinking,
     tool_call_fields,
     tool_calls_of,
@@ -96,16 +97,20 @@ class GptOssRenderer(Renderer):
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         role = message["role"]
-        thinking, body = split_thinking(message["content"])
         if role == "assistant":
+            thinking, body = split_thinking(message["content"])
             return RenderedMessage(
                 header=text(_START + "assistant"),
                 output=[text(self._assistant(message, thinking, body, ctx))],
             )
+        # Every other role's content is one text (a string or exactly one text part).
+        body = ensure_text(message["content"])
         if role == "tool":
             name = message.get("name") or "unknown"
+            if not name.startswith("functions."):
+                name = f"functions.{name}"
             return RenderedMessage(
-                header=text(f"{_START}functions.{name} to=assistant"),
+                header=text(f"{_START}{name} to=assistant"),
                 output=[text(f"{_CHANNEL}commentary{_MESSAGE}{body}{_END}")],
             )
         if role == "system":

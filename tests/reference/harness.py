@@ -150,6 +150,9 @@ def documented_normalizations(messages: list[Any] | None) -> list[Any] | None:
     reasonably expect to work (README, docs/architecture.md "Messages"):
     * tool-call `arguments` given as a JSON object or array (LLaMA-Factory, some OpenAI exports)
       become its JSON text; missing or null `arguments` become `"{}"`.
+    * a run of exactly k tool messages right after an assistant message with k tool calls, where a
+      tool message names neither `tool_call_id` nor `name`, takes them from its call, in order
+      (gpt-oss and Kimi write the tool's name / call id into the tool message's header).
     (`content: null` becomes `""` on both sides already: the oracle does what tinker's own
     OpenAI converter does.)
     """
@@ -171,6 +174,20 @@ def documented_normalizations(messages: list[Any] | None) -> list[Any] | None:
                 fixed.append(c)
             m = {**m, "tool_calls": fixed}
         out.append(m)
+    for i, m in enumerate(out):
+        calls = m.get("tool_calls") if isinstance(m, dict) else None
+        if m.get("role") != "assistant" or not isinstance(calls, list) or not calls:
+            continue
+        j = i + 1
+        while j < len(out) and isinstance(out[j], dict) and out[j].get("role") == "tool":
+            j += 1
+        if j - (i + 1) != len(calls):
+            continue
+        for k, call in enumerate(calls):
+            tool = out[i + 1 + k]
+            fn = call.get("function") if isinstance(call, dict) else None
+            if "tool_call_id" not in tool and "name" not in tool and isinstance(fn, dict):
+                out[i + 1 + k] = {**tool, "tool_call_id": call.get("id"), "name": fn.get("name")}
     return out
 
 
