@@ -61,9 +61,9 @@ def _variant(conv: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
 
 
 def _renderable(renderer_name: str, tokenizer_dir: Path, convs: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
-    from shardprep.pipeline.tokenizer import load_tokenizer
     from shardprep.renderers.base import TrainOnWhat, plan_supervised
     from shardprep.renderers.registry import get_renderer
+    from shardprep.tokenizer import load_tokenizer
 
     renderer = get_renderer(renderer_name, load_tokenizer(str(tokenizer_dir)))
     kept = []
@@ -82,10 +82,10 @@ def _peak_mb() -> float:
 
 def child(args: argparse.Namespace) -> None:
     """One measurement in a fresh process (RAYON_NUM_THREADS already set); prints one JSON line."""
-    from shardprep.pipeline.tokenizer import load_tokenizer
     from shardprep.renderers.base import TrainOnWhat, plan_supervised
     from shardprep.renderers.chunks import TextChunk
     from shardprep.renderers.registry import get_renderer
+    from shardprep.tokenizer import load_tokenizer
 
     work = Path(args.work)
     tok = load_tokenizer(str(work / "tok"))
@@ -103,7 +103,7 @@ def child(args: argparse.Namespace) -> None:
             n += sum(len(e.ids) for e in tok.tokenizer.encode_batch(texts[i : i + 512], add_special_tokens=False))
         out.update(seconds=time.perf_counter() - t0, tokens=n, rows=len(texts))
     elif args.what == "build":
-        from shardprep.pipeline.build import build
+        from shardprep.build.run import build
         from shardprep.recipe import load_recipe
 
         recipe, base = load_recipe(work / "recipe.yaml")
@@ -162,7 +162,7 @@ def _reference(work: Path, tok: Any, renderer_name: str) -> dict[str, Any]:
     """tinker-cookbook's conversation_to_datum shape: one conversation, one encode call per chunk."""
     import numpy as np
 
-    from shardprep.pipeline.examples import make_example
+    from shardprep.encode.examples import make_example
     from shardprep.renderers.base import TrainOnWhat, plan_supervised
     from shardprep.renderers.chunks import Encoding, IdsChunk
     from shardprep.renderers.registry import get_renderer
@@ -239,7 +239,7 @@ def main() -> None:
 
     import shutil
 
-    from shardprep.pipeline.tokenizer import load_tokenizer
+    from shardprep.tokenizer import load_tokenizer
 
     tok_dir = FIXTURES / "tokenizers" / args.tokenizer
     convs = _renderable(args.renderer, tok_dir, _conversations())

@@ -44,7 +44,7 @@ BATCH = 8
 
 
 def write_shards(folder: Path, tokens: int, rows_per_shard: int = 256) -> list[str]:
-    from shardprep.pipeline.shards import SFT_SCHEMA
+    from shardprep.store.shards import SFT_SCHEMA
 
     rng = np.random.default_rng(0)
     lengths: list[int] = []

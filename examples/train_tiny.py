@@ -61,7 +61,7 @@ class TinyLM(nn.Module):
 def ensure_build(path: Path) -> None:
     if (path / "manifest.json").exists():
         return
-    from shardprep.pipeline.build import build
+    from shardprep.build.run import build
     from shardprep.recipe import load_recipe
 
     recipe, base = load_recipe(ROOT / "configs" / "demo.yaml")

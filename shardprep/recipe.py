@@ -55,7 +55,7 @@ class SourceSpec(_Strict):
     revision: str | None = None
     data_files: str | list[str] | dict[str, str | list[str]] | None = None
     # Mixture controls, applied in this order: skip the first rows, keep a seeded fraction of the
-    # rest, take the first N of those, then repeat the selection (see pipeline/mixture.py).
+    # rest, take the first N of those, then repeat the selection (see build/mixture.py).
     skip: int = Field(0, ge=0)
     fraction: float | None = Field(None, gt=0.0, le=1.0)
     take: int | None = Field(None, ge=0)

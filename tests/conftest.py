@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shardprep.pipeline.tokenizer import LoadedTokenizer, load_tokenizer
+from shardprep.tokenizer import LoadedTokenizer, load_tokenizer
 
 # Tests never reach the network: Hub lookups resolve from the local cache or fail at once.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from shardprep.build.checks import check_recipe
 from shardprep.errors import RecipeError
-from shardprep.pipeline.checks import check_recipe
 from shardprep.recipe import load_recipe, parse_recipe, parse_size
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))

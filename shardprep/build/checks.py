@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from shardprep.errors import ShardprepError
-from shardprep.pipeline.sources import expand_paths
-from shardprep.pipeline.tokenizer import load_tokenizer
+from shardprep.sources.files import expand_paths
+from shardprep.tokenizer import load_tokenizer
 from shardprep.recipe import Recipe
 from shardprep.renderers.registry import get_renderer
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from shardprep.errors import BuildError
-from shardprep.pipeline.storage import Output
+from shardprep.store.storage import Output
 
 LOCK_NAME = ".lock"
 

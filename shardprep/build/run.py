@@ -15,22 +15,22 @@ from typing import Any, Protocol
 
 from shardprep import FORMAT_VERSION, __version__
 from shardprep.errors import BuildError, ShardprepError
-from shardprep.pipeline import hub
-from shardprep.pipeline.engines.local import resolve_workers, run_units
-from shardprep.pipeline.lock import build_lock
-from shardprep.pipeline.manifest import (
+from shardprep.sources import hub
+from shardprep.build.engines.local import resolve_workers, run_units
+from shardprep.build.lock import build_lock
+from shardprep.store.manifest import (
     FORMAT_NAME,
     canonical_json,
     fingerprint,
     read_manifest,
     write_manifest,
 )
-from shardprep.pipeline.sources import expand_paths, file_identity
-from shardprep.pipeline.storage import Output
-from shardprep.pipeline.tasks import task_module
-from shardprep.pipeline.tokenize import BatchEncoder
-from shardprep.pipeline.tokenizer import LoadedTokenizer, load_tokenizer, resolve_tokenizer_path
-from shardprep.pipeline.units import (
+from shardprep.sources.files import expand_paths, file_identity
+from shardprep.store.storage import Output
+from shardprep.tasks import task_module
+from shardprep.encode.tokenize import BatchEncoder
+from shardprep.tokenizer import LoadedTokenizer, load_tokenizer, resolve_tokenizer_path
+from shardprep.build.units import (
     UnitContext,
     UnitResult,
     WorkUnit,
@@ -303,7 +303,7 @@ def _build_locked(
         n_workers = 1  # starting processes would cost more than the whole job
     try:
         if engine == "ray":
-            from shardprep.pipeline.engines.ray_engine import run_units_ray  # optional extra
+            from shardprep.build.engines.ray_engine import run_units_ray  # optional extra
 
             # A private local instance gets the requested workers as CPUs; a cluster has its own.
             run_units_ray(ctx, todo, address=address, on_done=on_done, num_cpus=_ray_cpus(workers, plan.recipe))

@@ -22,15 +22,15 @@ from typing import Any
 import numpy as np
 
 from shardprep.errors import RowError
-from shardprep.pipeline.hub import HubRef, hub_ref, iter_shard_rows, shard_rows
-from shardprep.pipeline.mixture import Selection, select, test_mask
-from shardprep.pipeline.shards import ShardWriter
-from shardprep.pipeline.sources import RawRow, count_rows_per_file, iter_source_batches, jsonl_seek
-from shardprep.pipeline.storage import Output
-from shardprep.pipeline.tasks import task_module
-from shardprep.pipeline.tasks.base import UnitIO
-from shardprep.pipeline.tokenize import BatchEncoder
-from shardprep.pipeline.tokenizer import load_tokenizer
+from shardprep.sources.hub import HubRef, hub_ref, iter_shard_rows, shard_rows
+from shardprep.build.mixture import Selection, select, test_mask
+from shardprep.store.shards import ShardWriter
+from shardprep.sources.files import RawRow, count_rows_per_file, iter_source_batches, jsonl_seek
+from shardprep.store.storage import Output
+from shardprep.tasks import task_module
+from shardprep.tasks.base import UnitIO
+from shardprep.encode.tokenize import BatchEncoder
+from shardprep.tokenizer import load_tokenizer
 from shardprep.recipe import Recipe
 from shardprep.renderers.registry import get_renderer
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from shardprep.build.run import build as run_build
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.progress import RichProgress
 from shardprep.cli.state import debug
-from shardprep.pipeline.build import build as run_build
 from shardprep.recipe import load_recipe
 
 

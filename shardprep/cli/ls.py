@@ -10,7 +10,7 @@ from rich.table import Table
 
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
-from shardprep.pipeline.catalog import list_builds
+from shardprep.views.catalog import list_builds
 
 
 def _age(seconds: int) -> str:

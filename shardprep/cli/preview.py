@@ -9,8 +9,8 @@ import typer
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.report_output import emit_report
 from shardprep.cli.state import debug
-from shardprep.pipeline.preview import preview_recipe
 from shardprep.recipe import load_recipe
+from shardprep.views.preview import preview_recipe
 
 
 @handle_errors(debug)

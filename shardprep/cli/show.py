@@ -10,7 +10,7 @@ from shardprep.cli.errors import handle_errors
 from shardprep.cli.report_output import emit_report
 from shardprep.cli.state import debug
 from shardprep.errors import ShardprepError
-from shardprep.pipeline.inspect import DEFAULT_CHECK_ROWS, inspect_build
+from shardprep.views.show import DEFAULT_CHECK_ROWS, inspect_build
 
 
 @handle_errors(debug)

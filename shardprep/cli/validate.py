@@ -7,10 +7,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from shardprep.build.checks import check_recipe
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
 from shardprep.errors import RecipeError
-from shardprep.pipeline.checks import check_recipe
 from shardprep.recipe import load_recipe
 
 

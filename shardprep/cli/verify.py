@@ -10,7 +10,7 @@ from rich.console import Console
 
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
-from shardprep.pipeline.verify import verify_build
+from shardprep.views.verify import verify_build
 
 
 @handle_errors(debug)

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from shardprep.errors import RowError, ShardprepError
-from shardprep.pipeline.tokenizer import LoadedTokenizer
 from shardprep.renderers.base import Renderer, TrainOnWhat, plan_supervised
 from shardprep.renderers.chunks import Chunk, TextChunk
 from shardprep.renderers.content import Message
 from shardprep.renderers.jinja_template import ChatTemplate, template_messages
+from shardprep.tokenizer import LoadedTokenizer
 
 # Long conversations make long diffs; the manifest keeps the first lines only.
 MAX_DIFF_LINES = 80

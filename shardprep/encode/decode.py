@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from shardprep.pipeline.tokenizer import LoadedTokenizer
+from shardprep.tokenizer import LoadedTokenizer
 
 _REPLACEMENT = "\ufffd"
 

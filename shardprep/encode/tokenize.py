@@ -17,7 +17,6 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from shardprep.errors import RowError, ShardprepError
-from shardprep.pipeline.tokenizer import LoadedTokenizer
 from shardprep.renderers.base import (
     Renderer,
     SupervisedPlan,
@@ -28,6 +27,7 @@ from shardprep.renderers.base import (
 )
 from shardprep.renderers.chunks import Chunk, Encoding, IdsChunk, TextChunk
 from shardprep.renderers.content import Message
+from shardprep.tokenizer import LoadedTokenizer
 
 _EMPTY = np.empty(0, dtype=np.int32)
 _EMPTY.setflags(write=False)

@@ -1,7 +1,7 @@
 """Renderer base class and tinker-cookbook 0.6.1's chunk algorithm.
 
 `plan_supervised` / `plan_prompt` follow `build_supervised_example` / `build_generation_prompt`
-step for step but stop before tokenization: they return chunks, and `pipeline.tokenize` encodes
+step for step but stop before tokenization: they return chunks, and `encode.tokenize` encodes
 the chunks of a whole row batch at once. The one token-level step, prompt-prefix zeroing, is
 `zero_prompt_prefix`.
 """
@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from shardprep.errors import RendererError, ShardprepError, TokenizerError
-from shardprep.pipeline.tokenizer import LoadedTokenizer
 from shardprep.renderers.chunks import Chunk, text
 from shardprep.renderers.content import Message
 from shardprep.renderers.tools import ToolSpec, unsupported
+from shardprep.tokenizer import LoadedTokenizer
 
 # Bump when the chunk algorithm itself changes in a way that alters output (fingerprints).
 ALGORITHM_VERSION = "tinker-cookbook-0.6.1/1"

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from shardprep.errors import RendererError, ShardprepError
-from shardprep.pipeline.tokenizer import LoadedTokenizer
 from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
 from shardprep.renderers.chunks import Chunk, TextChunk, text
 from shardprep.renderers.content import Message
 from shardprep.renderers.jinja_template import ChatTemplate, template_messages
+from shardprep.tokenizer import LoadedTokenizer
 
 
 def first_difference(a: str, b: str) -> int:

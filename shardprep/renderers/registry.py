@@ -11,7 +11,6 @@ from functools import partial
 from typing import Any
 
 from shardprep.errors import UnknownRendererError
-from shardprep.pipeline.tokenizer import LoadedTokenizer
 from shardprep.renderers.base import Renderer
 from shardprep.renderers.deepseek_v3 import DeepSeekV3Renderer, DeepSeekV3ThinkingRenderer
 from shardprep.renderers.deepseek_v4_1 import DeepSeekV4_1Renderer
@@ -46,6 +45,7 @@ from shardprep.renderers.qwen3_5 import (
     Qwen3VLRenderer,
 )
 from shardprep.renderers.role_colon import RoleColonRenderer
+from shardprep.tokenizer import LoadedTokenizer
 
 
 @dataclass(frozen=True)

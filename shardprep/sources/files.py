@@ -29,7 +29,7 @@ from fsspec.core import url_to_fs
 from fsspec.utils import get_protocol, infer_compression
 
 from shardprep.errors import RowError, SourceError
-from shardprep.pipeline import retry
+from shardprep.sources import retry
 
 FILE_FORMATS = ("jsonl", "json", "parquet", "csv")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shardprep.errors import SourceError
-from shardprep.pipeline import retry
+from shardprep.sources import retry
 
 if TYPE_CHECKING:
     from shardprep.recipe import SourceSpec
@@ -138,7 +138,7 @@ def n_shards(ref: HubRef) -> int:
 
 def shard_rows(ref: HubRef, storage_options: dict[str, Any] | None = None) -> list[int]:
     """Rows per shard: Parquet footers when shards are Parquet files, else one streaming pass."""
-    from shardprep.pipeline.sources import _count_file, detect_format
+    from shardprep.sources.files import _count_file, detect_format
 
     files = data_files(ref)
     n = n_shards(ref)
@@ -173,7 +173,7 @@ def iter_shard_rows(
 
 def identity(src: SourceSpec, base_dir: Path | None) -> tuple[HubRef, dict[str, Any]]:
     """What the fingerprint and manifest record: the commit for a Hub id; file identities for a folder."""
-    from shardprep.pipeline.sources import file_identity
+    from shardprep.sources.files import file_identity
 
     ref = hub_ref(src, base_dir)
     files = data_files(ref)

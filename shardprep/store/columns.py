@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from shardprep.pipeline.shards import _list_array
+from shardprep.store.shards import _list_array
 
 
 def int32_lists(chunks: list[np.ndarray]) -> pa.Array:

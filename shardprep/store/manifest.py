@@ -9,7 +9,7 @@ from typing import Any
 
 from shardprep import FORMAT_VERSION
 from shardprep.errors import ManifestError
-from shardprep.pipeline.storage import Output
+from shardprep.store.storage import Output
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "shardprep"

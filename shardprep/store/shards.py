@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shardprep.pipeline.examples import Example
-from shardprep.pipeline.storage import Output, sha256_file
+from shardprep.encode.examples import Example
+from shardprep.store.storage import Output, sha256_file
 
 SFT_SCHEMA = pa.schema(
     [

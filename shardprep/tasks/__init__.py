@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from shardprep.pipeline.tasks import dpo, pretrain, rl_prompts, sft
+from shardprep.tasks import dpo, pretrain, rl_prompts, sft
 
 TASKS: dict[str, ModuleType] = {"sft": sft, "dpo": dpo, "rl_prompts": rl_prompts, "pretrain": pretrain}
 

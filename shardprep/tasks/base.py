@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shardprep.errors import RowError
-from shardprep.pipeline.shards import ShardWriter
-from shardprep.pipeline.sources import RawRow
 from shardprep.recipe import Recipe, SourceSpec
+from shardprep.sources.files import RawRow
+from shardprep.store.shards import ShardWriter
 
 
 class SkipFn(Protocol):

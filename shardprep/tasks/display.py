@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from shardprep.pipeline.decode import decode_pieces, example_tokens, row_payload, spans_of
-from shardprep.pipeline.tokenizer import LoadedTokenizer
+from shardprep.encode.decode import decode_pieces, example_tokens, row_payload, spans_of
+from shardprep.tokenizer import LoadedTokenizer
 
 _PAIR_SIDES = ("chosen", "rejected")
 

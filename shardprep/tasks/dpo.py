@@ -15,19 +15,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from shardprep.encode.examples import Example, make_example
+from shardprep.encode.tokenize import render_supervised_batch
 from shardprep.errors import RowError
-from shardprep.pipeline.examples import Example, make_example
-from shardprep.pipeline.formats.comparison import LabeledComparison, to_comparison
-from shardprep.pipeline.sources import RawRow
-from shardprep.pipeline.tasks._columns import (
+from shardprep.formats.comparison import LabeledComparison, to_comparison
+from shardprep.renderers.base import TrainOnWhat
+from shardprep.sources.files import RawRow
+from shardprep.store.columns import (
     SOURCE_FIELDS,
     float32_lists,
     int32_lists,
     source_column,
 )
-from shardprep.pipeline.tasks.base import UnitIO
-from shardprep.pipeline.tokenize import render_supervised_batch
-from shardprep.renderers.base import TrainOnWhat
+from shardprep.tasks.base import UnitIO
 
 SCHEMA = "dpo/1"
 DROP_TIE = "tie"

@@ -21,19 +21,19 @@ import numpy as np
 import pyarrow as pa
 
 from shardprep.errors import RecipeError, RowError
-from shardprep.pipeline.formats import to_text
-from shardprep.pipeline.shards import ShardWriter
-from shardprep.pipeline.sources import RawRow
-from shardprep.pipeline.tasks._columns import (
+from shardprep.formats import to_text
+from shardprep.recipe import Recipe
+from shardprep.renderers.chunks import Encoding, TextChunk
+from shardprep.sources.files import RawRow
+from shardprep.store.columns import (
     SOURCE_FIELDS,
     float32_lists,
     int32_lists,
     source_column,
 )
-from shardprep.pipeline.tasks.base import UnitIO
-from shardprep.pipeline.tokenizer import LoadedTokenizer
-from shardprep.recipe import Recipe
-from shardprep.renderers.chunks import Encoding, TextChunk
+from shardprep.store.shards import ShardWriter
+from shardprep.tasks.base import UnitIO
+from shardprep.tokenizer import LoadedTokenizer
 
 SCHEMA = "pretrain/1"
 DROP_EMPTY = "empty_document"

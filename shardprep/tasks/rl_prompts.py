@@ -20,15 +20,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from shardprep.encode.examples import DROP_OVERLONG
+from shardprep.encode.tokenize import render_prompt_batch
 from shardprep.errors import RowError
-from shardprep.pipeline.examples import DROP_OVERLONG
-from shardprep.pipeline.formats import to_conversation
-from shardprep.pipeline.formats._common import _MISSING, lookup
-from shardprep.pipeline.sources import RawRow
-from shardprep.pipeline.tasks._columns import SOURCE_FIELDS, int32_lists, source_column
-from shardprep.pipeline.tasks.base import UnitIO
-from shardprep.pipeline.tokenize import render_prompt_batch
+from shardprep.formats import to_conversation
+from shardprep.formats._common import _MISSING, lookup
 from shardprep.recipe import Recipe
+from shardprep.sources.files import RawRow
+from shardprep.store.columns import SOURCE_FIELDS, int32_lists, source_column
+from shardprep.tasks.base import UnitIO
 
 SCHEMA = "rl_prompts/1"
 BAD_PASSTHROUGH = "bad_passthrough"

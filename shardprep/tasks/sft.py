@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from shardprep.encode.conformance import ConformanceCheck, rendered_texts
+from shardprep.encode.examples import make_example
+from shardprep.encode.tokenize import render_supervised_batch
 from shardprep.errors import RowError
-from shardprep.pipeline.conformance import ConformanceCheck, rendered_texts
-from shardprep.pipeline.examples import make_example
-from shardprep.pipeline.formats import declare_tools, to_conversation
-from shardprep.pipeline.shards import SFT_SCHEMA, examples_table
-from shardprep.pipeline.sources import RawRow
-from shardprep.pipeline.tasks.base import UnitIO
-from shardprep.pipeline.tokenize import render_supervised_batch
+from shardprep.formats import declare_tools, to_conversation
 from shardprep.renderers.base import TrainOnWhat
 from shardprep.renderers.jinja_template import ChatTemplate
+from shardprep.sources.files import RawRow
+from shardprep.store.shards import SFT_SCHEMA, examples_table
+from shardprep.tasks.base import UnitIO
 
 SCHEMA = "sft/1"
 ARROW_SCHEMA = SFT_SCHEMA

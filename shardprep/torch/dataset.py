@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 from torch.utils.data import Dataset
 
 from shardprep.errors import ManifestError, ShardprepError
-from shardprep.pipeline.manifest import MANIFEST_NAME, read_manifest
-from shardprep.pipeline.storage import Output
+from shardprep.store.manifest import MANIFEST_NAME, read_manifest
+from shardprep.store.storage import Output
 from shardprep.torch.cache import (
     FlatShard,
     build_flat_cache,

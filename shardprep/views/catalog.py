@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from shardprep.errors import ShardprepError
-from shardprep.pipeline.manifest import MANIFEST_NAME, read_manifest
-from shardprep.pipeline.storage import Output
+from shardprep.store.manifest import MANIFEST_NAME, read_manifest
+from shardprep.store.storage import Output
 
 
 def list_builds(url: str, *, max_depth: int = 3) -> list[dict[str, Any]]:

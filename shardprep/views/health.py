@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from shardprep.pipeline.tokenizer import LoadedTokenizer
+from shardprep.tokenizer import LoadedTokenizer
 
 # End-of-turn / end-of-sequence tokens of the chat families shardprep renders. Only those the
 # build's renderer actually uses (its required special tokens) are checked, plus the tokenizer's eos.

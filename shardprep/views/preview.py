@@ -12,17 +12,17 @@ from typing import Any
 
 import numpy as np
 
+from shardprep.build.run import plan_build
+from shardprep.encode.decode import row_payload
+from shardprep.encode.examples import Example, make_example
+from shardprep.encode.tokenize import BatchEncoder, render_supervised_batch
 from shardprep.errors import RowError, ShardprepError, SourceError
-from shardprep.pipeline.build import plan_build
-from shardprep.pipeline.decode import row_payload
-from shardprep.pipeline.examples import Example, make_example
-from shardprep.pipeline.formats import declare_tools, to_conversation
-from shardprep.pipeline.health import MaskHealth, end_of_turn_ids, health_warnings
-from shardprep.pipeline.inspect import length_histogram
-from shardprep.pipeline.sources import RawRow, iter_source_batches
-from shardprep.pipeline.tokenize import BatchEncoder, render_supervised_batch
+from shardprep.formats import declare_tools, to_conversation
 from shardprep.recipe import Recipe, SourceSpec
 from shardprep.renderers.base import TrainOnWhat
+from shardprep.sources.files import RawRow, iter_source_batches
+from shardprep.views.health import MaskHealth, end_of_turn_ids, health_warnings
+from shardprep.views.show import length_histogram
 
 
 def _source_url(path: str, base_dir: Path) -> str:
@@ -34,7 +34,7 @@ def _source_url(path: str, base_dir: Path) -> str:
 
 def _first_rows(base_dir: Path, src: SourceSpec, n: int) -> list[RawRow]:
     if src.hf:
-        from shardprep.pipeline.hub import hub_ref, iter_shard_rows, n_shards
+        from shardprep.sources.hub import hub_ref, iter_shard_rows, n_shards
 
         ref = hub_ref(src, base_dir)
         first = next(iter(iter_shard_rows(ref, 0, n_shards(ref), 0, n, n)), [])

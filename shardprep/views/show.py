@@ -15,13 +15,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from shardprep.encode.decode import Span, decode_spans
 from shardprep.errors import ManifestError, ShardprepError
-from shardprep.pipeline.decode import Span, decode_spans
-from shardprep.pipeline.health import MaskHealth, end_of_turn_ids, health_warnings
-from shardprep.pipeline.manifest import MANIFEST_NAME, read_manifest
-from shardprep.pipeline.storage import Output
-from shardprep.pipeline.task_rows import task_row_payload
-from shardprep.pipeline.tokenizer import LoadedTokenizer, load_tokenizer
+from shardprep.store.manifest import MANIFEST_NAME, read_manifest
+from shardprep.store.storage import Output
+from shardprep.tasks.display import task_row_payload
+from shardprep.tokenizer import LoadedTokenizer, load_tokenizer
+from shardprep.views.health import MaskHealth, end_of_turn_ids, health_warnings
 
 __all__ = [
     "Span",

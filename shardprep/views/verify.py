@@ -8,8 +8,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from shardprep.pipeline.inspect import open_build
-from shardprep.pipeline.shards import SFT_SCHEMA
+from shardprep.store.shards import SFT_SCHEMA
+from shardprep.views.show import open_build
 
 
 @dataclass

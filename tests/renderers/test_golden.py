@@ -11,15 +11,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shardprep.errors import RowError
-from shardprep.pipeline.tokenize import (
+from shardprep.encode.tokenize import (
     BatchEncoder,
     RenderedExample,
     render_prompt_batch,
     render_supervised_batch,
 )
-from shardprep.pipeline.tokenizer import LoadedTokenizer, load_tokenizer
+from shardprep.errors import RowError
 from shardprep.renderers import Renderer, TrainOnWhat, get_renderer
+from shardprep.tokenizer import LoadedTokenizer, load_tokenizer
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 GOLDEN = FIXTURES / "golden"

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
+from shardprep.encode.tokenize import BatchEncoder, RenderedExample, render_supervised_batch
 from shardprep.errors import RendererError, RowError, ShardprepError
-from shardprep.pipeline.tokenize import BatchEncoder, RenderedExample, render_supervised_batch
-from shardprep.pipeline.tokenizer import LoadedTokenizer, load_tokenizer
 from shardprep.renderers import TrainOnWhat, get_renderer
 from shardprep.renderers.base import plan_supervised
 from shardprep.renderers.chunks import TextChunk
 from shardprep.renderers.hf_template import HfTemplateRenderer, first_difference
 from shardprep.renderers.jinja_template import ChatTemplate, template_messages
+from shardprep.tokenizer import LoadedTokenizer, load_tokenizer
 
 from .test_golden import conversations
 

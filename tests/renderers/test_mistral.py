@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shardprep.encode.tokenize import BatchEncoder, RenderedExample, render_supervised_batch
 from shardprep.errors import RendererError, RowError
-from shardprep.pipeline.tokenize import BatchEncoder, RenderedExample, render_supervised_batch
-from shardprep.pipeline.tokenizer import LoadedTokenizer, load_tokenizer
 from shardprep.renderers import TrainOnWhat, get_renderer
 from shardprep.renderers.base import plan_supervised
 from shardprep.renderers.chunks import TextChunk
 from shardprep.renderers.content import has_thinking
 from shardprep.renderers.jinja_template import ChatTemplate, template_messages
+from shardprep.tokenizer import LoadedTokenizer, load_tokenizer
 
 from .test_golden import conversations
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from shardprep.encode.tokenize import BatchEncoder, RenderedExample, render_supervised_batch
 from shardprep.errors import RowError
-from shardprep.pipeline.tokenize import BatchEncoder, RenderedExample, render_supervised_batch
-from shardprep.pipeline.tokenizer import LoadedTokenizer
 from shardprep.renderers import TrainOnWhat, get_renderer, renderer_names
 from shardprep.renderers.base import plan_supervised
 from shardprep.renderers.chunks import Encoding, IdsChunk
+from shardprep.tokenizer import LoadedTokenizer
 
 # Words include special-token text and think tags, so escaping and framing get exercised.
 WORDS = [

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from shardprep.errors import ShardprepError, TokenizerError, UnknownRendererError
-from shardprep.pipeline.tokenizer import LoadedTokenizer
 from shardprep.renderers import get_renderer, renderer_info, renderer_names
+from shardprep.tokenizer import LoadedTokenizer
 
 PAIRS = {
     "role_colon": "llama3",

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from shardprep.errors import RowError
-from shardprep.pipeline.formats import tools_of
-from shardprep.pipeline.tokenizer import LoadedTokenizer
+from shardprep.formats import tools_of
 from shardprep.renderers import get_renderer
 from shardprep.renderers.base import TrainOnWhat, plan_supervised
 from shardprep.renderers.tools import deepseek_v4_1_json, with_tool_prefix
+from shardprep.tokenizer import LoadedTokenizer
 
 TOOL_SPEC: dict[str, Any] = {
     "name": "get_weather",

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from shardprep.pipeline.build import build  # noqa: E402
+from shardprep.build.run import build  # noqa: E402
 from shardprep.recipe import load_recipe  # noqa: E402
 
 ROOT = Path(__file__).parents[2]

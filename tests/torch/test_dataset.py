@@ -130,7 +130,7 @@ def test_reads_through_fsspec_url_into_local_cache(demo_shards: Path, tmp_path: 
 def test_rl_prompt_rows_read_back_with_typed_passthrough(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
-    from shardprep.pipeline.build import build
+    from shardprep.build.run import build
     from shardprep.recipe import load_recipe
 
     recipe, base = load_recipe(Path(__file__).parents[2] / "configs" / "rl-prompts-llama3.yaml")

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
-from shardprep.pipeline.units import UnitContext, UnitResult, WorkUnit, run_unit
+from shardprep.build.units import UnitContext, UnitResult, WorkUnit, run_unit
 
 _CTX: UnitContext | None = None
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shardprep.errors import BuildError, ShardprepError
-from shardprep.pipeline.storage import Output
-from shardprep.pipeline.units import UnitContext, UnitResult, WorkUnit, run_unit
+from shardprep.store.storage import Output
+from shardprep.build.units import UnitContext, UnitResult, WorkUnit, run_unit
 
 RunUnit = Callable[[UnitContext, WorkUnit], UnitResult]
 

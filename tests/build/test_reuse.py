@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from shardprep.pipeline import manifest as manifest_mod
-from shardprep.pipeline.build import build, plan_build
+from shardprep.store import manifest as manifest_mod
+from shardprep.build.run import build, plan_build
 from shardprep.recipe import load_recipe
 
 ROOT = Path(__file__).parents[2]
@@ -124,7 +124,7 @@ def test_irrelevant_change_keeps_fingerprint(project: Path, overrides: dict[str,
 
 
 def test_workers_and_batch_size_do_not_change_rows(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shardprep.pipeline import build as build_mod
+    from shardprep.build import run as build_mod
 
     monkeypatch.setattr(build_mod, "_MIN_ROWS_FOR_POOL", 0)  # use the process pool even for 30 rows
     a = build(*recipe_at(project, output="a", work_unit_rows=4))
@@ -141,7 +141,7 @@ def test_force_rebuilds(project: Path) -> None:
 
 
 def test_up_to_date_check_does_not_parse_the_tokenizer(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shardprep.pipeline import build as build_mod
+    from shardprep.build import run as build_mod
 
     first = build(*recipe_at(project))
     assert first.manifest["quick_key"]

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from shardprep.build.mixture import select
+from shardprep.build.run import build
 from shardprep.errors import RecipeError
-from shardprep.pipeline.build import build
-from shardprep.pipeline.mixture import select
 from shardprep.recipe import load_recipe, parse_recipe
 
 ROOT = Path(__file__).parents[2]
@@ -104,7 +104,7 @@ def test_prompt_completion_csv_content(tmp_path: Path) -> None:
     res = build(recipe, base)
     m = res.manifest
     assert m["splits"]["train"]["rows"] == 3 and m["sources"][0]["rows_read"] == 3
-    from shardprep.pipeline.tokenizer import load_tokenizer
+    from shardprep.tokenizer import load_tokenizer
 
     tok = load_tokenizer(QWEN3)
     t = pq.read_table(tmp_path / "out" / m["splits"]["train"]["shards"][0]["path"])

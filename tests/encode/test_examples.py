@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shardprep.pipeline.examples import (
+from shardprep.encode.examples import (
     DROP_NO_TRAINED,
     DROP_OVERLONG,
     DROP_TOO_SHORT,

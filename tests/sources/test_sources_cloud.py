@@ -27,12 +27,13 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
+from shardprep.build.run import build  # noqa: E402
 from shardprep.cli.app import app  # noqa: E402
 from shardprep.errors import SourceError  # noqa: E402
-from shardprep.pipeline import retry, storage  # noqa: E402
-from shardprep.pipeline.build import build  # noqa: E402
-from shardprep.pipeline.sources import count_rows, iter_source_rows  # noqa: E402
 from shardprep.recipe import load_recipe  # noqa: E402
+from shardprep.sources import retry  # noqa: E402
+from shardprep.sources.files import count_rows, iter_source_rows  # noqa: E402
+from shardprep.store import storage  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
 QWEN3 = str(ROOT / "tests/fixtures/tokenizers/qwen3")

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from shardprep.errors import SourceError
-from shardprep.pipeline import sources
-from shardprep.pipeline.sources import (
+from shardprep.sources import files as sources
+from shardprep.sources.files import (
     RawRow,
     count_rows,
     expand_paths,
@@ -350,7 +350,7 @@ def test_large_json_array_streams_in_bounded_memory(tmp_path: Path) -> None:
 
 
 def test_jsonl_seek_positions_read_the_same_rows_as_a_scan(tmp_path: Path) -> None:
-    from shardprep.pipeline.sources import count_rows, jsonl_seek
+    from shardprep.sources.files import count_rows, jsonl_seek
 
     p = tmp_path / "big.jsonl"
     lines = []

@@ -13,13 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from shardprep.build.run import build
+from shardprep.encode.tokenize import BatchEncoder, render_supervised_batch
 from shardprep.errors import RowError, TokenizerError
-from shardprep.pipeline.build import build
-from shardprep.pipeline.tokenize import BatchEncoder, render_supervised_batch
-from shardprep.pipeline.tokenizer import load_tokenizer
 from shardprep.recipe import load_recipe
 from shardprep.renderers.base import TrainOnWhat
 from shardprep.renderers.registry import get_renderer
+from shardprep.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).parents[2]
 QWEN3 = str(ROOT / "tests/fixtures/tokenizers/qwen3")

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from shardprep import FORMAT_VERSION
 from shardprep.cli.app import app
-from shardprep.pipeline.decode import decode_pieces, spans_of
-from shardprep.pipeline.health import MaskHealth, health_warnings
-from shardprep.pipeline.inspect import inspect_build, length_histogram
-from shardprep.pipeline.tokenizer import LoadedTokenizer, load_tokenizer
+from shardprep.encode.decode import decode_pieces, spans_of
+from shardprep.tokenizer import LoadedTokenizer, load_tokenizer
+from shardprep.views.health import MaskHealth, health_warnings
+from shardprep.views.show import inspect_build, length_histogram
 
 QWEN3 = Path(__file__).parents[1] / "fixtures" / "tokenizers" / "qwen3"
 IM_START, IM_END = 151644, 151645

@@ -10,14 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from shardprep.encode.tokenize import BatchEncoder, render_prompt_batch
 from shardprep.errors import RecipeError, RowError
-from shardprep.pipeline.formats import to_conversation
-from shardprep.pipeline.tasks.rl_prompts import prompt_messages
-from shardprep.pipeline.tokenize import BatchEncoder, render_prompt_batch
+from shardprep.formats import to_conversation
 from shardprep.recipe import parse_recipe
 from shardprep.renderers.registry import get_renderer
+from shardprep.tasks.rl_prompts import prompt_messages
 
-from ._task_helpers import TOY, read_rows, run_build, write_jsonl
+from ._helpers import TOY, read_rows, run_build, write_jsonl
 
 
 def _rows(n: int) -> list[dict[str, Any]]:

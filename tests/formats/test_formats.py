@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from shardprep.errors import RowError
-from shardprep.pipeline.formats import FORMATS, to_conversation
-from shardprep.pipeline.sources import iter_source_rows
+from shardprep.formats import FORMATS, to_conversation
+from shardprep.sources.files import iter_source_rows
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DATA = FIXTURES / "data"

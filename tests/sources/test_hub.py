@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from shardprep.build.run import build
 from shardprep.errors import SourceError
-from shardprep.pipeline.build import build
-from shardprep.pipeline.hub import resolve_commit
 from shardprep.recipe import load_recipe
+from shardprep.sources.hub import resolve_commit
 
 ROOT = Path(__file__).parents[2]
 QWEN3 = str(ROOT / "tests/fixtures/tokenizers/qwen3")

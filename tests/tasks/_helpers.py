@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import yaml
 
-from shardprep.pipeline.build import BuildResult, build
+from shardprep.build.run import BuildResult, build
 from shardprep.recipe import load_recipe
 
 ROOT = Path(__file__).parents[2]

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from shardprep.errors import ManifestError
-from shardprep.pipeline.manifest import fingerprint, read_manifest
-from shardprep.pipeline.storage import Output
+from shardprep.store.manifest import fingerprint, read_manifest
+from shardprep.store.storage import Output
 
 
 def _write(tmp_path: Path, manifest: dict) -> Output:

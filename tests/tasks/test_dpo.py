@@ -10,16 +10,16 @@ from typing import Any
 import numpy as np
 import pytest
 
+from shardprep.encode.examples import make_example
+from shardprep.encode.tokenize import BatchEncoder, RenderedExample, render_supervised_batch
 from shardprep.errors import RecipeError, RowError
-from shardprep.pipeline.examples import make_example
-from shardprep.pipeline.formats import LabeledComparison, to_comparison
-from shardprep.pipeline.tasks.dpo import pair_conversations
-from shardprep.pipeline.tokenize import BatchEncoder, RenderedExample, render_supervised_batch
+from shardprep.formats import LabeledComparison, to_comparison
 from shardprep.recipe import parse_recipe
 from shardprep.renderers.base import TrainOnWhat
 from shardprep.renderers.registry import get_renderer
+from shardprep.tasks.dpo import pair_conversations
 
-from ._task_helpers import LF, TOY, read_rows, run_build, write_jsonl
+from ._helpers import LF, TOY, read_rows, run_build, write_jsonl
 
 SOURCES = [
     {"name": "lf", "path": str(LF / "dpo_en_demo.json.gz"), "format": "sharegpt_pair"},

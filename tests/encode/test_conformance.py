@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shardprep.pipeline.conformance import ConformanceCheck, rendered_texts
-from shardprep.pipeline.tokenizer import load_tokenizer
+from shardprep.encode.conformance import ConformanceCheck, rendered_texts
 from shardprep.renderers import TrainOnWhat, get_renderer
+from shardprep.tokenizer import load_tokenizer
 
 TOKENIZERS = Path(__file__).parent.parent / "fixtures" / "tokenizers"
 CONVERSATIONS = [

@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from shardprep.build.lock import build_lock
+from shardprep.build.run import build
 from shardprep.errors import BuildError
-from shardprep.pipeline.build import build
-from shardprep.pipeline.lock import build_lock
-from shardprep.pipeline.storage import Output
 from shardprep.recipe import load_recipe
+from shardprep.store.storage import Output
 
 ROOT = Path(__file__).parents[2]
 TOY = ROOT / "tests/fixtures/tokenizers/toy"

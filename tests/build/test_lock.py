@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 
+from shardprep.build.lock import LOCK_NAME, build_lock
 from shardprep.errors import BuildError
-from shardprep.pipeline.lock import LOCK_NAME, build_lock
-from shardprep.pipeline.storage import Output
+from shardprep.store.storage import Output
 
 
 def _remote() -> Output:

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from shardprep.pipeline.build import build
-from shardprep.pipeline.tokenizer import load_tokenizer
+from shardprep.build.run import build
 from shardprep.recipe import load_recipe
+from shardprep.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).parents[2]
 QWEN3 = str(ROOT / "tests/fixtures/tokenizers/qwen3")

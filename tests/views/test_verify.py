@@ -9,11 +9,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from shardprep.build.run import build
 from shardprep.cli.app import app
-from shardprep.pipeline.build import build
-from shardprep.pipeline.catalog import list_builds
-from shardprep.pipeline.verify import verify_build
 from shardprep.recipe import load_recipe
+from shardprep.views.catalog import list_builds
+from shardprep.views.verify import verify_build
 
 ROOT = Path(__file__).parents[2]
 runner = CliRunner()

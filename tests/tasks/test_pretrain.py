@@ -11,7 +11,7 @@ import pytest
 from shardprep.errors import RecipeError
 from shardprep.recipe import parse_recipe
 
-from ._task_helpers import LLAMA3, TOY, read_rows, run_build, write_jsonl
+from ._helpers import LLAMA3, TOY, read_rows, run_build, write_jsonl
 
 DOCS = [f"Document {i}: " + " ".join(f"w{i}x{j}" for j in range(3 + 7 * (i % 5))) for i in range(40)]
 

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from shardprep.cli.app import app
-from shardprep.pipeline.inspect import length_histogram
-from shardprep.pipeline.tokenizer import load_tokenizer
+from shardprep.tokenizer import load_tokenizer
+from shardprep.views.show import length_histogram
 
 ROOT = Path(__file__).parents[2]
 DEMO = ROOT / "configs" / "demo.yaml"

@@ -20,11 +20,11 @@ from typer.testing import CliRunner
 
 ray = pytest.importorskip("ray")
 
+from shardprep.build import units as units_mod  # noqa: E402
+from shardprep.build.engines import ray_engine  # noqa: E402
+from shardprep.build.run import build  # noqa: E402
 from shardprep.cli.app import app  # noqa: E402
 from shardprep.errors import RowError  # noqa: E402
-from shardprep.pipeline import units as units_mod  # noqa: E402
-from shardprep.pipeline.build import build  # noqa: E402
-from shardprep.pipeline.engines import ray_engine  # noqa: E402
 from shardprep.recipe import load_recipe  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
@@ -130,7 +130,7 @@ def killing_run(flag: str, victim: int) -> Callable[..., Any]:
         import os
         import signal
 
-        from shardprep.pipeline.storage import Output
+        from shardprep.store.storage import Output
 
         if unit.index == victim and not os.path.exists(flag):
             open(flag, "w").close()  # noqa: SIM115 - the retry must see it, even after SIGKILL
