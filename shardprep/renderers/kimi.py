@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from shardprep.errors import RendererError
 from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
-from shardprep.renderers.chunks import text
+from shardprep.renderers.chunks import Chunk, text
 from shardprep.renderers.content import (
     Message,
+    ensure_text,
     split_thinking,
     tool_call_fields,
     tool_calls_of,
@@ -36,6 +38,8 @@ class KimiK2Renderer(Renderer):
     prefill: ClassVar[str] = ""
     # K2.5/K2.6 declare tools as TypeScript types; K2 as compact sorted-key JSON.
     typescript_tools: ClassVar[bool] = False
+    # K2.5/K2.6 encode each text part of a multi-part message on its own; K2 refuses such content.
+    multipart_chunks: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -102,10 +106,40 @@ class KimiK2Renderer(Renderer):
             body += _CALL[0] + call_id + _CALL[1] + arguments + _CALL[2]
         return _CALLS[0] + body + _CALLS[1]
 
+    def _other_output(self, content: Any) -> list[Chunk]:
+        """Output of a non-assistant message: one text, or (K2.5/K2.6) one chunk per text part."""
+        if isinstance(content, str) or (
+            isinstance(content, list)
+            and len(content) == 1
+            and isinstance(content[0], dict)
+            and content[0].get("type") == "text"
+        ):
+            return [text(ensure_text(content) + _END)]
+        if not self.multipart_chunks:
+            raise RendererError(
+                f"{self.name} renders a non-assistant message's content only as one text (a string "
+                f"or one text part), got a list of {len(content)} parts (tinker: multipart content "
+                "is not supported for Kimi K2)",
+                field="content",
+            )
+        chunks: list[Chunk] = []
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind != "text":
+                raise RendererError(
+                    f"{self.name}: content part of type {kind!r} is not supported in a "
+                    "non-assistant message",
+                    field="content",
+                )
+            chunks.append(text(str(part.get("text", ""))))  # each part encoded on its own
+        return [*chunks, text(_END)]
+
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
-        thinking, body = split_thinking(message["content"])
         if message["role"] != "assistant":
-            return RenderedMessage(header=text(self._header(message)), output=[text(body + _END)])
+            return RenderedMessage(
+                header=text(self._header(message)), output=self._other_output(message["content"])
+            )
+        thinking, body = split_thinking(message["content"])
         keep = ctx.in_last_assistant_turn or not self.strip_thinking_from_history
         out = f"<think>{thinking}</think>" if keep and thinking else "<think></think>"
         out += body
@@ -129,6 +163,7 @@ class KimiK2Renderer(Renderer):
             "tool_calls": list(_CALLS),
             "tool_call": list(_CALL),
             "prefill": self.prefill,
+            "multipart_chunks": self.multipart_chunks,
             "strip_thinking_from_history": self.strip_thinking_from_history,
         }
 
@@ -136,9 +171,11 @@ class KimiK2Renderer(Renderer):
 class KimiK25Renderer(KimiK2Renderer):
     prefill = "<think>"
     typescript_tools = True
+    multipart_chunks = True
 
 
 class KimiK25DisableThinkingRenderer(KimiK2Renderer):
     disables_thinking = True
     prefill = "<think></think>"
     typescript_tools = True
+    multipart_chunks = True
