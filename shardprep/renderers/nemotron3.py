@@ -101,6 +101,8 @@ class Nemotron3Renderer(Qwen3_5Renderer):
             not self.ultra
             and historical
             and thinking
+            # Only structured content counts: a string with a literal `<think>` gets no newline.
+            and isinstance(message["content"], list)
             and self._has_text(message)
             and not message.get("tool_calls")
         ):
