@@ -23,13 +23,12 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import fsspec
-import fsspec.compression
 from fsspec.core import url_to_fs
 from fsspec.utils import get_protocol, infer_compression
 
 from shardprep.errors import RowError, SourceError
 from shardprep.sources import retry
+from shardprep.sources.compressed import codec_available, damage_named, decompressor
 
 FILE_FORMATS = ("jsonl", "json", "parquet", "csv")
 
@@ -155,7 +154,7 @@ def _open_binary(
     """A binary stream of the file's (decompressed) bytes; missing files become SourceError."""
     opts = storage_options or {}
     comp = _compression_of(url) if decompress else None
-    if comp is not None and comp not in fsspec.compression.compr:
+    if comp is not None and not codec_available(comp):
         hint = " (pip install zstandard)" if comp == "zstd" else ""
         raise SourceError(f"cannot decompress {url}: {comp} support is not installed{hint}")
     try:
@@ -174,11 +173,10 @@ def _open_binary(
         if not _is_local(url) and hasattr(raw, "readinto"):
             layers.append(io.BufferedReader(raw, _REMOTE_BUFFER))
         if comp is not None:
-            layers.append(fsspec.compression.compr[comp](layers[-1], mode="rb"))
-            if comp == "zstd":
-                # zstandard's stream reader has no readline(): line iteration needs a buffer on top.
-                layers.append(io.BufferedReader(layers[-1], _REMOTE_BUFFER))
-        yield layers[-1]
+            # Our own decompressors: each refuses a truncated file (zstd's stock reader does not).
+            layers.append(decompressor(layers[-1], comp, url))
+        with damage_named(url, comp):
+            yield layers[-1]
     finally:
         for layer in reversed(layers):
             layer.close()
