@@ -15,8 +15,13 @@ from typing import Any
 from shardprep.errors import RendererError
 from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
 from shardprep.renderers.chunks import Chunk, text
-from shardprep.renderers.content import Message, parts, tool_call_fields, tool_calls_of
-from shardprep.renderers.qwen3_5 import parse_arguments
+from shardprep.renderers.content import (
+    Message,
+    ensure_text,
+    parts,
+    tool_call_fields,
+    tool_calls_of,
+)
 from shardprep.renderers.tools import ToolSpec, unsupported
 
 _BOS = "<｜begin▁of▁sentence｜>"
@@ -38,6 +43,21 @@ def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     return "".join(str(p.get("text", "")) for p in parts(content) if p.get("type") == "text")
+
+
+def _arguments_dict(arguments: str) -> dict[str, Any]:
+    """Tool-call arguments as DSML parameters: a JSON object (also when encoded twice) gives its
+    keys; anything else (an array, a string, a number, text that is not JSON) is one string
+    parameter named `arguments` holding the text as given (tinker's V4.1 encoder does the same).
+    """
+    parsed: Any = arguments
+    for _ in range(2):
+        if isinstance(parsed, str):
+            try:
+                parsed = json.loads(parsed)
+            except json.JSONDecodeError:
+                break
+    return parsed if isinstance(parsed, dict) else {"arguments": arguments}
 
 
 def _is_user_turn(message: Message, idx: int) -> bool:
@@ -67,10 +87,11 @@ def _merge_turns(messages: Sequence[Message]) -> list[Message]:
         )
         for slot, message in zip(tool_slots, tools, strict=True):
             turn[slot] = message
+        # User and tool content is one text (a string or exactly one text part), as tinker requires.
         pieces = [
-            f"<tool_result>{_text(m['content'])}</tool_result>"
+            f"<tool_result>{ensure_text(m['content'])}</tool_result>"
             if m.get("role") == "tool"
-            else _text(m["content"])
+            else ensure_text(m["content"])
             for m in turn
         ]
         out[i:j] = turn
@@ -147,9 +168,9 @@ class DeepSeekV4_1Renderer(Renderer):
         if message.get(_TURN_SKIP):
             return RenderedMessage(output=[])
         if role == "system" and ctx.idx == 0:
-            return RenderedMessage(header=text(opening), output=[text(_text(message["content"]))])
+            return RenderedMessage(header=text(opening), output=[text(ensure_text(message["content"]))])
         if role == "system":
-            return RenderedMessage(header=text(_SYSTEM), output=[text(_text(message["content"]))])
+            return RenderedMessage(header=text(_SYSTEM), output=[text(ensure_text(message["content"]))])
         if role in ("user", "tool"):
             body = message.get(_TURN_TEXT, _text(message["content"]))
             return RenderedMessage(header=text(opening + _USER), output=[text(body)])
@@ -192,7 +213,7 @@ class DeepSeekV4_1Renderer(Renderer):
         for call in calls:
             name, arguments = tool_call_fields(call)
             params = []
-            for key, value in parse_arguments(arguments).items():
+            for key, value in _arguments_dict(arguments).items():
                 is_str = isinstance(value, str)
                 v = value if is_str else json.dumps(value, ensure_ascii=False)
                 params.append(
