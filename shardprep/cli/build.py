@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from shardprep.build.run import build as run_build
 from shardprep.cli.errors import handle_errors
@@ -50,13 +51,13 @@ def build(
     if as_json:
         typer.echo(json.dumps({"status": result.status, "output": result.output, "fingerprint": m["fingerprint"]}))
         return
-    out = Console()
+    out = Console(highlight=False, soft_wrap=True)
     if result.status == "up_to_date":
-        out.print(f"[green]up to date[/]: {result.output} (fingerprint {m['fingerprint'][:12]})")
+        out.print(f"[green]up to date[/]: {escape(result.output)} (fingerprint {m['fingerprint'][:12]})")
         return
     st = m["stats"]
     out.print(
-        f"[green]built[/] {result.output}: "
+        f"[green]built[/] {escape(result.output)}: "
         + ", ".join(f"{k} {v['rows']:,} rows / {v['tokens']:,} tokens" for k, v in m["splits"].items())
         + f"; dropped {sum(st['dropped'].values()):,}; {st['elapsed_s']:.1f}s, {st['tokens_per_s'] or 0:,.0f} tokens/s"
     )

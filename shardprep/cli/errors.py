@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import traceback
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
@@ -38,6 +39,18 @@ _NEXT_STEP: dict[type[ShardprepError], str] = {
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
+# OS errors that say the environment refuses a path (not that shardprep is wrong): the user fixes
+# the path or its permissions, so they are bad input (exit 2), each with what to do next.
+_OS_CAUSE: dict[int, str] = {
+    errno.ENOTDIR: "a part of this path is a file, not a folder: choose another path",
+    errno.EISDIR: "this path is a folder where a file is needed: choose another path",
+    errno.EACCES: "no permission there: choose another path (-o) or fix the folder's permissions",
+    errno.EPERM: "not permitted there: choose another path (-o) or fix the folder's permissions",
+    errno.EROFS: "the file system is read-only: choose another path (-o)",
+    errno.ENOSPC: "the disk is full: free space or write elsewhere (-o)",
+    errno.EDQUOT: "the disk quota is exhausted: free space or write elsewhere (-o)",
+}
+
 
 def _hint(exc: ShardprepError) -> str:
     if exc.hint:
@@ -46,6 +59,23 @@ def _hint(exc: ShardprepError) -> str:
         if cls in _NEXT_STEP:
             return _NEXT_STEP[cls]  # type: ignore[index]
     return ""
+
+
+def _os_error_line(exc: OSError) -> str | None:
+    """`PATH: cause` for an OSError about a path the user chose; None when it is not one."""
+    if exc.errno not in _OS_CAUSE:
+        return None
+    path = exc.filename if exc.filename is not None else ""
+    cause = exc.strerror or type(exc).__name__
+    return f"{path}: {cause}" if path else cause
+
+
+def _print_error(message: str, hint: str) -> None:
+    # Escaped: messages hold file names, row text ("[INST]") and end in "[reason]", which rich
+    # would take as style tags (and drop, or fail on).
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True)
+    if hint:
+        err_console.print(f"[dim]next: {escape(hint)}[/]", markup=True)
 
 
 def handle_errors(debug_flag: Callable[[], bool]) -> Callable[[F], F]:
@@ -57,22 +87,31 @@ def handle_errors(debug_flag: Callable[[], bool]) -> Callable[[F], F]:
             except ShardprepError as exc:
                 if debug_flag():
                     traceback.print_exc()
-                # Escaped: messages end in "[reason]", which rich would take as a style tag and drop.
-                err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
-                hint = _hint(exc)
-                if hint:
-                    err_console.print(f"[dim]next: {hint}[/]", markup=True)
+                _print_error(str(exc), _hint(exc))
                 sys.exit(EXIT_BAD_INPUT)
             except KeyboardInterrupt:
                 err_console.print("interrupted")
                 sys.exit(130)
+            except OSError as exc:
+                if debug_flag():
+                    traceback.print_exc()
+                line = _os_error_line(exc)
+                if line is None:
+                    _internal(exc)
+                _print_error(f"cannot use {line}", _OS_CAUSE[exc.errno or 0])
+                sys.exit(EXIT_BAD_INPUT)
             except Exception as exc:  # a bug: say so, keep the traceback behind --debug
                 if debug_flag():
                     traceback.print_exc()
-                err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", markup=True)
-                err_console.print("[dim]this is a bug in shardprep; rerun with --debug for the traceback[/]", markup=True)
-                sys.exit(EXIT_BUG)
+                _internal(exc)
 
         return wrapper  # type: ignore[return-value]
 
     return deco
+
+
+def _internal(exc: BaseException) -> NoReturn:
+    """A bug: say so (the traceback stays behind --debug) and exit 1."""
+    err_console.print(f"[bold red]internal error:[/] {escape(f'{type(exc).__name__}: {exc}')}", markup=True)
+    err_console.print("[dim]this is a bug in shardprep; rerun with --debug for the traceback[/]", markup=True)
+    sys.exit(EXIT_BUG)

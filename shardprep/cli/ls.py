@@ -7,6 +7,7 @@ import json
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
@@ -36,10 +37,11 @@ def ls(
     t = Table("path", "recipe", "fingerprint", "rows", "tokens", "size", "age")
     for b in builds:
         if "error" in b:
-            t.add_row(b["path"], "[red]invalid manifest[/] (see --json)", "", "", "", "", "")
+            t.add_row(Text(b["path"]), Text("invalid manifest", style="red") + Text(" (see --json)"), "", "", "", "", "")
             continue
+        # Paths and names are data: Text keeps a "[x]" in them from being read as rich markup.
         t.add_row(
-            b["path"], b["name"], b["fingerprint"][:12], f"{b['rows']:,}", f"{b['tokens']:,}",
+            Text(b["path"]), Text(b["name"]), b["fingerprint"][:12], f"{b['rows']:,}", f"{b['tokens']:,}",
             f"{b['bytes'] / 1e6:,.1f} MB", _age(b["age_s"]),
         )
     Console().print(t)

@@ -6,7 +6,8 @@ import json
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
@@ -24,7 +25,14 @@ def renderers(as_json: bool = typer.Option(False, "--json", help="Print as JSON.
         rows = [{"name": i.name, "description": i.description, "models": list(i.models)} for i in infos]
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("renderer", "what it renders", "meant for")
+    # Names and model ids are typed into recipes: never cut them short, wrap the description instead.
+    name_width = max(len(i.name) for i in infos)
+    table = Table(
+        Column("renderer", min_width=name_width, no_wrap=True),
+        Column("what it renders", ratio=1),
+        Column("meant for", overflow="fold"),
+    )
     for i in infos:
-        table.add_row(i.name, i.description, ", ".join(i.models) or "-")
+        # Text cells: descriptions hold template syntax ("[INST] … [/INST]"), not rich markup.
+        table.add_row(Text(i.name), Text(i.description), Text("\n".join(i.models) or "-"))
     Console().print(table)

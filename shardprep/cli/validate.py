@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from shardprep.build.checks import check_recipe
 from shardprep.cli.errors import handle_errors
@@ -24,4 +25,5 @@ def validate(recipe: Path = typer.Argument(..., help="Recipe YAML file.")) -> No
     problems = check_recipe(parsed, base_dir)
     if problems:
         raise RecipeError(problems, path=str(recipe))
-    Console().print(f"[green]ok[/]: {recipe} ({parsed.name}, renderer {parsed.renderer.name}, {len(parsed.sources)} source(s))")
+    what = f"{recipe} ({parsed.name}, renderer {parsed.renderer.name}, {len(parsed.sources)} source(s))"
+    Console(highlight=False).print(f"[green]ok[/]: {escape(what)}", soft_wrap=True)

@@ -7,6 +7,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
@@ -29,9 +30,9 @@ def verify(
         con = Console()
         for s in report.shards:
             if not s.ok:
-                con.print(f"[red]BAD[/] {s.path} ({s.split}): " + "; ".join(s.problems))
+                con.print(f"[red]BAD[/] {escape(f'{s.path} ({s.split}): ' + '; '.join(s.problems))}")
         verdict = "[green]ok[/]" if report.ok else "[red]FAILED[/]"
         bad = sum(not s.ok for s in report.shards)
-        con.print(f"{verdict}: {len(report.shards)} shards checked, {bad} with problems ({path})")
+        con.print(f"{verdict}: {len(report.shards)} shards checked, {bad} with problems ({escape(path)})")
     if not report.ok:
         sys.exit(1)

@@ -114,7 +114,7 @@ def histogram(hist: dict[str, list[int]]) -> Text:
 def shard_table(report: dict[str, Any]) -> Table:
     # Shards share their data folder; naming it once in the title keeps the file column narrow.
     folders = sorted({s["path"].rpartition("/")[0] for s in report["shards"]})
-    title = f"shards (in {folders[0]}/)" if len(folders) == 1 and folders[0] else "shards"
+    title = Text(f"shards (in {folders[0]}/)" if len(folders) == 1 and folders[0] else "shards")
     t = Table("split", Column("shard", no_wrap=True), "rows", "tokens", "trained tokens", "bytes", "sha256", title=title, title_justify="left")
     for s in report["shards"]:
         name = s["path"].rpartition("/")[2] if len(folders) == 1 else s["path"]

@@ -22,7 +22,7 @@ PLAIN_ENV = {"COLUMNS": "100", "NO_COLOR": "1", "FORCE_COLOR": None, "TERM": "du
 runner = CliRunner()
 
 # Snapshot helpers are shared with test_show (loaded by path: tests are not a package).
-_spec = importlib.util.spec_from_file_location("_show_tests", Path(__file__).with_name("test_show.py"))
+_spec = importlib.util.spec_from_file_location("_show_tests", Path(__file__).with_name("test_show_cli.py"))
 assert _spec is not None and _spec.loader is not None
 _show = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_show)

@@ -1,0 +1,143 @@
+"""Every command's plain-terminal output (not only --json), with `[` `]` in paths, names and row text.
+
+rich reads `[x]` / `[/x]` as markup: a Mistral description (`[INST] … [/INST]`), a file named
+`rows [1].jsonl` or a message ending in `[reason]` must print as written, never crash or vanish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from shardprep.cli.app import app
+from shardprep.cli.errors import handle_errors
+
+ROOT = Path(__file__).parents[2]
+QWEN3 = ROOT / "tests" / "fixtures" / "tokenizers" / "qwen3"
+PLAIN_ENV = {"COLUMNS": "120", "NO_COLOR": "1", "FORCE_COLOR": None, "TERM": "dumb"}
+SOURCE = "[/src] [bold]x"
+runner = CliRunner()
+
+
+def invoke(*args: str) -> Any:
+    return runner.invoke(app, list(args), env=PLAIN_ENV)
+
+
+def ok(res: Any) -> str:
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output and "internal error" not in res.output
+    assert "\x1b[" not in res.output
+    return str(res.output)
+
+
+def _chat(user: str, assistant: str) -> str:
+    return json.dumps({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]})
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("plain")
+    cfg = tmp / "cfg [x]"
+    cfg.mkdir()
+    # Source paths are globs ("[1]" is a character class), so the data lives outside "cfg [x]".
+    data = tmp / "data"
+    data.mkdir()
+    rows = [_chat(f"[INST] question {i} [/INST]", f"answer [/red] {i} [bold]") for i in range(6)]
+    rows.append(json.dumps({"messages": [{"role": "wizard", "content": "[/x]"}]}))  # skipped: bad role
+    (data / "rows-1.jsonl").write_text("\n".join(rows) + "\n")
+    recipe = {
+        "name": "plain",
+        "output": str(tmp / "out [1]"),
+        "tokenizer": str(QWEN3),
+        "renderer": "qwen3",
+        "sources": [{"name": SOURCE, "path": str(data / "rows-1.jsonl"), "format": "messages"}],
+        "split": {"test_size": 1, "seed": 0},
+        "on_error": "skip",
+    }
+    (cfg / "recipe [v1].yaml").write_text(yaml.safe_dump(recipe))
+    return {"tmp": tmp, "recipe": cfg / "recipe [v1].yaml", "out": tmp / "out [1]"}
+
+
+def test_renderers_table_prints_template_syntax() -> None:
+    out = ok(invoke("renderers"))
+    assert "[INST]" in out and "[/INST]" in out
+    for name in ("mistral", "qwen3_disable_thinking", "deepseekv4_1_preserve_thinking"):
+        assert name in out  # names are never cut short: users copy them into recipes
+
+
+def test_validate_preview_build_show_verify_ls(setup: dict[str, Path]) -> None:
+    recipe, out_dir = setup["recipe"], setup["out"]
+    out = ok(invoke("validate", str(recipe)))
+    assert "ok" in out and "recipe [v1].yaml" in out
+
+    out = ok(invoke("preview", str(recipe), "-n", "10"))
+    assert SOURCE in out and "[INST] question 0 [/INST]" in out and "answer [/red] 0 [bold]" in out
+    assert "rows-1.jsonl" in out  # the skipped row names its file
+
+    out = ok(invoke("build", str(recipe)))
+    assert f"built {out_dir}" in " ".join(out.split())
+    out = ok(invoke("build", str(recipe)))
+    assert f"up to date: {out_dir}" in " ".join(out.split())
+
+    html = setup["tmp"] / "page [1].html"
+    out = ok(invoke("show", str(out_dir), "--html", str(html)))
+    assert SOURCE in out and "[/INST]" in out and "[/red]" in out and "[bold]" in out
+    assert f"wrote {html}" in " ".join(out.split()) and html.exists()
+    assert "sample of skipped rows" in out
+
+    out = ok(invoke("verify", str(out_dir)))
+    assert "ok" in out and "out [1]" in out
+
+    out = ok(invoke("ls", str(setup["tmp"])))
+    assert "out [1]" in out and "plain" in out
+
+
+def test_errors_print_brackets(setup: dict[str, Path], tmp_path: Path) -> None:
+    missing = tmp_path / "no [such]" / "recipe [2].yaml"
+    res = invoke("build", str(missing))
+    assert res.exit_code == 2 and "no [such]" in res.output and "recipe [2].yaml" in res.output
+    bad = tmp_path / "bad [3].yaml"
+    bad.write_text(yaml.safe_dump({"name": "x", "output": "o", "tokenizer": str(QWEN3), "renderer": "[/INST]", "sources": []}))
+    res = invoke("validate", str(bad))
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "bad [3].yaml" in res.output
+
+
+def test_internal_error_printer_escapes(capsys: pytest.CaptureFixture[str]) -> None:
+    @handle_errors(lambda: False)
+    def boom() -> None:
+        raise RuntimeError("closing [/INST] tag")
+
+    with pytest.raises(SystemExit) as exc:
+        boom()
+    assert exc.value.code == 1
+    assert "RuntimeError: closing [/INST] tag" in capsys.readouterr().err
+
+
+def test_output_under_a_file_is_exit_2_with_path_and_cause(setup: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    target = tmp_path / "afile" / "out"
+    res = invoke("build", str(setup["recipe"]), "-o", str(target), "--quiet")
+    assert res.exit_code == 2, res.output
+    assert str(target) in res.output and "Not a directory" in res.output
+    assert "internal error" not in res.output
+
+
+def test_read_only_output_is_exit_2_with_path_and_cause(setup: dict[str, Path], tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("permissions are not enforced for this user (root)")
+        res = invoke("build", str(setup["recipe"]), "-o", str(ro / "out"), "--quiet")
+        assert res.exit_code == 2, res.output
+        assert str(ro / "out") in res.output and "Permission denied" in res.output
+    finally:
+        ro.chmod(0o755)
