@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import codecs
-import csv
 import io
 import itertools
 import json
@@ -29,6 +28,14 @@ from fsspec.utils import get_protocol, infer_compression
 from shardprep.errors import RowError, SourceError
 from shardprep.sources import retry
 from shardprep.sources.compressed import codec_available, damage_named, decompressor
+from shardprep.sources.csvfile import csv_records
+from shardprep.sources.rowcheck import (
+    MAX_DEPTH,
+    SURROGATE_ESCAPE_BYTES,
+    SURROGATE_ESCAPE_TEXT,
+    might_nest_deep,
+    row_problem,
+)
 
 FILE_FORMATS = ("jsonl", "json", "parquet", "csv")
 
@@ -48,6 +55,7 @@ _READ_BLOCK = 1 << 20
 # Lone surrogates that `surrogateescape` puts in place of undecodable bytes.
 _ESCAPED_BYTES = re.compile("[\udc80-\udcff]")
 _WS = " \t\n\r"
+_TOO_DEEP = f"the row nests lists/objects more than {MAX_DEPTH} levels deep"
 
 
 # (line, data, error) as a file reader yields it; data is None for rows counted but skipped.
@@ -270,10 +278,20 @@ def _jsonl_rows(
                     url, lineno, "malformed_json", f"malformed JSON: {e.msg} at column {e.colno}"
                 )
                 continue
+            except RecursionError:
+                yield _bad(url, lineno, "too_deeply_nested", _TOO_DEEP)
+                continue
             if not isinstance(data, dict):
                 kind = type(data).__name__
                 yield _bad(url, lineno, "not_an_object", f"expected a JSON object, got {kind}")
                 continue
+            surrogates = bool(SURROGATE_ESCAPE_BYTES.search(raw))
+            deep = might_nest_deep(raw)
+            if surrogates or deep:
+                problem = row_problem(data, surrogates=surrogates, depth=deep)
+                if problem is not None:
+                    yield _bad(url, lineno, *problem)
+                    continue
             yield lineno, data, None
 
 
@@ -326,6 +344,20 @@ class _JsonArrayReader:
         while True:
             try:
                 value, end = self.decode(self.buf, self.pos)
+            except RecursionError:
+                # Too deep for the parser: find where the element ends without parsing it, so the
+                # elements after it are still read; the row itself is reported as too deep.
+                stop = _nested_end(self.buf, self.pos)
+                if stop is None and not self.eof:
+                    self._fill(want)
+                    want = max(want * 2, len(self.buf))
+                    continue
+                if stop is None:
+                    raise SourceError(
+                        f"{self.url}: element {element} is cut by the end of the file"
+                    ) from None
+                self.pos = stop
+                return _TOO_DEEP_VALUE, ""
             except json.JSONDecodeError as e:
                 if not self.eof:
                     # Most likely the element is cut by the buffer end: read more and retry,
@@ -346,8 +378,8 @@ class _JsonArrayReader:
             self.pos = end
             return value, text
 
-    def values(self, skip: int = 0) -> Iterator[tuple[int, Any, bool]]:
-        """(element index, value, has invalid UTF-8) per element; elements below `skip` are parsed but not checked."""
+    def values(self, skip: int = 0) -> Iterator[tuple[int, Any, str]]:
+        """(element index, value, its source text) per element (text '' below `skip`: unchecked)."""
         first = self._skip_ws()
         if first == "\ufeff":
             self.pos += 1
@@ -361,7 +393,7 @@ class _JsonArrayReader:
                     f"{self.url}: extra data after the top-level JSON value; "
                     "if this is JSON Lines, name it .jsonl or set the file format to jsonl"
                 )
-            yield 0, value, bool(_ESCAPED_BYTES.search(text))
+            yield 0, value, text
             return
         self.pos += 1
         element = 0
@@ -370,8 +402,7 @@ class _JsonArrayReader:
         else:
             while True:
                 value, text = self._value(element)
-                bad = element >= skip and bool(_ESCAPED_BYTES.search(text))
-                yield element, value, bad
+                yield element, value, text if element >= skip else ""
                 element += 1
                 sep = self._skip_ws()
                 if sep == ",":
@@ -389,18 +420,55 @@ class _JsonArrayReader:
             raise SourceError(f"{self.url}: extra data after the top-level JSON array")
 
 
+_TOO_DEEP_VALUE = object()  # stands for an element too deep to parse
+
+
+def _nested_end(buf: str, pos: int) -> int | None:
+    """Index after the array/object starting at `pos` (strings honoured); None if `buf` ends first."""
+    depth = 0
+    i, n = pos, len(buf)
+    while i < n:
+        c = buf[i]
+        if c == '"':
+            i += 1
+            while i < n and buf[i] != '"':
+                i += 2 if buf[i] == "\\" else 1
+            if i >= n:
+                return None
+        elif c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return None
+
+
 def _json_rows(url: str, storage_options: dict[str, Any] | None, skip: int) -> Iterator[_Row]:
     with _open_binary(url, storage_options) as f:
-        for element, value, bad_utf8 in _JsonArrayReader(f, url).values(skip):
+        for element, value, text in _JsonArrayReader(f, url).values(skip):
             if element < skip:
                 yield element, None, None
-            elif bad_utf8:
+                continue
+            if value is _TOO_DEEP_VALUE:
+                yield _bad(url, element, "too_deeply_nested", _TOO_DEEP)
+                continue
+            if _ESCAPED_BYTES.search(text):
                 yield _bad(url, element, "invalid_utf8", "invalid UTF-8 in this element")
-            elif not isinstance(value, dict):
+                continue
+            if not isinstance(value, dict):
                 kind = type(value).__name__
                 yield _bad(url, element, "not_an_object", f"expected a JSON object, got {kind}")
-            else:
-                yield element, value, None
+                continue
+            surrogates = bool(SURROGATE_ESCAPE_TEXT.search(text))
+            deep = might_nest_deep(text)
+            if surrogates or deep:
+                problem = row_problem(value, surrogates=surrogates, depth=deep)
+                if problem is not None:
+                    yield _bad(url, element, *problem)
+                    continue
+            yield element, value, None
 
 
 def _parquet_rows(
@@ -452,19 +520,14 @@ def _count_parquet(url: str, storage_options: dict[str, Any] | None) -> int:
 
 def _csv_rows(url: str, storage_options: dict[str, Any] | None, skip: int) -> Iterator[_Row]:
     """One dict per CSV record, every value a string (no type guessing: "007" stays "007")."""
-    with _open_binary(url, storage_options) as f:
-        # utf-8-sig drops a BOM; newline="" lets the csv module handle quoted line breaks.
-        text = io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
-        reader = csv.DictReader(text)
-        for i, row in enumerate(reader):
-            line = reader.line_num
-            if i < skip:
-                yield line, None, None
-                continue
-            if None in row:
-                yield _bad(url, line, "malformed_csv", "the record has more fields than the header")
-                continue
-            yield line, dict(row), None
+    records = csv_records(url, lambda: _open_binary(url, storage_options))
+    for i, (line, data, problem) in enumerate(records):
+        if i < skip:
+            yield line, None, None
+        elif problem is not None:
+            yield _bad(url, line, *problem)
+        else:
+            yield line, data, None
 
 
 def _read_file(
@@ -597,10 +660,8 @@ def _count_jsonl(url: str, storage_options: dict[str, Any] | None) -> int:
 
 
 def _count_csv(url: str, storage_options: dict[str, Any] | None) -> int:
-    with _open_binary(url, storage_options) as f:
-        text = io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
-        # DictReader's own rule (header first, blank lines skipped), so counts match the reader.
-        return sum(1 for _ in csv.DictReader(text))
+    # The reader's own records (bad ones included), so counts match the reader.
+    return sum(1 for _ in csv_records(url, lambda: _open_binary(url, storage_options)))
 
 
 def _count_once(url: str, fmt: str, storage_options: dict[str, Any] | None) -> int:

@@ -1,0 +1,58 @@
+"""Checks on a parsed row that the JSON parser does not make, but every later stage relies on.
+
+JSON accepts `"\\ud800"` (a lone surrogate escape), which is no Unicode text: the tokenizer then
+fails on the whole batch. And a row nested a thousand levels deep parses, but exhausts Python's
+stack in whichever stage walks it next. Both are bad rows, found here with their file and line.
+The checks cost nothing for ordinary rows: each runs only when a cheap scan of the raw text says
+it could find something.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# Nesting deeper than this is refused: far beyond any chat row, far below Python's stack limit.
+MAX_DEPTH = 64
+# A JSON escape of a UTF-16 surrogate (high or low); a valid pair decodes to one character.
+SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")
+_OPENERS = re.compile(rb"[\[{]")
+
+
+def might_nest_deep(raw: bytes | str) -> bool:
+    """False when the text holds too few brackets to nest past MAX_DEPTH."""
+    if isinstance(raw, str):
+        return raw.count("[") + raw.count("{") > MAX_DEPTH
+    return raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
+
+
+def row_problem(value: Any, *, surrogates: bool, depth: bool) -> tuple[str, str] | None:
+    """(reason, message) for a lone surrogate in any string or key, or nesting past MAX_DEPTH."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, level = stack.pop()
+        if isinstance(v, str):
+            if surrogates and _lone_surrogate(v):
+                return "invalid_utf8", f"a string holds a lone surrogate ({_lone_surrogate(v)}), which is not text"
+            continue
+        if isinstance(v, dict):
+            items: Any = v.values()
+            if surrogates:
+                stack.extend((k, level) for k in v)
+        elif isinstance(v, list):
+            items = v
+        else:
+            continue
+        if depth and level > MAX_DEPTH:
+            return "too_deeply_nested", f"the row nests lists/objects more than {MAX_DEPTH} levels deep"
+        stack.extend((x, level + 1) for x in items)
+    return None
+
+
+def _lone_surrogate(s: str) -> str:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"\\u{ord(s[e.start]):04x}"
+    return ""
