@@ -6,10 +6,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shardprep.errors import RecipeError
+from shardprep.recipe_yaml import load_yaml
 from shardprep.renderers.base import TrainOnWhat
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -284,8 +284,6 @@ def load_recipe(path: str | Path) -> tuple[Recipe, Path]:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeError([f"recipe file {p} does not exist"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RecipeError([f"not valid YAML: {exc}"], path=str(p)) from None
+    # Bounded aliases, no repeated keys (recipe_yaml.py); errors name the recipe file.
+    data = load_yaml(text, origin=str(p))
     return parse_recipe(data, origin=str(p)), p.resolve().parent

@@ -15,10 +15,10 @@ from typing import Any, NoReturn
 
 from jinja2 import TemplateError
 from jinja2.ext import loopcontrols
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from shardprep.errors import RendererError, ShardprepError
 from shardprep.renderers.content import Message, parts
+from shardprep.renderers.jinja_limits import BoundedEnvironment
 
 
 class TemplateRaised(RendererError):
@@ -91,12 +91,15 @@ def template_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
 class ChatTemplate:
     """One compiled chat template plus the special-token values it is rendered with."""
 
-    def __init__(self, source: str, *, bos_token: str = "", eos_token: str = "") -> None:
+    def __init__(
+        self, source: str, *, bos_token: str = "", eos_token: str = "", label: str = "chat template"
+    ) -> None:
         self.source = source
         self.bos_token = bos_token
         self.eos_token = eos_token
-        env = ImmutableSandboxedEnvironment(
-            trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
+        # The sandbox, with a time and output-size bound per render (jinja_limits.py).
+        env = self._env = BoundedEnvironment(
+            label=label, trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
         )
         env.filters["tojson"] = _tojson
         env.globals["raise_exception"] = _raise_exception
@@ -112,6 +115,7 @@ class ChatTemplate:
             chat_template_of(config, name),
             bos_token=_token_text(config, "bos_token"),
             eos_token=_token_text(config, "eos_token"),
+            label="tokenizer_config.json chat_template" + (f" {name!r}" if name != "default" else ""),
         )
 
     def render(
@@ -123,8 +127,9 @@ class ChatTemplate:
         **extra: Any,
     ) -> str:
         """The template's text for `messages` (already in template form, see template_messages)."""
+        self._env.start()
         try:
-            return self._template.render(
+            chunks = self._template.generate(
                 messages=list(messages),
                 tools=tools,
                 add_generation_prompt=add_generation_prompt,
@@ -132,6 +137,14 @@ class ChatTemplate:
                 eos_token=self.eos_token,
                 **extra,
             )
+            out: list[str] = []
+            size = 0
+            for chunk in chunks:  # streamed, so a runaway template is stopped as it writes
+                size += len(chunk)
+                self._env.check_size(size)
+                self._env.check_time()
+                out.append(chunk)
+            return "".join(out)
         except RendererError:
             raise
         except Exception as exc:  # a template error is about this conversation, not the build

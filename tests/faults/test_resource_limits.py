@@ -1,0 +1,170 @@
+"""Item 6: a hostile recipe or chat template ends in a clear error, never in gigabytes or a hang.
+
+YAML alias bombs and repeated keys are refused when the recipe is read; a chat template gets a
+time and an output-size bound per render, and breaking it is a row error naming the template."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from shardprep.errors import RecipeError, RendererError
+from shardprep.recipe import load_recipe
+from shardprep.renderers import jinja_limits
+from shardprep.renderers.jinja_template import ChatTemplate
+
+from ._project import TOY, chat_row, prep
+
+BASE = """\
+name: hostile
+output: out
+tokenizer: {tok}
+sources: [{{path: rows.jsonl}}]
+"""
+
+BOMB = """\
+renderer:
+  name: hf_template
+  template_kwargs:
+    a: &a [x, x, x, x, x, x, x, x, x, x]
+    b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+    c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+    d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+    e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+    f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
+    g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]
+    h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
+    i: [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+
+def _recipe(tmp_path: Path, extra: str) -> Path:
+    (tmp_path / "rows.jsonl").write_text(json.dumps(chat_row(0)) + "\n")
+    p = tmp_path / "recipe.yaml"
+    p.write_text(BASE.format(tok=TOY) + extra)
+    return p
+
+
+def test_alias_bomb_is_refused_at_once(tmp_path: Path, faults) -> None:
+    p = _recipe(tmp_path, BOMB)
+    faults.bad_input()
+    t0 = time.monotonic()
+    with pytest.raises(RecipeError, match="alias"):
+        load_recipe(p)
+    assert time.monotonic() - t0 < 2
+    code, out = prep("validate", str(p))
+    assert code == 2 and "alias" in out and "recipe.yaml" in out, out
+
+
+def test_a_few_aliases_are_fine(tmp_path: Path) -> None:
+    p = _recipe(tmp_path, "renderer: {name: hf_template, template_kwargs: {a: &a [1, 2], b: *a}}\n")
+    recipe, _ = load_recipe(p)
+    assert recipe.renderer.options["template_kwargs"] == {"a": [1, 2], "b": [1, 2]}
+
+
+def test_merge_keys_may_be_overridden(tmp_path: Path) -> None:
+    p = tmp_path / "recipe.yaml"
+    (tmp_path / "rows.jsonl").write_text(json.dumps(chat_row(0)) + "\n")
+    p.write_text(
+        BASE.format(tok=TOY)
+        + "renderer: qwen3\nsplit:\n  <<: {test_size: 0, seed: 1}\n  seed: 2\n"
+    )
+    recipe, _ = load_recipe(p)
+    assert recipe.split.seed == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "line"),
+    [("renderer: qwen3\nrenderer: llama3\n", 6), ("renderer: qwen3\nshards:\n  max_rows: 10\n  max_rows: 20\n", 8)],
+    ids=["top_level", "nested"],
+)
+def test_duplicate_key_is_refused_with_both_lines(tmp_path: Path, extra: str, line: int, faults) -> None:
+    p = _recipe(tmp_path, extra)
+    faults.bad_input()
+    with pytest.raises(RecipeError, match=f"line {line}: key .* given twice"):
+        load_recipe(p)
+    code, out = prep("validate", str(p))
+    assert code == 2 and "given twice" in out, out
+
+
+def test_recursive_alias_and_deep_nesting_are_refused(tmp_path: Path, faults) -> None:
+    faults.bad_input(2)
+    with pytest.raises(RecipeError):
+        load_recipe(_recipe(tmp_path, "renderer: &r [*r]\n"))
+    with pytest.raises(RecipeError):
+        load_recipe(_recipe(tmp_path, "renderer: " + "[" * 20000 + "]" * 20000 + "\n"))
+
+
+HOSTILE_TEMPLATES = {
+    "nested_loops": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "nested_loops_writing": "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+    "huge_product": "{{ 'A' * 2000000000 }}",
+    "doubling_concat": "{% set ns = namespace(s='a') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+    "doubling_plus": "{% set ns = namespace(s=['a']) %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}",
+    "center_filter": "{{ 'a'|center(2000000000) }}",
+    "str_method": "{{ 'a'.ljust(2000000000) }}",
+    "replace_growth": "{{ ('a' * 1000)|replace('a', 'b' * 100000) }}",
+    "power": "{{ 7 ** 100000000 }}",
+    "recursive_macro": "{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(60) }}",
+}
+
+
+@pytest.fixture
+def short_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jinja_limits, "MAX_RENDER_S", 0.3)
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_TEMPLATES))
+def test_template_render_is_bounded(name: str, short_limit: None, faults) -> None:
+    faults.bad_input()
+    t0 = time.monotonic()
+    with pytest.raises(RendererError, match=r"chat template \(test\) (took longer|output would exceed)"):
+        ChatTemplate(HOSTILE_TEMPLATES[name], label="chat template (test)").render([{"role": "user", "content": "hi"}])
+    assert time.monotonic() - t0 < 3
+
+
+def test_ordinary_template_is_untouched() -> None:
+    t = ChatTemplate(
+        "{% for m in messages %}<{{ m.role }}>{{ m.content|trim }}{{ '%s' % '!' }}{% endfor %}"
+        "{{ [1, 2]|join(',') }}{{ 'ab'|replace('a', 'c') }}{{ '-' * 3 }}"
+    )
+    assert t.render([{"role": "user", "content": " hi "}]) == "<user>hi!1,2cb---"
+
+
+LOOP_ON_ROW = (
+    "{% for m in messages %}{% if m.content == 'loop' %}"
+    "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}{% endif %}"
+    "<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.mark.parametrize("on_error", ["skip", "fail"])
+def test_build_with_runaway_template_names_it(tmp_path: Path, on_error: str, short_limit: None, faults) -> None:
+    tok = tmp_path / "tok"
+    shutil.copytree(TOY, tok)
+    config = json.loads((tok / "tokenizer_config.json").read_text())
+    config["chat_template"] = LOOP_ON_ROW
+    (tok / "tokenizer_config.json").write_text(json.dumps(config))
+    rows = [chat_row(i) for i in range(6)]
+    rows[2]["messages"][0]["content"] = "loop"
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    p = tmp_path / "recipe.yaml"
+    p.write_text(
+        BASE.format(tok=tok) + f"renderer: hf_template\non_error: {on_error}\nworkers: 1\nconformance_rows: 0\n"
+    )
+    faults.bad_input()
+    code, out = prep("build", str(p), "--quiet")
+    if on_error == "fail":
+        assert code == 2, out
+        assert "rows.jsonl, line 3" in out and "chat_template took longer" in out, out
+        return
+    assert code == 0, out
+    m = json.loads((tmp_path / "out/manifest.json").read_text())
+    assert m["stats"]["dropped"] == {"renderer_error": 1}
+    assert m["splits"]["train"]["rows"] == 5
+    faults.rows_lost(5 - m["splits"]["train"]["rows"])
