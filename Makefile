@@ -1,19 +1,28 @@
-# Everything runs inside .venv, created on first use.
+# Everything runs inside .venv, created on first use. `make demo` installs the core package only
+# (the demo imports no torch, ray or test tools); `make test` adds the extras to the same venv.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+CORE_STAMP := $(VENV)/.installed-core
 STAMP := $(VENV)/.installed
+# setuptools prints an informational notice on every editable install (not about this project).
+EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q -e
 
 .PHONY: demo test test-reference lint bench clean
 
-$(STAMP): pyproject.toml
+$(CORE_STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(EDITABLE) .
+	touch $(CORE_STAMP)
+
+# torch first, pinned: an unpinned torch requirement would pull a multi-GB CUDA build.
+$(STAMP): $(CORE_STAMP)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,torch,ray]'
+	$(EDITABLE) '.[dev,torch,ray]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(CORE_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/prep build configs/demo.yaml
 	$(BIN)/prep show shards/demo-qwen3 --row 0
 

@@ -27,6 +27,8 @@ dl.meta dt { color: #6e6e73; } dl.meta dd { margin: 0; font-family: ui-monospace
 .t.sp { outline: 1px solid #8250df; color: #8250df; font-weight: 600; }
 .t.tr.sp { color: #116329; outline-color: #116329; }
 .legend span { padding: 0 6px; margin-right: 8px; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 10px; }
+.pair h4 { margin: 4px 0; font-size: 14px; } .pair .chosen h4 { color: #1a7f37; } .pair .rejected h4 { color: #b31d28; }
 pre.diff { background: #f6f8fa; padding: 8px; overflow-x: auto; }
 .del { color: #b31d28; background: #ffeef0; } .add { color: #22863a; background: #f0fff4; }
 svg text { font: 11px system-ui, sans-serif; fill: #444; }
@@ -91,8 +93,38 @@ def _pieces_html(pieces: list[Piece]) -> str:
     return "".join(out)
 
 
+def _spans_html(spans: list[dict[str, Any]]) -> str:
+    """Runs of equal trained-ness (what a nested row carries: its per-token pieces are not kept)."""
+    out = []
+    for i, s in enumerate(spans):
+        cls = "t " + ("a" if i % 2 == 0 else "b") + (" tr" if s["trained"] else "") + (" sp" if s["special"] else "")
+        title = f"{s['n_trained']:,} of {s['n_tokens']:,} tokens trained"
+        out.append(
+            f'<span class="{cls}" data-n="{s["n_tokens"]}" data-trained="{s["n_trained"]}" title="{escape(title)}">{escape(s["text"])}</span>'
+        )
+    return "".join(out)
+
+
+def _side_html(side: str, sub: dict[str, Any]) -> str:
+    """One side of a preference pair, labelled like the terminal's column header."""
+    head = f"{side} · {sub['length']:,} tokens, {sub['trained']:,} trained"
+    if sub.get("spans") is None:
+        body = escape(f"(tokenizer not available) input_ids {sub['input_ids'][:200]}")
+    else:
+        body = _spans_html(sub["spans"])
+    return (
+        f'<section class="example {side}" data-side="{side}" data-trained="{sub["trained"]}" data-length="{sub["length"]}">'
+        f"<h4>{escape(head)}</h4><div class=\"row\">{body}</div></section>"
+    )
+
+
 def _row_html(row: dict[str, Any]) -> str:
     where = f"{row['split']} row {row['index']}" if row["split"] != "preview" else f"preview {row['index']}"
+    if "pair" in row:
+        # Both sides, chosen first, each with its own trained marks (the top-level row is the chosen side).
+        head = f"{where} · source {row['source']} row {row['source_row']} · preference pair"
+        sides = "".join(_side_html(side, row["pair"][side]) for side in ("chosen", "rejected"))
+        return f'<div class="pair-row"><h3>{escape(head)}</h3><div class="pair">{sides}</div></div>'
     head = f"{where} · source {row['source']} row {row['source_row']} · {row['length']:,} tokens, {row['trained']:,} trained"
     if row.get("pieces") is None:
         body = escape(f"(tokenizer not available) input_ids {row['input_ids'][:200]}")
