@@ -44,7 +44,7 @@ BATCH = 8
 
 
 def write_shards(folder: Path, tokens: int, rows_per_shard: int = 256) -> list[str]:
-    from shardprep.store.shards import SFT_SCHEMA
+    from shardprep.tasks.sft import SCHEMA as SFT_SHARD_SCHEMA
 
     rng = np.random.default_rng(0)
     lengths: list[int] = []
@@ -70,7 +70,7 @@ def write_shards(folder: Path, tokens: int, rows_per_shard: int = 256) -> list[s
                 pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(lens), np.int32)), pa.array(["synthetic"])),
                 pa.array(np.arange(start, start + len(lens), dtype=np.int64)),
             ],
-            schema=SFT_SCHEMA,
+            schema=SFT_SHARD_SCHEMA.arrow(),
         )
         rel = f"data-bench/train-{s:05d}.parquet"
         pq.write_table(table, folder / rel, compression="zstd", row_group_size=1024)

@@ -6,11 +6,24 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from shardprep.errors import RecipeError
+from shardprep.formats import ALL_FORMATS
 from shardprep.recipe_yaml import load_yaml
 from shardprep.renderers.base import TrainOnWhat
+from shardprep.tasks import TASKS, TaskOptions, option_owners
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
@@ -38,13 +51,9 @@ class SourceSpec(_Strict):
     name: str | None = None
     # Exactly one of `path` (local path, glob or fsspec URL) and `hf` (Hub id or Hub-layout folder).
     path: str = ""
-    # Conversation formats (sft, rl_prompts), pair formats (dpo) and `text` (pretrain); see TASK_FORMATS.
-    format: Literal[
-        "messages", "sharegpt", "alpaca",
-        "tinker_comparison", "sharegpt_pair", "messages_pair", "text_pair", "hh_rlhf",
-        "text",
-        "prompt_completion",
-    ] = "messages"
+    # Conversation formats (sft, rl_prompts), pair formats (dpo) and `text` (pretrain): each
+    # task's `formats` says which it reads.
+    format: str = "messages"
     columns: dict[str, str] = Field(default_factory=dict)
     file_format: Literal["auto", "jsonl", "json", "parquet", "csv"] = "auto"
     storage_options: dict[str, Any] = Field(default_factory=dict)
@@ -61,6 +70,13 @@ class SourceSpec(_Strict):
     take: int | None = Field(None, ge=0)
     repeat: int = Field(1, ge=1)
     seed: int = 0
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v: str) -> str:
+        if v not in ALL_FORMATS:
+            raise ValueError(f"unknown format {v!r} (known: {', '.join(ALL_FORMATS)})")
+        return v
 
     @model_validator(mode="after")
     def _one_input(self) -> SourceSpec:
@@ -111,31 +127,13 @@ class ShardSpec(_Strict):
         return size
 
 
-CONVERSATION_FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion")
-PAIR_FORMATS = ("tinker_comparison", "sharegpt_pair", "messages_pair", "text_pair", "hh_rlhf")
-# Which source formats each task reads.
-TASK_FORMATS: dict[str, tuple[str, ...]] = {
-    "sft": CONVERSATION_FORMATS,
-    "rl_prompts": CONVERSATION_FORMATS,
-    "dpo": PAIR_FORMATS,
-    "pretrain": ("text",),
-}
-# Task-specific keys: set for another task they are a mistake, so they are rejected.
-_TASK_KEYS: dict[str, str] = {
-    "tie": "dpo",
-    "max_prompt_tokens": "rl_prompts",
-    "passthrough": "rl_prompts",
-    "block_size": "pretrain",
-    "add_bos": "pretrain",
-    "add_eos": "pretrain",
-    "tools": "sft",
-}
-PASSTHROUGH_TYPES = ("string", "int64", "float64", "bool", "json", "list<string>", "list<int64>", "list<float64>")
-# Columns a task writes itself; a passthrough column may not shadow them.
-RL_RESERVED_COLUMNS = frozenset({"prompt_ids", "length", "source", "source_row"})
-
-
 _PATHED = "@path:"  # marks validator messages that carry their own YAML path
+
+
+class _InvalidOptions(TaskOptions):
+    """Stands in for task options that failed validation until the recipe reports them."""
+
+    problems: list[str]
 
 
 class RendererSpec(_Strict):
@@ -148,7 +146,7 @@ class Recipe(_Strict):
     output: str
     tokenizer: str
     renderer: RendererSpec
-    task: Literal["sft", "dpo", "rl_prompts", "pretrain"] = "sft"
+    task: str = "sft"
     train_on: TrainOnWhat = TrainOnWhat.ALL_ASSISTANT_MESSAGES
     max_length: int | None = Field(None, ge=2)
     overlong: Literal["truncate", "drop"] = "truncate"
@@ -165,60 +163,73 @@ class Recipe(_Strict):
     work_unit_rows: int | Literal["auto"] = "auto"
     workers: int | Literal["auto"] = "auto"
     skipped_sample: int = Field(100, ge=0)
-    # task: dpo — what a "Tie" label becomes: dropped (counted as `tie`) or chosen = B, as tinker does.
-    tie: Literal["drop", "as_b"] = "drop"
-    # task: rl_prompts — prompts longer than this are dropped (`overlong`), never cut: a cut prompt
-    # loses its generation suffix. Passthrough: output column -> declared Arrow type (row field
-    # named by `columns` of the source when mapped there, else the same name).
-    max_prompt_tokens: int | None = Field(None, ge=1)
-    passthrough: dict[str, Literal[
-        "string", "int64", "float64", "bool", "json", "list<string>", "list<int64>", "list<float64>"
-    ]] = Field(default_factory=dict)
-    # task: pretrain — tokens per block row (inputs; targets are shifted by one), and the BOS/EOS
-    # policy per document (None: add the token when tokenizer_config.json names one).
-    block_size: int | None = Field(None, ge=2)
-    add_bos: bool | None = None
-    add_eos: bool | None = None
-    # task: sft — a row's `tools` column: `auto` declares them through the renderer's tool prefix
-    # (replacing the leading system message), `ignore` trains as if the column were absent.
-    tools: Literal["auto", "ignore"] = "auto"
+    # The task's own keys (`tie`, `passthrough`, `block_size`, ...), written at the top level of
+    # the recipe and validated by the task's options model; serialized back to the top level.
+    task_options: SerializeAsAny[TaskOptions] = Field(default_factory=TaskOptions)
     # Rows per work unit whose text is compared with the model's own chat_template (0: off).
     conformance_rows: int = Field(16, ge=0)
 
     @model_validator(mode="before")
     @classmethod
-    def _task_defaults(cls, data: Any) -> Any:
-        # DPO trains the last assistant message (tinker's build_supervised_example default).
-        if isinstance(data, dict) and data.get("task") == "dpo" and "train_on" not in data:
-            return {**data, "train_on": TrainOnWhat.LAST_ASSISTANT_MESSAGE.value}
-        return data
+    def _gather_task_options(cls, data: Any) -> Any:
+        """Top-level task keys -> `task_options`; the task's defaults for keys left out."""
+        if not isinstance(data, dict) or "task_options" in data:
+            return data
+        owners = option_owners()
+        rest = {k: v for k, v in data.items() if k not in owners}
+        task = TASKS.get(data.get("task", "sft")) if isinstance(data.get("task", "sft"), str) else None
+        if task is not None:
+            rest = {**task.recipe_defaults, **rest}
+        return {**rest, "task_options": {k: v for k, v in data.items() if k in owners}}
+
+    @field_validator("task_options", mode="before")
+    @classmethod
+    def _task_options(cls, v: Any, info: ValidationInfo) -> Any:
+        task = TASKS.get(info.data.get("task", ""))
+        if task is None:
+            return TaskOptions()  # the unknown task is reported on its own key
+        if isinstance(v, TaskOptions):
+            if isinstance(v, task.options_model):
+                return v
+            v = v.model_dump()
+        owners = option_owners()
+        problems = [
+            f"{key}: only for task {owners[key]} (this recipe's task is {task.name})"
+            for key in v
+            if owners.get(key, task.name) != task.name
+        ]
+        own = {k: val for k, val in v.items() if owners.get(k, task.name) == task.name}
+        try:
+            options = task.options_model.model_validate(own)
+        except ValidationError as err:
+            problems += [
+                p.replace("Field required", f"required for task {task.name}") for p in _problems(err)
+            ]
+        # Reported with the recipe-wide problems (after validation), so every problem shows at once.
+        return _InvalidOptions(problems=problems) if problems else options
 
     @model_validator(mode="after")
     def _per_task(self) -> Recipe:
-        problems = []
-        for key, task in _TASK_KEYS.items():
-            if key in self.model_fields_set and self.task != task:
-                problems.append(f"{key}: only for task {task} (this recipe's task is {self.task})")
-        allowed = TASK_FORMATS[self.task]
-        for i, src in enumerate(self.sources):
-            if src.format not in allowed:
-                problems.append(
-                    f"sources[{i}].format: task {self.task} reads {', '.join(allowed)} (got {src.format!r})"
-                )
-        if self.task == "dpo":
-            if self.train_on != TrainOnWhat.LAST_ASSISTANT_MESSAGE:
-                problems.append("train_on: task dpo trains on last_assistant_message (as tinker's DPO builder)")
-            if self.weight_reduction != "none":
-                problems.append("weight_reduction: task dpo keeps per-token weights (none), as tinker's DPO builder")
-        if self.task == "pretrain" and self.block_size is None:
-            problems.append("block_size: required for task pretrain")
-        clash = sorted(RL_RESERVED_COLUMNS & set(self.passthrough))
-        if clash:
-            problems.append(f"passthrough: {', '.join(clash)} are columns the task writes itself")
+        opts = self.task_options
+        problems = list(opts.problems) if isinstance(opts, _InvalidOptions) else []
+        problems += TASKS[self.task].recipe_problems(self)
         if problems:
             # One line per problem, each already naming its YAML path (see _problems).
             raise ValueError(_PATHED + f"\n{_PATHED}".join(problems))
         return self
+
+    @model_serializer(mode="wrap")
+    def _flat(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        data.update(data.pop("task_options", None) or {})
+        return data
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        if v not in TASKS:
+            raise ValueError(f"unknown task {v!r} (known: {', '.join(TASKS)})")
+        return v
 
     @field_validator("renderer", mode="before")
     @classmethod

@@ -1,34 +1,70 @@
-"""Checks that need more than the recipe's shape: tokenizer, renderer, inputs. All problems at once."""
+"""Preflight: everything a build checks before its first row, with every problem collected.
+
+`plan_build` and `prep validate` run this one function, so validate fails wherever build would
+fail before reading rows (tokenizer, renderer, the task's own check, inputs).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from shardprep.errors import ShardprepError
-from shardprep.sources.files import expand_paths
-from shardprep.tokenizer import load_tokenizer
+from shardprep.errors import RecipeError, ShardprepError
 from shardprep.recipe import Recipe
 from shardprep.renderers.registry import get_renderer
+from shardprep.sources.files import expand_paths
+from shardprep.tasks import TASKS
+from shardprep.tokenizer import LoadedTokenizer, load_tokenizer
+
+
+@dataclass
+class Preflight:
+    tokenizer: LoadedTokenizer | None = None
+    renderer: Any = None
+    # (YAML key the problem belongs to, the error); the first is what a build raises.
+    errors: list[tuple[str, ShardprepError]] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        for key, err in self.errors:
+            # A task's problems already start with their YAML key.
+            out += err.problems if isinstance(err, RecipeError) else [f"{key}: {err}"]
+        return out
+
+    def raise_first(self) -> None:
+        if self.errors:
+            raise self.errors[0][1]
+
+
+def preflight(recipe: Recipe, base_dir: Path, *, inputs: bool = True) -> Preflight:
+    """`inputs` False: leave the sources to the caller (a build resolves them with their identities)."""
+    out = Preflight()
+    try:
+        out.tokenizer = load_tokenizer(recipe.tokenizer, base_dir=base_dir)
+    except ShardprepError as exc:
+        out.errors.append(("tokenizer", exc))
+    if out.tokenizer is not None:
+        try:
+            out.renderer = get_renderer(recipe.renderer.name, out.tokenizer, dict(recipe.renderer.options))
+            out.renderer.check_tokenizer()  # a missing special token is a recipe error
+        except ShardprepError as exc:
+            out.errors.append(("renderer", exc))
+        problems = TASKS[recipe.task].check(recipe, out.tokenizer)
+        if problems:
+            out.errors.append(("task", RecipeError(problems)))
+    if inputs:
+        for i, src in enumerate(recipe.sources):
+            if src.hf:
+                continue  # resolved (revision -> commit) by plan_build, which needs the network/cache
+            try:
+                expand_paths(src.path, base_dir=base_dir, storage_options=src.storage_options)
+            except ShardprepError as exc:
+                out.errors.append((f"sources[{i}].path", exc))
+    return out
 
 
 def check_recipe(recipe: Recipe, base_dir: Path) -> list[str]:
-    problems: list[str] = []
-    tokenizer = None
-    try:
-        tokenizer = load_tokenizer(recipe.tokenizer, base_dir=base_dir)
-    except ShardprepError as exc:
-        problems.append(f"tokenizer: {exc}")
-    if tokenizer is not None:
-        try:
-            renderer = get_renderer(recipe.renderer.name, tokenizer, dict(recipe.renderer.options))
-            renderer.check_tokenizer()
-        except ShardprepError as exc:
-            problems.append(f"renderer: {exc}")
-    for i, src in enumerate(recipe.sources):
-        if src.hf:
-            continue  # resolved (revision -> commit) by plan_build, which needs the network/cache
-        try:
-            expand_paths(src.path, base_dir=base_dir, storage_options=src.storage_options)
-        except ShardprepError as exc:
-            problems.append(f"sources[{i}].path: {exc}")
-    return problems
+    """Every problem a build would meet before its first row, one line each."""
+    return preflight(recipe, base_dir).problems

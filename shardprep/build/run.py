@@ -14,22 +14,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from shardprep import FORMAT_VERSION, __version__
-from shardprep.errors import BuildError, ShardprepError
-from shardprep.sources import hub
 from shardprep.build.engines.local import resolve_workers, run_units
 from shardprep.build.lock import build_lock
-from shardprep.store.manifest import (
-    FORMAT_NAME,
-    canonical_json,
-    fingerprint,
-    read_manifest,
-    write_manifest,
-)
-from shardprep.sources.files import expand_paths, file_identity
-from shardprep.store.storage import Output
-from shardprep.tasks import task_module
-from shardprep.encode.tokenize import BatchEncoder
-from shardprep.tokenizer import LoadedTokenizer, load_tokenizer, resolve_tokenizer_path
 from shardprep.build.units import (
     UnitContext,
     UnitResult,
@@ -38,8 +24,24 @@ from shardprep.build.units import (
     plan_units,
     selected_total,
 )
+from shardprep.encode.tokenize import BatchEncoder
+from shardprep.encode.conformance import merge_conformance
+from shardprep.build.checks import preflight
+from shardprep.errors import BuildError, ShardprepError
 from shardprep.recipe import Recipe, SourceSpec
 from shardprep.renderers.registry import get_renderer
+from shardprep.sources import hub
+from shardprep.sources.files import expand_paths, file_identity
+from shardprep.store.manifest import (
+    FORMAT_NAME,
+    canonical_json,
+    fingerprint,
+    read_manifest,
+    write_manifest,
+)
+from shardprep.store.storage import Output
+from shardprep.tasks import TASKS
+from shardprep.tokenizer import LoadedTokenizer, load_tokenizer, resolve_tokenizer_path
 
 _MIN_ROWS_FOR_POOL = 4096
 ENGINES = ("local", "ray")
@@ -138,9 +140,10 @@ def quick_key(recipe: Recipe, base_dir: Path, source_files: dict[str, Any]) -> s
 
 
 def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
-    tokenizer = load_tokenizer(recipe.tokenizer, base_dir=base_dir)
-    renderer = get_renderer(recipe.renderer.name, tokenizer, dict(recipe.renderer.options))
-    renderer.check_tokenizer()  # before the first row: a missing special token is a recipe error
+    pre = preflight(recipe, base_dir, inputs=False)
+    pre.raise_first()  # the same checks as `prep validate`, before the first row
+    tokenizer, renderer = pre.tokenizer, pre.renderer
+    assert tokenizer is not None
     source_files, hub_sources = _source_identities(recipe, base_dir)
     # Everything that can change a byte of the shards, and nothing that cannot (output path,
     # workers, engine, batch size, progress display).
@@ -177,27 +180,12 @@ def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
         "on_error": recipe.on_error,
     }
     # Task options enter the fingerprint only for their task, so sft fingerprints stay as they were.
-    parts.update(_task_parts(recipe))
-    task_check = getattr(task_module(recipe.task), "check", None)
-    if task_check is not None:
-        task_check(recipe, tokenizer)  # before the first row, as check_tokenizer
+    parts.update(TASKS[recipe.task].fingerprint_parts(recipe))
     output = Output(resolve_path(recipe.output, base_dir), storage_options=recipe.output_storage_options)
     return Plan(
         recipe, base_dir, tokenizer, renderer, output, source_files, fingerprint(parts), parts,
         quick_key(recipe, base_dir, source_files),
     )
-
-
-def _task_parts(recipe: Recipe) -> dict[str, Any]:
-    if recipe.task == "dpo":
-        return {"tie": recipe.tie}
-    if recipe.task == "rl_prompts":
-        return {"max_prompt_tokens": recipe.max_prompt_tokens, "passthrough": dict(recipe.passthrough)}
-    if recipe.task == "pretrain":
-        return {"block_size": recipe.block_size, "add_bos": recipe.add_bos, "add_eos": recipe.add_eos}
-    if recipe.task == "sft":
-        return {"tools": recipe.tools}
-    return {}
 
 
 def _selection_parts(src: SourceSpec) -> dict[str, Any]:
@@ -395,7 +383,7 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
         "fingerprint": plan.fingerprint,
         "quick_key": plan.quick_key,
         "task": recipe.task,
-        "schema": task_module(recipe.task).SCHEMA,
+        "schema": TASKS[recipe.task].schema.id,
         "recipe": recipe.model_dump(mode="json"),
         "tokenizer": plan.tokenizer.describe(),
         "renderer": plan.fingerprint_parts["renderer"],
@@ -431,18 +419,6 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
         },
         "data_dir": plan.data_dir,
         "skipped_sample": f"{plan.data_dir}/skipped.jsonl" if has_skipped else None,
-        **({"conformance": conf} if (conf := _conformance(results)) else {}),
+        **({"conformance": conf} if (conf := merge_conformance([r.extras["conformance"] for r in results if r.extras.get("conformance")])) else {}),
     }
 
-
-def _conformance(results: list[UnitResult]) -> dict[str, Any] | None:
-    """The units' template conformance samples as one record; the first difference in unit order."""
-    parts = [r.extras["conformance"] for r in results if r.extras.get("conformance")]
-    if not parts:
-        return None
-    return {
-        "template": parts[0]["template"],
-        "checked": sum(p["checked"] for p in parts),
-        "identical": sum(p["identical"] for p in parts),
-        "first_difference": next((p["first_difference"] for p in parts if p["first_difference"]), None),
-    }

@@ -21,18 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from shardprep.errors import RowError
-from shardprep.sources.hub import HubRef, hub_ref, iter_shard_rows, shard_rows
 from shardprep.build.mixture import Selection, select, test_mask
-from shardprep.store.shards import ShardWriter
-from shardprep.sources.files import RawRow, count_rows_per_file, iter_source_batches, jsonl_seek
-from shardprep.store.storage import Output
-from shardprep.tasks import task_module
-from shardprep.tasks.base import UnitIO
 from shardprep.encode.tokenize import BatchEncoder
-from shardprep.tokenizer import load_tokenizer
+from shardprep.errors import RowError
 from shardprep.recipe import Recipe
 from shardprep.renderers.registry import get_renderer
+from shardprep.sources.files import RawRow, count_rows_per_file, iter_source_batches, jsonl_seek
+from shardprep.sources.hub import HubRef, hub_ref, iter_shard_rows, shard_rows
+from shardprep.store.shards import ShardWriter
+from shardprep.store.storage import Output
+from shardprep.tasks import TASKS
+from shardprep.tasks.base import UnitIO
+from shardprep.tokenizer import load_tokenizer
 
 UNITS_DIR = "_units"
 
@@ -271,11 +271,12 @@ def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
     t0 = time.monotonic()
     recipe = ctx.recipe
     renderer, encoder, output = ctx.loaded()
-    task = task_module(recipe.task)
+    task = TASKS[recipe.task]
+    to_table = task.table_builder(task.options(recipe))
     src = recipe.sources[unit.source]
     result = UnitResult(index=unit.index, source=src.resolved_name)
     skip = _Skip(ctx, result)
-    writers = {
+    writers: dict[str, ShardWriter] = {
         split: ShardWriter(
             output,
             ctx.data_dir,
@@ -283,7 +284,7 @@ def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
             recipe.shards.max_rows,
             recipe.shards.max_bytes,
             recipe.shards.row_group_rows,
-            to_table=task.to_table,
+            to_table=to_table,
         )
         for split in ("train", "test")
     }
@@ -293,13 +294,13 @@ def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
         source_name=src.resolved_name,
         renderer=renderer,
         encoder=encoder,
-        writers=writers,
+        writers=dict(writers),
         skip=skip,
         split_of=lambda raw: "test" if raw.index in held_out else "train",
         source_row=lambda raw: raw.index,
         dropped=skip.dropped,
     )
-    runner = task.Runner(io)
+    runner = task.runner(io)
     held_out: set[int] = set()
     for batch, test in unit_batches(ctx, unit):
         held_out = test  # read by split_of for this batch's rows

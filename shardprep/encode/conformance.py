@@ -134,3 +134,15 @@ class ConformanceCheck:
             "identical": self.identical,
             "first_difference": self.first_difference,
         }
+
+
+def merge_conformance(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Several samples (one per work unit) as one record; the first difference in the given order."""
+    if not parts:
+        return None
+    return {
+        "template": parts[0]["template"],
+        "checked": sum(p["checked"] for p in parts),
+        "identical": sum(p["identical"] for p in parts),
+        "first_difference": next((p["first_difference"] for p in parts if p["first_difference"]), None),
+    }

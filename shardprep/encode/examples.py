@@ -21,6 +21,13 @@ class Example:
     truncated: bool
 
 
+@dataclass(frozen=True)
+class Dropped:
+    """An example that is not written, with its stable reason (a key of manifest stats.dropped)."""
+
+    reason: str
+
+
 def make_example(
     tokens: np.ndarray,
     weights: np.ndarray,
@@ -28,8 +35,8 @@ def make_example(
     max_length: int | None,
     overlong: Literal["truncate", "drop"] = "truncate",
     reduction: Literal["none", "mean"] = "none",
-) -> Example | str:
-    """Return the example, or the drop reason.
+) -> Example | Dropped:
+    """Return the example, or why it is dropped.
 
     Truncation applies to the unshifted sequence (so an example has at most max_length-1 inputs)
     and the target at i carries the weight of token i+1: exactly `datum_from_model_input_weights`.
@@ -37,14 +44,14 @@ def make_example(
     truncated = False
     if max_length is not None and len(tokens) > max_length:
         if overlong == "drop":
-            return DROP_OVERLONG
+            return Dropped(DROP_OVERLONG)
         tokens, weights, truncated = tokens[:max_length], weights[:max_length], True
     if len(tokens) < 2:
-        return DROP_TOO_SHORT
+        return Dropped(DROP_TOO_SHORT)
     target_w = np.asarray(weights[1:], dtype=np.float32)
     total = float(target_w.sum(dtype=np.float64))
     if total <= 0.0:
-        return DROP_NO_TRAINED
+        return Dropped(DROP_NO_TRAINED)
     if reduction == "mean":
         target_w = (target_w / np.float32(total)).astype(np.float32)
     ids = np.asarray(tokens, dtype=np.int32)

@@ -10,6 +10,12 @@ from ._common import Message
 
 Converter = Callable[..., list[Message]]
 
+# Which source formats each kind of task reads (tasks name one of these tuples).
+CONVERSATION_FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion")
+PAIR_FORMATS = ("tinker_comparison", "sharegpt_pair", "messages_pair", "text_pair", "hh_rlhf")
+TEXT_FORMATS = ("text",)
+ALL_FORMATS = (*CONVERSATION_FORMATS, *PAIR_FORMATS, *TEXT_FORMATS)
+
 FORMATS: dict[str, Converter] = {
     "messages": messages.convert,
     "sharegpt": sharegpt.convert,
@@ -45,7 +51,11 @@ from .text import to_text  # noqa: E402
 from .tools import declare_tools, tools_of  # noqa: E402
 
 __all__ = [
+    "ALL_FORMATS",
     "COMPARISON_FORMATS",
+    "CONVERSATION_FORMATS",
+    "PAIR_FORMATS",
+    "TEXT_FORMATS",
     "FORMATS",
     "Comparison",
     "LabeledComparison",

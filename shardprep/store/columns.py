@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from shardprep.store.shards import _list_array
+
+def _list_array(chunks: list[np.ndarray], value_type: pa.DataType, np_type: type) -> pa.Array:
+    lengths = np.fromiter((len(c) for c in chunks), dtype=np.int32, count=len(chunks))
+    offsets = np.zeros(len(chunks) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values: np.ndarray = (
+        np.concatenate(chunks).astype(np_type, copy=False) if chunks else np.zeros(0, np_type)
+    )
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=value_type))
 
 
 def int32_lists(chunks: list[np.ndarray]) -> pa.Array:
@@ -24,7 +32,5 @@ def source_column(sources: list[str]) -> pa.DictionaryArray:
     )
 
 
-SOURCE_FIELDS = [
-    pa.field("source", pa.dictionary(pa.int32(), pa.string()), nullable=False),
-    pa.field("source_row", pa.int64(), nullable=False),
-]
+def source_row_column(rows: list[int]) -> pa.Array:
+    return pa.array(rows, type=pa.int64())

@@ -4,59 +4,23 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shardprep.encode.examples import Example
 from shardprep.store.storage import Output, sha256_file
-
-SFT_SCHEMA = pa.schema(
-    [
-        pa.field("input_ids", pa.list_(pa.int32()), nullable=False),
-        pa.field("target_ids", pa.list_(pa.int32()), nullable=False),
-        pa.field("weights", pa.list_(pa.float32()), nullable=False),
-        pa.field("length", pa.int32(), nullable=False),
-        pa.field("source", pa.dictionary(pa.int32(), pa.string()), nullable=False),
-        pa.field("source_row", pa.int64(), nullable=False),
-    ],
-    metadata={"shardprep.schema": "sft/1"},
-)
 
 # Per example: 4 + 4 + 4 bytes per token in the three lists, plus list offsets and fixed columns.
 _BYTES_PER_TOKEN = 12
 _BYTES_PER_ROW = 32
 
 
-def _list_array(chunks: list[np.ndarray], value_type: pa.DataType, np_type: type) -> pa.Array:
-    lengths = np.fromiter((len(c) for c in chunks), dtype=np.int32, count=len(chunks))
-    offsets = np.zeros(len(chunks) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    values: np.ndarray = np.concatenate(chunks).astype(np_type, copy=False) if chunks else np.zeros(0, np_type)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=value_type))
+class TableBuilder(Protocol):
+    """A task's records (with their source names and rows) -> an Arrow table of its schema."""
 
-
-def examples_table(examples: list[Example], sources: list[str], source_rows: list[int]) -> pa.Table:
-    source_names = sorted(set(sources))
-    index = {n: i for i, n in enumerate(source_names)}
-    source_arr = pa.DictionaryArray.from_arrays(
-        pa.array([index[s] for s in sources], type=pa.int32()), pa.array(source_names, type=pa.string())
-    )
-    return pa.Table.from_arrays(
-        [
-            _list_array([e.input_ids for e in examples], pa.int32(), np.int32),
-            _list_array([e.target_ids for e in examples], pa.int32(), np.int32),
-            _list_array([e.weights for e in examples], pa.float32(), np.float32),
-            pa.array([len(e.input_ids) for e in examples], type=pa.int32()),
-            source_arr,
-            pa.array(source_rows, type=pa.int64()),
-        ],
-        schema=SFT_SCHEMA,
-    )
+    def __call__(self, records: list[Any], sources: list[str], source_rows: list[int], /) -> pa.Table: ...
 
 
 @dataclass
@@ -93,7 +57,7 @@ class ShardWriter:
     max_rows: int
     max_bytes: int
     row_group_rows: int = 1024
-    to_table: Callable[[list[Any], list[str], list[int]], pa.Table] = field(default=lambda r, s, i: examples_table(r, s, i))
+    to_table: TableBuilder = field(kw_only=True)
     shards: list[ShardInfo] = field(default_factory=list)
     _records: list[Any] = field(default_factory=list)
     _sources: list[str] = field(default_factory=list)
@@ -111,11 +75,6 @@ class ShardWriter:
         self._bytes += _BYTES_PER_ROW + _BYTES_PER_TOKEN * tokens
         if len(self._records) >= self.max_rows or self._bytes >= self.max_bytes:
             self.flush()
-
-    def add_example(self, example: Example, source: str, source_row: int) -> None:
-        self.add(
-            example, source, source_row, tokens=len(example.input_ids), trained=int(np.count_nonzero(example.weights))
-        )
 
     def flush(self) -> None:
         if not self._records:
@@ -137,3 +96,27 @@ class ShardWriter:
         )
         self._records, self._sources, self._rows = [], [], []
         self._bytes = self._tokens = self._trained = 0
+
+
+class RowSink(Protocol):
+    """Where a task's runner puts its records: a shard writer, or memory (preview)."""
+
+    def add(self, record: Any, source: str, source_row: int, *, tokens: int, trained: int) -> None: ...
+
+
+@dataclass
+class MemoryWriter:
+    """Keeps records as one Arrow table, built by the same `to_table` as the shards (preview)."""
+
+    to_table: TableBuilder
+    _records: list[Any] = field(default_factory=list)
+    _sources: list[str] = field(default_factory=list)
+    _rows: list[int] = field(default_factory=list)
+
+    def add(self, record: Any, source: str, source_row: int, *, tokens: int, trained: int) -> None:
+        self._records.append(record)
+        self._sources.append(source)
+        self._rows.append(source_row)
+
+    def table(self) -> pa.Table | None:
+        return self.to_table(self._records, self._sources, self._rows) if self._records else None

@@ -1,18 +1,37 @@
-"""Tasks: what a work unit makes of its rows (SFT examples, preference pairs, ...).
+"""Tasks: what a work unit makes of its rows (SFT examples, preference pairs, prompts, blocks).
 
-A task module provides `to_table` (its records -> an Arrow table of its explicit schema), its
-`SCHEMA` name for the manifest, and `Runner(io)` with `process(rows)` / `finish()`. Everything else
-(reading rows, skipping bad ones, shard cutting, markers, stats) is shared in `units.py`.
+`TASKS` maps a recipe's `task:` to its `Task` (see `base.py`). Adding a task is one module here,
+one entry below, a config in `configs/` and its tests.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
+from shardprep.errors import ManifestError
+from shardprep.tasks.base import Task, TaskOptions, UnitIO
+from shardprep.tasks.dpo import DpoTask
+from shardprep.tasks.pretrain import PretrainTask
+from shardprep.tasks.rl_prompts import RlPromptsTask
+from shardprep.tasks.sft import SftTask
 
-from shardprep.tasks import dpo, pretrain, rl_prompts, sft
-
-TASKS: dict[str, ModuleType] = {"sft": sft, "dpo": dpo, "rl_prompts": rl_prompts, "pretrain": pretrain}
+TASKS: dict[str, Task] = {t.name: t for t in (SftTask(), DpoTask(), RlPromptsTask(), PretrainTask())}
 
 
-def task_module(name: str) -> ModuleType:
+def get_task(name: str) -> Task:
     return TASKS[name]
+
+
+def task_for_schema(schema_id: str, *, where: str = "") -> Task:
+    """The task whose shards carry this schema id (as a manifest names it)."""
+    for task in TASKS.values():
+        if task.schema.id == schema_id:
+            return task
+    known = ", ".join(t.schema.id for t in TASKS.values())
+    raise ManifestError(f"{where}shard schema {schema_id!r} is not one this version knows ({known})")
+
+
+def option_owners() -> dict[str, str]:
+    """Every task option key -> the task it belongs to (a key set for another task is a mistake)."""
+    return {key: t.name for t in TASKS.values() for key in t.options_model.model_fields}
+
+
+__all__ = ["TASKS", "Task", "TaskOptions", "UnitIO", "get_task", "option_owners", "task_for_schema"]

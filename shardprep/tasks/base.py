@@ -1,16 +1,39 @@
-"""What a task's runner gets from its unit: writers, error policy, counters."""
+"""What a task is: one object owning its options, formats, shard schema, checks, row loop and display.
+
+The build, `prep validate`, `prep preview`, `prep show`, `prep verify` and the torch reader all go
+through a `Task` from `TASKS`; none of them knows a task by name. A task's runner is the only row
+loop (parse, render, encode, mask, count, write): the build hands it shard writers, preview hands
+it in-memory writers, so preview shows exactly what the build writes.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
 
 from shardprep.errors import RowError
-from shardprep.recipe import Recipe, SourceSpec
 from shardprep.sources.files import RawRow
-from shardprep.store.shards import ShardWriter
+from shardprep.store.schemas import ShardSchema
+from shardprep.store.shards import RowSink, TableBuilder
+from shardprep.tokenizer import LoadedTokenizer
+
+if TYPE_CHECKING:  # the recipe validates task options through TASKS, so it sits above tasks
+    from shardprep.recipe import Recipe, SourceSpec
+
+
+class TaskOptions(BaseModel):
+    """A task's own recipe keys (written at the recipe's top level); part of the fingerprint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+OptionsT = TypeVar("OptionsT", bound=TaskOptions)
 
 
 class SkipFn(Protocol):
@@ -19,17 +42,18 @@ class SkipFn(Protocol):
 
 @dataclass
 class UnitIO:
+    """What a runner gets from whoever drives it (a build's work unit, or preview)."""
+
     recipe: Recipe
     source: SourceSpec
     source_name: str
     renderer: Any
     encoder: Any
-    writers: dict[str, ShardWriter]
+    writers: dict[str, RowSink]
     skip: SkipFn
     split_of: Callable[[RawRow], str]  # "train" or "test"
     source_row: Callable[[RawRow], int]
     dropped: Counter[str] = field(default_factory=Counter)
-    # per written example: (input tokens, trained tokens, truncated)
     examples: int = 0
     tokens: int = 0
     trained_tokens: int = 0
@@ -37,8 +61,16 @@ class UnitIO:
     length_log2: Counter[int] = field(default_factory=Counter)
     # Task-specific totals for the manifest's stats.task_counters (pretrain: documents, remainder).
     counters: Counter[str] = field(default_factory=Counter)
-    # Task-specific records for the manifest (sft: the template conformance sample).
+    # Task-specific records for the manifest (the template conformance sample).
     extras: dict[str, Any] = field(default_factory=dict)
+    # Told of each dropped row (preview lists them); the build only counts.
+    on_drop: Callable[[str, RawRow], None] | None = None
+
+    def drop(self, reason: str, raw: RawRow) -> None:
+        """A row read fine that writes nothing (overlong, nothing trained, a tie): counted by reason."""
+        self.dropped[reason] += 1
+        if self.on_drop is not None:
+            self.on_drop(reason, raw)
 
     def readable(self, rows: list[RawRow]) -> list[RawRow]:
         """The rows that were read without error; the others go through the on_error policy."""
@@ -61,3 +93,56 @@ class UnitIO:
 class Runner(Protocol):
     def process(self, rows: list[RawRow]) -> None: ...
     def finish(self) -> None: ...
+
+
+class Task(ABC, Generic[OptionsT]):
+    """One kind of training data. Subclasses set the class attributes and implement the runner."""
+
+    name: ClassVar[str]
+    schema: ClassVar[ShardSchema]
+    options_model: ClassVar[type[TaskOptions]]
+    formats: ClassVar[tuple[str, ...]]
+    description: ClassVar[str]
+    # Recipe keys whose default differs for this task (dpo: train_on).
+    recipe_defaults: ClassVar[dict[str, Any]] = {}
+    # Whether a row's trained share says something about its mask (not for blocks or prompts).
+    judges_masks: ClassVar[bool] = True
+
+    def options(self, recipe: Recipe) -> OptionsT:
+        return cast(OptionsT, recipe.task_options)
+
+    def recipe_problems(self, recipe: Recipe) -> list[str]:
+        """Problems visible in the recipe alone, each starting with its YAML path."""
+        return [
+            f"sources[{i}].format: task {self.name} reads {', '.join(self.formats)} (got {src.format!r})"
+            for i, src in enumerate(recipe.sources)
+            if src.format not in self.formats
+        ]
+
+    def check(self, recipe: Recipe, tokenizer: LoadedTokenizer) -> list[str]:
+        """Problems with this tokenizer, found before any row is read (validate and build run it)."""
+        return []
+
+    def fingerprint_parts(self, recipe: Recipe) -> dict[str, Any]:
+        return self.options(recipe).model_dump(mode="json")
+
+    def extra_fields(self, options: OptionsT) -> Sequence[pa.Field]:
+        """Columns the recipe adds after the schema's own (rl_prompts' passthrough)."""
+        return ()
+
+    def arrow_schema(self, options: OptionsT) -> pa.Schema:
+        return self.schema.arrow(self.extra_fields(options))
+
+    def options_from_manifest(self, recipe_json: dict[str, Any]) -> OptionsT:
+        keys = self.options_model.model_fields
+        return cast(OptionsT, self.options_model.model_validate({k: v for k, v in recipe_json.items() if k in keys}))
+
+    @abstractmethod
+    def table_builder(self, options: OptionsT) -> TableBuilder: ...
+
+    @abstractmethod
+    def runner(self, io: UnitIO) -> Runner: ...
+
+    @abstractmethod
+    def display_row(self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int) -> dict[str, Any]:
+        """A stored row as the views show it (decoded spans, sides, documents)."""

@@ -10,42 +10,47 @@ the pair (tinker would emit an unbalanced batch instead).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
-from shardprep.encode.examples import Example, make_example
+from shardprep.encode.decode import row_payload
+from shardprep.encode.examples import Dropped, Example, make_example
 from shardprep.encode.tokenize import render_supervised_batch
 from shardprep.errors import RowError
+from shardprep.formats import PAIR_FORMATS
 from shardprep.formats.comparison import LabeledComparison, to_comparison
 from shardprep.renderers.base import TrainOnWhat
 from shardprep.sources.files import RawRow
-from shardprep.store.columns import (
-    SOURCE_FIELDS,
-    float32_lists,
-    int32_lists,
-    source_column,
-)
-from shardprep.tasks.base import UnitIO
+from shardprep.store.columns import float32_lists, int32_lists, source_column, source_row_column
+from shardprep.store.schemas import SOURCE_FIELDS, ShardSchema, sequence_fields
+from shardprep.store.shards import TableBuilder
+from shardprep.tasks.base import Task, TaskOptions, UnitIO
+from shardprep.tasks.conformance import Conformance
+from shardprep.tokenizer import LoadedTokenizer
 
-SCHEMA = "dpo/1"
 DROP_TIE = "tie"
 SIDES = ("chosen", "rejected")
 
-ARROW_SCHEMA = pa.schema(
-    [
-        *(
-            pa.field(f"{side}_{col}", pa.list_(typ), nullable=False)
-            for side in SIDES
-            for col, typ in (("input_ids", pa.int32()), ("target_ids", pa.int32()), ("weights", pa.float32()))
-        ),
+SCHEMA = ShardSchema(
+    id="dpo/1",
+    fields=(
+        *sequence_fields("chosen_"),
+        *sequence_fields("rejected_"),
         pa.field("chosen_length", pa.int32(), nullable=False),
         pa.field("rejected_length", pa.int32(), nullable=False),
         *SOURCE_FIELDS,
-    ],
-    metadata={"shardprep.schema": SCHEMA},
+    ),
+    sequences=("chosen_", "rejected_"),
+    length_columns=("chosen_length", "rejected_length"),
+    token_columns=tuple(f"{side}_{c}" for side in SIDES for c in ("input_ids", "target_ids", "weights")),
 )
+
+
+class DpoOptions(TaskOptions):
+    # What a "Tie" label becomes: dropped (counted as `tie`) or chosen = B, as tinker does.
+    tie: Literal["drop", "as_b"] = "drop"
 
 
 @dataclass(frozen=True)
@@ -64,8 +69,9 @@ def to_table(pairs: list[Pair], sources: list[str], source_rows: list[int]) -> p
     cols["chosen_length"] = pa.array([len(p.chosen.input_ids) for p in pairs], type=pa.int32())
     cols["rejected_length"] = pa.array([len(p.rejected.input_ids) for p in pairs], type=pa.int32())
     cols["source"] = source_column(sources)
-    cols["source_row"] = pa.array(source_rows, type=pa.int64())
-    return pa.Table.from_arrays([cols[f.name] for f in ARROW_SCHEMA], schema=ARROW_SCHEMA)
+    cols["source_row"] = source_row_column(source_rows)
+    schema = SCHEMA.arrow()
+    return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
 
 
 def pair_conversations(lc: LabeledComparison) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -75,9 +81,11 @@ def pair_conversations(lc: LabeledComparison) -> tuple[list[dict[str, Any]], lis
     return [*prompt, *chosen], [*prompt, *rejected]
 
 
-class Runner:
-    def __init__(self, io: UnitIO) -> None:
+class DpoRunner:
+    def __init__(self, io: UnitIO, options: DpoOptions) -> None:
         self.io = io
+        self.options = options
+        self.conformance = Conformance.start(io)
 
     def process(self, rows: list[RawRow]) -> None:
         io, recipe, src = self.io, self.io.recipe, self.io.source
@@ -89,11 +97,14 @@ class Runner:
             except RowError as err:
                 io.skip(err, file=raw.file, line=raw.line, row=raw.data)
                 continue
-            if lc.label == "Tie" and recipe.tie == "drop":
-                io.dropped[DROP_TIE] += 1
+            if lc.label == "Tie" and self.options.tie == "drop":
+                io.drop(DROP_TIE, raw)
                 continue
             convs.extend(pair_conversations(lc))
             metas.append(raw)
+        if self.conformance is not None:
+            rows_of = [io.source_row(r) for r in metas for _ in SIDES]
+            self.conformance.add(convs, rows_of, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
         # Both sides of every pair in one batch: one encode call per batch, as for SFT.
         rendered = render_supervised_batch(io.renderer, io.encoder, convs, TrainOnWhat.LAST_ASSISTANT_MESSAGE) if convs else []
         for k, raw in enumerate(metas):
@@ -103,8 +114,8 @@ class Runner:
                     io.skip(res, file=raw.file, line=raw.line, row=raw.data)
                     break
                 ex = make_example(res.tokens, res.weights, max_length=recipe.max_length, overlong=recipe.overlong, reduction="none")
-                if isinstance(ex, str):
-                    io.dropped[ex] += 1
+                if isinstance(ex, Dropped):
+                    io.drop(ex.reason, raw)
                     break
                 sides.append(ex)
             if len(sides) != 2:
@@ -116,4 +127,51 @@ class Runner:
             io.writers[io.split_of(raw)].add(pair, io.source_name, io.source_row(raw), tokens=n_tokens, trained=n_trained)
 
     def finish(self) -> None:
-        pass
+        if self.conformance is not None:
+            self.conformance.finish()
+
+
+def _nested(payload: dict[str, Any]) -> dict[str, Any]:
+    # Per-token pieces feed only the HTML page of the top-level row; nested copies would not be JSON.
+    return {k: v for k, v in payload.items() if k != "pieces"}
+
+
+class DpoTask(Task[DpoOptions]):
+    name = "dpo"
+    description = "preference pairs: both sides of a pair in one row, each a tinker datum of the last assistant message"
+    schema = SCHEMA
+    options_model = DpoOptions
+    formats = PAIR_FORMATS
+    # tinker's DPO builder trains the last assistant message.
+    recipe_defaults = {"train_on": TrainOnWhat.LAST_ASSISTANT_MESSAGE.value}
+
+    def recipe_problems(self, recipe: Any) -> list[str]:
+        problems = super().recipe_problems(recipe)
+        if recipe.train_on != TrainOnWhat.LAST_ASSISTANT_MESSAGE:
+            problems.append("train_on: task dpo trains on last_assistant_message (as tinker's DPO builder)")
+        if recipe.weight_reduction != "none":
+            problems.append("weight_reduction: task dpo keeps per-token weights (none), as tinker's DPO builder")
+        return problems
+
+    def table_builder(self, options: DpoOptions) -> TableBuilder:
+        return to_table
+
+    def runner(self, io: UnitIO) -> DpoRunner:
+        return DpoRunner(io, self.options(io.recipe))
+
+    def display_row(self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int) -> dict[str, Any]:
+        """The chosen side as an SFT row payload (so every view works), both sides under `pair`."""
+        sides = {}
+        for side in SIDES:
+            sub = {
+                "input_ids": row[f"{side}_input_ids"],
+                "target_ids": row[f"{side}_target_ids"],
+                "weights": row[f"{side}_weights"],
+                "source": row.get("source"),
+                "source_row": row.get("source_row"),
+                "shard": row.get("shard"),
+            }
+            sides[side] = row_payload(sub, tok, split=split, index=index)
+        out = dict(sides["chosen"])
+        out["pair"] = {side: _nested(p) for side, p in sides.items()}
+        return out

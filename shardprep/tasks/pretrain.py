@@ -16,39 +16,42 @@ message content), so data cannot inject control tokens; BOS/EOS are added as ids
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
-from shardprep.errors import RecipeError, RowError
-from shardprep.formats import to_text
-from shardprep.recipe import Recipe
+from shardprep.encode.decode import decode_pieces, example_tokens, row_payload, spans_of
+from shardprep.errors import RowError
+from shardprep.formats import TEXT_FORMATS, to_text
 from shardprep.renderers.chunks import Encoding, TextChunk
 from shardprep.sources.files import RawRow
-from shardprep.store.columns import (
-    SOURCE_FIELDS,
-    float32_lists,
-    int32_lists,
-    source_column,
-)
-from shardprep.store.shards import ShardWriter
-from shardprep.tasks.base import UnitIO
+from shardprep.store.columns import float32_lists, int32_lists, source_column, source_row_column
+from shardprep.store.schemas import SOURCE_FIELDS, ShardSchema, sequence_fields
+from shardprep.store.shards import RowSink, TableBuilder
+from shardprep.tasks.base import Task, TaskOptions, UnitIO
 from shardprep.tokenizer import LoadedTokenizer
 
-SCHEMA = "pretrain/1"
 DROP_EMPTY = "empty_document"
 
-ARROW_SCHEMA = pa.schema(
-    [
-        pa.field("input_ids", pa.list_(pa.int32()), nullable=False),
-        pa.field("target_ids", pa.list_(pa.int32()), nullable=False),
-        pa.field("weights", pa.list_(pa.float32()), nullable=False),
+SCHEMA = ShardSchema(
+    id="pretrain/1",
+    fields=(
+        *sequence_fields(),
         pa.field("length", pa.int32(), nullable=False),
         pa.field("doc_offsets", pa.list_(pa.int32()), nullable=False),
         *SOURCE_FIELDS,
-    ],
-    metadata={"shardprep.schema": SCHEMA},
+    ),
 )
+
+
+class PretrainOptions(TaskOptions):
+    # Tokens per block row (inputs; targets are shifted by one), and the BOS/EOS policy per
+    # document (None: add the token when tokenizer_config.json names one).
+    block_size: int = Field(ge=2)
+    add_bos: bool | None = None
+    add_eos: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -67,34 +70,34 @@ def to_table(blocks: list[Block], sources: list[str], source_rows: list[int]) ->
             pa.array(n, type=pa.int32()),
             int32_lists([b.doc_offsets for b in blocks]),
             source_column(sources),
-            pa.array(source_rows, type=pa.int64()),
+            source_row_column(source_rows),
         ],
-        schema=ARROW_SCHEMA,
+        schema=SCHEMA.arrow(),
     )
 
 
-def special_ids(recipe: Recipe, tokenizer: LoadedTokenizer) -> tuple[int | None, int | None]:
-    """(BOS id or None, EOS id or None) per the recipe, defaulting to what tokenizer_config names."""
+def special_problems(options: PretrainOptions, tokenizer: LoadedTokenizer) -> list[str]:
+    """A BOS/EOS asked for that the tokenizer does not name."""
+    return [
+        f"{flag}: the tokenizer's tokenizer_config.json names no {key}"
+        for flag, key, wanted in (("add_bos", "bos_token", options.add_bos), ("add_eos", "eos_token", options.add_eos))
+        if wanted and tokenizer.special_id(key) is None
+    ]
+
+
+def special_ids(options: PretrainOptions, tokenizer: LoadedTokenizer) -> tuple[int | None, int | None]:
+    """(BOS id or None, EOS id or None) per the options, defaulting to what tokenizer_config names."""
     out: list[int | None] = []
-    for key, wanted in (("bos_token", recipe.add_bos), ("eos_token", recipe.add_eos)):
-        tid = tokenizer.special_id(key)
-        if wanted and tid is None:
-            flag = "add_bos" if key == "bos_token" else "add_eos"
-            raise RecipeError([f"{flag}: the tokenizer's tokenizer_config.json names no {key}"])
-        out.append(tid if (wanted is None or wanted) else None)
+    for key, wanted in (("bos_token", options.add_bos), ("eos_token", options.add_eos)):
+        out.append(tokenizer.special_id(key) if (wanted is None or wanted) else None)
     return out[0], out[1]
-
-
-def check(recipe: Recipe, tokenizer: LoadedTokenizer) -> None:
-    """Before any row is read: the BOS/EOS policy must be possible with this tokenizer."""
-    special_ids(recipe, tokenizer)
 
 
 @dataclass
 class Packer:
     """One split's token stream inside a unit, cut into blocks as soon as they fill."""
 
-    writer: ShardWriter
+    writer: RowSink
     source: str
     block_size: int
     pieces: list[np.ndarray] = field(default_factory=list)
@@ -139,14 +142,12 @@ class Packer:
         return self.stream_tokens - blocks * self.block_size - (1 if blocks else 0)
 
 
-class Runner:
-    def __init__(self, io: UnitIO) -> None:
+class PretrainRunner:
+    def __init__(self, io: UnitIO, options: PretrainOptions) -> None:
         self.io = io
-        assert io.recipe.block_size is not None  # recipe validation requires it for this task
-        self.bos, self.eos = special_ids(io.recipe, io.encoder.tokenizer)
-        self.packers = {
-            split: Packer(w, io.source_name, io.recipe.block_size) for split, w in io.writers.items()
-        }
+        self.block_size = options.block_size
+        self.bos, self.eos = special_ids(options, io.encoder.tokenizer)
+        self.packers = {split: Packer(w, io.source_name, options.block_size) for split, w in io.writers.items()}
 
     def process(self, rows: list[RawRow]) -> None:
         io, src = self.io, self.io.source
@@ -165,14 +166,49 @@ class Runner:
         for raw, chunk in zip(metas, chunks, strict=True):
             tokens = np.concatenate([head, table[chunk], tail]).astype(np.int32, copy=False)
             if len(tokens) == 0:
-                io.dropped[DROP_EMPTY] += 1
+                io.drop(DROP_EMPTY, raw)
                 continue
             io.counters["documents"] += 1
             io.counters["document_tokens"] += len(tokens)
             blocks = self.packers[io.split_of(raw)].add(tokens, io.source_row(raw))
             for _ in range(blocks):
-                io.count_example(io.recipe.block_size or 0, io.recipe.block_size or 0, False)
+                io.count_example(self.block_size, self.block_size, False)
 
     def finish(self) -> None:
         for packer in self.packers.values():
             self.io.counters["remainder_tokens"] += packer.remainder()
+
+
+class PretrainTask(Task[PretrainOptions]):
+    name = "pretrain"
+    description = "plain-text pretraining: documents with BOS/EOS packed into fixed blocks, with document offsets"
+    schema = SCHEMA
+    options_model = PretrainOptions
+    formats = TEXT_FORMATS
+    judges_masks = False
+
+    def check(self, recipe: Any, tokenizer: LoadedTokenizer) -> list[str]:
+        return special_problems(self.options(recipe), tokenizer)
+
+    def table_builder(self, options: PretrainOptions) -> TableBuilder:
+        return to_table
+
+    def runner(self, io: UnitIO) -> PretrainRunner:
+        return PretrainRunner(io, self.options(io.recipe))
+
+    def display_row(self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int) -> dict[str, Any]:
+        """The whole block, plus its documents cut at `doc_offsets`."""
+        out = row_payload(row, tok, split=split, index=index)
+        offsets = [int(o) for o in row["doc_offsets"]]
+        out["doc_offsets"] = offsets
+        docs = []
+        # Token i of the unshifted sequence is input i (and the last target); documents cut at offsets.
+        tokens, trained = example_tokens(row)
+        bounds = [*offsets, len(tokens)] if offsets and offsets[0] == 0 else [0, *offsets, len(tokens)]
+        for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            doc: dict[str, Any] = {"document": k, "offset": lo, "tokens": hi - lo, "spans": None}
+            if tok is not None:
+                doc["spans"] = [s.to_json() for s in spans_of(decode_pieces(tok, tokens[lo:hi], trained[lo:hi]))]
+            docs.append(doc)
+        out["documents"] = docs
+        return out

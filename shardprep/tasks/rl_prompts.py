@@ -15,22 +15,25 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
+from shardprep.encode.decode import row_payload
 from shardprep.encode.examples import DROP_OVERLONG
 from shardprep.encode.tokenize import render_prompt_batch
 from shardprep.errors import RowError
-from shardprep.formats import to_conversation
+from shardprep.formats import CONVERSATION_FORMATS, to_conversation
 from shardprep.formats._common import _MISSING, lookup
-from shardprep.recipe import Recipe
 from shardprep.sources.files import RawRow
-from shardprep.store.columns import SOURCE_FIELDS, int32_lists, source_column
-from shardprep.tasks.base import UnitIO
+from shardprep.store.columns import int32_lists, source_column, source_row_column
+from shardprep.store.schemas import SOURCE_FIELDS, ShardSchema
+from shardprep.store.shards import TableBuilder
+from shardprep.tasks.base import Task, TaskOptions, UnitIO
+from shardprep.tokenizer import LoadedTokenizer
 
-SCHEMA = "rl_prompts/1"
 BAD_PASSTHROUGH = "bad_passthrough"
 
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -43,19 +46,31 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "list<int64>": pa.list_(pa.int64()),
     "list<float64>": pa.list_(pa.float64()),
 }
-
-_BASE_FIELDS = [
-    pa.field("prompt_ids", pa.list_(pa.int32()), nullable=False),
-    pa.field("length", pa.int32(), nullable=False),
-    *SOURCE_FIELDS,
+PassthroughType = Literal[
+    "string", "int64", "float64", "bool", "json", "list<string>", "list<int64>", "list<float64>"
 ]
-# Without passthrough columns (the module-level schema; a recipe's own is `arrow_schema(recipe)`).
-ARROW_SCHEMA = pa.schema(_BASE_FIELDS, metadata={"shardprep.schema": SCHEMA})
+
+SCHEMA = ShardSchema(
+    id="rl_prompts/1",
+    fields=(
+        pa.field("prompt_ids", pa.list_(pa.int32()), nullable=False),
+        pa.field("length", pa.int32(), nullable=False),
+        *SOURCE_FIELDS,
+    ),
+    sequences=(),
+    token_columns=("prompt_ids",),
+    open_ended=True,
+)
+# Columns the task writes itself; a passthrough column may not shadow them.
+RESERVED_COLUMNS = frozenset(SCHEMA.required_columns)
 
 
-def arrow_schema(passthrough: Mapping[str, str]) -> pa.Schema:
-    extra = [pa.field(name, ARROW_TYPES[typ], nullable=True) for name, typ in passthrough.items()]
-    return pa.schema([*_BASE_FIELDS, *extra], metadata={"shardprep.schema": SCHEMA})
+class RlPromptsOptions(TaskOptions):
+    # Prompts longer than this are dropped (`overlong`), never cut: a cut prompt loses its
+    # generation suffix. Passthrough: output column -> declared Arrow type (row field named by
+    # `columns` of the source when mapped there, else the same name).
+    max_prompt_tokens: int | None = Field(None, ge=1)
+    passthrough: dict[str, PassthroughType] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -97,29 +112,29 @@ def passthrough_value(value: Any, typ: str, field: str) -> Any:
     return value
 
 
-def table_builder(recipe: Recipe) -> Any:
-    schema = arrow_schema(recipe.passthrough)
+
+
+def table_builder(options: RlPromptsOptions) -> TableBuilder:
+    schema = SCHEMA.arrow(passthrough_fields(options))
 
     def build(prompts: list[Prompt], sources: list[str], source_rows: list[int]) -> pa.Table:
         cols = [
             int32_lists([p.prompt_ids for p in prompts]),
             pa.array([len(p.prompt_ids) for p in prompts], type=pa.int32()),
             source_column(sources),
-            pa.array(source_rows, type=pa.int64()),
-            *(pa.array([p.passthrough[name] for p in prompts], type=ARROW_TYPES[typ]) for name, typ in recipe.passthrough.items()),
+            source_row_column(source_rows),
+            *(
+                pa.array([p.passthrough[name] for p in prompts], type=ARROW_TYPES[typ])
+                for name, typ in options.passthrough.items()
+            ),
         ]
         return pa.Table.from_arrays(cols, schema=schema)
 
     return build
 
 
-def to_table(prompts: list[Prompt], sources: list[str], source_rows: list[int]) -> pa.Table:
-    """The table without passthrough columns (run_unit uses the recipe's own via `Runner`)."""
-    return pa.Table.from_arrays(
-        [int32_lists([p.prompt_ids for p in prompts]), pa.array([len(p.prompt_ids) for p in prompts], type=pa.int32()),
-         source_column(sources), pa.array(source_rows, type=pa.int64())],
-        schema=ARROW_SCHEMA,
-    )
+def passthrough_fields(options: RlPromptsOptions) -> list[pa.Field]:
+    return [pa.field(name, ARROW_TYPES[typ], nullable=True) for name, typ in options.passthrough.items()]
 
 
 def prompt_messages(conv: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -127,18 +142,15 @@ def prompt_messages(conv: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return conv[:-1] if conv and conv[-1]["role"] == "assistant" else conv
 
 
-class Runner:
-    def __init__(self, io: UnitIO) -> None:
+class RlPromptsRunner:
+    def __init__(self, io: UnitIO, options: RlPromptsOptions) -> None:
         self.io = io
-        # Shards of this task carry the recipe's passthrough columns.
-        build = table_builder(io.recipe)
-        for w in io.writers.values():
-            w.to_table = build
+        self.options = options
 
     def _passthrough(self, row: Mapping[str, Any]) -> dict[str, Any]:
         src_cols = self.io.source.columns
         out = {}
-        for name, typ in self.io.recipe.passthrough.items():
+        for name, typ in self.options.passthrough.items():
             field = src_cols.get(name, name)  # a source may map the column to its own field
             value = lookup(row, field)
             # Missing is an error (a typo would otherwise give a column of nulls); null is kept.
@@ -148,7 +160,7 @@ class Runner:
         return out
 
     def process(self, rows: list[RawRow]) -> None:
-        io, recipe, src = self.io, self.io.recipe, self.io.source
+        io, src = self.io, self.io.source
         convs, metas = [], []
         for raw in io.readable(rows):
             data = raw.data or {}
@@ -167,11 +179,52 @@ class Runner:
             if isinstance(res, RowError):
                 io.skip(res, file=raw.file, line=raw.line, row=raw.data)
                 continue
-            if recipe.max_prompt_tokens is not None and len(res) > recipe.max_prompt_tokens:
-                io.dropped[DROP_OVERLONG] += 1
+            if self.options.max_prompt_tokens is not None and len(res) > self.options.max_prompt_tokens:
+                io.drop(DROP_OVERLONG, raw)
                 continue
             io.count_example(len(res), 0, False)
             io.writers[io.split_of(raw)].add(Prompt(res, extra), io.source_name, io.source_row(raw), tokens=len(res), trained=0)
 
     def finish(self) -> None:
         pass
+
+
+class RlPromptsTask(Task[RlPromptsOptions]):
+    name = "rl_prompts"
+    description = "RL prompts: tinker's generation prompt of each conversation, plus typed passthrough columns"
+    schema = SCHEMA
+    options_model = RlPromptsOptions
+    formats = CONVERSATION_FORMATS
+    judges_masks = False
+
+    def recipe_problems(self, recipe: Any) -> list[str]:
+        problems = super().recipe_problems(recipe)
+        # getattr: the options may have failed validation themselves (reported alongside).
+        clash = sorted(RESERVED_COLUMNS & set(getattr(recipe.task_options, "passthrough", {})))
+        if clash:
+            problems.append(f"passthrough: {', '.join(clash)} are columns the task writes itself")
+        return problems
+
+    def extra_fields(self, options: RlPromptsOptions) -> list[pa.Field]:
+        return passthrough_fields(options)
+
+    def table_builder(self, options: RlPromptsOptions) -> TableBuilder:
+        return table_builder(options)
+
+    def runner(self, io: UnitIO) -> RlPromptsRunner:
+        return RlPromptsRunner(io, self.options(io.recipe))
+
+    def display_row(self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int) -> dict[str, Any]:
+        """The prompt as an untrained sequence (so every view works); passthrough values under `prompt`."""
+        ids = np.asarray(row["prompt_ids"], dtype=np.int32)
+        sub = {
+            "input_ids": ids[:1].tolist(),
+            "target_ids": ids[1:].tolist(),
+            "weights": [0.0] * max(0, len(ids) - 1),
+            "source": row.get("source"),
+            "source_row": row.get("source_row"),
+            "shard": row.get("shard"),
+        }
+        out = row_payload(sub, tok, split=split, index=index)
+        out["prompt"] = {k: v for k, v in row.items() if k not in (*RESERVED_COLUMNS, "shard")}
+        return out

@@ -2,64 +2,74 @@
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any, Literal
 
-from shardprep.encode.conformance import ConformanceCheck, rendered_texts
-from shardprep.encode.examples import make_example
+import numpy as np
+import pyarrow as pa
+
+from shardprep.encode.decode import row_payload
+from shardprep.encode.examples import Dropped, Example, make_example
 from shardprep.encode.tokenize import render_supervised_batch
 from shardprep.errors import RowError
-from shardprep.formats import declare_tools, to_conversation
+from shardprep.formats import CONVERSATION_FORMATS, declare_tools, to_conversation
 from shardprep.renderers.base import TrainOnWhat
-from shardprep.renderers.jinja_template import ChatTemplate
 from shardprep.sources.files import RawRow
-from shardprep.store.shards import SFT_SCHEMA, examples_table
-from shardprep.tasks.base import UnitIO
+from shardprep.store.columns import float32_lists, int32_lists, source_column, source_row_column
+from shardprep.store.schemas import SOURCE_FIELDS, ShardSchema, sequence_fields
+from shardprep.store.shards import TableBuilder
+from shardprep.tasks.base import Task, TaskOptions, UnitIO
+from shardprep.tasks.conformance import Conformance
+from shardprep.tokenizer import LoadedTokenizer
 
-SCHEMA = "sft/1"
-ARROW_SCHEMA = SFT_SCHEMA
-to_table = examples_table
-
-
-_TEMPLATES: dict[str, ChatTemplate | None] = {}
-
-
-def _conformance(io: UnitIO) -> ConformanceCheck | None:
-    """A check against the model's own chat_template, compiled once per process per tokenizer."""
-    if io.recipe.conformance_rows <= 0 or io.recipe.renderer.name == "hf_template":
-        return None
-    tok = io.renderer.tokenizer
-    if tok.sha256 not in _TEMPLATES:
-        check = ConformanceCheck.for_tokenizer(tok)
-        _TEMPLATES[tok.sha256] = check.template if check else None
-    template = _TEMPLATES[tok.sha256]
-    return ConformanceCheck(template, f"{tok.source} (tokenizer_config.json chat_template)") if template else None
+SCHEMA = ShardSchema(
+    id="sft/1",
+    fields=(*sequence_fields(), pa.field("length", pa.int32(), nullable=False), *SOURCE_FIELDS),
+)
 
 
-class Runner:
-    def __init__(self, io: UnitIO) -> None:
+class SftOptions(TaskOptions):
+    # A row's `tools` column: `auto` declares them through the renderer's tool prefix (replacing
+    # the leading system message), `ignore` trains as if the column were absent.
+    tools: Literal["auto", "ignore"] = "auto"
+
+
+def examples_table(examples: list[Example], sources: list[str], source_rows: list[int]) -> pa.Table:
+    return pa.Table.from_arrays(
+        [
+            int32_lists([e.input_ids for e in examples]),
+            int32_lists([e.target_ids for e in examples]),
+            float32_lists([e.weights for e in examples]),
+            pa.array([len(e.input_ids) for e in examples], type=pa.int32()),
+            source_column(sources),
+            source_row_column(source_rows),
+        ],
+        schema=SCHEMA.arrow(),
+    )
+
+
+class SftRunner:
+    def __init__(self, io: UnitIO, options: SftOptions) -> None:
         self.io = io
+        self.options = options
         self.customized = io.recipe.train_on == TrainOnWhat.CUSTOMIZED
-        self.check = _conformance(io)
-        self.check_left = io.recipe.conformance_rows
+        self.conformance = Conformance.start(io)
 
     def process(self, rows: list[RawRow]) -> None:
         io, recipe, src = self.io, self.io.recipe, self.io.source
         convs, metas = [], []
         for raw in io.readable(rows):
+            data = raw.data or {}
             try:
-                conv = to_conversation(raw.data or {}, format=src.format, columns=src.columns or None, customized=self.customized)
+                conv = to_conversation(data, format=src.format, columns=src.columns or None, customized=self.customized)
                 # Declared tools replace the leading system message with the renderer's prefix.
-                conv = declare_tools(io.renderer, conv, raw.data or {}, src.columns or None, recipe.tools)
+                conv = declare_tools(io.renderer, conv, data, src.columns or None, self.options.tools)
             except RowError as err:
                 io.skip(err, file=raw.file, line=raw.line, row=raw.data)
                 continue
             convs.append(conv)
             metas.append(raw)
-        if self.check is not None and self.check_left > 0 and convs:
-            sample = convs[: self.check_left]
-            texts = rendered_texts(io.renderer, sample, recipe.train_on)
-            self.check.add(sample, texts, indices=[io.source_row(r) for r in metas[: len(sample)]])
-            self.check_left -= len(sample)
+        if self.conformance is not None:
+            self.conformance.add(convs, [io.source_row(r) for r in metas], recipe.train_on)
         rendered = render_supervised_batch(io.renderer, io.encoder, convs, recipe.train_on) if convs else []
         for raw, res in zip(metas, rendered, strict=True):
             if isinstance(res, RowError):
@@ -69,15 +79,33 @@ class Runner:
                 res.tokens, res.weights, max_length=recipe.max_length, overlong=recipe.overlong,
                 reduction=recipe.weight_reduction,
             )
-            if isinstance(ex, str):
-                io.dropped[ex] += 1
+            if isinstance(ex, Dropped):
+                io.drop(ex.reason, raw)
                 continue
-            io.count_example(len(ex.input_ids), int(np.count_nonzero(ex.weights)), ex.truncated)
-            io.writers[io.split_of(raw)].add_example(ex, io.source_name, io.source_row(raw))
+            trained = int(np.count_nonzero(ex.weights))
+            io.count_example(len(ex.input_ids), trained, ex.truncated)
+            io.writers[io.split_of(raw)].add(
+                ex, io.source_name, io.source_row(raw), tokens=len(ex.input_ids), trained=trained
+            )
 
     def finish(self) -> None:
-        if self.check is not None and self.check.checked:
-            res = self.check.result()
-            if res["first_difference"] is not None:
-                res["first_difference"]["source"] = self.io.source_name
-            self.io.extras["conformance"] = res
+        if self.conformance is not None:
+            self.conformance.finish()
+
+
+class SftTask(Task[SftOptions]):
+    name = "sft"
+    description = "supervised fine-tuning: one row per conversation, tinker's datum (input / target / weight)"
+    schema = SCHEMA
+    options_model = SftOptions
+    formats = CONVERSATION_FORMATS
+
+    def table_builder(self, options: SftOptions) -> TableBuilder:
+        return examples_table
+
+    def runner(self, io: UnitIO) -> SftRunner:
+        return SftRunner(io, self.options(io.recipe))
+
+    def display_row(self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int) -> dict[str, Any]:
+        return row_payload(row, tok, split=split, index=index)
+

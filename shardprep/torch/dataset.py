@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from shardprep.errors import ManifestError, ShardprepError
 from shardprep.store.manifest import MANIFEST_NAME, read_manifest
 from shardprep.store.storage import Output
+from shardprep.tasks import task_for_schema
 from shardprep.torch.cache import (
     FlatShard,
     build_flat_cache,
@@ -23,34 +24,6 @@ from shardprep.torch.cache import (
     load_flat,
     shard_cache_path,
 )
-
-# Columns each shard schema must have; the reader hands every column through, these are checked.
-SCHEMA_COLUMNS: dict[str, tuple[str, ...]] = {
-    "sft/1": ("input_ids", "target_ids", "weights", "length", "source", "source_row"),
-    "pretrain/1": ("input_ids", "target_ids", "weights", "length", "doc_offsets", "source", "source_row"),
-    "dpo/1": (
-        "chosen_input_ids",
-        "chosen_target_ids",
-        "chosen_weights",
-        "rejected_input_ids",
-        "rejected_target_ids",
-        "rejected_weights",
-        "chosen_length",
-        "rejected_length",
-        "source",
-        "source_row",
-    ),
-    # Generation prompts plus the recipe's typed passthrough columns (answers, metadata).
-    "rl_prompts/1": ("prompt_ids", "length", "source", "source_row"),
-}
-# The columns whose sum is a row's token count (what token budgets and benchmarks count).
-LENGTH_COLUMNS: dict[str, tuple[str, ...]] = {
-    "sft/1": ("length",),
-    "pretrain/1": ("length",),
-    "dpo/1": ("chosen_length", "rejected_length"),
-    "rl_prompts/1": ("length",),
-}
-
 
 class ShardDataset(Dataset[dict[str, Any]]):
     """One split of a finished build. `ds[i]` is a dict of numpy views (list columns) and scalars.
@@ -78,8 +51,8 @@ class ShardDataset(Dataset[dict[str, Any]]):
         if split not in manifest["splits"]:
             raise ShardprepError(f"split {split!r} not in {self.url} (has: {', '.join(manifest['splits'])})")
         self.schema: str = manifest.get("schema", "sft/1")
-        if self.schema not in SCHEMA_COLUMNS:
-            raise ManifestError(f"{self.url}: shard schema {self.schema!r} is not one this reader knows ({', '.join(SCHEMA_COLUMNS)})")
+        # The task's own schema says which columns a shard must have (the reader hands all through).
+        self.shard_schema = task_for_schema(self.schema, where=f"{self.url}: ").schema
         info = manifest["splits"][split]
         # Only what a worker needs: keeps pickles small however large the manifest's stats are.
         self.shards: list[dict[str, Any]] = [
@@ -104,7 +77,7 @@ class ShardDataset(Dataset[dict[str, Any]]):
 
     def _validate_shards(self, output: Output) -> None:
         """Footers only: row counts and columns agree with the manifest (a few KB per shard)."""
-        needed = SCHEMA_COLUMNS[self.schema]
+        needed = self.shard_schema.required_columns
         for shard in self.shards:
             try:
                 with output.fs.open(output.path(shard["path"]), "rb") as f:
@@ -198,7 +171,7 @@ class ShardDataset(Dataset[dict[str, Any]]):
     def lengths(self) -> np.ndarray:
         """Tokens per row (chosen + rejected for pairs), from the length column(s) only."""
         if self._lengths is None:
-            cols = LENGTH_COLUMNS[self.schema]
+            cols = self.shard_schema.length_columns
             parts = []
             out = self._out()
             for k, shard in enumerate(self.shards):

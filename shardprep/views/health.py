@@ -13,6 +13,8 @@ from statistics import median
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from shardprep.tokenizer import LoadedTokenizer
 
@@ -115,6 +117,38 @@ class MaskHealth:
         }
 
 
+def health_columns(sequences: tuple[str, ...]) -> list[str]:
+    """The columns mask health reads for rows holding these sequences."""
+    return ["source", *(f"{p}{c}" for p in sequences for c in ("target_ids", "weights", "length"))]
+
+
+def _source_names(col: pa.ChunkedArray) -> np.ndarray:
+    arr = col.combine_chunks()
+    if isinstance(arr, pa.DictionaryArray):
+        names = np.asarray(arr.dictionary.to_pylist(), dtype=object)
+        return names[arr.indices.to_numpy(zero_copy_only=False)]
+    return np.asarray(arr.to_pylist(), dtype=object)
+
+
+def scan_table(table: pa.Table, health: MaskHealth, sequences: tuple[str, ...], at_length: int | None) -> int:
+    """Feed every sequence of a table's rows to `health`; returns the rows whose length is `at_length`.
+
+    `sequences` are the schema's column prefixes ("" for one sequence, both sides of a pair).
+    """
+    at_limit = 0
+    if not sequences or table.num_rows == 0:
+        return 0
+    names = _source_names(table.column("source"))
+    for p in sequences:
+        targets = pc.list_flatten(table.column(f"{p}target_ids")).to_numpy()
+        weights = pc.list_flatten(table.column(f"{p}weights")).to_numpy()
+        lengths = pc.list_value_length(table.column(f"{p}weights")).to_numpy()
+        health.add(targets, weights, lengths, names)
+        if at_length is not None:
+            at_limit += int((table.column(f"{p}length").to_numpy() == at_length).sum())
+    return at_limit
+
+
 def _warning(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"code": code, "message": message, **extra}
 
@@ -153,8 +187,13 @@ def health_warnings(
     dropped: dict[str, int],
     train_on: str,
     conformance: dict[str, Any] | None = None,
+    *,
+    judges_masks: bool = True,
 ) -> list[dict[str, Any]]:
-    """Every warning, each a dict with a stable `code` and a one-line `message`."""
+    """Every warning, each a dict with a stable `code` and a one-line `message`.
+
+    `judges_masks` False (blocks train everything, prompts nothing, by design): no trained-ratio checks.
+    """
     out: list[dict[str, Any]] = []
     if health["untrained_rows"]:
         where = ", ".join(f"{k} {v:,}" for k, v in health["untrained_by_source"].items())
@@ -184,7 +223,10 @@ def health_warnings(
                     id=e["id"],
                 )
             )
-    out.extend(ratio_warnings(sources, train_on))
+    if judges_masks:
+        out.extend(ratio_warnings(sources, train_on))
+    else:  # a source that yields nothing is still worth a word
+        out.extend(w for w in ratio_warnings(sources, train_on) if not w["code"].startswith("trained_ratio"))
     if conformance and conformance.get("checked") and conformance.get("identical", 0) < conformance["checked"]:
         diff = conformance["checked"] - conformance["identical"]
         out.append(

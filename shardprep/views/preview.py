@@ -1,6 +1,8 @@
-"""`prep preview`: render and tokenize the first rows of each source exactly as `build` would, writing nothing.
+"""`prep preview`: the first rows of each source through the task's own runner, writing nothing.
 
-The report has the shape of `inspect_build`'s, so the same views (terminal, JSON, HTML) show it.
+The runner is the build's (`Task.runner`), given in-memory writers instead of shard writers, so
+what preview shows is what build writes, for every task. The report has the shape of
+`inspect_build`'s, so the same views (terminal, JSON, HTML) show it.
 """
 
 from __future__ import annotations
@@ -10,18 +12,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from shardprep.build.run import plan_build
-from shardprep.encode.decode import row_payload
-from shardprep.encode.examples import Example, make_example
-from shardprep.encode.tokenize import BatchEncoder, render_supervised_batch
+from shardprep.encode.conformance import merge_conformance
+from shardprep.encode.tokenize import BatchEncoder
 from shardprep.errors import RowError, ShardprepError, SourceError
-from shardprep.formats import declare_tools, to_conversation
 from shardprep.recipe import Recipe, SourceSpec
-from shardprep.renderers.base import TrainOnWhat
 from shardprep.sources.files import RawRow, iter_source_batches
-from shardprep.views.health import MaskHealth, end_of_turn_ids, health_warnings
+from shardprep.store.shards import MemoryWriter
+from shardprep.tasks import TASKS, UnitIO
+from shardprep.views.health import MaskHealth, end_of_turn_ids, health_warnings, scan_table
 from shardprep.views.show import length_histogram
 
 
@@ -56,75 +55,72 @@ def preview_recipe(recipe: Recipe, base_dir: Path, *, n: int = 5, source: str | 
     names = [s.resolved_name for s in recipe.sources]
     if source is not None and source not in names:
         raise ShardprepError(f"source {source!r} not in the recipe (has: {', '.join(names)})")
-    # plan_build checks tokenizer, renderer and inputs exactly as a build does, before any row.
+    # plan_build checks tokenizer, renderer, task and inputs exactly as a build does, before any row.
     plan = plan_build(recipe, base_dir)
     tok = plan.tokenizer
+    task = TASKS[recipe.task]
+    options = task.options(recipe)
     encoder = BatchEncoder(tok)
-    customized = recipe.train_on == TrainOnWhat.CUSTOMIZED
     health = MaskHealth(end_of_turn_ids(tok, recipe.renderer.name, plan.renderer.options, tok.special_id("eos_token")))
+    sequences = task.schema.sequences
     dropped: Counter[str] = Counter()
     sources: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     lengths: list[int] = []
     truncated = 0
+    conformance: list[dict[str, Any]] = []
     for src in recipe.sources:
         name = src.resolved_name
         if source is not None and name != source:
             continue
-        per: Counter[str] = Counter()
-        by_reason: Counter[str] = Counter()
         raws = _first_rows(base_dir, src, n)
-        convs, metas = [], []
-        for raw in raws:
-            per["rows_read"] += 1
-            try:
-                if raw.error is not None:
-                    raise raw.error
-                conv = to_conversation(raw.data or {}, format=src.format, columns=src.columns or None, customized=customized)
-                convs.append(declare_tools(plan.renderer, conv, raw.data or {}, src.columns or None, recipe.tools))
-                metas.append(raw)
-            except RowError as err:
-                by_reason[err.reason] += 1
-                errors.append({"source": name, "source_row": raw.index, "reason": err.reason, "message": err.located(file=raw.file, line=raw.line).describe()})
-        results = render_supervised_batch(plan.renderer, encoder, convs, recipe.train_on) if convs else []
-        examples: list[tuple[Any, Example]] = []
-        for raw, res in zip(metas, results, strict=True):
-            if isinstance(res, RowError):
-                by_reason[res.reason] += 1
-                errors.append({"source": name, "source_row": raw.index, "reason": res.reason, "message": res.located(file=raw.file, line=raw.line).describe()})
-                continue
-            ex = make_example(res.tokens, res.weights, max_length=recipe.max_length, overlong=recipe.overlong, reduction=recipe.weight_reduction)
-            if isinstance(ex, str):
-                by_reason[ex] += 1
-                errors.append({"source": name, "source_row": raw.index, "reason": ex, "message": f"row {raw.index}: dropped ({ex})"})
-                continue
-            examples.append((raw, ex))
-        for raw, ex in examples:
-            n_tok = len(ex.input_ids)
-            trained = int(np.count_nonzero(ex.weights > 0))
-            per["examples"] += 1
-            per["tokens"] += n_tok
-            per["trained_tokens"] += trained
-            per["truncated"] += int(ex.truncated)
-            lengths.append(n_tok)
-            health.add(ex.target_ids, ex.weights, np.asarray([n_tok]), np.asarray([name], dtype=object))
-            row = {"input_ids": ex.input_ids, "target_ids": ex.target_ids, "weights": ex.weights, "source": name, "source_row": raw.index}
-            rows.append(row_payload(row, tok, split="preview", index=len(rows)))
+        by_reason: Counter[str] = Counter()
+
+        def skip(
+            err: RowError, *, file: str, line: int | None, row: Any, _name: str = name, _counts: Counter[str] = by_reason
+        ) -> None:
+            # Preview shows every bad row instead of stopping at the first (on_error: fail).
+            err.located(file=file, line=line)
+            _counts[err.reason] += 1
+            errors.append({"source": _name, "source_row": None, "reason": err.reason, "message": err.describe()})
+
+        def dropped_row(reason: str, raw: RawRow, _name: str = name) -> None:
+            errors.append({"source": _name, "source_row": raw.index, "reason": reason, "message": f"row {raw.index}: dropped ({reason})"})
+
+        writer = MemoryWriter(task.table_builder(options))
+        io = UnitIO(
+            recipe=recipe, source=src, source_name=name, renderer=plan.renderer, encoder=encoder,
+            writers={"train": writer, "test": writer}, skip=skip, split_of=lambda raw: "train",
+            source_row=lambda raw: raw.index, dropped=by_reason, on_drop=dropped_row,
+        )
+        runner = task.runner(io)
+        runner.process(raws)
+        runner.finish()
+        table = writer.table()
+        if table is not None:
+            scan_table(table, health, sequences, None)
+            for col in task.schema.length_columns:
+                lengths += table.column(col).to_pylist()
+            for row in table.to_pylist():
+                rows.append(task.display_row(row, tok, split="preview", index=len(rows)))
+        if io.extras.get("conformance"):
+            conformance.append(io.extras["conformance"])
         dropped.update(by_reason)
-        truncated += per["truncated"]
+        truncated += io.truncated
         sources.append(
             {
                 "name": name,
                 "format": src.format,
-                "rows_read": per["rows_read"],
-                "examples": per["examples"],
-                "tokens": per["tokens"],
-                "trained_tokens": per["trained_tokens"],
-                "trained_ratio": round(per["trained_tokens"] / per["tokens"], 4) if per["tokens"] else 0.0,
+                "rows_read": len(raws),
+                "examples": io.examples,
+                "tokens": io.tokens,
+                "trained_tokens": io.trained_tokens,
+                "trained_ratio": round(io.trained_tokens / io.tokens, 4) if io.tokens else 0.0,
                 "dropped": sum(by_reason.values()),
                 "dropped_by_reason": dict(sorted(by_reason.items())),
-                "truncated": per["truncated"],
+                "truncated": io.truncated,
+                "task_counters": dict(sorted(io.counters.items())),
             }
         )
     report: dict[str, Any] = {
@@ -146,11 +142,15 @@ def preview_recipe(recipe: Recipe, base_dir: Path, *, n: int = 5, source: str | 
         "length_histogram": length_histogram(lengths),
         "skipped_sample": None,
         "shards": [],
-        "conformance": None,
+        "conformance": merge_conformance(conformance),
         "decoded": True,
         "row_errors": errors,
         "rows": rows,
     }
     report["health"] = health.to_json()
-    report["warnings"] = health_warnings(report["health"], sources, report["dropped"], report["train_on"])
+    report["warnings"] = health_warnings(
+        report["health"], sources, report["dropped"], report["train_on"], report["conformance"],
+        judges_masks=task.judges_masks,
+    )
     return report
+

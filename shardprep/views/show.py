@@ -11,17 +11,21 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shardprep.encode.decode import Span, decode_spans
 from shardprep.errors import ManifestError, ShardprepError
 from shardprep.store.manifest import MANIFEST_NAME, read_manifest
 from shardprep.store.storage import Output
-from shardprep.tasks.display import task_row_payload
+from shardprep.tasks import task_for_schema
 from shardprep.tokenizer import LoadedTokenizer, load_tokenizer
-from shardprep.views.health import MaskHealth, end_of_turn_ids, health_warnings
+from shardprep.views.health import (
+    MaskHealth,
+    end_of_turn_ids,
+    health_columns,
+    health_warnings,
+    scan_table,
+)
 
 __all__ = [
     "Span",
@@ -37,11 +41,6 @@ __all__ = [
 # Health checks read at most this many rows per split by default: enough to catch a broken mask,
 # bounded for builds of billions of tokens on object stores.
 DEFAULT_CHECK_ROWS = 50_000
-# Column prefixes checked for mask health per shard schema: both sides of a pair; none for RL
-# prompts, which train nothing.
-_SCAN_SIDES: dict[str, tuple[str, ...]] = {"dpo/1": ("chosen_", "rejected_"), "rl_prompts/1": ()}
-
-
 def open_build(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Output, dict[str, Any]]:
     output = Output(url, storage_options=storage_options)
     manifest = read_manifest(output)
@@ -167,14 +166,6 @@ def weight_stats(row: dict[str, Any]) -> dict[str, Any]:
     return {"length": len(w), "trained": int(np.count_nonzero(w)), "weight_sum": float(w.sum())}
 
 
-def _source_names(col: pa.ChunkedArray) -> np.ndarray:
-    arr = col.combine_chunks()
-    if isinstance(arr, pa.DictionaryArray):
-        names = np.asarray(arr.dictionary.to_pylist(), dtype=object)
-        return names[arr.indices.to_numpy(zero_copy_only=False)]
-    return np.asarray(arr.to_pylist(), dtype=object)
-
-
 def scan_split(
     output: Output,
     shards: list[dict[str, Any]],
@@ -182,34 +173,22 @@ def scan_split(
     *,
     max_rows: int | None,
     at_length: int | None,
-    sides: tuple[str, ...] = ("",),
+    sequences: tuple[str, ...] = ("",),
 ) -> dict[str, int]:
-    """Feed up to `max_rows` rows of one split to `health`, one row group at a time (columns only).
-
-    `sides` are the column prefixes of the sequences a row holds: ("",) for sft/pretrain rows,
-    ("chosen_", "rejected_") for pairs, () for schemas without trained sequences.
-    """
+    """Feed up to `max_rows` rows of one split to `health`, one row group at a time (columns only)."""
     checked = at_limit = 0
-    if not sides:
+    if not sequences:
         return {"checked": 0, "at_max_length": 0}
-    cols = ["source", *(f"{p}{c}" for p in sides for c in ("target_ids", "weights", "length"))]
     for shard in shards:
         with output.fs.open(output.path(shard["path"]), "rb") as f:
             pf = pq.ParquetFile(f)
             for rg in range(pf.num_row_groups):
                 if max_rows is not None and checked >= max_rows:
                     return {"checked": checked, "at_max_length": at_limit}
-                table = pf.read_row_group(rg, columns=cols)
+                table = pf.read_row_group(rg, columns=health_columns(sequences))
                 if max_rows is not None:
                     table = table.slice(0, max_rows - checked)
-                names = _source_names(table.column("source"))
-                for p in sides:
-                    targets = pc.list_flatten(table.column(f"{p}target_ids")).to_numpy()
-                    weights = pc.list_flatten(table.column(f"{p}weights")).to_numpy()
-                    lengths = pc.list_value_length(table.column(f"{p}weights")).to_numpy()
-                    health.add(targets, weights, lengths, names)
-                    if at_length is not None:
-                        at_limit += int((table.column(f"{p}length").to_numpy() == at_length).sum())
+                at_limit += scan_table(table, health, sequences, at_length)
                 checked += table.num_rows
     return {"checked": checked, "at_max_length": at_limit}
 
@@ -238,22 +217,19 @@ def inspect_build(
     # A truncated example has exactly max_length-1 inputs; so does one that was exactly max_length long.
     at_length = max_len - 1 if max_len and manifest.get("recipe", {}).get("overlong", "truncate") == "truncate" else None
     limit = check_rows if check_rows and check_rows > 0 else None
-    schema = manifest.get("schema", "sft/1")
+    task = task_for_schema(manifest.get("schema", "sft/1"))
+    sequences = task.schema.sequences
     for name, info in manifest["splits"].items():
-        counts = scan_split(
-            output, info["shards"], health, max_rows=limit, at_length=at_length, sides=_SCAN_SIDES.get(schema, ("",))
-        )
+        counts = scan_split(output, info["shards"], health, max_rows=limit, at_length=at_length, sequences=sequences)
         report["splits"][name]["rows_checked"] = counts["checked"]
         report["splits"][name]["at_max_length"] = counts["at_max_length"] if at_length is not None else None
     total = sum(info["rows"] for info in manifest["splits"].values())
     # Health counts sequences: two per pair.
-    report["health"] = health.to_json(rows_total=total * len(_SCAN_SIDES.get(schema, ("",))))
+    report["health"] = health.to_json(rows_total=total * len(sequences))
     report["warnings"] = health_warnings(
-        report["health"], report["sources"], report["dropped"], report["train_on"], report["conformance"]
+        report["health"], report["sources"], report["dropped"], report["train_on"], report["conformance"],
+        judges_masks=task.judges_masks,
     )
-    if schema in ("pretrain/1", "rl_prompts/1"):
-        # Trained-ratio checks judge chat masks; blocks train everything and prompts nothing by design.
-        report["warnings"] = [w for w in report["warnings"] if not w["code"].startswith("trained_ratio")]
 
     if split not in manifest["splits"]:
         raise ShardprepError(f"split {split!r} not in this build (has: {', '.join(manifest['splits'])})")
@@ -262,5 +238,5 @@ def inspect_build(
         indices = sample_indices(n_rows, sample, seed)
     else:
         indices = rows if rows is not None else ([0] if n_rows else [])
-    report["rows"] = [task_row_payload(schema, read_row(output, manifest, split, i), tok, split=split, index=i) for i in indices]
+    report["rows"] = [task.display_row(read_row(output, manifest, split, i), tok, split=split, index=i) for i in indices]
     return report

@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from shardprep.store.shards import SFT_SCHEMA
+from shardprep.tasks import task_for_schema
 from shardprep.views.show import open_build
 
 
@@ -55,7 +55,8 @@ def _hash(fs: Any, path: str) -> tuple[str, int]:
 
 def verify_build(url: str) -> VerifyReport:
     output, manifest = open_build(url)
-    expected_schema = SFT_SCHEMA if manifest.get("schema", "sft/1") == "sft/1" else None
+    task = task_for_schema(manifest.get("schema", "sft/1"), where=f"{url}: ")
+    extra = task.extra_fields(task.options_from_manifest(manifest.get("recipe", {})))
     checks: list[ShardCheck] = []
     for split, info in manifest["splits"].items():
         for shard in info["shards"]:
@@ -81,6 +82,5 @@ def verify_build(url: str) -> VerifyReport:
                 continue
             if rows != shard["rows"]:
                 check.problems.append(f"{rows} rows, manifest says {shard['rows']}")
-            if expected_schema is not None and not schema.remove_metadata().equals(expected_schema.remove_metadata()):
-                check.problems.append(f"schema differs from {manifest.get('schema')}: {schema}")
+            check.problems += [f"schema: {p}" for p in task.schema.problems(schema, extra)]
     return VerifyReport(url, manifest["fingerprint"], checks)

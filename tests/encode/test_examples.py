@@ -7,12 +7,13 @@ from shardprep.encode.examples import (
     DROP_NO_TRAINED,
     DROP_OVERLONG,
     DROP_TOO_SHORT,
+    Dropped,
     Example,
     make_example,
 )
 
 
-def _ex(n: int, trained_from: int, **kw: object) -> Example | str:
+def _ex(n: int, trained_from: int, **kw: object) -> Example | Dropped:
     tokens = np.arange(100, 100 + n, dtype=np.int64)
     weights = np.array([0.0] * trained_from + [1.0] * (n - trained_from), dtype=np.float32)
     return make_example(tokens, weights, **kw)  # type: ignore[arg-type]
@@ -37,16 +38,16 @@ def test_truncation_before_shift_gives_max_length_minus_one_inputs() -> None:
 
 
 def test_overlong_drop() -> None:
-    assert _ex(16, 5, max_length=8, overlong="drop") == DROP_OVERLONG
+    assert _ex(16, 5, max_length=8, overlong="drop") == Dropped(DROP_OVERLONG)
 
 
 def test_nothing_trained_after_truncation_is_dropped() -> None:
-    assert _ex(16, 12, max_length=8) == DROP_NO_TRAINED
-    assert _ex(4, 4, max_length=None) == DROP_NO_TRAINED
+    assert _ex(16, 12, max_length=8) == Dropped(DROP_NO_TRAINED)
+    assert _ex(4, 4, max_length=None) == Dropped(DROP_NO_TRAINED)
 
 
 def test_too_short() -> None:
-    assert _ex(1, 0, max_length=None) == DROP_TOO_SHORT
+    assert _ex(1, 0, max_length=None) == Dropped(DROP_TOO_SHORT)
 
 
 def test_mean_reduction_sums_to_one() -> None:

@@ -1,0 +1,61 @@
+"""The template conformance sample of a work unit: its first rows compared with the model's template.
+
+Every task that renders conversations samples the same way, so the manifest records, for any
+build, how many of the sampled rows the model's own chat_template writes identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from shardprep.encode.conformance import ConformanceCheck, rendered_texts
+from shardprep.renderers.base import TrainOnWhat
+from shardprep.renderers.content import Message
+from shardprep.renderers.jinja_template import ChatTemplate
+from shardprep.tasks.base import UnitIO
+from shardprep.tokenizer import LoadedTokenizer
+
+# Compiled once per process per tokenizer (by its sha256): a unit samples a handful of rows only.
+_TEMPLATES: dict[str, ChatTemplate | None] = {}
+
+
+def _template(tok: LoadedTokenizer) -> ChatTemplate | None:
+    if tok.sha256 not in _TEMPLATES:
+        check = ConformanceCheck.for_tokenizer(tok)
+        _TEMPLATES[tok.sha256] = check.template if check else None
+    return _TEMPLATES[tok.sha256]
+
+
+class Conformance:
+    def __init__(self, io: UnitIO, check: ConformanceCheck) -> None:
+        self.io = io
+        self.check = check
+        self.left = io.recipe.conformance_rows
+
+    @classmethod
+    def start(cls, io: UnitIO) -> Conformance | None:
+        """A sampler for this unit, or None when off (hf_template is the template itself)."""
+        if io.recipe.conformance_rows <= 0 or io.recipe.renderer.name == "hf_template":
+            return None
+        tok = io.renderer.tokenizer
+        template = _template(tok)
+        if template is None:
+            return None
+        return cls(io, ConformanceCheck(template, f"{tok.source} (tokenizer_config.json chat_template)"))
+
+    def add(self, convs: Sequence[Sequence[Message]], source_rows: Sequence[int], train_on: TrainOnWhat) -> None:
+        if self.left <= 0 or not convs:
+            return
+        sample = list(convs[: self.left])
+        texts = rendered_texts(self.io.renderer, sample, train_on)
+        self.check.add(sample, texts, indices=list(source_rows[: len(sample)]))
+        self.left -= len(sample)
+
+    def finish(self) -> None:
+        if not self.check.checked:
+            return
+        res: dict[str, Any] = self.check.result()
+        if res["first_difference"] is not None:
+            res["first_difference"]["source"] = self.io.source_name
+        self.io.extras["conformance"] = res
