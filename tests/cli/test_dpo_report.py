@@ -34,6 +34,7 @@ def dpo_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "renderer": "qwen3_disable_thinking",
         "task": "dpo",
         "sources": [{"name": "pairs", "path": "pairs.jsonl", "format": "text_pair"}],
+        "workers": 1,
     }
     (tmp / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     res = runner.invoke(app, ["build", str(tmp / "recipe.yaml"), "--quiet"], env=PLAIN_ENV)

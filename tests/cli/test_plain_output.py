@@ -59,6 +59,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "sources": [{"name": SOURCE, "path": str(data / "rows-1.jsonl"), "format": "messages"}],
         "split": {"test_size": 1, "seed": 0},
         "on_error": "skip",
+        "workers": 1,
     }
     (cfg / "recipe [v1].yaml").write_text(yaml.safe_dump(recipe))
     return {"tmp": tmp, "recipe": cfg / "recipe [v1].yaml", "out": tmp / "out [1]"}
