@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -14,6 +15,10 @@ from shardprep.cli.errors import handle_errors
 from shardprep.cli.progress import RichProgress
 from shardprep.cli.state import debug
 from shardprep.recipe import load_recipe
+
+# As shardprep.encode.backends names them (kept here so `prep --help` imports no tokenizer).
+ENCODERS = ("auto", "fastokens", "tokenizers")
+ENCODER_ENV = "SHARDPREP_ENCODER"
 
 
 @handle_errors(debug)
@@ -27,6 +32,7 @@ def build(
     wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another build of the same output to finish."),
     engine: str = typer.Option("local", "--engine", help="Where units run: 'local' (processes here) or 'ray' (needs shardprep[ray])."),
     address: str = typer.Option(None, "--address", help="Ray cluster to join with --engine ray: 'auto' or ray://host:port (default: a local Ray instance, or $RAY_ADDRESS)."),
+    encoder: str = typer.Option(None, "--encoder", help="Token encoder: 'auto' (fastokens where its probe ids equal tokenizers', else tokenizers), 'fastokens' or 'tokenizers' (default: $SHARDPREP_ENCODER, else auto). Not part of the fingerprint: the ids are the same."),
 ) -> None:
     """Build shards and manifest.json from a recipe.
 
@@ -44,6 +50,11 @@ def build(
         raise typer.BadParameter("--engine takes 'local' or 'ray'")
     if address is not None and engine != "ray":
         raise typer.BadParameter("--address needs --engine ray")
+    if encoder is not None:
+        if encoder not in ENCODERS:
+            raise typer.BadParameter(f"--encoder takes {', '.join(ENCODERS)}")
+        # Through the environment, so that pool workers (spawned) make the same choice.
+        os.environ[ENCODER_ENV] = encoder
     result = run_build(
         parsed, base_dir, force=force, workers=workers, progress=progress, lock_wait_s=wait, engine=engine, address=address
     )
@@ -56,8 +67,10 @@ def build(
         out.print(f"[green]up to date[/]: {escape(result.output)} (fingerprint {m['fingerprint'][:12]})")
         return
     st = m["stats"]
+    used = (m.get("tokenizer") or {}).get("encoder")
     out.print(
         f"[green]built[/] {escape(result.output)}: "
         + ", ".join(f"{k} {v['rows']:,} rows / {v['tokens']:,} tokens" for k, v in m["splits"].items())
         + f"; dropped {sum(st['dropped'].values()):,}; {st['elapsed_s']:.1f}s, {st['tokens_per_s'] or 0:,.0f} tokens/s"
+        + (f"; encoder {used['name']}" if isinstance(used, dict) and used.get("name") else "")
     )

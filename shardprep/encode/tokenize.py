@@ -8,14 +8,13 @@ remembered across batches.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tokenizers import Tokenizer
 
+from shardprep.encode.backends import Selection, select
 from shardprep.errors import RowError, ShardprepError
 from shardprep.renderers.base import (
     Renderer,
@@ -32,22 +31,6 @@ from shardprep.tokenizer import LoadedTokenizer
 _EMPTY = np.empty(0, dtype=np.int32)
 _EMPTY.setflags(write=False)
 
-@contextlib.contextmanager
-def _special_tokens_escaped(tokenizer: Tokenizer, escaped: bool) -> Iterator[Tokenizer]:
-    """The same tokenizer with special-token text encoded as plain text for the duration.
-
-    Toggling the flag around one batched call costs nothing, where a private copy of a real
-    tokenizer costs a second of parsing per process; every encode here runs on one thread.
-    """
-    if not escaped:
-        yield tokenizer
-        return
-    tokenizer.encode_special_tokens = True
-    try:
-        yield tokenizer
-    finally:
-        tokenizer.encode_special_tokens = False
-
 
 @dataclass(frozen=True, slots=True)
 class RenderedExample:
@@ -55,18 +38,54 @@ class RenderedExample:
     weights: np.ndarray  # float32, one per token
 
 
+@dataclass(frozen=True, slots=True)
+class RenderedBatch:
+    """A batch's examples in flat buffers: row i is tokens[offsets[i]:offsets[i+1]] (empty for
+    a row in `errors`), with one weight per token. No Python object per token or per row."""
+
+    tokens: np.ndarray  # int32
+    weights: np.ndarray  # float32
+    offsets: np.ndarray  # int64, rows + 1
+    errors: dict[int, RowError]
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def example(self, i: int) -> RenderedExample | RowError:
+        if i in self.errors:
+            return self.errors[i]
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return RenderedExample(self.tokens[a:b], self.weights[a:b])
+
+    def rows(self) -> list[RenderedExample | RowError]:
+        return [self.example(i) for i in range(len(self))]
+
+
 class BatchEncoder:
-    """Encodes text chunks in bulk; `add_special_tokens=False` always (no post-processor BOS)."""
+    """Encodes text chunks in bulk; `add_special_tokens=False` always (no post-processor BOS).
+
+    `encoder`: auto (fastokens when its probe ids equal tokenizers'), fastokens or tokenizers;
+    None reads $SHARDPREP_ENCODER. `probe`: extra probe texts (the renderer's constants).
+    """
 
     memo_max_chars = 64
     memo_max_entries = 16384
 
-    def __init__(self, tokenizer: LoadedTokenizer) -> None:
+    def __init__(
+        self, tokenizer: LoadedTokenizer, *, encoder: str | None = None, probe: Sequence[str] = ()
+    ) -> None:
         self.tokenizer = tokenizer
+        self.selection: Selection = select(tokenizer, encoder, probe)
+        self.backend = self.selection.backend
         self._memo: dict[TextChunk, np.ndarray] = {}
 
+    @property
+    def name(self) -> str:
+        """The encoder in use: "fastokens" or "tokenizers"."""
+        return self.selection.name
+
     def encode_unique(self, chunks: Iterable[TextChunk]) -> dict[TextChunk, np.ndarray]:
-        """Token ids of every distinct text chunk."""
+        """Token ids of every distinct text chunk (read-only views into one flat buffer)."""
         found: dict[TextChunk, np.ndarray] = {}
         todo: dict[Encoding, list[TextChunk]] = {}
         memo = self._memo
@@ -81,19 +100,23 @@ class BatchEncoder:
             else:
                 found[chunk] = _EMPTY  # placeholder, filled below; also dedupes
                 todo.setdefault(chunk.encoding, []).append(chunk)
-        backend = self.tokenizer.tokenizer
-        batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
         for encoding, pending in todo.items():
-            with _special_tokens_escaped(backend, encoding == Encoding.ESCAPED):
-                encoded = batch([c.text for c in pending], add_special_tokens=False)
-            for chunk, enc in zip(pending, encoded, strict=True):
-                ids = np.asarray(enc.ids, dtype=np.int32)
-                found[chunk] = ids
-                if len(chunk.text) <= self.memo_max_chars:
+            ids, offsets = self.backend.encode_flat(
+                [c.text for c in pending], escaped=encoding == Encoding.ESCAPED
+            )
+            ids.setflags(write=False)
+            bounds = offsets.tolist()  # one int per chunk, not per token
+            max_chars = self.memo_max_chars
+            for i, chunk in enumerate(pending):
+                view = ids[bounds[i] : bounds[i + 1]]
+                found[chunk] = view
+                if len(chunk.text) <= max_chars:
                     if len(memo) >= self.memo_max_entries:
                         memo.clear()  # crude bound; constants come back on the next batch
-                    ids.setflags(write=False)
-                    memo[chunk] = ids
+                    # A copy: a view would keep the whole batch's buffer alive.
+                    kept = view.copy()
+                    kept.setflags(write=False)
+                    memo[chunk] = kept
         return found
 
     def encode_chunks(self, chunks: Sequence[Chunk]) -> list[np.ndarray]:
@@ -139,6 +162,66 @@ def _text_chunks(plans: Iterable[Any]) -> Iterable[TextChunk]:
                 yield c
 
 
+def _plan_all(plan: Any, conversations: Sequence[Sequence[Message]]) -> list[Any]:
+    """plan(messages) per conversation; a row's failure is its RowError, never the batch's."""
+    plans: list[Any] = []
+    for messages in conversations:
+        try:
+            plans.append(plan(messages))
+        except ShardprepError as exc:
+            if not isinstance(exc, RowError):
+                raise  # configuration problems (tokenizer, options) are not row problems
+            plans.append(exc)
+        except Exception as exc:  # a malformed message must not cost the batch
+            plans.append(_row_error(exc))
+    return plans
+
+
+def render_supervised_flat(
+    renderer: Renderer,
+    encoder: BatchEncoder,
+    conversations: Sequence[Sequence[Message]],
+    train_on: TrainOnWhat,
+) -> RenderedBatch:
+    """tinker's build_supervised_example for every conversation, as one flat batch.
+
+    Rows in `errors` may still hold tokens in the buffers (a prompt check that failed after
+    encoding); they are not examples.
+    """
+    train_on = TrainOnWhat(train_on)
+    plans = _plan_all(lambda m: plan_supervised(renderer, m, train_on), conversations)
+    table = encoder.encode_unique(_text_chunks(plans))
+    arrays: list[np.ndarray] = []
+    chunk_weights: list[float] = []
+    row_chunks = np.zeros(len(plans), dtype=np.int64)
+    errors: dict[int, RowError] = {}
+    for i, plan in enumerate(plans):
+        if isinstance(plan, RowError):
+            errors[i] = plan
+            continue
+        for c in plan.chunks:
+            arrays.append(table[c] if type(c) is TextChunk else _lookup(table, c))
+        chunk_weights.extend(plan.weights)
+        row_chunks[i] = len(plan.chunks)
+    lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
+    tokens = np.concatenate(arrays).astype(np.int32, copy=False) if arrays else _EMPTY.copy()
+    weights = np.repeat(np.asarray(chunk_weights, dtype=np.float32), lengths)
+    ends = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=ends[1:])
+    offsets = np.zeros(len(plans) + 1, dtype=np.int64)
+    offsets[1:] = ends[np.cumsum(row_chunks)]
+    for i, plan in enumerate(plans):
+        if isinstance(plan, RowError) or plan.prompt is None:
+            continue
+        a, b = offsets[i], offsets[i + 1]
+        prompt, _ = _concat(table, plan.prompt)
+        try:
+            zero_prompt_prefix(renderer, tokens[a:b], weights[a:b], prompt)
+        except RowError as exc:
+            errors[i] = exc
+    return RenderedBatch(tokens, weights, offsets, errors)
+
+
 def render_supervised_batch(
     renderer: Renderer,
     encoder: BatchEncoder,
@@ -146,34 +229,7 @@ def render_supervised_batch(
     train_on: TrainOnWhat,
 ) -> list[RenderedExample | RowError]:
     """tinker's build_supervised_example for every conversation; failures are returned per row."""
-    train_on = TrainOnWhat(train_on)
-    plans: list[SupervisedPlan | RowError] = []
-    for messages in conversations:
-        try:
-            plans.append(plan_supervised(renderer, messages, train_on))
-        except ShardprepError as exc:
-            if not isinstance(exc, RowError):
-                raise  # configuration problems (tokenizer, options) are not row problems
-            plans.append(exc)
-        except Exception as exc:  # a malformed message must not cost the batch
-            plans.append(_row_error(exc))
-    table = encoder.encode_unique(_text_chunks(plans))
-    out: list[RenderedExample | RowError] = []
-    for plan in plans:
-        if isinstance(plan, RowError):
-            out.append(plan)
-            continue
-        tokens, lengths = _concat(table, plan.chunks)
-        weights = np.repeat(np.asarray(plan.weights, dtype=np.float32), lengths)
-        if plan.prompt is not None:
-            prompt, _ = _concat(table, plan.prompt)
-            try:
-                zero_prompt_prefix(renderer, tokens, weights, prompt)
-            except RowError as exc:
-                out.append(exc)
-                continue
-        out.append(RenderedExample(tokens, weights))
-    return out
+    return render_supervised_flat(renderer, encoder, conversations, train_on).rows()
 
 
 def render_prompt_batch(
@@ -182,15 +238,8 @@ def render_prompt_batch(
     conversations: Sequence[Sequence[Message]],
 ) -> list[np.ndarray | RowError]:
     """tinker's build_generation_prompt (role assistant, no prefill) for every conversation."""
-    plans: list[list[Chunk] | RowError] = []
-    for messages in conversations:
-        try:
-            plans.append(plan_prompt(renderer, messages))
-        except ShardprepError as exc:
-            if not isinstance(exc, RowError):
-                raise
-            plans.append(exc)
-        except Exception as exc:
-            plans.append(_row_error(exc))
+    plans: list[list[Chunk] | RowError] = _plan_all(
+        lambda m: plan_prompt(renderer, m), conversations
+    )
     table = encoder.encode_unique(_text_chunks(plans))
     return [plan if isinstance(plan, RowError) else _concat(table, plan)[0] for plan in plans]
