@@ -45,7 +45,26 @@ _API: dict[str, tuple[str, str]] = {
     "TASKS": ("shardprep.tasks", "TASKS"),
 }
 
-__all__ = ["FORMAT_VERSION", "__version__", *_API]
+__all__ = [
+    "FORMAT_VERSION",
+    "TASKS",
+    "BatchEncoder",
+    "BuildResult",
+    "Recipe",
+    "TrainOnWhat",
+    "__version__",
+    "build",
+    "get_renderer",
+    "inspect_build",
+    "load_recipe",
+    "load_tokenizer",
+    "parse_recipe",
+    "preview",
+    "render_prompt_batch",
+    "render_supervised_batch",
+    "renderer_names",
+    "verify_build",
+]
 
 
 def __getattr__(name: str) -> Any:
