@@ -210,8 +210,13 @@ def bound(name: str, date: str) -> tuple[Any, BatchEncoder, LoadedTokenizer, str
 
 def oracle_results(oracle: Oracle, name: str, items: list[Item], modes: list[str] = MODES) -> list[dict[str, Any]]:
     """tinker's answers for `items`: per item {"modes": {mode: ...}, "prompt": ... | None}."""
+    send_render(oracle, name, items, modes)
+    return oracle.receive()["results"]
+
+
+def send_render(oracle: Oracle, name: str, items: list[Item], modes: list[str] = MODES) -> None:
     tok_name = golden_pairs()[name]
-    return oracle.call(
+    oracle.send(
         {
             "op": "render",
             "renderer": name,
@@ -228,7 +233,7 @@ def oracle_results(oracle: Oracle, name: str, items: list[Item], modes: list[str
                 for it in items
             ],
         }
-    )["results"]
+    )
 
 
 def shardprep_results(
@@ -259,8 +264,9 @@ def evaluate(
     """Per item: mode (and "prompt") -> (kind, detail, shardprep refusal key, tinker's answer)."""
     date = oracle.info["date"]
     tok = bound(name, date)[2]
-    answers = oracle_results(oracle, name, items, modes)
+    send_render(oracle, name, items, modes)  # tinker works while shardprep renders
     ours = shardprep_results(name, date, items, modes)
+    answers = oracle.receive()["results"]
     out = []
     for i, res in enumerate(answers):
         row: dict[str, tuple[str, str, str, dict[str, Any]]] = {}

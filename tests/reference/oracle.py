@@ -46,12 +46,23 @@ class Oracle:
         self.info = self.call({"op": "hello"})
 
     def call(self, request: dict[str, Any]) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.send(request)
+        return self.receive()
+
+    def send(self, request: dict[str, Any]) -> None:
+        """Send a request without waiting (the worker computes while the caller does its part)."""
+        assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(json.dumps(request, ensure_ascii=False) + "\n")
             self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
         except (BrokenPipeError, OSError) as exc:
+            raise OracleError(f"oracle died: {exc}; stderr:\n{self.stderr()}") from exc
+
+    def receive(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        try:
+            line = self.proc.stdout.readline()
+        except OSError as exc:
             raise OracleError(f"oracle died: {exc}; stderr:\n{self.stderr()}") from exc
         if not line:
             raise OracleError(f"oracle exited ({self.proc.poll()}); stderr:\n{self.stderr()}")

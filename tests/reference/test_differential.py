@@ -18,7 +18,7 @@ from shardprep.renderers import renderer_names
 
 pytestmark = pytest.mark.reference
 
-CONVERSATIONS = int(os.environ.get("SHARDPREP_REF_CONVS", "200"))
+CONVERSATIONS = int(os.environ.get("SHARDPREP_REF_CONVS", "150"))
 SEED0 = int(os.environ.get("SHARDPREP_REF_SEED", "0"))
 PAIRS = harness.golden_pairs()
 
