@@ -8,16 +8,23 @@ a slice of a memory map: O(1), no decode, shared between DataLoader workers thro
 
 The cache folder is named after the shard's sha256 (from the manifest), so a rebuilt shard never
 reuses a stale copy, and it appears by an atomic rename: a reader sees a complete copy or none.
+Nothing wrong is ever cached or served: a shard's bytes are checked against the manifest's sha256
+before they are decoded (a tampered shard never enters the cache, so restoring it cannot leave a
+wrong entry behind), and every file of an entry carries its size and CRC-32 in `meta.json`,
+written last; an entry is trusted only when all of them match, and a damaged one is rebuilt.
 This module needs numpy and pyarrow only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import uuid
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -29,8 +36,30 @@ import pyarrow.parquet as pq
 from shardprep.errors import ManifestError
 
 # Bumped when the layout below changes, so older copies are ignored rather than misread.
-CACHE_VERSION = 1
+# 2: per-file size and CRC-32 in meta.json; shards checked against their sha256 before decoding.
+CACHE_VERSION = 2
 META_NAME = "meta.json"
+_CHUNK = 1 << 22
+
+
+class CacheDamaged(ManifestError):
+    """A reader cache entry does not match its own checksums (it is rebuilt from the shard)."""
+
+
+def _crc_file(path: str) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(_CHUNK):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def sha256_of(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_CHUNK):
+            h.update(block)
+    return h.hexdigest()
 
 
 def default_cache_dir() -> str:
@@ -74,11 +103,30 @@ class FlatShard:
         return np.diff(offsets)
 
 
+def check_entry(path: str, meta: dict[str, Any]) -> None:
+    """Every file of the entry has the size and CRC-32 recorded when it was written."""
+    files = meta.get("files")
+    if not isinstance(files, dict) or not files:
+        raise CacheDamaged(f"{path}: reader cache entry lists no checksums")
+    for name, want in files.items():
+        file = os.path.join(path, name)
+        try:
+            size = os.path.getsize(file)
+        except OSError:
+            raise CacheDamaged(f"{file}: missing from the reader cache entry") from None
+        if size != want["size"] or _crc_file(file) != want["crc32"]:
+            raise CacheDamaged(f"{file}: reader cache file damaged (size or CRC-32 differs)")
+
+
 def load_flat(path: str) -> FlatShard:
-    with open(os.path.join(path, META_NAME), encoding="utf-8") as f:
-        meta = json.load(f)
+    try:
+        with open(os.path.join(path, META_NAME), encoding="utf-8") as f:
+            meta = json.load(f)
+    except ValueError as exc:
+        raise CacheDamaged(f"{path}: reader cache meta.json is damaged ({exc})") from None
     if meta.get("version") != CACHE_VERSION:
-        raise ManifestError(f"{path}: reader cache version {meta.get('version')!r}, expected {CACHE_VERSION}")
+        raise CacheDamaged(f"{path}: reader cache version {meta.get('version')!r}, expected {CACHE_VERSION}")
+    check_entry(path, meta)
     rows = int(meta["rows"])
     flat = FlatShard(rows=rows)
     for name, col in meta["columns"].items():
@@ -168,10 +216,21 @@ class _ColumnWriter:
         return {"kind": "string", "dictionary": list(self.dictionary)}
 
 
-def build_flat_cache(parquet_path: str, target: str, *, expected_rows: int) -> None:
-    """Decode a local Parquet shard into `target` (atomic: written beside it, then renamed)."""
+def build_flat_cache(
+    parquet_path: str, target: str, *, expected_rows: int, expected_sha256: str | None = None,
+    label: str | None = None,
+) -> None:
+    """Decode a local Parquet shard into `target` (atomic: written beside it, then renamed).
+
+    With `expected_sha256` (the manifest's), a shard whose bytes differ is refused before any of
+    it is decoded. `label` names the shard in errors (its path in the build)."""
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
+    if expected_sha256 is not None and sha256_of(parquet_path) != expected_sha256:
+        raise ManifestError(
+            f"{label or parquet_path}: sha256 differs from the manifest (the shard changed or is "
+            "corrupt; run `prep verify`, then rebuild)"
+        )
     tmp = os.path.join(parent, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     os.makedirs(tmp)
     try:
@@ -189,15 +248,44 @@ def build_flat_cache(parquet_path: str, target: str, *, expected_rows: int) -> N
                     w.add(table.column(w.name))
         finally:
             columns = {w.name: w.close() for w in writers}
-        meta = {"version": CACHE_VERSION, "rows": expected_rows, "columns": columns}
+        # Checksums of what is on disk now, written last: an entry without them is never trusted.
+        files = {
+            name: {"size": os.path.getsize(os.path.join(tmp, name)), "crc32": _crc_file(os.path.join(tmp, name))}
+            for name in sorted(os.listdir(tmp))
+        }
+        meta = {"version": CACHE_VERSION, "rows": expected_rows, "columns": columns, "files": files}
         with open(os.path.join(tmp, META_NAME), "w", encoding="utf-8") as f:
             json.dump(meta, f)
+            f.flush()
+            os.fsync(f.fileno())
         try:
             os.rename(tmp, target)
         except OSError:
             # Another process (a DataLoader worker, a second job) finished the same shard first.
-            if not os.path.exists(os.path.join(target, META_NAME)):
-                raise
+            if os.path.exists(os.path.join(target, META_NAME)):
+                return
+            discard_entry(target)  # a folder without its meta.json is no entry: replace it
+            os.rename(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)
+
+
+def discard_entry(target: str) -> None:
+    """Move a damaged entry out of the way (atomic), then delete it; readers holding maps of its
+    files keep them until they close."""
+    aside = f"{target}.damaged-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        os.rename(target, aside)
+    except FileNotFoundError:
+        return  # another process discarded it first
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def open_flat(target: str, ensure: Callable[[], str]) -> FlatShard:
+    """The entry at `target` (made by `ensure()`), rebuilt once from its shard if it is damaged."""
+    try:
+        return load_flat(ensure())
+    except CacheDamaged:
+        discard_entry(target)
+        return load_flat(ensure())

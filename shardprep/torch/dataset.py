@@ -16,14 +16,15 @@ from torch.utils.data import Dataset
 from shardprep.errors import ManifestError, ShardprepError
 from shardprep.store.manifest import MANIFEST_NAME, read_manifest
 from shardprep.store.storage import Output
-from shardprep.tasks import task_for_schema
+from shardprep.tasks import shard_schema
 from shardprep.torch.cache import (
     FlatShard,
     build_flat_cache,
     default_cache_dir,
-    load_flat,
+    open_flat,
     shard_cache_path,
 )
+
 
 class ShardDataset(Dataset[dict[str, Any]]):
     """One split of a finished build. `ds[i]` is a dict of numpy views (list columns) and scalars.
@@ -52,7 +53,7 @@ class ShardDataset(Dataset[dict[str, Any]]):
             raise ShardprepError(f"split {split!r} not in {self.url} (has: {', '.join(manifest['splits'])})")
         self.schema: str = manifest.get("schema", "sft/1")
         # The task's own schema says which columns a shard must have (the reader hands all through).
-        self.shard_schema = task_for_schema(self.schema, where=f"{self.url}: ").schema
+        self.shard_schema = shard_schema(self.schema, where=f"{self.url}: ")
         info = manifest["splits"][split]
         # Only what a worker needs: keeps pickles small however large the manifest's stats are.
         self.shards: list[dict[str, Any]] = [
@@ -138,7 +139,9 @@ class ShardDataset(Dataset[dict[str, Any]]):
     def _shard(self, k: int) -> FlatShard:
         flat = self._flat.get(k)
         if flat is None:
-            flat = self._flat[k] = load_flat(self._ensure_cached(k))
+            # A damaged cache entry is rebuilt from the shard (whose sha256 is checked again).
+            target = shard_cache_path(self.cache_dir, self.shards[k]["sha256"])
+            flat = self._flat[k] = open_flat(target, lambda: self._ensure_cached(k))
         return flat
 
     def _ensure_cached(self, k: int) -> str:
@@ -148,7 +151,10 @@ class ShardDataset(Dataset[dict[str, Any]]):
             return target
         out = self._out()
         if out.is_local:
-            build_flat_cache(out.path(shard["path"]), target, expected_rows=shard["rows"])
+            build_flat_cache(
+                out.path(shard["path"]), target, expected_rows=shard["rows"],
+                expected_sha256=shard["sha256"], label=shard["path"],
+            )
             return target
         # Object stores: one whole download into the cache's disk, decoded there, then dropped.
         os.makedirs(self.cache_dir, exist_ok=True)
@@ -156,7 +162,10 @@ class ShardDataset(Dataset[dict[str, Any]]):
         try:
             local = os.path.join(tmpdir, "shard.parquet")
             out.fs.get_file(out.path(shard["path"]), local)
-            build_flat_cache(local, target, expected_rows=shard["rows"])
+            build_flat_cache(
+                local, target, expected_rows=shard["rows"], expected_sha256=shard["sha256"],
+                label=shard["path"],
+            )
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
         return target
