@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from shardprep import FORMAT_VERSION, __version__
-from shardprep.build.engines.local import resolve_workers, run_units
+from shardprep.build.checks import preflight
+from shardprep.build.engines import Engine, make_engine
+from shardprep.build.engines.local import LocalEngine, resolve_workers
 from shardprep.build.lock import build_lock
 from shardprep.build.units import (
     UnitContext,
@@ -24,12 +26,10 @@ from shardprep.build.units import (
     plan_units,
     selected_total,
 )
-from shardprep.encode.tokenize import BatchEncoder
 from shardprep.encode.conformance import merge_conformance
-from shardprep.build.checks import preflight
+from shardprep.encode.tokenize import BatchEncoder
 from shardprep.errors import BuildError, ShardprepError
 from shardprep.recipe import Recipe, SourceSpec
-from shardprep.renderers.registry import get_renderer
 from shardprep.sources import hub
 from shardprep.sources.files import expand_paths, file_identity
 from shardprep.store.manifest import (
@@ -41,10 +41,9 @@ from shardprep.store.manifest import (
 )
 from shardprep.store.storage import Output
 from shardprep.tasks import TASKS
-from shardprep.tokenizer import LoadedTokenizer, load_tokenizer, resolve_tokenizer_path
+from shardprep.tokenizer import LoadedTokenizer, resolve_tokenizer_path
 
 _MIN_ROWS_FOR_POOL = 4096
-ENGINES = ("local", "ray")
 
 
 class ProgressSink(Protocol):
@@ -219,10 +218,12 @@ def build(
     """engine: "local" (this process or a process pool) or "ray" (Ray tasks; `address` None starts
     a local Ray instance, "auto" / "ray://host:port" joins a cluster). Neither is fingerprinted:
     both engines write the same bytes."""
-    if engine not in ENGINES:
-        raise BuildError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
-    if address is not None and engine != "ray":
-        raise BuildError("an address is only used by engine 'ray'")
+    # Resolved before anything is read, so a wrong engine name fails at once.
+    chosen = workers if workers is not None else recipe.workers
+    runner = make_engine(
+        engine, workers=resolve_workers(chosen), address=address,
+        ray_cpus=None if chosen in (None, "auto") else resolve_workers(chosen),
+    )
     if not force:
         # Up to date without loading the tokenizer: file stats and the recipe decide.
         output = Output(resolve_path(recipe.output, base_dir), storage_options=recipe.output_storage_options)
@@ -242,7 +243,7 @@ def build(
         if existing is not None and existing.get("fingerprint") == plan.fingerprint and not force:
             return BuildResult("up_to_date", output.url, existing)
         return _build_locked(
-            plan, force=force, workers=workers, progress=progress or _NoProgress(), engine=engine, address=address
+            plan, force=force, progress=progress or _NoProgress(), engine=runner
         )
 
 
@@ -250,10 +251,8 @@ def _build_locked(
     plan: Plan,
     *,
     force: bool,
-    workers: int | str | None,
     progress: ProgressSink,
-    engine: str = "local",
-    address: str | None = None,
+    engine: Engine,
 ) -> BuildResult:
     recipe, output = plan.recipe, plan.output
     started = time.monotonic()
@@ -286,17 +285,10 @@ def _build_locked(
         if units_done is not None:
             units_done(len(results), len(units))
 
-    n_workers = resolve_workers(workers if workers is not None else recipe.workers)
-    if sum(u.rows for u in todo) < _MIN_ROWS_FOR_POOL:
-        n_workers = 1  # starting processes would cost more than the whole job
+    if isinstance(engine, LocalEngine) and sum(u.rows for u in todo) < _MIN_ROWS_FOR_POOL:
+        engine = LocalEngine(workers=1)  # starting processes would cost more than the whole job
     try:
-        if engine == "ray":
-            from shardprep.build.engines.ray_engine import run_units_ray  # optional extra
-
-            # A private local instance gets the requested workers as CPUs; a cluster has its own.
-            run_units_ray(ctx, todo, address=address, on_done=on_done, num_cpus=_ray_cpus(workers, plan.recipe))
-        else:
-            run_units(ctx, todo, workers=n_workers, on_done=on_done)
+        engine.run(ctx, todo, on_done)
     finally:
         progress.finish()
     ordered = [results[u.index] for u in units]
@@ -319,11 +311,6 @@ def _build_locked(
         elif name.startswith(".tmp-"):
             output.remove_tree(name)  # scratch of a worker killed mid-unit (its unit was redone)
     return BuildResult("built", output.url, manifest, resumed_units=len(done))
-
-
-def _ray_cpus(workers: int | str | None, recipe: Recipe) -> int | None:
-    chosen = workers if workers is not None else recipe.workers
-    return None if chosen in (None, "auto") else resolve_workers(chosen)
 
 
 def _json_line(obj: Any) -> str:

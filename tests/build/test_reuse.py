@@ -141,7 +141,7 @@ def test_force_rebuilds(project: Path) -> None:
 
 
 def test_up_to_date_check_does_not_parse_the_tokenizer(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shardprep.build import run as build_mod
+    from shardprep.build import checks as build_mod  # preflight is where a build loads it
 
     first = build(*recipe_at(project))
     assert first.manifest["quick_key"]

@@ -73,3 +73,15 @@ def _bounded(pool: ProcessPoolExecutor, units: Sequence[WorkUnit], *, in_flight:
             f.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
+
+
+class LocalEngine:
+    """This process for one worker, else a spawn-context process pool of `workers` processes."""
+
+    name = "local"
+
+    def __init__(self, *, workers: int) -> None:
+        self.workers = workers
+
+    def run(self, ctx: UnitContext, units: Sequence[WorkUnit], on_done: Callable[[UnitResult], None]) -> None:
+        run_units(ctx, units, workers=self.workers, on_done=on_done)

@@ -25,9 +25,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shardprep.build.units import UnitContext, UnitResult, WorkUnit, run_unit
 from shardprep.errors import BuildError, ShardprepError
 from shardprep.store.storage import Output
-from shardprep.build.units import UnitContext, UnitResult, WorkUnit, run_unit
 
 RunUnit = Callable[[UnitContext, WorkUnit], UnitResult]
 
@@ -200,3 +200,16 @@ def _run_all(
     finally:
         for ref in pending:
             ray.cancel(ref, force=False)  # a failed build stops instead of finishing unused units
+
+
+class RayEngine:
+    """Units as Ray tasks: a private local instance (`address` None, `num_cpus`) or a cluster."""
+
+    name = "ray"
+
+    def __init__(self, *, address: str | None = None, num_cpus: int | None = None) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+
+    def run(self, ctx: UnitContext, units: Sequence[WorkUnit], on_done: Callable[[UnitResult], None]) -> None:
+        run_units_ray(ctx, units, address=self.address, on_done=on_done, num_cpus=self.num_cpus)
