@@ -12,6 +12,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from shardprep.torch.collate import IGNORE_INDEX, PackCollate, PadCollate, PairCollate
 from shardprep.torch.dataset import ShardDataset
+from shardprep.torch.hf import HFCollate, HFLayout, hf_example
 from shardprep.torch.loader import ResumableLoader
 from shardprep.torch.samplers import EpochSampler, TokenBudgetBatchSampler
 from shardprep.torch.tinker_datum import tinker_available, to_tinker_datum
@@ -19,12 +20,15 @@ from shardprep.torch.tinker_datum import tinker_available, to_tinker_datum
 __all__ = [
     "IGNORE_INDEX",
     "EpochSampler",
+    "HFCollate",
+    "HFLayout",
     "PackCollate",
     "PadCollate",
     "PairCollate",
     "ResumableLoader",
     "ShardDataset",
     "TokenBudgetBatchSampler",
+    "hf_example",
     "tinker_available",
     "to_tinker_datum",
 ]
