@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -56,3 +57,138 @@ def make_example(
         target_w = (target_w / np.float32(total)).astype(np.float32)
     ids = np.asarray(tokens, dtype=np.int32)
     return Example(input_ids=ids[:-1], target_ids=ids[1:], weights=target_w, truncated=truncated)
+
+
+@dataclass(frozen=True)
+class ExampleBatch:
+    """`make_example` over a whole rendered batch, in flat buffers (no Python object per row).
+
+    Kept example j came from batch row `rows[j]`; its inputs are
+    `input_ids[offsets[j]:offsets[j + 1]]`, and targets and weights are cut the same way.
+    """
+
+    rows: np.ndarray  # int64, batch row of each kept example, ascending
+    input_ids: np.ndarray  # int32
+    target_ids: np.ndarray  # int32
+    weights: np.ndarray  # float32
+    offsets: np.ndarray  # int64, kept + 1
+    truncated: np.ndarray  # bool per kept example
+    trained: np.ndarray  # int64, nonzero weights per kept example
+    dropped: dict[int, str]  # batch row -> drop reason
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def example(self, j: int) -> Example:
+        a, b = self.offsets[j], self.offsets[j + 1]
+        return Example(
+            self.input_ids[a:b], self.target_ids[a:b], self.weights[a:b], bool(self.truncated[j])
+        )
+
+    def take(self, keep: np.ndarray) -> ExampleBatch:
+        """The examples where `keep` (bool per kept example) is true, in order."""
+        if keep.all():
+            return self
+        per_token = np.repeat(keep, self.lengths)
+        offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
+        np.cumsum(self.lengths[keep], out=offsets[1:])
+        return ExampleBatch(
+            self.rows[keep],
+            self.input_ids[per_token],
+            self.target_ids[per_token],
+            self.weights[per_token],
+            offsets,
+            self.truncated[keep],
+            self.trained[keep],
+            {},
+        )
+
+
+def make_examples(
+    tokens: np.ndarray,
+    weights: np.ndarray,
+    offsets: np.ndarray,
+    *,
+    skip: Iterable[int] = (),
+    max_length: int | None,
+    overlong: Literal["truncate", "drop"] = "truncate",
+    reduction: Literal["none", "mean"] = "none",
+) -> ExampleBatch:
+    """`make_example` for every row i = tokens[offsets[i]:offsets[i+1]] not in `skip`, at once.
+
+    The same rules in the same order (overlong, too short, nothing trained) and the same float32
+    arithmetic, so each kept example equals `make_example`'s. A row's trained total is the sum of
+    its 0/1 target weights, exact in float64 whatever the order of summation.
+    """
+    n = len(offsets) - 1
+    start = np.asarray(offsets[:-1], dtype=np.int64)
+    length = np.diff(np.asarray(offsets, dtype=np.int64))
+    live = np.ones(n, dtype=bool)
+    dropped: dict[int, str] = {}
+    for i in skip:
+        live[i] = False
+    eff = length
+    truncated = np.zeros(n, dtype=bool)
+    if max_length is not None:
+        over = live & (length > max_length)
+        if overlong == "drop":
+            dropped.update(dict.fromkeys(np.flatnonzero(over).tolist(), DROP_OVERLONG))
+            live &= ~over
+        else:
+            eff = np.minimum(length, max_length)
+            truncated = over
+    short = live & (eff < 2)
+    dropped.update(dict.fromkeys(np.flatnonzero(short).tolist(), DROP_TOO_SHORT))
+    live &= ~short
+    rows = np.flatnonzero(live)
+    m = eff[rows] - 1  # targets per candidate example
+    seg = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(m, out=seg[1:])
+    idx = np.repeat(start[rows] - seg[:-1], m) + np.arange(seg[-1], dtype=np.int64)
+    target_w = np.asarray(weights, dtype=np.float32)[idx + 1]
+    starts = seg[:-1]
+    if len(rows):
+        total = np.add.reduceat(target_w.astype(np.float64), starts)
+        trained = np.add.reduceat((target_w != 0).astype(np.int64), starts)
+    else:
+        total = np.zeros(0, dtype=np.float64)
+        trained = np.zeros(0, dtype=np.int64)
+    none = total <= 0.0
+    dropped.update(dict.fromkeys(rows[none].tolist(), DROP_NO_TRAINED))
+    ids = np.asarray(tokens, dtype=np.int32)
+    batch = ExampleBatch(
+        rows, ids[idx], ids[idx + 1], target_w, seg, truncated[rows], trained, dropped
+    )
+    if none.any():
+        batch = batch.take(~none)
+        batch = ExampleBatch(*(getattr(batch, f) for f in _FIELDS[:-1]), dropped)
+        total = total[~none]
+    if reduction == "mean" and len(batch):
+        per = np.repeat(total.astype(np.float32), batch.lengths)
+        batch = ExampleBatch(
+            batch.rows,
+            batch.input_ids,
+            batch.target_ids,
+            (batch.weights / per).astype(np.float32),
+            batch.offsets,
+            batch.truncated,
+            batch.trained,
+            dropped,
+        )
+    return batch
+
+
+_FIELDS = (
+    "rows",
+    "input_ids",
+    "target_ids",
+    "weights",
+    "offsets",
+    "truncated",
+    "trained",
+    "dropped",
+)

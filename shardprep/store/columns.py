@@ -2,8 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pyarrow as pa
+
+
+def numeric_array(values: np.ndarray, value_type: pa.DataType) -> pa.Array:
+    """A numpy array as an Arrow array over the same memory.
+
+    Not `pa.array`: that imports pandas (about a second) on its first call in a process.
+    """
+    np_type = np.dtype(value_type.to_pandas_dtype())
+    arr = np.ascontiguousarray(values, dtype=np_type)
+    return pa.Array.from_buffers(value_type, len(arr), [None, pa.py_buffer(arr)])
+
+
+def flat_lists(values: np.ndarray, offsets: np.ndarray, value_type: pa.DataType) -> pa.Array:
+    """A list column from one flat values buffer and its row offsets (len rows + 1)."""
+    return pa.ListArray.from_arrays(
+        numeric_array(offsets, pa.int32()), numeric_array(values, value_type)
+    )
 
 
 def _list_array(chunks: list[np.ndarray], value_type: pa.DataType, np_type: type) -> pa.Array:
@@ -13,7 +32,7 @@ def _list_array(chunks: list[np.ndarray], value_type: pa.DataType, np_type: type
     values: np.ndarray = (
         np.concatenate(chunks).astype(np_type, copy=False) if chunks else np.zeros(0, np_type)
     )
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=value_type))
+    return flat_lists(values, offsets, value_type)
 
 
 def int32_lists(chunks: list[np.ndarray]) -> pa.Array:
@@ -24,13 +43,26 @@ def float32_lists(chunks: list[np.ndarray]) -> pa.Array:
     return _list_array(chunks, pa.float32(), np.float32)
 
 
-def source_column(sources: list[str]) -> pa.DictionaryArray:
-    names = sorted(set(sources))
-    index = {n: i for i, n in enumerate(names)}
-    return pa.DictionaryArray.from_arrays(
-        pa.array([index[s] for s in sources], type=pa.int32()), pa.array(names, type=pa.string())
+def int32_column(values: Sequence[int] | np.ndarray) -> pa.Array:
+    return numeric_array(np.asarray(values, dtype=np.int32), pa.int32())
+
+
+def string_array(names: Sequence[str]) -> pa.Array:
+    """Strings from their UTF-8 bytes and offsets (not `pa.array`, which imports pandas)."""
+    data = [n.encode("utf-8") for n in names]
+    offsets = np.zeros(len(data) + 1, dtype=np.int32)
+    np.cumsum([len(d) for d in data], out=offsets[1:])
+    return pa.StringArray.from_buffers(
+        len(data), pa.py_buffer(offsets), pa.py_buffer(b"".join(data))
     )
 
 
-def source_row_column(rows: list[int]) -> pa.Array:
-    return pa.array(rows, type=pa.int64())
+def source_column(sources: list[str]) -> pa.DictionaryArray:
+    names = sorted(set(sources))
+    index = {n: i for i, n in enumerate(names)}
+    indices = np.fromiter((index[s] for s in sources), dtype=np.int32, count=len(sources))
+    return pa.DictionaryArray.from_arrays(numeric_array(indices, pa.int32()), string_array(names))
+
+
+def source_row_column(rows: Sequence[int] | np.ndarray) -> pa.Array:
+    return numeric_array(np.asarray(rows, dtype=np.int64), pa.int64())

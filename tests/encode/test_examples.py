@@ -10,6 +10,7 @@ from shardprep.encode.examples import (
     Dropped,
     Example,
     make_example,
+    make_examples,
 )
 
 
@@ -56,3 +57,37 @@ def test_mean_reduction_sums_to_one() -> None:
     assert ex.weights.sum() == pytest.approx(1.0)
     assert ex.weights.dtype == np.float32
     assert np.unique(ex.weights).tolist() == [0.0, pytest.approx(0.1)]
+
+
+@pytest.mark.parametrize("max_length", [None, 1, 2, 7, 40])
+@pytest.mark.parametrize("overlong", ["truncate", "drop"])
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_batch_equals_one_at_a_time(max_length: int | None, overlong: str, reduction: str) -> None:
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(0, 30, size=60)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    tokens = rng.integers(0, 50_000, size=offsets[-1]).astype(np.int32)
+    weights = (rng.random(offsets[-1]) < 0.4).astype(np.float32)
+    skip = {3, 17}
+    kw = {"max_length": max_length, "overlong": overlong, "reduction": reduction}
+    batch = make_examples(tokens, weights, offsets, skip=skip, **kw)  # type: ignore[arg-type]
+    kept = iter(range(len(batch)))
+    for i in range(len(lengths)):
+        if i in skip:
+            assert i not in batch.dropped and i not in batch.rows
+            continue
+        a, b = offsets[i], offsets[i + 1]
+        want = make_example(tokens[a:b], weights[a:b], **kw)  # type: ignore[arg-type]
+        if isinstance(want, Dropped):
+            assert batch.dropped[i] == want.reason
+            continue
+        j = next(kept)
+        assert batch.rows[j] == i
+        got = batch.example(j)
+        assert np.array_equal(got.input_ids, want.input_ids)
+        assert np.array_equal(got.target_ids, want.target_ids)
+        assert got.weights.dtype == np.float32
+        assert np.array_equal(got.weights, want.weights)
+        assert got.truncated == want.truncated
+        assert batch.trained[j] == np.count_nonzero(want.weights)
+    assert next(kept, None) is None
