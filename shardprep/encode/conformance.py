@@ -146,3 +146,43 @@ def merge_conformance(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
         "identical": sum(p["identical"] for p in parts),
         "first_difference": next((p["first_difference"] for p in parts if p["first_difference"]), None),
     }
+
+
+# Differences between a built-in renderer and the model's own template that tinker-cookbook makes
+# on purpose: the warning says so and names the renderer that matches the template.
+KNOWN_DIFFERENCES: dict[str, str] = {
+    "llama3": (
+        "tinker's llama3 renderer writes no 'Cutting Knowledge Date' system block, which Llama 3's "
+        "own template adds"
+    ),
+}
+
+
+def mismatch_warning(conformance: dict[str, Any] | None, renderer: str) -> dict[str, Any] | None:
+    """The `template_mismatch` warning for a conformance record, or None when every row matched.
+
+    Build summaries, `prep show` and `prep preview` all say it with these words.
+    """
+    if not conformance or not conformance.get("checked"):
+        return None
+    diff = conformance["checked"] - conformance.get("identical", 0)
+    if diff <= 0:
+        return None
+    message = (
+        f"{diff:,} of {conformance['checked']:,} sampled rows render differently from the chat "
+        f"template {conformance.get('template')!r} used at inference"
+    )
+    known = KNOWN_DIFFERENCES.get(renderer)
+    if known:
+        message += f" (known: {known}; renderer hf_template renders the model's own template)"
+    else:
+        message += " (renderer hf_template renders the model's own template)"
+    first = conformance.get("first_difference") or {}
+    return {
+        "code": "template_mismatch",
+        "message": message,
+        "count": diff,
+        "checked": conformance["checked"],
+        "known": bool(known),
+        "first_difference": first or None,
+    }

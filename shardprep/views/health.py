@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shardprep.encode.conformance import mismatch_warning
 from shardprep.tokenizer import LoadedTokenizer
 
 # End-of-turn / end-of-sequence tokens of the chat families shardprep renders. Only those the
@@ -189,6 +190,7 @@ def health_warnings(
     conformance: dict[str, Any] | None = None,
     *,
     judges_masks: bool = True,
+    renderer: str = "",
 ) -> list[dict[str, Any]]:
     """Every warning, each a dict with a stable `code` and a one-line `message`.
 
@@ -227,13 +229,7 @@ def health_warnings(
         out.extend(ratio_warnings(sources, train_on))
     else:  # a source that yields nothing is still worth a word
         out.extend(w for w in ratio_warnings(sources, train_on) if not w["code"].startswith("trained_ratio"))
-    if conformance and conformance.get("checked") and conformance.get("identical", 0) < conformance["checked"]:
-        diff = conformance["checked"] - conformance["identical"]
-        out.append(
-            _warning(
-                "template_mismatch",
-                f"{diff:,} of {conformance['checked']:,} rows render differently from the chat template {conformance.get('template')!r} used at inference",
-                count=diff,
-            )
-        )
+    mismatch = mismatch_warning(conformance, renderer)
+    if mismatch is not None:
+        out.append(mismatch)
     return out

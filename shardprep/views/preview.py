@@ -150,7 +150,7 @@ def preview_recipe(recipe: Recipe, base_dir: Path, *, n: int = 5, source: str | 
     report["health"] = health.to_json()
     report["warnings"] = health_warnings(
         report["health"], sources, report["dropped"], report["train_on"], report["conformance"],
-        judges_masks=task.judges_masks,
+        judges_masks=task.judges_masks, renderer=recipe.renderer.name,
     )
     return report
 

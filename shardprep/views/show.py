@@ -228,7 +228,7 @@ def inspect_build(
     report["health"] = health.to_json(rows_total=total * len(sequences))
     report["warnings"] = health_warnings(
         report["health"], report["sources"], report["dropped"], report["train_on"], report["conformance"],
-        judges_masks=task.judges_masks,
+        judges_masks=task.judges_masks, renderer=report["renderer"],
     )
 
     if split not in manifest["splits"]:
