@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -131,7 +132,7 @@ def make_examples(
     dropped: dict[int, str] = {}
     for i in skip:
         live[i] = False
-    eff = length
+    eff: np.ndarray = length
     truncated = np.zeros(n, dtype=bool)
     if max_length is not None:
         over = live & (length > max_length)
@@ -145,7 +146,7 @@ def make_examples(
     dropped.update(dict.fromkeys(np.flatnonzero(short).tolist(), DROP_TOO_SHORT))
     live &= ~short
     rows = np.flatnonzero(live)
-    m = eff[rows] - 1  # targets per candidate example
+    m: np.ndarray = (eff[rows] - 1).astype(np.int64)  # targets per candidate example
     seg = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(m, out=seg[1:])
     idx = np.repeat(start[rows] - seg[:-1], m) + np.arange(seg[-1], dtype=np.int64)
@@ -164,8 +165,7 @@ def make_examples(
         rows, ids[idx], ids[idx + 1], target_w, seg, truncated[rows], trained, dropped
     )
     if none.any():
-        batch = batch.take(~none)
-        batch = ExampleBatch(*(getattr(batch, f) for f in _FIELDS[:-1]), dropped)
+        batch = dataclasses.replace(batch.take(~none), dropped=dropped)
         total = total[~none]
     if reduction == "mean" and len(batch):
         per = np.repeat(total.astype(np.float32), batch.lengths)
@@ -180,15 +180,3 @@ def make_examples(
             dropped,
         )
     return batch
-
-
-_FIELDS = (
-    "rows",
-    "input_ids",
-    "target_ids",
-    "weights",
-    "offsets",
-    "truncated",
-    "trained",
-    "dropped",
-)
