@@ -168,6 +168,9 @@ class Recipe(_Strict):
     task_options: SerializeAsAny[TaskOptions] = Field(default_factory=TaskOptions)
     # Rows per work unit whose text is compared with the model's own chat_template (0: off).
     conformance_rows: int = Field(16, ge=0)
+    # What a sampled row that renders differently from the model's own template does to the build:
+    # a warning in its summary and manifest, or a failure. Not fingerprinted (the bytes are equal).
+    template_mismatch: Literal["warn", "fail"] = "warn"
 
     @model_validator(mode="before")
     @classmethod

@@ -26,7 +26,7 @@ from shardprep.build.units import (
     plan_units,
     selected_total,
 )
-from shardprep.encode.conformance import merge_conformance
+from shardprep.encode.conformance import merge_conformance, mismatch_warning
 from shardprep.encode.tokenize import BatchEncoder
 from shardprep.errors import BuildError, ShardprepError
 from shardprep.recipe import Recipe, SourceSpec
@@ -300,6 +300,15 @@ def _build_locked(
             f"no examples: all {manifest['stats']['rows_read']} rows were dropped ({reasons}); "
             "check train_on, max_length and the data"
         )
+    mismatch = mismatch_warning(manifest.get("conformance"), recipe.renderer.name)
+    if mismatch is not None and recipe.template_mismatch == "fail":
+        # Finished units stay: with `template_mismatch: warn` (not fingerprinted) they are reused.
+        first = mismatch["first_difference"] or {}
+        raise BuildError(
+            f"{mismatch['message']}; first difference at source {first.get('source')!r} row "
+            f"{first.get('index')}:\n{first.get('diff', '')}(template_mismatch: fail; set it to warn to build anyway)"
+        )
+    manifest["warnings"] = [mismatch] if mismatch is not None else []
     if manifest["skipped_sample"]:
         output.write_text_atomic(
             manifest["skipped_sample"], "".join(_json_line(s) for s in _skipped(ordered, recipe.skipped_sample))
