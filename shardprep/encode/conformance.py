@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shardprep.errors import RowError, ShardprepError
-from shardprep.renderers.base import Renderer, TrainOnWhat, plan_supervised
+from shardprep.renderers.base import Renderer, TrainOnWhat, plan_prompt, plan_supervised
 from shardprep.renderers.chunks import Chunk, TextChunk
 from shardprep.renderers.content import Message
 from shardprep.renderers.jinja_template import ChatTemplate, template_messages
@@ -35,6 +35,17 @@ def chunks_text(chunks: Sequence[Chunk], tokenizer: LoadedTokenizer | None = Non
         elif tokenizer is not None:
             out.append(tokenizer.tokenizer.decode(list(c.ids), skip_special_tokens=False))
     return "".join(out)
+
+
+def prompt_texts(renderer: Renderer, conversations: Sequence[Sequence[Message]]) -> list[str | RowError]:
+    """The renderer's generation-prompt text for each conversation (RowError where it cannot)."""
+    out: list[str | RowError] = []
+    for messages in conversations:
+        try:
+            out.append(chunks_text(plan_prompt(renderer, messages), renderer.tokenizer))
+        except RowError as exc:
+            out.append(exc)
+    return out
 
 
 def rendered_texts(
@@ -97,6 +108,7 @@ class ConformanceCheck:
         *,
         indices: Sequence[int] | None = None,
         tokenizer: LoadedTokenizer | None = None,
+        add_generation_prompt: bool = False,
     ) -> None:
         """One batch: `rendered[i]` is the text or chunks of `conversations[i]`.
 
@@ -110,7 +122,9 @@ class ConformanceCheck:
             text = got if isinstance(got, str) else chunks_text(got, tokenizer)
             self.checked += 1
             try:
-                expected = self.template.render(template_messages(messages))
+                expected = self.template.render(
+                    template_messages(messages), add_generation_prompt=add_generation_prompt
+                )
             except RowError as exc:
                 self.template_errors += 1
                 self._note(index, f"chat_template refused this conversation: {exc.message}\n")

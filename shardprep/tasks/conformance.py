@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shardprep.encode.conformance import ConformanceCheck, rendered_texts
+from shardprep.encode.conformance import ConformanceCheck, prompt_texts, rendered_texts
 from shardprep.renderers.base import TrainOnWhat
 from shardprep.renderers.content import Message
 from shardprep.renderers.jinja_template import ChatTemplate
@@ -50,6 +50,15 @@ class Conformance:
         sample = list(convs[: self.left])
         texts = rendered_texts(self.io.renderer, sample, train_on)
         self.check.add(sample, texts, indices=list(source_rows[: len(sample)]))
+        self.left -= len(sample)
+
+    def add_prompts(self, convs: Sequence[Sequence[Message]], source_rows: Sequence[int]) -> None:
+        """Generation prompts (rl_prompts), against the template with add_generation_prompt."""
+        if self.left <= 0 or not convs:
+            return
+        sample = list(convs[: self.left])
+        texts = prompt_texts(self.io.renderer, sample)
+        self.check.add(sample, texts, indices=list(source_rows[: len(sample)]), add_generation_prompt=True)
         self.left -= len(sample)
 
     def finish(self) -> None:

@@ -32,6 +32,7 @@ from shardprep.store.columns import int32_lists, source_column, source_row_colum
 from shardprep.store.schemas import SOURCE_FIELDS, ShardSchema
 from shardprep.store.shards import TableBuilder
 from shardprep.tasks.base import Task, TaskOptions, UnitIO
+from shardprep.tasks.conformance import Conformance
 from shardprep.tokenizer import LoadedTokenizer
 
 BAD_PASSTHROUGH = "bad_passthrough"
@@ -146,6 +147,7 @@ class RlPromptsRunner:
     def __init__(self, io: UnitIO, options: RlPromptsOptions) -> None:
         self.io = io
         self.options = options
+        self.conformance = Conformance.start(io)
 
     def _passthrough(self, row: Mapping[str, Any]) -> dict[str, Any]:
         src_cols = self.io.source.columns
@@ -174,6 +176,8 @@ class RlPromptsRunner:
                 continue
             convs.append(conv)
             metas.append((raw, extra))
+        if self.conformance is not None:
+            self.conformance.add_prompts(convs, [io.source_row(raw) for raw, _ in metas])
         rendered = render_prompt_batch(io.renderer, io.encoder, convs) if convs else []
         for (raw, extra), res in zip(metas, rendered, strict=True):
             if isinstance(res, RowError):
@@ -186,7 +190,8 @@ class RlPromptsRunner:
             io.writers[io.split_of(raw)].add(Prompt(res, extra), io.source_name, io.source_row(raw), tokens=len(res), trained=0)
 
     def finish(self) -> None:
-        pass
+        if self.conformance is not None:
+            self.conformance.finish()
 
 
 class RlPromptsTask(Task[RlPromptsOptions]):

@@ -39,3 +39,16 @@ def test_matching_template_gives_no_warning(tmp_path: Path) -> None:
         tmp_path, task="sft", sources=[ALPACA], tokenizer=LLAMA3, renderer="hf_template", conformance_rows=4
     )
     assert res.manifest["warnings"] == []
+
+
+def test_rl_prompt_and_dpo_builds_are_checked_too(tmp_path: Path) -> None:
+    (tmp_path / "rl").mkdir()
+    (tmp_path / "dpo").mkdir()
+    rl = run_build(
+        tmp_path / "rl", task="rl_prompts", sources=[ALPACA], tokenizer=LLAMA3, renderer="llama3", conformance_rows=3
+    )
+    assert rl.manifest["conformance"]["checked"] > 0
+    assert [w["code"] for w in rl.manifest["warnings"]] == ["template_mismatch"]
+    pairs = {"name": "pairs", "path": str(ROOT / "tests/fixtures/data/llamafactory/dpo_en_demo.json.gz"), "format": "sharegpt_pair"}
+    dpo = run_build(tmp_path / "dpo", task="dpo", sources=[pairs], tokenizer=LLAMA3, renderer="llama3", conformance_rows=3)
+    assert dpo.manifest["conformance"]["checked"] > 0
