@@ -74,7 +74,16 @@ class HfTemplateRenderer(Renderer):
             header: Chunk | None = None
             body = after[len(before) :]
             if message.get("role") == "assistant":
-                prompt = self._render(messages[:i], prompt=True)
+                try:
+                    prompt = self._render(messages[:i], prompt=True)
+                except RendererError as exc:
+                    # The conversation renders, but its prefix cannot be prompted (a template
+                    # that reads messages[0] fails on a leading assistant): no header is known.
+                    raise RendererError(
+                        f"chat template cannot prompt for message {i}, so its header cannot be "
+                        f"told from its text ({exc.message})",
+                        field="messages",
+                    ) from exc
                 if prompt.startswith(before) and after.startswith(prompt):
                     header = text(prompt[len(before) :])
                     body = after[len(prompt) :]
@@ -89,14 +98,52 @@ class HfTemplateRenderer(Renderer):
                     header = text(lead + (header.text if isinstance(header, TextChunk) else ""))
             out.append(RenderedMessage(header=header, output=[text(body)]))
             before = after
+        pieces: list[str] = []
+        for r in out:
+            pieces += [c.text for c in (r.header, *r.output) if isinstance(c, TextChunk)]
+        self._same_tokens(pieces, "between messages")
         return out
+
+    def _same_tokens(self, pieces: list[str], what: str) -> None:
+        """Refuse unless encoding `pieces` one by one gives the tokens of their joined text.
+
+        Each chunk is encoded on its own, where `apply_chat_template` encodes the whole text: a
+        token that would span two chunks (`\n` + `\n` against `\n\n`) makes the two differ,
+        and no loss mask could split that token between two messages.
+        """
+        backend = self.tokenizer.tokenizer
+        encoded = backend.encode_batch([*pieces, "".join(pieces)], add_special_tokens=False)
+        whole = encoded[-1].ids
+        pos = 0
+        for k, enc in enumerate(encoded[:-1]):
+            ids = enc.ids
+            if whole[pos : pos + len(ids)] != ids:
+                raise RendererError(
+                    f"chat template is not prefix-consistent in tokens ({what}): the text of chunk {k} "
+                    f"({pieces[k][:40]!r}) does not encode alone as it does inside the whole "
+                    "conversation, so no loss mask is exact for this row",
+                    field="messages",
+                )
+            pos += len(ids)
+        if pos != len(whole):
+            raise RendererError(
+                f"chat template is not prefix-consistent in tokens ({what}): the chunks encode to "
+                f"{pos} tokens, the whole text to {len(whole)}",
+                field="messages",
+            )
 
     def conversation_prompt_suffix(self, messages: Sequence[Message], role: str) -> list[Chunk]:
         if role != "assistant":
             raise RendererError("hf_template can only prompt for an assistant message")
+        if not messages:
+            # As apply_chat_template: there is nothing to prompt from.
+            raise RendererError(
+                "chat template cannot render an empty conversation", field="messages"
+            )
         before = self._render(messages)
         prompt = self._render(messages, prompt=True)
         self._extends(prompt, before, "adding the generation prompt")
+        self._same_tokens([before, prompt[len(before) :]], "before the generation prompt")
         return [text(prompt[len(before) :])]
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:

@@ -305,3 +305,71 @@ def run_renderer(
                 if kind == "mismatch":
                     tally.mismatches.append(Outcome(name, seed, mode, kind, detail, key))
     return tally
+
+
+# -- hf_template vs transformers.apply_chat_template ----------------------------------------------
+
+HF_TOKENIZERS = ["llama3", "qwen3", "deepseek_v3", "mistral_v3", "mistral_nemo_tekken"]
+# shardprep refusals that are hf_template's own rule, not a disagreement with the template: the
+# template is not prefix-consistent for the row (a later message rewrites earlier text, or a
+# token straddles two messages), so no mask could be right.
+HF_OWN_REFUSALS = (
+    "chat template is not prefix-consistent",  # in text, or in tokens across a chunk boundary
+    "chat template cannot prompt for message",  # a leading assistant: no header to tell apart
+)
+
+
+@functools.cache
+def hf_bound(tok_name: str) -> tuple[Any, BatchEncoder, LoadedTokenizer]:
+    tok = tokenizer(tok_name)
+    return get_renderer("hf_template", tok), BatchEncoder(tok), tok
+
+
+def run_hf_template(oracle: Oracle, tok_name: str, seeds: range, tally: Tally | None = None) -> Tally:
+    """hf_template's tokens against apply_chat_template's, for whole conversations and prompts."""
+    from shardprep.renderers.jinja_template import template_messages
+
+    tally = tally or Tally()
+    renderer, encoder, tok = hf_bound(tok_name)
+    seeds_list = list(seeds)
+    for start in range(0, len(seeds_list), 100):
+        batch = seeds_list[start : start + 100]
+        convs = []
+        for seed in batch:
+            c = _convert(generator.conversation(seed), False)
+            if isinstance(c, RowError):
+                continue  # refused by the format already; not a template question
+            cut = generator.prompt_cut(c)
+            convs.append((seed, c, cut))
+        items = []
+        for _, c, cut in convs:
+            items.append({"messages": template_messages(c), "add_generation_prompt": False})
+            items.append(
+                {"messages": template_messages(cut or []), "add_generation_prompt": True}
+            )
+        oracle.send({"op": "hf_template", "tokenizer": str(TOKENIZERS / tok_name), "items": items})
+        sup = render_supervised_batch(
+            renderer, encoder, [c for _, c, _ in convs], TrainOnWhat.ALL_ASSISTANT_MESSAGES
+        )
+        prm = render_prompt_batch(renderer, encoder, [cut or [] for _, _, cut in convs])
+        answers = oracle.receive()["results"]
+        for k, (seed, _, _) in enumerate(convs):
+            tally.conversations += 1
+            for mode, want, got in (
+                ("conversation", answers[2 * k], sup[k]),
+                ("prompt", answers[2 * k + 1], prm[k]),
+            ):
+                tally.compared += 1
+                if "error" in want:
+                    tally.tinker_errors[tinker_key(want["error"])] += 1
+                if isinstance(got, RowError) and "error" not in want and got.message.startswith(
+                    HF_OWN_REFUSALS
+                ):
+                    tally.refusals[refusal_key(got)] += 1
+                    continue
+                kind, detail, key = _compare(want, got, tok, weights=False)
+                if key:
+                    tally.refusals[key] += 1
+                if kind == "mismatch":
+                    tally.mismatches.append(Outcome(f"hf_template/{tok_name}", seed, mode, kind, detail, key))
+    return tally

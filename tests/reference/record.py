@@ -22,6 +22,7 @@ from reference.oracle import Oracle, reference_python  # noqa: E402
 
 CASES = Path(__file__).with_name("cases.json")
 OUT = harness.FIXTURES / "reference_cases" / "cases.jsonl.gz"
+HF_OUT = harness.FIXTURES / "reference_cases" / "hf_template.jsonl.gz"
 
 
 def rle(weights: list[float]) -> list[list[float]]:
@@ -40,18 +41,45 @@ def customized(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**m, "trainable": m.get("role") == "assistant"} for m in messages]
 
 
+def hf_record(oracle: Oracle, case: dict[str, Any], tok: str) -> dict[str, Any]:
+    """apply_chat_template's tokens for the conversation and its generation prompt."""
+    from shardprep.formats import to_conversation
+    from shardprep.renderers.jinja_template import template_messages
+
+    conv = to_conversation({"messages": case["messages"]}, format="messages")
+    cut = generator.prompt_cut(conv) or []
+    items = [
+        {"messages": template_messages(conv), "add_generation_prompt": False},
+        {"messages": template_messages(cut), "add_generation_prompt": True},
+    ]
+    full, prompt = oracle.call(
+        {"op": "hf_template", "tokenizer": str(harness.TOKENIZERS / tok), "items": items}
+    )["results"]
+    return {
+        "id": case["id"],
+        "note": case.get("note", ""),
+        "tokenizer": tok,
+        "messages": case["messages"],
+        "conversation": full,
+        "prompt": prompt,
+    }
+
+
 def main() -> int:
     python = reference_python()
     assert python, "no .venv-ref: run `make test-reference` first"
     oracle = Oracle(python)
     records = []
+    hf_records = []
     for case in json.loads(CASES.read_text(encoding="utf-8")):
         msgs = case["messages"]
+        for tok in case.get("hf_tokenizers", []):
+            hf_records.append(hf_record(oracle, case, tok))
         plain = [{k: v for k, v in m.items() if k != "trainable"} for m in msgs]
         item = harness.Item(
             plain, customized(msgs), msgs if case.get("prompt") else generator.prompt_cut(plain)
         )
-        for name in case["renderers"]:
+        for name in case.get("renderers", []):
             [res] = harness.oracle_results(oracle, name, [item])
             for mode, ans in res["modes"].items():
                 if "weights" in ans:
@@ -75,7 +103,10 @@ def main() -> int:
     with gzip.open(OUT, "wt", encoding="utf-8") as fh:
         for r in records:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    print(f"{len(records)} records -> {OUT}")
+    with gzip.open(HF_OUT, "wt", encoding="utf-8") as fh:
+        for r in hf_records:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    print(f"{len(records)} records -> {OUT}, {len(hf_records)} -> {HF_OUT}")
     return 0
 
 

@@ -57,6 +57,22 @@ def main() -> int:
         )
         for o in tally.mismatches[: args.show]:
             print(f"    seed {o.seed} {o.mode}: {o.detail}", flush=True)
+    hf_rows = []
+    if not args.renderers or "hf_template" in args.renderers.split(","):
+        for tok in harness.HF_TOKENIZERS:
+            t = time.time()
+            tally = harness.run_hf_template(oracle, tok, seeds)
+            refusals.update({f"hf_template: {k}": c for k, c in tally.refusals.items()})
+            tinker_errors.update({f"apply_chat_template: {k}": c for k, c in tally.tinker_errors.items()})
+            total_bad += len(tally.mismatches)
+            hf_rows.append((tok, tally.conversations, tally.compared, len(tally.mismatches)))
+            print(
+                f"hf_template/{tok:24s} convs={tally.conversations} compared={tally.compared} "
+                f"mismatches={len(tally.mismatches)} ({time.time() - t:.1f}s)",
+                flush=True,
+            )
+            for o in tally.mismatches[: args.show]:
+                print(f"    seed {o.seed} {o.mode}: {o.detail}", flush=True)
     oracle.close()
     elapsed = time.time() - t0
     if args.out:
@@ -74,13 +90,23 @@ def main() -> int:
             *[f"| `{n}` | {t} | {c} | {m} | {b} |" for n, t, c, m, b in rows],
             f"| **total** | | {sum(r[2] for r in rows)} | {sum(r[3] for r in rows)} | {total_bad} |",
             "",
+            "## hf_template vs `transformers.apply_chat_template` (same oracle environment)",
+            "",
+            "Per conversation the format accepts: the whole conversation (tokens) and its generation",
+            "prompt (cut before the last assistant message). A row refused because the template is not",
+            "prefix-consistent for it (in text, or in tokens across a chunk boundary) is not a mismatch.",
+            "",
+            "| tokenizer (its chat_template) | conversations | compared | mismatches |",
+            "|---|---:|---:|---:|",
+            *[f"| {t} | {c} | {m} | {b} |" for t, c, m, b in hf_rows],
+            "",
             "## shardprep's refusals (reason: message), over all renderers and modes",
             "",
             "| count | reason |",
             "|---:|---|",
             *[f"| {c} | `{k}` |" for k, c in refusals.most_common()],
             "",
-            "## tinker-cookbook's exceptions (the refusals above mirror these)",
+            "## tinker-cookbook's (and apply_chat_template's) exceptions",
             "",
             "| count | exception |",
             "|---:|---|",

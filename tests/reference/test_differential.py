@@ -48,3 +48,13 @@ def test_renderer_matches_tinker(oracle: Oracle, shared: list[str], name: str) -
     bad = tally.mismatches
     shown = "\n".join(f"  seed {o.seed} {o.mode}: {o.detail}" for o in bad[:8])
     assert not bad, f"{len(bad)} mismatches in {tally.compared} comparisons:\n{shown}"
+
+
+@pytest.mark.parametrize("tok", harness.HF_TOKENIZERS)
+def test_hf_template_matches_apply_chat_template(oracle: Oracle, tok: str) -> None:
+    """hf_template's tokens are transformers' own where it renders; otherwise a RowError."""
+    tally = harness.run_hf_template(oracle, tok, range(SEED0, SEED0 + CONVERSATIONS))
+    assert tally.compared > CONVERSATIONS
+    bad = tally.mismatches
+    shown = "\n".join(f"  seed {o.seed} {o.mode}: {o.detail}" for o in bad[:8])
+    assert not bad, f"{len(bad)} mismatches in {tally.compared} comparisons:\n{shown}"

@@ -96,3 +96,25 @@ def test_case_matches_tinker(rec: dict[str, Any]) -> None:
         if why := _check(rec["prompt"], got, weights=False):
             bad.append(f"prompt: {why}")
     assert not bad, f"{rec['id']} ({rec['note']}): " + "; ".join(bad)
+
+
+HF_CASES = FIXTURES / "reference_cases" / "hf_template.jsonl.gz"
+with gzip.open(HF_CASES, "rt", encoding="utf-8") as _fh:
+    HF_RECORDS = [json.loads(line) for line in _fh if line.strip()]
+
+
+@pytest.mark.parametrize("rec", HF_RECORDS, ids=[f"{r['id']}-{r['tokenizer']}" for r in HF_RECORDS])
+def test_hf_template_case_matches_apply_chat_template(rec: dict[str, Any]) -> None:
+    """hf_template gives transformers' own tokens, or refuses: where transformers refuses, or
+    where the template is not prefix-consistent for the row (said so)."""
+    tokenizer = load_tokenizer(str(FIXTURES / "tokenizers" / rec["tokenizer"]))
+    renderer, encoder = get_renderer("hf_template", tokenizer), BatchEncoder(tokenizer)
+    conv = to_conversation({"messages": rec["messages"]}, format="messages")
+    cut = conv[: max(i for i, m in enumerate(conv) if m["role"] == "assistant")]
+    got_full = render_supervised_batch(renderer, encoder, [conv], TrainOnWhat.ALL_MESSAGES)[0]
+    got_prompt = render_prompt_batch(renderer, encoder, [cut])[0]
+    for what, want, got in (("conversation", rec["conversation"], got_full), ("prompt", rec["prompt"], got_prompt)):
+        if isinstance(got, RowError) and "error" not in want:
+            assert "prefix-consistent" in got.message, (what, got)
+            continue
+        assert _check(want, got, weights=False) is None, (rec["id"], what, _check(want, got, False))
