@@ -7,6 +7,7 @@ import json
 import os
 import random
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,6 +33,7 @@ from shardprep.errors import BuildError, ShardprepError
 from shardprep.recipe import Recipe, SourceSpec
 from shardprep.sources import hub
 from shardprep.sources.files import expand_paths, file_identity
+from shardprep.store.integrity import manifest_shards, shard_problems
 from shardprep.store.manifest import (
     FORMAT_NAME,
     canonical_json,
@@ -90,10 +92,14 @@ class Plan:
     fingerprint: str
     fingerprint_parts: dict[str, Any]
     quick_key: str | None = None
+    # Set when the fingerprint's folder is the one the current manifest points to (a forced or
+    # repairing rebuild): the new build goes beside it, so the current one stays whole until the
+    # new manifest replaces it.
+    rebuild_tag: str = ""
 
     @property
     def data_dir(self) -> str:
-        return f"data-{self.fingerprint[:12]}"
+        return f"data-{self.fingerprint[:12]}{self.rebuild_tag}"
 
 
 def _source_identities(
@@ -230,18 +236,22 @@ def build(
         existing = read_manifest(output)
         if existing is not None and existing.get("quick_key"):
             quick = quick_key(recipe, base_dir, _source_identities(recipe, base_dir)[0])
-            if quick is not None and quick == existing["quick_key"]:
-                return BuildResult("up_to_date", output.url, existing)
+            if quick is not None and quick == existing["quick_key"] and _intact(output, existing):
+                return _up_to_date(output, existing)
     plan = plan_build(recipe, base_dir)
     output = plan.output
     existing = read_manifest(output)
-    if existing is not None and existing.get("fingerprint") == plan.fingerprint and not force:
-        return BuildResult("up_to_date", output.url, existing)
+    if existing is not None and existing.get("fingerprint") == plan.fingerprint and not force and _intact(output, existing):
+        return _up_to_date(output, existing)
     with build_lock(output, wait_s=lock_wait_s):
         # Another build may have finished while we waited for the lock.
         existing = read_manifest(output)
-        if existing is not None and existing.get("fingerprint") == plan.fingerprint and not force:
+        if existing is not None and existing.get("fingerprint") == plan.fingerprint and not force and _intact(output, existing):
             return BuildResult("up_to_date", output.url, existing)
+        if existing is not None and any(
+            s["path"].startswith(plan.data_dir + "/") for s in manifest_shards(existing)
+        ):
+            plan.rebuild_tag = f"-{uuid.uuid4().hex[:8]}"
         return _build_locked(
             plan, force=force, progress=progress or _NoProgress(), engine=runner
         )
@@ -259,8 +269,6 @@ def _build_locked(
     for name in output.listdir():
         if name.startswith(".tmp-"):
             output.remove_tree(name)  # scratch files of a killed build; never referenced
-    if force:
-        output.remove_tree(plan.data_dir)
     units = plan_units(recipe, plan.base_dir, lambda p: resolve_path(p, plan.base_dir))
     done = load_done(output, plan.data_dir)
     todo = [u for u in units if u.index not in done]
@@ -313,6 +321,13 @@ def _build_locked(
         output.write_text_atomic(
             manifest["skipped_sample"], "".join(_json_line(s) for s in _skipped(ordered, recipe.skipped_sample))
         )
+    # Never a manifest listing a shard that is not there (an object store that lost writes).
+    lost = shard_problems(output, manifest)
+    if lost:
+        raise BuildError(
+            f"{len(lost)} shard(s) this build wrote are not in {output.url} ({'; '.join(lost[:3])}); "
+            "the store lost them: run the build again to redo their units"
+        )
     write_manifest(output, manifest)
     for name in output.listdir():
         if name.startswith("data-") and name != plan.data_dir:
@@ -320,6 +335,38 @@ def _build_locked(
         elif name.startswith(".tmp-"):
             output.remove_tree(name)  # scratch of a worker killed mid-unit (its unit was redone)
     return BuildResult("built", output.url, manifest, resumed_units=len(done))
+
+
+def _intact(output: Output, manifest: dict[str, Any]) -> bool:
+    """"Up to date" needs the shards, not just the manifest: each present with its recorded size."""
+    return not shard_problems(output, manifest)
+
+
+def _up_to_date(output: Output, manifest: dict[str, Any]) -> BuildResult:
+    _clean_stale(output, manifest)
+    return BuildResult("up_to_date", output.url, manifest)
+
+
+def _clean_stale(output: Output, manifest: dict[str, Any]) -> None:
+    """Remove shard folders no manifest points to (a build killed right after its manifest was
+    placed leaves the previous one), when no other build holds the output."""
+
+    def stale(name: str, keep: str) -> bool:
+        return (name.startswith("data-") and name != keep) or name.startswith(".tmp-")
+
+    keep = manifest.get("data_dir")
+    if not isinstance(keep, str) or not any(stale(n, keep) for n in output.listdir()):
+        return
+    try:
+        with build_lock(output, wait_s=0):
+            current = read_manifest(output)
+            keep = current.get("data_dir") if current else None
+            if isinstance(keep, str):
+                for name in output.listdir():
+                    if stale(name, keep):
+                        output.remove_tree(name)
+    except BuildError:
+        return  # another build is writing here; it cleans up when it finishes
 
 
 def _json_line(obj: Any) -> str:

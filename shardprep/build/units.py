@@ -156,8 +156,14 @@ def _raw_batches(unit: WorkUnit, src: Any, batch_size: int) -> Any:
         yield batch
 
 
+# A repeat copy of a held-out row: selected, but the test split holds each row once. Counted
+# under this reason so that selected = written + dropped always holds (issue 17).
+DROP_TEST_REPEAT = "repeat_of_test_row"
+
+
 def unit_batches(ctx: UnitContext, unit: WorkUnit) -> Any:
-    """(selected rows, source rows held out for test) per batch; ordinals set on each row."""
+    """(selected rows, source rows held out for test, repeat copies left out) per batch; ordinals
+    set on each row."""
     recipe = ctx.recipe
     src = recipe.sources[unit.source]
     split = recipe.split
@@ -176,10 +182,12 @@ def unit_batches(ctx: UnitContext, unit: WorkUnit) -> Any:
             test = {int(r) for r in rows[flags]}
         else:
             test = {r.index for r in batch if r.ordinal in ctx.test_ordinals}
+        left_out: list[Any] = []
         if unit.copy > 0 and test:
             # Held-out rows are evaluated once; repeating them would only weight the test split.
+            left_out = [r for r in batch if r.index in test]
             batch = [r for r in batch if r.index not in test]
-        yield batch, test
+        yield batch, test, left_out
 
 
 @dataclass
@@ -302,10 +310,12 @@ def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
     )
     runner = task.runner(io)
     held_out: set[int] = set()
-    for batch, test in unit_batches(ctx, unit):
+    for batch, test, left_out in unit_batches(ctx, unit):
         held_out = test  # read by split_of for this batch's rows
         runner.process(batch)
-        result.rows_read += len(batch)
+        for raw in left_out:
+            io.drop(DROP_TEST_REPEAT, raw)
+        result.rows_read += len(batch) + len(left_out)
     runner.finish()
     for split, w in writers.items():
         w.flush()
