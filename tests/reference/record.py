@@ -10,6 +10,7 @@ and the generation prompt. tests/renderers/test_reference_cases.py replays it wi
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import sys
 from pathlib import Path
@@ -100,10 +101,10 @@ def main() -> int:
             )
     oracle.close()
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(OUT, "wt", encoding="utf-8") as fh:
+    with gzip.GzipFile(OUT, "wb", mtime=0) as raw, io.TextIOWrapper(raw, encoding="utf-8") as fh:
         for r in records:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    with gzip.open(HF_OUT, "wt", encoding="utf-8") as fh:
+    with gzip.GzipFile(HF_OUT, "wb", mtime=0) as raw, io.TextIOWrapper(raw, encoding="utf-8") as fh:
         for r in hf_records:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
     print(f"{len(records)} records -> {OUT}, {len(hf_records)} -> {HF_OUT}")
