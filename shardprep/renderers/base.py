@@ -24,7 +24,7 @@ from shardprep.renderers.tools import ToolSpec, unsupported
 from shardprep.tokenizer import LoadedTokenizer
 
 # Bump when the chunk algorithm itself changes in a way that alters output (fingerprints).
-ALGORITHM_VERSION = "tinker-cookbook-0.6.1/1"
+ALGORITHM_VERSION = "tinker-cookbook-0.6.1/2"  # /2: the differential fixes of issue 14
 
 
 class TrainOnWhat(str, Enum):
