@@ -6,14 +6,15 @@ fail before reading rows (tokenizer, renderer, the task's own check, inputs).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shardprep.errors import RecipeError, ShardprepError
+from shardprep.errors import BuildError, RecipeError, ShardprepError
 from shardprep.recipe import Recipe
 from shardprep.renderers.registry import get_renderer
-from shardprep.sources.files import expand_paths
+from shardprep.sources.paths import expand_paths
 from shardprep.tasks import TASKS
 from shardprep.tokenizer import LoadedTokenizer, load_tokenizer
 
@@ -54,6 +55,11 @@ def preflight(recipe: Recipe, base_dir: Path, *, inputs: bool = True) -> Preflig
         problems = TASKS[recipe.task].check(recipe, out.tokenizer)
         if problems:
             out.errors.append(("task", RecipeError(problems)))
+    problem = output_problem(recipe.output, base_dir)
+    if problem:
+        err = BuildError(problem)
+        err.hint = "choose another `output:` in the recipe, or pass `-o PATH` to prep build"
+        out.errors.append(("output", err))
     if inputs:
         for i, src in enumerate(recipe.sources):
             if src.hf:
@@ -63,6 +69,26 @@ def preflight(recipe: Recipe, base_dir: Path, *, inputs: bool = True) -> Preflig
             except ShardprepError as exc:
                 out.errors.append((f"sources[{i}].path", exc))
     return out
+
+
+def output_problem(output: str, base_dir: Path) -> str | None:
+    """Why a local output cannot be created or written (None: it can, or it is an object store,
+    which only says so when written). Found without writing anything."""
+    if "://" in output and not output.startswith("file://"):
+        return None
+    path = Path(output.removeprefix("file://")).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    probe = path
+    while not probe.exists():  # the nearest folder that exists is where the build creates its own
+        if probe.parent == probe:
+            return None
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"cannot write {path}: {probe} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"cannot write {path}: no permission to write in {probe}"
+    return None
 
 
 def check_recipe(recipe: Recipe, base_dir: Path) -> list[str]:

@@ -6,6 +6,7 @@ rich reads `[x]` / `[/x]` as markup: a Mistral description (`[INST] … [/INST]`
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -126,8 +127,28 @@ def test_output_under_a_file_is_exit_2_with_path_and_cause(setup: dict[str, Path
     target = tmp_path / "afile" / "out"
     res = invoke("build", str(setup["recipe"]), "-o", str(target), "--quiet")
     assert res.exit_code == 2, res.output
-    assert str(target) in res.output and "Not a directory" in res.output
+    assert f"cannot write {target}" in res.output and "is a file, not a folder" in res.output
     assert "internal error" not in res.output
+    # validate finds it too, before any build
+    data = yaml.safe_load(setup["recipe"].read_text())
+    bad = tmp_path / "bad-output.yaml"
+    bad.write_text(yaml.safe_dump({**data, "output": str(target)}))
+    res = invoke("validate", str(bad))
+    assert res.exit_code == 2 and f"output: cannot write {target}" in res.output, res.output
+
+
+def test_os_errors_about_a_path_are_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """What preflight cannot foresee (a full disk, a mount refusing writes) still names path and cause."""
+
+    @handle_errors(lambda: False)
+    def write() -> None:
+        raise OSError(errno.EROFS, "Read-only file system", "/mnt/ro [1]/out")
+
+    with pytest.raises(SystemExit) as exc:
+        write()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "cannot use /mnt/ro [1]/out: Read-only file system" in err and "read-only" in err
 
 
 def test_read_only_output_is_exit_2_with_path_and_cause(setup: dict[str, Path], tmp_path: Path) -> None:
@@ -139,6 +160,6 @@ def test_read_only_output_is_exit_2_with_path_and_cause(setup: dict[str, Path], 
             pytest.skip("permissions are not enforced for this user (root)")
         res = invoke("build", str(setup["recipe"]), "-o", str(ro / "out"), "--quiet")
         assert res.exit_code == 2, res.output
-        assert str(ro / "out") in res.output and "Permission denied" in res.output
+        assert f"cannot write {ro / 'out'}: no permission to write in {ro}" in res.output
     finally:
         ro.chmod(0o755)
