@@ -26,9 +26,9 @@ from shardprep.build.units import (
     load_done,
     plan_units,
     selected_total,
+    unit_encoder,
 )
 from shardprep.encode.conformance import merge_conformance, mismatch_warning
-from shardprep.encode.tokenize import BatchEncoder
 from shardprep.errors import BuildError, ShardprepError
 from shardprep.recipe import Recipe, SourceSpec
 from shardprep.sources import hub
@@ -281,7 +281,7 @@ def _build_locked(
         sources=[resolve_path(s.path, plan.base_dir) if s.path else f"hf:{s.hf}" for s in recipe.sources],
     )
     # In this process the plan's tokenizer and renderer serve the units; pool workers load their own.
-    ctx._loaded = (plan.renderer, BatchEncoder(plan.tokenizer), output)
+    ctx._loaded = (plan.renderer, unit_encoder(recipe, plan.tokenizer, plan.renderer), output)
     total_rows = sum(u.kept for u in units)
     progress.start(total_rows, done_rows=sum(u.kept for u in units if u.index in done))
     results = dict(done)
@@ -428,7 +428,11 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
         "task": recipe.task,
         "schema": TASKS[recipe.task].schema.id,
         "recipe": recipe.model_dump(mode="json"),
-        "tokenizer": plan.tokenizer.describe(),
+        # The encoder used (its choice is cached: the one the units got); not fingerprinted.
+        "tokenizer": {
+            **plan.tokenizer.describe(),
+            "encoder": unit_encoder(recipe, plan.tokenizer, plan.renderer).selection.describe(),
+        },
         "renderer": plan.fingerprint_parts["renderer"],
         "train_on": recipe.train_on.value,
         "sources": [

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from shardprep.build.mixture import Selection, select, test_mask
+from shardprep.encode.backends import renderer_probe, requested_encoder
 from shardprep.encode.tokenize import BatchEncoder
 from shardprep.errors import RowError
 from shardprep.recipe import Recipe
@@ -32,7 +33,7 @@ from shardprep.store.shards import ShardWriter
 from shardprep.store.storage import Output
 from shardprep.tasks import TASKS
 from shardprep.tasks.base import UnitIO
-from shardprep.tokenizer import load_tokenizer
+from shardprep.tokenizer import LoadedTokenizer, load_tokenizer
 
 UNITS_DIR = "_units"
 
@@ -221,6 +222,13 @@ def marker_path(data_dir: str, index: int) -> str:
     return f"{data_dir}/{UNITS_DIR}/{index:06d}.json"
 
 
+def unit_encoder(recipe: Recipe, tok: LoadedTokenizer, renderer: Any) -> BatchEncoder:
+    """The build's encoder, probed with the renderer's constants: the same choice in every process."""
+    return BatchEncoder(
+        tok, encoder=requested_encoder(None, recipe.encoder), probe=renderer_probe(renderer)
+    )
+
+
 @dataclass
 class UnitContext:
     """What every unit needs; loaded once per process (tokenizer, renderer) and small to pickle."""
@@ -243,7 +251,7 @@ class UnitContext:
             tok = load_tokenizer(self.recipe.tokenizer, base_dir=self.base_dir)
             renderer = get_renderer(self.recipe.renderer.name, tok, dict(self.recipe.renderer.options))
             output = Output(self.output_url, storage_options=self.recipe.output_storage_options)
-            self._loaded = (renderer, BatchEncoder(tok), output)
+            self._loaded = (renderer, unit_encoder(self.recipe, tok, renderer), output)
         return self._loaded
 
 

@@ -115,9 +115,10 @@ class Selection:
         return {"name": self.name, "requested": self.requested, "reason": self.reason}
 
 
-def requested_encoder(explicit: str | None = None) -> str:
-    """The explicit choice, else $SHARDPREP_ENCODER, else auto; an unknown name is an error."""
-    name = explicit or os.environ.get(ENV_VAR) or "auto"
+def requested_encoder(explicit: str | None = None, recipe: str | None = None) -> str:
+    """The explicit choice, else $SHARDPREP_ENCODER (what `prep build --encoder` sets), else the
+    recipe's `encoder:`, else auto; an unknown name is an error."""
+    name = explicit or os.environ.get(ENV_VAR) or recipe or "auto"
     if name not in ENCODERS:
         raise TokenizerError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}")
     return name
@@ -204,6 +205,24 @@ def probe_texts(tokenizer: Tokenizer, extra: Sequence[str] = ()) -> list[str]:
     texts.append("9" * 5000)
     texts.extend(s for s in extra if s)
     return texts
+
+
+def renderer_probe(renderer: Any) -> tuple[str, ...]:
+    """Every constant string of a renderer (its template constants), for the probe set."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+
+    walk(renderer.template_constants())
+    return tuple(sorted(set(found)))
 
 
 def first_difference(a: Backend, b: Backend, texts: Sequence[str]) -> str | None:

@@ -64,5 +64,12 @@ def source_column(sources: list[str]) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(numeric_array(indices, pa.int32()), string_array(names))
 
 
+def one_source_column(name: str, rows: int) -> pa.DictionaryArray:
+    """`source_column([name] * rows)` without the list."""
+    return pa.DictionaryArray.from_arrays(
+        numeric_array(np.zeros(rows, dtype=np.int32), pa.int32()), string_array([name])
+    )
+
+
 def source_row_column(rows: Sequence[int] | np.ndarray) -> pa.Array:
     return numeric_array(np.asarray(rows, dtype=np.int64), pa.int64())

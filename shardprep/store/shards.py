@@ -7,6 +7,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -65,8 +66,11 @@ class ShardWriter:
     _bytes: int = 0
     _tokens: int = 0
     _trained: int = 0
+    _parts: list[pa.Table] = field(default_factory=list)  # add_table's rows, in order
+    _part_rows: int = 0
 
     def add(self, record: Any, source: str, source_row: int, *, tokens: int, trained: int) -> None:
+        assert not self._parts, "one writer takes records or tables, not both"
         self._records.append(record)
         self._sources.append(source)
         self._rows.append(source_row)
@@ -76,10 +80,38 @@ class ShardWriter:
         if len(self._records) >= self.max_rows or self._bytes >= self.max_bytes:
             self.flush()
 
+    def add_table(self, table: pa.Table, tokens: np.ndarray, trained: np.ndarray) -> None:
+        """Rows already built as one table of the task's schema (from a batch's flat buffers),
+        with each row's token and trained-token counts. Shards are cut exactly where `add`, one
+        row at a time, would cut them."""
+        assert not self._records, "one writer takes records or tables, not both"
+        n, pos = table.num_rows, 0
+        row_bytes = _BYTES_PER_ROW + _BYTES_PER_TOKEN * np.asarray(tokens, dtype=np.int64)
+        while pos < n:
+            cum = np.cumsum(row_bytes[pos:]) + self._bytes
+            over = np.flatnonzero(cum >= self.max_bytes)
+            k = min(n - pos, self.max_rows - self._part_rows, int(over[0]) + 1 if len(over) else n)
+            self._parts.append(table.slice(pos, k))
+            self._part_rows += k
+            self._tokens += int(tokens[pos : pos + k].sum())
+            self._trained += int(trained[pos : pos + k].sum())
+            self._bytes = int(cum[k - 1])
+            pos += k
+            if self._part_rows >= self.max_rows or self._bytes >= self.max_bytes:
+                self.flush()
+
+    def _table(self) -> pa.Table | None:
+        if self._parts:
+            # One chunk and one dictionary, as a table built from records would be.
+            return pa.concat_tables(self._parts).unify_dictionaries().combine_chunks()
+        if self._records:
+            return self.to_table(self._records, self._sources, self._rows)
+        return None
+
     def flush(self) -> None:
-        if not self._records:
+        table = self._table()
+        if table is None:
             return
-        table = self.to_table(self._records, self._sources, self._rows)
         name = f"{self.prefix}-{len(self.shards):04d}.parquet"
         rel = f"{self.folder}/{name}"
         tmpdir = self.output.local_tempdir()
@@ -95,13 +127,16 @@ class ShardWriter:
             ShardInfo(path=rel, rows=table.num_rows, tokens=self._tokens, trained_tokens=self._trained, bytes=size, sha256=digest)
         )
         self._records, self._sources, self._rows = [], [], []
-        self._bytes = self._tokens = self._trained = 0
+        self._parts = []
+        self._bytes = self._tokens = self._trained = self._part_rows = 0
 
 
 class RowSink(Protocol):
     """Where a task's runner puts its records: a shard writer, or memory (preview)."""
 
     def add(self, record: Any, source: str, source_row: int, *, tokens: int, trained: int) -> None: ...
+
+    def add_table(self, table: pa.Table, tokens: np.ndarray, trained: np.ndarray) -> None: ...
 
 
 @dataclass
@@ -118,5 +153,13 @@ class MemoryWriter:
         self._sources.append(source)
         self._rows.append(source_row)
 
+    _parts: list[pa.Table] = field(default_factory=list)
+
+    def add_table(self, table: pa.Table, tokens: np.ndarray, trained: np.ndarray) -> None:
+        assert not self._records, "one writer takes records or tables, not both"
+        self._parts.append(table)
+
     def table(self) -> pa.Table | None:
+        if self._parts:
+            return pa.concat_tables(self._parts).unify_dictionaries().combine_chunks()
         return self.to_table(self._records, self._sources, self._rows) if self._records else None

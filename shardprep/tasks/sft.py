@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import numpy as np
 import pyarrow as pa
 
 from shardprep.encode.decode import row_payload
-from shardprep.encode.examples import Dropped, Example, make_example
-from shardprep.encode.tokenize import render_supervised_batch
+from shardprep.encode.examples import Example
 from shardprep.errors import RowError
 from shardprep.formats import CONVERSATION_FORMATS, declare_tools, to_conversation
 from shardprep.renderers.base import TrainOnWhat
 from shardprep.sources.files import RawRow
-from shardprep.store.columns import float32_lists, int32_lists, source_column, source_row_column
+from shardprep.store.columns import (
+    float32_lists,
+    int32_column,
+    int32_lists,
+    source_column,
+    source_row_column,
+)
 from shardprep.store.schemas import SOURCE_FIELDS, ShardSchema, sequence_fields
 from shardprep.store.shards import TableBuilder
 from shardprep.tasks.base import Task, TaskOptions, UnitIO
+from shardprep.tasks.batch import write_supervised
 from shardprep.tasks.conformance import Conformance
 from shardprep.tokenizer import LoadedTokenizer
 
@@ -39,7 +44,7 @@ def examples_table(examples: list[Example], sources: list[str], source_rows: lis
             int32_lists([e.input_ids for e in examples]),
             int32_lists([e.target_ids for e in examples]),
             float32_lists([e.weights for e in examples]),
-            pa.array([len(e.input_ids) for e in examples], type=pa.int32()),
+            int32_column([len(e.input_ids) for e in examples]),
             source_column(sources),
             source_row_column(source_rows),
         ],
@@ -70,23 +75,8 @@ class SftRunner:
             metas.append(raw)
         if self.conformance is not None:
             self.conformance.add(convs, [io.source_row(r) for r in metas], recipe.train_on)
-        rendered = render_supervised_batch(io.renderer, io.encoder, convs, recipe.train_on) if convs else []
-        for raw, res in zip(metas, rendered, strict=True):
-            if isinstance(res, RowError):
-                io.skip(res, file=raw.file, line=raw.line, row=raw.data)
-                continue
-            ex = make_example(
-                res.tokens, res.weights, max_length=recipe.max_length, overlong=recipe.overlong,
-                reduction=recipe.weight_reduction,
-            )
-            if isinstance(ex, Dropped):
-                io.drop(ex.reason, raw)
-                continue
-            trained = int(np.count_nonzero(ex.weights))
-            io.count_example(len(ex.input_ids), trained, ex.truncated)
-            io.writers[io.split_of(raw)].add(
-                ex, io.source_name, io.source_row(raw), tokens=len(ex.input_ids), trained=trained
-            )
+        # Flat buffers from the encoder to the shard's columns (tasks/batch.py).
+        write_supervised(io, convs, metas, recipe.train_on, SCHEMA.arrow())
 
     def finish(self) -> None:
         if self.conformance is not None:
