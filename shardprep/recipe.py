@@ -23,6 +23,7 @@ from shardprep.errors import RecipeError
 from shardprep.formats import ALL_FORMATS
 from shardprep.recipe_yaml import load_yaml
 from shardprep.renderers.base import TrainOnWhat
+from shardprep.suggest import did_you_mean
 from shardprep.tasks import TASKS, TaskOptions, option_owners
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -75,7 +76,7 @@ class SourceSpec(_Strict):
     @classmethod
     def _known_format(cls, v: str) -> str:
         if v not in ALL_FORMATS:
-            raise ValueError(f"unknown format {v!r} (known: {', '.join(ALL_FORMATS)})")
+            raise ValueError(f"unknown format {v!r}{did_you_mean(v, ALL_FORMATS)} (known: {', '.join(ALL_FORMATS)})")
         return v
 
     @model_validator(mode="after")
@@ -162,10 +163,6 @@ class Recipe(_Strict):
     # `auto`: about 64 units, 128 to 4096 rows each, from the input's row count (not the workers).
     work_unit_rows: int | Literal["auto"] = "auto"
     workers: int | Literal["auto"] = "auto"
-    # Token encoder: `auto` uses fastokens where its ids equal tokenizers' on a probe set, else
-    # tokenizers. Not fingerprinted: either way the ids are the same. $SHARDPREP_ENCODER (which
-    # `prep build --encoder` sets) overrides it.
-    encoder: Literal["auto", "fastokens", "tokenizers"] = "auto"
     skipped_sample: int = Field(100, ge=0)
     # The task's own keys (`tie`, `passthrough`, `block_size`, ...), written at the top level of
     # the recipe and validated by the task's options model; serialized back to the top level.
@@ -235,7 +232,7 @@ class Recipe(_Strict):
     @classmethod
     def _known_task(cls, v: str) -> str:
         if v not in TASKS:
-            raise ValueError(f"unknown task {v!r} (known: {', '.join(TASKS)})")
+            raise ValueError(f"unknown task {v!r}{did_you_mean(v, TASKS)} (known: {', '.join(TASKS)})")
         return v
 
     @field_validator("renderer", mode="before")
@@ -269,6 +266,16 @@ def _yaml_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed where an unknown key `loc` was found (for "did you mean")."""
+    nested: dict[str, type[BaseModel]] = {"sources": SourceSpec, "split": SplitSpec, "shards": ShardSpec}
+    model = nested.get(str(loc[0])) if len(loc) > 1 else None
+    if model is not None:
+        return list(model.model_fields)
+    # Top level: the recipe's own keys and every task's options (they are written there too).
+    return [k for k in Recipe.model_fields if k != "task_options"] + list(option_owners())
+
+
 def _problems(err: ValidationError) -> list[str]:
     problems = []
     for e in err.errors():
@@ -278,7 +285,7 @@ def _problems(err: ValidationError) -> list[str]:
             problems += [line.removeprefix(_PATHED) for line in msg.splitlines()]
             continue
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = "unknown key" + did_you_mean(str(loc[-1]), _known_keys(loc))
         elif e["type"] == "literal_error":
             msg = f"{msg} (got {e.get('input')!r})"
         problems.append(f"{_yaml_path(loc)}: {msg}")

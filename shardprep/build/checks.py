@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shardprep.errors import BuildError, RecipeError, ShardprepError
+from shardprep.errors import BuildError, RecipeError, ShardprepError, UnknownRendererError
 from shardprep.recipe import Recipe
-from shardprep.renderers.registry import get_renderer
-from shardprep.sources.paths import expand_paths
+from shardprep.renderers.registry import get_renderer, renderer_names
+from shardprep.sources.files import expand_paths
+from shardprep.suggest import did_you_mean
 from shardprep.tasks import TASKS
 from shardprep.tokenizer import LoadedTokenizer, load_tokenizer
 
@@ -50,6 +51,11 @@ def preflight(recipe: Recipe, base_dir: Path, *, inputs: bool = True) -> Preflig
         try:
             out.renderer = get_renderer(recipe.renderer.name, out.tokenizer, dict(recipe.renderer.options))
             out.renderer.check_tokenizer()  # a missing special token is a recipe error
+        except UnknownRendererError:
+            name, known = recipe.renderer.name, renderer_names()
+            # The closest name first; all of them are a `prep renderers` away (too many for one line).
+            message = f"unknown renderer {name!r}{did_you_mean(name, known)} (`prep renderers` lists all {len(known)})"
+            out.errors.append(("renderer", UnknownRendererError(message)))
         except ShardprepError as exc:
             out.errors.append(("renderer", exc))
         problems = TASKS[recipe.task].check(recipe, out.tokenizer)

@@ -163,3 +163,30 @@ def test_read_only_output_is_exit_2_with_path_and_cause(setup: dict[str, Path], 
         assert f"cannot write {ro / 'out'}: no permission to write in {ro}" in res.output
     finally:
         ro.chmod(0o755)
+
+
+def test_misspelt_names_get_a_suggestion(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text("")
+    recipe = {
+        "name": "x", "output": str(tmp_path / "o"), "tokenzier": str(QWEN3), "renderer": "qwen3",
+        "sources": [{"path": "a.jsonl", "colums": {}, "format": "sharegtp"}], "split": {"test_fration": 0.1},
+        "tye": "drop",
+    }
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    res = invoke("validate", str(tmp_path / "r.yaml"))
+    assert res.exit_code == 2
+    out = " ".join(res.output.split())
+    for line in (
+        "tokenzier: unknown key; did you mean 'tokenizer'?",
+        "sources[0].colums: unknown key; did you mean 'columns'?",
+        "sources[0].format: unknown format 'sharegtp'; did you mean 'sharegpt'?",
+        "split.test_fration: unknown key; did you mean 'test_fraction'?",
+        "tye: unknown key; did you mean 'tie'?",
+    ):
+        assert line in out, out
+    del recipe["tokenzier"], recipe["tye"], recipe["split"]
+    recipe.update(tokenizer=str(QWEN3), renderer="qwen3_disable_thinkng", sources=[{"path": "a.jsonl"}])
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    res = invoke("validate", str(tmp_path / "r.yaml"))
+    assert res.exit_code == 2
+    assert "unknown renderer 'qwen3_disable_thinkng'; did you mean 'qwen3_disable_thinking'?" in " ".join(res.output.split())
