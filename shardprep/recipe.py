@@ -163,6 +163,10 @@ class Recipe(_Strict):
     # `auto`: about 64 units, 128 to 4096 rows each, from the input's row count (not the workers).
     work_unit_rows: int | Literal["auto"] = "auto"
     workers: int | Literal["auto"] = "auto"
+    # Token encoder: `auto` uses fastokens where its ids equal tokenizers' on a probe set, else
+    # tokenizers. Not fingerprinted: either way the ids are the same. $SHARDPREP_ENCODER (which
+    # `prep build --encoder` sets) overrides it.
+    encoder: Literal["auto", "fastokens", "tokenizers"] = "auto"
     skipped_sample: int = Field(100, ge=0)
     # The task's own keys (`tie`, `passthrough`, `block_size`, ...), written at the top level of
     # the recipe and validated by the task's options model; serialized back to the top level.
