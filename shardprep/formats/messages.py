@@ -135,6 +135,13 @@ def convert(
                 "reasoning_content must be a string",
                 field=f"{where}.reasoning_content",
             )
+        if reasoning and role != "assistant":
+            # tinker's OpenAI converter refuses it too: only a produced turn reasons.
+            raise RowError(
+                "bad_content",
+                f"reasoning_content is only valid on assistant messages, not {role}",
+                field=f"{where}.reasoning_content",
+            )
         if reasoning:
             # A separate reasoning field becomes the leading thinking part, as renderers expect.
             rest = (

@@ -123,6 +123,8 @@ def content(rng: random.Random, role: str, *, malformed: bool) -> Any:
     parts: list[Any] = [_part(rng, k) for k in kinds]
     if malformed and rng.random() < 0.5:
         parts.insert(rng.randint(0, len(parts)), _malformed_part(rng))
+    if role != "assistant" and malformed and rng.random() < 0.3:
+        parts.insert(rng.randint(0, len(parts)), _part(rng, "thinking"))  # thinking off-assistant
     return parts
 
 
@@ -141,6 +143,9 @@ def assistant(rng: random.Random, k: list[int], *, malformed: bool) -> dict[str,
     if calls and rng.random() < 0.4:
         c = rng.choice(["", None, []]) if rng.random() < 0.8 else c
     msg["content"] = c
+    if rng.random() < 0.08:
+        # OpenAI's separate reasoning field (becomes the leading thinking part)
+        msg["reasoning_content"] = rng.choice([text(rng), "", _words(rng)])
     if calls is not None:
         msg["tool_calls"] = calls
     if malformed and rng.random() < 0.2:
@@ -190,6 +195,9 @@ def conversation(seed: int, *, customized: bool = False) -> list[dict[str, Any]]
         msgs.append({"role": "user", "content": content(rng, "user", malformed=malformed)})
     elif r < 0.2:
         msgs.append({"role": "system", "content": text(rng)})
+    if malformed and rng.random() < 0.15:
+        victim = rng.choice(msgs)
+        victim["reasoning_content"] = rng.choice([_words(rng), 3])  # on any role, or not a string
     if customized:
         for m in msgs:
             m["trainable"] = rng.random() < 0.5

@@ -11,8 +11,12 @@ refusal). Requests:
   Messages are given to tinker as they are (its own JSONL path does the same), except for the two
   steps tinker's OpenAI converter (`third_party.openai_compat.openai_messages_to_tinker`) takes:
   tool-call dicts become `ToolCall` objects (`ToolCall.model_validate`; one that does not validate
-  is a refusal), and `content: null` becomes `""`. Everything else (`[]` content, parts,
+  is a refusal), `content: null` becomes `""`, and a `reasoning_content` field becomes the
+  leading thinking part (by tinker's converter itself). Everything else (`[]` content, parts,
   `trainable`) reaches the renderer untouched.
+* `{"op": "examples", "renderer", "tokenizer": dir, "modes": [...], "items": [{"messages"}]}`
+  -> `results`: per item `{"modes": {mode: {"examples": [{"tokens", "weights"}, ...]} | {"error"}}}`
+  from `build_supervised_examples` (plural), with the renderer's `has_extension_property`.
 * `{"op": "hf_template", "tokenizer": dir, "items": [{"messages", "add_generation_prompt"}]}`
   -> `results`: per item `{"tokens"} | {"error"}` from `transformers.apply_chat_template`.
 
@@ -80,6 +84,16 @@ def to_tinker(messages: list[Any]) -> list[Any]:
             m = dict(m)
             if "content" in m and m["content"] is None:
                 m["content"] = ""  # as tinker's openai_messages_to_tinker does (OpenAI's null content)
+            if "reasoning_content" in m:
+                # OpenAI's separate reasoning field: tinker's own converter makes it the leading
+                # thinking part (and refuses it on other roles, or when it is not a string).
+                from tinker_cookbook.third_party.openai_compat import openai_messages_to_tinker
+
+                reasoning = m.pop("reasoning_content")
+                [conv] = openai_messages_to_tinker(
+                    [{"role": m["role"], "content": m["content"], "reasoning_content": reasoning}]
+                )
+                m["content"] = conv["content"]
             if isinstance(m.get("tool_calls"), list):
                 m["tool_calls"] = [ToolCall.model_validate(tc) for tc in m["tool_calls"]]
         out.append(m)
@@ -112,6 +126,25 @@ def render(req: dict[str, Any]) -> dict[str, Any]:
                 prompt = {"error": _error(exc)}
         results.append({"modes": modes, "prompt": prompt})
     return {"results": results}
+
+
+def examples(req: dict[str, Any]) -> dict[str, Any]:
+    from tinker_cookbook.renderers import TrainOnWhat
+
+    r = renderer(req["renderer"], req["tokenizer"])
+    results = []
+    for item in req["items"]:
+        modes: dict[str, Any] = {}
+        for mode in req["modes"]:
+            try:
+                built = r.build_supervised_examples(to_tinker(item["messages"]), TrainOnWhat(mode))
+                modes[mode] = {
+                    "examples": [{"tokens": mi.to_ints(), "weights": _weights(w)} for mi, w in built]
+                }
+            except Exception as exc:  # a refusal
+                modes[mode] = {"error": _error(exc)}
+        results.append({"modes": modes})
+    return {"results": results, "has_extension_property": bool(r.has_extension_property)}
 
 
 def hf_template(req: dict[str, Any]) -> dict[str, Any]:
@@ -164,7 +197,7 @@ def known_renderers(candidates: list[str]) -> list[str]:
     return known
 
 
-OPS = {"hello": hello, "render": render, "hf_template": hf_template}
+OPS = {"hello": hello, "render": render, "examples": examples, "hf_template": hf_template}
 
 
 def main() -> None:
