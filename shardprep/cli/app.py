@@ -8,6 +8,9 @@ from typing import Any
 import typer
 
 from shardprep import __version__
+
+# Command modules import the library inside their functions, so that `prep --version` and
+# `--help` load no tokenizer, Arrow or template engine (tests/cli/test_startup.py).
 from shardprep.cli import build as build_cmd
 from shardprep.cli import ls as ls_cmd
 from shardprep.cli import preview as preview_cmd

@@ -10,11 +10,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from shardprep.build.run import build as run_build
 from shardprep.cli.errors import handle_errors
-from shardprep.cli.progress import RichProgress
 from shardprep.cli.state import debug
-from shardprep.recipe import load_recipe
 
 # As shardprep.encode.backends names them (kept here so `prep --help` imports no tokenizer).
 ENCODERS = ("auto", "fastokens", "tokenizers")
@@ -39,6 +36,10 @@ def build(
     Example: prep build configs/demo.yaml
     On a Ray cluster: prep build recipe.yaml --engine ray --address auto
     """
+    from shardprep.build.run import build as run_build
+    from shardprep.cli.progress import RichProgress
+    from shardprep.recipe import load_recipe
+
     parsed, base_dir = load_recipe(recipe)
     if output is not None:
         parsed = parsed.model_copy(update={"output": str(Path(output).resolve()) if "://" not in output else output})

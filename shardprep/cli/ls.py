@@ -11,7 +11,6 @@ from rich.text import Text
 
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
-from shardprep.views.catalog import list_builds
 
 
 def _age(seconds: int) -> str:
@@ -30,6 +29,8 @@ def ls(
 
     Example: prep ls shards/
     """
+    from shardprep.views.catalog import list_builds
+
     builds = list_builds(path)
     if as_json:
         typer.echo(json.dumps(builds, indent=2))

@@ -7,10 +7,7 @@ from pathlib import Path
 import typer
 
 from shardprep.cli.errors import handle_errors
-from shardprep.cli.report_output import emit_report
 from shardprep.cli.state import debug
-from shardprep.recipe import load_recipe
-from shardprep.views.preview import preview_recipe
 
 
 @handle_errors(debug)
@@ -22,6 +19,10 @@ def preview(
     html: Path = typer.Option(None, "--html", help="Also write a self-contained HTML page of the report here."),
 ) -> None:
     """Render and tokenize the first rows of each source exactly as `prep build` would, writing nothing."""
+    from shardprep.cli.report_output import emit_report
+    from shardprep.recipe import load_recipe
+    from shardprep.views.preview import preview_recipe
+
     parsed, base_dir = load_recipe(recipe)
     report = preview_recipe(parsed, base_dir, n=n, source=source)
     emit_report(report, as_json=as_json, html=html)

@@ -11,7 +11,6 @@ from rich.text import Text
 
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
-from shardprep.renderers.registry import renderer_info, renderer_names
 
 
 @handle_errors(debug)
@@ -20,6 +19,8 @@ def renderers(as_json: bool = typer.Option(False, "--json", help="Print as JSON.
 
     Example: prep renderers
     """
+    from shardprep.renderers.registry import renderer_info, renderer_names
+
     infos = [renderer_info(n) for n in renderer_names()]
     if as_json:
         rows = [{"name": i.name, "description": i.description, "models": list(i.models)} for i in infos]

@@ -9,12 +9,12 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from shardprep.report.data import to_json
-from shardprep.report.html import write_html
-from shardprep.report.text import print_report
-
 
 def emit_report(report: Any, *, as_json: bool, html: Path | None) -> None:
+    from shardprep.report.data import to_json
+    from shardprep.report.html import write_html
+    from shardprep.report.text import print_report
+
     if html is not None:
         write_html(report, html)
     if as_json:

@@ -7,10 +7,8 @@ from pathlib import Path
 import typer
 
 from shardprep.cli.errors import handle_errors
-from shardprep.cli.report_output import emit_report
 from shardprep.cli.state import debug
 from shardprep.errors import ShardprepError
-from shardprep.views.show import DEFAULT_CHECK_ROWS, inspect_build
 
 
 @handle_errors(debug)
@@ -21,11 +19,16 @@ def show(
     sample: int = typer.Option(None, "--sample", help="Decode K rows drawn at random (with --seed)."),
     seed: int = typer.Option(0, "--seed", help="Seed for --sample: the same seed shows the same rows."),
     tokenizer: str = typer.Option(None, "--tokenizer", help="Tokenizer to decode with (default: the build's)."),
-    check_rows: int = typer.Option(DEFAULT_CHECK_ROWS, "--check-rows", help="Rows per split read for the mask health checks (0: all)."),
+    check_rows: int = typer.Option(None, "--check-rows", help="Rows per split read for the mask health checks (0: all; default 50,000)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON for scripts."),
     html: Path = typer.Option(None, "--html", help="Also write a self-contained HTML page of the report here."),
 ) -> None:
     """Summarize a build: tables, length histogram, shards, decoded rows with trained tokens highlighted, mask health warnings."""
+    from shardprep.cli.report_output import emit_report
+    from shardprep.views.show import DEFAULT_CHECK_ROWS, inspect_build
+
+    if check_rows is None:
+        check_rows = DEFAULT_CHECK_ROWS
     if row and sample is not None:
         raise ShardprepError("--row and --sample pick rows two ways: give one of them")
     report = inspect_build(

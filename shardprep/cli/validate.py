@@ -8,11 +8,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from shardprep.build.checks import check_recipe
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
 from shardprep.errors import RecipeError
-from shardprep.recipe import load_recipe
 
 
 @handle_errors(debug)
@@ -21,6 +19,9 @@ def validate(recipe: Path = typer.Argument(..., help="Recipe YAML file.")) -> No
 
     Example: prep validate configs/demo.yaml
     """
+    from shardprep.build.checks import check_recipe
+    from shardprep.recipe import load_recipe
+
     parsed, base_dir = load_recipe(recipe)
     problems = check_recipe(parsed, base_dir)
     if problems:

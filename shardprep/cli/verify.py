@@ -11,7 +11,6 @@ from rich.markup import escape
 
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
-from shardprep.views.verify import verify_build
 
 
 @handle_errors(debug)
@@ -23,6 +22,8 @@ def verify(
 
     Example: prep verify shards/demo-qwen3
     """
+    from shardprep.views.verify import verify_build
+
     report = verify_build(path)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
