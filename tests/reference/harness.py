@@ -32,9 +32,17 @@ MODES = [m.value for m in TrainOnWhat]
 # * a `trainable` flag that is not a bool (tinker takes its truthiness: "no" trains);
 # * image / audio / unknown content parts: shardprep is text-only, and tinker's text renderers
 #   drop such parts without a word (the row would train on a conversation missing its image).
+# * malformed parts (a thinking part without `thinking`, a text part without `text` or with a
+#   non-string `text`): tinker renders them only where the renderer happens never to read the
+#   field (history it strips); shardprep refuses the row wherever the part is.
 DELIBERATE_REFUSALS = {
     ("missing_trainable", ""),
     ("bad_content", "unsupported content part type"),
+    ("bad_content", "thinking part has no"),
+    ("bad_content", "text part has no"),
+    ("bad_content", "text part text must be a string"),
+    ("bad_content", "thinking part text must be a string"),
+    ("bad_content", "a content part must be an object"),
 }
 
 

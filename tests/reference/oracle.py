@@ -30,7 +30,7 @@ class Oracle:
     """One long-lived worker process; `call` sends one request and waits for its answer."""
 
     def __init__(self, python: Path) -> None:
-        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (lives as long as the worker)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         env.pop("PYTHONPATH", None)  # never let shardprep's environment leak into the oracle's
         self.proc = subprocess.Popen(

@@ -82,7 +82,7 @@ def main() -> int:
         )
         for name in case.get("renderers", []):
             [res] = harness.oracle_results(oracle, name, [item])
-            for mode, ans in res["modes"].items():
+            for ans in res["modes"].values():
                 if "weights" in ans:
                     ans["weights"] = rle(ans["weights"])
             records.append(
