@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -43,9 +44,23 @@ def column(
     value = lookup(row, path)
     if value is _MISSING or (value is None and required):
         if required:
-            raise RowError("missing_field", f"the row has no {path!r} field", field=path)
+            raise RowError("missing_field", _missing_message(row, columns, name, path), field=path)
         return None, path
     return value, path
+
+
+def _missing_message(row: Mapping[str, Any], columns: Mapping[str, str] | None, name: str, path: str) -> str:
+    """Which fields the row does have, and the `columns:` mapping that would point `name` at one."""
+    keys = [str(k) for k in row]
+    have = ", ".join(repr(k) for k in keys[:12]) + (", ..." if len(keys) > 12 else "") if keys else "no fields"
+    close = difflib.get_close_matches(path, keys, n=1, cutoff=0.5)
+    target = close[0] if close else "<its field>"
+    verb = "fix" if name in (columns or {}) else "set"
+    return (
+        f"the row has no {path!r} field (it has {have}); {verb} the source's "
+        f"`columns: {{{name}: {target}}}` to read the format's {name!r} from another field, "
+        "or check `format:` (`prep formats` lists each format's fields)"
+    )
 
 
 def string_field(value: Any, field: str, *, none_as_empty: bool = False) -> str:
