@@ -12,6 +12,7 @@ from shardprep import __version__
 # Command modules import the library inside their functions, so that `prep --version` and
 # `--help` load no tokenizer, Arrow or template engine (tests/cli/test_startup.py).
 from shardprep.cli import build as build_cmd
+from shardprep.cli import formats as formats_cmd
 from shardprep.cli import ls as ls_cmd
 from shardprep.cli import preview as preview_cmd
 from shardprep.cli import renderers as renderers_cmd
@@ -51,6 +52,10 @@ _EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "verify": (("prep verify shards/demo-qwen3", "re-hash every shard against the manifest"),),
     "ls": (("prep ls shards/", "every build under a folder"),),
     "renderers": (("prep renderers --json", "renderer names and model families as JSON"),),
+    "formats": (
+        ("prep formats", "every source format: fields, an example row, the columns: mapping"),
+        ("prep formats sharegpt", "one format"),
+    ),
 }
 
 app = typer.Typer(
@@ -94,6 +99,7 @@ _register("show", show_cmd.show, "Inspect")
 _register("verify", verify_cmd.verify, "Inspect")
 _register("ls", ls_cmd.ls, "Inspect")
 _register("renderers", renderers_cmd.renderers, "Reference")
+_register("formats", formats_cmd.formats, "Reference")
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ required is one the converter asks for (without it the row is `missing_field` on
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,3 +126,36 @@ def columns_example(doc: FormatDoc) -> str:
     """The `columns:` line that reads the format's first field from a field named otherwise."""
     first = next(iter(doc.required))
     return f"columns: {{{first}: my_{first.lower()}}}"
+
+
+def _fields_line(fields: dict[str, str]) -> str:
+    return ", ".join(f"`{k}`" + (f" (row field `{v}`)" if v != k else "") for k, v in fields.items()) or "-"
+
+
+def formats_markdown() -> str:
+    """docs/formats.md (a test keeps the file equal to this)."""
+    out = [
+        "# Source formats",
+        "",
+        "<!-- generated from shardprep/formats/catalog.py; `prep formats` prints the same -->",
+        "",
+        "A source's `format:` says which fields its rows hold. `columns: {FIELD: ROW_FIELD}` reads",
+        "the format's FIELD from another row field (dotted paths such as `data.chat` reach nested",
+        "fields). A row without a required field is `missing_field`, naming the fields it has.",
+        "",
+    ]
+    for d in CATALOG.values():
+        out += [
+            f"## `{d.name}` ({', '.join(d.tasks)})",
+            "",
+            d.summary,
+            "",
+            f"- required: {_fields_line(d.required)}",
+            f"- optional: {_fields_line(d.optional)}",
+            f"- example row: `{json.dumps(d.example, ensure_ascii=False)}`",
+            f"- mapping: `{columns_example(d)}`",
+        ]
+        if d.note:
+            out.append(f"- note: {d.note}")
+        out.append("")
+    return "\n".join(out)

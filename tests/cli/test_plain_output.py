@@ -190,3 +190,17 @@ def test_misspelt_names_get_a_suggestion(tmp_path: Path) -> None:
     res = invoke("validate", str(tmp_path / "r.yaml"))
     assert res.exit_code == 2
     assert "unknown renderer 'qwen3_disable_thinkng'; did you mean 'qwen3_disable_thinking'?" in " ".join(res.output.split())
+
+
+def test_formats_command() -> None:
+    out = ok(invoke("formats"))
+    for name in ("messages", "sharegpt", "alpaca", "prompt_completion", "messages_pair", "text_pair", "text"):
+        assert name in out
+    assert '{"conversations": [{"from": "human"' in out  # example rows print as written
+    assert "columns: {messages: my_messages}" in out
+    one = ok(invoke("formats", "alpaca"))
+    assert "instruction" in one and "sharegpt" not in one
+    js = json.loads(invoke("formats", "--json").output)
+    assert js[0]["name"] == "messages" and js[0]["required"] == {"messages": "messages"}
+    res = invoke("formats", "sharegtp")
+    assert res.exit_code == 2 and "did you mean 'sharegpt'?" in res.output
