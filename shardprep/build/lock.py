@@ -2,9 +2,11 @@
 
 Local outputs take an exclusive `flock` on OUTPUT/.lock: the kernel drops it when the holder dies,
 even by SIGKILL, so a crashed build never blocks the next one. Object stores have no locks; there a
-lock object names the holder (host, pid) and a heartbeat time that a thread refreshes while the
-build runs. A lock is taken over when its heartbeat is older than `stale_after` seconds, or at once
-when its holder is a process on this host that no longer exists.
+lock object names the holder (host, pid, token) and a heartbeat time that a thread refreshes while
+the build runs. It is created only if absent and replaced only if unchanged since it was read
+(conditional writes, lock_store.py), so two builds started together never both hold it. A lock is
+taken over when its heartbeat is older than `stale_after` seconds, or at once when its holder is a
+process on this host that no longer exists.
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import IO, Any
 
+from shardprep.build.lock_store import LOCK_NAME, lock_store
 from shardprep.errors import BuildError
 from shardprep.store.storage import Output
-
-LOCK_NAME = ".lock"
-
 
 HEARTBEAT_S = 30.0
 
@@ -86,27 +87,45 @@ def _local_lock(path: str, wait_s: float) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _remote_lock(output: Output, wait_s: float, stale_after: float) -> Iterator[None]:
+    store = lock_store(output)
+    me = _holder()
+    me["token"] = uuid.uuid4().hex  # tells this lock apart from any other, even in one process
     deadline = time.monotonic() + wait_s
-    while output.exists(LOCK_NAME):
-        try:
-            held = json.loads(output.read_text(LOCK_NAME))
-        except (ValueError, OSError):
+    while True:
+        token = store.create(json.dumps(me))
+        if token is not None:
             break
-        if time.time() - float(held.get("heartbeat", 0)) > stale_after or _holder_gone(held):
-            break  # its holder stopped heart-beating, or died on this host: taken over
+        current = store.read()
+        if current is None:
+            continue  # released between our create and read: try again
+        text, seen = current
+        try:
+            held = json.loads(text)
+            last_beat = float(held.get("heartbeat", 0))
+        except (ValueError, TypeError, AttributeError):
+            held, last_beat = {}, 0.0  # a torn or foreign lock object: as good as stale
+        if time.time() - last_beat > stale_after or _holder_gone(held):
+            # Taken over only if nobody changed it since we read it; else look again.
+            token = store.replace(json.dumps({**me, "heartbeat": time.time()}), seen)
+            if token is not None:
+                break
+            continue
         if time.monotonic() >= deadline:
             raise BuildError(
                 f"another build is writing {output.url} ({held}); wait for it (--wait SECONDS), or use a "
                 f"different output. A lock whose holder stopped is taken over after {stale_after:.0f} s."
             )
-        time.sleep(1.0)
-    output.write_text_atomic(LOCK_NAME, json.dumps(_holder()))
+        time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
     stop = threading.Event()
+    held_token: str | None = token
 
     def beat() -> None:
-        while not stop.wait(HEARTBEAT_S):
-            with contextlib.suppress(Exception):  # a missed beat only shortens the lock's life
-                output.write_text_atomic(LOCK_NAME, json.dumps(_holder()))
+        nonlocal held_token
+        while not stop.wait(HEARTBEAT_S) and held_token is not None:
+            try:
+                held_token = store.replace(json.dumps({**me, "heartbeat": time.time()}), held_token)
+            except Exception:  # noqa: BLE001 - a missed beat only shortens the lock's life
+                continue
 
     thread = threading.Thread(target=beat, name="shardprep-lock-heartbeat", daemon=True)
     thread.start()
@@ -115,5 +134,6 @@ def _remote_lock(output: Output, wait_s: float, stale_after: float) -> Iterator[
     finally:
         stop.set()
         thread.join()
-        with contextlib.suppress(OSError):
-            output.fs.rm(output.path(LOCK_NAME))
+        if held_token is not None:
+            with contextlib.suppress(Exception):
+                store.delete(held_token)  # only if it is still ours

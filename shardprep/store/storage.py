@@ -12,6 +12,8 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from shardprep.errors import BuildError
+
 
 class Output:
     """A build's output folder, local or remote (s3://, gs://, ...)."""
@@ -49,7 +51,12 @@ class Output:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             os.replace(local_file, target)
         else:
-            self.fs.put_file(local_file, target)
+            try:
+                self.fs.put_file(local_file, target)
+            except (OSError, ValueError) as exc:
+                # fsspec retries transient errors itself; what is left is the store refusing
+                # (a bucket gone, access denied): the build stops naming the object and the cause.
+                raise BuildError(f"cannot write {self.fs.unstrip_protocol(target)}: {exc}") from exc
             os.unlink(local_file)
 
     def write_text_atomic(self, rel: str, text: str) -> None:

@@ -1,0 +1,194 @@
+"""Item 5: object-store outputs under faults, against moto's S3 server on loopback.
+
+Builds started together race for one output (the lock must be exclusive: conditional create),
+and the server is restarted empty in the middle of a build (no manifest may list a shard the store
+lost; the rerun rebuilds and then is up to date)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pytest
+
+from shardprep.build.lock import LOCK_NAME, build_lock
+from shardprep.build.run import build
+from shardprep.errors import BuildError
+from shardprep.recipe import load_recipe
+from shardprep.store.storage import Output
+
+from ._project import jsonl_bytes, write_recipe
+
+pytestmark = pytest.mark.s3
+BUCKET = "faults"
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[dict[str, Any]]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    opts = {"key": "testing", "secret": "testing", "endpoint_url": f"http://{host}:{port}"}
+    fs = fsspec.filesystem("s3", **opts)
+    fs.mkdir(BUCKET)
+    yield {"fs": fs, "opts": opts, "endpoint": opts["endpoint_url"]}
+    server.stop()
+
+
+RACER = """
+import json, sys, time
+from shardprep.build.lock import build_lock
+from shardprep.errors import BuildError
+from shardprep.store.storage import Output
+url, opts, start = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3])
+out = Output(url, storage_options=opts)
+out.fs.ls("%s")  # connect before the start line, so every racer starts at once
+time.sleep(max(0.0, start - time.time()))
+try:
+    with build_lock(out, wait_s=0):
+        print("HELD", flush=True)
+        time.sleep(1.5)
+except BuildError:
+    print("REFUSED", flush=True)
+""" % BUCKET
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_lock_is_exclusive_under_a_real_race(s3: dict[str, Any], trial: int, faults) -> None:
+    url = f"s3://{BUCKET}/race-{uuid.uuid4().hex[:8]}"
+    start = time.time() + 4.0
+    procs = [
+        subprocess.Popen([sys.executable, "-c", RACER, url, json.dumps(s3["opts"]), str(start)], stdout=subprocess.PIPE, text=True)
+        for _ in range(5)
+    ]
+    outs = [p.communicate(timeout=60)[0].split() for p in procs]
+    faults.fault(len(procs))
+    assert sorted(o[-1] for o in outs) == ["HELD"] + ["REFUSED"] * 4, outs
+    assert not Output(url, storage_options=s3["opts"]).exists(LOCK_NAME)  # released
+
+
+def test_lock_released_by_its_holder_only(s3: dict[str, Any]) -> None:
+    out = Output(f"s3://{BUCKET}/own-{uuid.uuid4().hex[:8]}", storage_options=s3["opts"])
+    with build_lock(out):
+        # Someone else's lock now (taken over as stale): our release must leave it alone.
+        out.fs.pipe_file(out.path(LOCK_NAME), json.dumps({"host": "other", "pid": 1, "heartbeat": time.time()}).encode())
+    assert json.loads(out.read_text(LOCK_NAME))["host"] == "other"
+
+
+def test_stale_lock_is_taken_over(s3: dict[str, Any]) -> None:
+    out = Output(f"s3://{BUCKET}/stale-{uuid.uuid4().hex[:8]}", storage_options=s3["opts"])
+    out.fs.pipe_file(out.path(LOCK_NAME), json.dumps({"host": "gone", "pid": 1, "heartbeat": time.time() - 999}).encode())
+    with build_lock(out, stale_after=60):
+        assert json.loads(out.read_text(LOCK_NAME))["pid"] == os.getpid()
+    with pytest.raises(BuildError, match="another build"):
+        out.fs.pipe_file(out.path(LOCK_NAME), json.dumps({"host": "alive", "pid": 1, "heartbeat": time.time()}).encode())
+        with build_lock(out, stale_after=60):
+            pass
+
+
+def _recipe(tmp_path: Path, s3: dict[str, Any], prefix: str) -> Path:
+    (tmp_path / "rows.jsonl").write_bytes(jsonl_bytes(400))
+    return write_recipe(
+        tmp_path, "rows.jsonl", output=f"s3://{BUCKET}/{prefix}", output_storage_options=s3["opts"],
+        work_unit_rows=8, batch_size=8,
+    )
+
+
+def test_two_builds_started_together_one_builds(s3: dict[str, Any], tmp_path: Path, faults) -> None:
+    recipe = _recipe(tmp_path, s3, f"both-{uuid.uuid4().hex[:8]}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-c", "from shardprep.cli.app import main; main()", "build", str(recipe), "--json"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    results = [p.communicate(timeout=180) for p in procs]
+    faults.fault()
+    codes = sorted(p.returncode for p in procs)
+    built = [json.loads(o)["status"] for o, _ in results if o.strip()]
+    # One builds; the other is refused (exit 2) or, if it came after, finds the build up to date.
+    assert built.count("built") == 1, results
+    assert codes in ([0, 2], [0, 0]), results
+
+
+def test_server_restarted_empty_mid_build(s3: dict[str, Any], tmp_path: Path, faults) -> None:
+    prefix = f"restart-{uuid.uuid4().hex[:8]}"
+    recipe, base = load_recipe(_recipe(tmp_path, s3, prefix))
+    recipe = recipe.model_copy(update={"output_storage_options": s3["opts"]})
+    fs = s3["fs"]
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            build(recipe, base)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            error.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and worker.is_alive():
+        fs.invalidate_cache()
+        if len(fs.glob(f"{BUCKET}/{prefix}/data-*/_units/*.json")) >= 5:
+            break
+        time.sleep(0.05)
+    urllib.request.urlopen(urllib.request.Request(f"{s3['endpoint']}/moto-api/reset", method="POST")).read()
+    fs.invalidate_cache()
+    fs.mkdir(BUCKET)  # the server is back, empty
+    faults.fault()
+    worker.join(timeout=180)
+    # Stopped with the cause named: a write into the vanished bucket, or the check that every
+    # shard the manifest would list is there.
+    assert error and isinstance(error[0], BuildError), error
+    assert "store lost them" in str(error[0]) or "bucket does not exist" in str(error[0]), error
+    out = Output(f"s3://{BUCKET}/{prefix}", storage_options=s3["opts"])
+    assert not out.exists("manifest.json")
+    # The rerun redoes what was lost; then the build is whole and up to date.
+    res = build(recipe, base)
+    assert res.status == "built"
+    assert res.manifest["stats"]["rows_read"] == 400
+    assert build(recipe, base).status == "up_to_date"
+    faults.rows_lost(400 - res.manifest["stats"]["rows_read"])
+
+
+def test_shards_lost_mid_build_never_reach_a_manifest(s3: dict[str, Any], tmp_path: Path, faults) -> None:
+    prefix = f"lost-{uuid.uuid4().hex[:8]}"
+    recipe, base = load_recipe(_recipe(tmp_path, s3, prefix))
+    fs = s3["fs"]
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            build(recipe, base)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            error.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    lost: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and worker.is_alive() and not lost:
+        fs.invalidate_cache()
+        shards = sorted(fs.glob(f"{BUCKET}/{prefix}/data-*/train-*.parquet"))
+        if len(shards) >= 5:
+            lost = shards[:3]
+            fs.rm(lost)  # the store drops objects it had acknowledged
+        time.sleep(0.05)
+    faults.fault(len(lost))
+    worker.join(timeout=180)
+    assert lost and error and isinstance(error[0], BuildError), error
+    assert "3 shard(s)" in str(error[0]) and "store lost them" in str(error[0])
+    out = Output(f"s3://{BUCKET}/{prefix}", storage_options=s3["opts"])
+    assert not out.exists("manifest.json")
+    res = build(recipe, base)
+    assert res.status == "built" and res.manifest["stats"]["rows_read"] == 400
+    assert build(recipe, base).status == "up_to_date"
