@@ -14,7 +14,7 @@ from typing import Any
 from shardprep.errors import BuildError, RecipeError, ShardprepError, UnknownRendererError
 from shardprep.recipe import Recipe
 from shardprep.renderers.registry import get_renderer, renderer_names
-from shardprep.sources.files import expand_paths
+from shardprep.sources.paths import expand_paths
 from shardprep.suggest import did_you_mean
 from shardprep.tasks import TASKS
 from shardprep.tokenizer import LoadedTokenizer, load_tokenizer

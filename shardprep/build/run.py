@@ -32,7 +32,7 @@ from shardprep.encode.conformance import merge_conformance, mismatch_warning
 from shardprep.errors import BuildError, ShardprepError
 from shardprep.recipe import Recipe, SourceSpec
 from shardprep.sources import hub
-from shardprep.sources.files import expand_paths, file_identity
+from shardprep.sources.paths import expand_paths, file_identity
 from shardprep.store.integrity import manifest_shards, shard_problems
 from shardprep.store.manifest import (
     FORMAT_NAME,

@@ -1,4 +1,5 @@
-"""CSV records with every problem kept to its own row.
+"""CSV (`.csv`): one dict per record, every value a string (no type guessing: "007" stays "007"),
+with every problem kept to its own row.
 
 A strict parser reports a malformed record instead of guessing. The hard case is a quote that is
 never closed: the parser reads on to the end of the file as one field, and every later row would
@@ -18,6 +19,8 @@ from contextlib import AbstractContextManager
 from typing import IO, Any
 
 from shardprep.errors import SourceError
+from shardprep.sources.base import Count, FileFormat, FileRow, Seek, bad_row
+from shardprep.sources.opening import open_binary
 
 _ESCAPED_BYTES = re.compile("[\udc80-\udcff]")
 
@@ -30,7 +33,9 @@ def _text(f: IO[bytes]) -> io.TextIOWrapper:
     return io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
-def csv_records(url: str, open_binary: Callable[[], AbstractContextManager[IO[bytes]]]) -> Iterator[Record]:
+def csv_records(
+    url: str, open_binary: Callable[[], AbstractContextManager[IO[bytes]]]
+) -> Iterator[Record]:
     """Every non-blank record after the header, in order, each with its first line number."""
     header: list[str] | None = None
     resume_after = 0  # physical lines to pass over after a record whose quote never closed
@@ -63,7 +68,11 @@ def csv_records(url: str, open_binary: Callable[[], AbstractContextManager[IO[by
                 if _ESCAPED_BYTES.search("".join(rec)):
                     yield start, None, ("invalid_utf8", "invalid UTF-8 in this record")
                 elif len(rec) > len(header):
-                    yield start, None, ("malformed_csv", "the record has more fields than the header")
+                    yield (
+                        start,
+                        None,
+                        ("malformed_csv", "the record has more fields than the header"),
+                    )
                 else:
                     # As csv.DictReader: a short record leaves the missing fields None.
                     yield start, dict(itertools.zip_longest(header, rec)), None
@@ -71,9 +80,39 @@ def csv_records(url: str, open_binary: Callable[[], AbstractContextManager[IO[by
             return
         if header is None:
             raise SourceError(f"{url}: line {unterminated_at}: the header's quote is never closed")
-        yield unterminated_at, None, (
-            "malformed_csv",
-            "a quoted field opens on this line and is never closed (the rest of the file was read "
-            "from the next line on)",
+        yield (
+            unterminated_at,
+            None,
+            (
+                "malformed_csv",
+                "a quoted field opens on this line and is never closed (the rest of the file was read "
+                "from the next line on)",
+            ),
         )
         resume_after = unterminated_at
+
+
+def rows(
+    url: str,
+    storage_options: dict[str, Any] | None,
+    skip: int,
+    batch_size: int = 0,
+    seek: Seek | None = None,
+) -> Iterator[FileRow]:
+    """(first line of the record, data, error) per record after the header."""
+    records = csv_records(url, lambda: open_binary(url, storage_options))
+    for i, (line, data, problem) in enumerate(records):
+        if i < skip:
+            yield line, None, None
+        elif problem is not None:
+            yield bad_row(url, line, *problem)
+        else:
+            yield line, data, None
+
+
+def count(url: str, storage_options: dict[str, Any] | None) -> Count:
+    # The reader's own records (bad ones included), so counts match the reader.
+    return Count(sum(1 for _ in csv_records(url, lambda: open_binary(url, storage_options))))
+
+
+FORMAT = FileFormat("csv", (".csv",), rows, count)

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from shardprep.errors import SourceError
 from shardprep.sources import retry
+from shardprep.sources.paths import file_identity
+from shardprep.sources.readers import count_file, detect_format
 
 if TYPE_CHECKING:
     from shardprep.recipe import SourceSpec
@@ -58,7 +60,9 @@ def resolve_commit(repo: str, revision: str | None) -> str:
     from huggingface_hub import HfApi
 
     info = retry.call(
-        lambda: HfApi().dataset_info(repo, revision=rev), url=f"hf://datasets/{repo}@{rev}", what="resolve"
+        lambda: HfApi().dataset_info(repo, revision=rev),
+        url=f"hf://datasets/{repo}@{rev}",
+        what="resolve",
     )
     if not info.sha:
         raise SourceError(f"hf: {repo}@{rev}: the Hub returned no commit")
@@ -138,12 +142,10 @@ def n_shards(ref: HubRef) -> int:
 
 def shard_rows(ref: HubRef, storage_options: dict[str, Any] | None = None) -> list[int]:
     """Rows per shard: Parquet footers when shards are Parquet files, else one streaming pass."""
-    from shardprep.sources.files import _count_file, detect_format
-
     files = data_files(ref)
     n = n_shards(ref)
     if n == len(files) and all(f.split("?")[0].endswith(".parquet") for f in files):
-        return [_count_file(f, detect_format(f), storage_options) for f in files]
+        return [count_file(f, detect_format(f), storage_options).rows for f in files]
     return [sum(len(b) for b in _shard_batches(ref, i, n, 0, None, 4096)) for i in range(n)]
 
 
@@ -173,8 +175,6 @@ def iter_shard_rows(
 
 def identity(src: SourceSpec, base_dir: Path | None) -> tuple[HubRef, dict[str, Any]]:
     """What the fingerprint and manifest record: the commit for a Hub id; file identities for a folder."""
-    from shardprep.sources.files import file_identity
-
     ref = hub_ref(src, base_dir)
     files = data_files(ref)
     ident: dict[str, Any] = {

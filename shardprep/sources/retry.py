@@ -21,7 +21,13 @@ T = TypeVar("T")
 # Overridable so tests (and impatient users) can shorten the waits.
 ATTEMPTS = int(os.environ.get("SHARDPREP_RETRY_ATTEMPTS", "5"))
 BASE_DELAY_S = float(os.environ.get("SHARDPREP_RETRY_DELAY_S", "0.5"))
-_TRANSIENT_ERRNO = {errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT}
+_TRANSIENT_ERRNO = {
+    errno.ECONNRESET,
+    errno.ECONNREFUSED,
+    errno.ECONNABORTED,
+    errno.EPIPE,
+    errno.ETIMEDOUT,
+}
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 _TRANSIENT_NAMES = {
     # By name, so that no cloud SDK has to be imported to classify its errors.
@@ -61,7 +67,9 @@ def is_transient(exc: BaseException) -> bool:
         status = _status(e)
         if status is not None:
             return status in _TRANSIENT_STATUS
-        if isinstance(e, (TimeoutError, asyncio.TimeoutError, ConnectionError, http.client.IncompleteRead)):
+        if isinstance(
+            e, (TimeoutError, asyncio.TimeoutError, ConnectionError, http.client.IncompleteRead)
+        ):
             return True
         if type(e).__name__ in _TRANSIENT_NAMES:
             return True
@@ -103,7 +111,9 @@ def _one(_: object) -> int:
     return 1
 
 
-def resumed(make: Callable[[int], Iterable[T]], *, where: str, size: Callable[[T], int] = _one) -> Iterator[T]:
+def resumed(
+    make: Callable[[int], Iterable[T]], *, where: str, size: Callable[[T], int] = _one
+) -> Iterator[T]:
     """The items of `make(0)`; after a transient error, `make(n)` continues, n being how much was
     delivered so far (counted by `size`), so the caller sees every item exactly once."""
     delivered = attempt = 0

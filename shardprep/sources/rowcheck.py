@@ -14,6 +14,7 @@ from typing import Any
 
 # Nesting deeper than this is refused: far beyond any chat row, far below Python's stack limit.
 MAX_DEPTH = 64
+TOO_DEEP = f"the row nests lists/objects more than {MAX_DEPTH} levels deep"
 # A JSON escape of a UTF-16 surrogate (high or low); a valid pair decodes to one character.
 SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")
@@ -34,7 +35,10 @@ def row_problem(value: Any, *, surrogates: bool, depth: bool) -> tuple[str, str]
         v, level = stack.pop()
         if isinstance(v, str):
             if surrogates and _lone_surrogate(v):
-                return "invalid_utf8", f"a string holds a lone surrogate ({_lone_surrogate(v)}), which is not text"
+                return (
+                    "invalid_utf8",
+                    f"a string holds a lone surrogate ({_lone_surrogate(v)}), which is not text",
+                )
             continue
         if isinstance(v, dict):
             items: Any = v.values()
@@ -45,7 +49,7 @@ def row_problem(value: Any, *, surrogates: bool, depth: bool) -> tuple[str, str]
         else:
             continue
         if depth and level > MAX_DEPTH:
-            return "too_deeply_nested", f"the row nests lists/objects more than {MAX_DEPTH} levels deep"
+            return "too_deeply_nested", TOO_DEEP
         stack.extend((x, level + 1) for x in items)
     return None
 

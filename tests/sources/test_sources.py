@@ -13,15 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from shardprep.errors import SourceError
-from shardprep.sources import files as sources
-from shardprep.sources.files import (
-    RawRow,
-    count_rows,
-    expand_paths,
-    file_identity,
-    iter_source_batches,
-    iter_source_rows,
-)
+from shardprep.sources import json_array
+from shardprep.sources.base import RawRow
+from shardprep.sources.files import count_rows, iter_source_batches, iter_source_rows
+from shardprep.sources.paths import expand_paths, file_identity
 
 DATA = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 LF = DATA / "llamafactory"
@@ -126,7 +121,7 @@ def test_json_array_streaming_equals_json_load(name: str) -> None:
 
 def test_json_array_tiny_read_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Elements, numbers and multi-byte characters cut by block boundaries still parse exactly."""
-    monkeypatch.setattr(sources, "_READ_BLOCK", 3)
+    monkeypatch.setattr(json_array, "_READ_BLOCK", 3)
     items = [
         {"n": 123456789, "s": "héllo wörld ✓ 你好"},
         {"f": -1.5e10, "l": [1, 22, 333]},
@@ -365,7 +360,9 @@ def test_jsonl_seek_positions_read_the_same_rows_as_a_scan(tmp_path: Path) -> No
         seek = jsonl_seek(str(p), start)
         if start >= 128:
             assert seek is not None and seek[0] <= start
-        fast = [r for b in iter_source_batches(str(p), start=start, stop=stop, seek=seek) for r in b]
+        fast = [
+            r for b in iter_source_batches(str(p), start=start, stop=stop, seek=seek) for r in b
+        ]
         slow = [r for b in iter_source_batches(str(p), start=start, stop=stop) for r in b]
         assert [(r.index, r.line, r.data, r.error and r.error.reason) for r in fast] == [
             (r.index, r.line, r.data, r.error and r.error.reason) for r in slow

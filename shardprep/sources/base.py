@@ -1,0 +1,59 @@
+"""What every reader shares: the row as read (`RawRow`), one file's rows as a format yields them,
+and the recorded positions a JSONL reader can start at. A leaf: imports nothing of shardprep's
+but the errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from shardprep.errors import RowError
+
+
+@dataclass
+class RawRow:
+    """One row as read. `line`: 1-based line (JSONL), 0-based element (JSON array) or row (Parquet)."""
+
+    index: int
+    file: str
+    line: int | None
+    data: dict[str, Any] | None
+    error: RowError | None = None
+    # Build-level ordinal among selected rows (set by the unit reader; used by the test split).
+    ordinal: int | None = None
+
+
+# (line, data, error) as a file format's reader yields it; data is None for rows counted but skipped.
+FileRow = tuple[int | None, dict[str, Any] | None, RowError | None]
+
+Seek = tuple[int, int, int]  # (row index in the file, 1-based line number, byte offset)
+
+
+@dataclass(frozen=True)
+class Count:
+    """A file's rows (bad rows included: they take an index too), and for a plain JSONL file the
+    positions recorded on the way, so a reader of a later row range need not scan from the top."""
+
+    rows: int
+    seeks: tuple[Seek, ...] = ()
+
+
+def bad_row(url: str, line: int, reason: str, message: str) -> FileRow:
+    return line, None, RowError(reason, message, file=url, line=line)
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """One file format's reader, as the format table (`readers.FORMATS`) holds it.
+
+    `rows(url, storage_options, skip, batch_size, seek)` yields every row of the file in order,
+    the first `skip` as (line, None, None) (counted, not parsed); with `seek` (a position `count`
+    recorded) it starts there instead of at the top. `count(url, storage_options)` counts rows as
+    `rows` would yield them.
+    """
+
+    name: str
+    extensions: tuple[str, ...]  # suffixes that name the format (before any compression suffix)
+    rows: Callable[[str, dict[str, Any] | None, int, int, Seek | None], Iterator[FileRow]]
+    count: Callable[[str, dict[str, Any] | None], Count]

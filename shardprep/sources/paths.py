@@ -1,0 +1,95 @@
+"""Which files a source names (local paths, globs, any fsspec URL), and what identifies a version
+of each one for the fingerprint."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from fsspec.core import url_to_fs
+from fsspec.utils import get_protocol
+
+from shardprep.errors import SourceError
+from shardprep.sources import retry
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+# What object stores and filesystems report about a version of a file, beyond its size.
+_VERSION_KEYS = (
+    "mtime",
+    "ETag",
+    "etag",
+    "md5Hash",
+    "generation",
+    "LastModified",
+    "updated",
+    "VersionId",
+)
+
+
+def is_local(path: str) -> bool:
+    return get_protocol(path) in ("file", "local")
+
+
+def expand_paths(
+    path: str, *, base_dir: Path | None = None, storage_options: dict[str, Any] | None = None
+) -> list[str]:
+    """The files `path` names: relative local paths resolve against `base_dir`; globs are expanded
+    and sorted (the order decides global row indices, so it must not depend on listing order)."""
+    opts = storage_options or {}
+    if is_local(path):
+        local = path[len("file://") :] if path.startswith("file://") else path
+        p = Path(local).expanduser()
+        if not p.is_absolute() and base_dir is not None:
+            p = Path(base_dir) / p
+        path = str(p)
+    try:
+        fs, fs_path = url_to_fs(path, **opts)
+    except (ImportError, ValueError) as e:
+        raise SourceError(f"cannot open {path}: {e}") from e
+    local_fs = is_local(path)
+
+    def full(p: str) -> str:
+        return p if local_fs else str(fs.unstrip_protocol(p))
+
+    if _GLOB_CHARS.search(fs_path):
+        try:
+            matches = retry.call(
+                lambda: [m for m in fs.glob(fs_path) if not fs.isdir(m)], url=path, what="list"
+            )
+        except ValueError as e:
+            raise SourceError(f"cannot list {path}: {e}") from e
+        if not matches:
+            raise SourceError(f"no file matches {path!r}")
+        return sorted(full(m) for m in matches)
+    if retry.call(lambda: fs.isdir(fs_path), url=path, what="open"):
+        raise SourceError(
+            f"{path} is a folder; name its files with a glob such as {path.rstrip('/')}/*.jsonl"
+        )
+    exists = retry.call(lambda: fs.exists(fs_path), url=path, what="open")
+    if not exists:
+        raise SourceError(f"no such file: {path}")
+    return [full(fs_path)]
+
+
+def file_identity(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What identifies this version of the file (size plus mtime / etag / generation) for fingerprints."""
+    fs, fs_path = url_to_fs(url, **(storage_options or {}))
+    try:
+        info = retry.call(lambda: fs.info(fs_path), url=url, what="stat")
+    except SourceError as e:
+        if isinstance(e.__cause__, FileNotFoundError):
+            raise SourceError(f"no such file: {url}") from e.__cause__
+        raise
+    ident: dict[str, Any] = {"uri": url, "size": info.get("size")}
+    for key in _VERSION_KEYS:
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, (datetime, date)):
+            value = value.isoformat()
+        elif not isinstance(value, (str, int, float, bool)):
+            value = str(value)
+        ident[key.lower()] = value
+    return ident
