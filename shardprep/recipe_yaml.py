@@ -80,8 +80,10 @@ def load_yaml(text: str, *, origin: str | None = None) -> Any:
         size = expanded_size(node)
         if size > MAX_EXPANDED_NODES:
             raise RecipeError(
-                [f"aliases expand to more than {MAX_EXPANDED_NODES:,} values (a YAML alias bomb?); "
-                 "write the values out or use fewer nested aliases"],
+                [
+                    f"aliases expand to more than {MAX_EXPANDED_NODES:,} values (a YAML alias bomb?); "
+                    "write the values out or use fewer nested aliases"
+                ],
                 path=origin,
             )
         return loader.construct_document(node)  # type: ignore[no-untyped-call]

@@ -35,10 +35,18 @@ def _precondition_failed(exc: BaseException) -> bool:
     while e is not None:
         if isinstance(e, FileExistsError):
             return True
-        code = getattr(e, "response", {}).get("Error", {}).get("Code") if hasattr(e, "response") else None
+        code = (
+            getattr(e, "response", {}).get("Error", {}).get("Code")
+            if hasattr(e, "response")
+            else None
+        )
         if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
             return True
-        if getattr(e, "code", None) == 412 or "pre-condition" in str(e).lower() or "precondition" in str(e).lower():
+        if (
+            getattr(e, "code", None) == 412
+            or "pre-condition" in str(e).lower()
+            or "precondition" in str(e).lower()
+        ):
             return True
         e = e.__cause__ or e.__context__
     return False
@@ -96,15 +104,19 @@ class _Gcs:
         self.path = output.path(LOCK_NAME)
 
     def create(self, text: str) -> str | None:
+        # ifGenerationMatch=0 makes this exclusive on GCS. A server that ignores it (the
+        # emulator) still gets the checks around it: present before, someone else's after.
+        self.fs.invalidate_cache(self.path)
+        if self.fs.exists(self.path):
+            return None
         try:
             self.fs.pipe_file(self.path, text.encode(), mode="create")
         except Exception as exc:
             if _precondition_failed(exc):
                 return None
             raise
-        self.fs.invalidate_cache(self.path)
         got = self.read()
-        return got[1] if got else None
+        return got[1] if got is not None and got[0] == text else None
 
     def read(self) -> tuple[str, str] | None:
         self.fs.invalidate_cache(self.path)
@@ -115,7 +127,9 @@ class _Gcs:
             return None
         except TypeError:  # an older gcsfs without generation reads
             data = self.fs.cat_file(self.path)
-        return bytes(data).decode("utf-8", "replace"), str(info.get("generation") or _digest(bytes(data)))
+        return bytes(data).decode("utf-8", "replace"), str(
+            info.get("generation") or _digest(bytes(data))
+        )
 
     def replace(self, text: str, token: str) -> str | None:
         # gcsfs has no generation-matched overwrite; check, then write (the window is one request).

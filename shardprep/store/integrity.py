@@ -60,4 +60,8 @@ def _sizes(output: Output, folder: str) -> dict[str, int]:
         return {}
     except TypeError:  # a filesystem whose ls takes no refresh
         entries = output.fs.ls(output.path(folder), detail=True)
-    return {posixpath.basename(e["name"].rstrip("/")): int(e.get("size") or 0) for e in entries if e.get("type") != "directory"}
+    return {
+        posixpath.basename(e["name"].rstrip("/")): int(e.get("size") or 0)
+        for e in entries
+        if e.get("type") != "directory"
+    }

@@ -18,7 +18,9 @@ GOOD = 12
 DEEP = '{"messages": ' + "[" * 5000 + "]" * 5000 + "}"
 # Parses (under Python's recursion limit) but nests far deeper than any chat row.
 DEEPISH = '{"messages": [{"role": "user", "content": "x", "x": ' + "[" * 200 + "]" * 200 + "}]}"
-SURROGATE = '{"messages": [{"role": "user", "content": "\\ud800"}, {"role": "assistant", "content": "a"}]}'
+SURROGATE = (
+    '{"messages": [{"role": "user", "content": "\\ud800"}, {"role": "assistant", "content": "a"}]}'
+)
 SURROGATE_KEY = '{"messages": [{"role": "user", "content": "q", "\\udfff": 1}, {"role": "assistant", "content": "a"}]}'
 BAD_BYTES = b'{"messages": [{"role": "user", "content": "\xff\xfe"}, {"role": "assistant", "content": "a"}]}'
 # A valid surrogate pair is one emoji: a good row.
@@ -54,7 +56,9 @@ def _json_array(bad: bytes) -> tuple[bytes, int]:
 
 @pytest.mark.parametrize("kind", list(JSONL_BAD))
 @pytest.mark.parametrize("layout", ["jsonl", "json"])
-def test_reader_reports_the_row_and_keeps_the_rest(tmp_path: Path, kind: str, layout: str, faults) -> None:
+def test_reader_reports_the_row_and_keeps_the_rest(
+    tmp_path: Path, kind: str, layout: str, faults
+) -> None:
     bad, reason = JSONL_BAD[kind]
     blob, where = (_jsonl if layout == "jsonl" else _json_array)(bad)
     path = tmp_path / f"rows.{layout}"
@@ -84,8 +88,15 @@ def _csv_good(i: int) -> str:
     ],
     ids=["unterminated_quote", "text_after_quote", "extra_field"],
 )
-def test_csv_bad_record_is_blamed_on_its_line_and_later_rows_kept(tmp_path: Path, bad: str, reason: str, faults) -> None:
-    body = CSV_HEADER + "".join(_csv_good(i) for i in range(3)) + bad + "".join(_csv_good(i) for i in range(3, 6))
+def test_csv_bad_record_is_blamed_on_its_line_and_later_rows_kept(
+    tmp_path: Path, bad: str, reason: str, faults
+) -> None:
+    body = (
+        CSV_HEADER
+        + "".join(_csv_good(i) for i in range(3))
+        + bad
+        + "".join(_csv_good(i) for i in range(3, 6))
+    )
     path = tmp_path / "rows.csv"
     path.write_text(body)
     faults.bad_input()
@@ -103,14 +114,21 @@ def test_csv_invalid_bytes_are_one_row(tmp_path: Path, faults) -> None:
     path.write_bytes(CSV_HEADER.encode() + b"ok,fine\n\xff\xfe,bad\nok2,fine2\n")
     faults.bad_input()
     rows = list(iter_source_rows(str(path)))
-    assert [(r.line, r.error.reason if r.error else None) for r in rows] == [(2, None), (3, "invalid_utf8"), (4, None)]
+    assert [(r.line, r.error.reason if r.error else None) for r in rows] == [
+        (2, None),
+        (3, "invalid_utf8"),
+        (4, None),
+    ]
 
 
 def test_csv_multiline_quoted_field_is_one_row(tmp_path: Path) -> None:
     path = tmp_path / "rows.csv"
     path.write_text(CSV_HEADER + '"two\nlines",x\nlast,y\n')
     rows = list(iter_source_rows(str(path)))
-    assert [(r.line, r.data) for r in rows] == [(2, {"prompt": "two\nlines", "completion": "x"}), (4, {"prompt": "last", "completion": "y"})]
+    assert [(r.line, r.data) for r in rows] == [
+        (2, {"prompt": "two\nlines", "completion": "x"}),
+        (4, {"prompt": "last", "completion": "y"}),
+    ]
 
 
 @pytest.mark.parametrize("kind", list(JSONL_BAD))
@@ -126,9 +144,17 @@ def test_build_skip_counts_reason_with_file_and_line(tmp_path: Path, kind: str, 
     assert m["stats"]["dropped"] == {reason: 1}
     assert m["splits"]["train"]["rows"] == GOOD + 1
     faults.rows_lost(GOOD + 1 - m["splits"]["train"]["rows"])
-    skipped = [json.loads(x) for x in (tmp_path / "out" / m["skipped_sample"]).read_text().splitlines()]
-    assert [(s["reason"], s["line"], Path(s["file"]).name) for s in skipped] == [(reason, where, "rows.jsonl")]
-    rows = [r for s in m["splits"]["train"]["shards"] for r in pq.read_table(tmp_path / "out" / s["path"]).to_pylist()]
+    skipped = [
+        json.loads(x) for x in (tmp_path / "out" / m["skipped_sample"]).read_text().splitlines()
+    ]
+    assert [(s["reason"], s["line"], Path(s["file"]).name) for s in skipped] == [
+        (reason, where, "rows.jsonl")
+    ]
+    rows = [
+        r
+        for s in m["splits"]["train"]["shards"]
+        for r in pq.read_table(tmp_path / "out" / s["path"]).to_pylist()
+    ]
     assert len(rows) == GOOD + 1
 
 

@@ -54,7 +54,7 @@ from shardprep.errors import BuildError
 from shardprep.store.storage import Output
 url, opts, start = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3])
 out = Output(url, storage_options=opts)
-out.fs.ls("%s")  # connect before the start line, so every racer starts at once
+out.fs.ls(sys.argv[4])  # connect before the start line, so every racer starts at once
 time.sleep(max(0.0, start - time.time()))
 try:
     with build_lock(out, wait_s=0):
@@ -62,7 +62,7 @@ try:
         time.sleep(1.5)
 except BuildError:
     print("REFUSED", flush=True)
-""" % BUCKET
+"""
 
 
 @pytest.mark.parametrize("trial", range(3))
@@ -70,7 +70,11 @@ def test_lock_is_exclusive_under_a_real_race(s3: dict[str, Any], trial: int, fau
     url = f"s3://{BUCKET}/race-{uuid.uuid4().hex[:8]}"
     start = time.time() + 4.0
     procs = [
-        subprocess.Popen([sys.executable, "-c", RACER, url, json.dumps(s3["opts"]), str(start)], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, url, json.dumps(s3["opts"]), str(start), BUCKET],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(5)
     ]
     outs = [p.communicate(timeout=60)[0].split() for p in procs]
@@ -83,17 +87,26 @@ def test_lock_released_by_its_holder_only(s3: dict[str, Any]) -> None:
     out = Output(f"s3://{BUCKET}/own-{uuid.uuid4().hex[:8]}", storage_options=s3["opts"])
     with build_lock(out):
         # Someone else's lock now (taken over as stale): our release must leave it alone.
-        out.fs.pipe_file(out.path(LOCK_NAME), json.dumps({"host": "other", "pid": 1, "heartbeat": time.time()}).encode())
+        out.fs.pipe_file(
+            out.path(LOCK_NAME),
+            json.dumps({"host": "other", "pid": 1, "heartbeat": time.time()}).encode(),
+        )
     assert json.loads(out.read_text(LOCK_NAME))["host"] == "other"
 
 
 def test_stale_lock_is_taken_over(s3: dict[str, Any]) -> None:
     out = Output(f"s3://{BUCKET}/stale-{uuid.uuid4().hex[:8]}", storage_options=s3["opts"])
-    out.fs.pipe_file(out.path(LOCK_NAME), json.dumps({"host": "gone", "pid": 1, "heartbeat": time.time() - 999}).encode())
+    out.fs.pipe_file(
+        out.path(LOCK_NAME),
+        json.dumps({"host": "gone", "pid": 1, "heartbeat": time.time() - 999}).encode(),
+    )
     with build_lock(out, stale_after=60):
         assert json.loads(out.read_text(LOCK_NAME))["pid"] == os.getpid()
     with pytest.raises(BuildError, match="another build"):
-        out.fs.pipe_file(out.path(LOCK_NAME), json.dumps({"host": "alive", "pid": 1, "heartbeat": time.time()}).encode())
+        out.fs.pipe_file(
+            out.path(LOCK_NAME),
+            json.dumps({"host": "alive", "pid": 1, "heartbeat": time.time()}).encode(),
+        )
         with build_lock(out, stale_after=60):
             pass
 
@@ -101,16 +114,30 @@ def test_stale_lock_is_taken_over(s3: dict[str, Any]) -> None:
 def _recipe(tmp_path: Path, s3: dict[str, Any], prefix: str) -> Path:
     (tmp_path / "rows.jsonl").write_bytes(jsonl_bytes(400))
     return write_recipe(
-        tmp_path, "rows.jsonl", output=f"s3://{BUCKET}/{prefix}", output_storage_options=s3["opts"],
-        work_unit_rows=8, batch_size=8,
+        tmp_path,
+        "rows.jsonl",
+        output=f"s3://{BUCKET}/{prefix}",
+        output_storage_options=s3["opts"],
+        work_unit_rows=8,
+        batch_size=8,
     )
 
 
 def test_two_builds_started_together_one_builds(s3: dict[str, Any], tmp_path: Path, faults) -> None:
     recipe = _recipe(tmp_path, s3, f"both-{uuid.uuid4().hex[:8]}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    cmd = [sys.executable, "-c", "from shardprep.cli.app import main; main()", "build", str(recipe), "--json"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from shardprep.cli.app import main; main()",
+        "build",
+        str(recipe),
+        "--json",
+    ]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
     results = [p.communicate(timeout=180) for p in procs]
     faults.fault()
     codes = sorted(p.returncode for p in procs)
@@ -141,7 +168,9 @@ def test_server_restarted_empty_mid_build(s3: dict[str, Any], tmp_path: Path, fa
         if len(fs.glob(f"{BUCKET}/{prefix}/data-*/_units/*.json")) >= 5:
             break
         time.sleep(0.05)
-    urllib.request.urlopen(urllib.request.Request(f"{s3['endpoint']}/moto-api/reset", method="POST")).read()
+    urllib.request.urlopen(
+        urllib.request.Request(f"{s3['endpoint']}/moto-api/reset", method="POST")
+    ).read()
     fs.invalidate_cache()
     fs.mkdir(BUCKET)  # the server is back, empty
     faults.fault()
@@ -160,7 +189,9 @@ def test_server_restarted_empty_mid_build(s3: dict[str, Any], tmp_path: Path, fa
     faults.rows_lost(400 - res.manifest["stats"]["rows_read"])
 
 
-def test_shards_lost_mid_build_never_reach_a_manifest(s3: dict[str, Any], tmp_path: Path, faults) -> None:
+def test_shards_lost_mid_build_never_reach_a_manifest(
+    s3: dict[str, Any], tmp_path: Path, faults
+) -> None:
     prefix = f"lost-{uuid.uuid4().hex[:8]}"
     recipe, base = load_recipe(_recipe(tmp_path, s3, prefix))
     fs = s3["fs"]

@@ -32,7 +32,9 @@ ROWS = 300
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("reader-faults")
     (folder / "rows.jsonl").write_bytes(jsonl_bytes(ROWS))
-    recipe, base = load_recipe(write_recipe(folder, "rows.jsonl", shards={"max_rows": 100}, work_unit_rows=150))
+    recipe, base = load_recipe(
+        write_recipe(folder, "rows.jsonl", shards={"max_rows": 100}, work_unit_rows=150)
+    )
     build(recipe, base)
     return folder / "out"
 
@@ -54,7 +56,11 @@ def _rows(ds: ShardDataset) -> list[list[int]]:
 
 def _expected(out: Path) -> list[list[int]]:
     m = _manifest(out)
-    return [r for s in m["splits"]["train"]["shards"] for r in pq.read_table(out / s["path"]).column("input_ids").to_pylist()]
+    return [
+        r
+        for s in m["splits"]["train"]["shards"]
+        for r in pq.read_table(out / s["path"]).column("input_ids").to_pylist()
+    ]
 
 
 def _flip(path: Path, at: float = 0.5) -> None:
@@ -80,7 +86,9 @@ def test_flipped_byte_in_a_shard_is_refused(shards: Path, tmp_path: Path, faults
 def test_rewritten_shard_is_refused(shards: Path, tmp_path: Path, faults) -> None:
     victim = _manifest(shards)["splits"]["train"]["shards"][0]
     table = pq.read_table(shards / victim["path"])
-    pq.write_table(table.take(np.arange(table.num_rows)[::-1]), shards / victim["path"])  # same rows, other order
+    pq.write_table(
+        table.take(np.arange(table.num_rows)[::-1]), shards / victim["path"]
+    )  # same rows, other order
     faults.fault()
     ds = ShardDataset(str(shards), cache_dir=str(tmp_path / "cache"))
     with pytest.raises(ManifestError, match="sha256 differs"):
@@ -110,17 +118,23 @@ DAMAGE = {
     "offsets_byte": lambda e: _flip(e / "input_ids.offsets", 0.9),
     "weights_byte": lambda e: _flip(e / "weights.values", 0.2),
     "codes_byte": lambda e: _flip(e / "source.codes", 0.5),
-    "values_truncated": lambda e: (e / "input_ids.values").write_bytes((e / "input_ids.values").read_bytes()[:-8]),
+    "values_truncated": lambda e: (e / "input_ids.values").write_bytes(
+        (e / "input_ids.values").read_bytes()[:-8]
+    ),
     "values_missing": lambda e: (e / "input_ids.values").unlink(),
     "meta_torn": lambda e: (e / "meta.json").write_text((e / "meta.json").read_text()[:40]),
     "meta_without_checksums": lambda e: (e / "meta.json").write_text(
-        json.dumps({k: v for k, v in json.loads((e / "meta.json").read_text()).items() if k != "files"})
+        json.dumps(
+            {k: v for k, v in json.loads((e / "meta.json").read_text()).items() if k != "files"}
+        )
     ),
 }
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_damaged_cache_entry_is_rebuilt_not_served(shards: Path, tmp_path: Path, damage: str, faults) -> None:
+def test_damaged_cache_entry_is_rebuilt_not_served(
+    shards: Path, tmp_path: Path, damage: str, faults
+) -> None:
     cache = str(tmp_path / "cache")
     expected = _expected(shards)
     ShardDataset(str(shards), cache_dir=cache).prepare()

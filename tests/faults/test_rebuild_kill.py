@@ -33,14 +33,22 @@ def _project(tmp_path: Path) -> Path:
     # The input by absolute path, so a copy of the recipe and output is up to date where it lands.
     (tmp_path / "rows.jsonl").write_bytes(jsonl_bytes(ROWS))
     return write_recipe(
-        tmp_path, str(tmp_path / "rows.jsonl"), work_unit_rows=8, batch_size=4, split={"test_size": 20, "seed": 1}
+        tmp_path,
+        str(tmp_path / "rows.jsonl"),
+        work_unit_rows=8,
+        batch_size=4,
+        split={"test_size": 20, "seed": 1},
     )
 
 
 def _rows(out: Path) -> dict[str, list[list[int]]]:
     m = json.loads((out / "manifest.json").read_text())
     return {
-        split: [r for s in info["shards"] for r in pq.read_table(out / s["path"]).column("input_ids").to_pylist()]
+        split: [
+            r
+            for s in info["shards"]
+            for r in pq.read_table(out / s["path"]).column("input_ids").to_pylist()
+        ]
         for split, info in m["splits"].items()
     }
 
@@ -51,13 +59,23 @@ def _data_dirs(out: Path) -> list[str]:
 
 def _start(recipe: Path, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-c", "from shardprep.cli.app import main; main()", "build", str(recipe), "--quiet", *args],
+        [
+            sys.executable,
+            "-c",
+            "from shardprep.cli.app import main; main()",
+            "build",
+            str(recipe),
+            "--quiet",
+            *args,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
 
 
-def _kill_when(proc: subprocess.Popen[bytes], cond: Callable[[], bool], timeout: float = 90) -> bool:
+def _kill_when(
+    proc: subprocess.Popen[bytes], cond: Callable[[], bool], timeout: float = 90
+) -> bool:
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
         if cond():
@@ -100,7 +118,9 @@ KILL_POINTS: dict[str, Callable[[Path, str, float], bool]] = {
 
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))
-def test_killed_forced_rebuild_keeps_the_current_build(built: Any, tmp_path: Path, point: str, faults) -> None:
+def test_killed_forced_rebuild_keeps_the_current_build(
+    built: Any, tmp_path: Path, point: str, faults
+) -> None:
     recipe, out = _copy(built, tmp_path)
     expected = built[1]
     old = _data_dirs(out)[0]
@@ -110,7 +130,9 @@ def test_killed_forced_rebuild_keeps_the_current_build(built: Any, tmp_path: Pat
     reader = ShardDataset(str(out), cache_dir=str(tmp_path / "cache"))
     time.sleep(0.01)  # a later manifest gets a later mtime
     faults.kill_point()
-    assert _kill_when(_start(recipe, "--force"), lambda: KILL_POINTS[point](out, old, mtime)), "finished before the kill"
+    assert _kill_when(_start(recipe, "--force"), lambda: KILL_POINTS[point](out, old, mtime)), (
+        "finished before the kill"
+    )
     report = verify_build(str(out))
     assert report.ok, report.to_json()
     assert _rows(out) == expected
@@ -122,10 +144,14 @@ def test_killed_forced_rebuild_keeps_the_current_build(built: Any, tmp_path: Pat
     assert res.status in ("up_to_date", "built")
     assert _rows(out) == expected and verify_build(str(out)).ok
     assert _data_dirs(out) == [json.loads((out / "manifest.json").read_text())["data_dir"]]
-    faults.rows_lost(sum(len(v) for v in expected.values()) - sum(len(v) for v in _rows(out).values()))
+    faults.rows_lost(
+        sum(len(v) for v in expected.values()) - sum(len(v) for v in _rows(out).values())
+    )
 
 
-def test_completed_forced_rebuild_swaps_then_removes_the_old_folder(built: Any, tmp_path: Path) -> None:
+def test_completed_forced_rebuild_swaps_then_removes_the_old_folder(
+    built: Any, tmp_path: Path
+) -> None:
     recipe, out = _copy(built, tmp_path)
     old = _data_dirs(out)
     res = build(*load_recipe(recipe), force=True)
@@ -150,7 +176,9 @@ def test_up_to_date_needs_the_shards(built: Any, tmp_path: Path, damage: str, fa
     assert _rows(out) == built[1]
 
 
-def test_stale_folder_left_by_a_kill_after_the_manifest_is_cleaned(built: Any, tmp_path: Path, faults) -> None:
+def test_stale_folder_left_by_a_kill_after_the_manifest_is_cleaned(
+    built: Any, tmp_path: Path, faults
+) -> None:
     recipe, out = _copy(built, tmp_path)
     # What a kill between placing the new manifest and removing the old folder leaves behind.
     shutil.copytree(out / _data_dirs(out)[0], out / "data-0123456789ab")

@@ -70,8 +70,7 @@ def test_merge_keys_may_be_overridden(tmp_path: Path) -> None:
     p = tmp_path / "recipe.yaml"
     (tmp_path / "rows.jsonl").write_text(json.dumps(chat_row(0)) + "\n")
     p.write_text(
-        BASE.format(tok=TOY)
-        + "renderer: qwen3\nsplit:\n  <<: {test_size: 0, seed: 1}\n  seed: 2\n"
+        BASE.format(tok=TOY) + "renderer: qwen3\nsplit:\n  <<: {test_size: 0, seed: 1}\n  seed: 2\n"
     )
     recipe, _ = load_recipe(p)
     assert recipe.split.seed == 2
@@ -79,10 +78,15 @@ def test_merge_keys_may_be_overridden(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("extra", "line"),
-    [("renderer: qwen3\nrenderer: llama3\n", 6), ("renderer: qwen3\nshards:\n  max_rows: 10\n  max_rows: 20\n", 8)],
+    [
+        ("renderer: qwen3\nrenderer: llama3\n", 6),
+        ("renderer: qwen3\nshards:\n  max_rows: 10\n  max_rows: 20\n", 8),
+    ],
     ids=["top_level", "nested"],
 )
-def test_duplicate_key_is_refused_with_both_lines(tmp_path: Path, extra: str, line: int, faults) -> None:
+def test_duplicate_key_is_refused_with_both_lines(
+    tmp_path: Path, extra: str, line: int, faults
+) -> None:
     p = _recipe(tmp_path, extra)
     faults.bad_input()
     with pytest.raises(RecipeError, match=f"line {line}: key .* given twice"):
@@ -122,8 +126,12 @@ def short_limit(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_template_render_is_bounded(name: str, short_limit: None, faults) -> None:
     faults.bad_input()
     t0 = time.monotonic()
-    with pytest.raises(RendererError, match=r"chat template \(test\) (took longer|output would exceed)"):
-        ChatTemplate(HOSTILE_TEMPLATES[name], label="chat template (test)").render([{"role": "user", "content": "hi"}])
+    with pytest.raises(
+        RendererError, match=r"chat template \(test\) (took longer|output would exceed)"
+    ):
+        ChatTemplate(HOSTILE_TEMPLATES[name], label="chat template (test)").render(
+            [{"role": "user", "content": "hi"}]
+        )
     assert time.monotonic() - t0 < 3
 
 
@@ -144,7 +152,9 @@ LOOP_ON_ROW = (
 
 
 @pytest.mark.parametrize("on_error", ["skip", "fail"])
-def test_build_with_runaway_template_names_it(tmp_path: Path, on_error: str, short_limit: None, faults) -> None:
+def test_build_with_runaway_template_names_it(
+    tmp_path: Path, on_error: str, short_limit: None, faults
+) -> None:
     tok = tmp_path / "tok"
     shutil.copytree(TOY, tok)
     config = json.loads((tok / "tokenizer_config.json").read_text())
@@ -155,7 +165,8 @@ def test_build_with_runaway_template_names_it(tmp_path: Path, on_error: str, sho
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     p = tmp_path / "recipe.yaml"
     p.write_text(
-        BASE.format(tok=tok) + f"renderer: hf_template\non_error: {on_error}\nworkers: 1\nconformance_rows: 0\n"
+        BASE.format(tok=tok)
+        + f"renderer: hf_template\non_error: {on_error}\nworkers: 1\nconformance_rows: 0\n"
     )
     faults.bad_input()
     code, out = prep("build", str(p), "--quiet")

@@ -61,7 +61,12 @@ def cuts(codec: str, blob: bytes) -> dict[str, int]:
     return out
 
 
-CASES = [(codec, cut) for codec in CODECS for cut in ("middle", "before_trailer", "block_boundary") if cut != "block_boundary" or codec == "zstd"]
+CASES = [
+    (codec, cut)
+    for codec in CODECS
+    for cut in ("middle", "before_trailer", "block_boundary")
+    if cut != "block_boundary" or codec == "zstd"
+]
 
 
 @pytest.mark.parametrize(("codec", "cut"), CASES)
@@ -94,7 +99,9 @@ def test_zstd_frames_concatenated_read_completely(tmp_path: Path) -> None:
     path.write_bytes(_zstd(jsonl_bytes(1000)) + _zstd(jsonl_bytes(1000, start=1000)))
     rows = list(iter_source_rows(str(path)))
     assert len(rows) == count_rows(str(path)) == 2000
-    assert rows[-1].data is not None and rows[-1].data["messages"][0]["content"].startswith("Question 1999")
+    assert rows[-1].data is not None and rows[-1].data["messages"][0]["content"].startswith(
+        "Question 1999"
+    )
 
 
 def test_zstd_cut_after_a_whole_frame_of_two_is_refused(tmp_path: Path, faults) -> None:
