@@ -1,33 +1,33 @@
-"""Throughput of `prep build` against the tokenizer's own ceiling and the per-example reference path.
+"""`prep build` against the encoders' own speed and the paths people use instead, on one input.
 
-Input: the 150 reference conversations of tests/fixtures/golden (real LLaMA-Factory / axolotl chat:
-tool calls, thinking parts, long and short turns), repeated until the rendered text reaches
---tokens tokens. Every repetition k gets " (k)" appended to each message text, so no two rows
-and no two content chunks are identical (otherwise de-duplication inside a batch would flatter the build). Written as JSONL.
+Input: GSM8K-style chat rows (bench/gsm8k_like.py: made up, seeded, every text different), about
+--tokens tokens, Qwen3 tokenizer and renderer; the same for a DPO build (`messages_pair` rows).
+Every rate below is the same token count (the rendered conversations' tokens, one encode of each)
+divided by that path's seconds, so the ratios compare time on identical work. Each measurement
+runs in a fresh process.
 
-For each thread count T (a fresh subprocess with RAYON_NUM_THREADS=T):
-  1 raw        tokenizers encode_batch of the rendered conversation strings (the ceiling)
-  2 build      shardprep build() end to end with T workers: read JSONL, parse, render, tokenize,
-               mask, shift, write zstd Parquet + manifest
-  3 reference  (T=1 only) tinker-cookbook's per-example path, done here: render one conversation at
-               a time, encode each chunk with its own tokenizer call, build the datum
-  4 hf         (T=1 only, when transformers is installed) apply_chat_template(tokenize=True,
-               return_assistant_tokens_mask=True) per conversation
-Prints a table with tokens/s, rows/s, peak RSS and the ratios 2/1, 2/3, 2/4; writes
-bench/results/build.json.
+  raw tokenizers   tokenizers `encode_batch` of the rendered texts (all cores)
+  raw fastokens    fastokens `encode_batch_flat` of the same texts (all cores)
+  build whole      `prep build --force` as a command: start, plan, encoder probe, read, render,
+                   encode, write, manifest (wall time of the process)
+  build steady     the same build in-process, between its first and its last finished work unit
+  tinker           tinker-cookbook 0.6.1's conversation_to_datum per row (needs .venv-ref)
+  trl              `datasets.map(apply_chat_template)`, num_proc = cores (needs transformers)
 
-  python bench/bench_build.py [--tokens 20000000] [--renderer qwen3] [--tokenizer qwen3]
+Builds run with 1 worker and with all cores (scaling), and report the rows/s of their last 10 %
+against their first 90 % (tail). Writes bench/results/build.json.
+
+  python bench/bench_build.py [--tokens 4100000] [--dpo-tokens 4100000] [--skip-refs]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import gzip
 import itertools
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,102 +36,91 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / "tests" / "fixtures"
+sys.path.insert(0, str(ROOT / "bench"))
+
+import gsm8k_like  # noqa: E402
+
+TOKENIZER = ROOT / "tests" / "fixtures" / "tokenizers" / "qwen3"
+REF_PYTHON = ROOT / ".venv-ref" / "bin" / "python"
 
 
-def _conversations() -> list[list[dict[str, Any]]]:
-    with gzip.open(FIXTURES / "golden" / "conversations.jsonl.gz", "rt", encoding="utf-8") as f:
-        return [json.loads(line)["messages"] for line in f]
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _variant(conv: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
-    """Repetition k of a conversation with every text changed a little, so no chunk repeats."""
-    if k == 0:
-        return conv
-    conv = copy.deepcopy(conv)
-    for m in conv:
-        if isinstance(m["content"], str) and m["content"]:
-            m["content"] += f" ({k})"
-        elif isinstance(m["content"], list):
-            for part in m["content"]:
-                for key in ("text", "thinking"):
-                    if part.get(key):
-                        part[key] += f" ({k})"
-    return conv
+# -- children (one measurement per fresh process) ------------------------------------------------
 
 
-def _renderable(renderer_name: str, tokenizer_dir: Path, convs: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
-    from shardprep.renderers.base import TrainOnWhat, plan_supervised
-    from shardprep.renderers.registry import get_renderer
-    from shardprep.tokenizer import load_tokenizer
-
-    renderer = get_renderer(renderer_name, load_tokenizer(str(tokenizer_dir)))
-    kept = []
-    for conv in convs:
-        try:
-            plan_supervised(renderer, conv, TrainOnWhat.ALL_ASSISTANT_MESSAGES)
-        except Exception:
-            continue  # e.g. thinking parts under llama3: a build would skip them too
-        kept.append(conv)
-    return kept
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def child(args: argparse.Namespace) -> None:
-    """One measurement in a fresh process (RAYON_NUM_THREADS already set); prints one JSON line."""
+def _texts(work: Path, task: str) -> list[str]:
+    """The rendered conversations (all chunks joined), as the build renders them."""
     from shardprep.renderers.base import TrainOnWhat, plan_supervised
     from shardprep.renderers.chunks import TextChunk
     from shardprep.renderers.registry import get_renderer
     from shardprep.tokenizer import load_tokenizer
 
-    work = Path(args.work)
-    tok = load_tokenizer(str(work / "tok"))
-    out: dict[str, Any] = {"what": args.what, "threads": int(os.environ["RAYON_NUM_THREADS"])}
-    if args.what == "raw":
-        renderer = get_renderer(args.renderer, tok)
-        texts = []
-        with open(work / "data.jsonl", encoding="utf-8") as f:
-            for line in f:
-                plan = plan_supervised(renderer, json.loads(line)["messages"], TrainOnWhat.ALL_ASSISTANT_MESSAGES)
+    renderer = get_renderer("qwen3", load_tokenizer(str(work / "tok")))
+    mode = TrainOnWhat.ALL_ASSISTANT_MESSAGES if task == "sft" else TrainOnWhat.LAST_ASSISTANT_MESSAGE
+    texts = []
+    with open(work / f"{task}.jsonl", encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            for conv in [row["messages"]] if task == "sft" else [row["chosen"], row["rejected"]]:
+                plan = plan_supervised(renderer, conv, mode)
                 texts.append("".join(c.text for c in plan.chunks if isinstance(c, TextChunk)))
-        t0 = time.perf_counter()
-        n = 0
-        for i in range(0, len(texts), 512):
-            n += sum(len(e.ids) for e in tok.tokenizer.encode_batch(texts[i : i + 512], add_special_tokens=False))
-        out.update(seconds=time.perf_counter() - t0, tokens=n, rows=len(texts))
-    elif args.what == "build":
+    return texts
+
+
+def child(what: str, work: Path, task: str, workers: int) -> dict[str, Any]:
+    if what in ("raw_tokenizers", "raw_fastokens"):
+        texts = _texts(work, task)
+        tok_json = work / "tok" / "tokenizer.json"
+        if what == "raw_tokenizers":
+            from tokenizers import Tokenizer
+
+            enc = Tokenizer.from_file(str(tok_json))
+            t0 = time.perf_counter()
+            n = 0
+            for i in range(0, len(texts), 1024):
+                n += sum(len(e.ids) for e in enc.encode_batch_fast(texts[i : i + 1024], add_special_tokens=False))
+        else:
+            import fastokens
+            import numpy as np
+
+            fast = fastokens.Tokenizer.from_file(str(tok_json))
+            fast.encode_batch_flat(texts[:64])  # first-call setup is not encoding speed
+            t0 = time.perf_counter()
+            n = 0
+            for i in range(0, len(texts), 1024):
+                ids, _ = fast.encode_batch_flat(texts[i : i + 1024], add_special_tokens=False)
+                n += len(np.frombuffer(ids, np.uint32))
+        return {"seconds": time.perf_counter() - t0, "tokens": n, "rows": len(texts)}
+    if what == "build_steady":
         from shardprep.build.run import build
         from shardprep.recipe import load_recipe
 
-        recipe, base = load_recipe(work / "recipe.yaml")
+        recipe, base = load_recipe(work / f"{task}.yaml")
         marks = _Marks()
         t0 = time.perf_counter()
-        m = build(recipe, base, force=True, workers=out["threads"], progress=marks).manifest
-        rows = sum(s["rows"] for s in m["splits"].values())
-        out.update(
-            tail=marks.tail(),
-            seconds=time.perf_counter() - t0,
-            tokens=sum(s["tokens"] for s in m["splits"].values()) + rows,  # + the token the shift drops
-            rows=rows,
-            children_peak_mb=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-        )
-    elif args.what == "reference":
-        out.update(_reference(work, tok, args.renderer))
-    elif args.what == "hf":
-        out.update(_hf(work))
-    out["peak_rss_mb"] = max(_peak_mb(), out.get("children_peak_mb", 0))
-    print(json.dumps(out))
+        m = build(recipe, base, force=True, workers=workers, progress=marks).manifest
+        return {
+            "seconds": time.perf_counter() - t0,
+            "steady_seconds": marks.steady_seconds(),
+            "steady_fraction": marks.steady_fraction(),
+            "tail": marks.tail(),
+            "rows": m["stats"]["rows_read"],
+            "encoder": m["tokenizer"].get("encoder", {}).get("name"),
+            "children_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        }
+    raise SystemExit(f"unknown child {what}")
 
 
 class _Marks:
-    """Progress sink recording (time, rows done) so the tail of a build can be compared with its body."""
+    """Progress sink recording (time, rows done) at each finished unit."""
 
     def __init__(self) -> None:
         self.points: list[tuple[float, int]] = []
         self.rows = 0
+        self.total = 0
 
     def start(self, total_rows: int | None, *, done_rows: int = 0) -> None:
         self.total = total_rows or 0
@@ -143,6 +132,13 @@ class _Marks:
 
     def finish(self) -> None:
         pass
+
+    def steady_seconds(self) -> float:
+        """Seconds between the first and the last finished unit (rows in between: steady_fraction)."""
+        return self.points[-1][0] - self.points[1][0] if len(self.points) > 2 else float("nan")
+
+    def steady_fraction(self) -> float:
+        return (self.points[-1][1] - self.points[1][1]) / self.points[-1][1] if len(self.points) > 2 else 0.0
 
     def tail(self) -> dict[str, float]:
         """Rows/s over the first 90 % of rows and over the last 10 % (interpolated between units)."""
@@ -158,154 +154,142 @@ class _Marks:
         return {"first_90pct_rows_per_s": body, "last_10pct_rows_per_s": last, "last_over_first": last / body}
 
 
-def _reference(work: Path, tok: Any, renderer_name: str) -> dict[str, Any]:
-    """tinker-cookbook's conversation_to_datum shape: one conversation, one encode call per chunk."""
-    import numpy as np
-
-    from shardprep.encode.examples import make_example
-    from shardprep.renderers.base import TrainOnWhat, plan_supervised
-    from shardprep.renderers.chunks import Encoding, IdsChunk
-    from shardprep.renderers.registry import get_renderer
-
-    renderer = get_renderer(renderer_name, tok)
-    escaped = tok.tokenizer.__class__.from_str(tok.tokenizer.to_str())
-    escaped.encode_special_tokens = True
-    rows = n = 0
-    t0 = time.perf_counter()
-    with open(work / "data.jsonl", encoding="utf-8") as f:
-        for line in f:
-            plan = plan_supervised(renderer, json.loads(line)["messages"], TrainOnWhat.ALL_ASSISTANT_MESSAGES)
-            ids: list[int] = []
-            weights: list[float] = []
-            for chunk, w in zip(plan.chunks, plan.weights, strict=True):
-                if isinstance(chunk, IdsChunk):
-                    piece = list(chunk.ids)
-                else:
-                    enc = escaped if chunk.encoding == Encoding.ESCAPED else tok.tokenizer
-                    piece = enc.encode(chunk.text, add_special_tokens=False).ids
-                ids += piece
-                weights += [w] * len(piece)
-            ex = make_example(np.array(ids), np.array(weights, dtype=np.float32), max_length=None, reduction="mean")
-            rows += 1
-            n += len(ids) if not isinstance(ex, str) else 0
-    return {"seconds": time.perf_counter() - t0, "tokens": n, "rows": rows}
+# -- driver ----------------------------------------------------------------------------------------
 
 
-def _hf(work: Path) -> dict[str, Any]:
-    try:
-        from transformers import AutoTokenizer
-    except ImportError:
-        return {"skipped": "transformers not installed"}
-    hf = AutoTokenizer.from_pretrained(str(work / "tok"))
-    rows = n = 0
-    t0 = time.perf_counter()
-    with open(work / "data.jsonl", encoding="utf-8") as f:
-        for line in f:
-            msgs = json.loads(line)["messages"]
-            try:
-                enc = hf.apply_chat_template(msgs, tokenize=True, return_assistant_tokens_mask=True, return_dict=True)
-            except Exception:
-                continue
-            rows += 1
-            n += len(enc["input_ids"])
-    return {"seconds": time.perf_counter() - t0, "tokens": n, "rows": rows}
+def _json_tail(out: str) -> dict[str, Any]:
+    return json.loads(out.strip().splitlines()[-1])
 
 
-def _run(work: Path, what: str, threads: int, args: argparse.Namespace) -> dict[str, Any]:
-    env = {**os.environ, "RAYON_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, __file__, "--child", what, "--work", str(work), "--renderer", args.renderer]
+def _run_child(what: str, work: Path, task: str, workers: int, cores: int) -> dict[str, Any]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAYON_NUM_THREADS": str(cores)}
+    cmd = [sys.executable, __file__, "--child", what, "--work", str(work), "--task", task, "--workers", str(workers)]
     res = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-    r = json.loads(res.stdout.strip().splitlines()[-1])
-    if "seconds" in r:
-        r["tokens_per_s"] = r["tokens"] / r["seconds"]
-        r["rows_per_s"] = r["rows"] / r["seconds"]
-    return r
+    return _json_tail(res.stdout)
+
+
+def _whole(work: Path, task: str, workers: int) -> dict[str, Any]:
+    """`prep build` as a user runs it: the process's wall time, start to exit."""
+    prep = Path(sys.executable).parent / "prep"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [str(prep), "build", str(work / f"{task}.yaml"), "--force", "--json", "--workers", str(workers)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    return {"seconds": time.perf_counter() - t0}
+
+
+def _ref(path: str, work: Path, task: str, cores: int) -> dict[str, Any]:
+    python = REF_PYTHON if path == "tinker" else Path(sys.executable)
+    if path == "tinker" and not python.exists():
+        return {"skipped": ".venv-ref not found (make test-reference builds it)"}
+    cmd = [
+        str(python), str(ROOT / "bench" / "ref_paths.py"), path, "--data", str(work / f"{task}.jsonl"),
+        "--tokenizer", str(TOKENIZER), "--task", task, "--procs", str(cores),
+    ]
+    res = subprocess.run(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+    if res.returncode != 0:
+        return {"skipped": (res.stderr.strip().splitlines() or ["failed"])[-1][:200]}
+    return _json_tail(res.stdout)
+
+
+def _write_inputs(work: Path, sft_tokens: int, dpo_tokens: int) -> dict[str, int]:
+    (work / "tok").mkdir()
+    import gzip
+
+    (work / "tok" / "tokenizer.json").write_bytes(gzip.decompress((TOKENIZER / "tokenizer.json.gz").read_bytes()))
+    shutil.copy(TOKENIZER / "tokenizer_config.json", work / "tok" / "tokenizer_config.json")
+    rows = {
+        "sft": gsm8k_like.write(work / "sft.jsonl", sft_tokens),
+        "dpo": gsm8k_like.write(work / "dpo.jsonl", dpo_tokens, dpo=True, seed=1),
+    }
+    common = "output: out-{t}\ntokenizer: tok\nrenderer: qwen3\n"
+    (work / "sft.yaml").write_text(
+        "name: bench-sft\n" + common.format(t="sft")
+        + "train_on: all_assistant_messages\nsources: [{path: sft.jsonl}]\n"
+    )
+    (work / "dpo.yaml").write_text(
+        "name: bench-dpo\ntask: dpo\n" + common.format(t="dpo")
+        + "sources: [{path: dpo.jsonl, format: messages_pair}]\n"
+    )
+    return rows
+
+
+def bench_task(work: Path, task: str, cores: int, skip_refs: bool) -> dict[str, Any]:
+    raw_t = _run_child("raw_tokenizers", work, task, 1, cores)
+    tokens = raw_t["tokens"]  # the work every path does: these tokens, once
+    out: dict[str, Any] = {"tokens": tokens, "rows": raw_t["rows"], "paths": {}}
+    paths = out["paths"]
+    paths["raw tokenizers"] = raw_t
+    paths["raw fastokens"] = _run_child("raw_fastokens", work, task, 1, cores)
+    for n in sorted({1, cores}):
+        paths[f"build whole, {n} worker(s)"] = _whole(work, task, n)
+        steady = _run_child("build_steady", work, task, n, cores)
+        steady["seconds_total"] = steady.pop("seconds")
+        steady["seconds"] = steady["steady_seconds"] / steady["steady_fraction"] if steady["steady_fraction"] else float("nan")
+        paths[f"build steady, {n} worker(s)"] = steady
+    if not skip_refs:
+        paths["tinker-cookbook"] = _ref("tinker", work, task, cores)
+        paths[f"trl datasets.map, num_proc={cores}"] = _ref("trl", work, task, cores)
+    for r in paths.values():
+        if "seconds" in r:
+            r["tokens_per_s"] = tokens / r["seconds"]
+    return out
+
+
+def _print(task: str, res: dict[str, Any], cores: int) -> dict[str, float]:
+    print(f"\n{task.upper()}: {res['rows']:,} sequences, {res['tokens']:,} tokens (Qwen3), {cores} cores")
+    print(f"  {'path':<36} {'M tok/s':>8} {'seconds':>8}")
+    for name, r in res["paths"].items():
+        if "skipped" in r:
+            print(f"  {name:<36} {'skipped: ' + r['skipped']}")
+        else:
+            print(f"  {name:<36} {r['tokens_per_s'] / 1e6:>8.2f} {r['seconds']:>8.2f}")
+    p = res["paths"]
+    whole, steady = p[f"build whole, {cores} worker(s)"], p[f"build steady, {cores} worker(s)"]
+    ratios: dict[str, float] = {}
+    for name, r in p.items():
+        if "tokens_per_s" in r and not name.startswith("build"):
+            ratios[f"build whole / {name}"] = whole["tokens_per_s"] / r["tokens_per_s"]
+            ratios[f"build steady / {name}"] = steady["tokens_per_s"] / r["tokens_per_s"]
+    if cores > 1:
+        one = p["build steady, 1 worker(s)"]["tokens_per_s"]
+        ratios[f"scaling: steady {cores} workers / ({cores} x 1 worker)"] = steady["tokens_per_s"] / (cores * one)
+    ratios["tail: last 10 % / first 90 % rows/s"] = steady["tail"]["last_over_first"]
+    print(f"  encoder: {steady.get('encoder')}")
+    for k, v in ratios.items():
+        print(f"  {k:<52} {v:>7.2f}")
+    return ratios
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tokens", type=int, default=20_000_000, help="approximate input size in tokens")
-    ap.add_argument("--renderer", default="qwen3")
-    ap.add_argument("--tokenizer", default="qwen3", help="folder name under tests/fixtures/tokenizers")
-    ap.add_argument("--threads", default=None, help="comma-separated thread/worker counts (default: 1 and all cores)")
-    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--work", help=argparse.SUPPRESS)
+    ap.add_argument("--tokens", type=int, default=4_100_000, help="SFT input size in tokens")
+    ap.add_argument("--dpo-tokens", type=int, default=4_100_000, help="DPO input size in tokens (both sides)")
+    ap.add_argument("--skip-refs", action="store_true", help="leave out the tinker and TRL paths")
+    ap.add_argument("--tasks", default="sft,dpo")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "build.json"))
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--work", help=argparse.SUPPRESS)
+    ap.add_argument("--task", default="sft", help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        args.what = args.child
-        child(args)
+        print(json.dumps(child(args.child, Path(args.work), args.task, args.workers)))
         return
-
-    import shutil
-
-    from shardprep.tokenizer import load_tokenizer
-
-    tok_dir = FIXTURES / "tokenizers" / args.tokenizer
-    convs = _renderable(args.renderer, tok_dir, _conversations())
-    tok = load_tokenizer(str(tok_dir)).tokenizer
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = [int(t) for t in args.threads.split(",")] if args.threads else sorted({1, cores})
-    with tempfile.TemporaryDirectory(prefix="shardprep-bench-") as work_s:
-        work = Path(work_s)
-        (work / "tok").mkdir()
-        (work / "tok" / "tokenizer.json").write_text(tok.to_str())
-        shutil.copy(tok_dir / "tokenizer_config.json", work / "tok" / "tokenizer_config.json")
-        per_pass = sum(len(json.dumps(c)) for c in convs)
-        approx_tokens_per_char = 0.25
-        repeat = max(1, round(args.tokens / (per_pass * approx_tokens_per_char)))
-        with open(work / "data.jsonl", "w", encoding="utf-8") as f:
-            for k in range(repeat):
-                for conv in convs:
-                    f.write(json.dumps({"messages": _variant(conv, k)}, ensure_ascii=False) + "\n")
-        (work / "recipe.yaml").write_text(
-            f"name: bench\noutput: out\ntokenizer: tok\nrenderer: {args.renderer}\n"
-            "train_on: all_assistant_messages\nsources: [{path: data.jsonl}]\n"
-        )
-        mb = (work / "data.jsonl").stat().st_size / 1e6
-        print(
-            f"input: {len(convs) * repeat:,} conversations ({len(convs)} distinct x {repeat}), {mb:.1f} MB JSONL; "
-            f"renderer {args.renderer}, tokenizer {args.tokenizer}; {cores} cores",
-            flush=True,
-        )
-        results: list[dict[str, Any]] = []
-        for t in threads:
-            results.append(_run(work, "raw", t, args))
-            results.append(_run(work, "build", t, args))
-            print(f"  T={t}: raw {results[-2]['tokens_per_s']:,.0f} tok/s, build {results[-1]['tokens_per_s']:,.0f} tok/s", flush=True)
-        results.append(_run(work, "reference", 1, args))
-        results.append(_run(work, "hf", 1, args))
-    print(f"\ninput tokens (full sequences): {results[0]['tokens']:,}\n")
-    by = {(r["what"], r["threads"]): r for r in results}
-    ref = by[("reference", 1)]
-    hf = by[("hf", 1)]
-    print(f"{'path':<34} {'T':>2} {'tokens/s':>12} {'rows/s':>9} {'peak RSS MB':>11}")
-    for r in results:
-        if "skipped" in r:
-            print(f"{r['what']:<34} {r['threads']:>2} {'skipped: ' + r['skipped']:>34}")
-            continue
-        print(f"{r['what']:<34} {r['threads']:>2} {r['tokens_per_s']:>12,.0f} {r['rows_per_s']:>9,.0f} {r['peak_rss_mb']:>11,.0f}")
-    print()
-    ratios = {}
-    for t in threads:
-        b, raw = by[("build", t)], by[("raw", t)]
-        ratios[t] = {
-            "build/raw": b["tokens_per_s"] / raw["tokens_per_s"],
-            "build/reference": b["tokens_per_s"] / ref["tokens_per_s"],
-            "build/hf": b["tokens_per_s"] / hf["tokens_per_s"] if "tokens_per_s" in hf else None,
-        }
-        hf_txt = f"{ratios[t]['build/hf']:.2f}" if ratios[t]["build/hf"] else "n/a"
-        print(f"T={t}: 2/1 build/raw {ratios[t]['build/raw']:.2f}   2/3 build/reference {ratios[t]['build/reference']:.2f}   2/4 build/hf {hf_txt}")
-    for t in threads:
-        tail = by[("build", t)]["tail"]
-        print(f"T={t}: last 10 % of rows at {tail['last_over_first']:.2f} x the rows/s of the first 90 %")
-    if len(threads) > 1:
-        t1, tn = threads[0], threads[-1]
-        scale = by[("build", tn)]["tokens_per_s"] / (by[("build", t1)]["tokens_per_s"] * tn / t1)
-        print(f"scaling: build at {tn} workers = {scale:.2f} x {tn} x build at {t1}")
+    cores = _cores()
+    results: dict[str, Any] = {"cores": cores, "load_avg_at_start": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="shardprep-bench-") as tmp:
+        work = Path(tmp)
+        rows = _write_inputs(work, args.tokens, args.dpo_tokens)
+        print(f"input: GSM8K-like, {rows['sft']:,} SFT rows, {rows['dpo']:,} DPO pairs; load average {os.getloadavg()[0]:.1f}")
+        for task in args.tasks.split(","):
+            res = bench_task(work, task, cores, args.skip_refs)
+            res["ratios"] = _print(task, res, cores)
+            results[task] = res
+    results["load_avg_at_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k not in ("child", "work", "what")}, "results": results, "ratios": ratios}, indent=2) + "\n")
-    print(f"\nresults: {Path(args.out).relative_to(ROOT) if Path(args.out).is_relative_to(ROOT) else args.out}")
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nresults: {os.path.relpath(args.out, ROOT)}")
 
 
 if __name__ == "__main__":
