@@ -23,6 +23,7 @@ from shardprep.build.units import (
     UnitContext,
     UnitResult,
     WorkUnit,
+    encoder_record,
     load_done,
     plan_units,
     selected_total,
@@ -428,11 +429,8 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
         "task": recipe.task,
         "schema": TASKS[recipe.task].schema.id,
         "recipe": recipe.model_dump(mode="json"),
-        # The encoder used (its choice is cached: the one the units got); not fingerprinted.
-        "tokenizer": {
-            **plan.tokenizer.describe(),
-            "encoder": unit_encoder(recipe, plan.tokenizer, plan.renderer).selection.describe(),
-        },
+        # The encoder the units used (not fingerprinted: the ids are the same either way).
+        "tokenizer": {**plan.tokenizer.describe(), "encoder": encoder_record(results)},
         "renderer": plan.fingerprint_parts["renderer"],
         "train_on": recipe.train_on.value,
         "sources": [

@@ -229,6 +229,16 @@ def unit_encoder(recipe: Recipe, tok: LoadedTokenizer, renderer: Any) -> BatchEn
     )
 
 
+def encoder_record(results: list[UnitResult]) -> dict[str, Any] | None:
+    """The encoder the units used, as one manifest record ("a+b" when a resumed build mixed)."""
+    seen = [r.extras["encoder"] for r in results if r.extras.get("encoder")]
+    if not seen:
+        return None
+    record = dict(seen[0])
+    record["name"] = "+".join(sorted({e["name"] for e in seen}))
+    return record
+
+
 @dataclass
 class UnitContext:
     """What every unit needs; loaded once per process (tokenizer, renderer) and small to pickle."""
@@ -329,6 +339,8 @@ def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
         w.flush()
         result.shards[split] = [s.to_json() for s in w.shards]
     result.extras = dict(io.extras)
+    # Which encoder made this unit's ids, for the manifest (a resumed build may mix them).
+    result.extras["encoder"] = encoder.selection.describe()
     result.examples, result.tokens, result.trained_tokens = io.examples, io.tokens, io.trained_tokens
     result.truncated = io.truncated
     result.dropped = dict(io.dropped)

@@ -3,28 +3,65 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from shardprep.build.checks import check_recipe
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
 from shardprep.errors import RecipeError
+from shardprep.recipe import Recipe, load_recipe
+from shardprep.views.preview import preview_recipe
+
+
+def first_row_problems(recipe: Recipe, report: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(problems, notes) from a preview of the first rows: a bad row is a problem when the build
+    would stop there (`on_error: fail`) or when no sampled row of its source fits the format;
+    otherwise (`on_error: skip`) a note, since the build would skip and count it."""
+    index = {s.resolved_name: i for i, s in enumerate(recipe.sources)}
+    # Rows that could not be read or converted carry no source row; drops (overlong, ...) do.
+    bad = [e for e in report["row_errors"] if e["source_row"] is None]
+    problems: list[str] = []
+    notes: list[str] = []
+    for src in report["sources"]:
+        errs = [e for e in bad if e["source"] == src["name"]]
+        if not errs:
+            continue
+        where = f"sources[{index[src['name']]}] ({src['name']}, format {src['format']})"
+        first = errs[0]["message"]
+        if src["rows_read"] and len(errs) == src["rows_read"]:
+            problems.append(f"{where}: none of its first {src['rows_read']} rows fit; first: {first}")
+        elif recipe.on_error == "fail":
+            problems.append(f"{where}: {first}")
+        else:
+            notes.append(f"{where}: {len(errs)} of its first {src['rows_read']} rows would be skipped; first: {first}")
+    return problems, notes
 
 
 @handle_errors(debug)
-def validate(recipe: Path = typer.Argument(..., help="Recipe YAML file.")) -> None:
-    """Check a recipe (keys, tokenizer, renderer, inputs) without building.
+def validate(
+    recipe: Path = typer.Argument(..., help="Recipe YAML file."),
+    rows: int = typer.Option(5, "--rows", "-n", help="Rows of each source to read and convert exactly as the build would (0: read no data)."),
+) -> None:
+    """Check a recipe (keys, tokenizer, renderer, output, inputs, and the first rows of each source
+    against its format and columns) without building.
 
     Example: prep validate configs/demo.yaml
     """
-    from shardprep.build.checks import check_recipe
-    from shardprep.recipe import load_recipe
-
     parsed, base_dir = load_recipe(recipe)
     problems = check_recipe(parsed, base_dir)
+    notes: list[str] = []
+    if not problems and rows > 0:
+        # The task's own runner over the first rows (what `prep preview` shows), writing nothing.
+        problems, notes = first_row_problems(parsed, preview_recipe(parsed, base_dir, n=rows))
     if problems:
         raise RecipeError(problems, path=str(recipe))
-    what = f"{recipe} ({parsed.name}, renderer {parsed.renderer.name}, {len(parsed.sources)} source(s))"
-    Console(highlight=False).print(f"[green]ok[/]: {escape(what)}", soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True)
+    for note in notes:
+        console.print(f"[yellow]note[/]: {escape(note)}")
+    checked = f", first {rows} rows of each source converted" if rows > 0 else ""
+    what = f"{recipe} ({parsed.name}, renderer {parsed.renderer.name}, {len(parsed.sources)} source(s){checked})"
+    console.print(f"[green]ok[/]: {escape(what)}")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from shardprep.encode.backends import Selection, select
+from shardprep.encode.backends import Backend, Selection, requested_encoder, select
 from shardprep.errors import RowError, ShardprepError
 from shardprep.renderers.base import (
     Renderer,
@@ -75,9 +75,22 @@ class BatchEncoder:
         self, tokenizer: LoadedTokenizer, *, encoder: str | None = None, probe: Sequence[str] = ()
     ) -> None:
         self.tokenizer = tokenizer
-        self.selection: Selection = select(tokenizer, encoder, probe)
-        self.backend = self.selection.backend
+        self._requested = requested_encoder(encoder)  # an unknown name fails here, not later
+        self._probe = tuple(probe)
+        self._selection: Selection | None = None
         self._memo: dict[TextChunk, np.ndarray] = {}
+
+    @property
+    def selection(self) -> Selection:
+        """The encoder, chosen (and probed) on first use: a build's driver that hands every unit
+        to pool workers never loads fastokens itself."""
+        if self._selection is None:
+            self._selection = select(self.tokenizer, self._requested, self._probe)
+        return self._selection
+
+    @property
+    def backend(self) -> Backend:
+        return self.selection.backend
 
     @property
     def name(self) -> str:

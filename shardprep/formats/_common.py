@@ -53,7 +53,8 @@ def _missing_message(row: Mapping[str, Any], columns: Mapping[str, str] | None, 
     """Which fields the row does have, and the `columns:` mapping that would point `name` at one."""
     keys = [str(k) for k in row]
     have = ", ".join(repr(k) for k in keys[:12]) + (", ..." if len(keys) > 12 else "") if keys else "no fields"
-    close = difflib.get_close_matches(path, keys, n=1, cutoff=0.5)
+    # A field named alike, else the row's only field, else a placeholder.
+    close = difflib.get_close_matches(path, keys, n=1, cutoff=0.5) or (keys if len(keys) == 1 else [])
     target = close[0] if close else "<its field>"
     verb = "fix" if name in (columns or {}) else "set"
     return (

@@ -204,3 +204,28 @@ def test_formats_command() -> None:
     assert js[0]["name"] == "messages" and js[0]["required"] == {"messages": "messages"}
     res = invoke("formats", "sharegtp")
     assert res.exit_code == 2 and "did you mean 'sharegpt'?" in res.output
+
+
+def test_validate_reads_the_first_rows(tmp_path: Path) -> None:
+    """Format and column mapping are checked on real rows, by the task code the build runs."""
+    rows = [{"chat": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]} for i in range(4)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"chat": 5}\n')
+    base = {"name": "x", "output": str(tmp_path / "o"), "tokenizer": str(QWEN3), "renderer": "qwen3"}
+
+    def validate(source: dict[str, Any], **extra: Any) -> Any:
+        (tmp_path / "r.yaml").write_text(yaml.safe_dump({**base, **extra, "sources": [{"path": "d.jsonl", **source}]}))
+        return invoke("validate", str(tmp_path / "r.yaml"))
+
+    res = validate({})  # no mapping: no row has `messages`
+    out = " ".join(res.output.split())
+    assert res.exit_code == 2, out
+    assert "sources[0] (d, format messages): none of its first 5 rows fit" in out
+    assert "the row has no 'messages' field (it has 'chat')" in out and "`columns: {messages: chat}`" in out
+    res = validate({"format": "alpaca"})  # wrong format
+    assert res.exit_code == 2 and "no 'instruction' field (it has 'chat')" in " ".join(res.output.split())
+    res = validate({"columns": {"messages": "chat"}})  # right mapping; row 5 is bad and the build would stop
+    assert res.exit_code == 2 and "line 5" in res.output
+    out = ok(validate({"columns": {"messages": "chat"}}, on_error="skip"))
+    assert "note" in out and "1 of its first 5 rows would be skipped" in " ".join(out.split())
+    out = ok(invoke("validate", str(tmp_path / "r.yaml"), "--rows", "0"))
+    assert "rows of each source converted" not in out
