@@ -44,6 +44,15 @@ TOKENIZER = ROOT / "tests" / "fixtures" / "tokenizers" / "qwen3"
 REF_PYTHON = ROOT / ".venv-ref" / "bin" / "python"
 
 
+_LINES: list[str] = []
+
+
+def say(line: str = "") -> None:
+    """Print, and keep the line for bench/results/build.txt."""
+    print(line, flush=True)
+    _LINES.append(line)
+
+
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -237,13 +246,13 @@ def bench_task(work: Path, task: str, cores: int, skip_refs: bool) -> dict[str, 
 
 
 def _print(task: str, res: dict[str, Any], cores: int) -> dict[str, float]:
-    print(f"\n{task.upper()}: {res['rows']:,} sequences, {res['tokens']:,} tokens (Qwen3), {cores} cores")
-    print(f"  {'path':<36} {'M tok/s':>8} {'seconds':>8}")
+    say(f"\n{task.upper()}: {res['rows']:,} sequences, {res['tokens']:,} tokens (Qwen3), {cores} cores")
+    say(f"  {'path':<36} {'M tok/s':>8} {'seconds':>8}")
     for name, r in res["paths"].items():
         if "skipped" in r:
-            print(f"  {name:<36} {'skipped: ' + r['skipped']}")
+            say(f"  {name:<36} {'skipped: ' + r['skipped']}")
         else:
-            print(f"  {name:<36} {r['tokens_per_s'] / 1e6:>8.2f} {r['seconds']:>8.2f}")
+            say(f"  {name:<36} {r['tokens_per_s'] / 1e6:>8.2f} {r['seconds']:>8.2f}")
     p = res["paths"]
     whole, steady = p[f"build whole, {cores} worker(s)"], p[f"build steady, {cores} worker(s)"]
     ratios: dict[str, float] = {}
@@ -255,9 +264,9 @@ def _print(task: str, res: dict[str, Any], cores: int) -> dict[str, float]:
         one = p["build steady, 1 worker(s)"]["tokens_per_s"]
         ratios[f"scaling: steady {cores} workers / ({cores} x 1 worker)"] = steady["tokens_per_s"] / (cores * one)
     ratios["tail: last 10 % / first 90 % rows/s"] = steady["tail"]["last_over_first"]
-    print(f"  encoder: {steady.get('encoder')}")
+    say(f"  encoder: {steady.get('encoder')}")
     for k, v in ratios.items():
-        print(f"  {k:<52} {v:>7.2f}")
+        say(f"  {k:<52} {v:>7.2f}")
     return ratios
 
 
@@ -281,7 +290,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="shardprep-bench-") as tmp:
         work = Path(tmp)
         rows = _write_inputs(work, args.tokens, args.dpo_tokens)
-        print(f"input: GSM8K-like, {rows['sft']:,} SFT rows, {rows['dpo']:,} DPO pairs; load average {os.getloadavg()[0]:.1f}")
+        say(f"input: GSM8K-like, {rows['sft']:,} SFT rows, {rows['dpo']:,} DPO pairs; load average {os.getloadavg()[0]:.1f}")
         for task in args.tasks.split(","):
             res = bench_task(work, task, cores, args.skip_refs)
             res["ratios"] = _print(task, res, cores)
@@ -289,7 +298,8 @@ def main() -> None:
     results["load_avg_at_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nresults: {os.path.relpath(args.out, ROOT)}")
+    say(f"\nresults: {os.path.relpath(args.out, ROOT)} (and .txt)")
+    Path(args.out).with_suffix(".txt").write_text("\n".join(_LINES) + "\n")
 
 
 if __name__ == "__main__":
