@@ -103,7 +103,9 @@ def resolve_tokenizer_path(spec: str, *, base_dir: Path | None = None) -> Path:
 
 
 def load_tokenizer(spec: str, *, base_dir: Path | None = None) -> LoadedTokenizer:
-    path = resolve_tokenizer_path(spec, base_dir=base_dir).resolve()
+    # Absolute but not resolved: in the HF cache tokenizer.json is a symlink into blobs/, and its
+    # tokenizer_config.json is the one beside the link, not beside the blob it points to.
+    path = resolve_tokenizer_path(spec, base_dir=base_dir).absolute()
     st = path.stat()
     cfg = path.parent / "tokenizer_config.json"
     cfg_stamp = (cfg.stat().st_size, cfg.stat().st_mtime_ns) if cfg.is_file() else None

@@ -127,7 +127,7 @@ def quick_key(recipe: Recipe, base_dir: Path, source_files: dict[str, Any]) -> s
     Equal keys mean an unchanged build; a different key only means the full fingerprint decides.
     """
     try:
-        tok_path = resolve_tokenizer_path(recipe.tokenizer, base_dir=base_dir).resolve()
+        tok_path = resolve_tokenizer_path(recipe.tokenizer, base_dir=base_dir).absolute()
     except ShardprepError:
         return None
     stats = [
@@ -271,6 +271,7 @@ def _build_locked(
         if name.startswith(".tmp-"):
             output.remove_tree(name)  # scratch files of a killed build; never referenced
     units = plan_units(recipe, plan.base_dir, lambda p: resolve_path(p, plan.base_dir))
+    _refuse_empty_sources(recipe, units)
     done = load_done(output, plan.data_dir)
     todo = [u for u in units if u.index not in done]
     ctx = UnitContext(
@@ -336,6 +337,18 @@ def _build_locked(
         elif name.startswith(".tmp-"):
             output.remove_tree(name)  # scratch of a worker killed mid-unit (its unit was redone)
     return BuildResult("built", output.url, manifest, resumed_units=len(done))
+
+
+def _refuse_empty_sources(recipe: Recipe, units: list[WorkUnit]) -> None:
+    """A source that gives no rows at all is a mistake (an empty or whitespace-only file, a
+    selection of nothing), never a 0-row build that exits 0."""
+    empty = [s for i, s in enumerate(recipe.sources) if not any(u.source == i for u in units)]
+    if empty:
+        names = ", ".join(f"{s.resolved_name!r} ({s.path or 'hf:' + str(s.hf)})" for s in empty)
+        raise BuildError(
+            f"source(s) {names} give no rows: the files are empty or hold only whitespace, or "
+            "skip/take/fraction select none"
+        )
 
 
 def _intact(output: Output, manifest: dict[str, Any]) -> bool:

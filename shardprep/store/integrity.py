@@ -7,6 +7,7 @@ per shard locally, one listing per folder on object stores. Hashes are `prep ver
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 from typing import Any
@@ -65,3 +66,21 @@ def _sizes(output: Output, folder: str) -> dict[str, int]:
         for e in entries
         if e.get("type") != "directory"
     }
+
+
+def hash_problems(output: Output, shards: list[dict[str, Any]]) -> list[str]:
+    """'PATH: sha256 differs ...' for each of `shards` whose bytes are not the manifest's."""
+    problems = []
+    for shard in shards:
+        if escapes_output(output, shard["path"]):
+            continue  # reported by shard_problems; never read
+        h = hashlib.sha256()
+        try:
+            with output.fs.open(output.path(shard["path"]), "rb") as f:
+                while block := f.read(1 << 22):
+                    h.update(block)
+        except FileNotFoundError:
+            continue  # reported by shard_problems
+        if h.hexdigest() != shard["sha256"]:
+            problems.append(f"{shard['path']}: sha256 differs from the manifest (the shard changed or is corrupt)")
+    return problems

@@ -44,12 +44,39 @@ def validate_manifest(data: Any, *, where: str) -> None:
         raise ManifestError(
             f"{where} has format_version {version!r}; this shardprep reads up to {FORMAT_VERSION} (upgrade shardprep)"
         )
-    for split, info in data.get("splits", {}).items():
-        for shard in info.get("shards", []):
-            rel = shard.get("path", "")
+    problem = _shape_problem(data)
+    if problem:
+        raise ManifestError(f"{where}: {problem}")
+
+
+def _shape_problem(data: dict[str, Any]) -> str | None:
+    """The first shard path that leaves the output, or field a reader relies on that is missing or
+    of the wrong type (a malformed manifest is one line naming it, never a crash later)."""
+    splits = data.get("splits")
+    if not isinstance(splits, dict):
+        return "malformed: `splits` is not a mapping of split names"
+    shards: list[tuple[str, int, dict[str, Any]]] = []
+    for split, info in splits.items():
+        if not isinstance(info, dict) or not isinstance(info.get("shards"), list):
+            return f"malformed: split {split!r} has no `shards` list"
+        for i, shard in enumerate(info["shards"]):
+            if not isinstance(shard, dict) or not isinstance(shard.get("path"), str):
+                return f"malformed: split {split!r} shard {i} has no string `path`"
+            rel = shard["path"]
             norm = posixpath.normpath(rel)
             if rel.startswith("/") or norm.startswith("..") or "://" in rel:
-                raise ManifestError(f"{where}: shard path {rel!r} of split {split!r} leaves the shard directory")
+                return f"shard path {rel!r} of split {split!r} leaves the shard directory"
+            shards.append((split, i, shard))
+    if not isinstance(data.get("fingerprint"), str):
+        return "malformed: `fingerprint` is not a string"
+    for split, info in splits.items():
+        if not isinstance(info.get("rows"), int):
+            return f"malformed: split {split!r} has no integer `rows`"
+    for split, i, shard in shards:
+        for key, kind in (("rows", int), ("sha256", str)):
+            if not isinstance(shard.get(key), kind):
+                return f"malformed: split {split!r} shard {i} has no {kind.__name__} `{key}`"
+    return None
 
 
 def write_manifest(output: Output, manifest: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from torch.utils.data import Dataset
 
 from shardprep.errors import ManifestError, ShardprepError
+from shardprep.store.integrity import escapes_output
 from shardprep.store.manifest import MANIFEST_NAME, read_manifest
 from shardprep.store.storage import Output
 from shardprep.tasks import shard_schema
@@ -80,6 +81,8 @@ class ShardDataset(Dataset[dict[str, Any]]):
         """Footers only: row counts and columns agree with the manifest (a few KB per shard)."""
         needed = self.shard_schema.required_columns
         for shard in self.shards:
+            if escapes_output(output, shard["path"]):
+                raise ManifestError(f"{shard['path']} resolves outside {self.url} (a symlink?): refused")
             try:
                 with output.fs.open(output.path(shard["path"]), "rb") as f:
                     meta = pq.read_metadata(f)

@@ -6,15 +6,20 @@ HTML page all render, so the three never disagree.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
+import itertools
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shardprep.encode.decode import Span, decode_spans
 from shardprep.errors import ManifestError, ShardprepError
+from shardprep.store.integrity import hash_problems, manifest_shards, shard_problems
 from shardprep.store.manifest import MANIFEST_NAME, read_manifest
 from shardprep.store.storage import Output
 from shardprep.tasks import task_for_schema
@@ -193,6 +198,17 @@ def scan_split(
     return {"checked": checked, "at_max_length": at_limit}
 
 
+@contextlib.contextmanager
+def _shards_read(output: Output, manifest: dict[str, Any], url: str) -> Iterator[None]:
+    """A shard that cannot be decoded is named, with its hash checked, instead of a crash."""
+    try:
+        yield
+    except (OSError, pa.ArrowException) as exc:
+        bad = hash_problems(output, manifest_shards(manifest))
+        what = "; ".join(bad[:3]) if bad else f"a shard cannot be read: {exc}"
+        raise ManifestError(f"{url}: {what} (run `prep verify`)") from exc
+
+
 def inspect_build(
     url: str,
     *,
@@ -206,6 +222,9 @@ def inspect_build(
 ) -> dict[str, Any]:
     """The whole `prep show` report. `rows` (indices) or `sample` (K rows by `seed`) pick rows of `split`."""
     output, manifest = open_build(url, storage_options)
+    missing = shard_problems(output, manifest)  # one stat per shard: a damaged build says so first
+    if missing:
+        raise ManifestError(f"{url}: {len(missing)} shard(s) damaged: {'; '.join(missing[:3])} (run `prep verify`)")
     report = summary(manifest)
     report["path"] = url
     tok = load_build_tokenizer(manifest, tokenizer)
@@ -220,7 +239,8 @@ def inspect_build(
     task = task_for_schema(manifest.get("schema", "sft/1"))
     sequences = task.schema.sequences
     for name, info in manifest["splits"].items():
-        counts = scan_split(output, info["shards"], health, max_rows=limit, at_length=at_length, sequences=sequences)
+        with _shards_read(output, manifest, url):
+            counts = scan_split(output, info["shards"], health, max_rows=limit, at_length=at_length, sequences=sequences)
         report["splits"][name]["rows_checked"] = counts["checked"]
         report["splits"][name]["at_max_length"] = counts["at_max_length"] if at_length is not None else None
     total = sum(info["rows"] for info in manifest["splits"].values())
@@ -238,5 +258,13 @@ def inspect_build(
         indices = sample_indices(n_rows, sample, seed)
     else:
         indices = rows if rows is not None else ([0] if n_rows else [])
-    report["rows"] = [task.display_row(read_row(output, manifest, split, i), tok, split=split, index=i) for i in indices]
+    with _shards_read(output, manifest, url):
+        report["rows"] = [task.display_row(read_row(output, manifest, split, i), tok, split=split, index=i) for i in indices]
+    # Every shard present with its size (cheap); the shards rows were shown from, by sha256.
+    starts = list(itertools.accumulate((s["rows"] for s in manifest["splits"][split]["shards"]), initial=0))
+    shown = {manifest["splits"][split]["shards"][bisect.bisect_right(starts, i) - 1]["path"] for i in indices}
+    report["warnings"] += [
+        {"code": "shard_damaged", "message": f"{p} (run `prep verify`)"}
+        for p in hash_problems(output, [s for s in manifest_shards(manifest) if s["path"] in shown])
+    ]
     return report

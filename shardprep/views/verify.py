@@ -8,6 +8,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from shardprep.store.integrity import escapes_output
 from shardprep.tasks import task_for_schema
 from shardprep.views.show import open_build
 
@@ -63,6 +64,9 @@ def verify_build(url: str) -> VerifyReport:
             check = ShardCheck(shard["path"], split)
             checks.append(check)
             path = output.path(shard["path"])
+            if escapes_output(output, shard["path"]):
+                check.problems.append("resolves outside the output folder (a symlink?): not read")
+                continue
             if not output.fs.exists(path):
                 check.problems.append("missing")
                 continue
@@ -83,4 +87,7 @@ def verify_build(url: str) -> VerifyReport:
             if rows != shard["rows"]:
                 check.problems.append(f"{rows} rows, manifest says {shard['rows']}")
             check.problems += [f"schema: {p}" for p in task.schema.problems(schema, extra)]
+        listed = sum(s["rows"] for s in info["shards"])
+        if listed != info["rows"]:
+            checks.append(ShardCheck(f"split {split}", split, [f"shards hold {listed} rows, the split says {info['rows']}"]))
     return VerifyReport(url, manifest["fingerprint"], checks)

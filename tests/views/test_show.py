@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,7 @@ def write_crafted_build(root: Path, tok: LoadedTokenizer, *, tokenizer_path: str
     pq.write_table(pa.Table.from_pylist(table_rows, schema=schema), root / rel, row_group_size=3)
     n_tokens = sum(r["length"] for r in table_rows)
     n_trained = sum(sum(1 for x in r["weights"] if x > 0) for r in table_rows)
-    shard = {"path": rel, "rows": len(table_rows), "tokens": n_tokens, "trained_tokens": n_trained, "bytes": (root / rel).stat().st_size, "sha256": "0" * 64}
+    shard = {"path": rel, "rows": len(table_rows), "tokens": n_tokens, "trained_tokens": n_trained, "bytes": (root / rel).stat().st_size, "sha256": hashlib.sha256((root / rel).read_bytes()).hexdigest()}
     manifest = {
         "format": "shardprep",
         "format_version": FORMAT_VERSION,
