@@ -80,6 +80,17 @@ class RowError(ShardprepError):
         return self
 
 
+def as_row_error(exc: Exception) -> RowError:
+    """A row's failure as a RowError: its own, or any unexpected exception while reading it (a
+    bug, but one row's: counted under `unexpected_error` or failing with its file and line, never
+    an internal error that costs the build). Build-level errors (tokenizer, recipe) propagate."""
+    if isinstance(exc, RowError):
+        return exc
+    if isinstance(exc, ShardprepError):
+        raise exc
+    return RowError("unexpected_error", f"unexpected {type(exc).__name__} while reading this row: {exc}")
+
+
 class RendererError(RowError):
     """A renderer cannot render a conversation (tinker-cookbook raises RendererError in the same cases)."""
 

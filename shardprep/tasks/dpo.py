@@ -18,7 +18,7 @@ import pyarrow as pa
 from shardprep.encode.decode import row_payload
 from shardprep.encode.examples import Dropped, Example, make_example
 from shardprep.encode.tokenize import render_supervised_batch
-from shardprep.errors import RowError
+from shardprep.errors import RowError, as_row_error
 from shardprep.formats import PAIR_FORMATS
 from shardprep.formats.comparison import LabeledComparison, to_comparison
 from shardprep.renderers.base import TrainOnWhat
@@ -101,8 +101,8 @@ class DpoRunner:
         for raw in io.readable(rows):
             try:
                 lc = to_comparison(raw.data or {}, format=src.format, columns=src.columns or None)
-            except RowError as err:
-                io.skip(err, file=raw.file, line=raw.line, row=raw.data)
+            except Exception as err:  # anything this row raises is its own counted failure
+                io.skip(as_row_error(err), file=raw.file, line=raw.line, row=raw.data)
                 continue
             if lc.label == "Tie" and self.options.tie == "drop":
                 io.drop(DROP_TIE, raw)

@@ -23,7 +23,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from shardprep.encode.decode import decode_pieces, example_tokens, row_payload, spans_of
-from shardprep.errors import RowError
+from shardprep.errors import as_row_error
 from shardprep.formats import TEXT_FORMATS, to_text
 from shardprep.renderers.chunks import Encoding, TextChunk
 from shardprep.sources.files import RawRow
@@ -155,8 +155,8 @@ class PretrainRunner:
         for raw in io.readable(rows):
             try:
                 texts.append(to_text(raw.data or {}, columns=src.columns or None))
-            except RowError as err:
-                io.skip(err, file=raw.file, line=raw.line, row=raw.data)
+            except Exception as err:  # anything this row raises is its own counted failure
+                io.skip(as_row_error(err), file=raw.file, line=raw.line, row=raw.data)
                 continue
             metas.append(raw)
         chunks = [TextChunk(t, Encoding.ESCAPED) for t in texts]

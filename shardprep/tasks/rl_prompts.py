@@ -24,7 +24,7 @@ from pydantic import Field
 from shardprep.encode.decode import row_payload
 from shardprep.encode.examples import DROP_OVERLONG
 from shardprep.encode.tokenize import render_prompt_batch
-from shardprep.errors import RowError
+from shardprep.errors import RowError, as_row_error
 from shardprep.formats import CONVERSATION_FORMATS, to_conversation
 from shardprep.formats._common import _MISSING, lookup
 from shardprep.sources.files import RawRow
@@ -171,8 +171,8 @@ class RlPromptsRunner:
                 if not conv:
                     raise RowError("empty_conversation", "nothing is left before the final assistant message")
                 extra = self._passthrough(data)
-            except RowError as err:
-                io.skip(err, file=raw.file, line=raw.line, row=raw.data)
+            except Exception as err:  # anything this row raises is its own counted failure
+                io.skip(as_row_error(err), file=raw.file, line=raw.line, row=raw.data)
                 continue
             convs.append(conv)
             metas.append((raw, extra))

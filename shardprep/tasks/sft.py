@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from shardprep.encode.decode import row_payload
 from shardprep.encode.examples import Example
-from shardprep.errors import RowError
+from shardprep.errors import as_row_error
 from shardprep.formats import CONVERSATION_FORMATS, declare_tools, to_conversation
 from shardprep.renderers.base import TrainOnWhat
 from shardprep.sources.files import RawRow
@@ -68,8 +68,8 @@ class SftRunner:
                 conv = to_conversation(data, format=src.format, columns=src.columns or None, customized=self.customized)
                 # Declared tools replace the leading system message with the renderer's prefix.
                 conv = declare_tools(io.renderer, conv, data, src.columns or None, self.options.tools)
-            except RowError as err:
-                io.skip(err, file=raw.file, line=raw.line, row=raw.data)
+            except Exception as err:  # anything this row raises is its own counted failure
+                io.skip(as_row_error(err), file=raw.file, line=raw.line, row=raw.data)
                 continue
             convs.append(conv)
             metas.append(raw)

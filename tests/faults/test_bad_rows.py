@@ -169,3 +169,28 @@ def test_build_fail_names_file_line_and_reason(tmp_path: Path, kind: str, faults
     assert code == 2, out
     assert "internal error" not in out
     assert f"rows.jsonl, line {where}" in out and f"[{reason}]" in out
+
+
+def test_unexpected_exception_in_a_row_is_counted_not_internal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faults
+) -> None:
+    """A bug that only one row triggers (here injected into the format) costs that row, not the build."""
+    import shardprep.tasks.sft as sft
+
+    real = sft.to_conversation
+
+    def flaky(data: dict, **kwargs: object) -> object:
+        if "Question 3:" in json.dumps(data):
+            raise TypeError("injected failure")
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(sft, "to_conversation", flaky)
+    (tmp_path / "rows.jsonl").write_bytes(b"\n".join(_good_lines(GOOD)) + b"\n")
+    faults.fault()
+    code, out = prep("build", str(write_recipe(tmp_path, "rows.jsonl", on_error="skip")), "--quiet")
+    assert code == 0, out
+    m = json.loads((tmp_path / "out/manifest.json").read_text())
+    assert m["stats"]["dropped"] == {"unexpected_error": 1} and m["splits"]["train"]["rows"] == GOOD - 1
+    code, out = prep("build", str(write_recipe(tmp_path, "rows.jsonl", name="failing", output="out2")), "--quiet")
+    assert code == 2 and "rows.jsonl, line 4" in out and "injected failure" in out, out
+    assert "internal error" not in out
