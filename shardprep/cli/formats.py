@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -11,8 +12,10 @@ from rich.text import Text
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
 from shardprep.errors import ShardprepError
-from shardprep.formats.catalog import CATALOG, FormatDoc, columns_example
 from shardprep.suggest import did_you_mean
+
+if TYPE_CHECKING:  # the library is imported inside the command: `prep --help` stays fast
+    from shardprep.formats.catalog import FormatDoc
 
 
 def _fields(fields: dict[str, str]) -> str:
@@ -20,6 +23,8 @@ def _fields(fields: dict[str, str]) -> str:
 
 
 def _text(d: FormatDoc) -> Text:
+    from shardprep.formats.catalog import columns_example
+
     # Text, not markup: examples hold brackets ("[{...}]") that rich would read as tags.
     t = Text()
     t.append(d.name, style="bold cyan")
@@ -46,6 +51,7 @@ def formats(
 
     Example: prep formats sharegpt
     """
+    from shardprep.formats.catalog import CATALOG
     if name is not None and name not in CATALOG:
         raise ShardprepError(f"unknown format {name!r}{did_you_mean(name, CATALOG)} (known: {', '.join(CATALOG)})")
     docs = [CATALOG[name]] if name else list(CATALOG.values())

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from shardprep.build.checks import check_recipe
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
 from shardprep.errors import RecipeError
-from shardprep.recipe import Recipe, load_recipe
-from shardprep.views.preview import preview_recipe
+
+if TYPE_CHECKING:  # the library is imported inside the command: `prep --help` stays fast
+    from shardprep.recipe import Recipe
 
 
 def first_row_problems(recipe: Recipe, report: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -51,6 +51,10 @@ def validate(
 
     Example: prep validate configs/demo.yaml
     """
+    from shardprep.build.checks import check_recipe
+    from shardprep.recipe import load_recipe
+    from shardprep.views.preview import preview_recipe
+
     parsed, base_dir = load_recipe(recipe)
     problems = check_recipe(parsed, base_dir)
     notes: list[str] = []
