@@ -14,7 +14,7 @@ from typing import Any
 from shardprep.errors import BuildError, RecipeError, ShardprepError, UnknownRendererError
 from shardprep.recipe import Recipe
 from shardprep.renderers.registry import get_renderer, renderer_names
-from shardprep.sources.paths import expand_paths
+from shardprep.sources.source import open_source
 from shardprep.suggest import did_you_mean
 from shardprep.tasks import TASKS
 from shardprep.tokenizer import LoadedTokenizer, load_tokenizer
@@ -68,10 +68,8 @@ def preflight(recipe: Recipe, base_dir: Path, *, inputs: bool = True) -> Preflig
         out.errors.append(("output", err))
     if inputs:
         for i, src in enumerate(recipe.sources):
-            if src.hf:
-                continue  # resolved (revision -> commit) by plan_build, which needs the network/cache
             try:
-                expand_paths(src.path, base_dir=base_dir, storage_options=src.storage_options)
+                open_source(src, base_dir).check()  # a Hub revision is resolved by plan_build
             except ShardprepError as exc:
                 out.errors.append((f"sources[{i}].path", exc))
     return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import time
 import uuid
@@ -32,8 +31,8 @@ from shardprep.build.units import (
 from shardprep.encode.conformance import merge_conformance, mismatch_warning
 from shardprep.errors import BuildError, ShardprepError
 from shardprep.recipe import Recipe, SourceSpec
-from shardprep.sources import hub
-from shardprep.sources.paths import expand_paths, file_identity
+from shardprep.sources.paths import resolve_path
+from shardprep.sources.source import Source, open_source
 from shardprep.store.integrity import manifest_shards, shard_problems
 from shardprep.store.manifest import (
     FORMAT_NAME,
@@ -74,12 +73,6 @@ class BuildResult:
     resumed_units: int = 0
 
 
-def resolve_path(path: str, base_dir: Path) -> str:
-    if "://" in path:
-        return path
-    return os.path.normpath(path if Path(path).is_absolute() else base_dir / path)
-
-
 @dataclass
 class Plan:
     """Everything resolved before the first row is read: tokenizer, renderer, inputs, fingerprint."""
@@ -89,6 +82,7 @@ class Plan:
     tokenizer: LoadedTokenizer
     renderer: Any
     output: Output
+    sources: list[Source]  # opened once per plan: a Hub revision resolves to one commit
     source_files: dict[str, list[dict[str, Any]]]
     fingerprint: str
     fingerprint_parts: dict[str, Any]
@@ -103,20 +97,21 @@ class Plan:
         return f"data-{self.fingerprint[:12]}{self.rebuild_tag}"
 
 
+def _open_sources(recipe: Recipe, base_dir: Path) -> list[Source]:
+    return [open_source(src, base_dir) for src in recipe.sources]
+
+
 def _source_identities(
-    recipe: Recipe, base_dir: Path
+    recipe: Recipe, sources: list[Source]
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """Each source's file identities; and, for Hub sources, the dataset with its resolved commit."""
     source_files: dict[str, list[dict[str, Any]]] = {}
     hub_sources: dict[str, dict[str, Any]] = {}
-    for src in recipe.sources:
-        if src.hf:
-            # The revision resolved to a commit (or, for a local folder, its files) is the identity.
-            _, ident = hub.identity(src, base_dir)
-            hub_sources[src.resolved_name] = ident
-            source_files[src.resolved_name] = ident["files"]
-            continue
-        urls = expand_paths(src.path, base_dir=base_dir, storage_options=src.storage_options)
-        source_files[src.resolved_name] = [file_identity(u, src.storage_options) for u in urls]
+    for src, source in zip(recipe.sources, sources, strict=True):
+        ident = source.identity()
+        source_files[src.resolved_name] = ident.files
+        if ident.hub is not None:
+            hub_sources[src.resolved_name] = ident.hub
     return source_files, hub_sources
 
 
@@ -150,7 +145,8 @@ def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
     pre.raise_first()  # the same checks as `prep validate`, before the first row
     tokenizer, renderer = pre.tokenizer, pre.renderer
     assert tokenizer is not None
-    source_files, hub_sources = _source_identities(recipe, base_dir)
+    sources = _open_sources(recipe, base_dir)
+    source_files, hub_sources = _source_identities(recipe, sources)
     # Everything that can change a byte of the shards, and nothing that cannot (output path,
     # workers, engine, batch size, progress display).
     parts = {
@@ -175,7 +171,7 @@ def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
                 "file_format": s.file_format,
                 "files": source_files[s.resolved_name],
                 # Only when set, so that fingerprints of plain recipes stay as they were.
-                **({"hub": hub_sources[s.resolved_name]} if s.hf else {}),
+                **({"hub": hub_sources[s.resolved_name]} if s.resolved_name in hub_sources else {}),
                 **({"select": _selection_parts(s)} if _selection_parts(s) else {}),
             }
             for s in recipe.sources
@@ -189,7 +185,7 @@ def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
     parts.update(TASKS[recipe.task].fingerprint_parts(recipe))
     output = Output(resolve_path(recipe.output, base_dir), storage_options=recipe.output_storage_options)
     return Plan(
-        recipe, base_dir, tokenizer, renderer, output, source_files, fingerprint(parts), parts,
+        recipe, base_dir, tokenizer, renderer, output, sources, source_files, fingerprint(parts), parts,
         quick_key(recipe, base_dir, source_files),
     )
 
@@ -236,7 +232,8 @@ def build(
         output = Output(resolve_path(recipe.output, base_dir), storage_options=recipe.output_storage_options)
         existing = read_manifest(output)
         if existing is not None and existing.get("quick_key"):
-            quick = quick_key(recipe, base_dir, _source_identities(recipe, base_dir)[0])
+            sources = _open_sources(recipe, base_dir)
+            quick = quick_key(recipe, base_dir, _source_identities(recipe, sources)[0])
             if quick is not None and quick == existing["quick_key"] and _intact(output, existing):
                 return _up_to_date(output, existing)
     plan = plan_build(recipe, base_dir)
@@ -270,7 +267,7 @@ def _build_locked(
     for name in output.listdir():
         if name.startswith(".tmp-"):
             output.remove_tree(name)  # scratch files of a killed build; never referenced
-    units = plan_units(recipe, plan.base_dir, lambda p: resolve_path(p, plan.base_dir))
+    units = plan_units(recipe, plan.sources)
     _refuse_empty_sources(recipe, units)
     done = load_done(output, plan.data_dir)
     todo = [u for u in units if u.index not in done]
@@ -280,7 +277,6 @@ def _build_locked(
         output_url=output.url,
         data_dir=plan.data_dir,
         test_ordinals=_test_ordinals(recipe, units),
-        sources=[resolve_path(s.path, plan.base_dir) if s.path else f"hf:{s.hf}" for s in recipe.sources],
     )
     # In this process the plan's tokenizer and renderer serve the units; pool workers load their own.
     ctx._loaded = (plan.renderer, unit_encoder(recipe, plan.tokenizer, plan.renderer), output)
@@ -449,8 +445,8 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
         "sources": [
             {
                 "name": s.resolved_name,
-                "path": s.path or f"hf:{s.hf}",
-                **({"hub": plan.fingerprint_parts["sources"][i]["hub"]} if s.hf else {}),
+                "path": plan.sources[i].path,
+                **({"hub": hub} if (hub := plan.fingerprint_parts["sources"][i].get("hub")) else {}),
                 "format": s.format,
                 "files": plan.source_files[s.resolved_name],
                 **{

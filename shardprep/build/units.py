@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,8 @@ from shardprep.encode.tokenize import BatchEncoder
 from shardprep.errors import RowError
 from shardprep.recipe import Recipe
 from shardprep.renderers.registry import get_renderer
-from shardprep.sources.files import RawRow, count_rows_per_file, iter_source_batches, jsonl_seek
-from shardprep.sources.hub import HubRef, hub_ref, iter_shard_rows, shard_rows
+from shardprep.sources.base import Piece, RawRow
+from shardprep.sources.source import Source, open_source
 from shardprep.store.shards import ShardWriter
 from shardprep.store.storage import Output
 from shardprep.tasks import TASKS
@@ -42,18 +43,20 @@ UNITS_DIR = "_units"
 class WorkUnit:
     index: int
     source: int  # index into recipe.sources
-    file: str
-    start: int  # row range [start, stop) inside `file` (or inside Hub shard `shard`)
+    # The file (or Hub shard) the unit reads, with what reading it needs (where a plain JSONL
+    # file's reading can start, the Hub commit): a worker reads it with nothing else recorded.
+    piece: Piece
+    start: int  # row range [start, stop) inside the piece
     stop: int
-    source_row_base: int  # source-level row index of the file's row 0
+    source_row_base: int  # source-level row index of the piece's row 0
     ordinal_base: int  # build-level ordinal of the unit's first selected row (for the test split)
     selected: int = -1  # rows of the range the source's selection keeps (-1: all of them)
     selection: Selection | None = None  # None: every row of the range
     copy: int = 0  # repeat copy; copies > 0 leave out held-out (test) rows
-    hub: HubRef | None = None  # set for Hub sources, read through `datasets`
-    shard: int = 0
-    n_shards: int = 0
-    seek: tuple[int, int, int] | None = None  # where a plain JSONL file's reading can start
+
+    @property
+    def file(self) -> str:
+        return self.piece.label
 
     @property
     def rows(self) -> int:
@@ -62,18 +65,6 @@ class WorkUnit:
     @property
     def kept(self) -> int:
         return self.rows if self.selected < 0 else self.selected
-
-
-def _pieces(src: Any, recipe: Recipe, base_dir: Path, resolve: Any) -> tuple[list[tuple[str, int]], HubRef | None]:
-    """(file or shard label, rows) in source order."""
-    if src.hf:
-        ref = hub_ref(src, base_dir)
-        rows = shard_rows(ref, src.storage_options)
-        return [(f"{ref.url} shard {i}/{len(rows)}", n) for i, n in enumerate(rows)], ref
-    files = count_rows_per_file(
-        resolve(src.path), base_dir=base_dir, storage_options=src.storage_options, file_format=src.file_format
-    )
-    return files, None
 
 
 # `work_unit_rows: auto`: at least this many units when the input allows it, so every core of a
@@ -90,45 +81,44 @@ def unit_rows_for(setting: int | str, total_rows: int) -> int:
     return max(AUTO_MIN_UNIT_ROWS, min(AUTO_MAX_UNIT_ROWS, -(-total_rows // AUTO_TARGET_UNITS)))
 
 
-def plan_units(recipe: Recipe, base_dir: Path, resolve: Any) -> list[WorkUnit]:
+def plan_units(recipe: Recipe, sources: list[Source]) -> list[WorkUnit]:
+    """`sources`: the recipe's sources, opened (`open_source`), in order."""
     units: list[WorkUnit] = []
     ordinal = 0  # selected rows of all earlier sources (copy 0 only: copies are not new rows)
-    counted = [_pieces(src, recipe, base_dir, resolve) for src in recipe.sources]
-    unit_rows = unit_rows_for(recipe.work_unit_rows, sum(n for pieces, _ in counted for _, n in pieces))
+    counted = [source.pieces() for source in sources]
+    unit_rows = unit_rows_for(recipe.work_unit_rows, sum(p.rows for pieces in counted for p in pieces))
     for si, src in enumerate(recipe.sources):
-        pieces, ref = counted[si]
-        total = sum(n for _, n in pieces)
+        pieces = counted[si]
+        total = sum(p.rows for p in pieces)
         plain = not (src.skip or src.take is not None or src.fraction is not None)
         sel = None if plain else select(
             total, name=src.resolved_name, seed=src.seed, skip=src.skip, take=src.take,
             fraction=src.fraction, repeat=src.repeat,
         )
-        # (file, start, stop, source_row_base, shard, selected) of copy 0
-        cuts: list[tuple[str, int, int, int, int, int]] = []
+        # (piece from start, start, stop, source_row_base, selected) of copy 0
+        cuts: list[tuple[Piece, int, int, int, int]] = []
         base = 0
-        for shard, (url, n) in enumerate(pieces):
+        for piece in pieces:
+            n = piece.rows
             lo, hi = (0, n) if sel is None else (max(0, sel.lo - base), min(n, sel.hi - base))
-            # A Hub shard is one unit: `datasets` can only reach row k of a shard by reading rows < k.
-            step = max(1, hi - lo) if ref is not None else unit_rows
+            step = max(1, hi - lo) if piece.whole else unit_rows
             for start in range(lo, hi, step):
                 stop = min(hi, start + step)
                 kept = stop - start if sel is None else sel.count(base + start, base + stop)
                 if kept:
-                    cuts.append((url, start, stop, base, shard, kept))
+                    cuts.append((piece.from_row(start), start, stop, base, kept))
             base += n
         for copy in range(src.repeat):
             at = ordinal
-            for url, start, stop, row_base, shard, kept in cuts:
+            for piece, start, stop, row_base, kept in cuts:
                 units.append(
                     WorkUnit(
-                        len(units), si, url, start, stop, row_base, at,
+                        len(units), si, piece, start, stop, row_base, at,
                         selected=kept if sel is not None else -1, selection=sel, copy=copy,
-                        hub=ref, shard=shard, n_shards=len(pieces) if ref is not None else 0,
-                        seek=jsonl_seek(url, start) if ref is None else None,
                     )
                 )
                 at += kept
-        ordinal += sum(c[5] for c in cuts)
+        ordinal += sum(c[4] for c in cuts)
     return units
 
 
@@ -137,21 +127,9 @@ def selected_total(units: list[WorkUnit]) -> int:
     return sum(u.kept for u in units if u.copy == 0)
 
 
-def _raw_batches(unit: WorkUnit, src: Any, batch_size: int) -> Any:
+def _raw_batches(unit: WorkUnit, source: Source, batch_size: int) -> Iterator[list[RawRow]]:
     """The unit's rows as RawRows whose `index` is the source row."""
-    if unit.hub is not None:
-        row = unit.start
-        for rows in iter_shard_rows(unit.hub, unit.shard, unit.n_shards, unit.start, unit.stop, batch_size):
-            batch = []
-            for data in rows:
-                batch.append(RawRow(index=unit.source_row_base + row, file=unit.file, line=row, data=data))
-                row += 1
-            yield batch
-        return
-    for batch in iter_source_batches(
-        unit.file, storage_options=src.storage_options, batch_size=batch_size,
-        file_format=src.file_format, start=unit.start, stop=unit.stop, seek=unit.seek,
-    ):
+    for batch in source.batches(unit.piece, unit.start, unit.stop, batch_size):
         for raw in batch:
             raw.index += unit.source_row_base
         yield batch
@@ -169,7 +147,7 @@ def unit_batches(ctx: UnitContext, unit: WorkUnit) -> Any:
     src = recipe.sources[unit.source]
     split = recipe.split
     ordinal = unit.ordinal_base
-    for batch in _raw_batches(unit, src, recipe.batch_size):
+    for batch in _raw_batches(unit, open_source(src, ctx.base_dir), recipe.batch_size):
         rows = np.fromiter((r.index for r in batch), dtype=np.int64, count=len(batch))
         if unit.selection is not None:
             keep = unit.selection.mask(rows)
@@ -248,7 +226,6 @@ class UnitContext:
     output_url: str
     data_dir: str
     test_ordinals: frozenset[int]
-    sources: list[str]  # resolved source paths (unused by units, kept for errors)
     _loaded: tuple[Any, Any, Output] | None = None
 
     def __getstate__(self) -> dict[str, Any]:

@@ -39,6 +39,32 @@ class Count:
     seeks: tuple[Seek, ...] = ()
 
 
+@dataclass(frozen=True)
+class Identity:
+    """What the fingerprint and the manifest record about a source's version: each file's
+    identity, and for a Hub source the dataset, split and resolved commit."""
+
+    files: list[dict[str, Any]]
+    hub: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A part of a source that work units are cut from (a file, a Hub shard), as counting found it.
+
+    A unit carries its piece (narrowed by `from_row`), so a worker reads it with nothing else
+    recorded anywhere: each kind of source subclasses Piece with what its reader needs.
+    """
+
+    label: str  # what rows read from it name as their file
+    rows: int
+    whole: bool = False  # True: read by one unit (rows past k are reached only through rows < k)
+
+    def from_row(self, row: int) -> Piece:
+        """This piece as a unit reading from `row` on carries it (drops what that unit needs not)."""
+        return self
+
+
 def bad_row(url: str, line: int, reason: str, message: str) -> FileRow:
     return line, None, RowError(reason, message, file=url, line=line)
 

@@ -9,27 +9,102 @@ mid-file reopens the file and resumes at the row after the last one delivered.
 
 from __future__ import annotations
 
-import bisect
+import dataclasses
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shardprep.sources.base import RawRow, Seek
-from shardprep.sources.paths import expand_paths
+from shardprep.errors import SourceError
+from shardprep.sources import jsonl
+from shardprep.sources.base import Identity, Piece, RawRow, Seek
+from shardprep.sources.paths import expand_paths, file_identity, resolve_path
 from shardprep.sources.readers import count_file, detect_format, read_file
 
-__all__ = ["RawRow", "count_rows", "count_rows_per_file", "iter_source_batches", "iter_source_rows"]
+if TYPE_CHECKING:
+    from shardprep.recipe import SourceSpec
 
-_JSONL_SEEKS: dict[str, tuple[Seek, ...]] = {}
+
+@dataclass(frozen=True, kw_only=True)
+class FilePiece(Piece):
+    """One file: its format, and for a plain JSONL file the positions counting recorded."""
+
+    file_format: str
+    seeks: tuple[Seek, ...] = ()
+
+    def seek(self, row: int) -> Seek | None:
+        return jsonl.seek_at(self.seeks, row)
+
+    def from_row(self, row: int) -> FilePiece:
+        # A unit needs one position, not the file's whole table.
+        at = self.seek(row)
+        return dataclasses.replace(self, seeks=(at,) if at else ())
 
 
-def jsonl_seek(url: str, row: int) -> Seek | None:
-    """The last recorded position at or before `row` of a plain JSONL file counted in this process."""
-    points = _JSONL_SEEKS.get(url)
-    if not points:
-        return None
-    i = bisect.bisect_right(points, (row, 1 << 62, 0)) - 1
-    return points[i] if i > 0 else None
+class FileSource:
+    """A recipe source with `path:`: local files, a glob, or any fsspec URL."""
+
+    def __init__(self, spec: SourceSpec, base_dir: Path) -> None:
+        self.spec = spec
+        self.base_dir = base_dir
+
+    @property
+    def path(self) -> str:
+        return self.spec.path
+
+    @property
+    def _url(self) -> str:
+        return resolve_path(self.spec.path, self.base_dir)
+
+    def check(self) -> None:
+        expand_paths(
+            self.spec.path, base_dir=self.base_dir, storage_options=self.spec.storage_options
+        )
+
+    def identity(self) -> Identity:
+        # The path as written, joined to the recipe's folder but not normalized: recorded
+        # fingerprints hold it so.
+        opts = self.spec.storage_options
+        urls = expand_paths(self.spec.path, base_dir=self.base_dir, storage_options=opts)
+        return Identity([file_identity(u, opts) for u in urls])
+
+    def pieces(self) -> list[Piece]:
+        opts = self.spec.storage_options
+        pieces: list[Piece] = []
+        for url in expand_paths(self._url, base_dir=self.base_dir, storage_options=opts):
+            fmt = detect_format(url, self.spec.file_format)
+            counted = count_file(url, fmt, opts)
+            pieces.append(
+                FilePiece(label=url, rows=counted.rows, file_format=fmt, seeks=counted.seeks)
+            )
+        return pieces
+
+    def batches(
+        self, piece: Piece, start: int, stop: int, batch_size: int
+    ) -> Iterator[list[RawRow]]:
+        assert isinstance(piece, FilePiece), piece
+        return file_batches(
+            [(piece.label, piece.file_format)],
+            storage_options=self.spec.storage_options,
+            batch_size=batch_size,
+            start=start,
+            stop=stop,
+            seek=piece.seek(start),
+        )
+
+    def first_rows(self, n: int) -> list[RawRow]:
+        try:
+            batches = iter_source_batches(
+                self._url,
+                base_dir=self.base_dir,
+                storage_options=self.spec.storage_options,
+                batch_size=n,
+                file_format=self.spec.file_format,
+                stop=n,
+            )
+            return next(iter(batches), [])
+        except FileNotFoundError as exc:
+            raise SourceError(f"source {self.spec.resolved_name!r}: {exc}") from exc
 
 
 def file_batches(
@@ -79,8 +154,8 @@ def iter_source_batches(
 ) -> Iterator[list[RawRow]]:
     """Rows of every file `path` names, in order, as lists of at most `batch_size` RawRows.
 
-    `seek` (a position recorded by counting, for a path naming one plain JSONL file) starts reading
-    at that position, at or before `start`, instead of at the top of the file.
+    `seek` (a position counting recorded (`Count.seeks`), for a path naming one plain JSONL file)
+    starts reading there, at or before `start`, instead of at the top of the file.
 
     `index` counts rows across the files of the source. `start`/`stop` select a row range (a work
     unit): rows before `start` are counted without building rows (Parquet skips whole row groups),
@@ -144,11 +219,8 @@ def count_rows_per_file(
     storage_options: dict[str, Any] | None = None,
     file_format: str = "auto",
 ) -> list[tuple[str, int]]:
-    """(url, rows) per file, in source order: lets a planner cut work units at file boundaries."""
-    out = []
-    for u in expand_paths(path, base_dir=base_dir, storage_options=storage_options):
-        counted = count_file(u, detect_format(u, file_format), storage_options)
-        if counted.seeks:
-            _JSONL_SEEKS[u] = counted.seeks
-        out.append((u, counted.rows))
-    return out
+    """(url, rows) per file, in source order."""
+    return [
+        (u, count_file(u, detect_format(u, file_format), storage_options).rows)
+        for u in expand_paths(path, base_dir=base_dir, storage_options=storage_options)
+    ]

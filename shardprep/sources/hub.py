@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from shardprep.errors import SourceError
 from shardprep.sources import retry
+from shardprep.sources.base import Identity, Piece, RawRow
 from shardprep.sources.paths import file_identity
 from shardprep.sources.readers import count_file, detect_format
 
@@ -173,20 +174,85 @@ def iter_shard_rows(
     )
 
 
-def identity(src: SourceSpec, base_dir: Path | None) -> tuple[HubRef, dict[str, Any]]:
-    """What the fingerprint and manifest record: the commit for a Hub id; file identities for a folder."""
-    ref = hub_ref(src, base_dir)
-    files = data_files(ref)
-    ident: dict[str, Any] = {
-        "hf": src.hf,
-        "config": src.config,
-        "split": src.split,
-        "revision": src.revision,
-        "commit": ref.revision,
-        "data_files": src.data_files,
-    }
-    if ref.revision is None:  # a local folder: its files are the version
-        ident["files"] = [file_identity(f) for f in files]
-    else:  # a commit pins every file's bytes
-        ident["files"] = [{"uri": f} for f in files]
-    return ref, ident
+@dataclass(frozen=True, kw_only=True)
+class HubPiece(Piece):
+    """One file shard of the split, at the commit resolved when the build was planned."""
+
+    ref: HubRef
+    shard: int
+    n_shards: int
+
+
+class HubSource:
+    """A recipe source with `hf:`: a Hub dataset (or a local folder in Hub layout)."""
+
+    def __init__(self, spec: SourceSpec, base_dir: Path) -> None:
+        self.spec = spec
+        self.base_dir = base_dir
+
+    @property
+    def path(self) -> str:
+        return f"hf:{self.spec.hf}"
+
+    @functools.cached_property
+    def ref(self) -> HubRef:
+        # Resolved once: the identity's commit is the one every piece of this plan reads.
+        return hub_ref(self.spec, self.base_dir)
+
+    def check(self) -> None:
+        pass  # the revision is resolved by planning, which needs the network or the Hub cache
+
+    def identity(self) -> Identity:
+        """The commit for a Hub id; file identities for a local folder."""
+        ref, src = self.ref, self.spec
+        files = data_files(ref)
+        ident: dict[str, Any] = {
+            "hf": src.hf,
+            "config": src.config,
+            "split": src.split,
+            "revision": src.revision,
+            "commit": ref.revision,
+            "data_files": src.data_files,
+        }
+        if ref.revision is None:  # a local folder: its files are the version
+            ident["files"] = [file_identity(f) for f in files]
+        else:  # a commit pins every file's bytes
+            ident["files"] = [{"uri": f} for f in files]
+        return Identity(ident["files"], hub=ident)
+
+    def pieces(self) -> list[Piece]:
+        ref = self.ref
+        rows = shard_rows(ref, self.spec.storage_options)
+        return [
+            # `datasets` reaches row k of a shard only by reading rows < k: one unit per shard.
+            HubPiece(
+                label=f"{ref.url} shard {i}/{len(rows)}",
+                rows=n,
+                whole=True,
+                ref=ref,
+                shard=i,
+                n_shards=len(rows),
+            )
+            for i, n in enumerate(rows)
+        ]
+
+    def batches(
+        self, piece: Piece, start: int, stop: int, batch_size: int
+    ) -> Iterator[list[RawRow]]:
+        assert isinstance(piece, HubPiece), piece
+        row = start
+        for rows in iter_shard_rows(
+            piece.ref, piece.shard, piece.n_shards, start, stop, batch_size
+        ):
+            batch = []
+            for data in rows:
+                batch.append(RawRow(index=row, file=piece.label, line=row, data=data))
+                row += 1
+            yield batch
+
+    def first_rows(self, n: int) -> list[RawRow]:
+        ref = self.ref
+        first = next(iter(iter_shard_rows(ref, 0, n_shards(ref), 0, n, n)), [])
+        return [
+            RawRow(index=i, file=f"{ref.url} shard 0", line=i, data=d) for i, d in enumerate(first)
+        ]

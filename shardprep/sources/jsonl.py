@@ -28,10 +28,8 @@ _READ_BLOCK = 1 << 20
 
 def seek_at(seeks: tuple[Seek, ...], row: int) -> Seek | None:
     """The last recorded position at or before `row` (None: the top of the file is as good)."""
-    if not seeks:
-        return None
     i = bisect.bisect_right(seeks, (row, 1 << 62, 0)) - 1
-    return seeks[i] if i > 0 else None
+    return seeks[i] if i >= 0 and seeks[i][0] > 0 else None
 
 
 def rows(

@@ -3,6 +3,7 @@ of each one for the fingerprint."""
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date, datetime
 from pathlib import Path
@@ -26,6 +27,13 @@ _VERSION_KEYS = (
     "updated",
     "VersionId",
 )
+
+
+def resolve_path(path: str, base_dir: Path) -> str:
+    """A local path relative to `base_dir` (the recipe's folder), normalized; URLs as they are."""
+    if "://" in path:
+        return path
+    return os.path.normpath(path if Path(path).is_absolute() else base_dir / path)
 
 
 def is_local(path: str) -> bool:

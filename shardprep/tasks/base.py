@@ -18,7 +18,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 from shardprep.errors import RowError
-from shardprep.sources.files import RawRow
+from shardprep.sources.base import RawRow
 from shardprep.store.schemas import ShardSchema
 from shardprep.store.shards import RowSink, TableBuilder
 from shardprep.tokenizer import LoadedTokenizer

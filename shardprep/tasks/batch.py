@@ -15,7 +15,7 @@ from shardprep.encode.examples import ExampleBatch, make_examples
 from shardprep.encode.tokenize import render_supervised_flat
 from shardprep.renderers.base import TrainOnWhat
 from shardprep.renderers.content import Message
-from shardprep.sources.files import RawRow
+from shardprep.sources.base import RawRow
 from shardprep.store.columns import flat_lists, int32_column, one_source_column, source_row_column
 from shardprep.tasks.base import UnitIO
 

@@ -22,7 +22,7 @@ from shardprep.errors import RowError, as_row_error
 from shardprep.formats import PAIR_FORMATS
 from shardprep.formats.comparison import LabeledComparison, to_comparison
 from shardprep.renderers.base import TrainOnWhat
-from shardprep.sources.files import RawRow
+from shardprep.sources.base import RawRow
 from shardprep.store.columns import (
     float32_lists,
     int32_column,

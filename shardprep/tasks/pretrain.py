@@ -26,7 +26,7 @@ from shardprep.encode.decode import decode_pieces, example_tokens, row_payload, 
 from shardprep.errors import as_row_error
 from shardprep.formats import TEXT_FORMATS, to_text
 from shardprep.renderers.chunks import Encoding, TextChunk
-from shardprep.sources.files import RawRow
+from shardprep.sources.base import RawRow
 from shardprep.store.columns import float32_lists, int32_lists, source_column, source_row_column
 from shardprep.store.schemas import SOURCE_FIELDS, ShardSchema, sequence_fields
 from shardprep.store.shards import RowSink, TableBuilder

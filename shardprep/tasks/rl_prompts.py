@@ -27,7 +27,7 @@ from shardprep.encode.tokenize import render_prompt_batch
 from shardprep.errors import RowError, as_row_error
 from shardprep.formats import CONVERSATION_FORMATS, to_conversation
 from shardprep.formats._common import _MISSING, lookup
-from shardprep.sources.files import RawRow
+from shardprep.sources.base import RawRow
 from shardprep.store.columns import int32_lists, source_column, source_row_column
 from shardprep.store.schemas import SOURCE_FIELDS, ShardSchema
 from shardprep.store.shards import TableBuilder

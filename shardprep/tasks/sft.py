@@ -11,7 +11,7 @@ from shardprep.encode.examples import Example
 from shardprep.errors import as_row_error
 from shardprep.formats import CONVERSATION_FORMATS, declare_tools, to_conversation
 from shardprep.renderers.base import TrainOnWhat
-from shardprep.sources.files import RawRow
+from shardprep.sources.base import RawRow
 from shardprep.store.columns import (
     float32_lists,
     int32_column,

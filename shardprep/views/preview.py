@@ -7,7 +7,6 @@ what preview shows is what build writes, for every task. The report has the shap
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,37 +14,13 @@ from typing import Any
 from shardprep.build.run import plan_build
 from shardprep.encode.conformance import merge_conformance
 from shardprep.encode.tokenize import BatchEncoder
-from shardprep.errors import RowError, ShardprepError, SourceError
-from shardprep.recipe import Recipe, SourceSpec
-from shardprep.sources.files import RawRow, iter_source_batches
+from shardprep.errors import RowError, ShardprepError
+from shardprep.recipe import Recipe
+from shardprep.sources.base import RawRow
 from shardprep.store.shards import MemoryWriter
 from shardprep.tasks import TASKS, UnitIO
 from shardprep.views.health import MaskHealth, end_of_turn_ids, health_warnings, scan_table
 from shardprep.views.show import length_histogram
-
-
-def _source_url(path: str, base_dir: Path) -> str:
-    # Relative source paths resolve against the recipe's folder, as in a build.
-    if "://" in path or Path(path).is_absolute():
-        return path
-    return os.path.normpath(base_dir / path)
-
-
-def _first_rows(base_dir: Path, src: SourceSpec, n: int) -> list[RawRow]:
-    if src.hf:
-        from shardprep.sources.hub import hub_ref, iter_shard_rows, n_shards
-
-        ref = hub_ref(src, base_dir)
-        first = next(iter(iter_shard_rows(ref, 0, n_shards(ref), 0, n, n)), [])
-        return [RawRow(index=i, file=f"{ref.url} shard 0", line=i, data=d) for i, d in enumerate(first)]
-    path = _source_url(src.path, base_dir)
-    try:
-        batches = iter_source_batches(
-            path, base_dir=base_dir, storage_options=src.storage_options, batch_size=n, file_format=src.file_format, stop=n
-        )
-        return next(iter(batches), [])
-    except FileNotFoundError as exc:
-        raise SourceError(f"source {src.resolved_name!r}: {exc}") from exc
 
 
 def preview_recipe(recipe: Recipe, base_dir: Path, *, n: int = 5, source: str | None = None) -> dict[str, Any]:
@@ -70,11 +45,11 @@ def preview_recipe(recipe: Recipe, base_dir: Path, *, n: int = 5, source: str | 
     lengths: list[int] = []
     truncated = 0
     conformance: list[dict[str, Any]] = []
-    for src in recipe.sources:
+    for src, opened in zip(recipe.sources, plan.sources, strict=True):
         name = src.resolved_name
         if source is not None and name != source:
             continue
-        raws = _first_rows(base_dir, src, n)
+        raws = opened.first_rows(n)
         by_reason: Counter[str] = Counter()
 
         def skip(

@@ -345,7 +345,7 @@ def test_large_json_array_streams_in_bounded_memory(tmp_path: Path) -> None:
 
 
 def test_jsonl_seek_positions_read_the_same_rows_as_a_scan(tmp_path: Path) -> None:
-    from shardprep.sources.files import count_rows, jsonl_seek
+    from shardprep.sources import jsonl
 
     p = tmp_path / "big.jsonl"
     lines = []
@@ -355,9 +355,10 @@ def test_jsonl_seek_positions_read_the_same_rows_as_a_scan(tmp_path: Path) -> No
             lines.append("")  # blank lines keep true line numbers
     lines[5] = "{broken"
     p.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert count_rows(str(p)) == 1000
+    counted = jsonl.count(str(p), None)
+    assert counted.rows == count_rows(str(p)) == 1000
     for start, stop in [(0, 10), (130, 300), (640, 1000), (999, 1000)]:
-        seek = jsonl_seek(str(p), start)
+        seek = jsonl.seek_at(counted.seeks, start)
         if start >= 128:
             assert seek is not None and seek[0] <= start
         fast = [

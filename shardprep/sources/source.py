@@ -1,0 +1,53 @@
+"""`Source`: one recipe source, files or a Hub dataset, behind the interface the build and the
+views use — identity for the fingerprint, pieces for planning units, a unit's rows, first rows.
+
+`open_source` is the one place that tells the kinds apart; it does no I/O (a worker opens the
+source of each unit it runs), and everything a unit needs to read is in the piece it carries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from shardprep.sources.base import Identity, Piece, RawRow
+from shardprep.sources.files import FileSource
+from shardprep.sources.hub import HubSource
+
+if TYPE_CHECKING:
+    from shardprep.recipe import SourceSpec
+
+
+class Source(Protocol):
+    @property
+    def path(self) -> str:
+        """The source as the manifest names it: the recipe's path, or hf:<dataset>."""
+        ...
+
+    def check(self) -> None:
+        """Raise SourceError for what is known wrong before planning (a path naming no file)."""
+        ...
+
+    def identity(self) -> Identity:
+        """This version of the input (file sizes and mtimes / etags, the Hub commit)."""
+        ...
+
+    def pieces(self) -> list[Piece]:
+        """The source's pieces in order, counted (bad rows included: they take an index too)."""
+        ...
+
+    def batches(
+        self, piece: Piece, start: int, stop: int, batch_size: int
+    ) -> Iterator[list[RawRow]]:
+        """Rows [start, stop) of `piece` (a piece of this source, as `pieces` made it or
+        `from_row` narrowed it), in batches; `index` counts rows within the piece."""
+        ...
+
+    def first_rows(self, n: int) -> list[RawRow]:
+        """The source's first `n` rows at most (what `prep preview` shows)."""
+        ...
+
+
+def open_source(spec: SourceSpec, base_dir: Path) -> Source:
+    return HubSource(spec, base_dir) if spec.hf else FileSource(spec, base_dir)
