@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -29,7 +30,7 @@ def build(
     wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another build of the same output to finish."),
     engine: str = typer.Option("local", "--engine", help="Where units run: 'local' (processes here) or 'ray' (needs shardprep[ray])."),
     address: str = typer.Option(None, "--address", help="Ray cluster to join with --engine ray: 'auto' or ray://host:port (default: a local Ray instance, or $RAY_ADDRESS)."),
-    encoder: str = typer.Option(None, "--encoder", help="Token encoder: 'auto' (fastokens where its probe ids equal tokenizers', else tokenizers), 'fastokens' or 'tokenizers' (default: $SHARDPREP_ENCODER, else auto). Not part of the fingerprint: the ids are the same."),
+    encoder: str = typer.Option(None, "--encoder", click_type=click.Choice(ENCODERS), help="Token encoder: 'auto' (fastokens where its probe ids equal tokenizers', else tokenizers), 'fastokens' or 'tokenizers' (default: $SHARDPREP_ENCODER, else auto). Not part of the fingerprint: the ids are the same."),
 ) -> None:
     """Build shards and manifest.json from a recipe.
 
@@ -51,9 +52,7 @@ def build(
         raise typer.BadParameter("--engine takes 'local' or 'ray'")
     if address is not None and engine != "ray":
         raise typer.BadParameter("--address needs --engine ray")
-    if encoder is not None:
-        if encoder not in ENCODERS:
-            raise typer.BadParameter(f"--encoder takes {', '.join(ENCODERS)}")
+    if encoder is not None:  # checked by click.Choice while parsing (exit 2)
         # Through the environment, so that pool workers (spawned) make the same choice.
         os.environ[ENCODER_ENV] = encoder
     result = run_build(
