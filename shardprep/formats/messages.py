@@ -1,4 +1,21 @@
-"""OpenAI-style `messages`, including LLaMA-Factory's v1 part layout (`{"type", "value"}`)."""
+"""OpenAI-style `messages`, including LLaMA-Factory's v1 part layout (`{"type", "value"}`).
+
+A row in tinker-cookbook's own message layout reaches the renderer as tinker would see it (checked
+against tinker itself by tests/reference): `content` as given (a string, or a list of parts, even
+an empty one), `tool_calls` as given (an empty list stays an empty list). The deliberate
+normalizations, each a layout users reasonably expect to work:
+
+* `content: null` is `""` (OpenAI's tool-call turns; tinker's OpenAI converter does the same);
+* `reasoning_content` (assistant only, as tinker's converter) becomes the leading thinking part;
+* tool-call `arguments` given as an object or array become their JSON text, missing ones `"{}"`;
+  flat `{"name", "arguments"}` calls get the nested `function` shape;
+* calls without an id get `call_1`, `call_2`, ...; a run of tool messages answering a message's
+  calls one for one gets each call's id and name when it names neither (`_common.finish`).
+
+Refused on purpose although some tinker renderers would render them: image / audio / unknown
+part types (shardprep is text-only; tinker's text renderers drop such parts silently), malformed
+parts (no `text` / `thinking`, non-string text), and a non-bool `trainable`.
+"""
 
 from __future__ import annotations
 
