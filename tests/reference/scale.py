@@ -9,6 +9,7 @@ Needs `.venv-ref` (`make test-reference` creates it). Exit status 1 when any mis
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections import Counter
@@ -28,7 +29,12 @@ def main() -> int:
     ap.add_argument("--renderers", default="")
     ap.add_argument("--out", default="")
     ap.add_argument("--show", type=int, default=3)
+    ap.add_argument("--json", default="", help="also dump the tallies here (for --merge)")
+    ap.add_argument("--no-hf", action="store_true", help="skip hf_template")
+    ap.add_argument("--merge", nargs="*", default=None, help="write --out from these --json dumps")
     args = ap.parse_args()
+    if args.merge is not None:
+        return merge(args)
     python = reference_python()
     if python is None:
         print("no .venv-ref: run `make test-reference` first", file=sys.stderr)
@@ -58,7 +64,7 @@ def main() -> int:
         for o in tally.mismatches[: args.show]:
             print(f"    seed {o.seed} {o.mode}: {o.detail}", flush=True)
     hf_rows = []
-    if not args.renderers or "hf_template" in args.renderers.split(","):
+    if not args.no_hf and (not args.renderers or "hf_template" in args.renderers.split(",")):
         for tok in harness.HF_TOKENIZERS:
             t = time.time()
             tally = harness.run_hf_template(oracle, tok, seeds)
@@ -75,7 +81,50 @@ def main() -> int:
                 print(f"    seed {o.seed} {o.mode}: {o.detail}", flush=True)
     oracle.close()
     elapsed = time.time() - t0
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "conversations": args.conversations,
+                    "seed0": args.seed0,
+                    "elapsed": elapsed,
+                    "rows": rows,
+                    "hf_rows": hf_rows,
+                    "refusals": refusals,
+                    "tinker_errors": tinker_errors,
+                    "mismatches": total_bad,
+                }
+            )
+        )
     if args.out:
+        write_results(args, seeds, rows, hf_rows, refusals, tinker_errors, total_bad, elapsed)
+    print(f"total mismatches {total_bad} in {elapsed:.0f}s")
+    return 1 if total_bad else 0
+
+
+def merge(args: argparse.Namespace) -> int:
+    rows, hf_rows = [], []
+    refusals: Counter[str] = Counter()
+    tinker_errors: Counter[str] = Counter()
+    bad = 0
+    elapsed = 0.0
+    for path in args.merge:
+        d = json.loads(Path(path).read_text())
+        rows += d["rows"]
+        hf_rows += d["hf_rows"]
+        refusals.update(d["refusals"])
+        tinker_errors.update(d["tinker_errors"])
+        bad += d["mismatches"]
+        elapsed = max(elapsed, d["elapsed"])
+        args.conversations, args.seed0 = d["conversations"], d["seed0"]
+    rows.sort()
+    seeds = range(args.seed0, args.seed0 + args.conversations)
+    write_results(args, seeds, rows, hf_rows, refusals, tinker_errors, bad, elapsed)
+    return 1 if bad else 0
+
+
+def write_results(args, seeds, rows, hf_rows, refusals, tinker_errors, total_bad, elapsed) -> None:  # type: ignore[no-untyped-def]
+    if True:
         lines = [
             "# Differential results: shardprep vs tinker-cookbook 0.6.1",
             "",
@@ -114,8 +163,6 @@ def main() -> int:
             "",
         ]
         Path(args.out).write_text("\n".join(lines), encoding="utf-8")
-    print(f"total mismatches {total_bad} in {elapsed:.0f}s")
-    return 1 if total_bad else 0
 
 
 if __name__ == "__main__":
