@@ -427,6 +427,7 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
         hist.update(r.length_log2)
     rows_read = sum(r.rows_read for r in results)
     tokens = sum(r.tokens for r in results)
+    task = TASKS[recipe.task]
     has_skipped = any(r.skipped for r in results) and recipe.skipped_sample > 0
     return {
         "format": FORMAT_NAME,
@@ -436,7 +437,7 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
         "fingerprint": plan.fingerprint,
         "quick_key": plan.quick_key,
         "task": recipe.task,
-        "schema": TASKS[recipe.task].schema.id,
+        "schema": task.schema_for(task.options(recipe)).id,
         "recipe": recipe.model_dump(mode="json"),
         # The encoder the units used (not fingerprinted: the ids are the same either way).
         "tokenizer": {**plan.tokenizer.describe(), "encoder": encoder_record(results)},
@@ -465,6 +466,8 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
             "truncated": sum(r.truncated for r in results),
             "length_histogram": _histogram(hist),
             "task_counters": dict(sorted(task_counters.items())),
+            # Figures the task derives from its counters (sft per_turn: examples per conversation).
+            **({"task_summary": summary} if (summary := task.counter_summary(task_counters)) else {}),
             "units": len(results),
             "units_resumed": resumed,
             "elapsed_s": round(elapsed, 3),

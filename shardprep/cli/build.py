@@ -40,6 +40,7 @@ def build(
     from shardprep.build.run import build as run_build
     from shardprep.cli.progress import RichProgress
     from shardprep.recipe import load_recipe
+    from shardprep.tasks import task_for_schema
 
     parsed, base_dir = load_recipe(recipe)
     if output is not None:
@@ -59,14 +60,27 @@ def build(
         parsed, base_dir, force=force, workers=workers, progress=progress, lock_wait_s=wait, engine=engine, address=address
     )
     m = result.manifest
+    st = m["stats"]
+    # The task's own warnings (sft: turns trained as history), from the counters its runner kept.
+    warnings = task_for_schema(m.get("schema", "sft/1")).counter_warnings(st.get("task_counters", {}), m.get("recipe", {}))
     if as_json:
-        typer.echo(json.dumps({"status": result.status, "output": result.output, "fingerprint": m["fingerprint"]}))
+        typer.echo(
+            json.dumps(
+                {
+                    "status": result.status,
+                    "output": result.output,
+                    "fingerprint": m["fingerprint"],
+                    "task_counters": st.get("task_counters", {}),
+                    **({"task_summary": st["task_summary"]} if st.get("task_summary") else {}),
+                    "warnings": warnings,
+                }
+            )
+        )
         return
     out = Console(highlight=False, soft_wrap=True)
     if result.status == "up_to_date":
         out.print(f"[green]up to date[/]: {escape(result.output)} (fingerprint {m['fingerprint'][:12]})")
         return
-    st = m["stats"]
     used = (m.get("tokenizer") or {}).get("encoder")
     out.print(
         f"[green]built[/] {escape(result.output)}: "
@@ -74,3 +88,8 @@ def build(
         + f"; dropped {sum(st['dropped'].values()):,}; {st['elapsed_s']:.1f}s, {st['tokens_per_s'] or 0:,.0f} tokens/s"
         + (f"; encoder {used['name']}" if isinstance(used, dict) and used.get("name") else "")
     )
+    summary = st.get("task_summary") or {}
+    if summary:
+        out.print(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()), markup=False)
+    for w in warnings:
+        out.print(f"warning: {w['message']} [{w['code']}]", markup=False, style="yellow")

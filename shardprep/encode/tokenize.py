@@ -203,6 +203,13 @@ def render_supervised_flat(
     """
     train_on = TrainOnWhat(train_on)
     plans = _plan_all(lambda m: plan_supervised(renderer, m, train_on), conversations)
+    return render_plans_flat(renderer, encoder, plans)
+
+
+def render_plans_flat(
+    renderer: Renderer, encoder: BatchEncoder, plans: Sequence[SupervisedPlan | RowError]
+) -> RenderedBatch:
+    """Supervised plans -> one flat batch (one encode call), prompt prefixes zeroed per row."""
     table = encoder.encode_unique(_text_chunks(plans))
     arrays: list[np.ndarray] = []
     chunk_weights: list[float] = []
@@ -243,6 +250,91 @@ def render_supervised_batch(
 ) -> list[RenderedExample | RowError]:
     """tinker's build_supervised_example for every conversation; failures are returned per row."""
     return render_supervised_flat(renderer, encoder, conversations, train_on).rows()
+
+
+@dataclass(frozen=True, slots=True)
+class TurnBatch:
+    """tinker's build_supervised_examples for a batch of conversations, in flat buffers.
+
+    Example k (of `examples`) belongs to conversation `owner[k]` and ends at its message
+    `message_index[k]`. A conversation in `errors` has none of its examples usable (they are in
+    `examples.errors` too): tinker raises for the whole conversation.
+    """
+
+    examples: RenderedBatch
+    owner: np.ndarray  # int64 per example
+    message_index: np.ndarray  # int32 per example
+    errors: dict[int, RowError]  # conversation -> why it cannot be rendered
+    conversations: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnExample:
+    """One example of a conversation's `build_supervised_examples`, with the message it ends at."""
+
+    message_index: int
+    example: RenderedExample
+
+
+def render_turns_flat(
+    renderer: Renderer,
+    encoder: BatchEncoder,
+    conversations: Sequence[Sequence[Message]],
+    train_on: TrainOnWhat,
+) -> TurnBatch:
+    """Every example of every conversation, planned per prefix and encoded in one call.
+
+    Prefixes share their history chunks, so the encoder sees each distinct text once.
+    """
+    train_on = TrainOnWhat(train_on)
+    plans: list[SupervisedPlan | RowError] = []
+    owner: list[int] = []
+    ends: list[int] = []
+    errors: dict[int, RowError] = {}
+    for c, messages in enumerate(conversations):
+        [cuts] = _plan_all(lambda m: renderer.example_cuts(m, train_on), [messages])
+        if isinstance(cuts, RowError):
+            errors[c] = cuts
+            continue
+        for cut in cuts:
+            [plan] = _plan_all(lambda m, cut=cut: renderer.plan_cut(m, cut), [messages])
+            plans.append(plan)
+            owner.append(c)
+            ends.append(cut.end)
+            if isinstance(plan, RowError):
+                errors[c] = plan
+                break  # the row is refused: its later turns need no work
+    batch = render_plans_flat(renderer, encoder, plans)
+    for k, err in batch.errors.items():
+        errors.setdefault(owner[k], err)  # a turn that fails its prompt check fails the row
+    dead = {k: errors[c] for k, c in enumerate(owner) if c in errors}
+    return TurnBatch(
+        RenderedBatch(batch.tokens, batch.weights, batch.offsets, {**batch.errors, **dead}),
+        np.asarray(owner, dtype=np.int64),
+        np.asarray(ends, dtype=np.int32) - 1,
+        errors,
+        len(conversations),
+    )
+
+
+def render_supervised_examples(
+    renderer: Renderer,
+    encoder: BatchEncoder,
+    conversations: Sequence[Sequence[Message]],
+    train_on: TrainOnWhat,
+) -> list[list[TurnExample] | RowError]:
+    """tinker's build_supervised_examples (plural) per conversation: its examples in order, or
+    one RowError when any of them cannot be rendered."""
+    turns = render_turns_flat(renderer, encoder, conversations, train_on)
+    out: list[list[TurnExample] | RowError] = [[] for _ in conversations]
+    for k, c in enumerate(turns.owner.tolist()):
+        res = turns.examples.example(k)
+        turns_of = out[c]
+        if isinstance(turns_of, list) and not isinstance(res, RowError):
+            turns_of.append(TurnExample(int(turns.message_index[k]), res))
+    for c, err in turns.errors.items():
+        out[c] = err
+    return out
 
 
 def render_prompt_batch(

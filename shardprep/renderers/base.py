@@ -63,6 +63,29 @@ class SupervisedPlan:
     prompt: list[Chunk] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ExampleCut:
+    """One example of tinker's `build_supervised_examples`: `messages[:end]` trained with `train_on`.
+
+    The example ends at message `end - 1`, the one it trains (for Kimi's split at user messages,
+    the last message before the next user turn).
+    """
+
+    end: int
+    train_on: TrainOnWhat
+
+
+# The modes tinker's `build_supervised_examples` can split at assistant messages; any other mode
+# weights messages no generation prompt ends before, so there is nowhere to cut (tinker raises).
+SPLITTABLE_MODES = frozenset(
+    {
+        TrainOnWhat.LAST_ASSISTANT_MESSAGE,
+        TrainOnWhat.LAST_ASSISTANT_TURN,
+        TrainOnWhat.ALL_ASSISTANT_MESSAGES,
+    }
+)
+
+
 @dataclass(slots=True)
 class _Tokens:
     """Single-id lookup of special tokens, done once per renderer."""
@@ -81,6 +104,15 @@ class Renderer(ABC):
     """One chat template. Subclasses implement `render_message` and declare their constants."""
 
     disables_thinking: ClassVar[bool] = False
+    # tinker's `has_extension_property`: every earlier message renders as history exactly as it
+    # did as the produced turn, so one sequence trains every turn in the context it is sampled
+    # from. False (tinker's default) when history drops reasoning: then `examples: per_turn`
+    # writes one example per trained assistant message. Families whose value depends on their
+    # options set it per instance.
+    has_extension_property: bool = False
+    # Whether `example_cuts` splits every train_on mode (Kimi: at user messages), not just
+    # SPLITTABLE_MODES; known per class so a recipe can be checked before any tokenizer loads.
+    splits_every_mode: ClassVar[bool] = False
     # Option keys this renderer understands; anything else is refused so a typo is not ignored.
     accepted_options: ClassVar[frozenset[str]] = frozenset()
 
@@ -119,6 +151,21 @@ class Renderer(ABC):
 
     def assistant_turn_start(self, messages: Sequence[Message]) -> int:
         return last_user_index(messages) + 1
+
+    def example_cuts(self, messages: Sequence[Message], train_on: TrainOnWhat) -> list[ExampleCut]:
+        """tinker's `build_supervised_examples`, as the prefixes it renders (before any rendering).
+
+        With the extension property: the whole conversation. Without: one example per assistant
+        message among the mode's candidates, each `messages[:i+1]` trained as its last message.
+        """
+        train_on = TrainOnWhat(train_on)
+        if self.has_extension_property:
+            return [ExampleCut(len(messages), train_on)]
+        return assistant_cuts(self, messages, train_on)
+
+    def plan_cut(self, messages: Sequence[Message], cut: ExampleCut) -> SupervisedPlan:
+        """The plan of one example of `example_cuts` (hf_template plans a turn its own way)."""
+        return plan_supervised(self, messages[: cut.end], cut.train_on)
 
     def render_conversation(self, messages: Sequence[Message]) -> list[RenderedMessage] | None:
         """All messages at once, for templates that cannot render one message alone (hf_template).
@@ -193,6 +240,34 @@ def last_user_index(messages: Sequence[Message]) -> int:
     return -1
 
 
+def assistant_cuts(
+    renderer: Renderer, messages: Sequence[Message], train_on: TrainOnWhat
+) -> list[ExampleCut]:
+    """One example per assistant message among the mode's candidates (tinker's split).
+
+    Candidates: last_assistant_message -> the last index; last_assistant_turn -> the turn start
+    (on the whole list, as tinker) onwards; all_assistant_messages -> every index.
+    """
+    n = len(messages)
+    if train_on is TrainOnWhat.LAST_ASSISTANT_MESSAGE:
+        candidates = range(n - 1, n)
+    elif train_on is TrainOnWhat.LAST_ASSISTANT_TURN:
+        candidates = range(renderer.assistant_turn_start(messages), n)
+    elif train_on is TrainOnWhat.ALL_ASSISTANT_MESSAGES:
+        candidates = range(n)
+    else:
+        # Recipes are checked for this before any row (the sft task's recipe_problems).
+        raise ShardprepError(
+            f"renderer {renderer.name!r} cannot split train_on {train_on.value!r} into one example "
+            "per turn; use last_assistant_message, last_assistant_turn or all_assistant_messages"
+        )
+    return [
+        ExampleCut(i + 1, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+        for i in candidates
+        if isinstance(messages[i], dict) and messages[i].get("role") == "assistant"
+    ]
+
+
 def output_is_trained(message: Message, ctx: RenderContext, mode: TrainOnWhat) -> bool:
     role = message.get("role")
     if mode is TrainOnWhat.LAST_ASSISTANT_MESSAGE:
@@ -233,6 +308,21 @@ def _check_message(message: Any, idx: int) -> None:
         )
 
 
+def check_conversation(messages: Sequence[Message], train_on: TrainOnWhat) -> None:
+    """Message shape and `trainable` keys, as tinker asserts them before rendering."""
+    for idx, message in enumerate(messages):
+        _check_message(message, idx)
+    customized = train_on is TrainOnWhat.CUSTOMIZED
+    for idx, message in enumerate(messages):
+        if ("trainable" in message) != customized:
+            raise RendererError(
+                "with train_on 'customized' every message needs a 'trainable' key"
+                if customized
+                else f"message {idx} has a 'trainable' key, which only train_on 'customized' allows",
+                field="trainable",
+            )
+
+
 def plan_supervised(
     renderer: Renderer, messages: Sequence[Message], train_on: TrainOnWhat
 ) -> SupervisedPlan:
@@ -250,19 +340,10 @@ def plan_supervised(
     # tinker computes the turn start on messages[:-1]: [.., user, assistant, user] keeps the
     # middle assistant in the "last turn".
     turn_start = renderer.assistant_turn_start(messages[:-1])
-    customized = train_on is TrainOnWhat.CUSTOMIZED
     header_weight = 1.0 if train_on is TrainOnWhat.ALL_TOKENS else 0.0
-    for idx, message in enumerate(messages):
-        _check_message(message, idx)
+    check_conversation(messages, train_on)
     whole = renderer.render_conversation(messages)
     for idx, message in enumerate(messages):
-        if ("trainable" in message) != customized:
-            raise RendererError(
-                "with train_on 'customized' every message needs a 'trainable' key"
-                if customized
-                else f"message {idx} has a 'trainable' key, which only train_on 'customized' allows",
-                field="trainable",
-            )
         ctx = _context(messages, idx, last_user, turn_start)
         rendered = whole[idx] if whole is not None else renderer.render_message(message, ctx)
         if rendered.header is not None:

@@ -43,6 +43,7 @@ class DeepSeekV3Renderer(Renderer):
 
     thinking = False
     strip_thinking_from_history = True
+    has_extension_property = True  # non-thinking mode: no reasoning to strip (tinker)
 
     def bos(self) -> Chunk | None:
         return text(_BOS)
@@ -134,6 +135,7 @@ class DeepSeekV3ThinkingRenderer(DeepSeekV3Renderer):
     """Thinking mode: the last assistant keeps its reasoning; the prompt is prefilled with `<think>`."""
 
     thinking = True
+    has_extension_property = False  # history drops the reasoning (tinker: strip_thinking_from_history)
 
     def _assistant(self, message: Message, ctx: RenderContext) -> tuple[str | None, str, bool]:
         after_tool = ctx.prev_message is not None and ctx.prev_message.get("role") == "tool"

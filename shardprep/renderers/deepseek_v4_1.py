@@ -119,6 +119,8 @@ class DeepSeekV4_1Renderer(Renderer):
         super().__init__(tokenizer, name, options)
         self.reasoning_effort = reasoning_effort
         self.strip_thinking_from_history = strip_thinking_from_history
+        # tinker: only thinking mode with reasoning stripped from history lacks the property.
+        self.has_extension_property = not (self.thinking and strip_thinking_from_history)
 
     @property
     def thinking(self) -> bool:

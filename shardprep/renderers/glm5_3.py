@@ -92,6 +92,7 @@ class Glm5_3Renderer(Renderer):
         super().__init__(tokenizer, name, options)
         self.effort = effort
         self.strip_thinking_from_history = strip_thinking_from_history
+        self.has_extension_property = not strip_thinking_from_history  # as tinker
 
     def bos(self) -> Chunk | None:
         return text(_PREFIX + self.effort)

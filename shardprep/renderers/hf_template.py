@@ -5,6 +5,10 @@ is the text that `messages[:i+1]` adds to `messages[:i]`; an assistant message's
 the generation prompt adds. A template whose prefix renders are not prefixes of each other for a
 row (one that rewrites earlier turns when a later one arrives) cannot be masked correctly; that
 row is a RowError naming the first differing character, never a silently wrong mask.
+
+`examples: per_turn` needs prefix consistency within one turn only: each example is the render of
+`messages[:i+1]`, untrained up to the render of `messages[:i]` with the generation prompt, so a
+template that rewrites earlier turns (Qwen3's drops their reasoning) still trains every turn.
 """
 
 from __future__ import annotations
@@ -13,7 +17,16 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from shardprep.errors import RendererError, ShardprepError
-from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
+from shardprep.renderers.base import (
+    ExampleCut,
+    RenderContext,
+    RenderedMessage,
+    Renderer,
+    SupervisedPlan,
+    TrainOnWhat,
+    assistant_cuts,
+    check_conversation,
+)
 from shardprep.renderers.chunks import Chunk, TextChunk, text
 from shardprep.renderers.content import Message
 from shardprep.renderers.jinja_template import ChatTemplate, template_messages
@@ -33,6 +46,9 @@ class HfTemplateRenderer(Renderer):
     # template_name: which template of a list-form chat_template; template_kwargs: extra
     # variables for the template (e.g. `date_string`, `enable_thinking`), recorded in the manifest.
     accepted_options: ClassVar[frozenset[str]] = frozenset({"template_name", "template_kwargs"})
+    # Per row: a conversation that renders at all is prefix-consistent (others are refused), so a
+    # single sequence never trains a turn in a context the template would not write.
+    has_extension_property = True
 
     def __init__(
         self, tokenizer: LoadedTokenizer, name: str, options: dict[str, Any] | None = None
@@ -148,6 +164,20 @@ class HfTemplateRenderer(Renderer):
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         raise RendererError("hf_template renders whole conversations only")
+
+    def example_cuts(self, messages: Sequence[Message], train_on: TrainOnWhat) -> list[ExampleCut]:
+        # Always one example per trained assistant message: that is what rescues rows whose
+        # template is not prefix-consistent across turns.
+        return assistant_cuts(self, messages, TrainOnWhat(train_on))
+
+    def plan_cut(self, messages: Sequence[Message], cut: ExampleCut) -> SupervisedPlan:
+        """messages[:end] as the template writes it; trained after its own generation prompt."""
+        turn = messages[: cut.end]
+        check_conversation(turn, cut.train_on)
+        prompt = self._render(turn[:-1], prompt=True)
+        full = self._render(turn)
+        self._extends(full, prompt, f"message {cut.end - 1} after its generation prompt")
+        return SupervisedPlan([text(prompt), text(full[len(prompt) :])], [0.0, 1.0])
 
     def render_text(self, messages: Sequence[Message]) -> str:
         """The template's own text for a conversation (what conformance compares against)."""

@@ -11,7 +11,13 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from shardprep.errors import RendererError
-from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
+from shardprep.renderers.base import (
+    ExampleCut,
+    RenderContext,
+    RenderedMessage,
+    Renderer,
+    TrainOnWhat,
+)
 from shardprep.renderers.chunks import Chunk, text
 from shardprep.renderers.content import (
     Message,
@@ -34,6 +40,9 @@ _CALL = ("<|tool_call_begin|>", "<|tool_call_argument_begin|>", "<|tool_call_end
 
 
 class KimiK2Renderer(Renderer):
+    # Every Kimi renderer lacks the extension property, preserve-thinking included (as tinker).
+    has_extension_property = False
+    splits_every_mode: ClassVar[bool] = True
     # Prefill after the assistant header in the generation prompt (K2-Thinking has none).
     prefill: ClassVar[str] = ""
     # K2.5/K2.6 declare tools as TypeScript types; K2 as compact sorted-key JSON.
@@ -86,6 +95,20 @@ class KimiK2Renderer(Renderer):
             if m.get("role") == "assistant" and not m.get("tool_calls"):
                 return i + 1
         return 0
+
+    def example_cuts(self, messages: Sequence[Message], train_on: TrainOnWhat) -> list[ExampleCut]:
+        """tinker's Kimi override: LAM/LAT stay one example; any other mode is split at user
+        messages, one prefix per later user turn plus the whole list (AAM trains each as LAT)."""
+        train_on = TrainOnWhat(train_on)
+        if train_on in (TrainOnWhat.LAST_ASSISTANT_MESSAGE, TrainOnWhat.LAST_ASSISTANT_TURN):
+            return [ExampleCut(len(messages), train_on)]
+        users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+        mode = (
+            TrainOnWhat.LAST_ASSISTANT_TURN
+            if train_on is TrainOnWhat.ALL_ASSISTANT_MESSAGES
+            else train_on
+        )
+        return [ExampleCut(end, mode) for end in [*users[1:], len(messages)]]
 
     def _header(self, message: Message) -> str:
         role = message["role"]

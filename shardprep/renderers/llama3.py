@@ -15,6 +15,8 @@ _EOT = "<|eot_id|>"
 
 
 class Llama3Renderer(Renderer):
+    has_extension_property = True  # nothing is dropped from history (tinker)
+
     def bos(self) -> Chunk | None:
         return text(_BOS)
 

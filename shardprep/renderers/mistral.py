@@ -83,6 +83,8 @@ def _tool_content(content: str) -> Any:
 
 class MistralRenderer(Renderer):
     tekken = False
+    # No reasoning to drop: history renders as the produced turn did (not a tinker renderer).
+    has_extension_property = True
 
     def bos(self) -> Chunk | None:
         return text(_BOS)

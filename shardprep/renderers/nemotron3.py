@@ -29,6 +29,12 @@ class Nemotron3Renderer(Qwen3_5Renderer):
     # Low-thinking supports string content only (tinker asserts it).
     hint_needs_string: ClassVar[bool] = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # tinker: with thinking preserved, history renders each turn as a supervised example does
+        # (unlike Qwen3.5, whose non-reasoning turns differ from their prompt either way).
+        self.has_extension_property = not self.strip_thinking_from_history
+
     def tool_prefix(self, tools: list[ToolSpec], system_prompt: str | None) -> list[Message]:
         # Unlike Qwen3.5, the system prompt comes before the (XML) tools text.
         body = nemotron3_text(tools)

@@ -155,3 +155,4 @@ class Qwen3DisableThinkingRenderer(Qwen3Renderer):
 
 class Qwen3InstructRenderer(Qwen3Renderer):
     frames_thinking = False
+    has_extension_property = True  # no think framing to strip (tinker)

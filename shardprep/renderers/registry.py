@@ -370,6 +370,16 @@ def renderer_info(name: str) -> RendererInfo:
     return _entry(name).info
 
 
+def renderer_class(name: str) -> type[Renderer] | None:
+    """The class a name builds (None for an unknown name): facts a recipe check needs per class."""
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        return None
+    factory: Any = entry.factory
+    cls = factory.func if isinstance(factory, partial) else factory
+    return cls if isinstance(cls, type) and issubclass(cls, Renderer) else None
+
+
 def get_renderer(
     name: str, tokenizer: LoadedTokenizer, options: dict[str, Any] | None = None
 ) -> Renderer:

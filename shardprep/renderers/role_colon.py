@@ -15,6 +15,8 @@ _UNUSED = "<UNUSED>"
 
 
 class RoleColonRenderer(Renderer):
+    has_extension_property = True  # nothing is dropped from history (tinker)
+
     def _bos_token(self) -> str | None:
         # tinker reads `tokenizer.bos_token`; our tokenizer.json carries no such notion, so the
         # tokenizer_config.json value stands in (set for Llama 3, unset for Qwen3).

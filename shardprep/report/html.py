@@ -125,7 +125,8 @@ def _row_html(row: dict[str, Any]) -> str:
         head = f"{where} · source {row['source']} row {row['source_row']} · preference pair"
         sides = "".join(_side_html(side, row["pair"][side]) for side in ("chosen", "rejected"))
         return f'<div class="pair-row"><h3>{escape(head)}</h3><div class="pair">{sides}</div></div>'
-    head = f"{where} · source {row['source']} row {row['source_row']} · {row['length']:,} tokens, {row['trained']:,} trained"
+    turn = f" message {row['message_index']}" if row.get("message_index") is not None else ""
+    head = f"{where} · source {row['source']} row {row['source_row']}{turn} · {row['length']:,} tokens, {row['trained']:,} trained"
     if row.get("pieces") is None:
         body = escape(f"(tokenizer not available) input_ids {row['input_ids'][:200]}")
     else:

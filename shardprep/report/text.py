@@ -82,8 +82,10 @@ def source_table(report: dict[str, Any]) -> Table:
 
 
 def totals_line(report: dict[str, Any]) -> Text:
+    # The task's derived figures (per_turn: examples per conversation, token multiplier).
+    extra = "".join(f"; {k.replace('_', ' ')} {v}" for k, v in (report.get("task_summary") or {}).items())
     return Text(
-        f"rows read {report['rows_read']:,}; dropped: {_reasons(report['dropped']) or 'none'}; truncated {report['truncated']:,}"
+        f"rows read {report['rows_read']:,}; dropped: {_reasons(report['dropped']) or 'none'}; truncated {report['truncated']:,}{extra}"
     )
 
 
@@ -190,8 +192,10 @@ def _row_body(row: dict[str, Any], *, plain: bool) -> RenderableType:
 
 def row_heading(row: dict[str, Any]) -> Text:
     where = f"{row['split']} row {row['index']}" if row["split"] != "preview" else f"preview {row['index']}"
+    # per_turn rows say which message of their row they train.
+    turn = f" message {row['message_index']}" if row.get("message_index") is not None else ""
     return Text(
-        f"{where} · source {row['source']} row {row['source_row']} · {row['length']:,} tokens, {row['trained']:,} trained",
+        f"{where} · source {row['source']} row {row['source_row']}{turn} · {row['length']:,} tokens, {row['trained']:,} trained",
         style="bold",
     )
 

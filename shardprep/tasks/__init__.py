@@ -7,6 +7,7 @@ one entry below, a config in `configs/` and its tests.
 from __future__ import annotations
 
 from shardprep.errors import ManifestError
+from shardprep.store.schemas import ShardSchema
 from shardprep.tasks.base import Task, TaskOptions, UnitIO
 from shardprep.tasks.dpo import DpoTask
 from shardprep.tasks.pretrain import PretrainTask
@@ -23,10 +24,17 @@ def get_task(name: str) -> Task:
 def task_for_schema(schema_id: str, *, where: str = "") -> Task:
     """The task whose shards carry this schema id (as a manifest names it)."""
     for task in TASKS.values():
-        if task.schema.id == schema_id:
+        if task.shard_schema(schema_id) is not None:
             return task
-    known = ", ".join(t.schema.id for t in TASKS.values())
+    known = ", ".join(s.id for t in TASKS.values() for s in (t.schema, *t.variant_schemas))
     raise ManifestError(f"{where}shard schema {schema_id!r} is not one this version knows ({known})")
+
+
+def shard_schema(schema_id: str, *, where: str = "") -> ShardSchema:
+    """The schema a manifest names (its columns, sequences and length columns)."""
+    schema = task_for_schema(schema_id, where=where).shard_schema(schema_id)
+    assert schema is not None
+    return schema
 
 
 def option_owners() -> dict[str, str]:
@@ -34,4 +42,13 @@ def option_owners() -> dict[str, str]:
     return {key: t.name for t in TASKS.values() for key in t.options_model.model_fields}
 
 
-__all__ = ["TASKS", "Task", "TaskOptions", "UnitIO", "get_task", "option_owners", "task_for_schema"]
+__all__ = [
+    "TASKS",
+    "Task",
+    "TaskOptions",
+    "UnitIO",
+    "get_task",
+    "option_owners",
+    "shard_schema",
+    "task_for_schema",
+]

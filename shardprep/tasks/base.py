@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
 
@@ -100,6 +100,8 @@ class Task(ABC, Generic[OptionsT]):
 
     name: ClassVar[str]
     schema: ClassVar[ShardSchema]
+    # Schemas some options write instead of `schema` (sft's per-turn rows); `schema_for` picks.
+    variant_schemas: ClassVar[tuple[ShardSchema, ...]] = ()
     options_model: ClassVar[type[TaskOptions]]
     formats: ClassVar[tuple[str, ...]]
     description: ClassVar[str]
@@ -130,8 +132,24 @@ class Task(ABC, Generic[OptionsT]):
         """Columns the recipe adds after the schema's own (rl_prompts' passthrough)."""
         return ()
 
+    def schema_for(self, options: OptionsT) -> ShardSchema:
+        """The schema a build with these options writes (and its manifest names)."""
+        return self.schema
+
+    def shard_schema(self, schema_id: str) -> ShardSchema | None:
+        """This task's schema with that id, if it has one."""
+        return next((s for s in (self.schema, *self.variant_schemas) if s.id == schema_id), None)
+
     def arrow_schema(self, options: OptionsT) -> pa.Schema:
-        return self.schema.arrow(self.extra_fields(options))
+        return self.schema_for(options).arrow(self.extra_fields(options))
+
+    def counter_summary(self, counters: Mapping[str, int]) -> dict[str, Any]:
+        """Figures derived from the summed `UnitIO.counters` (manifest stats.task_summary)."""
+        return {}
+
+    def counter_warnings(self, counters: Mapping[str, int], recipe_json: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Warnings ({code, message, ...}) the summed counters call for (build summary, show, preview)."""
+        return []
 
     def options_from_manifest(self, recipe_json: dict[str, Any]) -> OptionsT:
         keys = self.options_model.model_fields

@@ -37,7 +37,8 @@ def preview_recipe(recipe: Recipe, base_dir: Path, *, n: int = 5, source: str | 
     options = task.options(recipe)
     encoder = BatchEncoder(tok)
     health = MaskHealth(end_of_turn_ids(tok, recipe.renderer.name, plan.renderer.options, tok.special_id("eos_token")))
-    sequences = task.schema.sequences
+    schema = task.schema_for(options)
+    sequences = schema.sequences
     dropped: Counter[str] = Counter()
     sources: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
@@ -75,7 +76,7 @@ def preview_recipe(recipe: Recipe, base_dir: Path, *, n: int = 5, source: str | 
         table = writer.table()
         if table is not None:
             scan_table(table, health, sequences, None)
-            for col in task.schema.length_columns:
+            for col in schema.length_columns:
                 lengths += table.column(col).to_pylist()
             for row in table.to_pylist():
                 rows.append(task.display_row(row, tok, split="preview", index=len(rows)))
@@ -122,10 +123,15 @@ def preview_recipe(recipe: Recipe, base_dir: Path, *, n: int = 5, source: str | 
         "row_errors": errors,
         "rows": rows,
     }
+    counters: Counter[str] = Counter()
+    for s in sources:
+        counters.update(s["task_counters"])
+    report["task_counters"] = dict(sorted(counters.items()))
+    report["task_summary"] = task.counter_summary(counters) or None
     report["health"] = health.to_json()
     report["warnings"] = health_warnings(
         report["health"], sources, report["dropped"], report["train_on"], report["conformance"],
         judges_masks=task.judges_masks, renderer=recipe.renderer.name,
-    )
+    ) + task.counter_warnings(counters, recipe.model_dump(mode="json"))
     return report
 

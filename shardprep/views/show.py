@@ -22,7 +22,7 @@ from shardprep.errors import ManifestError, ShardprepError
 from shardprep.store.integrity import hash_problems, manifest_shards, shard_problems
 from shardprep.store.manifest import MANIFEST_NAME, read_manifest
 from shardprep.store.storage import Output
-from shardprep.tasks import task_for_schema
+from shardprep.tasks import shard_schema, task_for_schema
 from shardprep.tokenizer import LoadedTokenizer, load_tokenizer
 from shardprep.views.health import (
     MaskHealth,
@@ -119,6 +119,8 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
         "skipped_sample": manifest.get("skipped_sample"),
         "shards": [{"split": split, **shard} for split, info in manifest["splits"].items() for shard in info["shards"]],
         "conformance": manifest.get("conformance"),
+        "task_counters": manifest["stats"].get("task_counters", {}),
+        "task_summary": manifest["stats"].get("task_summary"),
     }
 
 
@@ -236,8 +238,9 @@ def inspect_build(
     # A truncated example has exactly max_length-1 inputs; so does one that was exactly max_length long.
     at_length = max_len - 1 if max_len and manifest.get("recipe", {}).get("overlong", "truncate") == "truncate" else None
     limit = check_rows if check_rows and check_rows > 0 else None
-    task = task_for_schema(manifest.get("schema", "sft/1"))
-    sequences = task.schema.sequences
+    schema_id = manifest.get("schema", "sft/1")
+    task = task_for_schema(schema_id)
+    sequences = shard_schema(schema_id).sequences
     for name, info in manifest["splits"].items():
         with _shards_read(output, manifest, url):
             counts = scan_split(output, info["shards"], health, max_rows=limit, at_length=at_length, sequences=sequences)
@@ -249,7 +252,7 @@ def inspect_build(
     report["warnings"] = health_warnings(
         report["health"], report["sources"], report["dropped"], report["train_on"], report["conformance"],
         judges_masks=task.judges_masks, renderer=report["renderer"],
-    )
+    ) + task.counter_warnings(report["task_counters"], manifest.get("recipe", {}))
 
     if split not in manifest["splits"]:
         raise ShardprepError(f"split {split!r} not in this build (has: {', '.join(manifest['splits'])})")

@@ -56,7 +56,10 @@ def _hash(fs: Any, path: str) -> tuple[str, int]:
 
 def verify_build(url: str) -> VerifyReport:
     output, manifest = open_build(url)
-    task = task_for_schema(manifest.get("schema", "sft/1"), where=f"{url}: ")
+    schema_id = manifest.get("schema", "sft/1")
+    task = task_for_schema(schema_id, where=f"{url}: ")
+    shard_schema = task.shard_schema(schema_id)
+    assert shard_schema is not None
     extra = task.extra_fields(task.options_from_manifest(manifest.get("recipe", {})))
     checks: list[ShardCheck] = []
     for split, info in manifest["splits"].items():
@@ -86,7 +89,7 @@ def verify_build(url: str) -> VerifyReport:
                 continue
             if rows != shard["rows"]:
                 check.problems.append(f"{rows} rows, manifest says {shard['rows']}")
-            check.problems += [f"schema: {p}" for p in task.schema.problems(schema, extra)]
+            check.problems += [f"schema: {p}" for p in shard_schema.problems(schema, extra)]
         listed = sum(s["rows"] for s in info["shards"])
         if listed != info["rows"]:
             checks.append(ShardCheck(f"split {split}", split, [f"shards hold {listed} rows, the split says {info['rows']}"]))

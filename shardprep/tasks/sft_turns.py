@@ -1,0 +1,197 @@
+"""sft `examples: per_turn`: tinker's `build_supervised_examples`, one row per trained turn.
+
+A renderer without the extension property writes an earlier assistant message as history
+(reasoning dropped), not as the turn the model produced. per_turn writes one example per trained
+assistant message, each ending at that message (Kimi: one per user turn), so every turn is
+trained in the context it is sampled from. Rows gain `message_index` (schema sft_turns/1), and
+the build counts conversations, examples and tokens for the manifest's examples-per-conversation
+and token multiplier. Also here: which per_conversation rows train turns as history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from shardprep.encode.examples import DROP_NO_TRAINED, Example, ExampleBatch, make_examples
+from shardprep.encode.tokenize import render_turns_flat
+from shardprep.renderers.base import SPLITTABLE_MODES, Renderer, TrainOnWhat
+from shardprep.renderers.content import Message
+from shardprep.sources.files import RawRow
+from shardprep.store.columns import (
+    flat_lists,
+    float32_lists,
+    int32_column,
+    int32_lists,
+    one_source_column,
+    source_column,
+    source_row_column,
+)
+from shardprep.store.schemas import ShardSchema
+from shardprep.tasks.base import UnitIO
+
+# task_counters keys (summed over work units).
+CONVERSATIONS = "conversations"  # per_turn: rows rendered into one example or more
+TURN_EXAMPLES = "turn_examples"  # per_turn: examples rendered (before length drops)
+TURN_TOKENS = "turn_tokens"  # per_turn: their tokens (unshifted)
+CONVERSATION_TOKENS = "conversation_tokens"  # per_turn: tokens of each row's longest example
+HISTORY_TRAINED = "history_trained_rows"  # per_conversation: rows that train turns as history
+
+
+def turns_schema(base: ShardSchema) -> ShardSchema:
+    """`base` plus the index of the message each example ends at (the one it trains), in the
+    row's conversation as its format reads it (before a tools declaration)."""
+    return ShardSchema(
+        id="sft_turns/1",
+        fields=(*base.fields, pa.field("message_index", pa.int32(), nullable=False)),
+    )
+
+
+def turns_table(schema: pa.Schema, records: list[tuple[Example, int]], sources: list[str], source_rows: list[int]) -> pa.Table:
+    """Records (example, message index) as rows of `schema` (the record path; builds use flat tables)."""
+    examples = [e for e, _ in records]
+    return pa.Table.from_arrays(
+        [
+            int32_lists([e.input_ids for e in examples]),
+            int32_lists([e.target_ids for e in examples]),
+            float32_lists([e.weights for e in examples]),
+            int32_column([len(e.input_ids) for e in examples]),
+            source_column(sources),
+            source_row_column(source_rows),
+            int32_column([i for _, i in records]),
+        ],
+        schema=schema,
+    )
+
+
+def _batch_table(
+    batch: ExampleBatch, source: str, source_rows: np.ndarray, message_index: np.ndarray, schema: pa.Schema
+) -> pa.Table:
+    return pa.Table.from_arrays(
+        [
+            flat_lists(batch.input_ids, batch.offsets, pa.int32()),
+            flat_lists(batch.target_ids, batch.offsets, pa.int32()),
+            flat_lists(batch.weights, batch.offsets, pa.float32()),
+            int32_column(batch.lengths),
+            one_source_column(source, len(batch)),
+            source_row_column(source_rows),
+            int32_column(message_index),
+        ],
+        schema=schema,
+    )
+
+
+def write_turns(
+    io: UnitIO,
+    convs: Sequence[Sequence[Message]],
+    metas: Sequence[RawRow],
+    shifts: Sequence[int],
+    train_on: TrainOnWhat,
+    schema: pa.Schema,
+) -> None:
+    """Render every row's examples, count them, cut and shift them and hand them to io's writers.
+
+    `shifts[i]`: messages a tools declaration added to row i (message_index counts the row's own).
+    A row that fails goes to io.skip; an example make_example drops goes to io.drop (so under
+    per_turn, drop counts are examples); a row with no example to train is dropped as a whole.
+    """
+    if not convs:
+        return
+    recipe = io.recipe
+    turns = render_turns_flat(io.renderer, io.encoder, convs, train_on)
+    for c in sorted(turns.errors):
+        raw = metas[c]
+        io.skip(turns.errors[c], file=raw.file, line=raw.line, row=raw.data)
+    flat = turns.examples
+    lengths = np.diff(flat.offsets)
+    per_conv = np.bincount(turns.owner, minlength=len(convs))
+    tokens = np.bincount(turns.owner, weights=lengths, minlength=len(convs)).astype(np.int64)
+    longest = np.zeros(len(convs), dtype=np.int64)
+    np.maximum.at(longest, turns.owner, lengths)
+    for c in range(len(convs)):
+        if c in turns.errors:
+            continue
+        if not per_conv[c]:  # e.g. last_assistant_message on a row that does not end with one
+            io.drop(DROP_NO_TRAINED, metas[c])
+            continue
+        io.counters[CONVERSATIONS] += 1
+        io.counters[TURN_EXAMPLES] += int(per_conv[c])
+        io.counters[TURN_TOKENS] += int(tokens[c])
+        io.counters[CONVERSATION_TOKENS] += int(longest[c])
+    batch = make_examples(
+        flat.tokens,
+        flat.weights,
+        flat.offsets,
+        skip=flat.errors,
+        max_length=recipe.max_length,
+        overlong=recipe.overlong,
+        reduction=recipe.weight_reduction,
+    )
+    for k in sorted(batch.dropped):
+        io.drop(batch.dropped[k], metas[int(turns.owner[k])])
+    if not len(batch):
+        return
+    for n, trained, cut in zip(batch.lengths.tolist(), batch.trained.tolist(), batch.truncated.tolist(), strict=True):
+        io.count_example(n, trained, cut)
+    owners = turns.owner[batch.rows]
+    kept = [metas[c] for c in owners.tolist()]
+    message_index = turns.message_index[batch.rows] - np.asarray(shifts, dtype=np.int32)[owners]
+    is_test = np.array([io.split_of(raw) == "test" for raw in kept], dtype=bool)
+    source_rows = np.fromiter((io.source_row(raw) for raw in kept), np.int64, len(kept))
+    for split, mask in (("train", ~is_test), ("test", is_test)):
+        if mask.any():
+            part = batch.take(mask)
+            table = _batch_table(part, io.source_name, source_rows[mask], message_index[mask], schema)
+            io.writers[split].add_table(table, part.lengths, part.trained)
+
+
+def trains_history(renderer: Renderer, messages: Sequence[Message], train_on: TrainOnWhat) -> bool:
+    """Whether one sequence trains an assistant message this renderer may write as history.
+
+    For a renderer without the extension property (history drops reasoning) such a message is
+    trained in a context the model never sees at inference. Exactly the rows for which per_turn
+    writes more than one example; for a mode per_turn cannot split, the rows that train an
+    assistant message before the last message.
+    """
+    if renderer.has_extension_property or train_on is TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES:
+        return False
+    if train_on in SPLITTABLE_MODES or renderer.splits_every_mode:
+        return len(renderer.example_cuts(messages, train_on)) > 1
+    customized = train_on is TrainOnWhat.CUSTOMIZED
+    return any(
+        m.get("role") == "assistant" and (not customized or bool(m.get("trainable")))
+        for m in messages[:-1]
+    )
+
+
+def turns_summary(counters: Mapping[str, int]) -> dict[str, Any]:
+    """Examples per conversation and the token multiplier (per_turn tokens over each row's longest)."""
+    if not counters.get(CONVERSATIONS):
+        return {}
+    conv_tokens = counters.get(CONVERSATION_TOKENS, 0)
+    return {
+        "examples_per_conversation": round(counters.get(TURN_EXAMPLES, 0) / counters[CONVERSATIONS], 4),
+        "token_multiplier": round(counters.get(TURN_TOKENS, 0) / conv_tokens, 4) if conv_tokens else None,
+    }
+
+
+def history_warnings(counters: Mapping[str, int], recipe_json: Mapping[str, Any]) -> list[dict[str, Any]]:
+    n = counters.get(HISTORY_TRAINED, 0)
+    if not n:
+        return []
+    renderer = (recipe_json.get("renderer") or {}).get("name")
+    return [
+        {
+            "code": "history_turns_trained",
+            "message": (
+                f"{n:,} rows train earlier assistant messages in one sequence, where renderer "
+                f"{renderer} writes them as history (without their reasoning or think block), "
+                "not as the turns the model produced: set `examples: per_turn` to train each "
+                "turn in the context it is sampled from"
+            ),
+            "count": n,
+        }
+    ]
