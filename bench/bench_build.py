@@ -79,7 +79,20 @@ def _texts(work: Path, task: str) -> list[str]:
     return texts
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its waited-for children (load-independent, unlike wall)."""
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
 def child(what: str, work: Path, task: str, workers: int) -> dict[str, Any]:
+    c0 = _cpu()
+    out = _child(what, work, task, workers)
+    out["cpu_seconds_total"] = _cpu() - c0
+    return out
+
+
+def _child(what: str, work: Path, task: str, workers: int) -> dict[str, Any]:
     if what in ("raw_tokenizers", "raw_fastokens"):
         texts = _texts(work, task)
         tok_json = work / "tok" / "tokenizer.json"
@@ -87,7 +100,7 @@ def child(what: str, work: Path, task: str, workers: int) -> dict[str, Any]:
             from tokenizers import Tokenizer
 
             enc = Tokenizer.from_file(str(tok_json))
-            t0 = time.perf_counter()
+            c0, t0 = _cpu(), time.perf_counter()
             n = 0
             for i in range(0, len(texts), 1024):
                 n += sum(len(e.ids) for e in enc.encode_batch_fast(texts[i : i + 1024], add_special_tokens=False))
@@ -97,12 +110,12 @@ def child(what: str, work: Path, task: str, workers: int) -> dict[str, Any]:
 
             fast = fastokens.Tokenizer.from_file(str(tok_json))
             fast.encode_batch_flat(texts[:64])  # first-call setup is not encoding speed
-            t0 = time.perf_counter()
+            c0, t0 = _cpu(), time.perf_counter()
             n = 0
             for i in range(0, len(texts), 1024):
                 ids, _ = fast.encode_batch_flat(texts[i : i + 1024], add_special_tokens=False)
                 n += len(np.frombuffer(ids, np.uint32))
-        return {"seconds": time.perf_counter() - t0, "tokens": n, "rows": len(texts)}
+        return {"seconds": time.perf_counter() - t0, "cpu_seconds": _cpu() - c0, "tokens": n, "rows": len(texts)}
     if what == "build_steady":
         from shardprep.build.run import build
         from shardprep.recipe import load_recipe
@@ -150,15 +163,17 @@ class _Marks:
         return (self.points[-1][1] - self.points[1][1]) / self.points[-1][1] if len(self.points) > 2 else 0.0
 
     def tail(self) -> dict[str, float]:
-        """Rows/s over the first 90 % of rows and over the last 10 % (interpolated between units)."""
-        (t_start, _), (t_end, total) = self.points[0], self.points[-1]
-        cut = 0.9 * total
+        """Rows/s over the first 90 % of the rows and over the last 10 % (interpolated between
+        units), counted from the first finished unit so that start-up is not in the body."""
+        points = self.points[1:] if len(self.points) > 2 else self.points
+        (t_start, r_start), (t_end, total) = points[0], points[-1]
+        cut = r_start + 0.9 * (total - r_start)
         t_cut = t_end
-        for (ta, ra), (tb, rb) in itertools.pairwise(self.points):
+        for (ta, ra), (tb, rb) in itertools.pairwise(points):
             if ra <= cut <= rb:
                 t_cut = ta + (tb - ta) * ((cut - ra) / (rb - ra) if rb > ra else 1.0)
                 break
-        body = cut / (t_cut - t_start)
+        body = (cut - r_start) / (t_cut - t_start) if t_cut > t_start else float("inf")
         last = (total - cut) / (t_end - t_cut) if t_end > t_cut else float("inf")
         return {"first_90pct_rows_per_s": body, "last_10pct_rows_per_s": last, "last_over_first": last / body}
 
@@ -182,9 +197,9 @@ def _whole(work: Path, task: str, workers: int) -> dict[str, Any]:
     prep = Path(sys.executable).parent / "prep"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cmd = [str(prep), "build", str(work / f"{task}.yaml"), "--force", "--json", "--workers", str(workers)]
-    t0 = time.perf_counter()
+    c0, t0 = _cpu(), time.perf_counter()
     subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-    return {"seconds": time.perf_counter() - t0}
+    return {"seconds": time.perf_counter() - t0, "cpu_seconds": _cpu() - c0}
 
 
 def _ref(path: str, work: Path, task: str, cores: int) -> dict[str, Any]:
@@ -247,12 +262,15 @@ def bench_task(work: Path, task: str, cores: int, skip_refs: bool) -> dict[str, 
 
 def _print(task: str, res: dict[str, Any], cores: int) -> dict[str, float]:
     say(f"\n{task.upper()}: {res['rows']:,} sequences, {res['tokens']:,} tokens (Qwen3), {cores} cores")
-    say(f"  {'path':<36} {'M tok/s':>8} {'seconds':>8}")
+    say(f"  {'path':<36} {'M tok/s':>8} {'seconds':>8} {'CPU s':>8} {'M tok/CPU-s':>12}")
     for name, r in res["paths"].items():
         if "skipped" in r:
             say(f"  {name:<36} {'skipped: ' + r['skipped']}")
-        else:
-            say(f"  {name:<36} {r['tokens_per_s'] / 1e6:>8.2f} {r['seconds']:>8.2f}")
+            continue
+        cpu = r.get("cpu_seconds")
+        per_cpu = f"{res['tokens'] / cpu / 1e6:>12.2f}" if cpu else f"{'':>12}"
+        cpu_s = f"{cpu:>8.2f}" if cpu else f"{'':>8}"
+        say(f"  {name:<36} {r['tokens_per_s'] / 1e6:>8.2f} {r['seconds']:>8.2f} {cpu_s} {per_cpu}")
     p = res["paths"]
     whole, steady = p[f"build whole, {cores} worker(s)"], p[f"build steady, {cores} worker(s)"]
     ratios: dict[str, float] = {}
