@@ -190,7 +190,12 @@ def test_unexpected_exception_in_a_row_is_counted_not_internal(
     code, out = prep("build", str(write_recipe(tmp_path, "rows.jsonl", on_error="skip")), "--quiet")
     assert code == 0, out
     m = json.loads((tmp_path / "out/manifest.json").read_text())
-    assert m["stats"]["dropped"] == {"unexpected_error": 1} and m["splits"]["train"]["rows"] == GOOD - 1
-    code, out = prep("build", str(write_recipe(tmp_path, "rows.jsonl", name="failing", output="out2")), "--quiet")
+    assert (
+        m["stats"]["dropped"] == {"unexpected_error": 1}
+        and m["splits"]["train"]["rows"] == GOOD - 1
+    )
+    code, out = prep(
+        "build", str(write_recipe(tmp_path, "rows.jsonl", name="failing", output="out2")), "--quiet"
+    )
     assert code == 2 and "rows.jsonl, line 4" in out and "injected failure" in out, out
     assert "internal error" not in out

@@ -26,16 +26,21 @@ from ._project import TOY, jsonl_bytes, prep, write_recipe
 
 @pytest.mark.parametrize(
     ("name", "body"),
-    [("empty.jsonl", b""), ("blank.jsonl", b" \n\n\t \n"), ("header.csv", b"prompt,completion\n"), ("empty.json", b"[]")],
+    [
+        ("empty.jsonl", b""),
+        ("blank.jsonl", b" \n\n\t \n"),
+        ("header.csv", b"prompt,completion\n"),
+        ("empty.json", b"[]"),
+    ],
 )
 def test_input_without_rows_is_an_error(tmp_path: Path, name: str, body: bytes, faults) -> None:
     (tmp_path / name).write_bytes(body)
-    fmt = {"format": "prompt_completion"} if name.endswith(".csv") else {}
-    recipe = write_recipe(tmp_path, name)
-    if fmt:
-        data = json.loads(json.dumps(__import__("yaml").safe_load(recipe.read_text())))
-        data["sources"][0].update(fmt)
-        recipe.write_text(__import__("yaml").safe_dump(data))
+    overrides = (
+        {"sources": [{"name": "empty", "path": name, "format": "prompt_completion"}]}
+        if name.endswith(".csv")
+        else {}
+    )
+    recipe = write_recipe(tmp_path, name, **overrides)
     faults.bad_input()
     code, out = prep("build", str(recipe), "--quiet")
     assert code == 2, out
@@ -97,7 +102,9 @@ def test_malformed_manifest_is_one_line_exit_2(out: Path, kind: str, faults) -> 
     for command in ("show", "verify"):
         code, text = prep(command, str(out))
         assert code == 2, (command, text)
-        assert "manifest.json" in text and "malformed" in text and "internal error" not in text, text
+        assert "manifest.json" in text and "malformed" in text and "internal error" not in text, (
+            text
+        )
 
 
 def test_shard_symlinked_outside_is_refused(out: Path, tmp_path: Path, faults) -> None:
@@ -150,7 +157,9 @@ def test_show_refuses_a_build_with_a_missing_shard(out: Path, faults) -> None:
     assert code == 2 and "damaged" in text and "missing" in text, text
 
 
-def test_disk_full_is_one_line_naming_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faults) -> None:
+def test_disk_full_is_one_line_naming_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faults
+) -> None:
     (tmp_path / "rows.jsonl").write_bytes(jsonl_bytes(30))
     recipe = write_recipe(tmp_path, "rows.jsonl")
 
@@ -161,4 +170,8 @@ def test_disk_full_is_one_line_naming_the_path(tmp_path: Path, monkeypatch: pyte
     faults.fault()
     code, text = prep("build", str(recipe), "--quiet")
     assert code == 2, text
-    assert "No space left on device" in text and str(tmp_path / "out") in text and "internal error" not in text
+    assert (
+        "No space left on device" in text
+        and str(tmp_path / "out") in text
+        and "internal error" not in text
+    )
