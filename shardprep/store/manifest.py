@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shardprep import FORMAT_VERSION
 from shardprep.errors import ManifestError
@@ -24,6 +26,97 @@ def fingerprint(parts: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json({"format_version": FORMAT_VERSION, **parts}).encode()).hexdigest()
 
 
+class _Entry(BaseModel):
+    # A newer shardprep may add fields; a reader keeps them and relies only on the typed ones.
+    model_config = ConfigDict(extra="allow")
+
+
+class ShardEntry(_Entry):
+    path: str  # relative to the build folder
+    rows: int
+    sha256: str
+    bytes: int = 0
+    tokens: int = 0
+    trained_tokens: int = 0
+
+    @field_validator("path")
+    @classmethod
+    def _inside(cls, rel: str) -> str:
+        if rel.startswith("/") or posixpath.normpath(rel).startswith("..") or "://" in rel:
+            raise ValueError(f"{_ESCAPES}shard path {rel!r} leaves the shard directory")
+        return rel
+
+
+class SplitEntry(_Entry):
+    rows: int
+    shards: list[ShardEntry]
+    tokens: int = 0
+    trained_tokens: int = 0
+
+
+class SourceEntry(_Entry):
+    name: str
+    path: str | None = None
+    format: str | None = None
+    files: list[dict[str, Any]] = Field(default_factory=list)
+    hub: dict[str, Any] | None = None
+    rows_read: int = 0
+    examples: int = 0
+    tokens: int = 0
+    trained_tokens: int = 0
+    dropped: int = 0
+    truncated: int | None = None
+    dropped_by_reason: dict[str, int] | None = None
+
+
+class BuildStats(_Entry):
+    rows_read: int = 0
+    examples: int = 0
+    dropped: dict[str, int] = Field(default_factory=dict)
+    truncated: int = 0
+    length_histogram: dict[str, list[int]] = Field(default_factory=dict)
+    task_counters: dict[str, int] = Field(default_factory=dict)
+    task_summary: dict[str, Any] | None = None
+    units: int = 0
+    units_resumed: int = 0
+    elapsed_s: float = 0.0
+    rows_per_s: float | None = None
+    tokens_per_s: float | None = None
+
+
+class Manifest(_Entry):
+    """manifest.json. What a reader needs is required; provenance and stats default when absent
+    (older builds, hand-written test builds)."""
+
+    format: Literal["shardprep"]
+    format_version: int
+    fingerprint: str
+    splits: dict[str, SplitEntry]
+    schema_id: str = Field("sft/1", alias="schema")
+    shardprep_version: str | None = None
+    created_at: str | None = None
+    quick_key: str | None = None
+    task: str = "sft"
+    recipe: dict[str, Any] = Field(default_factory=dict)
+    tokenizer: dict[str, Any] = Field(default_factory=dict)
+    renderer: dict[str, Any] = Field(default_factory=dict)
+    train_on: str | None = None
+    sources: list[SourceEntry] = Field(default_factory=list)
+    stats: BuildStats = Field(default_factory=BuildStats)
+    data_dir: str | None = None
+    skipped_sample: str | None = None
+    conformance: dict[str, Any] | None = None
+    warnings: list[dict[str, Any]] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=False)
+
+
+_ESCAPES = "@escapes:"  # marks the path check's message, reported before any other problem
+
+
 def read_manifest(output: Output) -> dict[str, Any] | None:
     """The manifest of a complete build, or None when there is none (an unfinished build has none)."""
     if not output.exists(MANIFEST_NAME):
@@ -36,7 +129,8 @@ def read_manifest(output: Output) -> dict[str, Any] | None:
     return data
 
 
-def validate_manifest(data: Any, *, where: str) -> None:
+def validate_manifest(data: Any, *, where: str) -> Manifest:
+    """The typed manifest; a malformed one is one line naming the field (never a crash later)."""
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise ManifestError(f"{where} is not a shardprep manifest")
     version = data.get("format_version")
@@ -44,40 +138,20 @@ def validate_manifest(data: Any, *, where: str) -> None:
         raise ManifestError(
             f"{where} has format_version {version!r}; this shardprep reads up to {FORMAT_VERSION} (upgrade shardprep)"
         )
-    problem = _shape_problem(data)
-    if problem:
-        raise ManifestError(f"{where}: {problem}")
-
-
-def _shape_problem(data: dict[str, Any]) -> str | None:
-    """The first shard path that leaves the output, or field a reader relies on that is missing or
-    of the wrong type (a malformed manifest is one line naming it, never a crash later)."""
-    splits = data.get("splits")
-    if not isinstance(splits, dict):
-        return "malformed: `splits` is not a mapping of split names"
-    shards: list[tuple[str, int, dict[str, Any]]] = []
-    for split, info in splits.items():
-        if not isinstance(info, dict) or not isinstance(info.get("shards"), list):
-            return f"malformed: split {split!r} has no `shards` list"
-        for i, shard in enumerate(info["shards"]):
-            if not isinstance(shard, dict) or not isinstance(shard.get("path"), str):
-                return f"malformed: split {split!r} shard {i} has no string `path`"
-            rel = shard["path"]
-            norm = posixpath.normpath(rel)
-            if rel.startswith("/") or norm.startswith("..") or "://" in rel:
-                return f"shard path {rel!r} of split {split!r} leaves the shard directory"
-            shards.append((split, i, shard))
-    if not isinstance(data.get("fingerprint"), str):
-        return "malformed: `fingerprint` is not a string"
-    for split, info in splits.items():
-        if not isinstance(info.get("rows"), int):
-            return f"malformed: split {split!r} has no integer `rows`"
-    for split, i, shard in shards:
-        for key, kind in (("rows", int), ("sha256", str)):
-            if not isinstance(shard.get(key), kind):
-                return f"malformed: split {split!r} shard {i} has no {kind.__name__} `{key}`"
-    return None
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as err:
+        errors = err.errors()
+        escapes = [e for e in errors if _ESCAPES in str(e.get("msg", ""))]
+        if escapes:
+            msg = str(escapes[0]["msg"]).split(_ESCAPES, 1)[1]
+            split = escapes[0]["loc"][1] if len(escapes[0]["loc"]) > 1 else "?"
+            raise ManifestError(f"{where}: {msg.removesuffix('.')} (split {split!r})") from None
+        first = errors[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ManifestError(f"{where}: malformed: `{loc}`: {first['msg']}") from None
 
 
 def write_manifest(output: Output, manifest: dict[str, Any]) -> None:
+    validate_manifest(manifest, where="the manifest being written")  # the contract holds both ways
     output.write_text_atomic(MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
