@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from shardprep import FORMAT_VERSION, __version__
 from shardprep.build.checks import preflight
+from shardprep.build.compact import compact_manifest
 from shardprep.build.engines import Engine, make_engine
 from shardprep.build.engines.local import LocalEngine, resolve_workers
 from shardprep.build.lock import build_lock
@@ -319,6 +320,11 @@ def _build_locked(
         output.write_text_atomic(
             manifest["skipped_sample"], "".join(_json_line(s) for s in _skipped(ordered, recipe.skipped_sample))
         )
+    # Many small unit shards -> files of the size asked for; the unit shards go after the manifest.
+    replaced = compact_manifest(
+        output, plan.data_dir, manifest, TASKS[recipe.task].schema, max_rows=recipe.shards.max_rows,
+        max_bytes=recipe.shards.max_bytes, row_group_rows=recipe.shards.row_group_rows,
+    )
     # Never a manifest listing a shard that is not there (an object store that lost writes).
     lost = shard_problems(output, manifest)
     if lost:
@@ -327,6 +333,8 @@ def _build_locked(
             "the store lost them: run the build again to redo their units"
         )
     write_manifest(output, manifest)
+    for rel in replaced:
+        output.fs.rm(output.path(rel))  # merged into the manifest's shards
     for name in output.listdir():
         if name.startswith("data-") and name != plan.data_dir:
             output.remove_tree(name)  # the previous build, now unreferenced

@@ -30,6 +30,7 @@ def built(tmp_path: Path) -> tuple[Path, dict]:
         "renderer": "qwen3",
         "sources": [{"path": "d.jsonl"}],
         "work_unit_rows": 10,
+        "shards": {"max_rows": 10},  # several shards (a build merges small unit shards)
     }
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     res = build(*load_recipe(tmp_path / "r.yaml"))
