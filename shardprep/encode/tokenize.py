@@ -31,6 +31,9 @@ from shardprep.tokenizer import LoadedTokenizer
 _EMPTY = np.empty(0, dtype=np.int32)
 _EMPTY.setflags(write=False)
 
+# text -> (start, length) in a batch's id pool
+Where = dict[str, tuple[int, int]]
+
 
 @dataclass(frozen=True, slots=True)
 class RenderedExample:
@@ -78,7 +81,8 @@ class BatchEncoder:
         self._requested = requested_encoder(encoder)  # an unknown name fails here, not later
         self._probe = tuple(probe)
         self._selection: Selection | None = None
-        self._memo: dict[TextChunk, np.ndarray] = {}
+        # Short texts' ids across batches (headers, end-of-turn markers), per encoding.
+        self._memo: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = ({}, {})
 
     @property
     def selection(self) -> Selection:
@@ -97,39 +101,67 @@ class BatchEncoder:
         """The encoder in use: "fastokens" or "tokenizers"."""
         return self.selection.name
 
+    def locate(self, chunks: Iterable[TextChunk]) -> tuple[np.ndarray, tuple[Where, Where]]:
+        """Every distinct text chunk's ids as (start, length) in one int32 pool.
+
+        Returns (pool, (plain, escaped)), each a dict text -> (start, length). Dicts keyed by
+        the text (whose hash Python caches) per encoding keep this loop free of Python-level
+        hashing; memoized constants are copied into the pool, new texts encoded in one call
+        per encoding.
+        """
+        where: tuple[Where, Where] = ({}, {})
+        todo: tuple[list[str], list[str]] = ([], [])
+        memo = self._memo
+        pieces: list[np.ndarray] = []
+        size = 0
+        for chunk in chunks:
+            enc = chunk.encoding
+            text = chunk.text
+            w = where[enc]
+            if text in w:
+                continue
+            hit = memo[enc].get(text)
+            if hit is not None:
+                w[text] = (size, len(hit))
+                pieces.append(hit)
+                size += len(hit)
+            elif not text:
+                w[text] = (0, 0)
+            else:
+                w[text] = (-1, 0)  # placeholder, filled below; also dedupes
+                todo[enc].append(text)
+        max_chars = self.memo_max_chars
+        for enc in (Encoding.NORMAL, Encoding.ESCAPED):
+            pending = todo[enc]
+            if not pending:
+                continue
+            ids, offsets = self.backend.encode_flat(pending, escaped=enc == Encoding.ESCAPED)
+            bounds = offsets.tolist()  # one int per chunk, not per token
+            w, m = where[enc], memo[enc]
+            for i, text in enumerate(pending):
+                start, n = bounds[i], bounds[i + 1] - bounds[i]
+                w[text] = (size + start, n)
+                if len(text) <= max_chars:
+                    if len(m) >= self.memo_max_entries:
+                        m.clear()  # crude bound; constants come back on the next batch
+                    # A copy: a view would keep the whole batch's buffer alive.
+                    kept = ids[start : start + n].copy()
+                    kept.setflags(write=False)
+                    m[text] = kept
+            pieces.append(ids)
+            size += len(ids)
+        pool = np.concatenate(pieces).astype(np.int32, copy=False) if pieces else _EMPTY
+        return pool, where
+
     def encode_unique(self, chunks: Iterable[TextChunk]) -> dict[TextChunk, np.ndarray]:
         """Token ids of every distinct text chunk (read-only views into one flat buffer)."""
+        chunks = list(chunks)
+        pool, where = self.locate(chunks)
+        pool.setflags(write=False)
         found: dict[TextChunk, np.ndarray] = {}
-        todo: dict[Encoding, list[TextChunk]] = {}
-        memo = self._memo
-        for chunk in chunks:
-            if chunk in found:
-                continue
-            hit = memo.get(chunk)
-            if hit is not None:
-                found[chunk] = hit
-            elif not chunk.text:
-                found[chunk] = _EMPTY
-            else:
-                found[chunk] = _EMPTY  # placeholder, filled below; also dedupes
-                todo.setdefault(chunk.encoding, []).append(chunk)
-        for encoding, pending in todo.items():
-            ids, offsets = self.backend.encode_flat(
-                [c.text for c in pending], escaped=encoding == Encoding.ESCAPED
-            )
-            ids.setflags(write=False)
-            bounds = offsets.tolist()  # one int per chunk, not per token
-            max_chars = self.memo_max_chars
-            for i, chunk in enumerate(pending):
-                view = ids[bounds[i] : bounds[i + 1]]
-                found[chunk] = view
-                if len(chunk.text) <= max_chars:
-                    if len(memo) >= self.memo_max_entries:
-                        memo.clear()  # crude bound; constants come back on the next batch
-                    # A copy: a view would keep the whole batch's buffer alive.
-                    kept = view.copy()
-                    kept.setflags(write=False)
-                    memo[chunk] = kept
+        for c in chunks:
+            start, n = where[c.encoding][c.text]
+            found[c] = pool[start : start + n]
         return found
 
     def encode_chunks(self, chunks: Sequence[Chunk]) -> list[np.ndarray]:
@@ -209,9 +241,16 @@ def render_supervised_flat(
 def render_plans_flat(
     renderer: Renderer, encoder: BatchEncoder, plans: Sequence[SupervisedPlan | RowError]
 ) -> RenderedBatch:
-    """Supervised plans -> one flat batch (one encode call), prompt prefixes zeroed per row."""
-    table = encoder.encode_unique(_text_chunks(plans))
-    arrays: list[np.ndarray] = []
+    """Supervised plans -> one flat batch (one encode call), prompt prefixes zeroed per row.
+
+    Each chunk is a (start, length) in the encoder's id pool; the batch's tokens are one gather
+    from the pool, its weights one repeat: per chunk, only two list appends run in Python.
+    """
+    pool, where = encoder.locate(_text_chunks(plans))
+    extra: list[np.ndarray] = []  # literal ids chunks, placed after the pool
+    extra_size = len(pool)
+    starts: list[int] = []
+    lens: list[int] = []
     chunk_weights: list[float] = []
     row_chunks = np.zeros(len(plans), dtype=np.int64)
     errors: dict[int, RowError] = {}
@@ -220,26 +259,50 @@ def render_plans_flat(
             errors[i] = plan
             continue
         for c in plan.chunks:
-            arrays.append(table[c] if type(c) is TextChunk else _lookup(table, c))
+            if type(c) is TextChunk:
+                start, n = where[c.encoding][c.text]
+            else:
+                ids = _lookup({}, c)
+                start, n = extra_size, len(ids)
+                extra.append(ids)
+                extra_size += n
+            starts.append(start)
+            lens.append(n)
         chunk_weights.extend(plan.weights)
         row_chunks[i] = len(plan.chunks)
-    lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
-    tokens = np.concatenate(arrays).astype(np.int32, copy=False) if arrays else _EMPTY.copy()
-    weights = np.repeat(np.asarray(chunk_weights, dtype=np.float32), lengths)
-    ends = np.zeros(len(arrays) + 1, dtype=np.int64)
+    if extra:
+        pool = np.concatenate([pool, *extra]).astype(np.int32, copy=False)
+    lengths = np.asarray(lens, dtype=np.int64)
+    ends = np.zeros(len(lens) + 1, dtype=np.int64)
     np.cumsum(lengths, out=ends[1:])
+    gather = np.repeat(np.asarray(starts, dtype=np.int64) - ends[:-1], lengths)
+    gather += np.arange(ends[-1], dtype=np.int64)
+    tokens = pool[gather]  # a new, writable int32 array
+    weights = np.repeat(np.asarray(chunk_weights, dtype=np.float32), lengths)
     offsets = np.zeros(len(plans) + 1, dtype=np.int64)
     offsets[1:] = ends[np.cumsum(row_chunks)]
     for i, plan in enumerate(plans):
         if isinstance(plan, RowError) or plan.prompt is None:
             continue
         a, b = offsets[i], offsets[i + 1]
-        prompt, _ = _concat(table, plan.prompt)
+        prompt = _gather(pool, where, plan.prompt)
         try:
             zero_prompt_prefix(renderer, tokens[a:b], weights[a:b], prompt)
         except RowError as exc:
             errors[i] = exc
     return RenderedBatch(tokens, weights, offsets, errors)
+
+
+def _gather(pool: np.ndarray, where: tuple[Where, Where], chunks: Sequence[Chunk]) -> np.ndarray:
+    """One row's chunks (a prompt) as ids, from the pool and literal ids."""
+    parts = []
+    for c in chunks:
+        if type(c) is TextChunk:
+            start, n = where[c.encoding][c.text]
+            parts.append(pool[start : start + n])
+        else:
+            parts.append(_lookup({}, c))
+    return np.concatenate(parts).astype(np.int32, copy=False) if parts else _EMPTY.copy()
 
 
 def render_supervised_batch(
