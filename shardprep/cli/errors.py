@@ -55,6 +55,9 @@ _OS_CAUSE: dict[int, str] = {
 def _hint(exc: ShardprepError) -> str:
     if exc.hint:
         return exc.hint
+    if isinstance(exc, RowError) and exc.reason == "missing_field":
+        # Usually every row: the format or the columns mapping is wrong, not this one row.
+        return "`prep formats` lists each format's fields; `prep validate RECIPE` checks the first rows of every source"
     for cls in type(exc).__mro__:
         if cls in _NEXT_STEP:
             return _NEXT_STEP[cls]  # type: ignore[index]
