@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # setuptools prints an informational notice on every editable install (not about this project).
 EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q -e
 
-.PHONY: demo test test-reference lint bench clean
+.PHONY: demo test test-reference golden lint bench clean
 
 $(CORE_STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -49,6 +49,15 @@ $(REF_STAMP):
 test-reference: $(STAMP) $(REF_STAMP)
 	HF_HUB_OFFLINE=1 SHARDPREP_REFERENCE_REQUIRED=1 SHARDPREP_REF_PYTHON=$(REF)/bin/python \
 		$(BIN)/pytest -m reference tests/reference -p no:cacheprovider
+
+# One golden file (tests/fixtures/golden/RENDERER__TOKENIZER.jsonl.gz) made by tinker-cookbook from
+# the repo's conversations and tokenizer (dev-only; see tests/fixtures/golden/README.md).
+# make golden RENDERER=qwen3 TOKENIZER=qwen3 [OUT=/tmp/golden]
+golden: $(STAMP) $(REF_STAMP)
+	@test -n "$(RENDERER)" -a -n "$(TOKENIZER)" || \
+		{ echo "usage: make golden RENDERER=name TOKENIZER=folder [OUT=dir]" >&2; exit 2; }
+	HF_HUB_OFFLINE=1 SHARDPREP_REF_PYTHON=$(REF)/bin/python $(BIN)/python \
+		tests/reference/make_golden.py $(RENDERER) $(TOKENIZER) $(if $(OUT),--out $(OUT))
 
 lint: $(STAMP)
 	$(BIN)/ruff check shardprep tests bench

@@ -19,6 +19,10 @@ refusal). Requests:
   from `build_supervised_examples` (plural), with the renderer's `has_extension_property`.
 * `{"op": "hf_template", "tokenizer": dir, "items": [{"messages", "add_generation_prompt"}]}`
   -> `results`: per item `{"tokens"} | {"error"}` from `transformers.apply_chat_template`.
+* `{"op": "golden", "renderer", "tokenizer": dir, "date": str | null, "modes": [...], "items": [{"messages", "messages_customized", "prompt"}]}`
+  -> `results`: as `render`, plus each mode's `chunks` (`[[start, length], ...]`) and untruncated
+  errors; the renderer's `current_date` set to `date` where it has one (gpt-oss).
+  What `tests/reference/make_golden.py` writes into tests/fixtures/golden.
 
 Tokenizer folders hold `tokenizer.json.gz`; each is unpacked once into a temporary folder so that
 `AutoTokenizer.from_pretrained` can read it.
@@ -43,6 +47,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 _TMP = Path(tempfile.mkdtemp(prefix="shardprep-oracle-"))
 _TOKENIZERS: dict[str, Any] = {}
 _RENDERERS: dict[tuple[str, str], Any] = {}
+_DATED: dict[tuple[str, str, str | None], Any] = {}  # the `golden` op's
 
 
 def tokenizer(folder: str) -> Any:
@@ -197,7 +202,56 @@ def known_renderers(candidates: list[str]) -> list[str]:
     return known
 
 
-OPS = {"hello": hello, "render": render, "examples": examples, "hf_template": hf_template}
+def golden(req: dict[str, Any]) -> dict[str, Any]:
+    from tinker_cookbook import renderers
+    from tinker_cookbook.renderers import TrainOnWhat
+
+    # One renderer per (name, tokenizer, date), apart from `render`'s: qwen3's constructor deep-copies
+    # the tokenizer (seconds), and the committed files show a reused one renders as a fresh one.
+    key = (req["renderer"], req["tokenizer"], req.get("date"))
+    if key not in _DATED:
+        r = renderers.get_renderer(req["renderer"], tokenizer(req["tokenizer"]))
+        if req.get("date") is not None and hasattr(r, "current_date"):
+            r.current_date = req["date"]  # the library default is today: golden files must not age
+        _DATED[key] = r
+    r = _DATED[key]
+
+    def error(exc: BaseException) -> dict[str, str]:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+    results = []
+    for item in req["items"]:
+        modes: dict[str, Any] = {}
+        for mode in req["modes"]:
+            try:
+                which = "messages_customized" if mode == "customized" else "messages"
+                model_input, weights = r.build_supervised_example(
+                    to_tinker(item[which]), TrainOnWhat(mode)
+                )
+                start, chunks = 0, []
+                for chunk in model_input.chunks:
+                    chunks.append([start, chunk.length])
+                    start += chunk.length
+                tokens = model_input.to_ints()
+                modes[mode] = {"tokens": tokens, "weights": _weights(weights), "chunks": chunks}
+            except Exception as exc:  # a refusal
+                modes[mode] = error(exc)
+        try:
+            prompt_input = r.build_generation_prompt(to_tinker(item["prompt"]))
+            prompt = {"tokens": prompt_input.to_ints()}
+        except Exception as exc:
+            prompt = error(exc)
+        results.append({"modes": modes, "prompt": prompt})
+    return {"results": results}
+
+
+OPS = {
+    "hello": hello,
+    "render": render,
+    "examples": examples,
+    "hf_template": hf_template,
+    "golden": golden,
+}
 
 
 def main() -> None:
