@@ -5,11 +5,10 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from shardprep.errors import RowError
-
-Message = dict[str, Any]
+from shardprep.messages import Message
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 _MISSING = object()
@@ -185,7 +184,7 @@ def finish(
             continue
         for call, tool_msg in zip(calls, messages[i + 1 : j], strict=True):
             if "tool_call_id" not in tool_msg and "name" not in tool_msg:
-                tool_msg["tool_call_id"] = call["id"]
+                tool_msg["tool_call_id"] = cast(str, call["id"])
                 tool_msg["name"] = call["function"]["name"]
     if customized:
         flags = trainable if trainable is not None else [None] * len(messages)

@@ -65,7 +65,7 @@ def _has_text(msg: Message) -> bool:
     content = msg.get("content")
     if isinstance(content, str):
         return bool(content.strip())
-    return any((p.get("text") or p.get("thinking") or "").strip() for p in content or ())
+    return any(str(p.get("text") or p.get("thinking") or "").strip() for p in content or ())
 
 
 def _check(prompt: list[Message], a: list[Message], b: list[Message], field: str) -> Comparison:
@@ -189,8 +189,8 @@ def _text_pair(row: Mapping[str, Any], columns: Mapping[str, str] | None) -> Lab
     msgs.append({"role": "user", "content": _string(prompt, f_p)})
     if not prompt.strip():
         raise RowError(BAD_PAIR, "the prompt is empty", field=f_p)
-    a = [{"role": "assistant", "content": _string(chosen, f_c)}]
-    b = [{"role": "assistant", "content": _string(rejected, f_r)}]
+    a: list[Message] = [{"role": "assistant", "content": _string(chosen, f_c)}]
+    b: list[Message] = [{"role": "assistant", "content": _string(rejected, f_r)}]
     return LabeledComparison(_check(msgs, a, b, f_p), "A")
 
 

@@ -20,9 +20,10 @@ parts (no `text` / `thinking`, non-string text), and a non-bool `trainable`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from shardprep.errors import RowError
+from shardprep.messages import ToolCall
 
 from ._common import ROLES, Message, column, finish, normalize_tool_calls, parse_call_value
 
@@ -167,7 +168,7 @@ def convert(
                 else ([{"type": "text", "text": content}] if content else [])
             )
             content = [{"type": "thinking", "thinking": reasoning}, *rest]
-        msg["content"] = content
+        msg["content"] = cast(Any, content)  # kept as the row has it; the renderer judges it
         listed = src.get("tool_calls") is not None
         if listed:
             calls = normalize_tool_calls(src["tool_calls"], f"{where}.tool_calls") + calls
@@ -178,7 +179,7 @@ def convert(
                     f"only assistant messages carry tool calls, not {role}",
                     field=f"{where}.tool_calls",
                 )
-            msg["tool_calls"] = calls
+            msg["tool_calls"] = cast(list[ToolCall], calls)
         elif listed and role == "assistant":
             # `"tool_calls": []` is kept: the ChatML templates write a separator for an empty
             # list that they do not write for a missing key (tinker follows them).

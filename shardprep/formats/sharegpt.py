@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from shardprep.errors import RowError
+from shardprep.messages import ToolCall
 
 from ._common import Message, column, finish, parse_call_value
 
@@ -88,7 +89,7 @@ def convert(
             )
         if role == "function_call":
             calls = parse_call_value(value, f"{where}.{content_tag}")
-            messages.append({"role": "assistant", "content": "", "tool_calls": calls})
+            messages.append({"role": "assistant", "content": "", "tool_calls": cast(list[ToolCall], calls)})
         else:
             if value is None and role == "assistant":
                 value = ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from shardprep.errors import RowError
 from shardprep.renderers.base import Renderer
@@ -36,7 +36,7 @@ def _spec(entry: Any, where: str) -> ToolSpec:
             field=f"{where}.parameters",
         )
     # Key order is kept: several families dump the spec as JSON.
-    return dict(entry)
+    return cast(ToolSpec, dict(entry))
 
 
 def tools_of(row: Mapping[str, Any], columns: Mapping[str, str] | None = None) -> list[ToolSpec] | None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shardprep.errors import RendererError
-
-Message = dict[str, Any]
+from shardprep.messages import Message
 
 
 def has_thinking(content: Any) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from shardprep.errors import RendererError
 from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
@@ -60,7 +60,7 @@ def _arguments_dict(arguments: str) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {"arguments": arguments}
 
 
-def _is_user_turn(message: Message, idx: int) -> bool:
+def _is_user_turn(message: Message | dict[str, Any], idx: int) -> bool:
     role = message.get("role")
     return role in ("user", "tool") or (role == "system" and idx > 0)
 
@@ -68,7 +68,8 @@ def _is_user_turn(message: Message, idx: int) -> bool:
 def _merge_turns(messages: Sequence[Message]) -> list[Message]:
     # Recomputed from scratch each time (private keys dropped), so re-applying it to a prefix,
     # as generation prompts do, marks that prefix's own last turn.
-    out = [{k: v for k, v in m.items() if k not in _PRIVATE} for m in messages]
+    # Plain dicts while private keys are added; handed back as messages that carry them.
+    out: list[dict[str, Any]] = [{k: v for k, v in m.items() if k not in _PRIVATE} for m in messages]
     i = 0
     while i < len(out):
         if out[i].get("role") not in ("user", "tool"):
@@ -103,7 +104,7 @@ def _merge_turns(messages: Sequence[Message]) -> list[Message]:
     for k in range(last_turn + 1, len(out)):
         if out[k].get("role") == "assistant":
             out[k][_AFTER_LAST_TURN] = True
-    return out
+    return cast(list[Message], out)
 
 
 class DeepSeekV4_1Renderer(Renderer):
@@ -167,14 +168,14 @@ class DeepSeekV4_1Renderer(Renderer):
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         role = message["role"]
         opening = self._opening(ctx, message)
-        if message.get(_TURN_SKIP):
+        if cast(dict[str, Any], message).get(_TURN_SKIP):
             return RenderedMessage(output=[])
         if role == "system" and ctx.idx == 0:
             return RenderedMessage(header=text(opening), output=[text(ensure_text(message["content"]))])
         if role == "system":
             return RenderedMessage(header=text(_SYSTEM), output=[text(ensure_text(message["content"]))])
         if role in ("user", "tool"):
-            body = message.get(_TURN_TEXT, _text(message["content"]))
+            body = str(cast(dict[str, Any], message).get(_TURN_TEXT) or _text(message["content"]))
             return RenderedMessage(header=text(opening + _USER), output=[text(body)])
         if role != "assistant":
             raise RendererError(f"{self.name} cannot render role {role!r}", field="role")
@@ -182,7 +183,7 @@ class DeepSeekV4_1Renderer(Renderer):
 
     def _assistant(self, message: Message, ctx: RenderContext, opening: str) -> RenderedMessage:
         keeps = self.thinking and (
-            not self.strip_thinking_from_history or bool(message.get(_AFTER_LAST_TURN))
+            not self.strip_thinking_from_history or bool(cast(dict[str, Any], message).get(_AFTER_LAST_TURN))
         )
         prev = ctx.prev_message
         after_user = prev is not None and _is_user_turn(prev, ctx.idx - 1)
@@ -205,7 +206,7 @@ class DeepSeekV4_1Renderer(Renderer):
 
     def generation_suffix(self, role: str, ctx: RenderContext) -> list[Chunk]:
         # The message being prompted for is after every user turn, so it keeps its reasoning.
-        empty: Message = {"role": role, "content": "", _AFTER_LAST_TURN: True}
+        empty = cast(Message, {"role": role, "content": "", _AFTER_LAST_TURN: True})
         header = self.render_message(empty, ctx).header
         return [header] if header is not None else []
 

@@ -76,7 +76,7 @@ class GptOssRenderer(Renderer):
         prompt = self.system_prompt()
         # Compared by content, not role: a tool prefix starts with its own internal system
         # message (the routing note), which must not stand in for this prompt.
-        first = messages[0] if messages else {}
+        first: dict[str, Any] = dict(messages[0]) if messages else {}
         if prompt is None or (first.get("role") == INTERNAL_SYSTEM and first.get("content") == prompt):
             return messages
         return [{"role": INTERNAL_SYSTEM, "content": prompt}, *messages]
@@ -85,7 +85,7 @@ class GptOssRenderer(Renderer):
         # A routing note as the internal system message, then one developer message with the
         # instructions and the TypeScript definitions (rendered verbatim: role `developer`).
         try:
-            defs = "\n\n".join(harmony_function(t) for t in tools)
+            defs = "\n\n".join(harmony_function(dict(t)) for t in tools)
         except Unsupported as exc:
             raise unsupported(self.name, f"cannot declare this tool: {exc}") from None
         sections = [f"# Instructions\n\n{system_prompt}"] if system_prompt else []

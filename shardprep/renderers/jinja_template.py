@@ -9,7 +9,7 @@ The sandbox matters: a template is code that came with a downloaded model.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -120,7 +120,8 @@ class ChatTemplate:
 
     def render(
         self,
-        messages: Sequence[Message],
+        # As `template_messages` gives them: what Jinja templates read, not shardprep's Message.
+        messages: Sequence[Mapping[str, Any]],
         *,
         add_generation_prompt: bool = False,
         tools: list[dict[str, Any]] | None = None,

@@ -79,7 +79,7 @@ class KimiK2Renderer(Renderer):
         # A tool_declare turn, then the system prompt (Kimi's default one when there is none).
         if self.typescript_tools:
             try:
-                declaration = kimi_ts(tools)
+                declaration = kimi_ts([dict(t) for t in tools])
             except Unsupported as exc:
                 raise unsupported(self.name, f"cannot declare this tool: {exc}") from None
         else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from shardprep.errors import RendererError
 from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
@@ -39,10 +39,12 @@ def _merge(messages: Sequence[Message]) -> tuple[list[Message], str]:
     """(messages without system ones, consecutive same-role ones merged; the system prompt)."""
     system: list[str] = []
     rest: list[Message] = []
-    for m in messages:
-        if _SYSTEM_KEY in m:
-            system.append(m[_SYSTEM_KEY])
-        m = {k: v for k, v in m.items() if k != _SYSTEM_KEY}
+    for original in messages:
+        # Internal keys (the merged system text) ride on the message dicts between passes.
+        raw = cast(dict[str, Any], original)
+        if _SYSTEM_KEY in raw:
+            system.append(raw[_SYSTEM_KEY])
+        m = cast(Message, {k: v for k, v in raw.items() if k != _SYSTEM_KEY})
         if m.get("role") == "system":
             system.append(_text(m["content"], "system message content"))
         else:
@@ -53,14 +55,14 @@ def _merge(messages: Sequence[Message]) -> tuple[list[Message], str]:
         if prev is None or m.get("role") != prev.get("role") or m.get("role") == "tool":
             merged.append(m)
             continue
-        joined = dict(prev)
+        joined = cast(dict[str, Any], dict(prev))
         joined["content"] = (
             _text(prev["content"], "content") + "\n\n" + _text(m["content"], "content")
         )
         calls = list(prev.get("tool_calls") or []) + list(m.get("tool_calls") or [])
         if calls:
             joined["tool_calls"] = calls
-        merged[-1] = joined
+        merged[-1] = cast(Message, joined)
     return merged, "\n\n".join(system)
 
 
@@ -109,14 +111,14 @@ class MistralRenderer(Renderer):
                 )
         last_user = max((i for i, m in enumerate(merged) if m.get("role") == "user"), default=-1)
         if system and last_user >= 0:
-            merged[last_user] = {**merged[last_user], _SYSTEM_KEY: system}
+            merged[last_user] = cast(Message, {**merged[last_user], _SYSTEM_KEY: system})
         return merged
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         role = message["role"]
         sp = "" if self.tekken else " "
         if role == "user":
-            system = message.get(_SYSTEM_KEY)
+            system = cast(dict[str, Any], message).get(_SYSTEM_KEY)
             body = f"[INST]{sp}" + (system + "\n\n" if system else "")
             body += _text(message["content"], "user message content") + "[/INST]"
             return RenderedMessage(output=[text(body)])

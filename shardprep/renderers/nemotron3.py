@@ -9,7 +9,7 @@ a newline.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from shardprep.errors import RendererError
 from shardprep.renderers.base import RenderContext
@@ -54,7 +54,7 @@ class Nemotron3Renderer(Qwen3_5Renderer):
         idx = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
         if idx < 0:
             return messages
-        message = dict(messages[idx])
+        message = cast(Message, dict(messages[idx]))
         content = message["content"]
         hint = self.effort_hint or ""
         if content.endswith(hint) if isinstance(content, str) else False:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from shardprep.errors import RendererError
 from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
@@ -302,7 +302,7 @@ class Qwen3_8Renderer(Qwen3_5Renderer):
     def normalize(self, messages: Sequence[Message]) -> Sequence[Message]:
         instr = self._instruction()
         if messages and messages[0].get("role") == "system":
-            first = dict(messages[0])
+            first = cast(Message, dict(messages[0]))
             body = _join_text(first["content"]).strip()
             if not body and not instr:
                 return list(messages[1:])

@@ -17,9 +17,9 @@ from shardprep.renderers.content import Message, ensure_text
 if TYPE_CHECKING:
     from shardprep.renderers.base import Renderer
 
-# tinker's ToolSpec is a TypedDict {name, description, parameters}; extra keys are kept as given
-# because some families dump the whole spec (key order and all).
-ToolSpec = dict[str, Any]
+# tinker's ToolSpec {name, description, parameters}; extra keys are kept as given because some
+# families dump the whole spec (key order and all).
+from shardprep.messages import ToolSpec  # noqa: E402
 
 TOOLS_UNSUPPORTED = "tools_unsupported"
 
@@ -135,7 +135,7 @@ def nemotron3_declaration(tool: ToolSpec) -> str:
     if "required" in params:
         lines.append(f"<required>{json.dumps(params['required'])}</required>")
     lines.append("</parameters>")
-    lines += _extra_keys(tool, {"type", "name", "description", "parameters"})
+    lines += _extra_keys(dict(tool), {"type", "name", "description", "parameters"})
     lines.append("</function>")
     return "\n".join(lines)
 

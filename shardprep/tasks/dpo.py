@@ -21,6 +21,7 @@ from shardprep.encode.tokenize import render_supervised_batch
 from shardprep.errors import RowError, as_row_error
 from shardprep.formats import PAIR_FORMATS
 from shardprep.formats.comparison import LabeledComparison, to_comparison
+from shardprep.messages import Message
 from shardprep.renderers.base import TrainOnWhat
 from shardprep.sources.base import RawRow
 from shardprep.store.columns import (
@@ -81,7 +82,7 @@ def to_table(pairs: list[Pair], sources: list[str], source_rows: list[int]) -> p
     return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
 
 
-def pair_conversations(lc: LabeledComparison) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def pair_conversations(lc: LabeledComparison) -> tuple[list[Message], list[Message]]:
     """(prompt + chosen, prompt + rejected), as tinker's DPO builder forms them."""
     chosen, rejected = lc.chosen_rejected()
     prompt = lc.comparison.prompt_conversation
@@ -96,7 +97,7 @@ class DpoRunner:
 
     def process(self, rows: list[RawRow]) -> None:
         io, recipe, src = self.io, self.io.recipe, self.io.source
-        convs: list[list[dict[str, Any]]] = []
+        convs: list[list[Message]] = []
         metas: list[RawRow] = []
         for raw in io.readable(rows):
             try:

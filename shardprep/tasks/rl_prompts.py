@@ -27,6 +27,7 @@ from shardprep.encode.tokenize import render_prompt_batch
 from shardprep.errors import RowError, as_row_error
 from shardprep.formats import CONVERSATION_FORMATS, to_conversation
 from shardprep.formats._common import _MISSING, lookup
+from shardprep.messages import Message
 from shardprep.sources.base import RawRow
 from shardprep.store.columns import int32_lists, source_column, source_row_column
 from shardprep.store.schemas import SOURCE_FIELDS, ShardSchema
@@ -138,7 +139,7 @@ def passthrough_fields(options: RlPromptsOptions) -> list[pa.Field]:
     return [pa.field(name, ARROW_TYPES[typ], nullable=True) for name, typ in options.passthrough.items()]
 
 
-def prompt_messages(conv: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def prompt_messages(conv: list[Message]) -> list[Message]:
     """The conversation without a trailing assistant message (the answer the policy is to produce)."""
     return conv[:-1] if conv and conv[-1]["role"] == "assistant" else conv
 
@@ -163,7 +164,8 @@ class RlPromptsRunner:
 
     def process(self, rows: list[RawRow]) -> None:
         io, src = self.io, self.io.source
-        convs, metas = [], []
+        convs: list[list[Message]] = []
+        metas: list[tuple[RawRow, dict[str, Any]]] = []
         for raw in io.readable(rows):
             data = raw.data or {}
             try:
