@@ -221,7 +221,13 @@ class Qwen3_5Renderer(Qwen3VLRenderer):
         role = message["role"]
         if role == "assistant":
             return self._assistant(message, ctx)
-        body = "".join(_text_parts_only(p) for p in self._content_parts(message["content"]) if p.get("type") != "thinking")
+        # Thinking parts of other roles render like an assistant's (tinker strips only assistants').
+        body = "".join(
+            self._thinking_text(str(p.get("thinking", "")))
+            if p.get("type") == "thinking"
+            else _text_parts_only(p)
+            for p in self._content_parts(message["content"])
+        )
         header = _role_header(role, ctx)
         end = _IM_END
         if role == "tool":
