@@ -3,6 +3,7 @@ of each one for the fingerprint."""
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 from datetime import date, datetime
@@ -46,11 +47,17 @@ def expand_paths(
     """The files `path` names: relative local paths resolve against `base_dir`; globs are expanded
     and sorted (the order decides global row indices, so it must not depend on listing order)."""
     opts = storage_options or {}
+    # Only what the recipe wrote is a pattern: `[x]` in the recipe's own folder name is literal.
+    is_glob = bool(_GLOB_CHARS.search(path))
+    pattern = path
     if is_local(path):
         local = path[len("file://") :] if path.startswith("file://") else path
         p = Path(local).expanduser()
         if not p.is_absolute() and base_dir is not None:
+            pattern = str(Path(glob.escape(str(base_dir))) / p)
             p = Path(base_dir) / p
+        else:
+            pattern = str(p)
         path = str(p)
     try:
         fs, fs_path = url_to_fs(path, **opts)
@@ -61,10 +68,11 @@ def expand_paths(
     def full(p: str) -> str:
         return p if local_fs else str(fs.unstrip_protocol(p))
 
-    if _GLOB_CHARS.search(fs_path):
+    if is_glob:
+        glob_path = url_to_fs(pattern, **opts)[1]
         try:
             matches = retry.call(
-                lambda: [m for m in fs.glob(fs_path) if not fs.isdir(m)], url=path, what="list"
+                lambda: [m for m in fs.glob(glob_path) if not fs.isdir(m)], url=path, what="list"
             )
         except ValueError as e:
             raise SourceError(f"cannot list {path}: {e}") from e
