@@ -9,9 +9,10 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tokenizers import Tokenizer
+if TYPE_CHECKING:  # imported where a file is parsed: a no-op build never loads it
+    from tokenizers import Tokenizer
 
 from shardprep.errors import TokenizerError
 
@@ -118,6 +119,8 @@ def _load_cached(path_s: str, size: int, mtime_ns: int, cfg_stamp: tuple[int, in
     """Parsing a real tokenizer.json takes most of a second: once per process per file version."""
     path = Path(path_s)
     raw = _read_json_bytes(path)
+    from tokenizers import Tokenizer
+
     try:
         tok = Tokenizer.from_str(raw.decode("utf-8"))
     except Exception as exc:  # tokenizers raises a bare Exception on bad JSON

@@ -11,25 +11,12 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shardprep import FORMAT_VERSION, __version__
-from shardprep.build.checks import preflight
-from shardprep.build.compact import compact_manifest
 from shardprep.build.engines import Engine, make_engine
 from shardprep.build.engines.local import LocalEngine, resolve_workers
 from shardprep.build.lock import build_lock
-from shardprep.build.units import (
-    UnitContext,
-    UnitResult,
-    WorkUnit,
-    encoder_record,
-    load_done,
-    plan_units,
-    selected_total,
-    unit_encoder,
-)
-from shardprep.encode.conformance import merge_conformance, mismatch_warning
 from shardprep.errors import BuildError, ShardprepError
 from shardprep.recipe import Recipe, SourceSpec
 from shardprep.sources.paths import resolve_path
@@ -45,6 +32,11 @@ from shardprep.store.manifest import (
 from shardprep.store.storage import Output
 from shardprep.tasks import TASKS
 from shardprep.tokenizer import LoadedTokenizer, resolve_tokenizer_path
+
+# The checks, units, encoder and compaction (pyarrow, numpy, the renderer families) load after
+# the up-to-date check: a no-op build needs the recipe, the manifest and file stats only.
+if TYPE_CHECKING:
+    from shardprep.build.units import UnitResult, WorkUnit
 
 _MIN_ROWS_FOR_POOL = 4096
 
@@ -142,6 +134,8 @@ def quick_key(recipe: Recipe, base_dir: Path, source_files: dict[str, Any]) -> s
 
 
 def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
+    from shardprep.build.checks import preflight
+
     pre = preflight(recipe, base_dir, inputs=False)
     pre.raise_first()  # the same checks as `prep validate`, before the first row
     tokenizer, renderer = pre.tokenizer, pre.renderer
@@ -199,6 +193,8 @@ def _selection_parts(src: SourceSpec) -> dict[str, Any]:
 
 def _test_ordinals(recipe: Recipe, units: list[WorkUnit]) -> frozenset[int]:
     """Global input-row ordinals held out for the test split; independent of workers and resumes."""
+    from shardprep.build.units import selected_total
+
     if recipe.split.test_fraction is not None:
         return frozenset()  # hashed per row inside the units instead
     total = selected_total(units)
@@ -263,6 +259,10 @@ def _build_locked(
     progress: ProgressSink,
     engine: Engine,
 ) -> BuildResult:
+    from shardprep.build.compact import compact_manifest
+    from shardprep.build.units import UnitContext, load_done, plan_units, unit_encoder
+    from shardprep.encode.conformance import mismatch_warning
+
     recipe, output = plan.recipe, plan.output
     started = time.monotonic()
     for name in output.listdir():
@@ -315,7 +315,10 @@ def _build_locked(
             f"{mismatch['message']}; first difference at source {first.get('source')!r} row "
             f"{first.get('index')}:\n{first.get('diff', '')}(template_mismatch: fail; set it to warn to build anyway)"
         )
-    manifest["warnings"] = [mismatch] if mismatch is not None else []
+    # Every warning of the build in one list (the summary, --json and show print it): the template
+    # check's and the task's own (sft: turns trained as history).
+    task_warnings = TASKS[recipe.task].counter_warnings(manifest["stats"]["task_counters"], manifest["recipe"])
+    manifest["warnings"] = [*([mismatch] if mismatch is not None else []), *task_warnings]
     if manifest["skipped_sample"]:
         output.write_text_atomic(
             manifest["skipped_sample"], "".join(_json_line(s) for s in _skipped(ordered, recipe.skipped_sample))
@@ -404,6 +407,9 @@ def _histogram(counter: Counter[int]) -> dict[str, Any]:
 
 
 def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed: int) -> dict[str, Any]:
+    from shardprep.build.units import encoder_record
+    from shardprep.encode.conformance import merge_conformance
+
     recipe = plan.recipe
     splits: dict[str, dict[str, Any]] = {}
     for split in ("train", "test"):

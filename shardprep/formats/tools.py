@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from shardprep.errors import RowError
-from shardprep.renderers.base import Renderer
 from shardprep.renderers.tools import ToolSpec, with_tool_prefix
 
 from ._common import Message, column
+
+if TYPE_CHECKING:  # a type only: loading a recipe imports no renderer
+    from shardprep.renderers.base import Renderer
 
 
 def _spec(entry: Any, where: str) -> ToolSpec:

@@ -13,9 +13,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
+if TYPE_CHECKING:  # only zero_prompt_prefix needs it, so loading a recipe does not
+    import numpy as np
 
 from shardprep.errors import RendererError, ShardprepError, TokenizerError
 from shardprep.renderers.chunks import Chunk, text
@@ -410,6 +411,8 @@ def zero_prompt_prefix(
     This removes prefills (an empty think block, `<think>`) from the trained part, as tinker's
     `_train_after_the_generation_prompt` does; only weights change, never tokens.
     """
+    import numpy as np
+
     k = len(prompt)
     if k <= len(tokens) and np.array_equal(tokens[:k], prompt):
         weights[:k] = 0.0

@@ -9,21 +9,31 @@ knowing any task by name.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SCHEMA_METADATA_KEY = "shardprep.schema"
 
-SOURCE_FIELDS = (
-    pa.field("source", pa.dictionary(pa.int32(), pa.string()), nullable=False),
-    pa.field("source_row", pa.int64(), nullable=False),
-)
+
+def source_fields() -> tuple[pa.Field, ...]:
+    """The source name and row of each row (every schema ends with them)."""
+    import pyarrow as pa
+
+    return (
+        pa.field("source", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        pa.field("source_row", pa.int64(), nullable=False),
+    )
 
 
 def sequence_fields(prefix: str = "") -> tuple[pa.Field, ...]:
     """input_ids / target_ids / weights lists of one sequence (tinker's datum, shifted)."""
+    import pyarrow as pa
+
     return (
         pa.field(f"{prefix}input_ids", pa.list_(pa.int32()), nullable=False),
         pa.field(f"{prefix}target_ids", pa.list_(pa.int32()), nullable=False),
@@ -34,7 +44,9 @@ def sequence_fields(prefix: str = "") -> tuple[pa.Field, ...]:
 @dataclass(frozen=True)
 class ShardSchema:
     id: str  # "sft/1"
-    fields: tuple[pa.Field, ...]
+    # Makes the Arrow fields on first use (`fields`): the schemas sit in TASKS, which a recipe
+    # needs, and pyarrow should load only where rows are read or written (a no-op build never).
+    make_fields: Callable[[], Sequence[pa.Field]] = field(compare=False, repr=False)
     # Column prefixes of the trained sequences a row holds ("" = input_ids/target_ids/weights/length).
     sequences: tuple[str, ...] = ("",)
     # Columns whose lengths a token-budget sampler reads (one per sequence, or the prompt's).
@@ -44,7 +56,13 @@ class ShardSchema:
     # Whether a recipe can add typed columns after `fields` (rl_prompts' passthrough).
     open_ended: bool = False
 
+    @cached_property
+    def fields(self) -> tuple[pa.Field, ...]:
+        return tuple(self.make_fields())
+
     def arrow(self, extra: Sequence[pa.Field] = ()) -> pa.Schema:
+        import pyarrow as pa
+
         if extra and not self.open_ended:
             raise ValueError(f"schema {self.id} has no room for extra columns")
         return pa.schema([*self.fields, *extra], metadata={SCHEMA_METADATA_KEY: self.id})

@@ -14,17 +14,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
 
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 from shardprep.errors import RowError
 from shardprep.sources.base import RawRow
 from shardprep.store.schemas import ShardSchema
-from shardprep.store.shards import RowSink, TableBuilder
 from shardprep.tokenizer import LoadedTokenizer
 
-if TYPE_CHECKING:  # the recipe validates task options through TASKS, so it sits above tasks
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    # The recipe validates task options through TASKS, so it sits above tasks.
     from shardprep.recipe import Recipe, SourceSpec
+
+    # Types only: a recipe loads TASKS, and pyarrow and numpy load where rows are written.
+    from shardprep.store.shards import RowSink, TableBuilder
 
 
 class TaskOptions(BaseModel):

@@ -10,45 +10,46 @@ the pair (tinker would emit an unbalanced batch instead).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import pyarrow as pa
-
-from shardprep.encode.decode import row_payload
-from shardprep.encode.examples import Dropped, Example, make_example
-from shardprep.encode.tokenize import render_supervised_batch
 from shardprep.errors import RowError, as_row_error
 from shardprep.formats import PAIR_FORMATS
 from shardprep.formats.comparison import LabeledComparison, to_comparison
 from shardprep.messages import Message
 from shardprep.renderers.base import TrainOnWhat
 from shardprep.sources.base import RawRow
-from shardprep.store.columns import (
-    float32_lists,
-    int32_column,
-    int32_lists,
-    source_column,
-    source_row_column,
-)
-from shardprep.store.schemas import SOURCE_FIELDS, ShardSchema, sequence_fields
-from shardprep.store.shards import TableBuilder
+from shardprep.store.schemas import ShardSchema, sequence_fields, source_fields
 from shardprep.tasks.base import Task, TaskOptions, UnitIO
-from shardprep.tasks.conformance import Conformance
 from shardprep.tokenizer import LoadedTokenizer
+
+# pyarrow, numpy and the encoder load inside the runner and the table: a recipe (and a no-op
+# build) needs only the options, formats and schema id.
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from shardprep.encode.examples import Example
+    from shardprep.store.shards import TableBuilder
 
 DROP_TIE = "tie"
 SIDES = ("chosen", "rejected")
 
-SCHEMA = ShardSchema(
-    id="dpo/1",
-    fields=(
+
+
+def _fields() -> tuple[pa.Field, ...]:
+    import pyarrow as pa
+
+    return (
         *sequence_fields("chosen_"),
         *sequence_fields("rejected_"),
         pa.field("chosen_length", pa.int32(), nullable=False),
         pa.field("rejected_length", pa.int32(), nullable=False),
-        *SOURCE_FIELDS,
-    ),
+        *source_fields(),
+    )
+
+
+SCHEMA = ShardSchema(
+    id="dpo/1",
+    make_fields=_fields,
     sequences=("chosen_", "rejected_"),
     length_columns=("chosen_length", "rejected_length"),
     token_columns=tuple(f"{side}_{c}" for side in SIDES for c in ("input_ids", "target_ids", "weights")),
@@ -67,6 +68,16 @@ class Pair:
 
 
 def to_table(pairs: list[Pair], sources: list[str], source_rows: list[int]) -> pa.Table:
+    import pyarrow as pa
+
+    from shardprep.store.columns import (
+        float32_lists,
+        int32_column,
+        int32_lists,
+        source_column,
+        source_row_column,
+    )
+
     cols: dict[str, pa.Array] = {}
     for side in SIDES:
         exs = [getattr(p, side) for p in pairs]
@@ -91,11 +102,18 @@ def pair_conversations(lc: LabeledComparison) -> tuple[list[Message], list[Messa
 
 class DpoRunner:
     def __init__(self, io: UnitIO, options: DpoOptions) -> None:
+        from shardprep.tasks.conformance import Conformance
+
         self.io = io
         self.options = options
         self.conformance = Conformance.start(io)
 
     def process(self, rows: list[RawRow]) -> None:
+        import numpy as np
+
+        from shardprep.encode.examples import Dropped, make_example
+        from shardprep.encode.tokenize import render_supervised_batch
+
         io, recipe, src = self.io, self.io.recipe, self.io.source
         convs: list[list[Message]] = []
         metas: list[RawRow] = []
@@ -169,6 +187,8 @@ class DpoTask(Task[DpoOptions]):
 
     def display_row(self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int) -> dict[str, Any]:
         """The chosen side as an SFT row payload (so every view works), both sides under `pair`."""
+        from shardprep.encode.decode import row_payload
+
         sides = {}
         for side in SIDES:
             sub = {

@@ -16,34 +16,42 @@ message content), so data cannot inject control tokens; BOS/EOS are added as ids
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
 from pydantic import Field
 
-from shardprep.encode.decode import decode_pieces, example_tokens, row_payload, spans_of
 from shardprep.errors import as_row_error
 from shardprep.formats import TEXT_FORMATS, to_text
 from shardprep.renderers.chunks import Encoding, TextChunk
 from shardprep.sources.base import RawRow
-from shardprep.store.columns import float32_lists, int32_lists, source_column, source_row_column
-from shardprep.store.schemas import SOURCE_FIELDS, ShardSchema, sequence_fields
-from shardprep.store.shards import RowSink, TableBuilder
+from shardprep.store.schemas import ShardSchema, sequence_fields, source_fields
 from shardprep.tasks.base import Task, TaskOptions, UnitIO
 from shardprep.tokenizer import LoadedTokenizer
 
+# numpy, pyarrow and the decoder load inside the runner and the table: a recipe (and a no-op
+# build) needs only the options, formats and schema id.
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+    from shardprep.store.shards import RowSink, TableBuilder
+
 DROP_EMPTY = "empty_document"
 
-SCHEMA = ShardSchema(
-    id="pretrain/1",
-    fields=(
+
+
+def _fields() -> tuple[pa.Field, ...]:
+    import pyarrow as pa
+
+    return (
         *sequence_fields(),
         pa.field("length", pa.int32(), nullable=False),
         pa.field("doc_offsets", pa.list_(pa.int32()), nullable=False),
-        *SOURCE_FIELDS,
-    ),
-)
+        *source_fields(),
+    )
+
+
+SCHEMA = ShardSchema(id="pretrain/1", make_fields=_fields)
 
 
 class PretrainOptions(TaskOptions):
@@ -61,6 +69,11 @@ class Block:
 
 
 def to_table(blocks: list[Block], sources: list[str], source_rows: list[int]) -> pa.Table:
+    import numpy as np
+    import pyarrow as pa
+
+    from shardprep.store.columns import float32_lists, int32_lists, source_column, source_row_column
+
     n = [len(b.tokens) - 1 for b in blocks]
     return pa.Table.from_arrays(
         [
@@ -118,6 +131,8 @@ class Packer:
         return written
 
     def _emit(self) -> None:
+        import numpy as np
+
         b = self.block_size
         stream = np.concatenate(self.pieces) if len(self.pieces) > 1 else self.pieces[0]
         # The document covering input position 0 names the block's source row.
@@ -150,6 +165,8 @@ class PretrainRunner:
         self.packers = {split: Packer(w, io.source_name, options.block_size) for split, w in io.writers.items()}
 
     def process(self, rows: list[RawRow]) -> None:
+        import numpy as np
+
         io, src = self.io, self.io.source
         texts, metas = [], []
         for raw in io.readable(rows):
@@ -198,6 +215,8 @@ class PretrainTask(Task[PretrainOptions]):
 
     def display_row(self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int) -> dict[str, Any]:
         """The whole block, plus its documents cut at `doc_offsets`."""
+        from shardprep.encode.decode import decode_pieces, example_tokens, row_payload, spans_of
+
         out = row_payload(row, tok, split=split, index=index)
         offsets = [int(o) for o in row["doc_offsets"]]
         out["doc_offsets"] = offsets

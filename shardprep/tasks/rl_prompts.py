@@ -15,56 +15,72 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import pyarrow as pa
 from pydantic import Field
 
-from shardprep.encode.decode import row_payload
-from shardprep.encode.examples import DROP_OVERLONG
-from shardprep.encode.tokenize import render_prompt_batch
 from shardprep.errors import RowError, as_row_error
 from shardprep.formats import CONVERSATION_FORMATS, to_conversation
 from shardprep.formats._common import _MISSING, lookup
 from shardprep.messages import Message
 from shardprep.sources.base import RawRow
-from shardprep.store.columns import int32_lists, source_column, source_row_column
-from shardprep.store.schemas import SOURCE_FIELDS, ShardSchema
-from shardprep.store.shards import TableBuilder
+from shardprep.store.schemas import ShardSchema, source_fields
 from shardprep.tasks.base import Task, TaskOptions, UnitIO
-from shardprep.tasks.conformance import Conformance
 from shardprep.tokenizer import LoadedTokenizer
+
+# pyarrow, numpy and the encoder load inside the runner and the table: a recipe (and a no-op
+# build) needs only the options, formats and schema id.
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+    from shardprep.store.shards import TableBuilder
 
 BAD_PASSTHROUGH = "bad_passthrough"
 
-ARROW_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "int64": pa.int64(),
-    "float64": pa.float64(),
-    "bool": pa.bool_(),
-    "json": pa.string(),
-    "list<string>": pa.list_(pa.string()),
-    "list<int64>": pa.list_(pa.int64()),
-    "list<float64>": pa.list_(pa.float64()),
-}
+
+def arrow_type(typ: str) -> pa.DataType:
+    """The Arrow type of a passthrough column declared `typ`."""
+    import pyarrow as pa
+
+    types: dict[str, pa.DataType] = {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "json": pa.string(),
+        "list<string>": pa.list_(pa.string()),
+        "list<int64>": pa.list_(pa.int64()),
+        "list<float64>": pa.list_(pa.float64()),
+    }
+    return types[typ]
+
+
 PassthroughType = Literal[
     "string", "int64", "float64", "bool", "json", "list<string>", "list<int64>", "list<float64>"
 ]
 
-SCHEMA = ShardSchema(
-    id="rl_prompts/1",
-    fields=(
+
+def _fields() -> tuple[pa.Field, ...]:
+    import pyarrow as pa
+
+    return (
         pa.field("prompt_ids", pa.list_(pa.int32()), nullable=False),
         pa.field("length", pa.int32(), nullable=False),
-        *SOURCE_FIELDS,
-    ),
+        *source_fields(),
+    )
+
+
+SCHEMA = ShardSchema(
+    id="rl_prompts/1",
+    make_fields=_fields,
     sequences=(),
     token_columns=("prompt_ids",),
     open_ended=True,
 )
-# Columns the task writes itself; a passthrough column may not shadow them.
-RESERVED_COLUMNS = frozenset(SCHEMA.required_columns)
+# Columns the task writes itself (SCHEMA's, tested equal); a passthrough column may not shadow
+# them. Spelled out so that checking a recipe builds no Arrow field.
+RESERVED_COLUMNS = frozenset({"prompt_ids", "length", "source", "source_row"})
 
 
 class RlPromptsOptions(TaskOptions):
@@ -117,6 +133,10 @@ def passthrough_value(value: Any, typ: str, field: str) -> Any:
 
 
 def table_builder(options: RlPromptsOptions) -> TableBuilder:
+    import pyarrow as pa
+
+    from shardprep.store.columns import int32_lists, source_column, source_row_column
+
     schema = SCHEMA.arrow(passthrough_fields(options))
 
     def build(prompts: list[Prompt], sources: list[str], source_rows: list[int]) -> pa.Table:
@@ -126,7 +146,7 @@ def table_builder(options: RlPromptsOptions) -> TableBuilder:
             source_column(sources),
             source_row_column(source_rows),
             *(
-                pa.array([p.passthrough[name] for p in prompts], type=ARROW_TYPES[typ])
+                pa.array([p.passthrough[name] for p in prompts], type=arrow_type(typ))
                 for name, typ in options.passthrough.items()
             ),
         ]
@@ -136,7 +156,9 @@ def table_builder(options: RlPromptsOptions) -> TableBuilder:
 
 
 def passthrough_fields(options: RlPromptsOptions) -> list[pa.Field]:
-    return [pa.field(name, ARROW_TYPES[typ], nullable=True) for name, typ in options.passthrough.items()]
+    import pyarrow as pa
+
+    return [pa.field(name, arrow_type(typ), nullable=True) for name, typ in options.passthrough.items()]
 
 
 def prompt_messages(conv: list[Message]) -> list[Message]:
@@ -148,6 +170,8 @@ class RlPromptsRunner:
     def __init__(self, io: UnitIO, options: RlPromptsOptions) -> None:
         self.io = io
         self.options = options
+        from shardprep.tasks.conformance import Conformance
+
         self.conformance = Conformance.start(io)
 
     def _passthrough(self, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -163,6 +187,9 @@ class RlPromptsRunner:
         return out
 
     def process(self, rows: list[RawRow]) -> None:
+        from shardprep.encode.examples import DROP_OVERLONG
+        from shardprep.encode.tokenize import render_prompt_batch
+
         io, src = self.io, self.io.source
         convs: list[list[Message]] = []
         metas: list[tuple[RawRow, dict[str, Any]]] = []
@@ -223,6 +250,10 @@ class RlPromptsTask(Task[RlPromptsOptions]):
 
     def display_row(self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int) -> dict[str, Any]:
         """The prompt as an untrained sequence (so every view works); passthrough values under `prompt`."""
+        import numpy as np
+
+        from shardprep.encode.decode import row_payload
+
         ids = np.asarray(row["prompt_ids"], dtype=np.int32)
         sub = {
             "input_ids": ids[:1].tolist(),

@@ -9,29 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pyarrow as pa
-
-from shardprep.encode.decode import row_payload
-from shardprep.encode.examples import Example
 from shardprep.errors import as_row_error
 from shardprep.formats import CONVERSATION_FORMATS, declare_tools, to_conversation
 from shardprep.renderers.base import SPLITTABLE_MODES, TrainOnWhat
-from shardprep.renderers.registry import renderer_class
 from shardprep.sources.base import RawRow
-from shardprep.store.columns import (
-    float32_lists,
-    int32_column,
-    int32_lists,
-    source_column,
-    source_row_column,
-)
-from shardprep.store.schemas import SOURCE_FIELDS, ShardSchema, sequence_fields
-from shardprep.store.shards import TableBuilder
+from shardprep.store.schemas import ShardSchema, sequence_fields, source_fields
 from shardprep.tasks.base import Task, TaskOptions, UnitIO
-from shardprep.tasks.batch import write_supervised
-from shardprep.tasks.conformance import Conformance
 from shardprep.tasks.sft_turns import (
     HISTORY_TRAINED,
     history_warnings,
@@ -43,10 +28,22 @@ from shardprep.tasks.sft_turns import (
 )
 from shardprep.tokenizer import LoadedTokenizer
 
-SCHEMA = ShardSchema(
-    id="sft/1",
-    fields=(*sequence_fields(), pa.field("length", pa.int32(), nullable=False), *SOURCE_FIELDS),
-)
+# pyarrow, numpy, the encoder and the renderer families load inside the runner and the tables:
+# a recipe (and a no-op build) needs only the options, formats and schema ids.
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from shardprep.encode.examples import Example
+    from shardprep.store.shards import TableBuilder
+
+
+def _fields() -> tuple[pa.Field, ...]:
+    import pyarrow as pa
+
+    return (*sequence_fields(), pa.field("length", pa.int32(), nullable=False), *source_fields())
+
+
+SCHEMA = ShardSchema(id="sft/1", make_fields=_fields)
 TURNS_SCHEMA = turns_schema(SCHEMA)  # per_turn rows: + message_index
 
 PER_CONVERSATION: Literal["per_conversation"] = "per_conversation"
@@ -63,6 +60,16 @@ class SftOptions(TaskOptions):
 
 
 def examples_table(examples: list[Example], sources: list[str], source_rows: list[int]) -> pa.Table:
+    import pyarrow as pa
+
+    from shardprep.store.columns import (
+        float32_lists,
+        int32_column,
+        int32_lists,
+        source_column,
+        source_row_column,
+    )
+
     return pa.Table.from_arrays(
         [
             int32_lists([e.input_ids for e in examples]),
@@ -78,6 +85,8 @@ def examples_table(examples: list[Example], sources: list[str], source_rows: lis
 
 class SftRunner:
     def __init__(self, io: UnitIO, options: SftOptions) -> None:
+        from shardprep.tasks.conformance import Conformance
+
         self.io = io
         self.options = options
         self.customized = io.recipe.train_on == TrainOnWhat.CUSTOMIZED
@@ -111,6 +120,8 @@ class SftRunner:
                 io.counters[HISTORY_TRAINED] += 1
 
         # Flat buffers from the encoder to the shard's columns (tasks/batch.py).
+        from shardprep.tasks.batch import write_supervised
+
         write_supervised(io, convs, metas, recipe.train_on, SCHEMA.arrow(), on_rendered=history)
 
     def finish(self) -> None:
@@ -144,6 +155,8 @@ class SftTask(Task[SftOptions]):
         mode = TrainOnWhat(recipe.train_on)
         options = recipe.task_options  # not SftOptions when its own keys were invalid
         if isinstance(options, SftOptions) and options.examples == PER_TURN and mode not in SPLITTABLE_MODES:
+            from shardprep.renderers.registry import renderer_class
+
             cls = renderer_class(recipe.renderer.name)
             # Kimi splits any mode at user messages, as tinker; the others split assistant turns.
             if cls is not None and not cls.splits_every_mode:
@@ -170,6 +183,8 @@ class SftTask(Task[SftOptions]):
         return SftRunner(io, self.options(io.recipe))
 
     def display_row(self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int) -> dict[str, Any]:
+        from shardprep.encode.decode import row_payload
+
         out = row_payload(row, tok, split=split, index=index)
         if row.get("message_index") is not None:
             out["message_index"] = row["message_index"]  # which turn of its row (per_turn)

@@ -11,27 +11,21 @@ and token multiplier. Also here: which per_conversation rows train turns as hist
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-
-from shardprep.encode.examples import DROP_NO_TRAINED, Example, ExampleBatch, make_examples
-from shardprep.encode.tokenize import render_turns_flat
 from shardprep.renderers.base import SPLITTABLE_MODES, Renderer, TrainOnWhat
 from shardprep.renderers.content import Message
-from shardprep.sources.files import RawRow
-from shardprep.store.columns import (
-    flat_lists,
-    float32_lists,
-    int32_column,
-    int32_lists,
-    one_source_column,
-    source_column,
-    source_row_column,
-)
+from shardprep.sources.base import RawRow
 from shardprep.store.schemas import ShardSchema
 from shardprep.tasks.base import UnitIO
+
+# numpy, pyarrow and the encoder load where rows are written (sft.py imports this module for its
+# schema and warnings, which a recipe and a no-op build need).
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+    from shardprep.encode.examples import Example, ExampleBatch
 
 # task_counters keys (summed over work units).
 CONVERSATIONS = "conversations"  # per_turn: rows rendered into one example or more
@@ -44,14 +38,27 @@ HISTORY_TRAINED = "history_trained_rows"  # per_conversation: rows that train tu
 def turns_schema(base: ShardSchema) -> ShardSchema:
     """`base` plus the index of the message each example ends at (the one it trains), in the
     row's conversation as its format reads it (before a tools declaration)."""
-    return ShardSchema(
-        id="sft_turns/1",
-        fields=(*base.fields, pa.field("message_index", pa.int32(), nullable=False)),
-    )
+
+    def fields() -> tuple[pa.Field, ...]:
+        import pyarrow as pa
+
+        return (*base.fields, pa.field("message_index", pa.int32(), nullable=False))
+
+    return ShardSchema(id="sft_turns/1", make_fields=fields)
 
 
 def turns_table(schema: pa.Schema, records: list[tuple[Example, int]], sources: list[str], source_rows: list[int]) -> pa.Table:
     """Records (example, message index) as rows of `schema` (the record path; builds use flat tables)."""
+    import pyarrow as pa
+
+    from shardprep.store.columns import (
+        float32_lists,
+        int32_column,
+        int32_lists,
+        source_column,
+        source_row_column,
+    )
+
     examples = [e for e, _ in records]
     return pa.Table.from_arrays(
         [
@@ -70,6 +77,15 @@ def turns_table(schema: pa.Schema, records: list[tuple[Example, int]], sources: 
 def _batch_table(
     batch: ExampleBatch, source: str, source_rows: np.ndarray, message_index: np.ndarray, schema: pa.Schema
 ) -> pa.Table:
+    import pyarrow as pa
+
+    from shardprep.store.columns import (
+        flat_lists,
+        int32_column,
+        one_source_column,
+        source_row_column,
+    )
+
     return pa.Table.from_arrays(
         [
             flat_lists(batch.input_ids, batch.offsets, pa.int32()),
@@ -98,6 +114,11 @@ def write_turns(
     A row that fails goes to io.skip; an example make_example drops goes to io.drop (so under
     per_turn, drop counts are examples); a row with no example to train is dropped as a whole.
     """
+    import numpy as np
+
+    from shardprep.encode.examples import DROP_NO_TRAINED, make_examples
+    from shardprep.encode.tokenize import render_turns_flat
+
     if not convs:
         return
     recipe = io.recipe

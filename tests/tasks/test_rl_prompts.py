@@ -95,3 +95,10 @@ def test_passthrough_only_for_rl_prompts() -> None:
         parse_recipe({**base, "task": "rl_prompts", "passthrough": {"length": "int64"}})
     with pytest.raises(RecipeError, match="passthrough.a"):
         parse_recipe({**base, "task": "rl_prompts", "passthrough": {"a": "decimal"}})
+
+
+def test_reserved_columns_are_the_schema_columns() -> None:
+    # Spelled out in rl_prompts.py so that checking a recipe builds no Arrow field.
+    from shardprep.tasks.rl_prompts import RESERVED_COLUMNS, SCHEMA
+
+    assert frozenset(SCHEMA.required_columns) == RESERVED_COLUMNS

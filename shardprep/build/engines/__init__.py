@@ -8,10 +8,12 @@ part of the fingerprint: they write the same bytes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from shardprep.build.units import UnitContext, UnitResult, WorkUnit
 from shardprep.errors import BuildError
+
+if TYPE_CHECKING:  # types only: an up-to-date build picks its engine without loading units
+    from shardprep.build.units import UnitContext, UnitResult, WorkUnit
 
 
 class Engine(Protocol):

@@ -11,8 +11,12 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import TYPE_CHECKING
 
-from shardprep.build.units import UnitContext, UnitResult, WorkUnit, run_unit
+# Units (the encoder, pyarrow) load where a unit runs: an up-to-date build resolves its engine
+# and returns without them.
+if TYPE_CHECKING:
+    from shardprep.build.units import UnitContext, UnitResult, WorkUnit
 
 _CTX: UnitContext | None = None
 
@@ -25,6 +29,8 @@ def _init_worker(ctx: UnitContext) -> None:
 
 
 def _run(unit: WorkUnit) -> UnitResult:
+    from shardprep.build.units import run_unit
+
     assert _CTX is not None, "worker not initialized"
     return run_unit(_CTX, unit)
 
@@ -43,6 +49,8 @@ def run_units(
     on_done: Callable[[UnitResult], None],
 ) -> None:
     """Run every unit; `on_done` is called in this process as each finishes (any order)."""
+    from shardprep.build.units import run_unit
+
     workers = min(workers, len(units))
     if workers <= 1:
         for unit in units:
