@@ -40,7 +40,6 @@ def build(
     from shardprep.build.run import build as run_build
     from shardprep.cli.progress import RichProgress
     from shardprep.recipe import load_recipe
-    from shardprep.tasks import task_for_schema
 
     parsed, base_dir = load_recipe(recipe)
     if output is not None:
@@ -61,8 +60,7 @@ def build(
     )
     m = result.manifest
     st = m["stats"]
-    # The task's own warnings (sft: turns trained as history), from the counters its runner kept.
-    warnings = task_for_schema(m.get("schema", "sft/1")).counter_warnings(st.get("task_counters", {}), m.get("recipe", {}))
+    warnings = m.get("warnings", [])  # the build's own list (template check, task counters)
     if as_json:
         typer.echo(
             json.dumps(
