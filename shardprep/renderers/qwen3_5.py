@@ -309,10 +309,22 @@ class Qwen3_8Renderer(Qwen3_5Renderer):
         instr = self._instruction()
         if messages and messages[0].get("role") == "system":
             first = cast(Message, dict(messages[0]))
-            body = _join_text(first["content"]).strip()
+            content = first["content"]
+            if isinstance(content, list) and not all(
+                isinstance(p, dict) and p.get("type") == "text" for p in content
+            ):
+                # Not only text (a thinking part): the instruction goes in front as a text part.
+                if not instr:
+                    return messages
+                head = content[0] if content else {}
+                if head.get("type") == "text" and str(head.get("text", "")).startswith(instr):
+                    return messages  # already there (prompts re-apply this)
+                first["content"] = [{"type": "text", "text": f"{instr}\n\n"}, *content]
+                return [first, *messages[1:]]
+            body = _join_text(content).strip()
             if not body and not instr:
                 return list(messages[1:])
-            if instr and not body.startswith(instr):
+            if instr and not (body == instr or body.startswith(f"{instr}\n\n")):
                 body = instr + "\n\n" + body if body else instr
             first["content"] = body
             return [first, *messages[1:]]
