@@ -60,7 +60,8 @@ golden: $(STAMP) $(REF_STAMP)
 		tests/reference/make_golden.py $(RENDERER) $(TOKENIZER) $(if $(OUT),--out $(OUT))
 
 lint: $(STAMP)
-	$(BIN)/ruff check shardprep tests bench
+	$(BIN)/ruff format --check shardprep tests bench examples
+	$(BIN)/ruff check shardprep tests bench examples
 	$(BIN)/mypy shardprep
 
 bench: $(STAMP)

@@ -54,7 +54,9 @@ def say(line: str = "") -> None:
 
 
 def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
 
 
 # -- children (one measurement per fresh process) ------------------------------------------------
@@ -68,7 +70,9 @@ def _texts(work: Path, task: str) -> list[str]:
     from shardprep.tokenizer import load_tokenizer
 
     renderer = get_renderer("qwen3", load_tokenizer(str(work / "tok")))
-    mode = TrainOnWhat.ALL_ASSISTANT_MESSAGES if task == "sft" else TrainOnWhat.LAST_ASSISTANT_MESSAGE
+    mode = (
+        TrainOnWhat.ALL_ASSISTANT_MESSAGES if task == "sft" else TrainOnWhat.LAST_ASSISTANT_MESSAGE
+    )
     texts = []
     with open(work / f"{task}.jsonl", encoding="utf-8") as f:
         for line in f:
@@ -103,7 +107,10 @@ def _child(what: str, work: Path, task: str, workers: int) -> dict[str, Any]:
             c0, t0 = _cpu(), time.perf_counter()
             n = 0
             for i in range(0, len(texts), 1024):
-                n += sum(len(e.ids) for e in enc.encode_batch_fast(texts[i : i + 1024], add_special_tokens=False))
+                n += sum(
+                    len(e.ids)
+                    for e in enc.encode_batch_fast(texts[i : i + 1024], add_special_tokens=False)
+                )
         else:
             import fastokens
             import numpy as np
@@ -115,7 +122,12 @@ def _child(what: str, work: Path, task: str, workers: int) -> dict[str, Any]:
             for i in range(0, len(texts), 1024):
                 ids, _ = fast.encode_batch_flat(texts[i : i + 1024], add_special_tokens=False)
                 n += len(np.frombuffer(ids, np.uint32))
-        return {"seconds": time.perf_counter() - t0, "cpu_seconds": _cpu() - c0, "tokens": n, "rows": len(texts)}
+        return {
+            "seconds": time.perf_counter() - t0,
+            "cpu_seconds": _cpu() - c0,
+            "tokens": n,
+            "rows": len(texts),
+        }
     if what == "build_steady":
         from shardprep.build.run import build
         from shardprep.recipe import load_recipe
@@ -160,7 +172,11 @@ class _Marks:
         return self.points[-1][0] - self.points[1][0] if len(self.points) > 2 else float("nan")
 
     def steady_fraction(self) -> float:
-        return (self.points[-1][1] - self.points[1][1]) / self.points[-1][1] if len(self.points) > 2 else 0.0
+        return (
+            (self.points[-1][1] - self.points[1][1]) / self.points[-1][1]
+            if len(self.points) > 2
+            else 0.0
+        )
 
     def tail(self) -> dict[str, float]:
         """Rows/s over the first 90 % of the rows and over the last 10 % (interpolated between
@@ -175,7 +191,11 @@ class _Marks:
                 break
         body = (cut - r_start) / (t_cut - t_start) if t_cut > t_start else float("inf")
         last = (total - cut) / (t_end - t_cut) if t_end > t_cut else float("inf")
-        return {"first_90pct_rows_per_s": body, "last_10pct_rows_per_s": last, "last_over_first": last / body}
+        return {
+            "first_90pct_rows_per_s": body,
+            "last_10pct_rows_per_s": last,
+            "last_over_first": last / body,
+        }
 
 
 # -- driver ----------------------------------------------------------------------------------------
@@ -187,7 +207,18 @@ def _json_tail(out: str) -> dict[str, Any]:
 
 def _run_child(what: str, work: Path, task: str, workers: int, cores: int) -> dict[str, Any]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAYON_NUM_THREADS": str(cores)}
-    cmd = [sys.executable, __file__, "--child", what, "--work", str(work), "--task", task, "--workers", str(workers)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        what,
+        "--work",
+        str(work),
+        "--task",
+        task,
+        "--workers",
+        str(workers),
+    ]
     res = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     return _json_tail(res.stdout)
 
@@ -196,7 +227,15 @@ def _whole(work: Path, task: str, workers: int) -> dict[str, Any]:
     """`prep build` as a user runs it: the process's wall time, start to exit."""
     prep = Path(sys.executable).parent / "prep"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [str(prep), "build", str(work / f"{task}.yaml"), "--force", "--json", "--workers", str(workers)]
+    cmd = [
+        str(prep),
+        "build",
+        str(work / f"{task}.yaml"),
+        "--force",
+        "--json",
+        "--workers",
+        str(workers),
+    ]
     c0, t0 = _cpu(), time.perf_counter()
     subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     return {"seconds": time.perf_counter() - t0, "cpu_seconds": _cpu() - c0}
@@ -207,10 +246,21 @@ def _ref(path: str, work: Path, task: str, cores: int) -> dict[str, Any]:
     if path == "tinker" and not python.exists():
         return {"skipped": ".venv-ref not found (make test-reference builds it)"}
     cmd = [
-        str(python), str(ROOT / "bench" / "ref_paths.py"), path, "--data", str(work / f"{task}.jsonl"),
-        "--tokenizer", str(TOKENIZER), "--task", task, "--procs", str(cores),
+        str(python),
+        str(ROOT / "bench" / "ref_paths.py"),
+        path,
+        "--data",
+        str(work / f"{task}.jsonl"),
+        "--tokenizer",
+        str(TOKENIZER),
+        "--task",
+        task,
+        "--procs",
+        str(cores),
     ]
-    res = subprocess.run(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+    res = subprocess.run(
+        cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True
+    )
     if res.returncode != 0:
         return {"skipped": (res.stderr.strip().splitlines() or ["failed"])[-1][:200]}
     return _json_tail(res.stdout)
@@ -220,7 +270,9 @@ def _write_inputs(work: Path, sft_tokens: int, dpo_tokens: int) -> dict[str, int
     (work / "tok").mkdir()
     import gzip
 
-    (work / "tok" / "tokenizer.json").write_bytes(gzip.decompress((TOKENIZER / "tokenizer.json.gz").read_bytes()))
+    (work / "tok" / "tokenizer.json").write_bytes(
+        gzip.decompress((TOKENIZER / "tokenizer.json.gz").read_bytes())
+    )
     shutil.copy(TOKENIZER / "tokenizer_config.json", work / "tok" / "tokenizer_config.json")
     rows = {
         "sft": gsm8k_like.write(work / "sft.jsonl", sft_tokens),
@@ -228,11 +280,13 @@ def _write_inputs(work: Path, sft_tokens: int, dpo_tokens: int) -> dict[str, int
     }
     common = "output: out-{t}\ntokenizer: tok\nrenderer: qwen3\n"
     (work / "sft.yaml").write_text(
-        "name: bench-sft\n" + common.format(t="sft")
+        "name: bench-sft\n"
+        + common.format(t="sft")
         + "train_on: all_assistant_messages\nsources: [{path: sft.jsonl}]\n"
     )
     (work / "dpo.yaml").write_text(
-        "name: bench-dpo\ntask: dpo\n" + common.format(t="dpo")
+        "name: bench-dpo\ntask: dpo\n"
+        + common.format(t="dpo")
         + "sources: [{path: dpo.jsonl, format: messages_pair}]\n"
     )
     return rows
@@ -249,7 +303,11 @@ def bench_task(work: Path, task: str, cores: int, skip_refs: bool) -> dict[str, 
         paths[f"build whole, {n} worker(s)"] = _whole(work, task, n)
         steady = _run_child("build_steady", work, task, n, cores)
         steady["seconds_total"] = steady.pop("seconds")
-        steady["seconds"] = steady["steady_seconds"] / steady["steady_fraction"] if steady["steady_fraction"] else float("nan")
+        steady["seconds"] = (
+            steady["steady_seconds"] / steady["steady_fraction"]
+            if steady["steady_fraction"]
+            else float("nan")
+        )
         paths[f"build steady, {n} worker(s)"] = steady
     if not skip_refs:
         paths["tinker-cookbook"] = _ref("tinker", work, task, cores)
@@ -261,7 +319,9 @@ def bench_task(work: Path, task: str, cores: int, skip_refs: bool) -> dict[str, 
 
 
 def _print(task: str, res: dict[str, Any], cores: int) -> dict[str, float]:
-    say(f"\n{task.upper()}: {res['rows']:,} sequences, {res['tokens']:,} tokens (Qwen3), {cores} cores")
+    say(
+        f"\n{task.upper()}: {res['rows']:,} sequences, {res['tokens']:,} tokens (Qwen3), {cores} cores"
+    )
     say(f"  {'path':<36} {'M tok/s':>8} {'seconds':>8} {'CPU s':>8} {'M tok/CPU-s':>12}")
     for name, r in res["paths"].items():
         if "skipped" in r:
@@ -280,7 +340,9 @@ def _print(task: str, res: dict[str, Any], cores: int) -> dict[str, float]:
             ratios[f"build steady / {name}"] = steady["tokens_per_s"] / r["tokens_per_s"]
     if cores > 1:
         one = p["build steady, 1 worker(s)"]["tokens_per_s"]
-        ratios[f"scaling: steady {cores} workers / ({cores} x 1 worker)"] = steady["tokens_per_s"] / (cores * one)
+        ratios[f"scaling: steady {cores} workers / ({cores} x 1 worker)"] = steady[
+            "tokens_per_s"
+        ] / (cores * one)
     ratios["tail: last 10 % / first 90 % rows/s"] = steady["tail"]["last_over_first"]
     say(f"  encoder: {steady.get('encoder')}")
     for k, v in ratios.items():
@@ -289,9 +351,13 @@ def _print(task: str, res: dict[str, Any], cores: int) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--tokens", type=int, default=4_100_000, help="SFT input size in tokens")
-    ap.add_argument("--dpo-tokens", type=int, default=4_100_000, help="DPO input size in tokens (both sides)")
+    ap.add_argument(
+        "--dpo-tokens", type=int, default=4_100_000, help="DPO input size in tokens (both sides)"
+    )
     ap.add_argument("--skip-refs", action="store_true", help="leave out the tinker and TRL paths")
     ap.add_argument("--tasks", default="sft,dpo")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "build.json"))
@@ -308,7 +374,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="shardprep-bench-") as tmp:
         work = Path(tmp)
         rows = _write_inputs(work, args.tokens, args.dpo_tokens)
-        say(f"input: GSM8K-like, {rows['sft']:,} SFT rows, {rows['dpo']:,} DPO pairs; load average {os.getloadavg()[0]:.1f}")
+        say(
+            f"input: GSM8K-like, {rows['sft']:,} SFT rows, {rows['dpo']:,} DPO pairs; load average "
+            f"{os.getloadavg()[0]:.1f}"
+        )
         for task in args.tasks.split(","):
             res = bench_task(work, task, cores, args.skip_refs)
             res["ratios"] = _print(task, res, cores)

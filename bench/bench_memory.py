@@ -33,12 +33,22 @@ def _demo_rows() -> list[str]:
     rows: list[str] = []
     for item in json.loads((DEMO / "alpaca_en_demo.slice.json").read_text()):
         user = "\n".join(p for p in (item.get("instruction", ""), item.get("input", "")) if p)
-        rows.append(json.dumps({"messages": [{"role": "user", "content": user},
-                                             {"role": "assistant", "content": item.get("output", "")}]}))
+        rows.append(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": user},
+                        {"role": "assistant", "content": item.get("output", "")},
+                    ]
+                }
+            )
+        )
     for line in (DEMO / "kto_en_demo.slice.jsonl").read_text().splitlines():
         item = json.loads(line)
-        msgs = [{"role": "assistant" if m["role"] == "assistant" else "user", "content": m["content"]}
-                for m in item.get("messages", [])]
+        msgs = [
+            {"role": "assistant" if m["role"] == "assistant" else "user", "content": m["content"]}
+            for m in item.get("messages", [])
+        ]
         if msgs and msgs[-1]["role"] == "assistant":
             rows.append(json.dumps({"messages": msgs}))
     return rows
@@ -63,16 +73,26 @@ def _write_inputs(folder: Path, mb: float) -> tuple[Path, Path]:
 
 def _peak_rss_mib(folder: Path, data: Path, workers: int) -> tuple[float, float]:
     recipe = folder / f"{data.stem}.yaml"
-    recipe.write_text(json.dumps({
-        "name": data.stem, "output": str(folder / f"out-{data.stem}"), "tokenizer": str(QWEN3),
-        "renderer": "qwen3", "sources": [{"path": str(data)}], "workers": workers,
-        "split": {"test_fraction": 0.01},
-    }))
+    recipe.write_text(
+        json.dumps(
+            {
+                "name": data.stem,
+                "output": str(folder / f"out-{data.stem}"),
+                "tokenizer": str(QWEN3),
+                "renderer": "qwen3",
+                "sources": [{"path": str(data)}],
+                "workers": workers,
+                "split": {"test_fraction": 0.01},
+            }
+        )
+    )
     import time
 
     t0 = time.monotonic()
     prep = [str(Path(sys.executable).parent / "prep"), "build", str(recipe)]
-    out = subprocess.run([sys.executable, "-c", _WRAPPER, *prep], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, *prep], capture_output=True, text=True, check=True
+    )
     rc, kib = out.stdout.split()
     if rc != "0":
         raise SystemExit(f"prep build failed on {data} (exit {rc})")
@@ -81,7 +101,9 @@ def _peak_rss_mib(folder: Path, data: Path, workers: int) -> tuple[float, float]
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mb", type=float, default=22.0, help="size of the 1x input in MB (10x is ten times it)")
+    ap.add_argument(
+        "--mb", type=float, default=22.0, help="size of the 1x input in MB (10x is ten times it)"
+    )
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,7 +115,10 @@ def main() -> None:
             result["input_mb"][label] = round(data.stat().st_size / 1e6, 1)
             result["peak_rss_mib"][label] = round(rss, 1)
             result["seconds"][label] = round(secs, 1)
-            print(f"{label}: {result['input_mb'][label]} MB JSONL, peak RSS {rss:.1f} MiB, {secs:.1f} s", flush=True)
+            print(
+                f"{label}: {result['input_mb'][label]} MB JSONL, peak RSS {rss:.1f} MiB, {secs:.1f} s",
+                flush=True,
+            )
         ratio = result["peak_rss_mib"]["10x"] / result["peak_rss_mib"]["1x"]
         result["ratio_10x_over_1x"] = round(ratio, 3)
         print(f"10x / 1x peak RSS: {ratio:.3f} (target <= 1.2, and 10x < 1024 MiB)")

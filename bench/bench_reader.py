@@ -67,7 +67,9 @@ def write_shards(folder: Path, tokens: int, rows_per_shard: int = 256) -> list[s
                 pa.ListArray.from_arrays(pa.array(offsets), pa.array(targets)),
                 pa.ListArray.from_arrays(pa.array(offsets), pa.array(weights)),
                 pa.array(lens),
-                pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(lens), np.int32)), pa.array(["synthetic"])),
+                pa.DictionaryArray.from_arrays(
+                    pa.array(np.zeros(len(lens), np.int32)), pa.array(["synthetic"])
+                ),
                 pa.array(np.arange(start, start + len(lens), dtype=np.int64)),
             ],
             schema=SFT_SHARD_SCHEMA.arrow(),
@@ -75,7 +77,15 @@ def write_shards(folder: Path, tokens: int, rows_per_shard: int = 256) -> list[s
         rel = f"data-bench/train-{s:05d}.parquet"
         pq.write_table(table, folder / rel, compression="zstd", row_group_size=1024)
         digest = hashlib.sha256((folder / rel).read_bytes()).hexdigest()
-        shards.append({"path": rel, "rows": len(lens), "tokens": int(lens.sum()), "bytes": (folder / rel).stat().st_size, "sha256": digest})
+        shards.append(
+            {
+                "path": rel,
+                "rows": len(lens),
+                "tokens": int(lens.sum()),
+                "bytes": (folder / rel).stat().st_size,
+                "sha256": digest,
+            }
+        )
         files.append(str(folder / rel))
     manifest = {
         "format": "shardprep",
@@ -83,7 +93,14 @@ def write_shards(folder: Path, tokens: int, rows_per_shard: int = 256) -> list[s
         "schema": "sft/1",
         "fingerprint": "bench",
         "tokenizer": {"pad_id": 0},
-        "splits": {"train": {"rows": len(lengths), "tokens": sum(lengths), "trained_tokens": 0, "shards": shards}},
+        "splits": {
+            "train": {
+                "rows": len(lengths),
+                "tokens": sum(lengths),
+                "trained_tokens": 0,
+                "shards": shards,
+            }
+        },
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return files
@@ -134,10 +151,22 @@ def timed(make_iter: Callable[[], Any], count: Callable[[Any], int], seconds: fl
 
 def loader_rates(ds: Any, pad: Any, workers: int, seconds: float) -> dict[str, float]:
     def rows_iter() -> Any:
-        return iter(DataLoader(ds, sampler=RandomSampler(ds), batch_size=BATCH, collate_fn=CountRows(), num_workers=workers))
+        return iter(
+            DataLoader(
+                ds,
+                sampler=RandomSampler(ds),
+                batch_size=BATCH,
+                collate_fn=CountRows(),
+                num_workers=workers,
+            )
+        )
 
     def pad_iter() -> Any:
-        return iter(DataLoader(ds, sampler=RandomSampler(ds), batch_size=BATCH, collate_fn=pad, num_workers=workers))
+        return iter(
+            DataLoader(
+                ds, sampler=RandomSampler(ds), batch_size=BATCH, collate_fn=pad, num_workers=workers
+            )
+        )
 
     return {
         "samples_per_s": timed(rows_iter, int, seconds),
@@ -181,10 +210,16 @@ def main() -> None:
         hf.set_format("torch", columns=["input_ids", "target_ids", "weights"])
         hf_load_s = time.perf_counter() - t0
         tokens = int(ours.lengths.sum())
-        print(f"{len(ours)} rows, {tokens:,} tokens in {len(files)} shards; "
-              f"shardprep cache build {cache_s:.2f}s, datasets load {hf_load_s:.2f}s", flush=True)
+        print(
+            f"{len(ours)} rows, {tokens:,} tokens in {len(files)} shards; "
+            f"shardprep cache build {cache_s:.2f}s, datasets load {hf_load_s:.2f}s",
+            flush=True,
+        )
 
-        readers = {"shardprep": (ours, PadCollate(0, fixed_length=WIDTH)), "datasets": (hf, TorchPad())}
+        readers = {
+            "shardprep": (ours, PadCollate(0, fixed_length=WIDTH)),
+            "datasets": (hf, TorchPad()),
+        }
         results: dict[str, Any] = {}
         for name, (ds, pad) in readers.items():
             results[name] = {"getitem_per_s": getitem_rate(ds, args.seconds)}
@@ -192,7 +227,13 @@ def main() -> None:
                 results[name][f"workers_{w}"] = loader_rates(ds, pad, w, args.seconds)
                 print(f"  {name} workers={w}: {results[name][f'workers_{w}']}", flush=True)
 
-    print(f"\n{'':12} {'getitem/s':>11}" + "".join(f" {'w' + str(w) + ' samples/s':>15} {'w' + str(w) + ' Mtok/s':>11}" for w in args.workers))
+    print(
+        f"\n{'':12} {'getitem/s':>11}"
+        + "".join(
+            f" {'w' + str(w) + ' samples/s':>15} {'w' + str(w) + ' Mtok/s':>11}"
+            for w in args.workers
+        )
+    )
     for name, r in results.items():
         line = f"{name:12} {r['getitem_per_s']:11,.0f}"
         for w in args.workers:
@@ -201,21 +242,44 @@ def main() -> None:
         print(line)
     ratios = {
         f"workers_{w}": {
-            k: results["shardprep"][f"workers_{w}"][k] / results["datasets"][f"workers_{w}"][k] for k in ("samples_per_s", "tokens_per_s")
+            k: results["shardprep"][f"workers_{w}"][k] / results["datasets"][f"workers_{w}"][k]
+            for k in ("samples_per_s", "tokens_per_s")
         }
         for w in args.workers
     }
-    ratios["getitem_per_s"] = results["shardprep"]["getitem_per_s"] / results["datasets"]["getitem_per_s"]  # type: ignore[assignment]
-    print("shardprep / datasets: " + json.dumps({k: v if isinstance(v, float) else {a: round(b, 1) for a, b in v.items()} for k, v in ratios.items()}, default=lambda v: round(v, 1)))
+    ratios["getitem_per_s"] = (
+        results["shardprep"]["getitem_per_s"] / results["datasets"]["getitem_per_s"]
+    )  # type: ignore[assignment]
+    print(
+        "shardprep / datasets: "
+        + json.dumps(
+            {
+                k: v if isinstance(v, float) else {a: round(b, 1) for a, b in v.items()}
+                for k, v in ratios.items()
+            },
+            default=lambda v: round(v, 1),
+        )
+    )
 
     report = {
-        "data": {"rows": len(ours), "tokens": tokens, "shards": len(files), "row_tokens": [3072, WIDTH], "kind": "synthetic sft/1 via pyarrow"},
+        "data": {
+            "rows": len(ours),
+            "tokens": tokens,
+            "shards": len(files),
+            "row_tokens": [3072, WIDTH],
+            "kind": "synthetic sft/1 via pyarrow",
+        },
         "batch": {"rows": BATCH, "padded_to": WIDTH},
         "shardprep_cache_build_s": cache_s,
         "datasets_load_s": hf_load_s,
         "results": results,
         "ratio_shardprep_over_datasets": ratios,
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+        },
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

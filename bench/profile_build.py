@@ -25,7 +25,9 @@ import gsm8k_like  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--tokens", type=int, default=1_000_000)
     ap.add_argument("--task", choices=("sft", "dpo"), default="sft")
     ap.add_argument("--encoder", default="auto")
@@ -61,7 +63,9 @@ def main() -> None:
         prof.disable()
         dt = time.perf_counter() - t0
     tokens = sum(s["tokens"] for s in m["splits"].values())
-    print(f"{rows:,} rows, {tokens:,} tokens in {dt:.2f}s wall under the profiler ({tokens / dt:,.0f} tok/s)")
+    print(
+        f"{rows:,} rows, {tokens:,} tokens in {dt:.2f}s wall under the profiler ({tokens / dt:,.0f} tok/s)"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     prof.dump_stats(args.out)
     stats = pstats.Stats(prof).strip_dirs()

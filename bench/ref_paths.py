@@ -85,29 +85,45 @@ def trl(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     )
 
     def sft(ex: dict[str, Any]) -> dict[str, Any]:
-        return {"input_ids": tok.apply_chat_template(ex["messages"], tokenize=True, return_dict=True)["input_ids"]}
+        return {
+            "input_ids": tok.apply_chat_template(ex["messages"], tokenize=True, return_dict=True)[
+                "input_ids"
+            ]
+        }
 
     def dpo(ex: dict[str, Any]) -> dict[str, Any]:
         prompt = ex["chosen"][:-1]
         p_text = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        out: dict[str, Any] = {"prompt_input_ids": tok(p_text, add_special_tokens=False)["input_ids"]}
+        out: dict[str, Any] = {
+            "prompt_input_ids": tok(p_text, add_special_tokens=False)["input_ids"]
+        }
         for key in ("chosen", "rejected"):
             full = tok.apply_chat_template(ex[key], tokenize=False)
-            out[f"{key}_input_ids"] = tok(full[len(p_text):], add_special_tokens=False)["input_ids"]
+            out[f"{key}_input_ids"] = tok(full[len(p_text) :], add_special_tokens=False)[
+                "input_ids"
+            ]
         return out
 
     t0 = time.perf_counter()
-    mapped = ds.map(sft if args.task == "sft" else dpo, num_proc=args.procs, remove_columns=ds.column_names)
+    mapped = ds.map(
+        sft if args.task == "sft" else dpo, num_proc=args.procs, remove_columns=ds.column_names
+    )
     if args.task == "sft":
         tokens = sum(len(x) for x in mapped["input_ids"])
     else:
-        p, c, r = mapped["prompt_input_ids"], mapped["chosen_input_ids"], mapped["rejected_input_ids"]
+        p, c, r = (
+            mapped["prompt_input_ids"],
+            mapped["chosen_input_ids"],
+            mapped["rejected_input_ids"],
+        )
         tokens = sum(2 * len(a) + len(b) + len(d) for a, b, d in zip(p, c, r, strict=True))
     return {"seconds": time.perf_counter() - t0, "tokens": tokens, "rows": len(mapped)}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("path", choices=("tinker", "trl"))
     ap.add_argument("--data", required=True)
     ap.add_argument("--tokenizer", required=True)

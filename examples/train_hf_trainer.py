@@ -48,7 +48,9 @@ class CompactIds(Dataset[dict[str, np.ndarray]]):
         }
 
 
-def train(build: str, *, steps: int = 30, max_len: int = 512, output_dir: str | None = None) -> list[float]:
+def train(
+    build: str, *, steps: int = 30, max_len: int = 512, output_dir: str | None = None
+) -> list[float]:
     """Train for `steps` steps; returns the logged training losses."""
     ds = ShardDataset(build, "train")
     keep = np.flatnonzero(ds.lengths < max_len)  # short rows only: a fast CPU example
@@ -56,21 +58,39 @@ def train(build: str, *, steps: int = 30, max_len: int = 512, output_dir: str | 
     used = np.unique(np.concatenate([rows[i]["input_ids"] for i in range(len(keep))]))
     data = CompactIds(rows, used)
     config = LlamaConfig(
-        vocab_size=len(used), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=max_len,
+        vocab_size=len(used),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=max_len,
         tie_word_embeddings=True,
     )
     model = LlamaForCausalLM(config)
-    print(f"{ds}: {len(keep)} rows under {max_len} tokens, {len(used)} distinct ids, "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params")
+    print(
+        f"{ds}: {len(keep)} rows under {max_len} tokens, {len(used)} distinct ids, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
-            output_dir=output_dir or tmp, max_steps=steps, per_device_train_batch_size=8,
-            learning_rate=3e-3, warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none",
-            use_cpu=True, disable_tqdm=True, seed=0, dataloader_num_workers=0,
+            output_dir=output_dir or tmp,
+            max_steps=steps,
+            per_device_train_batch_size=8,
+            learning_rate=3e-3,
+            warmup_steps=0,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            use_cpu=True,
+            disable_tqdm=True,
+            seed=0,
+            dataloader_num_workers=0,
         )
         # Padding needs no real pad token: attention_mask hides it and its label is -100.
-        trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=HFCollate(pad_id=0))
+        trainer = Trainer(
+            model=model, args=args, train_dataset=data, data_collator=HFCollate(pad_id=0)
+        )
         trainer.remove_callback(PrinterCallback)  # one line per step; the summary is printed below
         trainer.train()
     return [h["loss"] for h in trainer.state.log_history if "loss" in h]

@@ -35,7 +35,11 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = (
+            self.qkv(self.norm1(x))
+            .view(b, t, 3, self.heads, d // self.heads)
+            .permute(2, 0, 3, 1, 4)
+        )
         # Right padding only, so causal attention alone keeps real tokens from seeing the pads.
         attn = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         x = x + self.proj(attn.transpose(1, 2).reshape(b, t, d))
@@ -43,7 +47,9 @@ class Block(nn.Module):
 
 
 class TinyLM(nn.Module):
-    def __init__(self, vocab: int, dim: int = 64, layers: int = 2, heads: int = 4, max_len: int = 4096) -> None:
+    def __init__(
+        self, vocab: int, dim: int = 64, layers: int = 2, heads: int = 4, max_len: int = 4096
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, dim)
         self.pos = nn.Embedding(max_len, dim)
@@ -72,8 +78,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("build", nargs="?", default=str(ROOT / "shards" / "demo-qwen3"))
     ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--max-tokens", type=int, default=2048, help="tokens per batch, padding included")
-    ap.add_argument("--vocab", type=int, default=2048, help="output classes: most frequent ids + one for the rest")
+    ap.add_argument(
+        "--max-tokens", type=int, default=2048, help="tokens per batch, padding included"
+    )
+    ap.add_argument(
+        "--vocab",
+        type=int,
+        default=2048,
+        help="output classes: most frequent ids + one for the rest",
+    )
     args = ap.parse_args()
     torch.manual_seed(0)
     ensure_build(Path(args.build))
@@ -84,16 +97,28 @@ def main() -> None:
     ids = np.concatenate([ds[i]["target_ids"] for i in range(len(ds))])
     values, counts = np.unique(ids, return_counts=True)
     keep = values[np.argsort(-counts, kind="stable")[: args.vocab - 1]]
-    top = max(int(values.max()), max(int(ds[i]["input_ids"].max()) for i in range(len(ds))), ds.pad_id or 0)
+    top = max(
+        int(values.max()),
+        max(int(ds[i]["input_ids"].max()) for i in range(len(ds))),
+        ds.pad_id or 0,
+    )
     remap = torch.full((top + 1,), args.vocab - 1, dtype=torch.long)
     remap[torch.from_numpy(keep.astype(np.int64))] = torch.arange(len(keep))
     vocab = len(keep) + 1
 
     sampler = TokenBudgetBatchSampler(ds.lengths, args.max_tokens, pad_to_multiple_of=64, seed=0)
-    loader = ResumableLoader(ds, batch_sampler=sampler, collate_fn=PadCollate(ds.pad_id, pad_to_multiple_of=64), num_workers=1)
+    loader = ResumableLoader(
+        ds,
+        batch_sampler=sampler,
+        collate_fn=PadCollate(ds.pad_id, pad_to_multiple_of=64),
+        num_workers=1,
+    )
     model = TinyLM(vocab, max_len=-(-int(ds.lengths.max()) // 64) * 64)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    print(f"{ds}: {len(values)} distinct ids, {vocab} classes, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params")
+    print(
+        f"{ds}: {len(values)} distinct ids, {vocab} classes, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params"
+    )
 
     step, epoch, started, losses = 0, 0, time.monotonic(), []
     while step < args.steps:
@@ -110,12 +135,17 @@ def main() -> None:
             losses.append(loss.item())
             step += 1
             if step == 1 or step % 5 == 0:
-                print(f"step {step:3d}  loss {loss.item():.3f}  ({int(batch['lengths'].sum())} tokens)")
+                print(
+                    f"step {step:3d}  loss {loss.item():.3f}  ({int(batch['lengths'].sum())} tokens)"
+                )
             if step >= args.steps:
                 break
         epoch += 1
     first, last = np.mean(losses[:5]), np.mean(losses[-5:])
-    print(f"loss {first:.3f} -> {last:.3f} (uniform over the vocabulary: {math.log(vocab):.3f}) in {time.monotonic() - started:.1f}s")
+    print(
+        f"loss {first:.3f} -> {last:.3f} (uniform over the vocabulary: {math.log(vocab):.3f}) "
+        f"in {time.monotonic() - started:.1f}s"
+    )
     if not last < first:
         raise SystemExit("loss did not go down")
 

@@ -18,7 +18,9 @@ class ShardprepError(Exception):
         return (_rebuild_error, (type(self), self.args, dict(self.__dict__)))
 
 
-def _rebuild_error(cls: type[ShardprepError], args: tuple[Any, ...], state: dict[str, Any]) -> ShardprepError:
+def _rebuild_error(
+    cls: type[ShardprepError], args: tuple[Any, ...], state: dict[str, Any]
+) -> ShardprepError:
     err = cls.__new__(cls)
     err.args = args
     err.__dict__.update(state)
@@ -32,7 +34,11 @@ class RecipeError(ShardprepError):
         self.problems = problems
         self.path = path
         where = f"{path}: " if path else ""
-        super().__init__(where + f"{len(problems)} problem(s) in recipe:\n" + "\n".join(f"  - {p}" for p in problems))
+        super().__init__(
+            where
+            + f"{len(problems)} problem(s) in recipe:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
 
 
 class SourceError(ShardprepError):
@@ -88,14 +94,18 @@ def as_row_error(exc: Exception) -> RowError:
         return exc
     if isinstance(exc, ShardprepError):
         raise exc
-    return RowError("unexpected_error", f"unexpected {type(exc).__name__} while reading this row: {exc}")
+    return RowError(
+        "unexpected_error", f"unexpected {type(exc).__name__} while reading this row: {exc}"
+    )
 
 
 class RendererError(RowError):
     """A renderer cannot render a conversation (tinker-cookbook raises RendererError in the same cases)."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__("renderer_error", message, field=field)
+    def __init__(
+        self, message: str, *, field: str | None = None, reason: str = "renderer_error"
+    ) -> None:
+        super().__init__(reason, message, field=field)
 
 
 class TokenizerError(ShardprepError):

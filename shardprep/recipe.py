@@ -76,7 +76,9 @@ class SourceSpec(_Strict):
     @classmethod
     def _known_format(cls, v: str) -> str:
         if v not in ALL_FORMATS:
-            raise ValueError(f"unknown format {v!r}{did_you_mean(v, ALL_FORMATS)} (known: {', '.join(ALL_FORMATS)})")
+            raise ValueError(
+                f"unknown format {v!r}{did_you_mean(v, ALL_FORMATS)} (known: {', '.join(ALL_FORMATS)})"
+            )
         return v
 
     @model_validator(mode="after")
@@ -185,7 +187,9 @@ class Recipe(_Strict):
             return data
         owners = option_owners()
         rest = {k: v for k, v in data.items() if k not in owners}
-        task = TASKS.get(data.get("task", "sft")) if isinstance(data.get("task", "sft"), str) else None
+        task = (
+            TASKS.get(data.get("task", "sft")) if isinstance(data.get("task", "sft"), str) else None
+        )
         if task is not None:
             rest = {**task.recipe_defaults, **rest}
         return {**rest, "task_options": {k: v for k, v in data.items() if k in owners}}
@@ -211,7 +215,8 @@ class Recipe(_Strict):
             options = task.options_model.model_validate(own)
         except ValidationError as err:
             problems += [
-                p.replace("Field required", f"required for task {task.name}") for p in _problems(err)
+                p.replace("Field required", f"required for task {task.name}")
+                for p in _problems(err)
             ]
         # Reported with the recipe-wide problems (after validation), so every problem shows at once.
         return _InvalidOptions(problems=problems) if problems else options
@@ -236,7 +241,9 @@ class Recipe(_Strict):
     @classmethod
     def _known_task(cls, v: str) -> str:
         if v not in TASKS:
-            raise ValueError(f"unknown task {v!r}{did_you_mean(v, TASKS)} (known: {', '.join(TASKS)})")
+            raise ValueError(
+                f"unknown task {v!r}{did_you_mean(v, TASKS)} (known: {', '.join(TASKS)})"
+            )
         return v
 
     @field_validator("renderer", mode="before")
@@ -254,7 +261,9 @@ class Recipe(_Strict):
         names = [s.resolved_name for s in self.sources]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)} (set `name:` on each source)")
+            raise ValueError(
+                f"source names must be unique; repeated: {', '.join(dupes)} (set `name:` on each source)"
+            )
         return self
 
 
@@ -272,7 +281,11 @@ def _yaml_path(loc: tuple[int | str, ...]) -> str:
 
 def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
     """The keys allowed where an unknown key `loc` was found (for "did you mean")."""
-    nested: dict[str, type[BaseModel]] = {"sources": SourceSpec, "split": SplitSpec, "shards": ShardSpec}
+    nested: dict[str, type[BaseModel]] = {
+        "sources": SourceSpec,
+        "split": SplitSpec,
+        "shards": ShardSpec,
+    }
     model = nested.get(str(loc[0])) if len(loc) > 1 else None
     if model is not None:
         return list(model.model_fields)
@@ -283,7 +296,11 @@ def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
 def _problems(err: ValidationError) -> list[str]:
     problems = []
     for e in err.errors():
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "str", "dict["))))
+        loc = tuple(
+            p
+            for p in e["loc"]
+            if not (isinstance(p, str) and p.startswith(("function-", "str", "dict[")))
+        )
         msg = e["msg"].removeprefix("Value error, ")
         if msg.startswith(_PATHED):
             problems += [line.removeprefix(_PATHED) for line in msg.splitlines()]

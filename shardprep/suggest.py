@@ -1,4 +1,4 @@
-""""Did you mean …?" for a misspelt name (recipe keys, renderer, format and task names)."""
+""" "Did you mean …?" for a misspelt name (recipe keys, renderer, format and task names)."""
 
 from __future__ import annotations
 

@@ -90,7 +90,9 @@ def resolve_tokenizer_path(spec: str, *, base_dir: Path | None = None) -> Path:
     if candidate.is_dir():
         found = _find_in_folder(candidate)
         if found is None:
-            raise TokenizerError(f"tokenizer folder {candidate} holds no tokenizer.json (or tokenizer.json.gz)")
+            raise TokenizerError(
+                f"tokenizer folder {candidate} holds no tokenizer.json (or tokenizer.json.gz)"
+            )
         return found
     if "/" in spec and not spec.startswith((".", "/", "~")) and spec.count("/") == 1:
         hub = _resolve_hub(spec)
@@ -115,7 +117,9 @@ def load_tokenizer(spec: str, *, base_dir: Path | None = None) -> LoadedTokenize
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(path_s: str, size: int, mtime_ns: int, cfg_stamp: tuple[int, int] | None) -> LoadedTokenizer:
+def _load_cached(
+    path_s: str, size: int, mtime_ns: int, cfg_stamp: tuple[int, int] | None
+) -> LoadedTokenizer:
     """Parsing a real tokenizer.json takes most of a second: once per process per file version."""
     path = Path(path_s)
     raw = _read_json_bytes(path)
@@ -132,4 +136,10 @@ def _load_cached(path_s: str, size: int, mtime_ns: int, cfg_stamp: tuple[int, in
             config = json.loads(cfg_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise TokenizerError(f"cannot read {cfg_path}: {exc}") from exc
-    return LoadedTokenizer(tokenizer=tok, source=path_s, path=path_s, sha256=hashlib.sha256(raw).hexdigest(), config=config)
+    return LoadedTokenizer(
+        tokenizer=tok,
+        source=path_s,
+        path=path_s,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        config=config,
+    )

@@ -44,12 +44,7 @@ def _imports() -> dict[str, set[tuple[str, str]]]:
 def test_no_two_subpackages_import_each_other() -> None:
     edges = _imports()
     targets = {k: {d for d, _ in v} for k, v in edges.items()}
-    cycles = [
-        (a, b, f)
-        for a, v in edges.items()
-        for b, f in v
-        if a in targets.get(b, set())
-    ]
+    cycles = [(a, b, f) for a, v in edges.items() for b, f in v if a in targets.get(b, set())]
     assert not cycles, cycles
 
 
@@ -73,10 +68,21 @@ def test_library_api_imports_from_the_package() -> None:
     )
 
     assert TrainOnWhat.ALL_ASSISTANT_MESSAGES.value == "all_assistant_messages"
-    assert set(shardprep.__all__) >= {"build", "preview", "inspect_build", "verify_build", "BatchEncoder"}
+    assert set(shardprep.__all__) >= {
+        "build",
+        "preview",
+        "inspect_build",
+        "verify_build",
+        "BatchEncoder",
+    }
 
 
 def test_import_shardprep_is_light() -> None:
-    code = "import sys, shardprep; print(sorted(m for m in sys.modules if m.startswith(('shardprep.', 'pyarrow', 'numpy'))))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    code = (
+        "import sys, shardprep; print(sorted(m for m in sys.modules if "
+        "m.startswith(('shardprep.', 'pyarrow', 'numpy'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

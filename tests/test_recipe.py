@@ -35,7 +35,9 @@ def test_minimal_recipe_defaults() -> None:
 
 
 def test_renderer_mapping_form_carries_options() -> None:
-    r = parse_recipe({**MINIMAL, "renderer": {"name": "gpt_oss_medium_reasoning", "current_date": "2025-06-28"}})
+    r = parse_recipe(
+        {**MINIMAL, "renderer": {"name": "gpt_oss_medium_reasoning", "current_date": "2025-06-28"}}
+    )
     assert r.renderer.name == "gpt_oss_medium_reasoning"
     assert r.renderer.options == {"current_date": "2025-06-28"}
 
@@ -52,7 +54,14 @@ def test_all_errors_reported_at_once_with_yaml_paths() -> None:
     with pytest.raises(RecipeError) as info:
         parse_recipe(bad)
     text = "\n".join(info.value.problems)
-    for expected in ("train_on", "max_length", "sources[0].format", "sources[0].colums: unknown key", "shards.max_bytes", "surprise: unknown key"):
+    for expected in (
+        "train_on",
+        "max_length",
+        "sources[0].format",
+        "sources[0].colums: unknown key",
+        "shards.max_bytes",
+        "surprise: unknown key",
+    ):
         assert expected in text, (expected, text)
     assert len(info.value.problems) >= 6
 
@@ -90,7 +99,11 @@ def test_load_recipe_reports_yaml_syntax_and_missing_file(tmp_path: Path) -> Non
 
 def test_check_recipe_collects_semantic_problems(tmp_path: Path) -> None:
     p = tmp_path / "r.yaml"
-    p.write_text(yaml.safe_dump({**MINIMAL, "renderer": "no_such_renderer", "tokenizer": "missing_tok_dir/x"}))
+    p.write_text(
+        yaml.safe_dump(
+            {**MINIMAL, "renderer": "no_such_renderer", "tokenizer": "missing_tok_dir/x"}
+        )
+    )
     recipe, base = load_recipe(p)
     problems = check_recipe(recipe, base)
     assert any(pr.startswith("tokenizer:") for pr in problems)

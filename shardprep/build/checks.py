@@ -49,7 +49,9 @@ def preflight(recipe: Recipe, base_dir: Path, *, inputs: bool = True) -> Preflig
         out.errors.append(("tokenizer", exc))
     if out.tokenizer is not None:
         try:
-            out.renderer = get_renderer(recipe.renderer.name, out.tokenizer, dict(recipe.renderer.options))
+            out.renderer = get_renderer(
+                recipe.renderer.name, out.tokenizer, dict(recipe.renderer.options)
+            )
             out.renderer.check_tokenizer()  # a missing special token is a recipe error
         except UnknownRendererError:
             name, known = recipe.renderer.name, renderer_names()

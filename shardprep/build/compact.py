@@ -50,7 +50,12 @@ class _Merged:
     """Writes merged shards `{split}-NNNNN.parquet` in the data folder, like ShardWriter.flush."""
 
     def __init__(self, output: Output, folder: str, split: str, row_group_rows: int) -> None:
-        self.output, self.folder, self.split, self.row_group_rows = output, folder, split, row_group_rows
+        self.output, self.folder, self.split, self.row_group_rows = (
+            output,
+            folder,
+            split,
+            row_group_rows,
+        )
         self.shards: list[dict[str, Any]] = []
         self.parts: list[pa.Table] = []
         self.rows = self.tokens = self.trained = 0
@@ -78,8 +83,14 @@ class _Merged:
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
         self.shards.append(
-            {"path": rel, "rows": table.num_rows, "tokens": self.tokens, "trained_tokens": self.trained,
-             "bytes": size, "sha256": digest}
+            {
+                "path": rel,
+                "rows": table.num_rows,
+                "tokens": self.tokens,
+                "trained_tokens": self.trained,
+                "bytes": size,
+                "sha256": digest,
+            }
         )
         self.parts = []
         self.rows = self.tokens = self.trained = 0
@@ -121,8 +132,12 @@ def compact_split(
                     out.flush()
                     continue
                 k = 1  # one row larger than max_bytes: a file of its own
-            out.add(table.slice(pos, k), int(tokens[pos : pos + k].sum()), int(trained[pos : pos + k].sum()),
-                    float(sizes[pos : pos + k].sum()))
+            out.add(
+                table.slice(pos, k),
+                int(tokens[pos : pos + k].sum()),
+                int(trained[pos : pos + k].sum()),
+                float(sizes[pos : pos + k].sum()),
+            )
             pos += k
             if out.rows >= max_rows or out.size >= max_bytes:
                 out.flush()
@@ -130,16 +145,32 @@ def compact_split(
     return out.shards
 
 
-def compact_manifest(output: Output, folder: str, manifest: dict[str, Any], schema: ShardSchema,
-                     *, max_rows: int, max_bytes: int, row_group_rows: int) -> list[str]:
+def compact_manifest(
+    output: Output,
+    folder: str,
+    manifest: dict[str, Any],
+    schema: ShardSchema,
+    *,
+    max_rows: int,
+    max_bytes: int,
+    row_group_rows: int,
+) -> list[str]:
     """Every split of the manifest compacted in place; returns the unit shards merged away (to
     remove once the manifest that no longer lists them is written)."""
     replaced: list[str] = []
     for split, info in manifest["splits"].items():
         before = info["shards"]
         try:
-            info["shards"] = compact_split(output, folder, split, before, schema, max_rows=max_rows,
-                                           max_bytes=max_bytes, row_group_rows=row_group_rows)
+            info["shards"] = compact_split(
+                output,
+                folder,
+                split,
+                before,
+                schema,
+                max_rows=max_rows,
+                max_bytes=max_bytes,
+                row_group_rows=row_group_rows,
+            )
         except FileNotFoundError:
             # A unit shard the store lost: left as listed, so the build's check of every listed
             # shard names the lost ones and fails before any manifest.

@@ -46,7 +46,9 @@ def _holder_gone(held: dict[str, Any]) -> bool:
 
 
 @contextlib.contextmanager
-def build_lock(output: Output, *, wait_s: float = 0.0, stale_after: float = 4 * HEARTBEAT_S) -> Iterator[None]:
+def build_lock(
+    output: Output, *, wait_s: float = 0.0, stale_after: float = 4 * HEARTBEAT_S
+) -> Iterator[None]:
     output.makedirs()
     if output.is_local:
         with _local_lock(output.path(LOCK_NAME), wait_s):

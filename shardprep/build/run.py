@@ -148,7 +148,9 @@ def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
         "task": recipe.task,
         "tokenizer_sha256": tokenizer.sha256,
         # tokenizer_config.json decides BOS/EOS for some renderers and tasks.
-        "tokenizer_config_sha256": hashlib.sha256(canonical_json(tokenizer.config).encode()).hexdigest(),
+        "tokenizer_config_sha256": hashlib.sha256(
+            canonical_json(tokenizer.config).encode()
+        ).hexdigest(),
         "renderer": {
             "name": recipe.renderer.name,
             "options": renderer.options,
@@ -178,9 +180,19 @@ def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
     }
     # Task options enter the fingerprint only for their task, so sft fingerprints stay as they were.
     parts.update(TASKS[recipe.task].fingerprint_parts(recipe))
-    output = Output(resolve_path(recipe.output, base_dir), storage_options=recipe.output_storage_options)
+    output = Output(
+        resolve_path(recipe.output, base_dir), storage_options=recipe.output_storage_options
+    )
     return Plan(
-        recipe, base_dir, tokenizer, renderer, output, sources, source_files, fingerprint(parts), parts,
+        recipe,
+        base_dir,
+        tokenizer,
+        renderer,
+        output,
+        sources,
+        source_files,
+        fingerprint(parts),
+        parts,
         quick_key(recipe, base_dir, source_files),
     )
 
@@ -221,12 +233,16 @@ def build(
     # Resolved before anything is read, so a wrong engine name fails at once.
     chosen = workers if workers is not None else recipe.workers
     runner = make_engine(
-        engine, workers=resolve_workers(chosen), address=address,
+        engine,
+        workers=resolve_workers(chosen),
+        address=address,
         ray_cpus=None if chosen in (None, "auto") else resolve_workers(chosen),
     )
     if not force:
         # Up to date without loading the tokenizer: file stats and the recipe decide.
-        output = Output(resolve_path(recipe.output, base_dir), storage_options=recipe.output_storage_options)
+        output = Output(
+            resolve_path(recipe.output, base_dir), storage_options=recipe.output_storage_options
+        )
         existing = read_manifest(output)
         if existing is not None and existing.get("quick_key"):
             sources = _open_sources(recipe, base_dir)
@@ -236,20 +252,28 @@ def build(
     plan = plan_build(recipe, base_dir)
     output = plan.output
     existing = read_manifest(output)
-    if existing is not None and existing.get("fingerprint") == plan.fingerprint and not force and _intact(output, existing):
+    if (
+        existing is not None
+        and existing.get("fingerprint") == plan.fingerprint
+        and not force
+        and _intact(output, existing)
+    ):
         return _up_to_date(output, existing)
     with build_lock(output, wait_s=lock_wait_s):
         # Another build may have finished while we waited for the lock.
         existing = read_manifest(output)
-        if existing is not None and existing.get("fingerprint") == plan.fingerprint and not force and _intact(output, existing):
+        if (
+            existing is not None
+            and existing.get("fingerprint") == plan.fingerprint
+            and not force
+            and _intact(output, existing)
+        ):
             return BuildResult("up_to_date", output.url, existing)
         if existing is not None and any(
             s["path"].startswith(plan.data_dir + "/") for s in manifest_shards(existing)
         ):
             plan.rebuild_tag = f"-{uuid.uuid4().hex[:8]}"
-        return _build_locked(
-            plan, force=force, progress=progress or _NoProgress(), engine=runner
-        )
+        return _build_locked(plan, force=force, progress=progress or _NoProgress(), engine=runner)
 
 
 def _build_locked(
@@ -317,16 +341,24 @@ def _build_locked(
         )
     # Every warning of the build in one list (the summary, --json and show print it): the template
     # check's and the task's own (sft: turns trained as history).
-    task_warnings = TASKS[recipe.task].counter_warnings(manifest["stats"]["task_counters"], manifest["recipe"])
+    task_warnings = TASKS[recipe.task].counter_warnings(
+        manifest["stats"]["task_counters"], manifest["recipe"]
+    )
     manifest["warnings"] = [*([mismatch] if mismatch is not None else []), *task_warnings]
     if manifest["skipped_sample"]:
         output.write_text_atomic(
-            manifest["skipped_sample"], "".join(_json_line(s) for s in _skipped(ordered, recipe.skipped_sample))
+            manifest["skipped_sample"],
+            "".join(_json_line(s) for s in _skipped(ordered, recipe.skipped_sample)),
         )
     # Many small unit shards -> files of the size asked for; the unit shards go after the manifest.
     replaced = compact_manifest(
-        output, plan.data_dir, manifest, TASKS[recipe.task].schema, max_rows=recipe.shards.max_rows,
-        max_bytes=recipe.shards.max_bytes, row_group_rows=recipe.shards.row_group_rows,
+        output,
+        plan.data_dir,
+        manifest,
+        TASKS[recipe.task].schema,
+        max_rows=recipe.shards.max_rows,
+        max_bytes=recipe.shards.max_bytes,
+        row_group_rows=recipe.shards.row_group_rows,
     )
     # Never a manifest listing a shard that is not there (an object store that lost writes).
     lost = shard_problems(output, manifest)
@@ -359,7 +391,7 @@ def _refuse_empty_sources(recipe: Recipe, units: list[WorkUnit]) -> None:
 
 
 def _intact(output: Output, manifest: dict[str, Any]) -> bool:
-    """"Up to date" needs the shards, not just the manifest: each present with its recorded size."""
+    """ "Up to date" needs the shards, not just the manifest: each present with its recorded size."""
     return not shard_problems(output, manifest)
 
 
@@ -403,10 +435,15 @@ def _histogram(counter: Counter[int]) -> dict[str, Any]:
         return {"edges": [], "counts": []}
     top = max(counter)
     # bucket b holds lengths in (2**(b-1), 2**b]
-    return {"edges": [2**b for b in range(top + 1)], "counts": [counter.get(b, 0) for b in range(top + 1)]}
+    return {
+        "edges": [2**b for b in range(top + 1)],
+        "counts": [counter.get(b, 0) for b in range(top + 1)],
+    }
 
 
-def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed: int) -> dict[str, Any]:
+def _manifest(
+    plan: Plan, results: list[UnitResult], *, elapsed: float, resumed: int
+) -> dict[str, Any]:
     from shardprep.build.units import encoder_record
     from shardprep.encode.conformance import merge_conformance
 
@@ -461,12 +498,21 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
             {
                 "name": s.resolved_name,
                 "path": plan.sources[i].path,
-                **({"hub": hub} if (hub := plan.fingerprint_parts["sources"][i].get("hub")) else {}),
+                **(
+                    {"hub": hub} if (hub := plan.fingerprint_parts["sources"][i].get("hub")) else {}
+                ),
                 "format": s.format,
                 "files": plan.source_files[s.resolved_name],
                 **{
                     k: per_source[s.resolved_name][k]
-                    for k in ("rows_read", "examples", "tokens", "trained_tokens", "dropped", "truncated")
+                    for k in (
+                        "rows_read",
+                        "examples",
+                        "tokens",
+                        "trained_tokens",
+                        "dropped",
+                        "truncated",
+                    )
                 },
                 "dropped_by_reason": dict(sorted(by_reason[s.resolved_name].items())),
             }
@@ -481,7 +527,11 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
             "length_histogram": _histogram(hist),
             "task_counters": dict(sorted(task_counters.items())),
             # Figures the task derives from its counters (sft per_turn: examples per conversation).
-            **({"task_summary": summary} if (summary := task.counter_summary(task_counters)) else {}),
+            **(
+                {"task_summary": summary}
+                if (summary := task.counter_summary(task_counters))
+                else {}
+            ),
             "units": len(results),
             "units_resumed": resumed,
             "elapsed_s": round(elapsed, 3),
@@ -490,6 +540,13 @@ def _manifest(plan: Plan, results: list[UnitResult], *, elapsed: float, resumed:
         },
         "data_dir": plan.data_dir,
         "skipped_sample": f"{plan.data_dir}/skipped.jsonl" if has_skipped else None,
-        **({"conformance": conf} if (conf := merge_conformance([r.extras["conformance"] for r in results if r.extras.get("conformance")])) else {}),
+        **(
+            {"conformance": conf}
+            if (
+                conf := merge_conformance(
+                    [r.extras["conformance"] for r in results if r.extras.get("conformance")]
+                )
+            )
+            else {}
+        ),
     }
-

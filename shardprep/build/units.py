@@ -86,14 +86,25 @@ def plan_units(recipe: Recipe, sources: list[Source]) -> list[WorkUnit]:
     units: list[WorkUnit] = []
     ordinal = 0  # selected rows of all earlier sources (copy 0 only: copies are not new rows)
     counted = [source.pieces() for source in sources]
-    unit_rows = unit_rows_for(recipe.work_unit_rows, sum(p.rows for pieces in counted for p in pieces))
+    unit_rows = unit_rows_for(
+        recipe.work_unit_rows, sum(p.rows for pieces in counted for p in pieces)
+    )
     for si, src in enumerate(recipe.sources):
         pieces = counted[si]
         total = sum(p.rows for p in pieces)
         plain = not (src.skip or src.take is not None or src.fraction is not None)
-        sel = None if plain else select(
-            total, name=src.resolved_name, seed=src.seed, skip=src.skip, take=src.take,
-            fraction=src.fraction, repeat=src.repeat,
+        sel = (
+            None
+            if plain
+            else select(
+                total,
+                name=src.resolved_name,
+                seed=src.seed,
+                skip=src.skip,
+                take=src.take,
+                fraction=src.fraction,
+                repeat=src.repeat,
+            )
         )
         # (piece from start, start, stop, source_row_base, selected) of copy 0
         cuts: list[tuple[Piece, int, int, int, int]] = []
@@ -113,8 +124,16 @@ def plan_units(recipe: Recipe, sources: list[Source]) -> list[WorkUnit]:
             for piece, start, stop, row_base, kept in cuts:
                 units.append(
                     WorkUnit(
-                        len(units), si, piece, start, stop, row_base, at,
-                        selected=kept if sel is not None else -1, selection=sel, copy=copy,
+                        len(units),
+                        si,
+                        piece,
+                        start,
+                        stop,
+                        row_base,
+                        at,
+                        selected=kept if sel is not None else -1,
+                        selection=sel,
+                        copy=copy,
                     )
                 )
                 at += kept
@@ -236,7 +255,9 @@ class UnitContext:
     def loaded(self) -> tuple[Any, BatchEncoder, Output]:
         if self._loaded is None:
             tok = load_tokenizer(self.recipe.tokenizer, base_dir=self.base_dir)
-            renderer = get_renderer(self.recipe.renderer.name, tok, dict(self.recipe.renderer.options))
+            renderer = get_renderer(
+                self.recipe.renderer.name, tok, dict(self.recipe.renderer.options)
+            )
             output = Output(self.output_url, storage_options=self.recipe.output_storage_options)
             self._loaded = (renderer, unit_encoder(self.recipe, tok, renderer), output)
         return self._loaded
@@ -318,7 +339,11 @@ def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
     result.extras = dict(io.extras)
     # Which encoder made this unit's ids, for the manifest (a resumed build may mix them).
     result.extras["encoder"] = encoder.selection.describe()
-    result.examples, result.tokens, result.trained_tokens = io.examples, io.tokens, io.trained_tokens
+    result.examples, result.tokens, result.trained_tokens = (
+        io.examples,
+        io.tokens,
+        io.trained_tokens,
+    )
     result.truncated = io.truncated
     result.dropped = dict(io.dropped)
     result.length_log2 = dict(io.length_log2)
@@ -339,6 +364,9 @@ def load_done(output: Output, data_dir: str) -> dict[int, UnitResult]:
         except (ValueError, KeyError, TypeError):
             continue  # a torn marker is an unfinished unit
         shards = [s for v in res.shards.values() for s in v]
-        if all(output.exists(s["path"]) and output.fs.size(output.path(s["path"])) == s["bytes"] for s in shards):
+        if all(
+            output.exists(s["path"]) and output.fs.size(output.path(s["path"])) == s["bytes"]
+            for s in shards
+        ):
             done[res.index] = res
     return done

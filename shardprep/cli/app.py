@@ -44,8 +44,14 @@ _EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "show": (
         ("prep show shards/demo-qwen3", "summary, row 0 and mask health"),
-        ("prep show shards/demo-qwen3 --split test --row 3 --row 7", "decode rows 3 and 7 of the test split"),
-        ("prep show shards/demo-qwen3 --sample 5 --seed 1", "five random rows, the same for the same seed"),
+        (
+            "prep show shards/demo-qwen3 --split test --row 3 --row 7",
+            "decode rows 3 and 7 of the test split",
+        ),
+        (
+            "prep show shards/demo-qwen3 --sample 5 --seed 1",
+            "five random rows, the same for the same seed",
+        ),
         ("prep show s3://bucket/demo --json", "a build on an object store, as JSON"),
         ("prep show shards/demo-qwen3 --html report.html", "a self-contained page to share"),
     ),
@@ -63,7 +69,10 @@ app = typer.Typer(
     help="Prepare tokenized training shards for chat-model fine-tuning.",
     epilog=_examples(
         ("prep validate configs/demo.yaml", "check a recipe without reading data"),
-        ("prep preview configs/demo.yaml -n 3", "see what the first rows train on, writing nothing"),
+        (
+            "prep preview configs/demo.yaml -n 3",
+            "see what the first rows train on, writing nothing",
+        ),
         ("prep build configs/demo.yaml", "build shards + manifest.json"),
         ("prep show shards/demo-qwen3", "inspect a build: tables, histogram, rows, mask health"),
         ("prep --install-completion", "shell completion for bash, zsh, fish or PowerShell"),
@@ -83,7 +92,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     STATE.debug = debug
 

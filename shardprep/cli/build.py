@@ -22,15 +22,48 @@ ENCODER_ENV = "SHARDPREP_ENCODER"
 @handle_errors(debug)
 def build(
     recipe: Path = typer.Argument(..., help="Recipe YAML file."),
-    force: bool = typer.Option(False, "--force", help="Rebuild even when the output is up to date."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (no progress bar)."),
+    force: bool = typer.Option(
+        False, "--force", help="Rebuild even when the output is up to date."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the result as JSON (no progress bar)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    output: str = typer.Option(None, "--output", "-o", help="Write here instead of the recipe's `output:`."),
-    workers: str = typer.Option(None, "--workers", "-w", help="Worker processes: a number or 'auto' (default: the recipe's `workers`)."),
-    wait: float = typer.Option(0.0, "--wait", help="Seconds to wait for another build of the same output to finish."),
-    engine: str = typer.Option("local", "--engine", help="Where units run: 'local' (processes here) or 'ray' (needs shardprep[ray])."),
-    address: str = typer.Option(None, "--address", help="Ray cluster to join with --engine ray: 'auto' or ray://host:port (default: a local Ray instance, or $RAY_ADDRESS)."),
-    encoder: str = typer.Option(None, "--encoder", click_type=click.Choice(ENCODERS), help="Token encoder: 'auto' (fastokens where its probe ids equal tokenizers', else tokenizers), 'fastokens' or 'tokenizers' (default: $SHARDPREP_ENCODER, else auto). Not part of the fingerprint: the ids are the same."),
+    output: str = typer.Option(
+        None, "--output", "-o", help="Write here instead of the recipe's `output:`."
+    ),
+    workers: str = typer.Option(
+        None,
+        "--workers",
+        "-w",
+        help="Worker processes: a number or 'auto' (default: the recipe's `workers`).",
+    ),
+    wait: float = typer.Option(
+        0.0, "--wait", help="Seconds to wait for another build of the same output to finish."
+    ),
+    engine: str = typer.Option(
+        "local",
+        "--engine",
+        help="Where units run: 'local' (processes here) or 'ray' (needs shardprep[ray]).",
+    ),
+    address: str = typer.Option(
+        None,
+        "--address",
+        help=(
+            "Ray cluster to join with --engine ray: 'auto' or ray://host:port (default: a local "
+            "Ray instance, or $RAY_ADDRESS)."
+        ),
+    ),
+    encoder: str = typer.Option(
+        None,
+        "--encoder",
+        click_type=click.Choice(ENCODERS),
+        help=(
+            "Token encoder: 'auto' (fastokens where its probe ids equal tokenizers', else "
+            "tokenizers), 'fastokens' or 'tokenizers' (default: $SHARDPREP_ENCODER, else auto). "
+            "Not part of the fingerprint: the ids are the same."
+        ),
+    ),
 ) -> None:
     """Build shards and manifest.json from a recipe.
 
@@ -43,7 +76,9 @@ def build(
 
     parsed, base_dir = load_recipe(recipe)
     if output is not None:
-        parsed = parsed.model_copy(update={"output": str(Path(output).resolve()) if "://" not in output else output})
+        parsed = parsed.model_copy(
+            update={"output": str(Path(output).resolve()) if "://" not in output else output}
+        )
     console = Console(stderr=True)
     progress = None if (as_json or quiet) else RichProgress(console)
     if workers is not None and workers != "auto" and not workers.isdigit():
@@ -56,7 +91,14 @@ def build(
         # Through the environment, so that pool workers (spawned) make the same choice.
         os.environ[ENCODER_ENV] = encoder
     result = run_build(
-        parsed, base_dir, force=force, workers=workers, progress=progress, lock_wait_s=wait, engine=engine, address=address
+        parsed,
+        base_dir,
+        force=force,
+        workers=workers,
+        progress=progress,
+        lock_wait_s=wait,
+        engine=engine,
+        address=address,
     )
     m = result.manifest
     st = m["stats"]
@@ -77,12 +119,16 @@ def build(
         return
     out = Console(highlight=False, soft_wrap=True)
     if result.status == "up_to_date":
-        out.print(f"[green]up to date[/]: {escape(result.output)} (fingerprint {m['fingerprint'][:12]})")
+        out.print(
+            f"[green]up to date[/]: {escape(result.output)} (fingerprint {m['fingerprint'][:12]})"
+        )
         return
     used = (m.get("tokenizer") or {}).get("encoder")
     out.print(
         f"[green]built[/] {escape(result.output)}: "
-        + ", ".join(f"{k} {v['rows']:,} rows / {v['tokens']:,} tokens" for k, v in m["splits"].items())
+        + ", ".join(
+            f"{k} {v['rows']:,} rows / {v['tokens']:,} tokens" for k, v in m["splits"].items()
+        )
         + f"; dropped {sum(st['dropped'].values()):,}; {st['elapsed_s']:.1f}s, {st['tokens_per_s'] or 0:,.0f} tokens/s"
         + (f"; encoder {used['name']}" if isinstance(used, dict) and used.get("name") else "")
     )

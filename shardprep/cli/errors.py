@@ -115,6 +115,10 @@ def handle_errors(debug_flag: Callable[[], bool]) -> Callable[[F], F]:
 
 def _internal(exc: BaseException) -> NoReturn:
     """A bug: say so (the traceback stays behind --debug) and exit 1."""
-    err_console.print(f"[bold red]internal error:[/] {escape(f'{type(exc).__name__}: {exc}')}", markup=True)
-    err_console.print("[dim]this is a bug in shardprep; rerun with --debug for the traceback[/]", markup=True)
+    err_console.print(
+        f"[bold red]internal error:[/] {escape(f'{type(exc).__name__}: {exc}')}", markup=True
+    )
+    err_console.print(
+        "[dim]this is a bug in shardprep; rerun with --debug for the traceback[/]", markup=True
+    )
     sys.exit(EXIT_BUG)

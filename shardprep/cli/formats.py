@@ -52,13 +52,23 @@ def formats(
     Example: prep formats sharegpt
     """
     from shardprep.formats.catalog import CATALOG
+
     if name is not None and name not in CATALOG:
-        raise ShardprepError(f"unknown format {name!r}{did_you_mean(name, CATALOG)} (known: {', '.join(CATALOG)})")
+        raise ShardprepError(
+            f"unknown format {name!r}{did_you_mean(name, CATALOG)} (known: {', '.join(CATALOG)})"
+        )
     docs = [CATALOG[name]] if name else list(CATALOG.values())
     if as_json:
         rows = [
-            {"name": d.name, "tasks": list(d.tasks), "summary": d.summary, "required": d.required,
-             "optional": d.optional, "example": d.example, "note": d.note}
+            {
+                "name": d.name,
+                "tasks": list(d.tasks),
+                "summary": d.summary,
+                "required": d.required,
+                "optional": d.optional,
+                "example": d.example,
+                "note": d.note,
+            }
             for d in docs
         ]
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -66,4 +76,9 @@ def formats(
     console = Console(highlight=False, soft_wrap=True)
     for d in docs:
         console.print(_text(d))
-    console.print(Text("columns: {FIELD: ROW_FIELD} reads the format's FIELD from another (dotted) row field", style="dim"))
+    console.print(
+        Text(
+            "columns: {FIELD: ROW_FIELD} reads the format's FIELD from another (dotted) row field",
+            style="dim",
+        )
+    )

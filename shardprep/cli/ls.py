@@ -38,11 +38,24 @@ def ls(
     t = Table("path", "recipe", "fingerprint", "rows", "tokens", "size", "age")
     for b in builds:
         if "error" in b:
-            t.add_row(Text(b["path"]), Text("invalid manifest", style="red") + Text(" (see --json)"), "", "", "", "", "")
+            t.add_row(
+                Text(b["path"]),
+                Text("invalid manifest", style="red") + Text(" (see --json)"),
+                "",
+                "",
+                "",
+                "",
+                "",
+            )
             continue
         # Paths and names are data: Text keeps a "[x]" in them from being read as rich markup.
         t.add_row(
-            Text(b["path"]), Text(b["name"]), b["fingerprint"][:12], f"{b['rows']:,}", f"{b['tokens']:,}",
-            f"{b['bytes'] / 1e6:,.1f} MB", _age(b["age_s"]),
+            Text(b["path"]),
+            Text(b["name"]),
+            b["fingerprint"][:12],
+            f"{b['rows']:,}",
+            f"{b['tokens']:,}",
+            f"{b['bytes'] / 1e6:,.1f} MB",
+            _age(b["age_s"]),
         )
     Console().print(t)

@@ -14,9 +14,13 @@ from shardprep.cli.state import debug
 def preview(
     recipe: Path = typer.Argument(..., help="Recipe YAML file."),
     n: int = typer.Option(5, "-n", "--rows", help="Rows to read from the start of each source."),
-    source: str = typer.Option(None, "--source", help="Only this source (by its name in the recipe)."),
+    source: str = typer.Option(
+        None, "--source", help="Only this source (by its name in the recipe)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON for scripts."),
-    html: Path = typer.Option(None, "--html", help="Also write a self-contained HTML page of the report here."),
+    html: Path = typer.Option(
+        None, "--html", help="Also write a self-contained HTML page of the report here."
+    ),
 ) -> None:
     """Render and tokenize the first rows of each source exactly as `prep build` would, writing nothing."""
     from shardprep.cli.report_output import emit_report

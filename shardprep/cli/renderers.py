@@ -23,7 +23,9 @@ def renderers(as_json: bool = typer.Option(False, "--json", help="Print as JSON.
 
     infos = [renderer_info(n) for n in renderer_names()]
     if as_json:
-        rows = [{"name": i.name, "description": i.description, "models": list(i.models)} for i in infos]
+        rows = [
+            {"name": i.name, "description": i.description, "models": list(i.models)} for i in infos
+        ]
         typer.echo(json.dumps(rows, indent=2))
         return
     # Names and model ids are typed into recipes: never cut them short, wrap the description instead.

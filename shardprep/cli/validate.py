@@ -33,18 +33,27 @@ def first_row_problems(recipe: Recipe, report: dict[str, Any]) -> tuple[list[str
         where = f"sources[{index[src['name']]}] ({src['name']}, format {src['format']})"
         first = errs[0]["message"]
         if src["rows_read"] and len(errs) == src["rows_read"]:
-            problems.append(f"{where}: none of its first {src['rows_read']} rows fit; first: {first}")
+            problems.append(
+                f"{where}: none of its first {src['rows_read']} rows fit; first: {first}"
+            )
         elif recipe.on_error == "fail":
             problems.append(f"{where}: {first}")
         else:
-            notes.append(f"{where}: {len(errs)} of its first {src['rows_read']} rows would be skipped; first: {first}")
+            notes.append(
+                f"{where}: {len(errs)} of its first {src['rows_read']} rows would be skipped; first: {first}"
+            )
     return problems, notes
 
 
 @handle_errors(debug)
 def validate(
     recipe: Path = typer.Argument(..., help="Recipe YAML file."),
-    rows: int = typer.Option(5, "--rows", "-n", help="Rows of each source to read and convert exactly as the build would (0: read no data)."),
+    rows: int = typer.Option(
+        5,
+        "--rows",
+        "-n",
+        help="Rows of each source to read and convert exactly as the build would (0: read no data).",
+    ),
 ) -> None:
     """Check a recipe (keys, tokenizer, renderer, output, inputs, and the first rows of each source
     against its format and columns) without building.

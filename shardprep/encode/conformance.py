@@ -37,7 +37,9 @@ def chunks_text(chunks: Sequence[Chunk], tokenizer: LoadedTokenizer | None = Non
     return "".join(out)
 
 
-def prompt_texts(renderer: Renderer, conversations: Sequence[Sequence[Message]]) -> list[str | RowError]:
+def prompt_texts(
+    renderer: Renderer, conversations: Sequence[Sequence[Message]]
+) -> list[str | RowError]:
     """The renderer's generation-prompt text for each conversation (RowError where it cannot)."""
     out: list[str | RowError] = []
     for messages in conversations:
@@ -158,7 +160,9 @@ def merge_conformance(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
         "template": parts[0]["template"],
         "checked": sum(p["checked"] for p in parts),
         "identical": sum(p["identical"] for p in parts),
-        "first_difference": next((p["first_difference"] for p in parts if p["first_difference"]), None),
+        "first_difference": next(
+            (p["first_difference"] for p in parts if p["first_difference"]), None
+        ),
     }
 
 

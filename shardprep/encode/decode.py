@@ -68,7 +68,9 @@ def example_tokens(row: dict[str, Any]) -> tuple[list[int], list[bool]]:
     return tokens, trained
 
 
-def decode_pieces(tok: LoadedTokenizer, tokens: Sequence[int], trained: Sequence[bool]) -> list[Piece]:
+def decode_pieces(
+    tok: LoadedTokenizer, tokens: Sequence[int], trained: Sequence[bool]
+) -> list[Piece]:
     """Per-token pieces whose texts join to exactly the decoded sequence.
 
     Tokens that only decode cleanly together (a multi-byte character split by BPE) form one piece,
@@ -82,30 +84,53 @@ def decode_pieces(tok: LoadedTokenizer, tokens: Sequence[int], trained: Sequence
     pending: list[int] = []
     for i, tid in enumerate(tokens):
         if tid in specials:
-            pieces.append(Piece(dec([tid], skip_special_tokens=False), (tid,), (bool(trained[i]),), True))
+            pieces.append(
+                Piece(dec([tid], skip_special_tokens=False), (tid,), (bool(trained[i]),), True)
+            )
             continue
         pending.append(tid)
         text = dec(pending, skip_special_tokens=False)
         nxt_special = i + 1 < len(tokens) and tokens[i + 1] in specials
-        if text.endswith(_REPLACEMENT) and len(pending) < 4 and i + 1 < len(tokens) and not nxt_special:
+        if (
+            text.endswith(_REPLACEMENT)
+            and len(pending) < 4
+            and i + 1 < len(tokens)
+            and not nxt_special
+        ):
             continue  # wait for the rest of the character (UTF-8 is at most 4 bytes)
         start = i + 1 - len(pending)
-        pieces.append(Piece(text, tuple(pending), tuple(bool(t) for t in trained[start : i + 1]), False))
+        pieces.append(
+            Piece(text, tuple(pending), tuple(bool(t) for t in trained[start : i + 1]), False)
+        )
         pending = []
     if "".join(p.text for p in pieces) != dec(list(tokens), skip_special_tokens=False):
         return _run_pieces(tok, tokens, trained, specials)
     return pieces
 
 
-def _run_pieces(tok: LoadedTokenizer, tokens: Sequence[int], trained: Sequence[bool], specials: set[int]) -> list[Piece]:
+def _run_pieces(
+    tok: LoadedTokenizer, tokens: Sequence[int], trained: Sequence[bool], specials: set[int]
+) -> list[Piece]:
     """Fallback: one piece per run of equal trained-ness, special tokens alone."""
     pieces: list[Piece] = []
     start = 0
     for i in range(1, len(tokens) + 1):
-        if i == len(tokens) or trained[i] != trained[start] or tokens[i] in specials or tokens[i - 1] in specials:
+        if (
+            i == len(tokens)
+            or trained[i] != trained[start]
+            or tokens[i] in specials
+            or tokens[i - 1] in specials
+        ):
             ids = tuple(tokens[start:i])
             text = tok.tokenizer.decode(list(ids), skip_special_tokens=False)
-            pieces.append(Piece(text, ids, tuple(bool(t) for t in trained[start:i]), len(ids) == 1 and ids[0] in specials))
+            pieces.append(
+                Piece(
+                    text,
+                    ids,
+                    tuple(bool(t) for t in trained[start:i]),
+                    len(ids) == 1 and ids[0] in specials,
+                )
+            )
             start = i
     return pieces
 

@@ -48,12 +48,20 @@ def column(
     return value, path
 
 
-def _missing_message(row: Mapping[str, Any], columns: Mapping[str, str] | None, name: str, path: str) -> str:
+def _missing_message(
+    row: Mapping[str, Any], columns: Mapping[str, str] | None, name: str, path: str
+) -> str:
     """Which fields the row does have, and the `columns:` mapping that would point `name` at one."""
     keys = [str(k) for k in row]
-    have = ", ".join(repr(k) for k in keys[:12]) + (", ..." if len(keys) > 12 else "") if keys else "no fields"
+    have = (
+        ", ".join(repr(k) for k in keys[:12]) + (", ..." if len(keys) > 12 else "")
+        if keys
+        else "no fields"
+    )
     # A field named alike, else the row's only field, else a placeholder.
-    close = difflib.get_close_matches(path, keys, n=1, cutoff=0.5) or (keys if len(keys) == 1 else [])
+    close = difflib.get_close_matches(path, keys, n=1, cutoff=0.5) or (
+        keys if len(keys) == 1 else []
+    )
     target = close[0] if close else "<its field>"
     verb = "fix" if name in (columns or {}) else "set"
     return (
@@ -68,7 +76,9 @@ def string_field(value: Any, field: str, *, none_as_empty: bool = False) -> str:
     if value is None and none_as_empty:
         return ""
     if not isinstance(value, str):
-        raise RowError("bad_content", f"{field} must be a string, got {type(value).__name__}", field=field)
+        raise RowError(
+            "bad_content", f"{field} must be a string, got {type(value).__name__}", field=field
+        )
     return value
 
 
@@ -193,7 +203,8 @@ def finish(
                 got = "no" if flag is None else f"a {type(flag).__name__}"
                 raise RowError(
                     "missing_trainable",
-                    f"train_on: customized needs a bool `trainable` on every message; message {i} has {got} `trainable`",
+                    f"train_on: customized needs a bool `trainable` on every message; message {i} has {got} "
+                    "`trainable`",
                     field=f"{field}[{i}].trainable",
                 )
             msg["trainable"] = flag

@@ -51,7 +51,12 @@ CATALOG: dict[str, FormatDoc] = {
             "ShareGPT / LLaMA-Factory: turns of {from, value} (human, gpt, system, function_call, observation)",
             {"messages": "conversations"},
             {"system": "system"},
-            {"conversations": [{"from": "human", "value": "What is 2+2?"}, {"from": "gpt", "value": "4"}]},
+            {
+                "conversations": [
+                    {"from": "human", "value": "What is 2+2?"},
+                    {"from": "gpt", "value": "4"},
+                ]
+            },
             "`columns:` also takes LLaMA-Factory's tags: role_tag, content_tag, user_tag, assistant_tag, ...",
         ),
         FormatDoc(
@@ -78,16 +83,25 @@ CATALOG: dict[str, FormatDoc] = {
                 "label": "label",
             },
             {},
-            {"comparison": {"prompt_conversation": [_U], "completion_A": [_A],
-                            "completion_B": [{"role": "assistant", "content": "5"}]}, "label": "A"},
+            {
+                "comparison": {
+                    "prompt_conversation": [_U],
+                    "completion_A": [_A],
+                    "completion_B": [{"role": "assistant", "content": "5"}],
+                },
+                "label": "A",
+            },
         ),
         FormatDoc(
             "sharegpt_pair",
             "LLaMA-Factory ranking data: ShareGPT turns for the prompt, a chosen and a rejected turn",
             {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"},
             {"system": "system"},
-            {"conversations": [{"from": "human", "value": "What is 2+2?"}],
-             "chosen": {"from": "gpt", "value": "4"}, "rejected": {"from": "gpt", "value": "5"}},
+            {
+                "conversations": [{"from": "human", "value": "What is 2+2?"}],
+                "chosen": {"from": "gpt", "value": "4"},
+                "rejected": {"from": "gpt", "value": "5"},
+            },
         ),
         FormatDoc(
             "messages_pair",
@@ -109,7 +123,10 @@ CATALOG: dict[str, FormatDoc] = {
             'Anthropic HH: chosen / rejected transcripts of "Human:" / "Assistant:" turns',
             {"chosen": "chosen", "rejected": "rejected"},
             {},
-            {"chosen": "\n\nHuman: What is 2+2?\n\nAssistant: 4", "rejected": "\n\nHuman: What is 2+2?\n\nAssistant: 5"},
+            {
+                "chosen": "\n\nHuman: What is 2+2?\n\nAssistant: 4",
+                "rejected": "\n\nHuman: What is 2+2?\n\nAssistant: 5",
+            },
         ),
         FormatDoc(
             "text",
@@ -129,7 +146,10 @@ def columns_example(doc: FormatDoc) -> str:
 
 
 def _fields_line(fields: dict[str, str]) -> str:
-    return ", ".join(f"`{k}`" + (f" (row field `{v}`)" if v != k else "") for k, v in fields.items()) or "-"
+    return (
+        ", ".join(f"`{k}`" + (f" (row field `{v}`)" if v != k else "") for k, v in fields.items())
+        or "-"
+    )
 
 
 def formats_markdown() -> str:

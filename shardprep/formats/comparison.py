@@ -73,7 +73,9 @@ def _check(prompt: list[Message], a: list[Message], b: list[Message], field: str
         if not side or not any(_has_text(m) for m in side):
             raise RowError(BAD_PAIR, f"completion {name} is empty", field=field)
         if side[-1]["role"] != "assistant":
-            raise RowError(BAD_PAIR, f"completion {name} does not end with an assistant message", field=field)
+            raise RowError(
+                BAD_PAIR, f"completion {name} does not end with an assistant message", field=field
+            )
     if not prompt:
         raise RowError(BAD_PAIR, "the pair has no prompt", field=field)
     return Comparison(prompt, a, b)
@@ -94,11 +96,17 @@ def _relabel(err: RowError, field: str, n_prompt: int, side_field: str) -> RowEr
 
 def _messages(value: Any, field: str) -> list[Any]:
     if not isinstance(value, list):
-        raise RowError("bad_content", f"{field!r} must be a list of messages, got {type(value).__name__}", field=field)
+        raise RowError(
+            "bad_content",
+            f"{field!r} must be a list of messages, got {type(value).__name__}",
+            field=field,
+        )
     return value
 
 
-def _convert_messages(items: list[Any], field: str, n_prompt: int, side_field: str) -> list[Message]:
+def _convert_messages(
+    items: list[Any], field: str, n_prompt: int, side_field: str
+) -> list[Message]:
     try:
         return messages_format.convert({field: items}, {"messages": field})
     except RowError as err:
@@ -106,7 +114,9 @@ def _convert_messages(items: list[Any], field: str, n_prompt: int, side_field: s
 
 
 def _tinker(row: Mapping[str, Any], columns: Mapping[str, str] | None) -> LabeledComparison:
-    prompt, f_prompt = column(row, columns, "prompt_conversation", default="comparison.prompt_conversation")
+    prompt, f_prompt = column(
+        row, columns, "prompt_conversation", default="comparison.prompt_conversation"
+    )
     a, f_a = column(row, columns, "completion_A", default="comparison.completion_A")
     b, f_b = column(row, columns, "completion_B", default="comparison.completion_B")
     label, f_label = column(row, columns, "label")
@@ -136,7 +146,9 @@ def _sharegpt(row: Mapping[str, Any], columns: Mapping[str, str] | None) -> Labe
         if system is not None:
             synthetic[f_system] = system
         try:
-            conv = sharegpt_format.convert(synthetic, {**tags, "messages": f_turns, "system": f_system})
+            conv = sharegpt_format.convert(
+                synthetic, {**tags, "messages": f_turns, "system": f_system}
+            )
         except RowError as err:
             raise _relabel(err, f_turns, len(turns), f_side) from None
         sides.append(_split(conv, len(items)))
@@ -144,7 +156,9 @@ def _sharegpt(row: Mapping[str, Any], columns: Mapping[str, str] | None) -> Labe
     return LabeledComparison(_check(p, ca, cb, f_turns), "A")
 
 
-def _side_column(row: Mapping[str, Any], columns: Mapping[str, str] | None, name: str) -> tuple[Any, str]:
+def _side_column(
+    row: Mapping[str, Any], columns: Mapping[str, str] | None, name: str
+) -> tuple[Any, str]:
     # LLaMA-Factory v1 names the sides `chosen_messages` / `rejected_messages`.
     if not (columns and name in columns) and name not in row and f"{name}_messages" in row:
         return row[f"{name}_messages"], f"{name}_messages"
@@ -174,7 +188,9 @@ def _messages_pair(row: Mapping[str, Any], columns: Mapping[str, str] | None) ->
 
 def _string(value: Any, field: str) -> str:
     if not isinstance(value, str):
-        raise RowError("bad_content", f"{field} must be a string, got {type(value).__name__}", field=field)
+        raise RowError(
+            "bad_content", f"{field} must be a string, got {type(value).__name__}", field=field
+        )
     return value
 
 
@@ -200,7 +216,9 @@ _HH_TAGS = re.compile(r"(Human:|Assistant:)")
 def _hh_parse(text: str, field: str) -> list[Message]:
     pieces = _HH_TAGS.split(text)
     if pieces[0].strip():
-        raise RowError("bad_content", "text before the first 'Human:' / 'Assistant:' tag", field=field)
+        raise RowError(
+            "bad_content", "text before the first 'Human:' / 'Assistant:' tag", field=field
+        )
     return [
         {"role": "user" if tag == "Human:" else "assistant", "content": body.strip()}
         for tag, body in zip(pieces[1::2], pieces[2::2], strict=True)
@@ -234,7 +252,9 @@ def to_comparison(
     try:
         convert = COMPARISON_FORMATS[format]
     except KeyError:
-        raise ValueError(f"unknown pair format {format!r}; known: {', '.join(COMPARISON_FORMATS)}") from None
+        raise ValueError(
+            f"unknown pair format {format!r}; known: {', '.join(COMPARISON_FORMATS)}"
+        ) from None
     return convert(row, columns)
 
 

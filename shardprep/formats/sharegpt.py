@@ -89,7 +89,9 @@ def convert(
             )
         if role == "function_call":
             calls = parse_call_value(value, f"{where}.{content_tag}")
-            messages.append({"role": "assistant", "content": "", "tool_calls": cast(list[ToolCall], calls)})
+            messages.append(
+                {"role": "assistant", "content": "", "tool_calls": cast(list[ToolCall], calls)}
+            )
         else:
             if value is None and role == "assistant":
                 value = ""

@@ -13,5 +13,7 @@ from ._common import column
 def to_text(row: Mapping[str, Any], *, columns: Mapping[str, str] | None = None) -> str:
     value, field = column(row, columns, "text")
     if not isinstance(value, str):
-        raise RowError("bad_content", f"{field} must be a string, got {type(value).__name__}", field=field)
+        raise RowError(
+            "bad_content", f"{field} must be a string, got {type(value).__name__}", field=field
+        )
     return value

@@ -26,10 +26,14 @@ def _spec(entry: Any, where: str) -> ToolSpec:
     if entry.get("type") == "function" and isinstance(entry.get("function"), dict):
         entry, where = entry["function"], f"{where}.function"
     if not isinstance(entry.get("name"), str) or not entry["name"]:
-        raise RowError("bad_tools", "a tool declaration needs a string `name`", field=f"{where}.name")
+        raise RowError(
+            "bad_tools", "a tool declaration needs a string `name`", field=f"{where}.name"
+        )
     if not isinstance(entry.get("description"), str):
         raise RowError(
-            "bad_tools", "a tool declaration needs a string `description`", field=f"{where}.description"
+            "bad_tools",
+            "a tool declaration needs a string `description`",
+            field=f"{where}.description",
         )
     if not isinstance(entry.get("parameters"), dict):
         raise RowError(
@@ -41,7 +45,9 @@ def _spec(entry: Any, where: str) -> ToolSpec:
     return cast(ToolSpec, dict(entry))
 
 
-def tools_of(row: Mapping[str, Any], columns: Mapping[str, str] | None = None) -> list[ToolSpec] | None:
+def tools_of(
+    row: Mapping[str, Any], columns: Mapping[str, str] | None = None
+) -> list[ToolSpec] | None:
     """The row's tool specs; None when the row declares none (no column, null, "" or []).
 
     The column holds a JSON string (LLaMA-Factory's layout) or a list of objects; `columns:
@@ -59,7 +65,9 @@ def tools_of(row: Mapping[str, Any], columns: Mapping[str, str] | None = None) -
         value = [value]
     if not isinstance(value, list):
         raise RowError(
-            "bad_tools", f"tools must be a list of declarations, got {type(value).__name__}", field=field
+            "bad_tools",
+            f"tools must be a list of declarations, got {type(value).__name__}",
+            field=field,
         )
     specs = [_spec(entry, f"{field}[{i}]") for i, entry in enumerate(value)]
     return specs or None

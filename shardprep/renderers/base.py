@@ -175,7 +175,9 @@ class Renderer(ABC):
         """
         return None
 
-    def conversation_prompt_suffix(self, messages: Sequence[Message], role: str) -> list[Chunk] | None:
+    def conversation_prompt_suffix(
+        self, messages: Sequence[Message], role: str
+    ) -> list[Chunk] | None:
         """Generation suffix computed from the whole conversation; None: use `generation_suffix`."""
         return None
 
@@ -196,6 +198,11 @@ class Renderer(ABC):
         """Every constant string that decides the output."""
 
     def required_special_tokens(self) -> list[str]:
+        return []
+
+    def end_of_turn_tokens(self) -> list[str]:
+        """The special tokens that end a message this renderer writes (mask health checks that
+        they are trained); none for templates whose turns end at the next role header."""
         return []
 
     # -- derived -----------------------------------------------------------------------------

@@ -95,7 +95,9 @@ class DeepSeekV3Renderer(Renderer):
             # System, user and tool content is one text (a string or exactly one text part).
             return RenderedMessage(output=[text(ensure_text(message["content"]))])
         if role == "user":
-            return RenderedMessage(header=text(_USER), output=[text(ensure_text(message["content"]))])
+            return RenderedMessage(
+                header=text(_USER), output=[text(ensure_text(message["content"]))]
+            )
         if role == "tool":
             return RenderedMessage(
                 header=text(_OUTPUT[0]), output=[text(ensure_text(message["content"]) + _OUTPUT[1])]
@@ -111,6 +113,9 @@ class DeepSeekV3Renderer(Renderer):
         if has_content:
             output.append(text(_EOS))
         return RenderedMessage(header=text(header) if header is not None else None, output=output)
+
+    def end_of_turn_tokens(self) -> list[str]:
+        return [_EOS]
 
     def required_special_tokens(self) -> list[str]:
         return [_BOS, _EOS, _USER, _ASSISTANT, *_CALLS, *_CALL, *_OUTPUT]
@@ -135,7 +140,9 @@ class DeepSeekV3ThinkingRenderer(DeepSeekV3Renderer):
     """Thinking mode: the last assistant keeps its reasoning; the prompt is prefilled with `<think>`."""
 
     thinking = True
-    has_extension_property = False  # history drops the reasoning (tinker: strip_thinking_from_history)
+    has_extension_property = (
+        False  # history drops the reasoning (tinker: strip_thinking_from_history)
+    )
 
     def _assistant(self, message: Message, ctx: RenderContext) -> tuple[str | None, str, bool]:
         after_tool = ctx.prev_message is not None and ctx.prev_message.get("role") == "tool"

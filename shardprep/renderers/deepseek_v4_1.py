@@ -69,7 +69,9 @@ def _merge_turns(messages: Sequence[Message]) -> list[Message]:
     # Recomputed from scratch each time (private keys dropped), so re-applying it to a prefix,
     # as generation prompts do, marks that prefix's own last turn.
     # Plain dicts while private keys are added; handed back as messages that carry them.
-    out: list[dict[str, Any]] = [{k: v for k, v in m.items() if k not in _PRIVATE} for m in messages]
+    out: list[dict[str, Any]] = [
+        {k: v for k, v in m.items() if k not in _PRIVATE} for m in messages
+    ]
     i = 0
     while i < len(out):
         if out[i].get("role") not in ("user", "tool"):
@@ -171,9 +173,13 @@ class DeepSeekV4_1Renderer(Renderer):
         if cast(dict[str, Any], message).get(_TURN_SKIP):
             return RenderedMessage(output=[])
         if role == "system" and ctx.idx == 0:
-            return RenderedMessage(header=text(opening), output=[text(ensure_text(message["content"]))])
+            return RenderedMessage(
+                header=text(opening), output=[text(ensure_text(message["content"]))]
+            )
         if role == "system":
-            return RenderedMessage(header=text(_SYSTEM), output=[text(ensure_text(message["content"]))])
+            return RenderedMessage(
+                header=text(_SYSTEM), output=[text(ensure_text(message["content"]))]
+            )
         if role in ("user", "tool"):
             body = str(cast(dict[str, Any], message).get(_TURN_TEXT) or _text(message["content"]))
             return RenderedMessage(header=text(opening + _USER), output=[text(body)])
@@ -183,7 +189,8 @@ class DeepSeekV4_1Renderer(Renderer):
 
     def _assistant(self, message: Message, ctx: RenderContext, opening: str) -> RenderedMessage:
         keeps = self.thinking and (
-            not self.strip_thinking_from_history or bool(cast(dict[str, Any], message).get(_AFTER_LAST_TURN))
+            not self.strip_thinking_from_history
+            or bool(cast(dict[str, Any], message).get(_AFTER_LAST_TURN))
         )
         prev = ctx.prev_message
         after_user = prev is not None and _is_user_turn(prev, ctx.idx - 1)
@@ -194,15 +201,15 @@ class DeepSeekV4_1Renderer(Renderer):
         reasoning = (
             ""
             if isinstance(content, str)
-            else "".join(str(p.get("thinking", "")) for p in parts(content) if p.get("type") == "thinking")
+            else "".join(
+                str(p.get("thinking", "")) for p in parts(content) if p.get("type") == "thinking"
+            )
         )
         body = (reasoning + "</think>" if keeps else "") + _text(content)
         calls = tool_calls_of(message)
         if calls:
             body += self._dsml(calls)
-        return RenderedMessage(
-            header=text(header) if header else None, output=[text(body + _EOS)]
-        )
+        return RenderedMessage(header=text(header) if header else None, output=[text(body + _EOS)])
 
     def generation_suffix(self, role: str, ctx: RenderContext) -> list[Chunk]:
         # The message being prompted for is after every user turn, so it keeps its reasoning.
@@ -223,8 +230,13 @@ class DeepSeekV4_1Renderer(Renderer):
                     f'<{_DSML} parameter name="{key}" string="{"true" if is_str else "false"}">'
                     f"{v}</{_DSML} parameter>"
                 )
-            invokes.append(f'<{_DSML} invoke name="{name}">\n' + "\n".join(params) + f"\n</{_DSML} invoke>")
+            invokes.append(
+                f'<{_DSML} invoke name="{name}">\n' + "\n".join(params) + f"\n</{_DSML} invoke>"
+            )
         return f"\n\n<{_DSML} calls>\n" + "\n".join(invokes) + f"\n</{_DSML} calls>"
+
+    def end_of_turn_tokens(self) -> list[str]:
+        return [_EOS]
 
     def required_special_tokens(self) -> list[str]:
         return [_BOS, _EOS, _SYSTEM, _USER, _ASSISTANT]

@@ -113,7 +113,9 @@ class Glm5_3Renderer(Renderer):
 
     def _prev_supplied(self, ctx: RenderContext, token: str) -> bool:
         prev = ctx.prev_message
-        return prev is not None and prev.get("role") == "assistant" and self._terminator(prev) == token
+        return (
+            prev is not None and prev.get("role") == "assistant" and self._terminator(prev) == token
+        )
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         role = message["role"]
@@ -150,9 +152,14 @@ class Glm5_3Renderer(Renderer):
         stop = None
         if ctx.is_last:
             stop = text(terminator)
-        elif ctx.next_message is not None and _ROLE_TOKENS.get(ctx.next_message.get("role", "")) == terminator:
+        elif (
+            ctx.next_message is not None
+            and _ROLE_TOKENS.get(ctx.next_message.get("role", "")) == terminator
+        ):
             out += terminator
-        return RenderedMessage(header=text(_ASSISTANT + "<think>"), output=[text(out)], stop_overlap=stop)
+        return RenderedMessage(
+            header=text(_ASSISTANT + "<think>"), output=[text(out)], stop_overlap=stop
+        )
 
     def generation_suffix(self, role: str, ctx: RenderContext) -> list[Chunk]:
         if role == "assistant":

@@ -77,7 +77,9 @@ class GptOssRenderer(Renderer):
         # Compared by content, not role: a tool prefix starts with its own internal system
         # message (the routing note), which must not stand in for this prompt.
         first: dict[str, Any] = dict(messages[0]) if messages else {}
-        if prompt is None or (first.get("role") == INTERNAL_SYSTEM and first.get("content") == prompt):
+        if prompt is None or (
+            first.get("role") == INTERNAL_SYSTEM and first.get("content") == prompt
+        ):
             return messages
         return [{"role": INTERNAL_SYSTEM, "content": prompt}, *messages]
 
@@ -134,6 +136,9 @@ class GptOssRenderer(Renderer):
                 )
             return out + (_START + "assistant").join(rendered)
         return out + f"{_CHANNEL}final{_MESSAGE}{body}" + (_RETURN if ctx.is_last else _END)
+
+    def end_of_turn_tokens(self) -> list[str]:
+        return [_END, _RETURN]
 
     def required_special_tokens(self) -> list[str]:
         return [_START, _END, _MESSAGE, _CHANNEL, _RETURN, _CALL, _CONSTRAIN]

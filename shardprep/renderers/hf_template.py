@@ -77,7 +77,7 @@ class HfTemplateRenderer(Renderer):
             pos = first_difference(longer, shorter)
             raise RendererError(
                 f"chat template is not prefix-consistent here ({what}): first difference at "
-                f"character {pos}: {shorter[pos:pos + 40]!r} became {longer[pos:pos + 40]!r}",
+                f"character {pos}: {shorter[pos : pos + 40]!r} became {longer[pos : pos + 40]!r}",
                 field="messages",
             )
 

@@ -30,7 +30,10 @@ def _raise_exception(message: str) -> NoReturn:
 
 
 def _tojson(
-    value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: Any = None,
     sort_keys: bool = False,
 ) -> str:
     return json.dumps(
@@ -115,7 +118,8 @@ class ChatTemplate:
             chat_template_of(config, name),
             bos_token=_token_text(config, "bos_token"),
             eos_token=_token_text(config, "eos_token"),
-            label="tokenizer_config.json chat_template" + (f" {name!r}" if name != "default" else ""),
+            label="tokenizer_config.json chat_template"
+            + (f" {name!r}" if name != "default" else ""),
         )
 
     def render(

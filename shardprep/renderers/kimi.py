@@ -174,13 +174,18 @@ class KimiK2Renderer(Renderer):
     def generation_prefill(self, messages: Sequence[Message], prefill: str | None) -> str | None:
         return self.prefill + (prefill or "") or None
 
+    def end_of_turn_tokens(self) -> list[str]:
+        return [_END]
+
     def required_special_tokens(self) -> list[str]:
         return [_END, _MIDDLE, _USER, _ASSISTANT, _SYSTEM, *_CALLS, *_CALL]
 
     def template_constants(self) -> dict[str, Any]:
         return {
             "default_system": DEFAULT_SYSTEM,
-            "headers": [self._header({"role": r, "content": ""}) for r in ("user", "assistant", "system")],
+            "headers": [
+                self._header({"role": r, "content": ""}) for r in ("user", "assistant", "system")
+            ],
             "tool_header": self._header({"role": "tool", "name": "{name}", "tool_call_id": "{id}"}),
             "end": _END,
             "tool_calls": list(_CALLS),

@@ -27,6 +27,9 @@ class Llama3Renderer(Renderer):
             output=[text(ensure_text(message["content"]) + _EOT)],
         )
 
+    def end_of_turn_tokens(self) -> list[str]:
+        return [_EOT]
+
     def required_special_tokens(self) -> list[str]:
         return [_BOS, _START, _END, _EOT]
 

@@ -162,9 +162,7 @@ class MistralRenderer(Renderer):
                 raise RendererError(
                     "Tool call must have an id of 9 characters or numbers.", field="tool_calls"
                 )
-            out.append(
-                f'{{"name": "{name}", "arguments": {arguments or "{}"}, "id": "{call_id}"}}'
-            )
+            out.append(f'{{"name": "{name}", "arguments": {arguments or "{}"}, "id": "{call_id}"}}')
         return ", ".join(out)
 
     def _tool(self, message: Message) -> str:
@@ -179,8 +177,19 @@ class MistralRenderer(Renderer):
         sp = "" if self.tekken else " "
         return f"[TOOL_RESULTS]{sp}{payload}[/TOOL_RESULTS]"
 
+    def end_of_turn_tokens(self) -> list[str]:
+        return [_EOS]
+
     def required_special_tokens(self) -> list[str]:
-        return [_BOS, _EOS, "[INST]", "[/INST]", "[TOOL_CALLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]"]
+        return [
+            _BOS,
+            _EOS,
+            "[INST]",
+            "[/INST]",
+            "[TOOL_CALLS]",
+            "[TOOL_RESULTS]",
+            "[/TOOL_RESULTS]",
+        ]
 
     def template_constants(self) -> dict[str, Any]:
         sp = "" if self.tekken else " "

@@ -38,7 +38,9 @@ class Nemotron3Renderer(Qwen3_5Renderer):
     def tool_prefix(self, tools: list[ToolSpec], system_prompt: str | None) -> list[Message]:
         # Unlike Qwen3.5, the system prompt comes before the (XML) tools text.
         body = nemotron3_text(tools)
-        return [{"role": "system", "content": f"{system_prompt}\n\n{body}" if system_prompt else body}]
+        return [
+            {"role": "system", "content": f"{system_prompt}\n\n{body}" if system_prompt else body}
+        ]
 
     # -- normalization ----------------------------------------------------------------------
 
@@ -118,8 +120,7 @@ class Nemotron3Renderer(Qwen3_5Renderer):
     @staticmethod
     def _has_text(message: Message) -> bool:
         return any(
-            p.get("type") == "text" and str(p.get("text", ""))
-            for p in parts(message["content"])
+            p.get("type") == "text" and str(p.get("text", "")) for p in parts(message["content"])
         )
 
     def _tool_calls_prefix(self, message: Message, visible: bool) -> str:

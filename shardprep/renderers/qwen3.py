@@ -35,7 +35,9 @@ def _tool_call_text(call: Any) -> str:
         args = json.loads(arguments)
     except json.JSONDecodeError as exc:
         raise RendererError(
-            f"tool call arguments are not valid JSON: {exc}", field="tool_calls"
+            f"tool call arguments are not valid JSON: {exc}",
+            field="tool_calls",
+            reason="bad_tool_call",
         ) from exc
     # json.dumps defaults (", " / ": ", ASCII escapes) are what tinker writes.
     return _TOOL_CALL[0] + json.dumps({"name": name, "arguments": args}) + _TOOL_CALL[1]
@@ -48,7 +50,9 @@ class Qwen3Renderer(Renderer):
     def tool_prefix(self, tools: list[ToolSpec], system_prompt: str | None) -> list[Message]:
         # One system message: the prompt, a blank line, then the tools text.
         body = tools_text.qwen3_text(tools)
-        return [{"role": "system", "content": f"{system_prompt}\n\n{body}" if system_prompt else body}]
+        return [
+            {"role": "system", "content": f"{system_prompt}\n\n{body}" if system_prompt else body}
+        ]
 
     def _frames(self, message: Message, ctx: RenderContext) -> bool:
         return (
@@ -108,6 +112,9 @@ class Qwen3Renderer(Renderer):
             body += ("\n" if has_text else "") + "\n".join(_tool_call_text(c) for c in calls)
         # Content is encoded with special tokens escaped, <|im_end|> separately with them live.
         return RenderedMessage(header=header, output=[escaped(body), text(_IM_END)])
+
+    def end_of_turn_tokens(self) -> list[str]:
+        return [_IM_END]
 
     def required_special_tokens(self) -> list[str]:
         tokens = [_IM_START, _IM_END]

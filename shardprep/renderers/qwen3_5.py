@@ -52,7 +52,11 @@ def parse_arguments(arguments: str, *, empty_is_object: bool = False) -> dict[st
     try:
         args = json.loads(arguments)
     except json.JSONDecodeError as exc:
-        raise RendererError(f"tool call arguments are not valid JSON: {exc}", field="tool_calls") from exc
+        raise RendererError(
+            f"tool call arguments are not valid JSON: {exc}",
+            field="tool_calls",
+            reason="bad_tool_call",
+        ) from exc
     if not isinstance(args, dict):
         raise RendererError("tool call arguments must be a JSON object", field="tool_calls")
     return args
@@ -83,6 +87,9 @@ class Qwen3VLRenderer(Renderer):
             # The VL template always writes the newline, even with empty content.
             body += "\n" + "\n".join(_tool_call_text(c) for c in calls)
         return RenderedMessage(header=text(_role_header(role, ctx)), output=[text(body + _IM_END)])
+
+    def end_of_turn_tokens(self) -> list[str]:
+        return [_IM_END]
 
     def required_special_tokens(self) -> list[str]:
         return [_IM_START, _IM_END]
@@ -144,7 +151,9 @@ class Qwen3_5Renderer(Qwen3VLRenderer):
     def tool_prefix(self, tools: list[ToolSpec], system_prompt: str | None) -> list[Message]:
         # Qwen3.5/3.8 put the tools text first and the system prompt after it.
         body = qwen3_5_text(tools)
-        return [{"role": "system", "content": f"{body}\n\n{system_prompt}" if system_prompt else body}]
+        return [
+            {"role": "system", "content": f"{body}\n\n{system_prompt}" if system_prompt else body}
+        ]
 
     # -- pieces a subclass changes ----------------------------------------------------------
 

@@ -94,6 +94,7 @@ _NEMOTRON3_ULTRA = (
 def _info(name: str, description: str, models: tuple[str, ...]) -> RendererInfo:
     return RendererInfo(name, description, models)
 
+
 _REGISTRY: dict[str, _Entry] = {
     "role_colon": _Entry(
         RoleColonRenderer,
@@ -179,7 +180,11 @@ _REGISTRY: dict[str, _Entry] = {
     ),
     "qwen3_5": _Entry(
         Qwen3_5Renderer,
-        _info("qwen3_5", "Qwen3.5 ChatML with thinking, XML tool calls; reasoning stripped from history", _QWEN3_5),
+        _info(
+            "qwen3_5",
+            "Qwen3.5 ChatML with thinking, XML tool calls; reasoning stripped from history",
+            _QWEN3_5,
+        ),
     ),
     "qwen3_5_disable_thinking": _Entry(
         Qwen3_5DisableThinkingRenderer,
@@ -191,7 +196,11 @@ _REGISTRY: dict[str, _Entry] = {
     ),
     "qwen3_8_xhigh_reasoning": _Entry(
         partial(Qwen3_8Renderer, reasoning_effort="xhigh"),
-        _info("qwen3_8_xhigh_reasoning", "Qwen3.8 with the xhigh reasoning-effort instruction", _QWEN3_8),
+        _info(
+            "qwen3_8_xhigh_reasoning",
+            "Qwen3.8 with the xhigh reasoning-effort instruction",
+            _QWEN3_8,
+        ),
     ),
     "qwen3_8_medium_reasoning": _Entry(
         partial(Qwen3_8Renderer, reasoning_effort="medium"),
@@ -199,7 +208,9 @@ _REGISTRY: dict[str, _Entry] = {
     ),
     "qwen3_8_low_reasoning": _Entry(
         partial(Qwen3_8Renderer, reasoning_effort="low"),
-        _info("qwen3_8_low_reasoning", "Qwen3.8 with the low reasoning-effort instruction", _QWEN3_8),
+        _info(
+            "qwen3_8_low_reasoning", "Qwen3.8 with the low reasoning-effort instruction", _QWEN3_8
+        ),
     ),
     "qwen3_8_disable_thinking": _Entry(
         Qwen3_8DisableThinkingRenderer,
@@ -219,7 +230,11 @@ _REGISTRY: dict[str, _Entry] = {
     ),
     "nemotron3_disable_thinking": _Entry(
         Nemotron3DisableThinkingRenderer,
-        _info("nemotron3_disable_thinking", "Nemotron-3, prompt closes an empty think block", _NEMOTRON3),
+        _info(
+            "nemotron3_disable_thinking",
+            "Nemotron-3, prompt closes an empty think block",
+            _NEMOTRON3,
+        ),
     ),
     "nemotron3_preserve_thinking": _Entry(
         partial(Nemotron3Renderer, strip_thinking_from_history=False),
@@ -255,15 +270,27 @@ _REGISTRY: dict[str, _Entry] = {
     ),
     "kimi_k2": _Entry(
         KimiK2Renderer,
-        _info("kimi_k2", "Kimi K2-Thinking chat format (no <think> prefill)", ("moonshotai/Kimi-K2-Thinking",)),
+        _info(
+            "kimi_k2",
+            "Kimi K2-Thinking chat format (no <think> prefill)",
+            ("moonshotai/Kimi-K2-Thinking",),
+        ),
     ),
     "kimi_k25": _Entry(
         KimiK25Renderer,
-        _info("kimi_k25", "Kimi K2.5 chat format, prompt prefilled with <think>", ("moonshotai/Kimi-K2.5",)),
+        _info(
+            "kimi_k25",
+            "Kimi K2.5 chat format, prompt prefilled with <think>",
+            ("moonshotai/Kimi-K2.5",),
+        ),
     ),
     "kimi_k25_disable_thinking": _Entry(
         KimiK25DisableThinkingRenderer,
-        _info("kimi_k25_disable_thinking", "Kimi K2.5, prompt prefilled with <think></think>", ("moonshotai/Kimi-K2.5",)),
+        _info(
+            "kimi_k25_disable_thinking",
+            "Kimi K2.5, prompt prefilled with <think></think>",
+            ("moonshotai/Kimi-K2.5",),
+        ),
     ),
     "kimi_k26": _Entry(
         KimiK25Renderer,
@@ -271,11 +298,19 @@ _REGISTRY: dict[str, _Entry] = {
     ),
     "kimi_k26_disable_thinking": _Entry(
         KimiK25DisableThinkingRenderer,
-        _info("kimi_k26_disable_thinking", "Kimi K2.6, prompt prefilled with <think></think>", ("moonshotai/Kimi-K2.6",)),
+        _info(
+            "kimi_k26_disable_thinking",
+            "Kimi K2.6, prompt prefilled with <think></think>",
+            ("moonshotai/Kimi-K2.6",),
+        ),
     ),
     "kimi_k26_preserve_thinking": _Entry(
         partial(KimiK25Renderer, strip_thinking_from_history=False),
-        _info("kimi_k26_preserve_thinking", "Kimi K2.6, history keeps its reasoning", ("moonshotai/Kimi-K2.6",)),
+        _info(
+            "kimi_k26_preserve_thinking",
+            "Kimi K2.6, history keeps its reasoning",
+            ("moonshotai/Kimi-K2.6",),
+        ),
     ),
     "gpt_oss_no_sysprompt": _Entry(
         GptOssRenderer,
@@ -311,19 +346,35 @@ _REGISTRY: dict[str, _Entry] = {
     ),
     "deepseekv4_1_low_reasoning": _Entry(
         partial(DeepSeekV4_1Renderer, reasoning_effort=50),
-        _info("deepseekv4_1_low_reasoning", "DeepSeek V4.1 thinking mode, reasoning effort 50", _DEEPSEEK_V4_1),
+        _info(
+            "deepseekv4_1_low_reasoning",
+            "DeepSeek V4.1 thinking mode, reasoning effort 50",
+            _DEEPSEEK_V4_1,
+        ),
     ),
     "deepseekv4_1_max_reasoning": _Entry(
         partial(DeepSeekV4_1Renderer, reasoning_effort=100),
-        _info("deepseekv4_1_max_reasoning", "DeepSeek V4.1 thinking mode, reasoning effort 100", _DEEPSEEK_V4_1),
+        _info(
+            "deepseekv4_1_max_reasoning",
+            "DeepSeek V4.1 thinking mode, reasoning effort 100",
+            _DEEPSEEK_V4_1,
+        ),
     ),
     "deepseekv4_1_disable_thinking": _Entry(
         partial(DeepSeekV4_1Renderer, reasoning_effort=None),
-        _info("deepseekv4_1_disable_thinking", "DeepSeek V4.1 chat mode (no reasoning)", _DEEPSEEK_V4_1),
+        _info(
+            "deepseekv4_1_disable_thinking",
+            "DeepSeek V4.1 chat mode (no reasoning)",
+            _DEEPSEEK_V4_1,
+        ),
     ),
     "deepseekv4_1_preserve_thinking": _Entry(
         partial(DeepSeekV4_1Renderer, strip_thinking_from_history=False),
-        _info("deepseekv4_1_preserve_thinking", "DeepSeek V4.1 thinking mode, history keeps its reasoning", _DEEPSEEK_V4_1),
+        _info(
+            "deepseekv4_1_preserve_thinking",
+            "DeepSeek V4.1 thinking mode, history keeps its reasoning",
+            _DEEPSEEK_V4_1,
+        ),
     ),
     "hf_template": _Entry(
         HfTemplateRenderer,

@@ -82,7 +82,9 @@ GLM_TOOLS = (
 # -- GPT-OSS ------------------------------------------------------------------------------------
 
 GPT_OSS_ROUTING = "Calls to these tools must go to the commentary channel: 'functions'."
-GPT_OSS_TOOLS = "# Tools\n\n## functions\n\nnamespace functions {{\n\n{defs}\n\n}} // namespace functions"
+GPT_OSS_TOOLS = (
+    "# Tools\n\n## functions\n\nnamespace functions {{\n\n{defs}\n\n}} // namespace functions"
+)
 
 
 def unsupported(renderer: str, why: str) -> RowError:
@@ -185,7 +187,9 @@ def with_tool_prefix(
     the prefix messages inherit that message's `trainable` flag (False when there was none), so
     the declaration is trained exactly when the system prompt it replaces would have been.
     """
-    system: Message | None = messages[0] if messages and messages[0].get("role") == "system" else None
+    system: Message | None = (
+        messages[0] if messages and messages[0].get("role") == "system" else None
+    )
     prompt = ensure_text(system["content"]) if system is not None else None
     prefix = renderer.tool_prefix(list(tools), prompt)
     rest = list(messages[1:] if system is not None else messages)

@@ -109,7 +109,9 @@ def kimi_ts_function(tool: dict[str, Any]) -> str:
     props = _properties(params, f"{name}.parameters")
     required = set(params.get("required") or [])
     # Required parameters first, each group sorted by name (Kimi's own ordering).
-    order = sorted(p for p in props if p in required) + sorted(p for p in props if p not in required)
+    order = sorted(p for p in props if p in required) + sorted(
+        p for p in props if p not in required
+    )
     fields = []
     for prop in order:
         where = f"{name}.parameters.properties.{prop}"
@@ -119,7 +121,9 @@ def kimi_ts_function(tool: dict[str, Any]) -> str:
         if schema.get("default") is not None:
             doc += f"{_KIMI_INDENT}// Default: {_kimi_default(schema['default'])}\n"
         optional = "" if prop in required else "?"
-        fields.append(f"{doc}{_KIMI_INDENT}{prop}{optional}: {_kimi_type(schema, kind, _KIMI_INDENT, where)}")
+        fields.append(
+            f"{doc}{_KIMI_INDENT}{prop}{optional}: {_kimi_type(schema, kind, _KIMI_INDENT, where)}"
+        )
     body = "{\n" + ",\n".join(fields) + "\n}" if fields else "{}"
     lines = [_kimi_comment(tool["description"], "")] if tool.get("description") else []
     lines.append(f"type {name} = (_: {body}) => any;")

@@ -48,7 +48,9 @@ _NUMBER = re.compile(r"^[\d,.%-]+$")
 
 def _td(cell: str) -> str:
     # Numbers align right (the stylesheet's default), text left.
-    return f"<td>{escape(cell)}</td>" if _NUMBER.match(cell) else f'<td class="l">{escape(cell)}</td>'
+    return (
+        f"<td>{escape(cell)}</td>" if _NUMBER.match(cell) else f'<td class="l">{escape(cell)}</td>'
+    )
 
 
 def _table(cls: str, head: list[str], rows: list[list[str]]) -> str:
@@ -68,13 +70,17 @@ def histogram_svg(hist: dict[str, list[int]], *, width: int = 640, height: int =
     pad_bottom, pad_top = 30, 18
     plot_h = height - pad_bottom - pad_top
     slot = width / len(counts)
-    parts = [f'<svg class="histogram" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="example length histogram">']
+    parts = [
+        f'<svg class="histogram" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="{height}" role="img" aria-label="example length histogram">'
+    ]
     for i, (edge, count) in enumerate(zip(edges, counts, strict=True)):
         h = plot_h * count / top
         x = i * slot + slot * 0.1
         y = pad_top + plot_h - h
         parts.append(
-            f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{slot * 0.8:.1f}" height="{h:.1f}" fill="#4f8fe6" data-edge="{edge}" data-count="{count}">'
+            f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{slot * 0.8:.1f}" height="{h:.1f}" '
+            f'fill="#4f8fe6" data-edge="{edge}" data-count="{count}">'
             f"<title>≤{edge:,} tokens: {count:,} rows</title></rect>"
         )
         cx = i * slot + slot / 2
@@ -87,9 +93,17 @@ def histogram_svg(hist: dict[str, list[int]], *, width: int = 640, height: int =
 def _pieces_html(pieces: list[Piece]) -> str:
     out = []
     for i, p in enumerate(pieces):
-        cls = "t " + ("a" if i % 2 == 0 else "b") + (" tr" if p.trained else "") + (" sp" if p.special else "")
+        cls = (
+            "t "
+            + ("a" if i % 2 == 0 else "b")
+            + (" tr" if p.trained else "")
+            + (" sp" if p.special else "")
+        )
         title = f"{'trained' if p.trained else 'not trained'}; id {' '.join(map(str, p.ids))}"
-        out.append(f'<span class="{cls}" data-n="{len(p.ids)}" data-trained="{p.n_trained}" title="{escape(title)}">{escape(p.text)}</span>')
+        out.append(
+            f'<span class="{cls}" data-n="{len(p.ids)}" data-trained="{p.n_trained}" '
+            f'title="{escape(title)}">{escape(p.text)}</span>'
+        )
     return "".join(out)
 
 
@@ -97,10 +111,16 @@ def _spans_html(spans: list[dict[str, Any]]) -> str:
     """Runs of equal trained-ness (what a nested row carries: its per-token pieces are not kept)."""
     out = []
     for i, s in enumerate(spans):
-        cls = "t " + ("a" if i % 2 == 0 else "b") + (" tr" if s["trained"] else "") + (" sp" if s["special"] else "")
+        cls = (
+            "t "
+            + ("a" if i % 2 == 0 else "b")
+            + (" tr" if s["trained"] else "")
+            + (" sp" if s["special"] else "")
+        )
         title = f"{s['n_trained']:,} of {s['n_tokens']:,} tokens trained"
         out.append(
-            f'<span class="{cls}" data-n="{s["n_tokens"]}" data-trained="{s["n_trained"]}" title="{escape(title)}">{escape(s["text"])}</span>'
+            f'<span class="{cls}" data-n="{s["n_tokens"]}" data-trained="{s["n_trained"]}" '
+            f'title="{escape(title)}">{escape(s["text"])}</span>'
         )
     return "".join(out)
 
@@ -113,27 +133,35 @@ def _side_html(side: str, sub: dict[str, Any]) -> str:
     else:
         body = _spans_html(sub["spans"])
     return (
-        f'<section class="example {side}" data-side="{side}" data-trained="{sub["trained"]}" data-length="{sub["length"]}">'
-        f"<h4>{escape(head)}</h4><div class=\"row\">{body}</div></section>"
+        f'<section class="example {side}" data-side="{side}" data-trained="{sub["trained"]}" '
+        f'data-length="{sub["length"]}">'
+        f'<h4>{escape(head)}</h4><div class="row">{body}</div></section>'
     )
 
 
 def _row_html(row: dict[str, Any]) -> str:
-    where = f"{row['split']} row {row['index']}" if row["split"] != "preview" else f"preview {row['index']}"
+    where = (
+        f"{row['split']} row {row['index']}"
+        if row["split"] != "preview"
+        else f"preview {row['index']}"
+    )
     if "pair" in row:
         # Both sides, chosen first, each with its own trained marks (the top-level row is the chosen side).
         head = f"{where} · source {row['source']} row {row['source_row']} · preference pair"
         sides = "".join(_side_html(side, row["pair"][side]) for side in ("chosen", "rejected"))
         return f'<div class="pair-row"><h3>{escape(head)}</h3><div class="pair">{sides}</div></div>'
     turn = f" message {row['message_index']}" if row.get("message_index") is not None else ""
-    head = f"{where} · source {row['source']} row {row['source_row']}{turn} · {row['length']:,} tokens, {row['trained']:,} trained"
+    head = (
+        f"{where} · source {row['source']} row {row['source_row']}{turn} · {row['length']:,} "
+        f"tokens, {row['trained']:,} trained"
+    )
     if row.get("pieces") is None:
         body = escape(f"(tokenizer not available) input_ids {row['input_ids'][:200]}")
     else:
         body = _pieces_html(row["pieces"])
     return (
         f'<section class="example" data-trained="{row["trained"]}" data-length="{row["length"]}">'
-        f"<h3>{escape(head)}</h3><div class=\"row\">{body}</div></section>"
+        f'<h3>{escape(head)}</h3><div class="row">{body}</div></section>'
     )
 
 
@@ -162,11 +190,16 @@ def render_html(report: dict[str, Any]) -> str:
         f'<html lang="en"><head><meta charset="utf-8"><title>{escape(str(report["name"]))} · shardprep</title>',
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{escape(str(report['name']))}</h1><p>{escape(kind)}</p>",
-        '<dl class="meta">' + "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in meta) + "</dl>",
+        '<dl class="meta">'
+        + "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in meta)
+        + "</dl>",
         "<h2>Warnings</h2>",
     ]
     if report["warnings"]:
-        parts += [f'<div class="warn" data-code="{escape(w["code"])}">{escape(w["message"])}</div>' for w in report["warnings"]]
+        parts += [
+            f'<div class="warn" data-code="{escape(w["code"])}">{escape(w["message"])}</div>'
+            for w in report["warnings"]
+        ]
     else:
         parts.append('<p class="ok">no warnings</p>')
     if report["splits"]:
@@ -174,10 +207,27 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append(
             _table(
                 "splits",
-                ["split", "rows", "tokens", "trained tokens", "trained %", "at max_length", "shards", "bytes"],
                 [
-                    [k, _n(s["rows"]), _n(s["tokens"]), _n(s["trained_tokens"]), _pct(s["trained_tokens"], s["tokens"]),
-                     _n(s.get("at_max_length")), _n(s["shards"]), _n(s["bytes"])]
+                    "split",
+                    "rows",
+                    "tokens",
+                    "trained tokens",
+                    "trained %",
+                    "at max_length",
+                    "shards",
+                    "bytes",
+                ],
+                [
+                    [
+                        k,
+                        _n(s["rows"]),
+                        _n(s["tokens"]),
+                        _n(s["trained_tokens"]),
+                        _pct(s["trained_tokens"], s["tokens"]),
+                        _n(s.get("at_max_length")),
+                        _n(s["shards"]),
+                        _n(s["bytes"]),
+                    ]
                     for k, s in report["splits"].items()
                 ],
             )
@@ -186,18 +236,42 @@ def render_html(report: dict[str, Any]) -> str:
     parts.append(
         _table(
             "sources",
-            ["source", "format", "rows read", "examples", "tokens", "trained tokens", "trained %", "dropped", "truncated"],
             [
-                [s["name"], s.get("format") or "-", _n(s["rows_read"]), _n(s["examples"]), _n(s["tokens"]), _n(s["trained_tokens"]),
-                 _pct(s["trained_tokens"], s["tokens"]),
-                 _n(s["dropped"]) + (f" ({', '.join(f'{k} {v}' for k, v in s['dropped_by_reason'].items())})" if s.get("dropped_by_reason") else ""),
-                 _n(s.get("truncated"))]
+                "source",
+                "format",
+                "rows read",
+                "examples",
+                "tokens",
+                "trained tokens",
+                "trained %",
+                "dropped",
+                "truncated",
+            ],
+            [
+                [
+                    s["name"],
+                    s.get("format") or "-",
+                    _n(s["rows_read"]),
+                    _n(s["examples"]),
+                    _n(s["tokens"]),
+                    _n(s["trained_tokens"]),
+                    _pct(s["trained_tokens"], s["tokens"]),
+                    _n(s["dropped"])
+                    + (
+                        f" ({', '.join(f'{k} {v}' for k, v in s['dropped_by_reason'].items())})"
+                        if s.get("dropped_by_reason")
+                        else ""
+                    ),
+                    _n(s.get("truncated")),
+                ]
                 for s in report["sources"]
             ],
         )
     )
     dropped = ", ".join(f"{k} {v:,}" for k, v in report["dropped"].items()) or "none"
-    parts.append(f"<p>rows read {report['rows_read']:,}; dropped: {escape(dropped)}; truncated {report['truncated']:,}</p>")
+    parts.append(
+        f"<p>rows read {report['rows_read']:,}; dropped: {escape(dropped)}; truncated {report['truncated']:,}</p>"
+    )
     parts += ["<h2>Example length (tokens)</h2>", histogram_svg(report["length_histogram"])]
     if report["shards"]:
         parts.append("<h2>Shards</h2>")
@@ -205,7 +279,18 @@ def render_html(report: dict[str, Any]) -> str:
             _table(
                 "shards",
                 ["split", "shard", "rows", "tokens", "trained tokens", "bytes", "sha256"],
-                [[s["split"], s["path"], _n(s["rows"]), _n(s["tokens"]), _n(s["trained_tokens"]), _n(s["bytes"]), s["sha256"][:12]] for s in report["shards"]],
+                [
+                    [
+                        s["split"],
+                        s["path"],
+                        _n(s["rows"]),
+                        _n(s["tokens"]),
+                        _n(s["trained_tokens"]),
+                        _n(s["bytes"]),
+                        s["sha256"][:12],
+                    ]
+                    for s in report["shards"]
+                ],
             )
         )
     h = report["health"]
@@ -214,20 +299,44 @@ def render_html(report: dict[str, Any]) -> str:
         _table(
             "health",
             ["check", "value"],
-            [["rows checked", f"{h['rows_checked']:,} of {h['rows_total']:,}"], ["rows training nothing", _n(h["untrained_rows"])]]
-            + [[f"{e['token']} (id {e['id']}) trained / in targets", f"{e['trained']:,} / {e['in_targets']:,}"] for e in h["end_of_turn"]],
+            [
+                ["rows checked", f"{h['rows_checked']:,} of {h['rows_total']:,}"],
+                ["rows training nothing", _n(h["untrained_rows"])],
+            ]
+            + [
+                [
+                    f"{e['token']} (id {e['id']}) trained / in targets",
+                    f"{e['trained']:,} / {e['in_targets']:,}",
+                ]
+                for e in h["end_of_turn"]
+            ],
         )
     )
     conf = report.get("conformance")
     if conf:
         parts.append("<h2>Template conformance</h2>")
-        parts.append(f"<p>{conf.get('identical', 0):,} of {conf.get('checked', 0):,} rows identical to {escape(str(conf.get('template')))}</p>")
+        parts.append(
+            f"<p>{conf.get('identical', 0):,} of {conf.get('checked', 0):,} rows identical to "
+            f"{escape(str(conf.get('template')))}</p>"
+        )
         first = conf.get("first_difference")
         if first:
-            parts.append(f"<p>first difference: row {escape(str(first.get('index')))}</p>" + _diff_html(first.get("diff")))
+            parts.append(
+                f"<p>first difference: row {escape(str(first.get('index')))}</p>"
+                + _diff_html(first.get("diff"))
+            )
     if report.get("row_errors"):
         parts.append("<h2>Rows that would be dropped</h2>")
-        parts.append(_table("row-errors", ["source", "row", "reason", "message"], [[e["source"], str(e["source_row"]), e["reason"], e["message"]] for e in report["row_errors"]]))
+        parts.append(
+            _table(
+                "row-errors",
+                ["source", "row", "reason", "message"],
+                [
+                    [e["source"], str(e["source_row"]), e["reason"], e["message"]]
+                    for e in report["row_errors"]
+                ],
+            )
+        )
     parts.append("<h2>Rows</h2>")
     parts.append(
         '<p class="legend"><span class="t a">not trained</span><span class="t tr a">trained</span>'

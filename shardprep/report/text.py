@@ -44,7 +44,10 @@ def header(report: dict[str, Any]) -> Text:
     renderer = report["renderer"] + (f" {opts}" if opts else "")
     lines = [
         ("tokenizer", report["tokenizer"]),
-        ("renderer", f"{renderer}   train_on {report['train_on']}   max_length {report.get('max_length') or '-'}"),
+        (
+            "renderer",
+            f"{renderer}   train_on {report['train_on']}   max_length {report.get('max_length') or '-'}",
+        ),
         ("fingerprint", report["fingerprint"]),
     ]
     if report.get("created_at"):
@@ -56,36 +59,75 @@ def header(report: dict[str, Any]) -> Text:
 
 
 def split_table(report: dict[str, Any]) -> Table:
-    t = Table("split", "rows", "tokens", "trained tokens", "trained %", "at max_length", "shards", "bytes", title="splits", title_justify="left")
+    t = Table(
+        "split",
+        "rows",
+        "tokens",
+        "trained tokens",
+        "trained %",
+        "at max_length",
+        "shards",
+        "bytes",
+        title="splits",
+        title_justify="left",
+    )
     for name, s in report["splits"].items():
         _add_row(
             t,
-            name, _n(s["rows"]), _n(s["tokens"]), _n(s["trained_tokens"]), _pct(s["trained_tokens"], s["tokens"]),
-            _n(s.get("at_max_length")), _n(s["shards"]), _n(s["bytes"]),
+            name,
+            _n(s["rows"]),
+            _n(s["tokens"]),
+            _n(s["trained_tokens"]),
+            _pct(s["trained_tokens"], s["tokens"]),
+            _n(s.get("at_max_length")),
+            _n(s["shards"]),
+            _n(s["bytes"]),
         )
     return t
 
 
 def source_table(report: dict[str, Any]) -> Table:
     title = "sources (first rows only)" if report["kind"] == "preview" else "sources"
-    t = Table(Column("source", no_wrap=True), "format", "rows", "examples", "tokens", "trained", "trained %", "dropped", "truncated", title=title, title_justify="left")
+    t = Table(
+        Column("source", no_wrap=True),
+        "format",
+        "rows",
+        "examples",
+        "tokens",
+        "trained",
+        "trained %",
+        "dropped",
+        "truncated",
+        title=title,
+        title_justify="left",
+    )
     for s in report["sources"]:
         dropped = _n(s["dropped"])
         if s.get("dropped_by_reason"):
             dropped += f" ({_reasons(s['dropped_by_reason'])})"
         _add_row(
             t,
-            s["name"], s.get("format") or "-", _n(s["rows_read"]), _n(s["examples"]), _n(s["tokens"]),
-            _n(s["trained_tokens"]), _pct(s["trained_tokens"], s["tokens"]), dropped, _n(s.get("truncated")),
+            s["name"],
+            s.get("format") or "-",
+            _n(s["rows_read"]),
+            _n(s["examples"]),
+            _n(s["tokens"]),
+            _n(s["trained_tokens"]),
+            _pct(s["trained_tokens"], s["tokens"]),
+            dropped,
+            _n(s.get("truncated")),
         )
     return t
 
 
 def totals_line(report: dict[str, Any]) -> Text:
     # The task's derived figures (per_turn: examples per conversation, token multiplier).
-    extra = "".join(f"; {k.replace('_', ' ')} {v}" for k, v in (report.get("task_summary") or {}).items())
+    extra = "".join(
+        f"; {k.replace('_', ' ')} {v}" for k, v in (report.get("task_summary") or {}).items()
+    )
     return Text(
-        f"rows read {report['rows_read']:,}; dropped: {_reasons(report['dropped']) or 'none'}; truncated {report['truncated']:,}{extra}"
+        f"rows read {report['rows_read']:,}; dropped: {_reasons(report['dropped']) or 'none'}; "
+        f"truncated {report['truncated']:,}{extra}"
     )
 
 
@@ -117,17 +159,38 @@ def shard_table(report: dict[str, Any]) -> Table:
     # Shards share their data folder; naming it once in the title keeps the file column narrow.
     folders = sorted({s["path"].rpartition("/")[0] for s in report["shards"]})
     title = Text(f"shards (in {folders[0]}/)" if len(folders) == 1 and folders[0] else "shards")
-    t = Table("split", Column("shard", no_wrap=True), "rows", "tokens", "trained tokens", "bytes", "sha256", title=title, title_justify="left")
+    t = Table(
+        "split",
+        Column("shard", no_wrap=True),
+        "rows",
+        "tokens",
+        "trained tokens",
+        "bytes",
+        "sha256",
+        title=title,
+        title_justify="left",
+    )
     for s in report["shards"]:
         name = s["path"].rpartition("/")[2] if len(folders) == 1 else s["path"]
-        _add_row(t, s["split"], name, _n(s["rows"]), _n(s["tokens"]), _n(s["trained_tokens"]), _n(s["bytes"]), s["sha256"][:12])
+        _add_row(
+            t,
+            s["split"],
+            name,
+            _n(s["rows"]),
+            _n(s["tokens"]),
+            _n(s["trained_tokens"]),
+            _n(s["bytes"]),
+            s["sha256"][:12],
+        )
     return t
 
 
 def row_text(row: dict[str, Any], *, plain: bool) -> Text:
     t = Text()
     if row["spans"] is None:
-        t.append(f"(tokenizer not available: pass --tokenizer to decode)\ninput_ids {row['input_ids'][:200]}")
+        t.append(
+            f"(tokenizer not available: pass --tokenizer to decode)\ninput_ids {row['input_ids'][:200]}"
+        )
         return t
     in_trained = False
     for s in row["spans"]:
@@ -137,7 +200,9 @@ def row_text(row: dict[str, Any], *, plain: bool) -> Text:
         style = "green" if s["trained"] else "dim"
         if s["special"]:
             style = "bold reverse " + ("green" if s["trained"] else "magenta")
-            t.append(f"{SPECIAL_OPEN}{s['text']}{SPECIAL_CLOSE}" if plain else s["text"], style=style)
+            t.append(
+                f"{SPECIAL_OPEN}{s['text']}{SPECIAL_CLOSE}" if plain else s["text"], style=style
+            )
         else:
             t.append(s["text"], style=style)
     if plain and in_trained:
@@ -149,8 +214,15 @@ def pair_table(row: dict[str, Any], *, plain: bool) -> Table:
     """A preference pair: chosen and rejected side by side (each with its own trained marks)."""
     sides = row["pair"]
     t = Table(
-        *(Column(f"{side} · {sides[side]['length']:,} tokens, {sides[side]['trained']:,} trained", ratio=1) for side in ("chosen", "rejected")),
-        expand=True, show_lines=False,
+        *(
+            Column(
+                f"{side} · {sides[side]['length']:,} tokens, {sides[side]['trained']:,} trained",
+                ratio=1,
+            )
+            for side in ("chosen", "rejected")
+        ),
+        expand=True,
+        show_lines=False,
     )
     t.add_row(row_text(sides["chosen"], plain=plain), row_text(sides["rejected"], plain=plain))
     return t
@@ -160,7 +232,10 @@ def block_text(row: dict[str, Any], *, plain: bool) -> Text:
     """A pretraining block, one document after another, each boundary marked with its offset."""
     t = Text()
     for doc in row["documents"]:
-        t.append(f"── document {doc['document']} · offset {doc['offset']:,} · {doc['tokens']:,} tokens ──\n", style="bold cyan")
+        t.append(
+            f"── document {doc['document']} · offset {doc['offset']:,} · {doc['tokens']:,} tokens ──\n",
+            style="bold cyan",
+        )
         if doc["spans"] is None:
             continue
         t.append_text(row_text({"spans": doc["spans"]}, plain=plain))
@@ -191,18 +266,26 @@ def _row_body(row: dict[str, Any], *, plain: bool) -> RenderableType:
 
 
 def row_heading(row: dict[str, Any]) -> Text:
-    where = f"{row['split']} row {row['index']}" if row["split"] != "preview" else f"preview {row['index']}"
+    where = (
+        f"{row['split']} row {row['index']}"
+        if row["split"] != "preview"
+        else f"preview {row['index']}"
+    )
     # per_turn rows say which message of their row they train.
     turn = f" message {row['message_index']}" if row.get("message_index") is not None else ""
     return Text(
-        f"{where} · source {row['source']} row {row['source_row']}{turn} · {row['length']:,} tokens, {row['trained']:,} trained",
+        f"{where} · source {row['source']} row {row['source_row']}{turn} · {row['length']:,} "
+        f"tokens, {row['trained']:,} trained",
         style="bold",
     )
 
 
 def legend(plain: bool) -> Text:
     if plain:
-        return Text(f"{TRAINED_OPEN}trained{TRAINED_CLOSE}, {SPECIAL_OPEN}special token{SPECIAL_CLOSE}", style="dim")
+        return Text(
+            f"{TRAINED_OPEN}trained{TRAINED_CLOSE}, {SPECIAL_OPEN}special token{SPECIAL_CLOSE}",
+            style="dim",
+        )
     t = Text()
     t.append("trained", style="green")
     t.append(", ")
@@ -215,10 +298,16 @@ def legend(plain: bool) -> Text:
 def health_text(report: dict[str, Any]) -> Text:
     h = report["health"]
     t = Text("mask health\n", style="bold")
-    scope = f"{h['rows_checked']:,} of {h['rows_total']:,} rows checked" if h["rows_checked"] < h["rows_total"] else f"{h['rows_checked']:,} rows checked"
+    scope = (
+        f"{h['rows_checked']:,} of {h['rows_total']:,} rows checked"
+        if h["rows_checked"] < h["rows_total"]
+        else f"{h['rows_checked']:,} rows checked"
+    )
     t.append(f"  {scope}; rows training nothing: {h['untrained_rows']:,}\n")
     for e in h["end_of_turn"]:
-        t.append(f"  end-of-turn {e['token']} (id {e['id']}): {e['in_targets']:,} in targets, {e['trained']:,} trained\n")
+        t.append(
+            f"  end-of-turn {e['token']} (id {e['id']}): {e['in_targets']:,} in targets, {e['trained']:,} trained\n"
+        )
     if not h["end_of_turn"]:
         t.append("  end-of-turn tokens: none known for this renderer/tokenizer\n")
     return t
@@ -226,13 +315,24 @@ def health_text(report: dict[str, Any]) -> Text:
 
 def conformance_text(conf: dict[str, Any]) -> Text:
     t = Text("template conformance\n", style="bold")
-    t.append(f"  {conf.get('identical', 0):,} of {conf.get('checked', 0):,} rows identical to the chat template {conf.get('template')!r}\n")
+    t.append(
+        f"  {conf.get('identical', 0):,} of {conf.get('checked', 0):,} rows identical to the "
+        f"chat template {conf.get('template')!r}\n"
+    )
     first = conf.get("first_difference")
     if first:
         t.append(f"  first difference: row {first.get('index')}\n")
         diff = first.get("diff") or ""
-        for line in (diff if isinstance(diff, list) else str(diff).splitlines()):
-            style = "red" if line.startswith("-") else "green" if line.startswith("+") else "dim" if line.startswith("@@") else ""
+        for line in diff if isinstance(diff, list) else str(diff).splitlines():
+            style = (
+                "red"
+                if line.startswith("-")
+                else "green"
+                if line.startswith("+")
+                else "dim"
+                if line.startswith("@@")
+                else ""
+            )
             t.append(f"    {line}\n", style=style)
     return t
 
@@ -262,7 +362,12 @@ def renderables(report: dict[str, Any], *, plain: bool) -> list[RenderableType]:
     out: list[RenderableType] = [header(report)]
     if report["splits"]:
         out.append(split_table(report))
-    out += [source_table(report), totals_line(report), Text(""), histogram(report["length_histogram"])]
+    out += [
+        source_table(report),
+        totals_line(report),
+        Text(""),
+        histogram(report["length_histogram"]),
+    ]
     if report["shards"]:
         out.append(shard_table(report))
     if report.get("row_errors"):
@@ -283,4 +388,8 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     for r in renderables(report, plain=plain):
         console.print(r)
     if report.get("skipped_sample") and report.get("path"):
-        console.print(f"sample of skipped rows: {report['path'].rstrip('/')}/{report['skipped_sample']}", soft_wrap=True, markup=False)
+        console.print(
+            f"sample of skipped rows: {report['path'].rstrip('/')}/{report['skipped_sample']}",
+            soft_wrap=True,
+            markup=False,
+        )

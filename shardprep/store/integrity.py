@@ -82,5 +82,7 @@ def hash_problems(output: Output, shards: list[dict[str, Any]]) -> list[str]:
         except FileNotFoundError:
             continue  # reported by shard_problems
         if h.hexdigest() != shard["sha256"]:
-            problems.append(f"{shard['path']}: sha256 differs from the manifest (the shard changed or is corrupt)")
+            problems.append(
+                f"{shard['path']}: sha256 differs from the manifest (the shard changed or is corrupt)"
+            )
     return problems

@@ -23,7 +23,9 @@ def canonical_json(value: Any) -> str:
 
 def fingerprint(parts: dict[str, Any]) -> str:
     """sha256 over everything that decides the bytes of the shards, and nothing else."""
-    return hashlib.sha256(canonical_json({"format_version": FORMAT_VERSION, **parts}).encode()).hexdigest()
+    return hashlib.sha256(
+        canonical_json({"format_version": FORMAT_VERSION, **parts}).encode()
+    ).hexdigest()
 
 
 class _Entry(BaseModel):
@@ -154,4 +156,6 @@ def validate_manifest(data: Any, *, where: str) -> Manifest:
 
 def write_manifest(output: Output, manifest: dict[str, Any]) -> None:
     validate_manifest(manifest, where="the manifest being written")  # the contract holds both ways
-    output.write_text_atomic(MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
+    output.write_text_atomic(
+        MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n"
+    )

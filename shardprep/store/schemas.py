@@ -82,7 +82,9 @@ class ShardSchema:
             if f.name not in have:
                 out.append(f"column {f.name!r} missing")
             elif not have[f.name].type.equals(f.type):
-                out.append(f"column {f.name!r} is {have[f.name].type}, schema {self.id} says {f.type}")
+                out.append(
+                    f"column {f.name!r} is {have[f.name].type}, schema {self.id} says {f.type}"
+                )
         names = {f.name for f in expected}
         out += [f"unexpected column {n!r}" for n in have if n not in names]
         return out or [f"column order differs from schema {self.id}"]

@@ -21,7 +21,9 @@ _BYTES_PER_ROW = 32
 class TableBuilder(Protocol):
     """A task's records (with their source names and rows) -> an Arrow table of its schema."""
 
-    def __call__(self, records: list[Any], sources: list[str], source_rows: list[int], /) -> pa.Table: ...
+    def __call__(
+        self, records: list[Any], sources: list[str], source_rows: list[int], /
+    ) -> pa.Table: ...
 
 
 @dataclass
@@ -124,7 +126,14 @@ class ShardWriter:
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
         self.shards.append(
-            ShardInfo(path=rel, rows=table.num_rows, tokens=self._tokens, trained_tokens=self._trained, bytes=size, sha256=digest)
+            ShardInfo(
+                path=rel,
+                rows=table.num_rows,
+                tokens=self._tokens,
+                trained_tokens=self._trained,
+                bytes=size,
+                sha256=digest,
+            )
         )
         self._records, self._sources, self._rows = [], [], []
         self._parts = []
@@ -134,7 +143,9 @@ class ShardWriter:
 class RowSink(Protocol):
     """Where a task's runner puts its records: a shard writer, or memory (preview)."""
 
-    def add(self, record: Any, source: str, source_row: int, *, tokens: int, trained: int) -> None: ...
+    def add(
+        self, record: Any, source: str, source_row: int, *, tokens: int, trained: int
+    ) -> None: ...
 
     def add_table(self, table: pa.Table, tokens: np.ndarray, trained: np.ndarray) -> None: ...
 

@@ -14,7 +14,9 @@ from shardprep.tasks.pretrain import PretrainTask
 from shardprep.tasks.rl_prompts import RlPromptsTask
 from shardprep.tasks.sft import SftTask
 
-TASKS: dict[str, Task] = {t.name: t for t in (SftTask(), DpoTask(), RlPromptsTask(), PretrainTask())}
+TASKS: dict[str, Task] = {
+    t.name: t for t in (SftTask(), DpoTask(), RlPromptsTask(), PretrainTask())
+}
 
 
 def get_task(name: str) -> Task:
@@ -27,7 +29,9 @@ def task_for_schema(schema_id: str, *, where: str = "") -> Task:
         if task.shard_schema(schema_id) is not None:
             return task
     known = ", ".join(s.id for t in TASKS.values() for s in (t.schema, *t.variant_schemas))
-    raise ManifestError(f"{where}shard schema {schema_id!r} is not one this version knows ({known})")
+    raise ManifestError(
+        f"{where}shard schema {schema_id!r} is not one this version knows ({known})"
+    )
 
 
 def shard_schema(schema_id: str, *, where: str = "") -> ShardSchema:

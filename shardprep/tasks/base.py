@@ -151,13 +151,18 @@ class Task(ABC, Generic[OptionsT]):
         """Figures derived from the summed `UnitIO.counters` (manifest stats.task_summary)."""
         return {}
 
-    def counter_warnings(self, counters: Mapping[str, int], recipe_json: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def counter_warnings(
+        self, counters: Mapping[str, int], recipe_json: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
         """Warnings ({code, message, ...}) the summed counters call for (build summary, show, preview)."""
         return []
 
     def options_from_manifest(self, recipe_json: dict[str, Any]) -> OptionsT:
         keys = self.options_model.model_fields
-        return cast(OptionsT, self.options_model.model_validate({k: v for k, v in recipe_json.items() if k in keys}))
+        return cast(
+            OptionsT,
+            self.options_model.model_validate({k: v for k, v in recipe_json.items() if k in keys}),
+        )
 
     @abstractmethod
     def table_builder(self, options: OptionsT) -> TableBuilder: ...
@@ -166,5 +171,7 @@ class Task(ABC, Generic[OptionsT]):
     def runner(self, io: UnitIO) -> Runner: ...
 
     @abstractmethod
-    def display_row(self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int) -> dict[str, Any]:
+    def display_row(
+        self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int
+    ) -> dict[str, Any]:
         """A stored row as the views show it (decoded spans, sides, documents)."""

@@ -42,9 +42,13 @@ class Conformance:
         template = _template(tok)
         if template is None:
             return None
-        return cls(io, ConformanceCheck(template, f"{tok.source} (tokenizer_config.json chat_template)"))
+        return cls(
+            io, ConformanceCheck(template, f"{tok.source} (tokenizer_config.json chat_template)")
+        )
 
-    def add(self, convs: Sequence[Sequence[Message]], source_rows: Sequence[int], train_on: TrainOnWhat) -> None:
+    def add(
+        self, convs: Sequence[Sequence[Message]], source_rows: Sequence[int], train_on: TrainOnWhat
+    ) -> None:
         if self.left <= 0 or not convs:
             return
         sample = list(convs[: self.left])
@@ -58,7 +62,9 @@ class Conformance:
             return
         sample = list(convs[: self.left])
         texts = prompt_texts(self.io.renderer, sample)
-        self.check.add(sample, texts, indices=list(source_rows[: len(sample)]), add_generation_prompt=True)
+        self.check.add(
+            sample, texts, indices=list(source_rows[: len(sample)]), add_generation_prompt=True
+        )
         self.left -= len(sample)
 
     def finish(self) -> None:

@@ -34,7 +34,6 @@ DROP_TIE = "tie"
 SIDES = ("chosen", "rejected")
 
 
-
 def _fields() -> tuple[pa.Field, ...]:
     import pyarrow as pa
 
@@ -52,7 +51,9 @@ SCHEMA = ShardSchema(
     make_fields=_fields,
     sequences=("chosen_", "rejected_"),
     length_columns=("chosen_length", "rejected_length"),
-    token_columns=tuple(f"{side}_{c}" for side in SIDES for c in ("input_ids", "target_ids", "weights")),
+    token_columns=tuple(
+        f"{side}_{c}" for side in SIDES for c in ("input_ids", "target_ids", "weights")
+    ),
 )
 
 
@@ -132,14 +133,26 @@ class DpoRunner:
             rows_of = [io.source_row(r) for r in metas for _ in SIDES]
             self.conformance.add(convs, rows_of, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
         # Both sides of every pair in one batch: one encode call per batch, as for SFT.
-        rendered = render_supervised_batch(io.renderer, io.encoder, convs, TrainOnWhat.LAST_ASSISTANT_MESSAGE) if convs else []
+        rendered = (
+            render_supervised_batch(
+                io.renderer, io.encoder, convs, TrainOnWhat.LAST_ASSISTANT_MESSAGE
+            )
+            if convs
+            else []
+        )
         for k, raw in enumerate(metas):
             sides: list[Example] = []
             for res in rendered[2 * k : 2 * k + 2]:
                 if isinstance(res, RowError):
                     io.skip(res, file=raw.file, line=raw.line, row=raw.data)
                     break
-                ex = make_example(res.tokens, res.weights, max_length=recipe.max_length, overlong=recipe.overlong, reduction="none")
+                ex = make_example(
+                    res.tokens,
+                    res.weights,
+                    max_length=recipe.max_length,
+                    overlong=recipe.overlong,
+                    reduction="none",
+                )
                 if isinstance(ex, Dropped):
                     io.drop(ex.reason, raw)
                     break
@@ -148,9 +161,13 @@ class DpoRunner:
                 continue
             pair = Pair(*sides)
             n_tokens = len(pair.chosen.input_ids) + len(pair.rejected.input_ids)
-            n_trained = int(np.count_nonzero(pair.chosen.weights)) + int(np.count_nonzero(pair.rejected.weights))
+            n_trained = int(np.count_nonzero(pair.chosen.weights)) + int(
+                np.count_nonzero(pair.rejected.weights)
+            )
             io.count_example(n_tokens, n_trained, pair.chosen.truncated or pair.rejected.truncated)
-            io.writers[io.split_of(raw)].add(pair, io.source_name, io.source_row(raw), tokens=n_tokens, trained=n_trained)
+            io.writers[io.split_of(raw)].add(
+                pair, io.source_name, io.source_row(raw), tokens=n_tokens, trained=n_trained
+            )
 
     def finish(self) -> None:
         if self.conformance is not None:
@@ -174,9 +191,13 @@ class DpoTask(Task[DpoOptions]):
     def recipe_problems(self, recipe: Any) -> list[str]:
         problems = super().recipe_problems(recipe)
         if recipe.train_on != TrainOnWhat.LAST_ASSISTANT_MESSAGE:
-            problems.append("train_on: task dpo trains on last_assistant_message (as tinker's DPO builder)")
+            problems.append(
+                "train_on: task dpo trains on last_assistant_message (as tinker's DPO builder)"
+            )
         if recipe.weight_reduction != "none":
-            problems.append("weight_reduction: task dpo keeps per-token weights (none), as tinker's DPO builder")
+            problems.append(
+                "weight_reduction: task dpo keeps per-token weights (none), as tinker's DPO builder"
+            )
         return problems
 
     def table_builder(self, options: DpoOptions) -> TableBuilder:
@@ -185,7 +206,9 @@ class DpoTask(Task[DpoOptions]):
     def runner(self, io: UnitIO) -> DpoRunner:
         return DpoRunner(io, self.options(io.recipe))
 
-    def display_row(self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int) -> dict[str, Any]:
+    def display_row(
+        self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int
+    ) -> dict[str, Any]:
         """The chosen side as an SFT row payload (so every view works), both sides under `pair`."""
         from shardprep.encode.decode import row_payload
 

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 DROP_EMPTY = "empty_document"
 
 
-
 def _fields() -> tuple[pa.Field, ...]:
     import pyarrow as pa
 
@@ -93,12 +92,17 @@ def special_problems(options: PretrainOptions, tokenizer: LoadedTokenizer) -> li
     """A BOS/EOS asked for that the tokenizer does not name."""
     return [
         f"{flag}: the tokenizer's tokenizer_config.json names no {key}"
-        for flag, key, wanted in (("add_bos", "bos_token", options.add_bos), ("add_eos", "eos_token", options.add_eos))
+        for flag, key, wanted in (
+            ("add_bos", "bos_token", options.add_bos),
+            ("add_eos", "eos_token", options.add_eos),
+        )
         if wanted and tokenizer.special_id(key) is None
     ]
 
 
-def special_ids(options: PretrainOptions, tokenizer: LoadedTokenizer) -> tuple[int | None, int | None]:
+def special_ids(
+    options: PretrainOptions, tokenizer: LoadedTokenizer
+) -> tuple[int | None, int | None]:
     """(BOS id or None, EOS id or None) per the options, defaulting to what tokenizer_config names."""
     out: list[int | None] = []
     for key, wanted in (("bos_token", options.add_bos), ("eos_token", options.add_eos)):
@@ -115,7 +119,9 @@ class Packer:
     block_size: int
     pieces: list[np.ndarray] = field(default_factory=list)
     pending: int = 0  # tokens in `pieces`
-    starts: list[tuple[int, int]] = field(default_factory=list)  # (stream position in pieces, source row)
+    starts: list[tuple[int, int]] = field(
+        default_factory=list
+    )  # (stream position in pieces, source row)
     stream_tokens: int = 0  # whole stream, for the remainder count
 
     def add(self, tokens: np.ndarray, source_row: int) -> int:
@@ -139,8 +145,13 @@ class Packer:
         first = max(i for i, (pos, _) in enumerate(self.starts) if pos <= 0)
         offsets = [0] + [pos for pos, _ in self.starts[first + 1 :] if pos < b]
         self.writer.add(
-            Block(stream[: b + 1].astype(np.int32, copy=False), np.asarray(offsets, dtype=np.int32)),
-            self.source, self.starts[first][1], tokens=b, trained=b,
+            Block(
+                stream[: b + 1].astype(np.int32, copy=False), np.asarray(offsets, dtype=np.int32)
+            ),
+            self.source,
+            self.starts[first][1],
+            tokens=b,
+            trained=b,
         )
         # The last target is the next block's first input.
         self.pieces = [stream[b:]]
@@ -153,7 +164,11 @@ class Packer:
         """Stream tokens that are in no block (the tail that did not fill one)."""
         if self.stream_tokens == 0:
             return 0
-        blocks = (self.stream_tokens - 1) // self.block_size if self.stream_tokens > self.block_size else 0
+        blocks = (
+            (self.stream_tokens - 1) // self.block_size
+            if self.stream_tokens > self.block_size
+            else 0
+        )
         return self.stream_tokens - blocks * self.block_size - (1 if blocks else 0)
 
 
@@ -162,7 +177,9 @@ class PretrainRunner:
         self.io = io
         self.block_size = options.block_size
         self.bos, self.eos = special_ids(options, io.encoder.tokenizer)
-        self.packers = {split: Packer(w, io.source_name, options.block_size) for split, w in io.writers.items()}
+        self.packers = {
+            split: Packer(w, io.source_name, options.block_size) for split, w in io.writers.items()
+        }
 
     def process(self, rows: list[RawRow]) -> None:
         import numpy as np
@@ -213,7 +230,9 @@ class PretrainTask(Task[PretrainOptions]):
     def runner(self, io: UnitIO) -> PretrainRunner:
         return PretrainRunner(io, self.options(io.recipe))
 
-    def display_row(self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int) -> dict[str, Any]:
+    def display_row(
+        self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int
+    ) -> dict[str, Any]:
         """The whole block, plus its documents cut at `doc_offsets`."""
         from shardprep.encode.decode import decode_pieces, example_tokens, row_payload, spans_of
 
@@ -223,11 +242,15 @@ class PretrainTask(Task[PretrainOptions]):
         docs = []
         # Token i of the unshifted sequence is input i (and the last target); documents cut at offsets.
         tokens, trained = example_tokens(row)
-        bounds = [*offsets, len(tokens)] if offsets and offsets[0] == 0 else [0, *offsets, len(tokens)]
+        bounds = (
+            [*offsets, len(tokens)] if offsets and offsets[0] == 0 else [0, *offsets, len(tokens)]
+        )
         for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
             doc: dict[str, Any] = {"document": k, "offset": lo, "tokens": hi - lo, "spans": None}
             if tok is not None:
-                doc["spans"] = [s.to_json() for s in spans_of(decode_pieces(tok, tokens[lo:hi], trained[lo:hi]))]
+                doc["spans"] = [
+                    s.to_json() for s in spans_of(decode_pieces(tok, tokens[lo:hi], trained[lo:hi]))
+                ]
             docs.append(doc)
         out["documents"] = docs
         return out

@@ -122,14 +122,16 @@ def passthrough_value(value: Any, typ: str, field: str) -> Any:
         else _CHECKS[typ](value)
     )
     if not ok:
-        raise RowError(BAD_PASSTHROUGH, f"passthrough {field!r} must be {typ}, got {json.dumps(value, default=str)[:80]}", field=field)
+        raise RowError(
+            BAD_PASSTHROUGH,
+            f"passthrough {field!r} must be {typ}, got {json.dumps(value, default=str)[:80]}",
+            field=field,
+        )
     if typ == "float64":
         return float(value)
     if item == "float64":
         return [float(v) for v in value]
     return value
-
-
 
 
 def table_builder(options: RlPromptsOptions) -> TableBuilder:
@@ -158,7 +160,9 @@ def table_builder(options: RlPromptsOptions) -> TableBuilder:
 def passthrough_fields(options: RlPromptsOptions) -> list[pa.Field]:
     import pyarrow as pa
 
-    return [pa.field(name, arrow_type(typ), nullable=True) for name, typ in options.passthrough.items()]
+    return [
+        pa.field(name, arrow_type(typ), nullable=True) for name, typ in options.passthrough.items()
+    ]
 
 
 def prompt_messages(conv: list[Message]) -> list[Message]:
@@ -182,7 +186,9 @@ class RlPromptsRunner:
             value = lookup(row, field)
             # Missing is an error (a typo would otherwise give a column of nulls); null is kept.
             if value is _MISSING:
-                raise RowError("missing_field", f"the row has no passthrough field {field!r}", field=field)
+                raise RowError(
+                    "missing_field", f"the row has no passthrough field {field!r}", field=field
+                )
             out[name] = passthrough_value(value, typ, field)
         return out
 
@@ -196,9 +202,13 @@ class RlPromptsRunner:
         for raw in io.readable(rows):
             data = raw.data or {}
             try:
-                conv = prompt_messages(to_conversation(data, format=src.format, columns=src.columns or None))
+                conv = prompt_messages(
+                    to_conversation(data, format=src.format, columns=src.columns or None)
+                )
                 if not conv:
-                    raise RowError("empty_conversation", "nothing is left before the final assistant message")
+                    raise RowError(
+                        "empty_conversation", "nothing is left before the final assistant message"
+                    )
                 extra = self._passthrough(data)
             except Exception as err:  # anything this row raises is its own counted failure
                 io.skip(as_row_error(err), file=raw.file, line=raw.line, row=raw.data)
@@ -212,11 +222,16 @@ class RlPromptsRunner:
             if isinstance(res, RowError):
                 io.skip(res, file=raw.file, line=raw.line, row=raw.data)
                 continue
-            if self.options.max_prompt_tokens is not None and len(res) > self.options.max_prompt_tokens:
+            if (
+                self.options.max_prompt_tokens is not None
+                and len(res) > self.options.max_prompt_tokens
+            ):
                 io.drop(DROP_OVERLONG, raw)
                 continue
             io.count_example(len(res), 0, False)
-            io.writers[io.split_of(raw)].add(Prompt(res, extra), io.source_name, io.source_row(raw), tokens=len(res), trained=0)
+            io.writers[io.split_of(raw)].add(
+                Prompt(res, extra), io.source_name, io.source_row(raw), tokens=len(res), trained=0
+            )
 
     def finish(self) -> None:
         if self.conformance is not None:
@@ -248,7 +263,9 @@ class RlPromptsTask(Task[RlPromptsOptions]):
     def runner(self, io: UnitIO) -> RlPromptsRunner:
         return RlPromptsRunner(io, self.options(io.recipe))
 
-    def display_row(self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int) -> dict[str, Any]:
+    def display_row(
+        self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int
+    ) -> dict[str, Any]:
         """The prompt as an untrained sequence (so every view works); passthrough values under `prompt`."""
         import numpy as np
 

@@ -99,9 +99,13 @@ class SftRunner:
         for raw in io.readable(rows):
             data = raw.data or {}
             try:
-                conv = to_conversation(data, format=src.format, columns=src.columns or None, customized=self.customized)
+                conv = to_conversation(
+                    data, format=src.format, columns=src.columns or None, customized=self.customized
+                )
                 # Declared tools replace the leading system message with the renderer's prefix.
-                declared = declare_tools(io.renderer, conv, data, src.columns or None, self.options.tools)
+                declared = declare_tools(
+                    io.renderer, conv, data, src.columns or None, self.options.tools
+                )
             except Exception as err:  # anything this row raises is its own counted failure
                 io.skip(as_row_error(err), file=raw.file, line=raw.line, row=raw.data)
                 continue
@@ -154,7 +158,11 @@ class SftTask(Task[SftOptions]):
         problems = super().recipe_problems(recipe)
         mode = TrainOnWhat(recipe.train_on)
         options = recipe.task_options  # not SftOptions when its own keys were invalid
-        if isinstance(options, SftOptions) and options.examples == PER_TURN and mode not in SPLITTABLE_MODES:
+        if (
+            isinstance(options, SftOptions)
+            and options.examples == PER_TURN
+            and mode not in SPLITTABLE_MODES
+        ):
             from shardprep.renderers.registry import renderer_class
 
             cls = renderer_class(recipe.renderer.name)
@@ -171,7 +179,9 @@ class SftTask(Task[SftOptions]):
     def counter_summary(self, counters: Mapping[str, int]) -> dict[str, Any]:
         return turns_summary(counters)
 
-    def counter_warnings(self, counters: Mapping[str, int], recipe_json: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def counter_warnings(
+        self, counters: Mapping[str, int], recipe_json: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
         return history_warnings(counters, recipe_json)
 
     def table_builder(self, options: SftOptions) -> TableBuilder:
@@ -182,11 +192,12 @@ class SftTask(Task[SftOptions]):
     def runner(self, io: UnitIO) -> SftRunner:
         return SftRunner(io, self.options(io.recipe))
 
-    def display_row(self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int) -> dict[str, Any]:
+    def display_row(
+        self, row: dict[str, Any], tok: LoadedTokenizer | None, *, split: str, index: int
+    ) -> dict[str, Any]:
         from shardprep.encode.decode import row_payload
 
         out = row_payload(row, tok, split=split, index=index)
         if row.get("message_index") is not None:
             out["message_index"] = row["message_index"]  # which turn of its row (per_turn)
         return out
-

@@ -47,7 +47,12 @@ def turns_schema(base: ShardSchema) -> ShardSchema:
     return ShardSchema(id="sft_turns/1", make_fields=fields)
 
 
-def turns_table(schema: pa.Schema, records: list[tuple[Example, int]], sources: list[str], source_rows: list[int]) -> pa.Table:
+def turns_table(
+    schema: pa.Schema,
+    records: list[tuple[Example, int]],
+    sources: list[str],
+    source_rows: list[int],
+) -> pa.Table:
     """Records (example, message index) as rows of `schema` (the record path; builds use flat tables)."""
     import pyarrow as pa
 
@@ -75,7 +80,11 @@ def turns_table(schema: pa.Schema, records: list[tuple[Example, int]], sources: 
 
 
 def _batch_table(
-    batch: ExampleBatch, source: str, source_rows: np.ndarray, message_index: np.ndarray, schema: pa.Schema
+    batch: ExampleBatch,
+    source: str,
+    source_rows: np.ndarray,
+    message_index: np.ndarray,
+    schema: pa.Schema,
 ) -> pa.Table:
     import pyarrow as pa
 
@@ -155,7 +164,9 @@ def write_turns(
         io.drop(batch.dropped[k], metas[int(turns.owner[k])])
     if not len(batch):
         return
-    for n, trained, cut in zip(batch.lengths.tolist(), batch.trained.tolist(), batch.truncated.tolist(), strict=True):
+    for n, trained, cut in zip(
+        batch.lengths.tolist(), batch.trained.tolist(), batch.truncated.tolist(), strict=True
+    ):
         io.count_example(n, trained, cut)
     owners = turns.owner[batch.rows]
     kept = [metas[c] for c in owners.tolist()]
@@ -165,7 +176,9 @@ def write_turns(
     for split, mask in (("train", ~is_test), ("test", is_test)):
         if mask.any():
             part = batch.take(mask)
-            table = _batch_table(part, io.source_name, source_rows[mask], message_index[mask], schema)
+            table = _batch_table(
+                part, io.source_name, source_rows[mask], message_index[mask], schema
+            )
             io.writers[split].add_table(table, part.lengths, part.trained)
 
 
@@ -194,12 +207,18 @@ def turns_summary(counters: Mapping[str, int]) -> dict[str, Any]:
         return {}
     conv_tokens = counters.get(CONVERSATION_TOKENS, 0)
     return {
-        "examples_per_conversation": round(counters.get(TURN_EXAMPLES, 0) / counters[CONVERSATIONS], 4),
-        "token_multiplier": round(counters.get(TURN_TOKENS, 0) / conv_tokens, 4) if conv_tokens else None,
+        "examples_per_conversation": round(
+            counters.get(TURN_EXAMPLES, 0) / counters[CONVERSATIONS], 4
+        ),
+        "token_multiplier": round(counters.get(TURN_TOKENS, 0) / conv_tokens, 4)
+        if conv_tokens
+        else None,
     }
 
 
-def history_warnings(counters: Mapping[str, int], recipe_json: Mapping[str, Any]) -> list[dict[str, Any]]:
+def history_warnings(
+    counters: Mapping[str, int], recipe_json: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     n = counters.get(HISTORY_TRAINED, 0)
     if not n:
         return []

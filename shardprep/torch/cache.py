@@ -63,7 +63,9 @@ def sha256_of(path: str) -> str:
 
 
 def default_cache_dir() -> str:
-    return os.environ.get("SHARDPREP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "shardprep", "reader")
+    return os.environ.get("SHARDPREP_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "shardprep", "reader"
+    )
 
 
 def shard_cache_path(cache_dir: str, sha256: str) -> str:
@@ -85,7 +87,9 @@ class FlatShard:
     rows: int
     lists: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # values, offsets
     scalars: dict[str, np.ndarray] = field(default_factory=dict)
-    strings: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)  # codes, dictionary
+    strings: dict[str, tuple[np.ndarray, list[str]]] = field(
+        default_factory=dict
+    )  # codes, dictionary
 
     def row(self, i: int) -> dict[str, Any]:
         """Row i: list columns as numpy views (no copy), scalars as Python values."""
@@ -125,7 +129,9 @@ def load_flat(path: str) -> FlatShard:
     except ValueError as exc:
         raise CacheDamaged(f"{path}: reader cache meta.json is damaged ({exc})") from None
     if meta.get("version") != CACHE_VERSION:
-        raise CacheDamaged(f"{path}: reader cache version {meta.get('version')!r}, expected {CACHE_VERSION}")
+        raise CacheDamaged(
+            f"{path}: reader cache version {meta.get('version')!r}, expected {CACHE_VERSION}"
+        )
     check_entry(path, meta)
     rows = int(meta["rows"])
     flat = FlatShard(rows=rows)
@@ -200,7 +206,9 @@ class _ColumnWriter:
                 arr = pc.dictionary_encode(arr)
             local = arr.dictionary.to_pylist()
             # Row groups carry their own dictionaries; map each onto one dictionary per shard.
-            remap = np.array([self.dictionary.setdefault(s, len(self.dictionary)) for s in local], dtype=np.int32)
+            remap = np.array(
+                [self.dictionary.setdefault(s, len(self.dictionary)) for s in local], dtype=np.int32
+            )
             codes = remap[_as_numpy(arr.indices)] if len(local) else np.zeros(len(arr), np.int32)
             self.file.write(codes.astype(np.int32).tobytes())
             self.count += len(codes)
@@ -217,7 +225,11 @@ class _ColumnWriter:
 
 
 def build_flat_cache(
-    parquet_path: str, target: str, *, expected_rows: int, expected_sha256: str | None = None,
+    parquet_path: str,
+    target: str,
+    *,
+    expected_rows: int,
+    expected_sha256: str | None = None,
     label: str | None = None,
 ) -> None:
     """Decode a local Parquet shard into `target` (atomic: written beside it, then renamed).
@@ -250,7 +262,10 @@ def build_flat_cache(
             columns = {w.name: w.close() for w in writers}
         # Checksums of what is on disk now, written last: an entry without them is never trusted.
         files = {
-            name: {"size": os.path.getsize(os.path.join(tmp, name)), "crc32": _crc_file(os.path.join(tmp, name))}
+            name: {
+                "size": os.path.getsize(os.path.join(tmp, name)),
+                "crc32": _crc_file(os.path.join(tmp, name)),
+            }
             for name in sorted(os.listdir(tmp))
         }
         meta = {"version": CACHE_VERSION, "rows": expected_rows, "columns": columns, "files": files}

@@ -23,7 +23,9 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple if multiple > 1 else n
 
 
-def _pad_rows(rows: Sequence[np.ndarray], width: int, fill: float, dtype: Any, out: np.ndarray | None = None) -> np.ndarray:
+def _pad_rows(
+    rows: Sequence[np.ndarray], width: int, fill: float, dtype: Any, out: np.ndarray | None = None
+) -> np.ndarray:
     if out is None:
         out = np.empty((len(rows), width), dtype=dtype)
     out.fill(fill)
@@ -32,7 +34,11 @@ def _pad_rows(rows: Sequence[np.ndarray], width: int, fill: float, dtype: Any, o
     return out
 
 
-_TORCH_DTYPES = {np.dtype(np.int64): torch.int64, np.dtype(np.float32): torch.float32, np.dtype(np.int32): torch.int32}
+_TORCH_DTYPES = {
+    np.dtype(np.int64): torch.int64,
+    np.dtype(np.float32): torch.float32,
+    np.dtype(np.int32): torch.int32,
+}
 
 
 def _allocate(specs: dict[str, tuple[tuple[int, ...], Any]]) -> dict[str, torch.Tensor]:
@@ -100,7 +106,9 @@ class PadCollate:
     def _width(self, longest: int) -> int:
         if self.fixed_length is not None:
             if longest > self.fixed_length:
-                raise ValueError(f"a row of {longest} tokens does not fit fixed_length={self.fixed_length}")
+                raise ValueError(
+                    f"a row of {longest} tokens does not fit fixed_length={self.fixed_length}"
+                )
             return self.fixed_length
         return _round_up(longest, self.pad_to_multiple_of)
 
@@ -122,13 +130,27 @@ class PadCollate:
             specs["position_ids"] = ((b, width), np.int64)
         batch = _allocate(specs)
         _pad_rows(ids, width, self.pad_id, np.int64, batch["input_ids"].numpy())
-        _pad_rows([r["target_ids"] for r in rows], width, self.target_pad_id, np.int64, batch["target_ids"].numpy())
+        _pad_rows(
+            [r["target_ids"] for r in rows],
+            width,
+            self.target_pad_id,
+            np.int64,
+            batch["target_ids"].numpy(),
+        )
         _pad_rows([r["weights"] for r in rows], width, 0.0, np.float32, batch["weights"].numpy())
-        np.less(np.arange(width)[None, :], lengths[:, None], out=batch["attention_mask"].numpy(), casting="unsafe")
+        np.less(
+            np.arange(width)[None, :],
+            lengths[:, None],
+            out=batch["attention_mask"].numpy(),
+            casting="unsafe",
+        )
         batch["lengths"].numpy()[:] = lengths
         batch["index"].numpy()[:] = [int(r.get("index", -1)) for r in rows]
         if docs:
-            positions = [segment_positions(document_segments(len(x), r["doc_offsets"])) for x, r in zip(ids, rows, strict=True)]
+            positions = [
+                segment_positions(document_segments(len(x), r["doc_offsets"]))
+                for x, r in zip(ids, rows, strict=True)
+            ]
             _pad_rows(positions, width, 0, np.int64, batch["position_ids"].numpy())
         return batch
 
@@ -143,17 +165,28 @@ class PackCollate:
     padding, it is one extra segment (weight 0) so cu_seqlens still ends at T.
     """
 
-    def __init__(self, pad_id: int | None = 0, *, pad_to_multiple_of: int = 1, target_pad_id: int = IGNORE_INDEX) -> None:
+    def __init__(
+        self,
+        pad_id: int | None = 0,
+        *,
+        pad_to_multiple_of: int = 1,
+        target_pad_id: int = IGNORE_INDEX,
+    ) -> None:
         self.pad_id = 0 if pad_id is None else int(pad_id)
         self.pad_to_multiple_of = max(1, int(pad_to_multiple_of))
         self.target_pad_id = target_pad_id
 
-    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:  # tensors + max_seqlen: int
+    def __call__(
+        self, rows: Sequence[dict[str, Any]]
+    ) -> dict[str, Any]:  # tensors + max_seqlen: int
         lengths = np.fromiter((len(r["input_ids"]) for r in rows), dtype=np.int64, count=len(rows))
         used = int(lengths.sum())
         total = _round_up(used, self.pad_to_multiple_of)
         pad = total - used
-        segments = [document_segments(int(n), r.get("doc_offsets")) for n, r in zip(lengths, rows, strict=True)]
+        segments = [
+            document_segments(int(n), r.get("doc_offsets"))
+            for n, r in zip(lengths, rows, strict=True)
+        ]
         if pad:
             segments.append(np.array([pad], dtype=np.int64))
         seg = np.concatenate(segments) if segments else np.zeros(0, dtype=np.int64)
@@ -162,7 +195,11 @@ class PackCollate:
             parts = [np.asarray(r[key]) for r in rows]
             if pad:
                 parts.append(np.full(pad, fill))
-            return np.concatenate(parts).astype(dtype, copy=False)[None, :] if parts else np.zeros((1, 0), dtype)
+            return (
+                np.concatenate(parts).astype(dtype, copy=False)[None, :]
+                if parts
+                else np.zeros((1, 0), dtype)
+            )
 
         cu = np.zeros(len(seg) + 1, dtype=np.int32)
         np.cumsum(seg, out=cu[1:])
@@ -189,8 +226,16 @@ class PairCollate:
     and `logp[:B] - logp[B:]` is per pair. Keys as PadCollate, plus `pairs` = B.
     """
 
-    def __init__(self, pad_id: int | None = 0, *, pad_to_multiple_of: int = 1, target_pad_id: int = IGNORE_INDEX) -> None:
-        self.pad = PadCollate(pad_id, pad_to_multiple_of=pad_to_multiple_of, target_pad_id=target_pad_id)
+    def __init__(
+        self,
+        pad_id: int | None = 0,
+        *,
+        pad_to_multiple_of: int = 1,
+        target_pad_id: int = IGNORE_INDEX,
+    ) -> None:
+        self.pad = PadCollate(
+            pad_id, pad_to_multiple_of=pad_to_multiple_of, target_pad_id=target_pad_id
+        )
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         sides = [

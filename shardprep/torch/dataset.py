@@ -51,21 +51,26 @@ class ShardDataset(Dataset[dict[str, Any]]):
         self.cache_dir = cache_dir or default_cache_dir()
         output, manifest = _open(self.url, self.storage_options)
         if split not in manifest["splits"]:
-            raise ShardprepError(f"split {split!r} not in {self.url} (has: {', '.join(manifest['splits'])})")
+            raise ShardprepError(
+                f"split {split!r} not in {self.url} (has: {', '.join(manifest['splits'])})"
+            )
         self.schema: str = manifest.get("schema", "sft/1")
         # The task's own schema says which columns a shard must have (the reader hands all through).
         self.shard_schema = shard_schema(self.schema, where=f"{self.url}: ")
         info = manifest["splits"][split]
         # Only what a worker needs: keeps pickles small however large the manifest's stats are.
         self.shards: list[dict[str, Any]] = [
-            {"path": s["path"], "rows": int(s["rows"]), "sha256": s["sha256"]} for s in info["shards"]
+            {"path": s["path"], "rows": int(s["rows"]), "sha256": s["sha256"]}
+            for s in info["shards"]
         ]
         self.pad_id: int | None = manifest.get("tokenizer", {}).get("pad_id")
         self.eos_id: int | None = manifest.get("tokenizer", {}).get("eos_id")
         self.fingerprint: str = manifest.get("fingerprint", "")
         rows = [s["rows"] for s in self.shards]
         if sum(rows) != info["rows"]:
-            raise ManifestError(f"{self.url}: split {split!r} lists {info['rows']} rows but its shards hold {sum(rows)}")
+            raise ManifestError(
+                f"{self.url}: split {split!r} lists {info['rows']} rows but its shards hold {sum(rows)}"
+            )
         self._starts = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(rows, out=self._starts[1:])
         self._validate_shards(output)
@@ -82,14 +87,20 @@ class ShardDataset(Dataset[dict[str, Any]]):
         needed = self.shard_schema.required_columns
         for shard in self.shards:
             if escapes_output(output, shard["path"]):
-                raise ManifestError(f"{shard['path']} resolves outside {self.url} (a symlink?): refused")
+                raise ManifestError(
+                    f"{shard['path']} resolves outside {self.url} (a symlink?): refused"
+                )
             try:
                 with output.fs.open(output.path(shard["path"]), "rb") as f:
                     meta = pq.read_metadata(f)
             except FileNotFoundError:
-                raise ManifestError(f"{shard['path']} is listed in the manifest but missing (run `prep verify`)") from None
+                raise ManifestError(
+                    f"{shard['path']} is listed in the manifest but missing (run `prep verify`)"
+                ) from None
             except pa.ArrowException as exc:
-                raise ManifestError(f"{shard['path']} is not a readable Parquet file: {exc}") from exc
+                raise ManifestError(
+                    f"{shard['path']} is not a readable Parquet file: {exc}"
+                ) from exc
             if meta.num_rows != shard["rows"]:
                 raise ManifestError(
                     f"{shard['path']} has {meta.num_rows} rows, the manifest says {shard['rows']} (run `prep verify`)"
@@ -97,7 +108,9 @@ class ShardDataset(Dataset[dict[str, Any]]):
             names = meta.schema.to_arrow_schema().names
             missing = [c for c in needed if c not in names]
             if missing:
-                raise ManifestError(f"{shard['path']} lacks column(s) {missing} of schema {self.schema}")
+                raise ManifestError(
+                    f"{shard['path']} lacks column(s) {missing} of schema {self.schema}"
+                )
 
     def _verify_hashes(self, output: Output) -> None:
         for shard in self.shards:
@@ -106,7 +119,9 @@ class ShardDataset(Dataset[dict[str, Any]]):
                 while block := f.read(1 << 22):
                     h.update(block)
             if h.hexdigest() != shard["sha256"]:
-                raise ManifestError(f"{shard['path']}: sha256 differs from the manifest (shard changed or corrupt)")
+                raise ManifestError(
+                    f"{shard['path']}: sha256 differs from the manifest (shard changed or corrupt)"
+                )
 
     # -- pickling: workers re-open lazily --------------------------------------------------------
 
@@ -155,8 +170,11 @@ class ShardDataset(Dataset[dict[str, Any]]):
         out = self._out()
         if out.is_local:
             build_flat_cache(
-                out.path(shard["path"]), target, expected_rows=shard["rows"],
-                expected_sha256=shard["sha256"], label=shard["path"],
+                out.path(shard["path"]),
+                target,
+                expected_rows=shard["rows"],
+                expected_sha256=shard["sha256"],
+                label=shard["path"],
             )
             return target
         # Object stores: one whole download into the cache's disk, decoded there, then dropped.
@@ -166,7 +184,10 @@ class ShardDataset(Dataset[dict[str, Any]]):
             local = os.path.join(tmpdir, "shard.parquet")
             out.fs.get_file(out.path(shard["path"]), local)
             build_flat_cache(
-                local, target, expected_rows=shard["rows"], expected_sha256=shard["sha256"],
+                local,
+                target,
+                expected_rows=shard["rows"],
+                expected_sha256=shard["sha256"],
                 label=shard["path"],
             )
         finally:
@@ -198,7 +219,10 @@ class ShardDataset(Dataset[dict[str, Any]]):
         return self._lengths
 
     def __repr__(self) -> str:
-        return f"ShardDataset({self.url!r}, split={self.split!r}, schema={self.schema!r}, rows={len(self)}, shards={len(self.shards)})"
+        return (
+            f"ShardDataset({self.url!r}, split={self.split!r}, schema={self.schema!r}, "
+            f"rows={len(self)}, shards={len(self.shards)})"
+        )
 
 
 def _open(url: str, storage_options: dict[str, Any]) -> tuple[Output, dict[str, Any]]:
@@ -206,5 +230,7 @@ def _open(url: str, storage_options: dict[str, Any]) -> tuple[Output, dict[str, 
     output = Output(url, storage_options=storage_options)
     manifest = read_manifest(output)
     if manifest is None:
-        raise ManifestError(f"{output.path(MANIFEST_NAME)} not found: {url} is not a finished build (run `prep build` first)")
+        raise ManifestError(
+            f"{output.path(MANIFEST_NAME)} not found: {url} is not a finished build (run `prep build` first)"
+        )
     return output, manifest

@@ -35,7 +35,9 @@ def hf_example(row: dict[str, Any], *, fractional: Fractional = "refuse") -> dic
         raise ValueError(f"fractional must be one of {_FRACTIONAL}, not {fractional!r}")
     if "target_ids" not in row or "weights" not in row:
         keys = ", ".join(sorted(row))
-        raise ValueError(f"the HF layout needs rows with target_ids and weights (sft/1, pretrain/1); this row has: {keys}")
+        raise ValueError(
+            f"the HF layout needs rows with target_ids and weights (sft/1, pretrain/1); this row has: {keys}"
+        )
     inputs = np.asarray(row["input_ids"])
     targets = np.asarray(row["target_ids"], dtype=np.int64)
     weights = np.asarray(row["weights"])
@@ -65,7 +67,9 @@ class HFLayout(Dataset[dict[str, np.ndarray]]):
     def __init__(self, rows: Dataset[dict[str, Any]], *, fractional: Fractional = "refuse") -> None:
         self.rows = rows
         self.fractional: Fractional = fractional
-        hf_example({"input_ids": [0], "target_ids": [], "weights": []}, fractional=fractional)  # checks the option
+        hf_example(
+            {"input_ids": [0], "target_ids": [], "weights": []}, fractional=fractional
+        )  # checks the option
 
     def __len__(self) -> int:
         return len(self.rows)  # type: ignore[arg-type]
@@ -81,7 +85,11 @@ class HFCollate:
     """
 
     def __init__(
-        self, pad_id: int | None = 0, *, pad_to_multiple_of: int = 1, fractional: Fractional = "refuse"
+        self,
+        pad_id: int | None = 0,
+        *,
+        pad_to_multiple_of: int = 1,
+        fractional: Fractional = "refuse",
     ) -> None:
         self.pad_id = 0 if pad_id is None else int(pad_id)
         self.pad_to_multiple_of = max(1, int(pad_to_multiple_of))
@@ -92,8 +100,17 @@ class HFCollate:
         lengths = np.fromiter((len(r["input_ids"]) for r in hf), dtype=np.int64, count=len(hf))
         width = _round_up(int(lengths.max()) if len(lengths) else 0, self.pad_to_multiple_of)
         b = len(hf)
-        batch = _allocate({k: ((b, width), np.int64) for k in ("input_ids", "labels", "attention_mask")})
-        _pad_rows([r["input_ids"] for r in hf], width, self.pad_id, np.int64, batch["input_ids"].numpy())
+        batch = _allocate(
+            {k: ((b, width), np.int64) for k in ("input_ids", "labels", "attention_mask")}
+        )
+        _pad_rows(
+            [r["input_ids"] for r in hf], width, self.pad_id, np.int64, batch["input_ids"].numpy()
+        )
         _pad_rows([r["labels"] for r in hf], width, IGNORE_INDEX, np.int64, batch["labels"].numpy())
-        np.less(np.arange(width)[None, :], lengths[:, None], out=batch["attention_mask"].numpy(), casting="unsafe")
+        np.less(
+            np.arange(width)[None, :],
+            lengths[:, None],
+            out=batch["attention_mask"].numpy(),
+            casting="unsafe",
+        )
         return batch

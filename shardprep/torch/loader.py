@@ -40,7 +40,11 @@ class ResumableLoader:
             self.sampler = batch_sampler
             self._unit = 1  # sampler positions count batches
             self.loader = DataLoader(
-                dataset, batch_sampler=batch_sampler, collate_fn=collate_fn, num_workers=num_workers, **dataloader_kwargs
+                dataset,
+                batch_sampler=batch_sampler,
+                collate_fn=collate_fn,
+                num_workers=num_workers,
+                **dataloader_kwargs,
             )
         else:
             self.sampler = sampler if sampler is not None else EpochSampler(len(dataset))  # type: ignore[arg-type]

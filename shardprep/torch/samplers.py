@@ -62,10 +62,18 @@ class _Resumable:
     def _check_state(self, state: dict[str, Any]) -> None:
         for key in ("seed", "world_size", "rank"):
             if key in state and state[key] != getattr(self, key):
-                raise ValueError(f"sampler state has {key}={state[key]!r}, this sampler {getattr(self, key)!r}")
+                raise ValueError(
+                    f"sampler state has {key}={state[key]!r}, this sampler {getattr(self, key)!r}"
+                )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "position": self._position, "seed": self.seed, "rank": self.rank, "world_size": self.world_size}
+        return {
+            "epoch": self.epoch,
+            "position": self._position,
+            "seed": self.seed,
+            "rank": self.rank,
+            "world_size": self.world_size,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check_state(state)
@@ -102,7 +110,9 @@ class EpochSampler(_Resumable, Sampler[int]):
     def indices(self, epoch: int | None = None) -> np.ndarray:
         """This rank's indices for an epoch, in order."""
         epoch = self.epoch if epoch is None else epoch
-        order = _epoch_rng(self.seed, epoch).permutation(self.n) if self.shuffle else np.arange(self.n)
+        order = (
+            _epoch_rng(self.seed, epoch).permutation(self.n) if self.shuffle else np.arange(self.n)
+        )
         total = self.num_samples * self.world_size
         order = np.resize(order, total) if self.n else order  # wraps around to pad, or cuts
         return order[self.rank : total : self.world_size]
@@ -193,7 +203,11 @@ class TokenBudgetBatchSampler(_Resumable, Sampler[list[int]]):
         epoch = self.epoch if epoch is None else epoch
         if self._cache is None or self._cache[0] != epoch:
             every = self._all_batches(epoch)
-            per_rank = len(every) // self.world_size if self.drop_last else -(-len(every) // self.world_size)
+            per_rank = (
+                len(every) // self.world_size
+                if self.drop_last
+                else -(-len(every) // self.world_size)
+            )
             total = per_rank * self.world_size
             padded = [every[i % len(every)] for i in range(total)] if every else []
             self._cache = (epoch, padded[self.rank : total : self.world_size])

@@ -19,19 +19,6 @@ import pyarrow.compute as pc
 from shardprep.encode.conformance import mismatch_warning
 from shardprep.tokenizer import LoadedTokenizer
 
-# End-of-turn / end-of-sequence tokens of the chat families shardprep renders. Only those the
-# build's renderer actually uses (its required special tokens) are checked, plus the tokenizer's eos.
-KNOWN_END_OF_TURN = (
-    "<|im_end|>",
-    "<|eot_id|>",
-    "<｜end▁of▁sentence｜>",
-    "<|end|>",
-    "<|return|>",
-    "<end_of_turn>",
-    "<|endoftext|>",
-    "</s>",
-)
-
 # A source training under this share of its tokens most likely lost its assistant turns in the
 # format mapping; over the high mark (with a train_on that should leave prompts out) prompts are trained.
 LOW_TRAINED_RATIO = 0.02
@@ -54,12 +41,13 @@ def end_of_turn_ids(
         from shardprep.renderers.registry import get_renderer
 
         try:
-            required = set(get_renderer(renderer_name, tok, renderer_options).required_special_tokens())
-        except Exception:  # an unknown or newer renderer: fall back to the known names
-            required = set(KNOWN_END_OF_TURN)
-        for name in KNOWN_END_OF_TURN:
+            # The renderer says which tokens end its turns (an unknown renderer: the eos only).
+            ends = get_renderer(renderer_name, tok, renderer_options).end_of_turn_tokens()
+        except Exception:
+            ends = []
+        for name in ends:
             tid = tok.tokenizer.token_to_id(name)
-            if name in required and tid is not None:
+            if tid is not None:
                 out[tid] = name
         if eos_id is not None and eos_id not in out:
             out[eos_id] = tok.tokenizer.id_to_token(eos_id) or f"id {eos_id}"
@@ -79,7 +67,9 @@ class MaskHealth:
     eot_in_targets: Counter[int] = field(default_factory=Counter)
     eot_trained: Counter[int] = field(default_factory=Counter)
 
-    def add(self, targets: np.ndarray, weights: np.ndarray, lengths: np.ndarray, sources: np.ndarray) -> None:
+    def add(
+        self, targets: np.ndarray, weights: np.ndarray, lengths: np.ndarray, sources: np.ndarray
+    ) -> None:
         """`targets`/`weights`: every row's values concatenated; `lengths`: per row; `sources`: per row."""
         lengths = np.asarray(lengths, dtype=np.int64)
         trained = np.asarray(weights) > 0
@@ -131,7 +121,9 @@ def _source_names(col: pa.ChunkedArray) -> np.ndarray:
     return np.asarray(arr.to_pylist(), dtype=object)
 
 
-def scan_table(table: pa.Table, health: MaskHealth, sequences: tuple[str, ...], at_length: int | None) -> int:
+def scan_table(
+    table: pa.Table, health: MaskHealth, sequences: tuple[str, ...], at_length: int | None
+) -> int:
     """Feed every sequence of a table's rows to `health`; returns the rows whose length is `at_length`.
 
     `sequences` are the schema's column prefixes ("" for one sequence, both sides of a pair).
@@ -165,19 +157,29 @@ def ratio_warnings(sources: list[dict[str, Any]], train_on: str) -> list[dict[st
     for s in sources:
         if s["rows_read"] and not s["examples"]:
             out.append(
-                _warning("source_no_examples", f"source {s['name']!r}: none of its {s['rows_read']:,} rows became an example", source=s["name"])
+                _warning(
+                    "source_no_examples",
+                    f"source {s['name']!r}: none of its {s['rows_read']:,} rows became an example",
+                    source=s["name"],
+                )
             )
         if s["name"] not in ratios:
             continue
         r = ratios[s["name"]]
         if r < LOW_TRAINED_RATIO:
-            msg = f"source {s['name']!r} trains only {_pct(r)} of its tokens: are its assistant turns mapped (format, columns, train_on)?"
+            msg = (
+                f"source {s['name']!r} trains only {_pct(r)} of its tokens: are its assistant turns "
+                "mapped (format, columns, train_on)?"
+            )
             out.append(_warning("trained_ratio_low", msg, source=s["name"], ratio=round(r, 4)))
         elif r > HIGH_TRAINED_RATIO and train_on not in _TRAINS_PROMPTS:
             msg = f"source {s['name']!r} trains {_pct(r)} of its tokens with train_on {train_on}: prompts look trained"
             out.append(_warning("trained_ratio_high", msg, source=s["name"], ratio=round(r, 4)))
         elif mid and (r < mid / OUTLIER_FACTOR or r > mid * OUTLIER_FACTOR):
-            msg = f"source {s['name']!r} trains {_pct(r)} of its tokens, far from the other sources (median {_pct(mid)})"
+            msg = (
+                f"source {s['name']!r} trains {_pct(r)} of its tokens, far from the other sources "
+                f"(median {_pct(mid)})"
+            )
             out.append(_warning("trained_ratio_outlier", msg, source=s["name"], ratio=round(r, 4)))
     return out
 
@@ -202,7 +204,8 @@ def health_warnings(
         out.append(
             _warning(
                 "untrained_rows",
-                f"{health['untrained_rows']:,} of {health['rows_checked']:,} rows checked train no token ({where}): they cost compute and teach nothing",
+                f"{health['untrained_rows']:,} of {health['rows_checked']:,} rows checked train no "
+                f"token ({where}): they cost compute and teach nothing",
                 count=health["untrained_rows"],
             )
         )
@@ -211,7 +214,8 @@ def health_warnings(
         out.append(
             _warning(
                 "untrained_rows_dropped",
-                f"{n:,} rows were dropped because their mask trains nothing: check train_on and that the data has assistant turns",
+                f"{n:,} rows were dropped because their mask trains nothing: check train_on and that "
+                "the data has assistant turns",
                 count=n,
             )
         )
@@ -220,7 +224,8 @@ def health_warnings(
             out.append(
                 _warning(
                     "end_of_turn_never_trained",
-                    f"end-of-turn token {e['token']} (id {e['id']}) is in the targets {e['in_targets']:,} times but never trained: the model will not learn to stop",
+                    f"end-of-turn token {e['token']} (id {e['id']}) is in the targets {e['in_targets']:,} "
+                    "times but never trained: the model will not learn to stop",
                     token=e["token"],
                     id=e["id"],
                 )
@@ -228,7 +233,11 @@ def health_warnings(
     if judges_masks:
         out.extend(ratio_warnings(sources, train_on))
     else:  # a source that yields nothing is still worth a word
-        out.extend(w for w in ratio_warnings(sources, train_on) if not w["code"].startswith("trained_ratio"))
+        out.extend(
+            w
+            for w in ratio_warnings(sources, train_on)
+            if not w["code"].startswith("trained_ratio")
+        )
     mismatch = mismatch_warning(conformance, renderer)
     if mismatch is not None:
         out.append(mismatch)

@@ -23,7 +23,9 @@ from shardprep.views.health import MaskHealth, end_of_turn_ids, health_warnings,
 from shardprep.views.show import length_histogram
 
 
-def preview_recipe(recipe: Recipe, base_dir: Path, *, n: int = 5, source: str | None = None) -> dict[str, Any]:
+def preview_recipe(
+    recipe: Recipe, base_dir: Path, *, n: int = 5, source: str | None = None
+) -> dict[str, Any]:
     """Report on the first `n` rows of every source (or of `source`): what build would write for them."""
     if n < 1:
         raise ShardprepError("-n must be at least 1")
@@ -36,7 +38,11 @@ def preview_recipe(recipe: Recipe, base_dir: Path, *, n: int = 5, source: str | 
     task = TASKS[recipe.task]
     options = task.options(recipe)
     encoder = BatchEncoder(tok)
-    health = MaskHealth(end_of_turn_ids(tok, recipe.renderer.name, plan.renderer.options, tok.special_id("eos_token")))
+    health = MaskHealth(
+        end_of_turn_ids(
+            tok, recipe.renderer.name, plan.renderer.options, tok.special_id("eos_token")
+        )
+    )
     schema = task.schema_for(options)
     sequences = schema.sequences
     dropped: Counter[str] = Counter()
@@ -54,21 +60,49 @@ def preview_recipe(recipe: Recipe, base_dir: Path, *, n: int = 5, source: str | 
         by_reason: Counter[str] = Counter()
 
         def skip(
-            err: RowError, *, file: str, line: int | None, row: Any, _name: str = name, _counts: Counter[str] = by_reason
+            err: RowError,
+            *,
+            file: str,
+            line: int | None,
+            row: Any,
+            _name: str = name,
+            _counts: Counter[str] = by_reason,
         ) -> None:
             # Preview shows every bad row instead of stopping at the first (on_error: fail).
             err.located(file=file, line=line)
             _counts[err.reason] += 1
-            errors.append({"source": _name, "source_row": None, "reason": err.reason, "message": err.describe()})
+            errors.append(
+                {
+                    "source": _name,
+                    "source_row": None,
+                    "reason": err.reason,
+                    "message": err.describe(),
+                }
+            )
 
         def dropped_row(reason: str, raw: RawRow, _name: str = name) -> None:
-            errors.append({"source": _name, "source_row": raw.index, "reason": reason, "message": f"row {raw.index}: dropped ({reason})"})
+            errors.append(
+                {
+                    "source": _name,
+                    "source_row": raw.index,
+                    "reason": reason,
+                    "message": f"row {raw.index}: dropped ({reason})",
+                }
+            )
 
         writer = MemoryWriter(task.table_builder(options))
         io = UnitIO(
-            recipe=recipe, source=src, source_name=name, renderer=plan.renderer, encoder=encoder,
-            writers={"train": writer, "test": writer}, skip=skip, split_of=lambda raw: "train",
-            source_row=lambda raw: raw.index, dropped=by_reason, on_drop=dropped_row,
+            recipe=recipe,
+            source=src,
+            source_name=name,
+            renderer=plan.renderer,
+            encoder=encoder,
+            writers={"train": writer, "test": writer},
+            skip=skip,
+            split_of=lambda raw: "train",
+            source_row=lambda raw: raw.index,
+            dropped=by_reason,
+            on_drop=dropped_row,
         )
         runner = task.runner(io)
         runner.process(raws)
@@ -130,8 +164,12 @@ def preview_recipe(recipe: Recipe, base_dir: Path, *, n: int = 5, source: str | 
     report["task_summary"] = task.counter_summary(counters) or None
     report["health"] = health.to_json()
     report["warnings"] = health_warnings(
-        report["health"], sources, report["dropped"], report["train_on"], report["conformance"],
-        judges_masks=task.judges_masks, renderer=recipe.renderer.name,
+        report["health"],
+        sources,
+        report["dropped"],
+        report["train_on"],
+        report["conformance"],
+        judges_masks=task.judges_masks,
+        renderer=recipe.renderer.name,
     ) + task.counter_warnings(counters, recipe.model_dump(mode="json"))
     return report
-

@@ -46,7 +46,11 @@ __all__ = [
 # Health checks read at most this many rows per split by default: enough to catch a broken mask,
 # bounded for builds of billions of tokens on object stores.
 DEFAULT_CHECK_ROWS = 50_000
-def open_build(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Output, dict[str, Any]]:
+
+
+def open_build(
+    url: str, storage_options: dict[str, Any] | None = None
+) -> tuple[Output, dict[str, Any]]:
     output = Output(url, storage_options=storage_options)
     manifest = read_manifest(output)
     if manifest is None:
@@ -69,7 +73,10 @@ def length_histogram(lengths: Iterable[int]) -> dict[str, list[int]]:
     if not counts:
         return {"edges": [], "counts": []}
     top = max(counts)
-    return {"edges": [2**b for b in range(top + 1)], "counts": [counts.get(b, 0) for b in range(top + 1)]}
+    return {
+        "edges": [2**b for b in range(top + 1)],
+        "counts": [counts.get(b, 0) for b in range(top + 1)],
+    }
 
 
 def summary(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +124,11 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
         "rows_read": manifest["stats"]["rows_read"],
         "length_histogram": manifest["stats"]["length_histogram"],
         "skipped_sample": manifest.get("skipped_sample"),
-        "shards": [{"split": split, **shard} for split, info in manifest["splits"].items() for shard in info["shards"]],
+        "shards": [
+            {"split": split, **shard}
+            for split, info in manifest["splits"].items()
+            for shard in info["shards"]
+        ],
         "conformance": manifest.get("conformance"),
         "task_counters": manifest["stats"].get("task_counters", {}),
         "task_summary": manifest["stats"].get("task_summary"),
@@ -127,7 +138,9 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
 def read_row(output: Output, manifest: dict[str, Any], split: str, index: int) -> dict[str, Any]:
     """Row `index` of a split, reading only the row group that holds it."""
     if split not in manifest["splits"]:
-        raise ShardprepError(f"split {split!r} not in this build (has: {', '.join(manifest['splits'])})")
+        raise ShardprepError(
+            f"split {split!r} not in this build (has: {', '.join(manifest['splits'])})"
+        )
     info = manifest["splits"][split]
     if not 0 <= index < info["rows"]:
         raise ShardprepError(f"row {index} out of range: split {split!r} has {info['rows']} rows")
@@ -144,7 +157,9 @@ def read_row(output: Output, manifest: dict[str, Any], split: str, index: int) -
                     row["shard"] = shard["path"]
                     return row
                 index -= n
-    raise ManifestError(f"row not found in shards of split {split!r}: the manifest and shards disagree (run `prep verify`)")
+    raise ManifestError(
+        f"row not found in shards of split {split!r}: the manifest and shards disagree (run `prep verify`)"
+    )
 
 
 def sample_indices(rows: int, k: int, seed: int) -> list[int]:
@@ -154,7 +169,9 @@ def sample_indices(rows: int, k: int, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(range(rows), min(k, rows)))
 
 
-def load_build_tokenizer(manifest: dict[str, Any], override: str | None = None) -> LoadedTokenizer | None:
+def load_build_tokenizer(
+    manifest: dict[str, Any], override: str | None = None
+) -> LoadedTokenizer | None:
     """The build's tokenizer, or None when it is not on this machine (show then prints ids)."""
     if override:
         return load_tokenizer(override)  # asked for by name: a failure is the user's to see
@@ -226,46 +243,78 @@ def inspect_build(
     output, manifest = open_build(url, storage_options)
     missing = shard_problems(output, manifest)  # one stat per shard: a damaged build says so first
     if missing:
-        raise ManifestError(f"{url}: {len(missing)} shard(s) damaged: {'; '.join(missing[:3])} (run `prep verify`)")
+        raise ManifestError(
+            f"{url}: {len(missing)} shard(s) damaged: {'; '.join(missing[:3])} (run `prep verify`)"
+        )
     report = summary(manifest)
     report["path"] = url
     tok = load_build_tokenizer(manifest, tokenizer)
     report["decoded"] = tok is not None
 
-    eot = end_of_turn_ids(tok, report["renderer"], report["renderer_options"], manifest["tokenizer"].get("eos_id"))
+    eot = end_of_turn_ids(
+        tok, report["renderer"], report["renderer_options"], manifest["tokenizer"].get("eos_id")
+    )
     health = MaskHealth(eot)
     max_len = report["max_length"]
     # A truncated example has exactly max_length-1 inputs; so does one that was exactly max_length long.
-    at_length = max_len - 1 if max_len and manifest.get("recipe", {}).get("overlong", "truncate") == "truncate" else None
+    at_length = (
+        max_len - 1
+        if max_len and manifest.get("recipe", {}).get("overlong", "truncate") == "truncate"
+        else None
+    )
     limit = check_rows if check_rows and check_rows > 0 else None
     schema_id = manifest.get("schema", "sft/1")
     task = task_for_schema(schema_id)
     sequences = shard_schema(schema_id).sequences
     for name, info in manifest["splits"].items():
         with _shards_read(output, manifest, url):
-            counts = scan_split(output, info["shards"], health, max_rows=limit, at_length=at_length, sequences=sequences)
+            counts = scan_split(
+                output,
+                info["shards"],
+                health,
+                max_rows=limit,
+                at_length=at_length,
+                sequences=sequences,
+            )
         report["splits"][name]["rows_checked"] = counts["checked"]
-        report["splits"][name]["at_max_length"] = counts["at_max_length"] if at_length is not None else None
+        report["splits"][name]["at_max_length"] = (
+            counts["at_max_length"] if at_length is not None else None
+        )
     total = sum(info["rows"] for info in manifest["splits"].values())
     # Health counts sequences: two per pair.
     report["health"] = health.to_json(rows_total=total * len(sequences))
     report["warnings"] = health_warnings(
-        report["health"], report["sources"], report["dropped"], report["train_on"], report["conformance"],
-        judges_masks=task.judges_masks, renderer=report["renderer"],
+        report["health"],
+        report["sources"],
+        report["dropped"],
+        report["train_on"],
+        report["conformance"],
+        judges_masks=task.judges_masks,
+        renderer=report["renderer"],
     ) + task.counter_warnings(report["task_counters"], manifest.get("recipe", {}))
 
     if split not in manifest["splits"]:
-        raise ShardprepError(f"split {split!r} not in this build (has: {', '.join(manifest['splits'])})")
+        raise ShardprepError(
+            f"split {split!r} not in this build (has: {', '.join(manifest['splits'])})"
+        )
     n_rows = manifest["splits"][split]["rows"]
     if sample is not None:
         indices = sample_indices(n_rows, sample, seed)
     else:
         indices = rows if rows is not None else ([0] if n_rows else [])
     with _shards_read(output, manifest, url):
-        report["rows"] = [task.display_row(read_row(output, manifest, split, i), tok, split=split, index=i) for i in indices]
+        report["rows"] = [
+            task.display_row(read_row(output, manifest, split, i), tok, split=split, index=i)
+            for i in indices
+        ]
     # Every shard present with its size (cheap); the shards rows were shown from, by sha256.
-    starts = list(itertools.accumulate((s["rows"] for s in manifest["splits"][split]["shards"]), initial=0))
-    shown = {manifest["splits"][split]["shards"][bisect.bisect_right(starts, i) - 1]["path"] for i in indices}
+    starts = list(
+        itertools.accumulate((s["rows"] for s in manifest["splits"][split]["shards"]), initial=0)
+    )
+    shown = {
+        manifest["splits"][split]["shards"][bisect.bisect_right(starts, i) - 1]["path"]
+        for i in indices
+    }
     report["warnings"] += [
         {"code": "shard_damaged", "message": f"{p} (run `prep verify`)"}
         for p in hash_problems(output, [s for s in manifest_shards(manifest) if s["path"] in shown])

@@ -40,7 +40,11 @@ class VerifyReport:
             "fingerprint": self.fingerprint,
             "ok": self.ok,
             "shards": len(self.shards),
-            "problems": [{"path": s.path, "split": s.split, "problems": s.problems} for s in self.shards if not s.ok],
+            "problems": [
+                {"path": s.path, "split": s.split, "problems": s.problems}
+                for s in self.shards
+                if not s.ok
+            ],
         }
 
 
@@ -78,7 +82,9 @@ def verify_build(url: str) -> VerifyReport:
                 what = "truncated" if size < shard["bytes"] else "longer than recorded"
                 check.problems.append(f"{what}: {size} bytes, manifest says {shard['bytes']}")
             if digest != shard["sha256"]:
-                check.problems.append(f"altered: sha256 {digest[:16]}… differs from the manifest's {shard['sha256'][:16]}…")
+                check.problems.append(
+                    f"altered: sha256 {digest[:16]}… differs from the manifest's {shard['sha256'][:16]}…"
+                )
             try:
                 with output.fs.open(path, "rb") as f:
                     meta = pq.ParquetFile(f).metadata
@@ -92,5 +98,11 @@ def verify_build(url: str) -> VerifyReport:
             check.problems += [f"schema: {p}" for p in shard_schema.problems(schema, extra)]
         listed = sum(s["rows"] for s in info["shards"])
         if listed != info["rows"]:
-            checks.append(ShardCheck(f"split {split}", split, [f"shards hold {listed} rows, the split says {info['rows']}"]))
+            checks.append(
+                ShardCheck(
+                    f"split {split}",
+                    split,
+                    [f"shards hold {listed} rows, the split says {info['rows']}"],
+                )
+            )
     return VerifyReport(url, manifest["fingerprint"], checks)

@@ -41,7 +41,9 @@ def write_recipe(tmp_path: Path, **overrides: Any) -> Path:
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> None:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8"
+    )
 
 
 def chat(i: int) -> dict[str, Any]:
@@ -63,7 +65,9 @@ def read_split(out: Path, manifest: dict[str, Any], split: str) -> list[dict[str
 
 def test_build_reads_back_exactly(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "data.jsonl", [chat(i) for i in range(50)])
-    recipe, base = load_recipe(write_recipe(tmp_path, split={"test_size": 5, "seed": 1}, shards={"max_rows": 16}))
+    recipe, base = load_recipe(
+        write_recipe(tmp_path, split={"test_size": 5, "seed": 1}, shards={"max_rows": 16})
+    )
     result = build(recipe, base)
     assert result.status == "built"
     out = tmp_path / "out"
@@ -80,16 +84,25 @@ def test_build_reads_back_exactly(tmp_path: Path) -> None:
         assert hashlib.sha256(data).hexdigest() == info["sha256"] and len(data) == info["bytes"]
     # token counts add up
     assert m["splits"]["train"]["tokens"] == sum(r["length"] for r in train)
-    assert m["splits"]["train"]["trained_tokens"] == sum(int(np.count_nonzero(r["weights"])) for r in train)
+    assert m["splits"]["train"]["trained_tokens"] == sum(
+        int(np.count_nonzero(r["weights"])) for r in train
+    )
     # row content equals rendering the conversation directly (then shift)
     tok = load_tokenizer(QWEN3)
     r7 = next(r for r in train + test if r["source_row"] == 7)
-    rendered = render_supervised_batch(get_renderer("qwen3", tok), BatchEncoder(tok), [chat(7)["messages"]], TrainOnWhat.ALL_ASSISTANT_MESSAGES)[0]
+    rendered = render_supervised_batch(
+        get_renderer("qwen3", tok),
+        BatchEncoder(tok),
+        [chat(7)["messages"]],
+        TrainOnWhat.ALL_ASSISTANT_MESSAGES,
+    )[0]
     assert not isinstance(rendered, RowError)
     assert r7["input_ids"] == rendered.tokens[:-1].tolist()
     assert r7["target_ids"] == rendered.tokens[1:].tolist()
     assert r7["weights"] == rendered.weights[1:].tolist()
-    decoded = tok.tokenizer.decode(r7["input_ids"] + r7["target_ids"][-1:], skip_special_tokens=False)
+    decoded = tok.tokenizer.decode(
+        r7["input_ids"] + r7["target_ids"][-1:], skip_special_tokens=False
+    )
     assert "What is 7 + 7?" in decoded and decoded.endswith("14.<|im_end|>")
     # the schema is explicit
     schema = pq.read_schema(out / m["splits"]["train"]["shards"][0]["path"])
@@ -106,16 +119,25 @@ def test_unchanged_rebuild_is_up_to_date_and_change_rebuilds(tmp_path: Path) -> 
     recipe, base = load_recipe(path)
     first = build(recipe, base)
     second = build(recipe, base)
-    assert second.status == "up_to_date" and second.manifest["fingerprint"] == first.manifest["fingerprint"]
+    assert (
+        second.status == "up_to_date"
+        and second.manifest["fingerprint"] == first.manifest["fingerprint"]
+    )
     recipe2, _ = load_recipe(write_recipe(tmp_path, max_length=30))
     third = build(recipe2, base)
-    assert third.status == "built" and third.manifest["fingerprint"] != first.manifest["fingerprint"]
+    assert (
+        third.status == "built" and third.manifest["fingerprint"] != first.manifest["fingerprint"]
+    )
     # the old data folder is gone once the new manifest is in place
-    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("data-")) == [third.manifest["data_dir"]]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("data-")) == [
+        third.manifest["data_dir"]
+    ]
 
 
 def test_weight_reduction_mean_and_no_trained_rows_dropped(tmp_path: Path) -> None:
-    rows = [chat(i) for i in range(4)] + [{"messages": [{"role": "user", "content": "only a question"}]}]
+    rows = [chat(i) for i in range(4)] + [
+        {"messages": [{"role": "user", "content": "only a question"}]}
+    ]
     write_jsonl(tmp_path / "data.jsonl", rows)
     recipe, base = load_recipe(write_recipe(tmp_path, weight_reduction="mean"))
     m = build(recipe, base).manifest
@@ -130,7 +152,9 @@ def test_overlong_truncate_and_drop(tmp_path: Path) -> None:
     m = build(recipe, base).manifest
     assert m["stats"]["truncated"] == 3
     assert all(r["length"] == 23 for r in read_split(tmp_path / "out", m, "train"))
-    short = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    short = {
+        "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    }
     write_jsonl(tmp_path / "data.jsonl", [chat(i) for i in range(3)] + [short])
     recipe, base = load_recipe(write_recipe(tmp_path, max_length=24, overlong="drop"))
     m = build(recipe, base).manifest
@@ -142,7 +166,12 @@ BAD_ROWS = [
     ("{not json", "malformed_json"),
     (json.dumps({"text": "no messages"}), "missing_field"),
     (json.dumps({"messages": [{"role": "wizard", "content": "x"}]}), "unknown_role"),
-    (json.dumps({"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "x"}]}), "bad_content"),
+    (
+        json.dumps(
+            {"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "x"}]}
+        ),
+        "bad_content",
+    ),
     (json.dumps({"messages": []}), "empty_conversation"),
 ]
 
@@ -173,7 +202,9 @@ def test_bad_rows_skipped_and_counted(tmp_path: Path) -> None:
     expected = {reason: 1 for _, reason in BAD_ROWS} | {"invalid_utf8": 1}
     assert m["stats"]["dropped"] == expected
     assert m["splits"]["train"]["rows"] == 2
-    sample = [json.loads(x) for x in (tmp_path / "out" / m["skipped_sample"]).read_text().splitlines()]
+    sample = [
+        json.loads(x) for x in (tmp_path / "out" / m["skipped_sample"]).read_text().splitlines()
+    ]
     assert sorted(s["reason"] for s in sample) == sorted(expected)
     assert all(s["line"] is not None and s["file"].endswith("data.jsonl") for s in sample)
 
@@ -182,7 +213,13 @@ def test_renderer_error_is_located(tmp_path: Path) -> None:
     thinking = {
         "messages": [
             {"role": "user", "content": "hi"},
-            {"role": "assistant", "content": [{"type": "thinking", "thinking": "hmm"}, {"type": "text", "text": "yo"}]},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "hmm"},
+                    {"type": "text", "text": "yo"},
+                ],
+            },
         ]
     }
     write_jsonl(tmp_path / "data.jsonl", [chat(0), thinking])
@@ -204,10 +241,21 @@ def test_formats_and_parquet_and_glob(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "parts" / "a.jsonl", [chat(i) for i in range(3)])
     write_jsonl(tmp_path / "parts" / "b.jsonl", [chat(i) for i in range(3, 5)])
     pq.write_table(
-        pa.Table.from_pylist([{"instruction": "Say hi", "input": "", "output": "hi"}] * 4), tmp_path / "alpaca.parquet"
+        pa.Table.from_pylist([{"instruction": "Say hi", "input": "", "output": "hi"}] * 4),
+        tmp_path / "alpaca.parquet",
     )
     (tmp_path / "sg.json").write_text(
-        json.dumps([{"conversations": [{"from": "human", "value": "hey"}, {"from": "gpt", "value": "hello"}]}] * 2)
+        json.dumps(
+            [
+                {
+                    "conversations": [
+                        {"from": "human", "value": "hey"},
+                        {"from": "gpt", "value": "hello"},
+                    ]
+                }
+            ]
+            * 2
+        )
     )
     sources = [
         {"name": "msgs", "path": "parts/*.jsonl"},
@@ -235,7 +283,9 @@ def test_missing_source_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_all_rows_dropped_is_an_error_not_an_empty_build(tmp_path: Path) -> None:
     from shardprep.errors import BuildError
 
-    write_jsonl(tmp_path / "data.jsonl", [{"messages": [{"role": "user", "content": "question?"}]}] * 3)
+    write_jsonl(
+        tmp_path / "data.jsonl", [{"messages": [{"role": "user", "content": "question?"}]}] * 3
+    )
     recipe, base = load_recipe(write_recipe(tmp_path))
     with pytest.raises(BuildError, match="all 3 rows were dropped.*no_trained_tokens 3"):
         build(recipe, base)
@@ -244,9 +294,7 @@ def test_all_rows_dropped_is_an_error_not_an_empty_build(tmp_path: Path) -> None
 
 def test_customized_train_on_uses_per_message_trainable(tmp_path: Path) -> None:
     conv = chat(3)
-    conv["messages"] = [
-        {**m, "trainable": m["role"] == "user"} for m in conv["messages"]
-    ]
+    conv["messages"] = [{**m, "trainable": m["role"] == "user"} for m in conv["messages"]]
     write_jsonl(tmp_path / "data.jsonl", [conv])
     recipe, base = load_recipe(write_recipe(tmp_path, train_on="customized"))
     m = build(recipe, base).manifest
@@ -262,7 +310,9 @@ def test_tokenizer_from_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     # A Hub-layout cache, as huggingface_hub writes it; HF_HUB_OFFLINE=1 keeps the lookup local.
     snap = tmp_path / "hub" / "models--acme--tiny-chat" / "snapshots" / "0123abcd"
     snap.mkdir(parents=True)
-    (snap / "tokenizer.json").write_bytes(gzip.decompress((Path(QWEN3) / "tokenizer.json.gz").read_bytes()))
+    (snap / "tokenizer.json").write_bytes(
+        gzip.decompress((Path(QWEN3) / "tokenizer.json.gz").read_bytes())
+    )
     refs = tmp_path / "hub" / "models--acme--tiny-chat" / "refs"
     refs.mkdir()
     (refs / "main").write_text("0123abcd")
@@ -284,7 +334,9 @@ def test_manifest_records_template_conformance(tmp_path: Path) -> None:
     conf = m["conformance"]
     assert conf["checked"] == 32  # 8 rows in each of 4 units
     assert conf["identical"] == 32 and conf["first_difference"] is None  # qwen3 == Qwen3's template
-    m = build(*load_recipe(write_recipe(tmp_path, tokenizer=LLAMA3, renderer="llama3", output="out2"))).manifest
+    m = build(
+        *load_recipe(write_recipe(tmp_path, tokenizer=LLAMA3, renderer="llama3", output="out2"))
+    ).manifest
     conf = m["conformance"]
     assert conf["identical"] == 0  # Llama's template adds the "Cutting Knowledge Date" system block
     assert "Cutting Knowledge Date" in conf["first_difference"]["diff"]

@@ -48,7 +48,9 @@ def _build(tmp_path: Path, **overrides: Any) -> tuple[dict[str, Any], list[dict[
 
 def _decoded(row: dict[str, Any]) -> str:
     tok = load_tokenizer(QWEN3)
-    return str(tok.tokenizer.decode(row["input_ids"] + row["target_ids"][-1:], skip_special_tokens=False))
+    return str(
+        tok.tokenizer.decode(row["input_ids"] + row["target_ids"][-1:], skip_special_tokens=False)
+    )
 
 
 @pytest.mark.parametrize("mode", ["auto", "ignore"])

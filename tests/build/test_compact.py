@@ -23,16 +23,32 @@ runner = CliRunner()
 
 def _build(tmp: Path, task: str = "sft") -> tuple[Path, dict[str, Any]]:
     if task == "sft":
-        rows = [{"messages": [{"role": "user", "content": f"question {i} " * (1 + i % 7)},
-                              {"role": "assistant", "content": f"answer {i} " * (1 + i % 5)}]} for i in range(300)]
+        rows = [
+            {
+                "messages": [
+                    {"role": "user", "content": f"question {i} " * (1 + i % 7)},
+                    {"role": "assistant", "content": f"answer {i} " * (1 + i % 5)},
+                ]
+            }
+            for i in range(300)
+        ]
         source = {"path": "d.jsonl"}
     else:
-        rows = [{"prompt": f"q{i}?", "chosen": f"good {i} " * (1 + i % 4), "rejected": f"bad {i}"} for i in range(120)]
+        rows = [
+            {"prompt": f"q{i}?", "chosen": f"good {i} " * (1 + i % 4), "rejected": f"bad {i}"}
+            for i in range(120)
+        ]
         source = {"path": "d.jsonl", "format": "text_pair"}
     (tmp / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     recipe = {
-        "name": "c", "output": str(tmp / "out"), "tokenizer": str(QWEN3), "renderer": "qwen3_disable_thinking",
-        "task": task, "sources": [source], "workers": 1, "work_unit_rows": 16,
+        "name": "c",
+        "output": str(tmp / "out"),
+        "tokenizer": str(QWEN3),
+        "renderer": "qwen3_disable_thinking",
+        "task": task,
+        "sources": [source],
+        "workers": 1,
+        "work_unit_rows": 16,
         "shards": {"max_rows": 16},  # one shard per unit: already at its target, so left unmerged
     }
     (tmp / "r.yaml").write_text(yaml.safe_dump(recipe))
@@ -52,35 +68,95 @@ def test_merged_shards_keep_rows_order_and_counts(tmp_path: Path, task: str) -> 
     size = sum(s["bytes"] for s in shards)
     max_bytes = size // 3 + 1  # about three files
     schema = TASKS[task].schema
-    merged = compact_split(Output(str(build)), m["data_dir"], "train", shards, schema,
-                           max_rows=10_000, max_bytes=max_bytes, row_group_rows=1024)
-    assert len(shards) > 6 and len(merged) <= shard_target(shards, max_rows=10_000, max_bytes=max_bytes) + 1
+    merged = compact_split(
+        Output(str(build)),
+        m["data_dir"],
+        "train",
+        shards,
+        schema,
+        max_rows=10_000,
+        max_bytes=max_bytes,
+        row_group_rows=1024,
+    )
+    assert (
+        len(shards) > 6
+        and len(merged) <= shard_target(shards, max_rows=10_000, max_bytes=max_bytes) + 1
+    )
     assert _rows(build, merged) == _rows(build, shards)  # same rows, same order
     for key in ("rows", "tokens", "trained_tokens"):
         assert sum(s[key] for s in merged) == sum(s[key] for s in shards), key
     for s in merged:
         assert s["bytes"] == (build / s["path"]).stat().st_size
-        assert pq.read_schema(build / s["path"]).remove_metadata().equals(
-            pq.read_schema(build / shards[0]["path"]).remove_metadata())
+        assert (
+            pq.read_schema(build / s["path"])
+            .remove_metadata()
+            .equals(pq.read_schema(build / shards[0]["path"]).remove_metadata())
+        )
     # max_rows bounds each file too; a split already within its target is left as it is.
-    by_rows = compact_split(Output(str(build)), m["data_dir"], "train", shards, schema,
-                            max_rows=50, max_bytes=1 << 40, row_group_rows=1024)
-    assert all(s["rows"] <= 50 for s in by_rows) and len(by_rows) == -(-sum(s["rows"] for s in shards) // 50)
-    assert compact_split(Output(str(build)), m["data_dir"], "train", merged, schema,
-                         max_rows=10_000, max_bytes=1 << 40, row_group_rows=1024) != merged  # one file now
+    by_rows = compact_split(
+        Output(str(build)),
+        m["data_dir"],
+        "train",
+        shards,
+        schema,
+        max_rows=50,
+        max_bytes=1 << 40,
+        row_group_rows=1024,
+    )
+    assert all(s["rows"] <= 50 for s in by_rows) and len(by_rows) == -(
+        -sum(s["rows"] for s in shards) // 50
+    )
+    assert (
+        compact_split(
+            Output(str(build)),
+            m["data_dir"],
+            "train",
+            merged,
+            schema,
+            max_rows=10_000,
+            max_bytes=1 << 40,
+            row_group_rows=1024,
+        )
+        != merged
+    )  # one file now
     one = [shards[0]]
-    assert compact_split(Output(str(build)), m["data_dir"], "train", one, schema,
-                         max_rows=10_000, max_bytes=max_bytes, row_group_rows=1024) is one
+    assert (
+        compact_split(
+            Output(str(build)),
+            m["data_dir"],
+            "train",
+            one,
+            schema,
+            max_rows=10_000,
+            max_bytes=max_bytes,
+            row_group_rows=1024,
+        )
+        is one
+    )
 
 
 def test_build_writes_few_files_and_removes_unit_shards(tmp_path: Path) -> None:
     """The issue's case: small units, two workers, a large max_bytes -> one file per split."""
-    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(600)]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"q{i}"},
+                {"role": "assistant", "content": f"a{i}"},
+            ]
+        }
+        for i in range(600)
+    ]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     recipe = {
-        "name": "few", "output": str(tmp_path / "out"), "tokenizer": str(QWEN3), "renderer": "qwen3",
-        "sources": [{"path": "d.jsonl"}], "split": {"test_size": 50, "seed": 0}, "workers": 2,
-        "work_unit_rows": 32, "shards": {"max_bytes": "64MB"},
+        "name": "few",
+        "output": str(tmp_path / "out"),
+        "tokenizer": str(QWEN3),
+        "renderer": "qwen3",
+        "sources": [{"path": "d.jsonl"}],
+        "split": {"test_size": 50, "seed": 0},
+        "workers": 2,
+        "work_unit_rows": 32,
+        "shards": {"max_bytes": "64MB"},
     }
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     res = runner.invoke(app, ["build", str(tmp_path / "r.yaml"), "--quiet"])
@@ -90,7 +166,10 @@ def test_build_writes_few_files_and_removes_unit_shards(tmp_path: Path) -> None:
     assert {k: len(v["shards"]) for k, v in m["splits"].items()} == {"train": 1, "test": 1}
     assert m["splits"]["train"]["rows"] == 550 and m["splits"]["test"]["rows"] == 50
     data = tmp_path / "out" / m["data_dir"]
-    assert sorted(p.name for p in data.glob("*.parquet")) == ["test-00000.parquet", "train-00000.parquet"]
+    assert sorted(p.name for p in data.glob("*.parquet")) == [
+        "test-00000.parquet",
+        "train-00000.parquet",
+    ]
     assert runner.invoke(app, ["verify", str(tmp_path / "out")]).exit_code == 0
     again = runner.invoke(app, ["build", str(tmp_path / "r.yaml"), "--json"])
     assert json.loads(again.output)["status"] == "up_to_date"

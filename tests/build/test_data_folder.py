@@ -26,7 +26,12 @@ runner = CliRunner()
 
 def _build(tmp: Path, *, bad_rows: int) -> tuple[Path, dict[str, Any]]:
     rows = [
-        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+        {
+            "messages": [
+                {"role": "user", "content": f"q{i}"},
+                {"role": "assistant", "content": f"a{i}"},
+            ]
+        }
         for i in range(40)
     ]
     rows += [{"messages": [{"role": "wizard", "content": "x"}]}] * bad_rows  # skipped: bad role
@@ -52,7 +57,11 @@ def _build(tmp: Path, *, bad_rows: int) -> tuple[Path, dict[str, Any]]:
 def _train_ids(m: dict[str, Any], build: Path) -> list[list[int]]:
     import pyarrow.parquet as pq
 
-    return [r for s in m["splits"]["train"]["shards"] for r in pq.read_table(build / s["path"]).column("input_ids").to_pylist()]
+    return [
+        r
+        for s in m["splits"]["train"]["shards"]
+        for r in pq.read_table(build / s["path"]).column("input_ids").to_pylist()
+    ]
 
 
 def test_data_folder_reads_with_pyarrow_dataset(tmp_path: Path) -> None:
@@ -76,5 +85,7 @@ def test_skipped_rows_file_needs_exclude_invalid_files(tmp_path: Path) -> None:
         ds.dataset(data, format="parquet").count_rows()
     both = ds.dataset(data, format="parquet", exclude_invalid_files=True)
     assert both.count_rows() == m["splits"]["train"]["rows"] + m["splits"]["test"]["rows"] == 40
-    train = ds.dataset([str(build / s["path"]) for s in m["splits"]["train"]["shards"]], format="parquet")
+    train = ds.dataset(
+        [str(build / s["path"]) for s in m["splits"]["train"]["shards"]], format="parquet"
+    )
     assert train.count_rows() == m["splits"]["train"]["rows"]

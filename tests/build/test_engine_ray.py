@@ -91,7 +91,12 @@ def shard_hashes(manifest: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def all_rows(out: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    return [r for v in manifest["splits"].values() for s in v["shards"] for r in pq.read_table(out / s["path"]).to_pylist()]
+    return [
+        r
+        for v in manifest["splits"].values()
+        for s in v["shards"]
+        for r in pq.read_table(out / s["path"]).to_pylist()
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +183,9 @@ def test_row_error_from_a_worker_comes_back_unchanged(tmp_path: Path) -> None:
 
 def test_cli_engine_ray_exit_code_and_message(tmp_path: Path) -> None:
     project = write_project(tmp_path, bad_line=5)
-    res = CliRunner().invoke(app, ["build", str(recipe_file(project, "out")), "--engine", "ray", "--quiet"])
+    res = CliRunner().invoke(
+        app, ["build", str(recipe_file(project, "out")), "--engine", "ray", "--quiet"]
+    )
     assert res.exit_code == 2, res.output
     assert "data.jsonl" in res.output and "malformed_json" in res.output
     bad = CliRunner().invoke(app, ["build", str(recipe_file(project, "out")), "--address", "auto"])
@@ -218,8 +225,18 @@ def test_killed_driver_resumes_only_unfinished_units(tmp_path: Path) -> None:
 
     out = project / "out"
     driver = subprocess.Popen(
-        [sys.executable, "-c", "from shardprep.cli.app import main; main()", "build", str(recipe), "--quiet",
-         "--engine", "ray", "--address", ray.get_runtime_context().gcs_address],
+        [
+            sys.executable,
+            "-c",
+            "from shardprep.cli.app import main; main()",
+            "build",
+            str(recipe),
+            "--quiet",
+            "--engine",
+            "ray",
+            "--address",
+            ray.get_runtime_context().gcs_address,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -253,7 +270,9 @@ def markers(out: Path) -> int:
     return sum(1 for _ in out.glob("data-*/_units/*.json"))
 
 
-def test_a_bug_in_a_worker_is_raised_as_itself(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bug_in_a_worker_is_raised_as_itself(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(ctx: Any, unit: Any) -> Any:
         raise ValueError(f"bug in unit {unit.index}")
 

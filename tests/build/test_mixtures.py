@@ -24,7 +24,14 @@ QWEN3 = str(ROOT / "tests/fixtures/tokenizers/qwen3")
 
 
 def _recipe(tmp: Path, sources: list[dict[str, Any]], **extra: Any) -> Path:
-    data = {"name": "mix", "output": "out", "tokenizer": QWEN3, "renderer": "qwen3", "sources": sources, **extra}
+    data = {
+        "name": "mix",
+        "output": "out",
+        "tokenizer": QWEN3,
+        "renderer": "qwen3",
+        "sources": sources,
+        **extra,
+    }
     p = tmp / "recipe.yaml"
     p.write_text(yaml.safe_dump(data))
     return p
@@ -50,15 +57,31 @@ def _rows(out: Path, manifest: dict[str, Any]) -> dict[str, list[tuple[str, int]
         got[split] = []
         for shard in info["shards"]:
             t = pq.read_table(out / shard["path"], columns=["source", "source_row"])
-            got[split] += list(zip(t["source"].to_pylist(), t["source_row"].to_pylist(), strict=True))
+            got[split] += list(
+                zip(t["source"].to_pylist(), t["source_row"].to_pylist(), strict=True)
+            )
     return got
 
 
 SOURCES = [
-    {"name": "a", "path": "a.csv", "format": "prompt_completion", "columns": {"prompt": "q", "completion": "a"},
-     "skip": 10, "fraction": 0.5, "take": 100, "seed": 3},
-    {"name": "b", "path": "b.parquet", "format": "prompt_completion", "columns": {"prompt": "q", "completion": "a"},
-     "take": 50, "repeat": 3},
+    {
+        "name": "a",
+        "path": "a.csv",
+        "format": "prompt_completion",
+        "columns": {"prompt": "q", "completion": "a"},
+        "skip": 10,
+        "fraction": 0.5,
+        "take": 100,
+        "seed": 3,
+    },
+    {
+        "name": "b",
+        "path": "b.parquet",
+        "format": "prompt_completion",
+        "columns": {"prompt": "q", "completion": "a"},
+        "take": 50,
+        "repeat": 3,
+    },
 ]
 
 
@@ -66,8 +89,14 @@ def test_mixture_is_deterministic_across_workers_and_units(tmp_path: Path) -> No
     _inputs(tmp_path)
     results = []
     for workers, unit_rows in ((1, 4096), (2, 37)):
-        p = _recipe(tmp_path, SOURCES, split={"test_fraction": 0.1, "seed": 5}, workers=workers,
-                    work_unit_rows=unit_rows, output=f"out{workers}")
+        p = _recipe(
+            tmp_path,
+            SOURCES,
+            split={"test_fraction": 0.1, "seed": 5},
+            workers=workers,
+            work_unit_rows=unit_rows,
+            output=f"out{workers}",
+        )
         recipe, base = load_recipe(p)
         res = build(recipe, base)
         results.append(_rows(tmp_path / f"out{workers}", res.manifest))
@@ -94,7 +123,9 @@ def test_test_fraction_is_stable_when_sources_change(tmp_path: Path) -> None:
         p = _recipe(tmp_path, sources, split={"test_fraction": 0.2, "seed": 1})
         recipe, base = load_recipe(p)
         res = build(recipe, base)
-        held.append({x for x in _rows(tmp_path / "out", res.manifest).get("test", []) if x[0] == "b"})
+        held.append(
+            {x for x in _rows(tmp_path / "out", res.manifest).get("test", []) if x[0] == "b"}
+        )
     assert held[0] and held[0] == held[1]
 
 
@@ -119,11 +150,19 @@ def test_recipe_rejects_bad_mixture_keys() -> None:
     with pytest.raises(RecipeError, match="fraction"):
         parse_recipe({**base, "sources": [{"path": "a.jsonl", "fraction": 1.5}]})
     with pytest.raises(RecipeError, match="not both"):
-        parse_recipe({**base, "sources": [{"path": "a.jsonl"}], "split": {"test_size": 3, "test_fraction": 0.1}})
+        parse_recipe(
+            {
+                **base,
+                "sources": [{"path": "a.jsonl"}],
+                "split": {"test_size": 3, "test_fraction": 0.1},
+            }
+        )
 
 
 def test_selection_take_after_fraction() -> None:
     sel = select(10_000, name="s", seed=0, skip=100, take=1234, fraction=0.3)
     kept = np.flatnonzero(sel.mask(np.arange(10_000)))
     assert len(kept) == 1234 and kept[0] >= 100 and sel.count(0, 10_000) == 1234
-    assert json.dumps(select(10_000, name="s", seed=0, skip=100, take=1234, fraction=0.3).__dict__) == json.dumps(sel.__dict__)
+    assert json.dumps(
+        select(10_000, name="s", seed=0, skip=100, take=1234, fraction=0.3).__dict__
+    ) == json.dumps(sel.__dict__)

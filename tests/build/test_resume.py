@@ -27,7 +27,12 @@ ROWS = 400
 
 def write_project(tmp_path: Path, output: str) -> Path:
     rows = [
-        {"messages": [{"role": "user", "content": f"Question {i}: " + "why? " * (i % 17)}, {"role": "assistant", "content": f"Answer {i}."}]}
+        {
+            "messages": [
+                {"role": "user", "content": f"Question {i}: " + "why? " * (i % 17)},
+                {"role": "assistant", "content": f"Answer {i}."},
+            ]
+        }
         for i in range(ROWS)
     ]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -53,7 +58,14 @@ def markers(out: Path) -> int:
 
 def start_build(recipe: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-c", "from shardprep.cli.app import main; main()", "build", str(recipe), "--quiet"],
+        [
+            sys.executable,
+            "-c",
+            "from shardprep.cli.app import main; main()",
+            "build",
+            str(recipe),
+            "--quiet",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -79,14 +91,18 @@ def all_rows(out: Path, manifest: dict[str, Any]) -> dict[str, list[dict[str, An
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+def reference(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     tmp = tmp_path_factory.mktemp("ref")
     res = build(*load_recipe(write_project(tmp, "out")))
     return res.manifest, all_rows(tmp / "out", res.manifest)
 
 
 @pytest.mark.parametrize("kill_after_units", [0, 1, 7, 30])
-def test_kill_and_resume_equals_uninterrupted(tmp_path: Path, reference: Any, kill_after_units: int) -> None:
+def test_kill_and_resume_equals_uninterrupted(
+    tmp_path: Path, reference: Any, kill_after_units: int
+) -> None:
     ref_manifest, ref_rows = reference
     recipe = write_project(tmp_path, "out")
     out = tmp_path / "out"
@@ -102,9 +118,16 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path: Path, reference: Any, ki
     assert res.status == "built"
     assert res.resumed_units == done_before
     assert all_rows(out, res.manifest) == ref_rows
+
     # byte-identical shards under the same names (the data folder is named by the fingerprint,
     # which differs from the reference's because the input file lives elsewhere)
-    strip = lambda m: [(s["path"].split("/")[-1], s["sha256"]) for v in m["splits"].values() for s in v["shards"]]  # noqa: E731
+    def strip(m: dict) -> list:
+        return [
+            (s["path"].split("/")[-1], s["sha256"])
+            for v in m["splits"].values()
+            for s in v["shards"]
+        ]
+
     assert strip(res.manifest) == strip(ref_manifest)
     assert not list(out.glob(".tmp-*"))
 
@@ -122,7 +145,10 @@ def test_kill_during_a_unit_leaves_no_partial_shard_taken(tmp_path: Path, refere
 
 def test_second_build_of_same_output_fails_clearly(tmp_path: Path) -> None:
     recipe, base = load_recipe(write_project(tmp_path, "out"))
-    with build_lock(Output(str(tmp_path / "out"))), pytest.raises(BuildError, match="another build is writing"):
+    with (
+        build_lock(Output(str(tmp_path / "out"))),
+        pytest.raises(BuildError, match="another build is writing"),
+    ):
         build(recipe, base)
 
 

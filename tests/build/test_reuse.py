@@ -12,16 +12,21 @@ from typing import Any
 import pytest
 import yaml
 
-from shardprep.store import manifest as manifest_mod
 from shardprep.build.run import build, plan_build
 from shardprep.recipe import load_recipe
+from shardprep.store import manifest as manifest_mod
 
 ROOT = Path(__file__).parents[2]
 TOY = ROOT / "tests/fixtures/tokenizers/toy"  # small: loads in milliseconds
 
 
 def chat(i: int) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": f"Add {i} and {i}."}, {"role": "assistant", "content": str(2 * i)}]}
+    return {
+        "messages": [
+            {"role": "user", "content": f"Add {i} and {i}."},
+            {"role": "assistant", "content": str(2 * i)},
+        ]
+    }
 
 
 @pytest.fixture
@@ -74,13 +79,24 @@ def test_unchanged_rebuild_is_a_noop(project: Path) -> None:
         {"split": {"test_size": 3, "seed": 9}},
         {"shards": {"max_rows": 10}},
         {"work_unit_rows": 7},
-        {"sources": [{"name": "chat", "path": "data.jsonl", "format": "messages", "columns": {"messages": "messages"}}]},
+        {
+            "sources": [
+                {
+                    "name": "chat",
+                    "path": "data.jsonl",
+                    "format": "messages",
+                    "columns": {"messages": "messages"},
+                }
+            ]
+        },
         {"sources": [{"name": "other", "path": "data.jsonl"}]},
         {"on_error": "skip"},
     ],
     ids=lambda o: ",".join(o),
 )
-def test_output_relevant_change_changes_fingerprint(project: Path, overrides: dict[str, Any]) -> None:
+def test_output_relevant_change_changes_fingerprint(
+    project: Path, overrides: dict[str, Any]
+) -> None:
     assert fp(project, **overrides) != fp(project)
 
 
@@ -88,7 +104,12 @@ def test_tokenizer_bytes_change_fingerprint(project: Path) -> None:
     before = fp(project)
     path = project / "tok" / "tokenizer.json.gz"
     data = json.loads(gzip.decompress(path.read_bytes()))
-    data["truncation"] = {"direction": "Right", "max_length": 100000, "strategy": "LongestFirst", "stride": 0}
+    data["truncation"] = {
+        "direction": "Right",
+        "max_length": 100000,
+        "strategy": "LongestFirst",
+        "stride": 0,
+    }
     path.write_bytes(gzip.compress(json.dumps(data).encode()))
     assert fp(project) != before
 
@@ -105,7 +126,9 @@ def test_source_content_change_fingerprint(project: Path) -> None:
     path.write_text(text)
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 2 * 10**9))
     second = build(*recipe_at(project))
-    assert second.status == "built" and second.manifest["fingerprint"] != first.manifest["fingerprint"]
+    assert (
+        second.status == "built" and second.manifest["fingerprint"] != first.manifest["fingerprint"]
+    )
 
 
 def test_format_version_changes_fingerprint(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,14 +139,23 @@ def test_format_version_changes_fingerprint(project: Path, monkeypatch: pytest.M
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"output": "elsewhere/out"}, {"workers": 2}, {"workers": "auto"}, {"batch_size": 7}, {"name": "renamed"}, {"skipped_sample": 3}],
+    [
+        {"output": "elsewhere/out"},
+        {"workers": 2},
+        {"workers": "auto"},
+        {"batch_size": 7},
+        {"name": "renamed"},
+        {"skipped_sample": 3},
+    ],
     ids=lambda o: ",".join(o),
 )
 def test_irrelevant_change_keeps_fingerprint(project: Path, overrides: dict[str, Any]) -> None:
     assert fp(project, **overrides) == fp(project)
 
 
-def test_workers_and_batch_size_do_not_change_rows(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_workers_and_batch_size_do_not_change_rows(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from shardprep.build import run as build_mod
 
     monkeypatch.setattr(build_mod, "_MIN_ROWS_FOR_POOL", 0)  # use the process pool even for 30 rows
@@ -140,7 +172,9 @@ def test_force_rebuilds(project: Path) -> None:
     assert build(*recipe_at(project), force=True).status == "built"
 
 
-def test_up_to_date_check_does_not_parse_the_tokenizer(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_up_to_date_check_does_not_parse_the_tokenizer(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from shardprep.build import checks as build_mod  # preflight is where a build loads it
 
     first = build(*recipe_at(project))
@@ -158,7 +192,10 @@ def test_touched_but_unchanged_tokenizer_is_still_up_to_date(project: Path) -> N
     tok = project / "tok" / "tokenizer.json.gz"
     os.utime(tok, ns=(tok.stat().st_atime_ns, tok.stat().st_mtime_ns + 10**9))
     second = build(*recipe_at(project))  # quick key differs; the full fingerprint decides
-    assert second.status == "up_to_date" and second.manifest["fingerprint"] == first.manifest["fingerprint"]
+    assert (
+        second.status == "up_to_date"
+        and second.manifest["fingerprint"] == first.manifest["fingerprint"]
+    )
 
 
 def test_tokenizer_config_change_changes_fingerprint(project: Path) -> None:

@@ -29,35 +29,71 @@ def _write(path: Path, n: int, bad_every: int = 0) -> None:
         if bad_every and i % bad_every == bad_every - 1:
             lines.append(json.dumps({"messages": [{"role": "wizard", "content": "x"}]}))
         else:
-            lines.append(json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}))
+            lines.append(
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "user", "content": f"q{i}"},
+                            {"role": "assistant", "content": f"a{i}"},
+                        ]
+                    }
+                )
+            )
     path.write_text("\n".join(lines) + "\n")
 
 
 def _selected(src: dict[str, Any], total: int) -> int:
     plain = not (src.get("skip") or src.get("take") is not None or src.get("fraction") is not None)
-    kept = total if plain else select(
-        total, name=src["name"], seed=src.get("seed", 0), skip=src.get("skip", 0), take=src.get("take"),
-        fraction=src.get("fraction"),
-    ).count(0, total)
+    kept = (
+        total
+        if plain
+        else select(
+            total,
+            name=src["name"],
+            seed=src.get("seed", 0),
+            skip=src.get("skip", 0),
+            take=src.get("take"),
+            fraction=src.get("fraction"),
+        ).count(0, total)
+    )
     return kept * src.get("repeat", 1)
 
 
 CASES = [
     ([{"name": "a", "path": "a.jsonl", "repeat": 3}], {"test_fraction": 0.2, "seed": 0}),
-    ([{"name": "a", "path": "a.jsonl", "repeat": 2, "fraction": 0.5, "take": 100, "seed": 4},
-      {"name": "b", "path": "b.jsonl"}], {"test_size": 30, "seed": 1}),
-    ([{"name": "a", "path": "a.jsonl", "repeat": 4, "skip": 7},
-      {"name": "b", "path": "b.jsonl", "repeat": 2}], {"test_fraction": 0.1, "seed": 2}),
+    (
+        [
+            {"name": "a", "path": "a.jsonl", "repeat": 2, "fraction": 0.5, "take": 100, "seed": 4},
+            {"name": "b", "path": "b.jsonl"},
+        ],
+        {"test_size": 30, "seed": 1},
+    ),
+    (
+        [
+            {"name": "a", "path": "a.jsonl", "repeat": 4, "skip": 7},
+            {"name": "b", "path": "b.jsonl", "repeat": 2},
+        ],
+        {"test_fraction": 0.1, "seed": 2},
+    ),
 ]
 
 
 @pytest.mark.parametrize(("sources", "split"), CASES)
-def test_selected_rows_are_written_or_counted(tmp_path: Path, sources: list[dict[str, Any]], split: dict[str, Any]) -> None:
+def test_selected_rows_are_written_or_counted(
+    tmp_path: Path, sources: list[dict[str, Any]], split: dict[str, Any]
+) -> None:
     _write(tmp_path / "a.jsonl", 300)
     _write(tmp_path / "b.jsonl", 120, bad_every=10)  # bad rows: skipped and counted
     recipe = {
-        "name": "acc", "output": str(tmp_path / "out"), "tokenizer": str(QWEN3), "renderer": "qwen3",
-        "sources": sources, "split": split, "on_error": "skip", "workers": 1, "work_unit_rows": 64,
+        "name": "acc",
+        "output": str(tmp_path / "out"),
+        "tokenizer": str(QWEN3),
+        "renderer": "qwen3",
+        "sources": sources,
+        "split": split,
+        "on_error": "skip",
+        "workers": 1,
+        "work_unit_rows": 64,
     }
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     res = runner.invoke(app, ["build", str(tmp_path / "r.yaml"), "--quiet"], env=PLAIN_ENV)

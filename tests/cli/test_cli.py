@@ -30,7 +30,11 @@ def test_demo_build_reads_back(demo_build: Path) -> None:
     # 200 kto + 100 glaive + 200 alpaca rows read; 20 held out for test
     assert m["stats"]["rows_read"] == 500
     assert m["splits"]["test"]["rows"] == 20
-    total = m["splits"]["train"]["rows"] + m["splits"]["test"]["rows"] + sum(m["stats"]["dropped"].values())
+    total = (
+        m["splits"]["train"]["rows"]
+        + m["splits"]["test"]["rows"]
+        + sum(m["stats"]["dropped"].values())
+    )
     assert total == 500
     tokens = 0
     for split in ("train", "test"):
@@ -68,7 +72,9 @@ def test_validate_ok_and_bad(tmp_path: Path) -> None:
     res = runner.invoke(app, ["validate", str(DEMO)])
     assert res.exit_code == 0, res.output
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\noutput: o\ntokenizer: t\nrenderer: nope\nsources: [{path: a.jsonl, format: weird}]\nextra: 1\n")
+    bad.write_text(
+        "name: x\noutput: o\ntokenizer: t\nrenderer: nope\nsources: [{path: a.jsonl, format: weird}]\nextra: 1\n"
+    )
     res = runner.invoke(app, ["validate", str(bad)])
     assert res.exit_code == 2
     assert "sources[0].format" in res.output and "extra: unknown key" in res.output
@@ -78,7 +84,8 @@ def test_build_bad_input_exit_2_names_line(tmp_path: Path) -> None:
     (tmp_path / "d.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{oops\n')
     r = tmp_path / "r.yaml"
     r.write_text(
-        f"name: x\noutput: out\ntokenizer: {ROOT / 'tests/fixtures/tokenizers/qwen3'}\nrenderer: qwen3\nsources: [{{path: d.jsonl}}]\n"
+        f"name: x\noutput: out\ntokenizer: {ROOT / 'tests/fixtures/tokenizers/qwen3'}\n"
+        "renderer: qwen3\nsources: [{path: d.jsonl}]\n"
     )
     res = runner.invoke(app, ["build", str(r), "--quiet"])
     assert res.exit_code == 2
@@ -89,7 +96,8 @@ def test_unknown_renderer_exit_2(tmp_path: Path) -> None:
     (tmp_path / "d.jsonl").write_text("")
     r = tmp_path / "r.yaml"
     r.write_text(
-        f"name: x\noutput: out\ntokenizer: {ROOT / 'tests/fixtures/tokenizers/qwen3'}\nrenderer: qwen9\nsources: [{{path: d.jsonl}}]\n"
+        f"name: x\noutput: out\ntokenizer: {ROOT / 'tests/fixtures/tokenizers/qwen3'}\n"
+        "renderer: qwen9\nsources: [{path: d.jsonl}]\n"
     )
     res = runner.invoke(app, ["build", str(r), "--quiet"])
     assert res.exit_code == 2
@@ -101,4 +109,12 @@ def test_version_and_renderers() -> None:
     assert res.exit_code == 0 and "shardprep" in res.output
     res = runner.invoke(app, ["renderers", "--json"])
     names = {r["name"] for r in json.loads(res.output)}
-    assert {"role_colon", "llama3", "qwen3", "qwen3_disable_thinking", "qwen3_instruct", "deepseekv3", "deepseekv3_thinking"} <= names
+    assert {
+        "role_colon",
+        "llama3",
+        "qwen3",
+        "qwen3_disable_thinking",
+        "qwen3_instruct",
+        "deepseekv3",
+        "deepseekv3_thinking",
+    } <= names

@@ -23,7 +23,11 @@ runner = CliRunner()
 def dpo_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("dpo")
     rows = [
-        {"prompt": f"Question {i}?", "chosen": f"Good answer {i}.", "rejected": f"Bad answer {i}, much worse."}
+        {
+            "prompt": f"Question {i}?",
+            "chosen": f"Good answer {i}.",
+            "rejected": f"Bad answer {i}, much worse.",
+        }
         for i in range(4)
     ]
     (tmp / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -54,8 +58,15 @@ class _Sides(HTMLParser):
         a = {k: v or "" for k, v in attrs}
         if tag == "section" and "data-side" in a:
             self.sides.append(
-                {"side": a["data-side"], "trained": int(a["data-trained"]), "length": int(a["data-length"]),
-                 "label": "", "text": "", "n": 0, "n_trained": 0}
+                {
+                    "side": a["data-side"],
+                    "trained": int(a["data-trained"]),
+                    "length": int(a["data-length"]),
+                    "label": "",
+                    "text": "",
+                    "n": 0,
+                    "n_trained": 0,
+                }
             )
         elif tag == "h4" and self.sides:
             self._in_label = True
@@ -78,13 +89,23 @@ class _Sides(HTMLParser):
 
 def test_html_shows_both_sides_labelled(dpo_build: Path, tmp_path: Path) -> None:
     page = tmp_path / "dpo.html"
-    res = runner.invoke(app, ["show", str(dpo_build), "--row", "0", "--row", "1", "--html", str(page)], env=PLAIN_ENV)
+    res = runner.invoke(
+        app,
+        ["show", str(dpo_build), "--row", "0", "--row", "1", "--html", str(page)],
+        env=PLAIN_ENV,
+    )
     assert res.exit_code == 0, res.output
-    js = json.loads(runner.invoke(app, ["show", str(dpo_build), "--row", "0", "--row", "1", "--json"]).output)
+    js = json.loads(
+        runner.invoke(app, ["show", str(dpo_build), "--row", "0", "--row", "1", "--json"]).output
+    )
     parser = _Sides()
     parser.feed(page.read_text(encoding="utf-8"))
     assert [s["side"] for s in parser.sides] == ["chosen", "rejected"] * 2
-    for side, row_side in zip(parser.sides, [r["pair"][k] for r in js["rows"] for k in ("chosen", "rejected")], strict=True):
+    for side, row_side in zip(
+        parser.sides,
+        [r["pair"][k] for r in js["rows"] for k in ("chosen", "rejected")],
+        strict=True,
+    ):
         assert side["label"].startswith(f"{side['side']} · {row_side['length']:,} tokens")
         assert side["n"] == side["length"] + 1 == row_side["length"] + 1  # every token, once
         assert side["n_trained"] == side["trained"] == row_side["trained"] > 0

@@ -38,7 +38,14 @@ def ok(res: Any) -> str:
 
 
 def _chat(user: str, assistant: str) -> str:
-    return json.dumps({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]})
+    return json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": user},
+                {"role": "assistant", "content": assistant},
+            ]
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +57,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     data = tmp / "data"
     data.mkdir()
     rows = [_chat(f"[INST] question {i} [/INST]", f"answer [/red] {i} [bold]") for i in range(6)]
-    rows.append(json.dumps({"messages": [{"role": "wizard", "content": "[/x]"}]}))  # skipped: bad role
+    rows.append(
+        json.dumps({"messages": [{"role": "wizard", "content": "[/x]"}]})
+    )  # skipped: bad role
     (data / "rows-1.jsonl").write_text("\n".join(rows) + "\n")
     recipe = {
         "name": "plain",
@@ -105,7 +114,17 @@ def test_errors_print_brackets(setup: dict[str, Path], tmp_path: Path) -> None:
     res = invoke("build", str(missing))
     assert res.exit_code == 2 and "no [such]" in res.output and "recipe [2].yaml" in res.output
     bad = tmp_path / "bad [3].yaml"
-    bad.write_text(yaml.safe_dump({"name": "x", "output": "o", "tokenizer": str(QWEN3), "renderer": "[/INST]", "sources": []}))
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "name": "x",
+                "output": "o",
+                "tokenizer": str(QWEN3),
+                "renderer": "[/INST]",
+                "sources": [],
+            }
+        )
+    )
     res = invoke("validate", str(bad))
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert "bad [3].yaml" in res.output
@@ -122,7 +141,9 @@ def test_internal_error_printer_escapes(capsys: pytest.CaptureFixture[str]) -> N
     assert "RuntimeError: closing [/INST] tag" in capsys.readouterr().err
 
 
-def test_output_under_a_file_is_exit_2_with_path_and_cause(setup: dict[str, Path], tmp_path: Path) -> None:
+def test_output_under_a_file_is_exit_2_with_path_and_cause(
+    setup: dict[str, Path], tmp_path: Path
+) -> None:
     (tmp_path / "afile").write_text("x")
     target = tmp_path / "afile" / "out"
     res = invoke("build", str(setup["recipe"]), "-o", str(target), "--quiet")
@@ -151,7 +172,9 @@ def test_os_errors_about_a_path_are_exit_2(capsys: pytest.CaptureFixture[str]) -
     assert "cannot use /mnt/ro [1]/out: Read-only file system" in err and "read-only" in err
 
 
-def test_read_only_output_is_exit_2_with_path_and_cause(setup: dict[str, Path], tmp_path: Path) -> None:
+def test_read_only_output_is_exit_2_with_path_and_cause(
+    setup: dict[str, Path], tmp_path: Path
+) -> None:
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
@@ -168,8 +191,12 @@ def test_read_only_output_is_exit_2_with_path_and_cause(setup: dict[str, Path], 
 def test_misspelt_names_get_a_suggestion(tmp_path: Path) -> None:
     (tmp_path / "a.jsonl").write_text("")
     recipe = {
-        "name": "x", "output": str(tmp_path / "o"), "tokenzier": str(QWEN3), "renderer": "qwen3",
-        "sources": [{"path": "a.jsonl", "colums": {}, "format": "sharegtp"}], "split": {"test_fration": 0.1},
+        "name": "x",
+        "output": str(tmp_path / "o"),
+        "tokenzier": str(QWEN3),
+        "renderer": "qwen3",
+        "sources": [{"path": "a.jsonl", "colums": {}, "format": "sharegtp"}],
+        "split": {"test_fration": 0.1},
         "tye": "drop",
     }
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
@@ -185,16 +212,29 @@ def test_misspelt_names_get_a_suggestion(tmp_path: Path) -> None:
     ):
         assert line in out, out
     del recipe["tokenzier"], recipe["tye"], recipe["split"]
-    recipe.update(tokenizer=str(QWEN3), renderer="qwen3_disable_thinkng", sources=[{"path": "a.jsonl"}])
+    recipe.update(
+        tokenizer=str(QWEN3), renderer="qwen3_disable_thinkng", sources=[{"path": "a.jsonl"}]
+    )
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     res = invoke("validate", str(tmp_path / "r.yaml"))
     assert res.exit_code == 2
-    assert "unknown renderer 'qwen3_disable_thinkng'; did you mean 'qwen3_disable_thinking'?" in " ".join(res.output.split())
+    assert (
+        "unknown renderer 'qwen3_disable_thinkng'; did you mean 'qwen3_disable_thinking'?"
+        in " ".join(res.output.split())
+    )
 
 
 def test_formats_command() -> None:
     out = ok(invoke("formats"))
-    for name in ("messages", "sharegpt", "alpaca", "prompt_completion", "messages_pair", "text_pair", "text"):
+    for name in (
+        "messages",
+        "sharegpt",
+        "alpaca",
+        "prompt_completion",
+        "messages_pair",
+        "text_pair",
+        "text",
+    ):
         assert name in out
     assert '{"conversations": [{"from": "human"' in out  # example rows print as written
     assert "columns: {messages: my_messages}" in out
@@ -208,22 +248,39 @@ def test_formats_command() -> None:
 
 def test_validate_reads_the_first_rows(tmp_path: Path) -> None:
     """Format and column mapping are checked on real rows, by the task code the build runs."""
-    rows = [{"chat": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]} for i in range(4)]
+    rows = [
+        {"chat": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]}
+        for i in range(4)
+    ]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"chat": 5}\n')
-    base = {"name": "x", "output": str(tmp_path / "o"), "tokenizer": str(QWEN3), "renderer": "qwen3"}
+    base = {
+        "name": "x",
+        "output": str(tmp_path / "o"),
+        "tokenizer": str(QWEN3),
+        "renderer": "qwen3",
+    }
 
     def validate(source: dict[str, Any], **extra: Any) -> Any:
-        (tmp_path / "r.yaml").write_text(yaml.safe_dump({**base, **extra, "sources": [{"path": "d.jsonl", **source}]}))
+        (tmp_path / "r.yaml").write_text(
+            yaml.safe_dump({**base, **extra, "sources": [{"path": "d.jsonl", **source}]})
+        )
         return invoke("validate", str(tmp_path / "r.yaml"))
 
     res = validate({})  # no mapping: no row has `messages`
     out = " ".join(res.output.split())
     assert res.exit_code == 2, out
     assert "sources[0] (d, format messages): none of its first 5 rows fit" in out
-    assert "the row has no 'messages' field (it has 'chat')" in out and "`columns: {messages: chat}`" in out
+    assert (
+        "the row has no 'messages' field (it has 'chat')" in out
+        and "`columns: {messages: chat}`" in out
+    )
     res = validate({"format": "alpaca"})  # wrong format
-    assert res.exit_code == 2 and "no 'instruction' field (it has 'chat')" in " ".join(res.output.split())
-    res = validate({"columns": {"messages": "chat"}})  # right mapping; row 5 is bad and the build would stop
+    assert res.exit_code == 2 and "no 'instruction' field (it has 'chat')" in " ".join(
+        res.output.split()
+    )
+    res = validate(
+        {"columns": {"messages": "chat"}}
+    )  # right mapping; row 5 is bad and the build would stop
     assert res.exit_code == 2 and "line 5" in res.output
     out = ok(validate({"columns": {"messages": "chat"}}, on_error="skip"))
     assert "note" in out and "1 of its first 5 rows would be skipped" in " ".join(out.split())

@@ -22,7 +22,9 @@ PLAIN_ENV = {"COLUMNS": "100", "NO_COLOR": "1", "FORCE_COLOR": None, "TERM": "du
 runner = CliRunner()
 
 # Snapshot helpers are shared with test_show (loaded by path: tests are not a package).
-_spec = importlib.util.spec_from_file_location("_show_tests", Path(__file__).with_name("test_show_cli.py"))
+_spec = importlib.util.spec_from_file_location(
+    "_show_tests", Path(__file__).with_name("test_show_cli.py")
+)
 assert _spec is not None and _spec.loader is not None
 _show = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_show)
@@ -65,7 +67,12 @@ def test_preview_writes_nothing_and_matches_build(tmp_path: Path) -> None:
     built = runner.invoke(app, ["build", str(recipe), "--quiet", "-o", str(tmp_path / "built")])
     assert built.exit_code == 0, built.output
     m = json.loads((tmp_path / "built" / "manifest.json").read_text())
-    shard_rows = [r for split in m["splits"].values() for s in split["shards"] for r in pq.read_table(tmp_path / "built" / s["path"]).to_pylist()]
+    shard_rows = [
+        r
+        for split in m["splits"].values()
+        for s in split["shards"]
+        for r in pq.read_table(tmp_path / "built" / s["path"]).to_pylist()
+    ]
     by_key = {(r["source"], r["source_row"]): r for r in shard_rows}
     assert data["fingerprint"] == m["fingerprint"]  # preview names the build it previews
     for row in data["rows"]:
@@ -80,20 +87,31 @@ def test_preview_writes_nothing_and_matches_build(tmp_path: Path) -> None:
 
 def test_preview_warns_on_untrained_and_bad_rows(tmp_path: Path) -> None:
     rows = [
-        {"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi there"}]},
+        {
+            "messages": [
+                {"role": "user", "content": "hello"},
+                {"role": "assistant", "content": "hi there"},
+            ]
+        },
         {"messages": [{"role": "user", "content": "no answer here"}]},  # trains nothing: dropped
         {"messages": [{"role": "user", "content": "nor here"}]},
         {"conversation": []},  # not the messages format
     ]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"name: bad\noutput: out\ntokenizer: {QWEN3}\nrenderer: qwen3\nsources: [{{path: d.jsonl, name: chats}}]\non_error: skip\n")
+    recipe.write_text(
+        f"name: bad\noutput: out\ntokenizer: {QWEN3}\nrenderer: qwen3\nsources: "
+        f"[{{path: d.jsonl, name: chats}}]\non_error: skip\n"
+    )
     res = invoke("preview", str(recipe), "--json")
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
     (src,) = data["sources"]
     assert src["rows_read"] == 4 and src["examples"] == 1
-    assert src["dropped_by_reason"]["no_trained_tokens"] == 2 and sum(src["dropped_by_reason"].values()) == 3
+    assert (
+        src["dropped_by_reason"]["no_trained_tokens"] == 2
+        and sum(src["dropped_by_reason"].values()) == 3
+    )
     assert {e["reason"] for e in data["row_errors"]} >= {"no_trained_tokens"}
     assert "untrained_rows_dropped" in {w["code"] for w in data["warnings"]}
     text = invoke("preview", str(recipe))

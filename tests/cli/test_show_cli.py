@@ -57,7 +57,9 @@ def check_snapshot(name: str, text: str) -> None:
     path = SNAPSHOTS / name
     if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not path.exists():
         path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8"), f"{name} changed; rerun with UPDATE_SNAPSHOTS=1 and review the diff"
+    assert text == path.read_text(encoding="utf-8"), (
+        f"{name} changed; rerun with UPDATE_SNAPSHOTS=1 and review the diff"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +92,9 @@ def test_show_json_matches_manifest(demo_build: Path, manifest: dict[str, Any]) 
     assert data["created_at"] == manifest["created_at"]
     for name, split in manifest["splits"].items():
         got = data["splits"][name]
-        assert {k: got[k] for k in ("rows", "tokens", "trained_tokens")} == {k: split[k] for k in ("rows", "tokens", "trained_tokens")}
+        assert {k: got[k] for k in ("rows", "tokens", "trained_tokens")} == {
+            k: split[k] for k in ("rows", "tokens", "trained_tokens")
+        }
         assert got["shards"] == len(split["shards"])
         assert got["bytes"] == sum(s["bytes"] for s in split["shards"])
         assert got["rows_checked"] == split["rows"]
@@ -117,11 +121,18 @@ def test_show_json_matches_manifest(demo_build: Path, manifest: dict[str, Any]) 
     assert "pieces" not in row
 
 
-def test_histogram_recomputed_from_shards_matches_manifest(demo_build: Path, manifest: dict[str, Any]) -> None:
+def test_histogram_recomputed_from_shards_matches_manifest(
+    demo_build: Path, manifest: dict[str, Any]
+) -> None:
     import pyarrow.parquet as pq
 
     lengths = [
-        n for split in manifest["splits"].values() for s in split["shards"] for n in pq.read_table(demo_build / s["path"], columns=["length"]).column("length").to_pylist()
+        n
+        for split in manifest["splits"].values()
+        for s in split["shards"]
+        for n in pq.read_table(demo_build / s["path"], columns=["length"])
+        .column("length")
+        .to_pylist()
     ]
     assert length_histogram(lengths) == manifest["stats"]["length_histogram"]
 
@@ -134,7 +145,11 @@ def test_rows_sample_and_errors(demo_build: Path) -> None:
 
     picked = rows("--split", "test", "--row", "3", "--row", "7")
     assert [(r["split"], r["index"]) for r in picked] == [("test", 3), ("test", 7)]
-    a, b, c = rows("--sample", "3", "--seed", "1"), rows("--sample", "3", "--seed", "1"), rows("--sample", "3", "--seed", "2")
+    a, b, c = (
+        rows("--sample", "3", "--seed", "1"),
+        rows("--sample", "3", "--seed", "1"),
+        rows("--sample", "3", "--seed", "2"),
+    )
     assert [r["index"] for r in a] == [r["index"] for r in b] != [r["index"] for r in c]
     assert len(a) == 3
     for args in (["--row", "1", "--sample", "2"], ["--split", "nope"], ["--row", "100000"]):
@@ -147,7 +162,9 @@ def test_decoded_text_is_exact(demo_build: Path, manifest: dict[str, Any]) -> No
     tok = load_tokenizer(manifest["tokenizer"]["path"])
     for row in json.loads(res.output)["rows"]:
         tokens = [row["input_ids"][0], *row["target_ids"]]
-        assert "".join(s["text"] for s in row["spans"]) == tok.tokenizer.decode(tokens, skip_special_tokens=False)
+        assert "".join(s["text"] for s in row["spans"]) == tok.tokenizer.decode(
+            tokens, skip_special_tokens=False
+        )
         assert sum(s["n_trained"] for s in row["spans"]) == row["trained"]
 
 
@@ -181,7 +198,15 @@ class _Page(HTMLParser):
         elif tag == "rect" and "bar" in a.get("class", ""):
             self.bars.append(a)
         elif tag == "section" and a.get("class") == "example":
-            self.examples.append({"trained": int(a["data-trained"]), "length": int(a["data-length"]), "n_trained": 0, "n": 0, "special": []})
+            self.examples.append(
+                {
+                    "trained": int(a["data-trained"]),
+                    "length": int(a["data-length"]),
+                    "n_trained": 0,
+                    "n": 0,
+                    "special": [],
+                }
+            )
         elif tag == "span" and a.get("class", "").startswith("t ") and self.examples:
             ex = self.examples[-1]
             n = int(a["data-n"])
@@ -217,7 +242,9 @@ def test_html_page(demo_build: Path, manifest: dict[str, Any], tmp_path: Path) -
     splits = {r[0]: r for r in page.tables["splits"][1:]}
     assert splits["train"][1] == f"{manifest['splits']['train']['rows']:,}"
     assert [r[0] for r in page.tables["sources"][1:]] == [s["name"] for s in manifest["sources"]]
-    assert len(page.tables["shards"]) - 1 == sum(len(s["shards"]) for s in manifest["splits"].values())
+    assert len(page.tables["shards"]) - 1 == sum(
+        len(s["shards"]) for s in manifest["splits"].values()
+    )
     hist = manifest["stats"]["length_histogram"]
     first = next(i for i, c in enumerate(hist["counts"]) if c)
     assert [int(b["data-count"]) for b in page.bars] == hist["counts"][first:]

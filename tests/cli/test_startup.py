@@ -69,5 +69,7 @@ def test_up_to_date_build_loads_no_row_machinery(tmp_path) -> None:
         f"print(json.dumps([res.status, [m for m in {list(LAZY)!r} if m in sys.modules], families]))"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     assert json.loads(run.stdout) == ["up_to_date", [], []]

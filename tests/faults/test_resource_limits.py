@@ -107,8 +107,14 @@ HOSTILE_TEMPLATES = {
     "nested_loops": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
     "nested_loops_writing": "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
     "huge_product": "{{ 'A' * 2000000000 }}",
-    "doubling_concat": "{% set ns = namespace(s='a') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
-    "doubling_plus": "{% set ns = namespace(s=['a']) %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}",
+    "doubling_concat": (
+        "{% set ns = namespace(s='a') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}"
+        "{% endfor %}{{ ns.s }}"
+    ),
+    "doubling_plus": (
+        "{% set ns = namespace(s=['a']) %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}"
+        "{% endfor %}{{ ns.s }}"
+    ),
     "center_filter": "{{ 'a'|center(2000000000) }}",
     "str_method": "{{ 'a'.ljust(2000000000) }}",
     "replace_growth": "{{ ('a' * 1000)|replace('a', 'b' * 100000) }}",

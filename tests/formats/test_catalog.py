@@ -67,7 +67,10 @@ def test_missing_field_names_what_the_row_has() -> None:
     with pytest.raises(RowError) as err:
         to_conversation(row, format="messages")
     msg = str(err.value)
-    assert "no 'messages' field (it has 'chat', 'id')" in msg and "`columns: {messages: <its field>}`" in msg
+    assert (
+        "no 'messages' field (it has 'chat', 'id')" in msg
+        and "`columns: {messages: <its field>}`" in msg
+    )
     with pytest.raises(RowError) as err:
         to_conversation({"mesages": []}, format="messages")
     assert "`columns: {messages: mesages}`" in str(err.value)  # a close field name is suggested
@@ -80,6 +83,6 @@ def test_docs_page_is_the_catalog() -> None:
 
     page = Path(__file__).parents[2] / "docs" / "formats.md"
     assert page.read_text(encoding="utf-8") == formats_markdown(), (
-        "docs/formats.md is generated: python -c \"from shardprep.formats.catalog import formats_markdown; "
+        'docs/formats.md is generated: python -c "from shardprep.formats.catalog import formats_markdown; '
         "print(formats_markdown(), end='')\" > docs/formats.md"
     )

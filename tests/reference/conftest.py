@@ -25,7 +25,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     asked = "reference" in (config.getoption("markexpr") or "") or _required()
     if asked or os.environ.get("SHARDPREP_REF_PYTHON"):
         return
-    skip = pytest.mark.skip(reason="differential tests: `make test-reference` (or pytest -m reference)")
+    skip = pytest.mark.skip(
+        reason="differential tests: `make test-reference` (or pytest -m reference)"
+    )
     for item in items:
         if "reference" in item.keywords:
             item.add_marker(skip)

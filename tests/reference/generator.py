@@ -20,14 +20,46 @@ import random
 from typing import Any
 
 WORDS = [
-    "hello", "world", "the", "answer", "is", "42", "Let", "me", "think", "about", "it",
-    "ok", "sure", "python", "def", "f(x):", "return", "x", "weather", "Paris", "today",
+    "hello",
+    "world",
+    "the",
+    "answer",
+    "is",
+    "42",
+    "Let",
+    "me",
+    "think",
+    "about",
+    "it",
+    "ok",
+    "sure",
+    "python",
+    "def",
+    "f(x):",
+    "return",
+    "x",
+    "weather",
+    "Paris",
+    "today",
 ]
 UNICODE = ["héllo", "日本語", "emoji 🙂", "Ωmega", "ß", "Привет", "\u200b", "café\u0301", "👍🏽"]
 SPECIAL = [
-    "<|im_end|>", "<|im_start|>", "<think>", "</think>", "<tool_call>", "</tool_call>",
-    "<|eot_id|>", "<|begin_of_text|>", "<｜end▁of▁sentence｜>", "<|end|>", "<|return|>",
-    "<|im_middle|>", "<tool_response>", "<|start_header_id|>", "<|channel|>", "<|user|>",
+    "<|im_end|>",
+    "<|im_start|>",
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<|eot_id|>",
+    "<|begin_of_text|>",
+    "<｜end▁of▁sentence｜>",
+    "<|end|>",
+    "<|return|>",
+    "<|im_middle|>",
+    "<tool_response>",
+    "<|start_header_id|>",
+    "<|channel|>",
+    "<|user|>",
 ]
 WHITESPACE = [" ", "  ", "\n", "\n\n", "\t", " \n ", "\n\n\n", "   \n"]
 TOOL_NAMES = ["get_weather", "search", "calc", "lookup_user"]
@@ -76,8 +108,16 @@ def _arguments(rng: random.Random) -> str:
         for _ in range(rng.randint(0, 3)):
             key = rng.choice(["city", "q", "n", "unit", "items", "flag", "nested"])
             obj[key] = rng.choice(
-                [_words(rng, 1, 2), rng.randint(-5, 100), 1.5, True, None, [1, "a"], {"k": "v"},
-                 rng.choice(UNICODE)]
+                [
+                    _words(rng, 1, 2),
+                    rng.randint(-5, 100),
+                    1.5,
+                    True,
+                    None,
+                    [1, "a"],
+                    {"k": "v"},
+                    rng.choice(UNICODE),
+                ]
             )
         return json.dumps(obj, ensure_ascii=rng.random() < 0.5)
     return rng.choice(["[1, 2]", '"str"', "3", "null", "not json", "", "{", "{}", '{"a": 1} '])
@@ -179,7 +219,10 @@ def conversation(seed: int, *, customized: bool = False) -> list[dict[str, Any]]
         msgs.append(a)
         while a.get("tool_calls"):
             for call in a["tool_calls"]:
-                tool: dict[str, Any] = {"role": "tool", "content": content(rng, "tool", malformed=malformed)}
+                tool: dict[str, Any] = {
+                    "role": "tool",
+                    "content": content(rng, "tool", malformed=malformed),
+                }
                 if isinstance(call, dict) and rng.random() < 0.9:
                     tool["tool_call_id"] = call.get("id")
                     tool["name"] = call.get("function", {}).get("name", "f")

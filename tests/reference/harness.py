@@ -178,7 +178,10 @@ def documented_normalizations(messages: list[Any] | None) -> list[Any] | None:
                     if args is None:
                         c = {**c, "function": {**fn, "arguments": "{}"}}
                     elif isinstance(args, (dict, list)):
-                        c = {**c, "function": {**fn, "arguments": json.dumps(args, ensure_ascii=False)}}
+                        c = {
+                            **c,
+                            "function": {**fn, "arguments": json.dumps(args, ensure_ascii=False)},
+                        }
                 fixed.append(c)
             m = {**m, "tool_calls": fixed}
         out.append(m)
@@ -216,7 +219,9 @@ def bound(name: str, date: str) -> tuple[Any, BatchEncoder, LoadedTokenizer, str
     return renderer, BatchEncoder(tok), tok, tok_name
 
 
-def oracle_results(oracle: Oracle, name: str, items: list[Item], modes: list[str] = MODES) -> list[dict[str, Any]]:
+def oracle_results(
+    oracle: Oracle, name: str, items: list[Item], modes: list[str] = MODES
+) -> list[dict[str, Any]]:
     """tinker's answers for `items`: per item {"modes": {mode: ...}, "prompt": ... | None}."""
     send_render(oracle, name, items, modes)
     return oracle.receive()["results"]
@@ -290,7 +295,9 @@ def evaluate(
 
 def item_for_seed(seed: int) -> Item:
     messages = generator.conversation(seed)
-    return Item(messages, generator.conversation(seed, customized=True), generator.prompt_cut(messages))
+    return Item(
+        messages, generator.conversation(seed, customized=True), generator.prompt_cut(messages)
+    )
 
 
 def run_renderer(
@@ -333,7 +340,9 @@ def hf_bound(tok_name: str) -> tuple[Any, BatchEncoder, LoadedTokenizer]:
     return get_renderer("hf_template", tok), BatchEncoder(tok), tok
 
 
-def run_hf_template(oracle: Oracle, tok_name: str, seeds: range, tally: Tally | None = None) -> Tally:
+def run_hf_template(
+    oracle: Oracle, tok_name: str, seeds: range, tally: Tally | None = None
+) -> Tally:
     """hf_template's tokens against apply_chat_template's, for whole conversations and prompts."""
     from shardprep.renderers.jinja_template import template_messages
 
@@ -352,9 +361,7 @@ def run_hf_template(oracle: Oracle, tok_name: str, seeds: range, tally: Tally | 
         items = []
         for _, c, cut in convs:
             items.append({"messages": template_messages(c), "add_generation_prompt": False})
-            items.append(
-                {"messages": template_messages(cut or []), "add_generation_prompt": True}
-            )
+            items.append({"messages": template_messages(cut or []), "add_generation_prompt": True})
         oracle.send({"op": "hf_template", "tokenizer": str(TOKENIZERS / tok_name), "items": items})
         sup = render_supervised_batch(
             renderer, encoder, [c for _, c, _ in convs], TrainOnWhat.ALL_ASSISTANT_MESSAGES
@@ -370,8 +377,10 @@ def run_hf_template(oracle: Oracle, tok_name: str, seeds: range, tally: Tally | 
                 tally.compared += 1
                 if "error" in want:
                     tally.tinker_errors[tinker_key(want["error"])] += 1
-                if isinstance(got, RowError) and "error" not in want and got.message.startswith(
-                    HF_OWN_REFUSALS
+                if (
+                    isinstance(got, RowError)
+                    and "error" not in want
+                    and got.message.startswith(HF_OWN_REFUSALS)
                 ):
                     tally.refusals[refusal_key(got)] += 1
                     continue
@@ -379,5 +388,7 @@ def run_hf_template(oracle: Oracle, tok_name: str, seeds: range, tally: Tally | 
                 if key:
                     tally.refusals[key] += 1
                 if kind == "mismatch":
-                    tally.mismatches.append(Outcome(f"hf_template/{tok_name}", seed, mode, kind, detail, key))
+                    tally.mismatches.append(
+                        Outcome(f"hf_template/{tok_name}", seed, mode, kind, detail, key)
+                    )
     return tally

@@ -6,8 +6,10 @@ line; an answer is `{"ok": true, ...}` or `{"ok": false, "error": "..."}` (a wor
 refusal). Requests:
 
 * `{"op": "hello"}` -> versions and tinker's renderer names.
-* `{"op": "render", "renderer", "tokenizer": dir, "modes": [...], "items": [{"messages", "customized": bool, "prompt": [...] | null}]}`
-  -> `results`: per item `{"modes": {mode: {"tokens", "weights"} | {"error"}}, "prompt": {"tokens"} | {"error"} | null}`.
+* `{"op": "render", "renderer", "tokenizer": dir, "modes": [...],
+   "items": [{"messages", "customized": bool, "prompt": [...] | null}]}`
+  -> `results`: per item
+  `{"modes": {mode: {"tokens", "weights"} | {"error"}}, "prompt": {"tokens"} | {"error"} | null}`.
   Messages are given to tinker as they are (its own JSONL path does the same), except for the two
   steps tinker's OpenAI converter (`third_party.openai_compat.openai_messages_to_tinker`) takes:
   tool-call dicts become `ToolCall` objects (`ToolCall.model_validate`; one that does not validate
@@ -19,7 +21,8 @@ refusal). Requests:
   from `build_supervised_examples` (plural), with the renderer's `has_extension_property`.
 * `{"op": "hf_template", "tokenizer": dir, "items": [{"messages", "add_generation_prompt"}]}`
   -> `results`: per item `{"tokens"} | {"error"}` from `transformers.apply_chat_template`.
-* `{"op": "golden", "renderer", "tokenizer": dir, "date": str | null, "modes": [...], "items": [{"messages", "messages_customized", "prompt"}]}`
+* `{"op": "golden", "renderer", "tokenizer": dir, "date": str | null, "modes": [...],
+   "items": [{"messages", "messages_customized", "prompt"}]}`
   -> `results`: as `render`, plus each mode's `chunks` (`[[start, length], ...]`) and untruncated
   errors; the renderer's `current_date` set to `date` where it has one (gpt-oss).
   What `tests/reference/make_golden.py` writes into tests/fixtures/golden.
@@ -88,7 +91,9 @@ def to_tinker(messages: list[Any]) -> list[Any]:
         if isinstance(m, dict):
             m = dict(m)
             if "content" in m and m["content"] is None:
-                m["content"] = ""  # as tinker's openai_messages_to_tinker does (OpenAI's null content)
+                m["content"] = (
+                    ""  # as tinker's openai_messages_to_tinker does (OpenAI's null content)
+                )
             if "reasoning_content" in m:
                 # OpenAI's separate reasoning field: tinker's own converter makes it the leading
                 # thinking part (and refuses it on other roles, or when it is not a string).
@@ -118,7 +123,9 @@ def render(req: dict[str, Any]) -> dict[str, Any]:
         modes: dict[str, Any] = {}
         for mode in req["modes"]:
             try:
-                msgs = to_tinker(item["messages_customized" if mode == "customized" else "messages"])
+                msgs = to_tinker(
+                    item["messages_customized" if mode == "customized" else "messages"]
+                )
                 model_input, weights = r.build_supervised_example(msgs, TrainOnWhat(mode))
                 modes[mode] = {"tokens": model_input.to_ints(), "weights": _weights(weights)}
             except Exception as exc:  # a refusal
@@ -144,7 +151,9 @@ def examples(req: dict[str, Any]) -> dict[str, Any]:
             try:
                 built = r.build_supervised_examples(to_tinker(item["messages"]), TrainOnWhat(mode))
                 modes[mode] = {
-                    "examples": [{"tokens": mi.to_ints(), "weights": _weights(w)} for mi, w in built]
+                    "examples": [
+                        {"tokens": mi.to_ints(), "weights": _weights(w)} for mi, w in built
+                    ]
                 }
             except Exception as exc:  # a refusal
                 modes[mode] = {"error": _error(exc)}
@@ -177,9 +186,7 @@ def hello(req: dict[str, Any]) -> dict[str, Any]:
     from tinker_cookbook import renderers  # noqa: F401  (fails loudly when tinker is broken)
 
     return {
-        "versions": {
-            p: md.version(p) for p in ("tinker-cookbook", "transformers", "tokenizers")
-        },
+        "versions": {p: md.version(p) for p in ("tinker-cookbook", "transformers", "tokenizers")},
         "python": sys.version.split()[0],
         # tinker's gpt-oss system prompt carries datetime.now(); shardprep takes it as an option.
         "date": datetime.now().strftime("%Y-%m-%d"),

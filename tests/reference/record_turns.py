@@ -26,10 +26,22 @@ OUT = harness.FIXTURES / "reference_cases" / "turns.jsonl.gz"
 MODES = ["last_assistant_message", "last_assistant_turn", "all_assistant_messages"]
 # One renderer per family and thinking setting (the full set runs in test_per_turn.py).
 RENDERERS = [
-    "qwen3", "qwen3_disable_thinking", "qwen3_instruct", "qwen3_5", "qwen3_8_low_reasoning",
-    "nemotron3", "nemotron3_preserve_thinking", "kimi_k2", "kimi_k25", "kimi_k26_preserve_thinking",
-    "deepseekv3_thinking", "deepseekv4_1", "deepseekv4_1_disable_thinking",
-    "gpt_oss_medium_reasoning", "glm5_3_max_reasoning", "llama3",
+    "qwen3",
+    "qwen3_disable_thinking",
+    "qwen3_instruct",
+    "qwen3_5",
+    "qwen3_8_low_reasoning",
+    "nemotron3",
+    "nemotron3_preserve_thinking",
+    "kimi_k2",
+    "kimi_k25",
+    "kimi_k26_preserve_thinking",
+    "deepseekv3_thinking",
+    "deepseekv4_1",
+    "deepseekv4_1_disable_thinking",
+    "gpt_oss_medium_reasoning",
+    "glm5_3_max_reasoning",
+    "llama3",
 ]
 
 

@@ -55,7 +55,15 @@ def main() -> int:
         tinker_errors.update(tally.tinker_errors)
         total_bad += len(tally.mismatches)
         modes = Counter(o.mode for o in tally.mismatches)
-        rows.append((name, harness.golden_pairs()[name], tally.conversations, tally.compared, len(tally.mismatches)))
+        rows.append(
+            (
+                name,
+                harness.golden_pairs()[name],
+                tally.conversations,
+                tally.compared,
+                len(tally.mismatches),
+            )
+        )
         print(
             f"{name:34s} convs={tally.conversations} compared={tally.compared} "
             f"mismatches={len(tally.mismatches)} {dict(modes)} ({time.time() - t:.1f}s)",
@@ -69,7 +77,9 @@ def main() -> int:
             t = time.time()
             tally = harness.run_hf_template(oracle, tok, seeds)
             refusals.update({f"hf_template: {k}": c for k, c in tally.refusals.items()})
-            tinker_errors.update({f"apply_chat_template: {k}": c for k, c in tally.tinker_errors.items()})
+            tinker_errors.update(
+                {f"apply_chat_template: {k}": c for k, c in tally.tinker_errors.items()}
+            )
             total_bad += len(tally.mismatches)
             hf_rows.append((tok, tally.conversations, tally.compared, len(tally.mismatches)))
             print(
@@ -132,7 +142,7 @@ def write_results(args, seeds, rows, hf_rows, refusals, tinker_errors, total_bad
             f" --seed0 {args.seed0} --out {args.out}` ({elapsed / 60:.1f} min on this machine).",
             f"Seeds {seeds.start}..{seeds.stop - 1} of `tests/reference/generator.py`; per conversation the",
             "seven train_on modes plus the generation prompt of the conversation cut before its last",
-            "assistant message (\"compared\" counts those; no prompt when there is no assistant message).",
+            'assistant message ("compared" counts those; no prompt when there is no assistant message).',
             "",
             "| renderer | tokenizer | conversations | compared | mismatches |",
             "|---|---|---:|---:|---:|",

@@ -33,6 +33,7 @@ def _variants(msgs: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     for i in range(len(msgs)):
         yield msgs[:i] + msgs[i + 1 :]
     for i, m in enumerate(msgs):
+
         def put(new: dict[str, Any], i: int = i) -> list[dict[str, Any]]:
             return msgs[:i] + [new] + msgs[i + 1 :]
 
@@ -45,7 +46,11 @@ def _variants(msgs: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
                 yield put({**m, "tool_calls": calls[:j] + calls[j + 1 :]})
             for j, c in enumerate(calls):
                 fn = c.get("function") if isinstance(c, dict) else None
-                if isinstance(fn, dict) and isinstance(fn.get("arguments"), str) and fn["arguments"] != "{}":
+                if (
+                    isinstance(fn, dict)
+                    and isinstance(fn.get("arguments"), str)
+                    and fn["arguments"] != "{}"
+                ):
                     c2 = copy.deepcopy(c)
                     c2["function"]["arguments"] = "{}"
                     yield put({**m, "tool_calls": calls[:j] + [c2] + calls[j + 1 :]})
@@ -75,8 +80,11 @@ def _shorter(s: str) -> Iterator[str]:
             yield cand
 
 
-def shrink(oracle: Oracle, name: str, item: harness.Item, mode: str) -> tuple[list[dict[str, Any]], str]:
+def shrink(
+    oracle: Oracle, name: str, item: harness.Item, mode: str
+) -> tuple[list[dict[str, Any]], str]:
     """The minimal conversation (in the shape `mode` compares) and its mismatch detail."""
+
     def key_of(it: harness.Item) -> list[dict[str, Any]]:
         if mode == "prompt":
             return it.prompt or []
@@ -86,7 +94,9 @@ def shrink(oracle: Oracle, name: str, item: harness.Item, mode: str) -> tuple[li
         if mode == "prompt":
             return harness.Item(messages=[{"role": "user", "content": "x"}], prompt=msgs)
         if mode == "customized":
-            return harness.Item(messages=[{"role": "user", "content": "x"}], messages_customized=msgs)
+            return harness.Item(
+                messages=[{"role": "user", "content": "x"}], messages_customized=msgs
+            )
         return harness.Item(messages=msgs)
 
     [row] = harness.evaluate(oracle, name, [item])

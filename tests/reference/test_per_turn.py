@@ -54,7 +54,9 @@ def _compare_examples(want: dict[str, Any], got: list[TurnExample] | RowError, t
 
 
 @pytest.mark.parametrize("name", sorted(PAIRS))
-def test_per_turn_matches_build_supervised_examples(oracle: Oracle, shared: list[str], name: str) -> None:
+def test_per_turn_matches_build_supervised_examples(
+    oracle: Oracle, shared: list[str], name: str
+) -> None:
     if name not in shared:
         pytest.skip(f"tinker-cookbook has no renderer {name!r}")
     seeds = range(SEED0, SEED0 + CONVERSATIONS)

@@ -87,7 +87,11 @@ def _encode_one_by_one(tok: Tokenizer, escaped: Tokenizer, chunks: list[Any]) ->
 
 
 # Renderers that are not tinker's need their own model's tokenizer (tokens, chat template).
-OWN_TOKENIZER = {"mistral": "mistral_v3", "mistral_tekken": "mistral_nemo_tekken", "hf_template": "llama3"}
+OWN_TOKENIZER = {
+    "mistral": "mistral_v3",
+    "mistral_tekken": "mistral_nemo_tekken",
+    "hf_template": "llama3",
+}
 # Mistral's template refuses most random conversations (9-character tool ids, user first).
 MIN_RENDERED = {"mistral": 5, "mistral_tekken": 5}
 
@@ -121,4 +125,6 @@ def test_render_invariants(name: str, tokenizer_for: Callable[[str], LoadedToken
             assert np.array_equal(got.tokens, am.tokens), mode
             assert got.weights.shape == got.tokens.shape, mode
             assert set(np.unique(got.weights).tolist()) <= {0.0, 1.0}, mode
-    assert rendered >= MIN_RENDERED.get(name, 20), f"only {rendered} of {len(CONVERSATIONS)} conversations rendered"
+    assert rendered >= MIN_RENDERED.get(name, 20), (
+        f"only {rendered} of {len(CONVERSATIONS)} conversations rendered"
+    )

@@ -74,9 +74,7 @@ def _check(want: dict[str, Any], got: Any, weights: bool) -> str | None:
     return None
 
 
-@pytest.mark.parametrize(
-    "rec", RECORDS, ids=[f"{r['id']}-{r['renderer']}" for r in RECORDS]
-)
+@pytest.mark.parametrize("rec", RECORDS, ids=[f"{r['id']}-{r['renderer']}" for r in RECORDS])
 def test_case_matches_tinker(rec: dict[str, Any]) -> None:
     renderer, encoder = _renderer(rec["renderer"], rec["tokenizer"], rec["date"])
     bad = []
@@ -92,7 +90,11 @@ def test_case_matches_tinker(rec: dict[str, Any]) -> None:
             bad.append(f"{mode}: {why}")
     if rec["prompt"] is not None:
         conv = _convert(rec["prompt_messages"], False)
-        got = conv if isinstance(conv, RowError) else render_prompt_batch(renderer, encoder, [conv])[0]
+        got = (
+            conv
+            if isinstance(conv, RowError)
+            else render_prompt_batch(renderer, encoder, [conv])[0]
+        )
         if why := _check(rec["prompt"], got, weights=False):
             bad.append(f"prompt: {why}")
     assert not bad, f"{rec['id']} ({rec['note']}): " + "; ".join(bad)
@@ -113,7 +115,10 @@ def test_hf_template_case_matches_apply_chat_template(rec: dict[str, Any]) -> No
     cut = conv[: max(i for i, m in enumerate(conv) if m["role"] == "assistant")]
     got_full = render_supervised_batch(renderer, encoder, [conv], TrainOnWhat.ALL_MESSAGES)[0]
     got_prompt = render_prompt_batch(renderer, encoder, [cut])[0]
-    for what, want, got in (("conversation", rec["conversation"], got_full), ("prompt", rec["prompt"], got_prompt)):
+    for what, want, got in (
+        ("conversation", rec["conversation"], got_full),
+        ("prompt", rec["prompt"], got_prompt),
+    ):
         if isinstance(got, RowError) and "error" not in want:
             assert "prefix-consistent" in got.message, (what, got)
             continue

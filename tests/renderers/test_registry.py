@@ -27,16 +27,36 @@ PAIRS = {
     **{
         name: "toy"
         for name in (
-            "qwen3_vl", "qwen3_vl_instruct", "qwen3_5", "qwen3_5_disable_thinking",
-            "qwen3_5_preserve_thinking", "qwen3_8_xhigh_reasoning", "qwen3_8_medium_reasoning",
-            "qwen3_8_low_reasoning", "qwen3_8_disable_thinking", "deepseekv4_1",
-            "deepseekv4_1_low_reasoning", "deepseekv4_1_max_reasoning",
-            "deepseekv4_1_disable_thinking", "deepseekv4_1_preserve_thinking",
-            "glm5_3_max_reasoning", "glm5_3_low_reasoning", "glm5_3_high_reasoning", "kimi_k2",
-            "kimi_k25", "kimi_k25_disable_thinking", "kimi_k26", "kimi_k26_disable_thinking",
-            "kimi_k26_preserve_thinking", "nemotron3", "nemotron3_low_thinking",
-            "nemotron3_disable_thinking", "nemotron3_preserve_thinking", "nemotron3_ultra",
-            "nemotron3_ultra_disable_thinking", "nemotron3_ultra_medium_thinking",
+            "qwen3_vl",
+            "qwen3_vl_instruct",
+            "qwen3_5",
+            "qwen3_5_disable_thinking",
+            "qwen3_5_preserve_thinking",
+            "qwen3_8_xhigh_reasoning",
+            "qwen3_8_medium_reasoning",
+            "qwen3_8_low_reasoning",
+            "qwen3_8_disable_thinking",
+            "deepseekv4_1",
+            "deepseekv4_1_low_reasoning",
+            "deepseekv4_1_max_reasoning",
+            "deepseekv4_1_disable_thinking",
+            "deepseekv4_1_preserve_thinking",
+            "glm5_3_max_reasoning",
+            "glm5_3_low_reasoning",
+            "glm5_3_high_reasoning",
+            "kimi_k2",
+            "kimi_k25",
+            "kimi_k25_disable_thinking",
+            "kimi_k26",
+            "kimi_k26_disable_thinking",
+            "kimi_k26_preserve_thinking",
+            "nemotron3",
+            "nemotron3_low_thinking",
+            "nemotron3_disable_thinking",
+            "nemotron3_preserve_thinking",
+            "nemotron3_ultra",
+            "nemotron3_ultra_disable_thinking",
+            "nemotron3_ultra_medium_thinking",
             "nemotron3_ultra_preserve_thinking",
         )
     },
@@ -111,8 +131,9 @@ def test_template_text_tells_renderers_apart(
 ) -> None:
     tok = tokenizer_for("toy")
     texts = {
-        name: get_renderer(name, tok if name not in NOT_ON_TOY else tokenizer_for(PAIRS[name]))
-        .template_text()
+        name: get_renderer(
+            name, tok if name not in NOT_ON_TOY else tokenizer_for(PAIRS[name])
+        ).template_text()
         for name in PAIRS
     }
     assert texts["qwen3"] == get_renderer("qwen3", tok).template_text()  # deterministic

@@ -42,19 +42,39 @@ def hub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "jsonl").mkdir()
     (root / "README.md").write_text(README)
     for shard, (lo, hi) in enumerate(((0, 7), (7, 12), (12, 20))):
-        pq.write_table(pa.Table.from_pylist([_chat(i) for i in range(lo, hi)]),
-                       root / "data" / f"train-{shard:05d}-of-00003.parquet")
-    pq.write_table(pa.Table.from_pylist([_chat(100)]), root / "data" / "test-00000-of-00001.parquet")
+        pq.write_table(
+            pa.Table.from_pylist([_chat(i) for i in range(lo, hi)]),
+            root / "data" / f"train-{shard:05d}-of-00003.parquet",
+        )
+    pq.write_table(
+        pa.Table.from_pylist([_chat(100)]), root / "data" / "test-00000-of-00001.parquet"
+    )
     for shard in range(2):
         with open(root / "jsonl" / f"part-{shard}.jsonl", "w") as f:
             for i in range(shard * 5, shard * 5 + 5):
-                f.write(json.dumps({"messages": [{"role": "user", "content": f"j{i}"},
-                                                 {"role": "assistant", "content": f"k{i}"}]}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "messages": [
+                                {"role": "user", "content": f"j{i}"},
+                                {"role": "assistant", "content": f"k{i}"},
+                            ]
+                        }
+                    )
+                    + "\n"
+                )
     return root
 
 
 def _build(tmp: Path, source: dict[str, Any], **extra: Any) -> tuple[dict[str, Any], Path]:
-    data = {"name": "hub", "output": "out", "tokenizer": QWEN3, "renderer": "qwen3", "sources": [source], **extra}
+    data = {
+        "name": "hub",
+        "output": "out",
+        "tokenizer": QWEN3,
+        "renderer": "qwen3",
+        "sources": [source],
+        **extra,
+    }
     (tmp / "recipe.yaml").write_text(yaml.safe_dump(data))
     recipe, base = load_recipe(tmp / "recipe.yaml")
     return build(recipe, base).manifest, tmp / "out"
@@ -67,29 +87,49 @@ def _source_rows(out: Path, m: dict[str, Any], split: str = "train") -> list[int
     return rows
 
 
-def test_hub_parquet_config_by_shard(hub_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_parquet_config_by_shard(
+    hub_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    m, out = _build(tmp_path, {"hf": str(hub_dir), "format": "prompt_completion", "skip": 3, "take": 9},
-                    split={"test_size": 2, "seed": 0})
+    m, out = _build(
+        tmp_path,
+        {"hf": str(hub_dir), "format": "prompt_completion", "skip": 3, "take": 9},
+        split={"test_size": 2, "seed": 0},
+    )
     assert m["stats"]["units"] == 2  # shards 0 and 1 hold rows 3..11; shard 2 is not read
-    assert sorted(_source_rows(out, m, "train") + _source_rows(out, m, "test")) == list(range(3, 12))
+    assert sorted(_source_rows(out, m, "train") + _source_rows(out, m, "test")) == list(
+        range(3, 12)
+    )
     assert m["splits"]["test"]["rows"] == 2
     src = m["sources"][0]
     assert src["path"] == f"hf:{hub_dir}" and src["hub"]["split"] == "train"
-    assert src["hub"]["commit"] is None and len(src["files"]) == 3  # a local folder: file identities
+    assert (
+        src["hub"]["commit"] is None and len(src["files"]) == 3
+    )  # a local folder: file identities
     assert src["files"][0]["uri"].endswith("train-00000-of-00003.parquet")
 
 
-def test_hub_jsonl_data_files_and_split(hub_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_jsonl_data_files_and_split(
+    hub_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    m, out = _build(tmp_path, {"hf": str(hub_dir), "data_files": {"train": "jsonl/*.jsonl"}, "format": "messages"})
+    m, out = _build(
+        tmp_path,
+        {"hf": str(hub_dir), "data_files": {"train": "jsonl/*.jsonl"}, "format": "messages"},
+    )
     assert sorted(_source_rows(out, m)) == list(range(10))
     assert m["stats"]["units"] == 2  # one per file shard
-    m2, _ = _build(tmp_path, {"hf": str(hub_dir), "split": "test", "format": "prompt_completion"}, output="out2")
+    m2, _ = _build(
+        tmp_path,
+        {"hf": str(hub_dir), "split": "test", "format": "prompt_completion"},
+        output="out2",
+    )
     assert m2["splits"]["train"]["rows"] == 1
 
 
-def test_hub_missing_split_and_dataset(hub_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_missing_split_and_dataset(
+    hub_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(SourceError, match="validation"):
         _build(tmp_path, {"hf": str(hub_dir), "split": "validation", "format": "prompt_completion"})

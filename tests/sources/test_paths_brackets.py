@@ -16,6 +16,8 @@ def test_brackets_in_the_recipe_folder_are_literal(tmp_path: Path) -> None:
     for name in ("a.jsonl", "b.jsonl"):
         (base / "data" / name).write_text("{}\n")
     assert expand_paths("data/a.jsonl", base_dir=base) == [str(base / "data" / "a.jsonl")]
-    assert expand_paths("data/*.jsonl", base_dir=base) == [str(base / "data" / n) for n in ("a.jsonl", "b.jsonl")]
+    assert expand_paths("data/*.jsonl", base_dir=base) == [
+        str(base / "data" / n) for n in ("a.jsonl", "b.jsonl")
+    ]
     with pytest.raises(SourceError, match="no file matches"):
         expand_paths("data/*.csv", base_dir=base)

@@ -46,7 +46,12 @@ def _free_port() -> int:
 
 
 def _chat(i: int) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": f"cloud {i}?"}, {"role": "assistant", "content": f"{i}!"}]}
+    return {
+        "messages": [
+            {"role": "user", "content": f"cloud {i}?"},
+            {"role": "assistant", "content": f"{i}!"},
+        ]
+    }
 
 
 @pytest.fixture(scope="session")
@@ -60,8 +65,15 @@ def s3() -> Iterator[dict[str, Any]]:
     fs = fsspec.filesystem("s3", skip_instance_cache=True, **opts)
     fs.mkdir("inputs")
     fs.mkdir("outputs")
-    yield {"fs": fs, "opts": opts, "env": {"AWS_ENDPOINT_URL": opts["endpoint_url"],
-                                           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}}
+    yield {
+        "fs": fs,
+        "opts": opts,
+        "env": {
+            "AWS_ENDPOINT_URL": opts["endpoint_url"],
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        },
+    }
     server.stop()
 
 
@@ -96,12 +108,24 @@ def _build_and_read_back(
     _upload_inputs(store["fs"], "inputs/run")
     out_url = f"{proto}://outputs/build"
     recipe = {
-        "name": "cloud", "output": out_url, "output_storage_options": store["opts"],
-        "tokenizer": QWEN3, "renderer": "qwen3", "split": {"test_fraction": 0.2, "seed": 0},
+        "name": "cloud",
+        "output": out_url,
+        "output_storage_options": store["opts"],
+        "tokenizer": QWEN3,
+        "renderer": "qwen3",
+        "split": {"test_fraction": 0.2, "seed": 0},
         "sources": [
-            {"name": "chat", "path": f"{proto}://inputs/run/chat-*.jsonl.gz", "storage_options": store["opts"]},
-            {"name": "pairs", "path": f"{proto}://inputs/run/pairs.csv", "format": "prompt_completion",
-             "storage_options": store["opts"]},
+            {
+                "name": "chat",
+                "path": f"{proto}://inputs/run/chat-*.jsonl.gz",
+                "storage_options": store["opts"],
+            },
+            {
+                "name": "pairs",
+                "path": f"{proto}://inputs/run/pairs.csv",
+                "format": "prompt_completion",
+                "storage_options": store["opts"],
+            },
         ],
     }
     (tmp / "r.yaml").write_text(yaml.safe_dump(recipe))
@@ -136,11 +160,15 @@ def _build_and_read_back(
     assert build(*load_recipe(tmp / "r.yaml")).status == "up_to_date"
 
 
-def test_s3_build_and_read_back(s3: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s3_build_and_read_back(
+    s3: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _build_and_read_back(tmp_path, s3, "s3", monkeypatch)
 
 
-def test_gcs_build_and_read_back(gcs: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gcs_build_and_read_back(
+    gcs: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _build_and_read_back(tmp_path, gcs, "gs", monkeypatch)
 
 
@@ -218,7 +246,9 @@ def test_forbidden_fails_at_once_with_url_and_reason(flaky: str) -> None:
     assert time.monotonic() - t0 < retry.BASE_DELAY_S * 4 + 2
 
 
-def test_s3_build_killed_and_resumed_equals_uninterrupted(s3: dict[str, Any], tmp_path: Path) -> None:
+def test_s3_build_killed_and_resumed_equals_uninterrupted(
+    s3: dict[str, Any], tmp_path: Path
+) -> None:
     """SIGKILL a build writing to the loopback S3 server after a few units; the next build resumes
     from the units' markers there and ends with the same shards as an uninterrupted local build."""
     import signal
@@ -237,12 +267,21 @@ def test_s3_build_killed_and_resumed_equals_uninterrupted(s3: dict[str, Any], tm
         "split": {"test_size": 10},
     }
     (tmp_path / "s3.yaml").write_text(
-        yaml.safe_dump({**base, "output": "s3://outputs/resume", "output_storage_options": s3["opts"]})
+        yaml.safe_dump(
+            {**base, "output": "s3://outputs/resume", "output_storage_options": s3["opts"]}
+        )
     )
     (tmp_path / "local.yaml").write_text(yaml.safe_dump({**base, "output": "local"}))
     fs = s3["fs"]
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from shardprep.cli.app import main; main()", "build", str(tmp_path / "s3.yaml"), "-q"],
+        [
+            sys.executable,
+            "-c",
+            "from shardprep.cli.app import main; main()",
+            "build",
+            str(tmp_path / "s3.yaml"),
+            "-q",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -263,5 +302,12 @@ def test_s3_build_killed_and_resumed_equals_uninterrupted(s3: dict[str, Any], tm
     resumed = build(*load_recipe(tmp_path / "s3.yaml"))
     assert resumed.status == "built" and resumed.resumed_units == done > 0
     local = build(*load_recipe(tmp_path / "local.yaml"))
-    names = lambda m: [(s["path"].split("/")[-1], s["sha256"]) for v in m["splits"].values() for s in v["shards"]]  # noqa: E731
+
+    def names(m: dict) -> list:
+        return [
+            (s["path"].split("/")[-1], s["sha256"])
+            for v in m["splits"].values()
+            for s in v["shards"]
+        ]
+
     assert names(resumed.manifest) == names(local.manifest)

@@ -16,10 +16,16 @@ def _write(tmp_path: Path, manifest: dict) -> Output:
 
 
 def _manifest(path: str, version: int = 1) -> dict:
-    return {"format": "shardprep", "format_version": version, "splits": {"train": {"shards": [{"path": path}]}}}
+    return {
+        "format": "shardprep",
+        "format_version": version,
+        "splits": {"train": {"shards": [{"path": path}]}},
+    }
 
 
-@pytest.mark.parametrize("bad", ["../elsewhere/x.parquet", "/etc/passwd", "s3://bucket/x.parquet", "data/../../x"])
+@pytest.mark.parametrize(
+    "bad", ["../elsewhere/x.parquet", "/etc/passwd", "s3://bucket/x.parquet", "data/../../x"]
+)
 def test_shard_paths_must_stay_inside(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ManifestError, match="leaves the shard directory"):
         read_manifest(_write(tmp_path, _manifest(bad)))

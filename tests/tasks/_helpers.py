@@ -23,7 +23,9 @@ def write_jsonl(path: Path, rows: list[Any]) -> Path:
     return path
 
 
-def run_build(tmp_path: Path, *, task: str, sources: list[dict[str, Any]], **overrides: Any) -> BuildResult:
+def run_build(
+    tmp_path: Path, *, task: str, sources: list[dict[str, Any]], **overrides: Any
+) -> BuildResult:
     recipe: dict[str, Any] = {
         "name": "t",
         "output": "out",

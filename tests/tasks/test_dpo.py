@@ -29,7 +29,10 @@ SOURCES = [
 
 def _raw_rows() -> dict[str, list[dict[str, Any]]]:
     lf = json.loads(gzip.decompress((LF / "dpo_en_demo.json.gz").read_bytes()))
-    v1 = [json.loads(line) for line in gzip.decompress((LF / "v1_dpo_demo.jsonl.gz").read_bytes()).splitlines()]
+    v1 = [
+        json.loads(line)
+        for line in gzip.decompress((LF / "v1_dpo_demo.jsonl.gz").read_bytes()).splitlines()
+    ]
     return {"lf": lf, "v1": v1}
 
 
@@ -37,24 +40,35 @@ def _expected(tokenizer_for: Any, fmt: str, row: dict[str, Any]) -> list[Any]:
     renderer = get_renderer("qwen3", tokenizer_for("toy"))
     convs = pair_conversations(to_comparison(row, format=fmt))
     out = []
-    for res in render_supervised_batch(renderer, BatchEncoder(tokenizer_for("toy")), list(convs), TrainOnWhat.LAST_ASSISTANT_MESSAGE):
+    for res in render_supervised_batch(
+        renderer,
+        BatchEncoder(tokenizer_for("toy")),
+        list(convs),
+        TrainOnWhat.LAST_ASSISTANT_MESSAGE,
+    ):
         assert isinstance(res, RenderedExample)
         out.append(make_example(res.tokens, res.weights, max_length=None, reduction="none"))
     return out
 
 
 def test_golden_pairs_through_shard_boundaries(tmp_path: Path, tokenizer_for: Any) -> None:
-    result = run_build(tmp_path, task="dpo", sources=SOURCES, shards={"max_rows": 7}, work_unit_rows=128)
+    result = run_build(
+        tmp_path, task="dpo", sources=SOURCES, shards={"max_rows": 7}, work_unit_rows=128
+    )
     m = result.manifest
     assert m["schema"] == "dpo/1" and m["train_on"] == "last_assistant_message"
     assert len(m["splits"]["train"]["shards"]) > 10  # many boundaries
     rows = read_rows(result)
     raw = _raw_rows()
     assert len(rows) == len(raw["lf"]) + len(raw["v1"])
-    assert [(r["source"], r["source_row"]) for r in rows] == sorted((r["source"], r["source_row"]) for r in rows)
+    assert [(r["source"], r["source_row"]) for r in rows] == sorted(
+        (r["source"], r["source_row"]) for r in rows
+    )
     fmt = {"lf": "sharegpt_pair", "v1": "messages_pair"}
     for r in rows:
-        chosen, rejected = _expected(tokenizer_for, fmt[r["source"]], raw[r["source"]][r["source_row"]])
+        chosen, rejected = _expected(
+            tokenizer_for, fmt[r["source"]], raw[r["source"]][r["source_row"]]
+        )
         for side, ex in (("chosen", chosen), ("rejected", rejected)):
             assert r[f"{side}_input_ids"] == ex.input_ids.tolist()
             assert r[f"{side}_target_ids"] == ex.target_ids.tolist()
@@ -70,28 +84,69 @@ PROMPT = [{"role": "user", "content": "Hi?"}]
 @pytest.mark.parametrize(
     ("fmt", "row"),
     [
-        ("tinker_comparison", {"comparison": {"prompt_conversation": PROMPT, "completion_A": [{"role": "assistant", "content": "Good"}],
-                                              "completion_B": [{"role": "assistant", "content": "Bad"}]}, "label": "A"}),
-        ("sharegpt_pair", {"conversations": [{"from": "human", "value": "Hi?"}], "chosen": {"from": "gpt", "value": "Good"},
-                           "rejected": [{"from": "gpt", "value": "Bad"}]}),
-        ("messages_pair", {"chosen": [*PROMPT, {"role": "assistant", "content": "Good"}],
-                           "rejected": [*PROMPT, {"role": "assistant", "content": "Bad"}]}),
-        ("messages_pair", {"prompt": PROMPT, "chosen": [{"role": "assistant", "content": "Good"}],
-                           "rejected": [{"role": "assistant", "content": "Bad"}]}),
+        (
+            "tinker_comparison",
+            {
+                "comparison": {
+                    "prompt_conversation": PROMPT,
+                    "completion_A": [{"role": "assistant", "content": "Good"}],
+                    "completion_B": [{"role": "assistant", "content": "Bad"}],
+                },
+                "label": "A",
+            },
+        ),
+        (
+            "sharegpt_pair",
+            {
+                "conversations": [{"from": "human", "value": "Hi?"}],
+                "chosen": {"from": "gpt", "value": "Good"},
+                "rejected": [{"from": "gpt", "value": "Bad"}],
+            },
+        ),
+        (
+            "messages_pair",
+            {
+                "chosen": [*PROMPT, {"role": "assistant", "content": "Good"}],
+                "rejected": [*PROMPT, {"role": "assistant", "content": "Bad"}],
+            },
+        ),
+        (
+            "messages_pair",
+            {
+                "prompt": PROMPT,
+                "chosen": [{"role": "assistant", "content": "Good"}],
+                "rejected": [{"role": "assistant", "content": "Bad"}],
+            },
+        ),
         ("text_pair", {"prompt": "Hi?", "chosen": "Good", "rejected": "Bad"}),
-        ("hh_rlhf", {"chosen": "\n\nHuman: Hi?\n\nAssistant: Good", "rejected": "\n\nHuman: Hi?\n\nAssistant: Bad"}),
+        (
+            "hh_rlhf",
+            {
+                "chosen": "\n\nHuman: Hi?\n\nAssistant: Good",
+                "rejected": "\n\nHuman: Hi?\n\nAssistant: Bad",
+            },
+        ),
     ],
 )
 def test_every_layout_gives_the_same_comparison(fmt: str, row: dict[str, Any]) -> None:
     lc = to_comparison(row, format=fmt)
     assert lc.label == "A"
     assert lc.comparison.prompt_conversation == PROMPT
-    assert lc.chosen_rejected() == ([{"role": "assistant", "content": "Good"}], [{"role": "assistant", "content": "Bad"}])
+    assert lc.chosen_rejected() == (
+        [{"role": "assistant", "content": "Good"}],
+        [{"role": "assistant", "content": "Bad"}],
+    )
 
 
 def test_swap_and_tie_rules() -> None:
-    row = {"comparison": {"prompt_conversation": PROMPT, "completion_A": [{"role": "assistant", "content": "a"}],
-                          "completion_B": [{"role": "assistant", "content": "b"}]}, "label": "B"}
+    row = {
+        "comparison": {
+            "prompt_conversation": PROMPT,
+            "completion_A": [{"role": "assistant", "content": "a"}],
+            "completion_B": [{"role": "assistant", "content": "b"}],
+        },
+        "label": "B",
+    }
     lc = to_comparison(row, format="tinker_comparison")
     assert lc.chosen_rejected()[0][0]["content"] == "b"
     swapped = lc.swap()
@@ -103,9 +158,14 @@ def test_swap_and_tie_rules() -> None:
 
 def _tinker_rows(labels: list[str]) -> list[dict[str, Any]]:
     return [
-        {"comparison": {"prompt_conversation": [{"role": "user", "content": f"q{i}"}],
-                        "completion_A": [{"role": "assistant", "content": f"A{i}"}],
-                        "completion_B": [{"role": "assistant", "content": f"B{i}"}]}, "label": lab}
+        {
+            "comparison": {
+                "prompt_conversation": [{"role": "user", "content": f"q{i}"}],
+                "completion_A": [{"role": "assistant", "content": f"A{i}"}],
+                "completion_B": [{"role": "assistant", "content": f"B{i}"}],
+            },
+            "label": lab,
+        }
         for i, lab in enumerate(labels)
     ]
 
@@ -114,24 +174,48 @@ def test_tie_drop_is_counted_and_as_b_keeps_b(tmp_path: Path, tokenizer_for: Any
     write_jsonl(tmp_path / "cmp.jsonl", _tinker_rows(["A", "Tie", "B", "Tie"]))
     src = [{"name": "cmp", "path": "cmp.jsonl", "format": "tinker_comparison"}]
     dropped = run_build(tmp_path, task="dpo", sources=src)
-    assert dropped.manifest["splits"]["train"]["rows"] == 2 and dropped.manifest["stats"]["dropped"] == {"tie": 2}
+    assert dropped.manifest["splits"]["train"]["rows"] == 2 and dropped.manifest["stats"][
+        "dropped"
+    ] == {"tie": 2}
     kept = run_build(tmp_path, task="dpo", sources=src, tie="as_b")
     assert kept.manifest["fingerprint"] != dropped.manifest["fingerprint"]
     rows = read_rows(kept)
     assert len(rows) == 4
     decode = tokenizer_for("toy").tokenizer.decode
-    assert "B1" in decode(rows[1]["chosen_target_ids"]) and "A1" in decode(rows[1]["rejected_target_ids"])
-    assert "A0" in decode(rows[0]["chosen_target_ids"]) and "B2" in decode(rows[2]["chosen_target_ids"])
+    assert "B1" in decode(rows[1]["chosen_target_ids"]) and "A1" in decode(
+        rows[1]["rejected_target_ids"]
+    )
+    assert "A0" in decode(rows[0]["chosen_target_ids"]) and "B2" in decode(
+        rows[2]["chosen_target_ids"]
+    )
 
 
 @pytest.mark.parametrize(
     ("fmt", "row"),
     [
-        ("hh_rlhf", {"chosen": "Human: Hi?\n\nAssistant: a", "rejected": "Human: Hello?\n\nAssistant: b"}),
-        ("messages_pair", {"chosen": [*PROMPT, {"role": "assistant", "content": "a"}],
-                           "rejected": [{"role": "user", "content": "Other"}, {"role": "assistant", "content": "b"}]}),
+        (
+            "hh_rlhf",
+            {"chosen": "Human: Hi?\n\nAssistant: a", "rejected": "Human: Hello?\n\nAssistant: b"},
+        ),
+        (
+            "messages_pair",
+            {
+                "chosen": [*PROMPT, {"role": "assistant", "content": "a"}],
+                "rejected": [
+                    {"role": "user", "content": "Other"},
+                    {"role": "assistant", "content": "b"},
+                ],
+            },
+        ),
         ("text_pair", {"prompt": "Hi?", "chosen": "  ", "rejected": "b"}),
-        ("sharegpt_pair", {"conversations": [{"from": "human", "value": "Hi?"}], "chosen": [], "rejected": {"from": "gpt", "value": "b"}}),
+        (
+            "sharegpt_pair",
+            {
+                "conversations": [{"from": "human", "value": "Hi?"}],
+                "chosen": [],
+                "rejected": {"from": "gpt", "value": "b"},
+            },
+        ),
         ("tinker_comparison", {**_tinker_rows(["A"])[0], "label": "C"}),
     ],
 )
@@ -142,17 +226,26 @@ def test_bad_pairs_are_row_errors(fmt: str, row: dict[str, Any]) -> None:
 
 
 def test_bad_pairs_fail_or_are_counted(tmp_path: Path) -> None:
-    rows = [{"prompt": "Hi?", "chosen": "a", "rejected": "b"}, {"prompt": "Hi?", "chosen": "", "rejected": "b"}]
+    rows = [
+        {"prompt": "Hi?", "chosen": "a", "rejected": "b"},
+        {"prompt": "Hi?", "chosen": "", "rejected": "b"},
+    ]
     write_jsonl(tmp_path / "p.jsonl", rows)
     src = [{"name": "p", "path": "p.jsonl", "format": "text_pair"}]
     with pytest.raises(RowError, match="bad_pair"):
         run_build(tmp_path, task="dpo", sources=src)
     res = run_build(tmp_path, task="dpo", sources=src, on_error="skip")
-    assert res.manifest["splits"]["train"]["rows"] == 1 and res.manifest["stats"]["dropped"] == {"bad_pair": 1}
+    assert res.manifest["splits"]["train"]["rows"] == 1 and res.manifest["stats"]["dropped"] == {
+        "bad_pair": 1
+    }
 
 
 def test_errors_inside_a_side_name_the_side_field() -> None:
-    row = {"conversations": [{"from": "human", "value": "Hi?"}], "chosen": {"from": "gpt", "value": 3}, "rejected": {"from": "gpt", "value": "b"}}
+    row = {
+        "conversations": [{"from": "human", "value": "Hi?"}],
+        "chosen": {"from": "gpt", "value": 3},
+        "rejected": {"from": "gpt", "value": "b"},
+    }
     with pytest.raises(RowError) as info:
         to_comparison(row, format="sharegpt_pair")
     assert info.value.field == "chosen[0].value"
@@ -161,10 +254,22 @@ def test_errors_inside_a_side_name_the_side_field() -> None:
 def test_recipe_rules_for_dpo() -> None:
     base = {"name": "t", "output": "o", "tokenizer": TOY, "renderer": "qwen3", "task": "dpo"}
     with pytest.raises(RecipeError) as info:
-        parse_recipe({**base, "train_on": "all_assistant_messages", "weight_reduction": "mean", "block_size": 8,
-                      "sources": [{"path": "x.jsonl", "format": "messages"}]})
+        parse_recipe(
+            {
+                **base,
+                "train_on": "all_assistant_messages",
+                "weight_reduction": "mean",
+                "block_size": 8,
+                "sources": [{"path": "x.jsonl", "format": "messages"}],
+            }
+        )
     text = "\n".join(info.value.problems)
-    for key in ("train_on:", "weight_reduction:", "block_size: only for task pretrain", "sources[0].format:"):
+    for key in (
+        "train_on:",
+        "weight_reduction:",
+        "block_size: only for task pretrain",
+        "sources[0].format:",
+    ):
         assert key in text, text
 
 

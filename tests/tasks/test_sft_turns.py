@@ -52,7 +52,11 @@ RECORDS = _records()
 @functools.cache
 def _bound(name: str, tok: str, date: str) -> tuple[Any, BatchEncoder]:
     tokenizer = load_tokenizer(str(FIXTURES / "tokenizers" / tok))
-    options = {"current_date": date} if name.startswith("gpt_oss") and name != "gpt_oss_no_sysprompt" else {}
+    options = (
+        {"current_date": date}
+        if name.startswith("gpt_oss") and name != "gpt_oss_no_sysprompt"
+        else {}
+    )
     return get_renderer(name, tokenizer, options), BatchEncoder(tokenizer)
 
 
@@ -75,41 +79,79 @@ def test_recorded_build_supervised_examples(record: dict[str, Any]) -> None:
         assert len(got) == len(want["examples"]), mode
         for turn, ex in zip(got, want["examples"], strict=True):
             assert turn.example.tokens.tolist() == ex["tokens"], mode
-            np.testing.assert_array_equal(turn.example.weights, _expand(ex["weights"]), err_msg=mode)
+            np.testing.assert_array_equal(
+                turn.example.weights, _expand(ex["weights"]), err_msg=mode
+            )
             assert conv[turn.message_index]["role"] in ("assistant", "tool", "user"), mode
 
 
 # has_extension_property, from the reference doc's renderer table (tinker-cookbook 0.6.1, observed).
 EXTENSION_PROPERTY = {
-    "role_colon": True, "llama3": True,
-    "qwen3": False, "qwen3_disable_thinking": False, "qwen3_instruct": True,
-    "qwen3_vl": False, "qwen3_vl_instruct": False,
+    "role_colon": True,
+    "llama3": True,
+    "qwen3": False,
+    "qwen3_disable_thinking": False,
+    "qwen3_instruct": True,
+    "qwen3_vl": False,
+    "qwen3_vl_instruct": False,
     **dict.fromkeys(["qwen3_5", "qwen3_5_disable_thinking", "qwen3_5_preserve_thinking"], False),
     **dict.fromkeys(
-        ["qwen3_8_xhigh_reasoning", "qwen3_8_medium_reasoning", "qwen3_8_low_reasoning", "qwen3_8_disable_thinking"],
+        [
+            "qwen3_8_xhigh_reasoning",
+            "qwen3_8_medium_reasoning",
+            "qwen3_8_low_reasoning",
+            "qwen3_8_disable_thinking",
+        ],
         False,
     ),
-    "deepseekv3": True, "deepseekv3_disable_thinking": True, "deepseekv3_thinking": False,
-    "deepseekv4_1": False, "deepseekv4_1_low_reasoning": False, "deepseekv4_1_max_reasoning": False,
-    "deepseekv4_1_disable_thinking": True, "deepseekv4_1_preserve_thinking": True,
-    **dict.fromkeys(["glm5_3_max_reasoning", "glm5_3_low_reasoning", "glm5_3_high_reasoning"], True),
+    "deepseekv3": True,
+    "deepseekv3_disable_thinking": True,
+    "deepseekv3_thinking": False,
+    "deepseekv4_1": False,
+    "deepseekv4_1_low_reasoning": False,
+    "deepseekv4_1_max_reasoning": False,
+    "deepseekv4_1_disable_thinking": True,
+    "deepseekv4_1_preserve_thinking": True,
     **dict.fromkeys(
-        ["kimi_k2", "kimi_k25", "kimi_k25_disable_thinking", "kimi_k26", "kimi_k26_disable_thinking",
-         "kimi_k26_preserve_thinking"],
+        ["glm5_3_max_reasoning", "glm5_3_low_reasoning", "glm5_3_high_reasoning"], True
+    ),
+    **dict.fromkeys(
+        [
+            "kimi_k2",
+            "kimi_k25",
+            "kimi_k25_disable_thinking",
+            "kimi_k26",
+            "kimi_k26_disable_thinking",
+            "kimi_k26_preserve_thinking",
+        ],
         False,
     ),
     **dict.fromkeys(
-        ["nemotron3", "nemotron3_low_thinking", "nemotron3_disable_thinking", "nemotron3_ultra",
-         "nemotron3_ultra_disable_thinking", "nemotron3_ultra_medium_thinking"],
+        [
+            "nemotron3",
+            "nemotron3_low_thinking",
+            "nemotron3_disable_thinking",
+            "nemotron3_ultra",
+            "nemotron3_ultra_disable_thinking",
+            "nemotron3_ultra_medium_thinking",
+        ],
         False,
     ),
-    "nemotron3_preserve_thinking": True, "nemotron3_ultra_preserve_thinking": True,
+    "nemotron3_preserve_thinking": True,
+    "nemotron3_ultra_preserve_thinking": True,
     **dict.fromkeys(
-        ["gpt_oss_no_sysprompt", "gpt_oss_low_reasoning", "gpt_oss_medium_reasoning", "gpt_oss_high_reasoning"],
+        [
+            "gpt_oss_no_sysprompt",
+            "gpt_oss_low_reasoning",
+            "gpt_oss_medium_reasoning",
+            "gpt_oss_high_reasoning",
+        ],
         False,
     ),
     # Not tinker renderers: no reasoning is dropped from history (hf_template: per row, see there).
-    "mistral": True, "mistral_tekken": True, "hf_template": True,
+    "mistral": True,
+    "mistral_tekken": True,
+    "hf_template": True,
 }
 
 
@@ -141,19 +183,28 @@ def _multi_turn(i: int) -> dict[str, Any]:
 def test_per_turn_build_rows_counts_and_views(tmp_path: Path) -> None:
     data = [_multi_turn(i) for i in range(12)] + [{"messages": [{"role": "user", "content": "x"}]}]
     write_jsonl(tmp_path / "d.jsonl", data)
-    res = run_build(tmp_path, task="sft", examples="per_turn", sources=[{"name": "d", "path": "d.jsonl"}],
-                    conformance_rows=0)
+    res = run_build(
+        tmp_path,
+        task="sft",
+        examples="per_turn",
+        sources=[{"name": "d", "path": "d.jsonl"}],
+        conformance_rows=0,
+    )
     m = res.manifest
     assert m["schema"] == "sft_turns/1"
     rows = read_rows(res)
     assert len(rows) == 24
-    assert sorted((r["source_row"], r["message_index"]) for r in rows) == [(i, k) for i in range(12) for k in (2, 4)]
+    assert sorted((r["source_row"], r["message_index"]) for r in rows) == [
+        (i, k) for i in range(12) for k in (2, 4)
+    ]
     # Each row is tinker's example for messages[:i+1], trained on its last message only.
     renderer = get_renderer("qwen3", load_tokenizer(TOY))
     encoder = BatchEncoder(renderer.tokenizer)
     for r in rows:
         conv = to_conversation(data[r["source_row"]], format="messages")[: r["message_index"] + 1]
-        [want] = render_supervised_batch(renderer, encoder, [conv], TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+        [want] = render_supervised_batch(
+            renderer, encoder, [conv], TrainOnWhat.LAST_ASSISTANT_MESSAGE
+        )
         assert not isinstance(want, RowError)
         assert [*r["input_ids"], r["target_ids"][-1]] == want.tokens.tolist()
         assert r["weights"] == want.weights[1:].tolist()
@@ -174,7 +225,9 @@ def test_per_turn_reader_hands_out_the_message_index(tmp_path: Path) -> None:
     from shardprep.torch import ShardDataset
 
     write_jsonl(tmp_path / "d.jsonl", [_multi_turn(i) for i in range(3)])
-    res = run_build(tmp_path, task="sft", examples="per_turn", sources=[{"name": "d", "path": "d.jsonl"}])
+    res = run_build(
+        tmp_path, task="sft", examples="per_turn", sources=[{"name": "d", "path": "d.jsonl"}]
+    )
     ds = ShardDataset(res.output, cache_dir=str(tmp_path / "cache"))
     assert ds.schema == "sft_turns/1" and len(ds) == 6
     assert sorted(int(ds[i]["message_index"]) for i in range(6)) == [2, 2, 2, 4, 4, 4]
@@ -182,8 +235,13 @@ def test_per_turn_reader_hands_out_the_message_index(tmp_path: Path) -> None:
 
 def test_default_keeps_fingerprint_and_schema(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "d.jsonl", [_multi_turn(1)])
-    base = {"name": "t", "output": "out", "tokenizer": TOY, "renderer": "qwen3",
-            "sources": [{"name": "d", "path": str(tmp_path / "d.jsonl")}]}
+    base = {
+        "name": "t",
+        "output": "out",
+        "tokenizer": TOY,
+        "renderer": "qwen3",
+        "sources": [{"name": "d", "path": str(tmp_path / "d.jsonl")}],
+    }
     plain = plan_build(parse_recipe(base), tmp_path)
     default = plan_build(parse_recipe({**base, "examples": "per_conversation"}), tmp_path)
     turns = plan_build(parse_recipe({**base, "examples": "per_turn"}), tmp_path)
@@ -192,7 +250,13 @@ def test_default_keeps_fingerprint_and_schema(tmp_path: Path) -> None:
 
 
 def test_unsplittable_mode_is_a_recipe_error() -> None:
-    base = {"name": "t", "output": "out", "tokenizer": TOY, "sources": [{"path": "x.jsonl"}], "examples": "per_turn"}
+    base = {
+        "name": "t",
+        "output": "out",
+        "tokenizer": TOY,
+        "sources": [{"path": "x.jsonl"}],
+        "examples": "per_turn",
+    }
     with pytest.raises(RecipeError, match="train_on 'all_messages' cannot be split"):
         parse_recipe({**base, "renderer": "qwen3", "train_on": "all_messages"})
     # Kimi splits any mode at user messages (tinker's override), so the recipe stands.
@@ -208,9 +272,18 @@ def test_per_turn_kimi_splits_at_user_messages() -> None:
 
 
 def test_per_conversation_warns_and_names_per_turn(tmp_path: Path) -> None:
-    write_jsonl(tmp_path / "d.jsonl", [_multi_turn(i) for i in range(4)] + [{"messages": _multi_turn(0)["messages"][:3]}])
-    recipe = {"name": "t", "output": "out", "tokenizer": TOY, "renderer": "qwen3", "conformance_rows": 0,
-              "sources": [{"name": "d", "path": "d.jsonl"}]}
+    write_jsonl(
+        tmp_path / "d.jsonl",
+        [_multi_turn(i) for i in range(4)] + [{"messages": _multi_turn(0)["messages"][:3]}],
+    )
+    recipe = {
+        "name": "t",
+        "output": "out",
+        "tokenizer": TOY,
+        "renderer": "qwen3",
+        "conformance_rows": 0,
+        "sources": [{"name": "d", "path": "d.jsonl"}],
+    }
     (tmp_path / "r.yaml").write_text(json.dumps(recipe))
     runner = CliRunner()
     out = runner.invoke(app, ["build", str(tmp_path / "r.yaml"), "--json"])
@@ -218,14 +291,20 @@ def test_per_conversation_warns_and_names_per_turn(tmp_path: Path) -> None:
     data = json.loads(out.output)
     assert data["task_counters"]["history_trained_rows"] == 4  # the single-turn row is fine
     [w] = data["warnings"]
-    assert w["code"] == "history_turns_trained" and w["count"] == 4 and "examples: per_turn" in w["message"]
+    assert (
+        w["code"] == "history_turns_trained"
+        and w["count"] == 4
+        and "examples: per_turn" in w["message"]
+    )
     plain = runner.invoke(app, ["build", str(tmp_path / "r.yaml"), "--force", "-q"])
     assert plain.exit_code == 0
     assert "warning: 4 rows train earlier assistant messages" in plain.output
     assert "set `examples: per_turn`" in plain.output
     # qwen3 keeps every turn's text in one sequence of a last_assistant_message build: no warning.
     r, base = load_recipe(tmp_path / "r.yaml")
-    preview = preview_recipe(r.model_copy(update={"train_on": TrainOnWhat.LAST_ASSISTANT_MESSAGE}), base, n=5)
+    preview = preview_recipe(
+        r.model_copy(update={"train_on": TrainOnWhat.LAST_ASSISTANT_MESSAGE}), base, n=5
+    )
     assert not [w for w in preview["warnings"] if w["code"] == "history_turns_trained"]
     preview = preview_recipe(r, base, n=5)
     assert [w["count"] for w in preview["warnings"] if w["code"] == "history_turns_trained"] == [4]
@@ -233,8 +312,14 @@ def test_per_conversation_warns_and_names_per_turn(tmp_path: Path) -> None:
 
 def test_per_turn_cli_summary_and_preview(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "d.jsonl", [_multi_turn(i) for i in range(3)])
-    recipe = {"name": "t", "output": "out", "tokenizer": TOY, "renderer": "qwen3", "examples": "per_turn",
-              "sources": [{"name": "d", "path": "d.jsonl"}]}
+    recipe = {
+        "name": "t",
+        "output": "out",
+        "tokenizer": TOY,
+        "renderer": "qwen3",
+        "examples": "per_turn",
+        "sources": [{"name": "d", "path": "d.jsonl"}],
+    }
     (tmp_path / "r.yaml").write_text(json.dumps(recipe))
     runner = CliRunner()
     plain = runner.invoke(app, ["build", str(tmp_path / "r.yaml"), "-q"])
@@ -259,7 +344,9 @@ def test_hf_template_per_turn_rescues_rows_the_template_rewrites(tmp_path: Path)
     conv = to_conversation(_multi_turn(2), format="messages")
     [whole] = render_supervised_batch(renderer, encoder, [conv], TrainOnWhat.ALL_ASSISTANT_MESSAGES)
     assert isinstance(whole, RowError) and "not prefix-consistent" in str(whole)
-    [turns] = render_supervised_examples(renderer, encoder, [conv], TrainOnWhat.ALL_ASSISTANT_MESSAGES)
+    [turns] = render_supervised_examples(
+        renderer, encoder, [conv], TrainOnWhat.ALL_ASSISTANT_MESSAGES
+    )
     assert not isinstance(turns, RowError) and [t.message_index for t in turns] == [2, 4]
     template = ChatTemplate.from_config(tok.config, "default")
     for t in turns:
@@ -268,13 +355,21 @@ def test_hf_template_per_turn_rescues_rows_the_template_rewrites(tmp_path: Path)
         prompt = template.render(template_messages(head), add_generation_prompt=True)
         ids = t.example.tokens.tolist()
         assert tok.tokenizer.decode(ids, skip_special_tokens=False) == full
-        n_prompt = len(encoder.encode_chunks([renderer.plan_cut(conv, _cut(t.message_index))].pop().chunks)[0])
+        n_prompt = len(
+            encoder.encode_chunks([renderer.plan_cut(conv, _cut(t.message_index))].pop().chunks)[0]
+        )
         assert tok.tokenizer.decode(ids[:n_prompt], skip_special_tokens=False) == prompt
         assert not t.example.weights[:n_prompt].any() and t.example.weights[n_prompt:].all()
     # The build: every turn of every row, none refused.
     write_jsonl(tmp_path / "d.jsonl", [_multi_turn(i) for i in range(3)])
-    res = run_build(tmp_path, task="sft", tokenizer=QWEN3, renderer="hf_template", examples="per_turn",
-                    sources=[{"name": "d", "path": "d.jsonl"}])
+    res = run_build(
+        tmp_path,
+        task="sft",
+        tokenizer=QWEN3,
+        renderer="hf_template",
+        examples="per_turn",
+        sources=[{"name": "d", "path": "d.jsonl"}],
+    )
     assert res.manifest["splits"]["train"]["rows"] == 6 and not res.manifest["stats"]["dropped"]
 
 

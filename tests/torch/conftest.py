@@ -35,7 +35,14 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(tmp_path_factory.mktemp("reader-cache"))
 
 
-def write_build(folder: Path, schema: str, tables: list[pa.Table], *, split: str = "train", row_group_rows: int = 1024) -> Path:
+def write_build(
+    folder: Path,
+    schema: str,
+    tables: list[pa.Table],
+    *,
+    split: str = "train",
+    row_group_rows: int = 1024,
+) -> Path:
     """A minimal finished build: the given tables as shards plus a manifest (the writer of these
     schemas comes later; this is the layout it will produce)."""
     data = folder / "data-test"
@@ -45,14 +52,30 @@ def write_build(folder: Path, schema: str, tables: list[pa.Table], *, split: str
         rel = f"data-test/{split}-{i:05d}.parquet"
         pq.write_table(table, folder / rel, compression="zstd", row_group_size=row_group_rows)
         digest = hashlib.sha256((folder / rel).read_bytes()).hexdigest()
-        shards.append({"path": rel, "rows": table.num_rows, "tokens": 0, "trained_tokens": 0, "bytes": 0, "sha256": digest})
+        shards.append(
+            {
+                "path": rel,
+                "rows": table.num_rows,
+                "tokens": 0,
+                "trained_tokens": 0,
+                "bytes": 0,
+                "sha256": digest,
+            }
+        )
     manifest: dict[str, Any] = {
         "format": "shardprep",
         "format_version": 1,
         "schema": schema,
         "fingerprint": "test",
         "tokenizer": {"pad_id": 0, "eos_id": 1},
-        "splits": {split: {"rows": sum(s["rows"] for s in shards), "tokens": 0, "trained_tokens": 0, "shards": shards}},
+        "splits": {
+            split: {
+                "rows": sum(s["rows"] for s in shards),
+                "tokens": 0,
+                "trained_tokens": 0,
+                "shards": shards,
+            }
+        },
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder

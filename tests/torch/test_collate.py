@@ -72,8 +72,12 @@ def _pretrain_table() -> pa.Table:
     )
 
 
-def test_pretrain_positions_restart_per_document(tmp_path: Path, make_build: Callable[..., Path], cache_dir: str) -> None:
-    ds = ShardDataset(str(make_build(tmp_path / "pt", "pretrain/1", [_pretrain_table()])), cache_dir=cache_dir)
+def test_pretrain_positions_restart_per_document(
+    tmp_path: Path, make_build: Callable[..., Path], cache_dir: str
+) -> None:
+    ds = ShardDataset(
+        str(make_build(tmp_path / "pt", "pretrain/1", [_pretrain_table()])), cache_dir=cache_dir
+    )
     assert ds.schema == "pretrain/1" and ds[0]["doc_offsets"].tolist() == [0, 5, 9]
     packed = PackCollate(0)([ds[0], ds[1]])
     assert packed["cu_seqlens"].tolist() == [0, 5, 9, 12, 16, 24]
@@ -112,9 +116,13 @@ def _dpo_table(n: int) -> pa.Table:
     )
 
 
-def test_preference_pairs_stay_together(tmp_path: Path, make_build: Callable[..., Path], cache_dir: str) -> None:
+def test_preference_pairs_stay_together(
+    tmp_path: Path, make_build: Callable[..., Path], cache_dir: str
+) -> None:
     table = _dpo_table(40)
-    build = make_build(tmp_path / "dpo", "dpo/1", [table.slice(0, 25), table.slice(25)], row_group_rows=8)
+    build = make_build(
+        tmp_path / "dpo", "dpo/1", [table.slice(0, 25), table.slice(25)], row_group_rows=8
+    )
     ds = ShardDataset(str(build), cache_dir=cache_dir)
     assert ds.schema == "dpo/1" and len(ds) == 40
     want = table.to_pylist()
@@ -122,7 +130,9 @@ def test_preference_pairs_stay_together(tmp_path: Path, make_build: Callable[...
         row = ds[i]
         for key, value in want[i].items():
             got = row[key]
-            assert (got.tolist() if isinstance(got, np.ndarray) else got) == pytest.approx(value), key
+            assert (got.tolist() if isinstance(got, np.ndarray) else got) == pytest.approx(value), (
+                key
+            )
     assert ds.lengths.tolist() == [r["chosen_length"] + r["rejected_length"] for r in want]
 
     picks = [7, 30, 2]

@@ -63,7 +63,9 @@ def test_pickle_is_small_and_reopens_lazily(demo_shards: Path, cache_dir: str) -
     assert len(blob) < 4096
     copy = pickle.loads(blob)
     assert copy._flat == {}
-    assert_row_equal(copy[5], {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in ds[5].items()})
+    assert_row_equal(
+        copy[5], {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in ds[5].items()}
+    )
 
 
 def test_verify_hashes_and_validation(demo_shards: Path, tmp_path: Path, cache_dir: str) -> None:
@@ -122,7 +124,9 @@ def test_reads_through_fsspec_url_into_local_cache(demo_shards: Path, tmp_path: 
         for i, row in enumerate(want):
             assert_row_equal(ds[i], row)
         assert ds.lengths.tolist() == [r["length"] for r in want]
-        assert not [p for p in Path(cache).iterdir() if p.name.startswith(".")]  # no leftover downloads
+        assert not [
+            p for p in Path(cache).iterdir() if p.name.startswith(".")
+        ]  # no leftover downloads
     finally:
         fs.rm("/reader-demo", recursive=True)
 
@@ -138,11 +142,17 @@ def test_rl_prompt_rows_read_back_with_typed_passthrough(tmp_path: Path) -> None
     m = build(recipe, base).manifest
     ds = ShardDataset(str(tmp_path / "rl"), cache_dir=str(tmp_path / "cache"))
     assert ds.schema == "rl_prompts/1" and len(ds) == m["splits"]["train"]["rows"]
-    written = [r for s in m["splits"]["train"]["shards"] for r in pq.read_table(tmp_path / "rl" / s["path"]).to_pylist()]
+    written = [
+        r
+        for s in m["splits"]["train"]["shards"]
+        for r in pq.read_table(tmp_path / "rl" / s["path"]).to_pylist()
+    ]
     for i in (0, len(ds) // 2, len(ds) - 1):
         row = ds[i]
         assert row["prompt_ids"].tolist() == written[i]["prompt_ids"]
         assert (row["answer"], row["instruction"], row["source_row"]) == (
-            written[i]["answer"], written[i]["instruction"], written[i]["source_row"],
+            written[i]["answer"],
+            written[i]["instruction"],
+            written[i]["source_row"],
         )
     assert ds.lengths.tolist() == [r["length"] for r in written]

@@ -25,7 +25,9 @@ def test_rows_match_the_shifted_shard_columns(demo_shards: Path, cache_dir: str)
         row, ex = ds[i], hf[i]
         assert set(ex) == {"input_ids", "labels"}
         assert len(ex["input_ids"]) == len(ex["labels"]) == len(row["input_ids"]) + 1
-        assert (ex["input_ids"][:-1] == row["input_ids"]).all() and (ex["input_ids"][1:] == row["target_ids"]).all()
+        assert (ex["input_ids"][:-1] == row["input_ids"]).all() and (
+            ex["input_ids"][1:] == row["target_ids"]
+        ).all()
         trained = row["weights"] > 0
         assert ex["labels"][0] == IGNORE_INDEX  # nothing predicts the first token
         assert (ex["labels"][1:][trained] == row["target_ids"][trained]).all()
@@ -55,15 +57,23 @@ def test_collate_pads_with_ignored_labels() -> None:
     assert b["input_ids"].tolist() == [[1, 2, 3, 9], [4, 5, 9, 9]]
     assert b["labels"].tolist() == [[-100, 2, 3, -100], [-100, -100, -100, -100]]
     assert b["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 0, 0]]
-    assert HFCollate(pad_id=9)([hf_example(r) for r in rows])["input_ids"].tolist() == [[1, 2, 3], [4, 5, 9]]
+    assert HFCollate(pad_id=9)([hf_example(r) for r in rows])["input_ids"].tolist() == [
+        [1, 2, 3],
+        [4, 5, 9],
+    ]
 
 
 def _tiny_llama(vocab: int) -> Any:
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
-        vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
     )
     return transformers.LlamaForCausalLM(config).eval()
 
@@ -84,7 +94,9 @@ def test_hf_model_loss_equals_the_weighted_shard_loss() -> None:
         hf_loss = model(**hf).loss
         pad = PadCollate(0)(rows)
         logits = model(input_ids=pad["input_ids"], attention_mask=pad["attention_mask"]).logits
-        per = F.cross_entropy(logits.flatten(0, 1), pad["target_ids"].clamp(min=0).flatten(), reduction="none")
+        per = F.cross_entropy(
+            logits.flatten(0, 1), pad["target_ids"].clamp(min=0).flatten(), reduction="none"
+        )
         ours = (per * pad["weights"].flatten()).sum() / pad["weights"].sum()
     assert torch.allclose(hf_loss, ours, atol=1e-5), (hf_loss, ours)
 
@@ -92,7 +104,9 @@ def test_hf_model_loss_equals_the_weighted_shard_loss() -> None:
 def test_trainer_example_trains(demo_shards: Path) -> None:
     pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
-    spec = importlib.util.spec_from_file_location("train_hf_trainer", ROOT / "examples" / "train_hf_trainer.py")
+    spec = importlib.util.spec_from_file_location(
+        "train_hf_trainer", ROOT / "examples" / "train_hf_trainer.py"
+    )
     assert spec is not None and spec.loader is not None
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)

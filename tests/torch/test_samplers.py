@@ -38,7 +38,10 @@ def test_epochs_are_distinct_deterministic_permutations() -> None:
 @pytest.mark.parametrize("world", [1, 3, 4])
 def test_ranks_are_disjoint_and_cover(world: int) -> None:
     n = 103
-    per_rank = [list(EpochSampler(n, seed=1, rank=r, world_size=world, drop_last=True)) for r in range(world)]
+    per_rank = [
+        list(EpochSampler(n, seed=1, rank=r, world_size=world, drop_last=True))
+        for r in range(world)
+    ]
     seen = [i for part in per_rank for i in part]
     assert len(seen) == len(set(seen)) == (n // world) * world
     padded = [list(EpochSampler(n, seed=1, rank=r, world_size=world)) for r in range(world)]
@@ -67,25 +70,38 @@ def test_token_budget_batches(ds: ShardDataset) -> None:
     packed = TokenBudgetBatchSampler(lengths, budget, padded=False, seed=0)
     assert all(lengths[b].sum() <= budget or len(b) == 1 for b in packed)
 
-    ranks = [list(TokenBudgetBatchSampler(lengths, budget, seed=0, rank=r, world_size=2, drop_last=True)) for r in range(2)]
+    ranks = [
+        list(TokenBudgetBatchSampler(lengths, budget, seed=0, rank=r, world_size=2, drop_last=True))
+        for r in range(2)
+    ]
     assert len(ranks[0]) == len(ranks[1])
     assert not {i for b in ranks[0] for i in b} & {i for b in ranks[1] for i in b}
 
 
 def _tokens(batch: dict[str, torch.Tensor]) -> list[list[int]]:
-    return [row[: int(n)].tolist() for row, n in zip(batch["input_ids"], batch["lengths"], strict=True)]
+    return [
+        row[: int(n)].tolist() for row, n in zip(batch["input_ids"], batch["lengths"], strict=True)
+    ]
 
 
 @pytest.mark.parametrize(("workers_before", "workers_after"), [(0, 0), (2, 0), (0, 2)])
 @pytest.mark.parametrize("kind", ["samples", "budget"])
-def test_resume_continues_with_the_next_batch(ds: ShardDataset, kind: str, workers_before: int, workers_after: int) -> None:
+def test_resume_continues_with_the_next_batch(
+    ds: ShardDataset, kind: str, workers_before: int, workers_after: int
+) -> None:
     collate = PadCollate(ds.pad_id)
 
     def loader(workers: int) -> ResumableLoader:
         if kind == "budget":
             bs = TokenBudgetBatchSampler(ds.lengths, 6000, seed=7)
             return ResumableLoader(ds, batch_sampler=bs, collate_fn=collate, num_workers=workers)
-        return ResumableLoader(ds, sampler=EpochSampler(ds, seed=7), batch_size=16, collate_fn=collate, num_workers=workers)
+        return ResumableLoader(
+            ds,
+            sampler=EpochSampler(ds, seed=7),
+            batch_size=16,
+            collate_fn=collate,
+            num_workers=workers,
+        )
 
     reference = loader(0)
     reference.set_epoch(2)
@@ -112,7 +128,13 @@ def test_resume_continues_with_the_next_batch(ds: ShardDataset, kind: str, worke
 
 
 def test_dataloader_workers_read_every_row_once(ds: ShardDataset, demo_shards: Path) -> None:
-    loader = ResumableLoader(ds, sampler=EpochSampler(ds, seed=0), batch_size=32, collate_fn=PadCollate(ds.pad_id), num_workers=2)
+    loader = ResumableLoader(
+        ds,
+        sampler=EpochSampler(ds, seed=0),
+        batch_size=32,
+        collate_fn=PadCollate(ds.pad_id),
+        num_workers=2,
+    )
     seen: dict[int, list[int]] = {}
     for batch in loader:
         for i, toks in zip(batch["index"].tolist(), _tokens(batch), strict=True):
@@ -120,7 +142,9 @@ def test_dataloader_workers_read_every_row_once(ds: ShardDataset, demo_shards: P
             seen[i] = toks
     assert sorted(seen) == list(range(len(ds)))
     written = [
-        r for p in sorted((demo_shards).glob("data-*/train-*.parquet")) for r in pq.read_table(p, columns=["input_ids"]).column(0).to_pylist()
+        r
+        for p in sorted((demo_shards).glob("data-*/train-*.parquet"))
+        for r in pq.read_table(p, columns=["input_ids"]).column(0).to_pylist()
     ]
     assert all(seen[i] == written[i] for i in range(len(ds)))
 
@@ -128,6 +152,8 @@ def test_dataloader_workers_read_every_row_once(ds: ShardDataset, demo_shards: P
 def test_workers_build_the_cache_themselves(demo_shards: Path, tmp_path: Path) -> None:
     # No prepare(): two workers race to decode the same shards; the atomic rename settles it.
     fresh = ShardDataset(str(demo_shards), cache_dir=str(tmp_path / "c"))
-    loader = torch.utils.data.DataLoader(fresh, batch_size=8, collate_fn=PadCollate(0), num_workers=2)
+    loader = torch.utils.data.DataLoader(
+        fresh, batch_size=8, collate_fn=PadCollate(0), num_workers=2
+    )
     total = sum(int(b["lengths"].sum()) for b in loader)
     assert total == int(np.sum(fresh.lengths))

@@ -36,7 +36,10 @@ CONFORMANCE = {
     "template": "Qwen/Qwen3-8B chat_template",
     "checked": 10,
     "identical": 9,
-    "first_difference": {"index": 3, "diff": "--- chat_template\n+++ shardprep\n@@ -1 +1 @@\n-<|im_start|>assistant\n+<|im_start|>assistant <think>"},
+    "first_difference": {
+        "index": 3,
+        "diff": "--- chat_template\n+++ shardprep\n@@ -1 +1 @@\n-<|im_start|>assistant\n+<|im_start|>assistant <think>",
+    },
 }
 
 
@@ -45,14 +48,24 @@ def tok() -> LoadedTokenizer:
     return load_tokenizer(str(QWEN3))
 
 
-def _conversation(tok: LoadedTokenizer, answer: str, trained_share: float, *, train_end: bool = False) -> tuple[list[int], list[float]]:
+def _conversation(
+    tok: LoadedTokenizer, answer: str, trained_share: float, *, train_end: bool = False
+) -> tuple[list[int], list[float]]:
     """A two-turn ChatML row whose answer is trained in its first `trained_share`; the <|im_end|>s only if train_end."""
     enc = tok.tokenizer.encode
-    prompt = [IM_START, *enc("user\nplease answer", add_special_tokens=False).ids, IM_END, IM_START, *enc("assistant\n", add_special_tokens=False).ids]
+    prompt = [
+        IM_START,
+        *enc("user\nplease answer", add_special_tokens=False).ids,
+        IM_END,
+        IM_START,
+        *enc("assistant\n", add_special_tokens=False).ids,
+    ]
     body = enc(answer, add_special_tokens=False).ids
     k = round(len(body) * trained_share)
     tokens = [*prompt, *body, IM_END]
-    weights = [0.0] * len(prompt) + [1.0] * k + [0.0] * (len(body) - k) + [1.0 if train_end else 0.0]
+    weights = (
+        [0.0] * len(prompt) + [1.0] * k + [0.0] * (len(body) - k) + [1.0 if train_end else 0.0]
+    )
     return tokens, weights
 
 
@@ -66,19 +79,55 @@ def write_crafted_build(root: Path, tok: LoadedTokenizer, *, tokenizer_path: str
         "good_c": _conversation(tok, "a third fine answer, also long enough", 0.9),
         "empty": _conversation(tok, "nothing of this is trained", 0.0),
         "low": _conversation(tok, long, 0.01),
-        "high": ([IM_START, *tok.tokenizer.encode(long, add_special_tokens=False).ids, IM_END], None),
+        "high": (
+            [IM_START, *tok.tokenizer.encode(long, add_special_tokens=False).ids, IM_END],
+            None,
+        ),
         "outlier": _conversation(tok, long, 0.08),
     }
     table_rows = []
     sources = []
     for name, (tokens, weights) in rows.items():
-        w = weights if weights is not None else [1.0] * (len(tokens) - 1) + [0.0]  # all but the end token
+        w = (
+            weights if weights is not None else [1.0] * (len(tokens) - 1) + [0.0]
+        )  # all but the end token
         table_rows.append(
-            {"input_ids": tokens[:-1], "target_ids": tokens[1:], "weights": w[1:], "length": len(tokens) - 1, "source": name, "source_row": 0}
+            {
+                "input_ids": tokens[:-1],
+                "target_ids": tokens[1:],
+                "weights": w[1:],
+                "length": len(tokens) - 1,
+                "source": name,
+                "source_row": 0,
+            }
         )
         n, trained = len(tokens) - 1, sum(1 for x in w[1:] if x > 0)
-        sources.append({"name": name, "path": f"{name}.jsonl", "format": "messages", "files": [], "rows_read": 1, "examples": 1, "tokens": n, "trained_tokens": trained, "dropped": 0})
-    sources.append({"name": "gone", "path": "gone.jsonl", "format": "messages", "files": [], "rows_read": 4, "examples": 0, "tokens": 0, "trained_tokens": 0, "dropped": 4})
+        sources.append(
+            {
+                "name": name,
+                "path": f"{name}.jsonl",
+                "format": "messages",
+                "files": [],
+                "rows_read": 1,
+                "examples": 1,
+                "tokens": n,
+                "trained_tokens": trained,
+                "dropped": 0,
+            }
+        )
+    sources.append(
+        {
+            "name": "gone",
+            "path": "gone.jsonl",
+            "format": "messages",
+            "files": [],
+            "rows_read": 4,
+            "examples": 0,
+            "tokens": 0,
+            "trained_tokens": 0,
+            "dropped": 4,
+        }
+    )
     schema = pa.schema(
         [
             ("input_ids", pa.list_(pa.int32())),
@@ -94,7 +143,14 @@ def write_crafted_build(root: Path, tok: LoadedTokenizer, *, tokenizer_path: str
     pq.write_table(pa.Table.from_pylist(table_rows, schema=schema), root / rel, row_group_size=3)
     n_tokens = sum(r["length"] for r in table_rows)
     n_trained = sum(sum(1 for x in r["weights"] if x > 0) for r in table_rows)
-    shard = {"path": rel, "rows": len(table_rows), "tokens": n_tokens, "trained_tokens": n_trained, "bytes": (root / rel).stat().st_size, "sha256": hashlib.sha256((root / rel).read_bytes()).hexdigest()}
+    shard = {
+        "path": rel,
+        "rows": len(table_rows),
+        "tokens": n_tokens,
+        "trained_tokens": n_trained,
+        "bytes": (root / rel).stat().st_size,
+        "sha256": hashlib.sha256((root / rel).read_bytes()).hexdigest(),
+    }
     manifest = {
         "format": "shardprep",
         "format_version": FORMAT_VERSION,
@@ -106,7 +162,14 @@ def write_crafted_build(root: Path, tok: LoadedTokenizer, *, tokenizer_path: str
         "renderer": {"name": "qwen3", "options": {}},
         "train_on": "all_assistant_messages",
         "sources": sources,
-        "splits": {"train": {"rows": len(table_rows), "tokens": n_tokens, "trained_tokens": n_trained, "shards": [shard]}},
+        "splits": {
+            "train": {
+                "rows": len(table_rows),
+                "tokens": n_tokens,
+                "trained_tokens": n_trained,
+                "shards": [shard],
+            }
+        },
         "stats": {
             "rows_read": 11,
             "examples": len(table_rows),
@@ -133,14 +196,24 @@ def test_every_warning_fires_on_crafted_build(crafted: Path) -> None:
     codes = [w["code"] for w in report["warnings"]]
     assert set(codes) == ALL_CODES
     by_source = {w.get("source"): w["code"] for w in report["warnings"] if w.get("source")}
-    assert by_source == {"empty": "trained_ratio_low", "low": "trained_ratio_low", "high": "trained_ratio_high", "outlier": "trained_ratio_outlier", "gone": "source_no_examples"}
+    assert by_source == {
+        "empty": "trained_ratio_low",
+        "low": "trained_ratio_low",
+        "high": "trained_ratio_high",
+        "outlier": "trained_ratio_outlier",
+        "gone": "source_no_examples",
+    }
     h = report["health"]
     assert h["untrained_rows"] == 1 and h["untrained_by_source"] == {"empty": 1}
-    assert h["end_of_turn"] == [{"token": "<|im_end|>", "id": IM_END, "in_targets": 7 * 2 - 1, "trained": 0}]
+    assert h["end_of_turn"] == [
+        {"token": "<|im_end|>", "id": IM_END, "in_targets": 7 * 2 - 1, "trained": 0}
+    ]
 
 
 def test_crafted_build_in_the_terminal(crafted: Path) -> None:
-    res = CliRunner().invoke(app, ["show", str(crafted), "--row", "3"], env={"COLUMNS": "120", "NO_COLOR": "1"})
+    res = CliRunner().invoke(
+        app, ["show", str(crafted), "--row", "3"], env={"COLUMNS": "120", "NO_COLOR": "1"}
+    )
     assert res.exit_code == 0, res.output
     for code in ALL_CODES:
         assert f"[{code}]" in res.output
@@ -169,8 +242,14 @@ def test_health_counts_are_exact() -> None:
     assert h.rows_checked == 3 and h.untrained_rows == 1 and dict(h.untrained_by_source) == {"c": 1}
     assert h.eot_in_targets[9] == 3 and h.eot_trained[9] == 1
     # Healthy numbers: no warning at all.
-    src = [{"name": n, "rows_read": 5, "examples": 5, "tokens": 100, "trained_tokens": t} for n, t in (("a", 60), ("b", 70), ("c", 80))]
-    assert health_warnings(h.to_json() | {"untrained_rows": 0}, src, {}, "all_assistant_messages") == []
+    src = [
+        {"name": n, "rows_read": 5, "examples": 5, "tokens": 100, "trained_tokens": t}
+        for n, t in (("a", 60), ("b", 70), ("c", 80))
+    ]
+    assert (
+        health_warnings(h.to_json() | {"untrained_rows": 0}, src, {}, "all_assistant_messages")
+        == []
+    )
 
 
 def test_pieces_keep_multibyte_text_and_exact_trained_counts(tok: LoadedTokenizer) -> None:
@@ -186,4 +265,6 @@ def test_pieces_keep_multibyte_text_and_exact_trained_counts(tok: LoadedTokenize
     spans = spans_of(pieces)
     assert "".join(s.text for s in spans) == whole
     assert sum(s.n_trained for s in spans) == sum(trained)
-    assert any(0 < p.n_trained < len(p.ids) for p in pieces)  # a character cut by the mask stays one piece
+    assert any(
+        0 < p.n_trained < len(p.ids) for p in pieces
+    )  # a character cut by the mask stays one piece

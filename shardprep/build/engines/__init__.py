@@ -19,7 +19,9 @@ if TYPE_CHECKING:  # types only: an up-to-date build picks its engine without lo
 class Engine(Protocol):
     name: str
 
-    def run(self, ctx: UnitContext, units: Sequence[WorkUnit], on_done: Callable[[UnitResult], None]) -> None:
+    def run(
+        self, ctx: UnitContext, units: Sequence[WorkUnit], on_done: Callable[[UnitResult], None]
+    ) -> None:
         """Run every unit; call `on_done` in the driver process as each finishes (any order)."""
         ...
 
@@ -27,7 +29,9 @@ class Engine(Protocol):
 ENGINES = ("local", "ray")
 
 
-def make_engine(name: str, *, workers: int, address: str | None = None, ray_cpus: int | None = None) -> Engine:
+def make_engine(
+    name: str, *, workers: int, address: str | None = None, ray_cpus: int | None = None
+) -> Engine:
     """`workers`: processes for the local engine. `address` / `ray_cpus`: Ray only (see RayEngine)."""
     if name not in ENGINES:
         raise BuildError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")

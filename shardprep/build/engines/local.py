@@ -37,7 +37,12 @@ def _run(unit: WorkUnit) -> UnitResult:
 
 def resolve_workers(workers: int | str | None) -> int:
     if workers in (None, "auto"):
-        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+        return max(
+            1,
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1),
+        )
     return max(1, int(workers))
 
 
@@ -57,12 +62,16 @@ def run_units(
             on_done(run_unit(ctx, unit))
         return
     mp = multiprocessing.get_context("spawn")  # fork after tokenizers' threads have run is unsafe
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp, initializer=_init_worker, initargs=(ctx,)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=mp, initializer=_init_worker, initargs=(ctx,)
+    ) as pool:
         for result in _bounded(pool, units, in_flight=2 * workers):
             on_done(result)
 
 
-def _bounded(pool: ProcessPoolExecutor, units: Sequence[WorkUnit], *, in_flight: int) -> Iterator[UnitResult]:
+def _bounded(
+    pool: ProcessPoolExecutor, units: Sequence[WorkUnit], *, in_flight: int
+) -> Iterator[UnitResult]:
     pending: set[Future[UnitResult]] = set()
     it = iter(units)
     try:
@@ -91,5 +100,7 @@ class LocalEngine:
     def __init__(self, *, workers: int) -> None:
         self.workers = workers
 
-    def run(self, ctx: UnitContext, units: Sequence[WorkUnit], on_done: Callable[[UnitResult], None]) -> None:
+    def run(
+        self, ctx: UnitContext, units: Sequence[WorkUnit], on_done: Callable[[UnitResult], None]
+    ) -> None:
         run_units(ctx, units, workers=self.workers, on_done=on_done)

@@ -31,7 +31,9 @@ from shardprep.store.storage import Output
 
 RunUnit = Callable[[UnitContext, WorkUnit], UnitResult]
 
-DEFAULT_MAX_RETRIES = 3  # attempts after a worker (or its node) died; errors in the data never retry
+DEFAULT_MAX_RETRIES = (
+    3  # attempts after a worker (or its node) died; errors in the data never retry
+)
 
 # Per worker process: (build key, context). One build at a time per worker is the common case;
 # a new key replaces the old context (and its loaded tokenizer) instead of accumulating them.
@@ -147,7 +149,9 @@ def _run_all(
 ) -> None:
     from ray.exceptions import RayError, RayTaskError
 
-    task = ray.remote(_unit_task).options(num_cpus=1, max_retries=max_retries, retry_exceptions=False)
+    task = ray.remote(_unit_task).options(
+        num_cpus=1, max_retries=max_retries, retry_exceptions=False
+    )
     key = uuid.uuid4().hex
     ctx_ref = ray.put(ctx)  # once, instead of pickling the context into every task
     run_ref = ray.put(run)
@@ -211,5 +215,7 @@ class RayEngine:
         self.address = address
         self.num_cpus = num_cpus
 
-    def run(self, ctx: UnitContext, units: Sequence[WorkUnit], on_done: Callable[[UnitResult], None]) -> None:
+    def run(
+        self, ctx: UnitContext, units: Sequence[WorkUnit], on_done: Callable[[UnitResult], None]
+    ) -> None:
         run_units_ray(ctx, units, address=self.address, on_done=on_done, num_cpus=self.num_cpus)
