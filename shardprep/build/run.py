@@ -446,6 +446,7 @@ def _manifest(
 ) -> dict[str, Any]:
     from shardprep.build.units import encoder_record
     from shardprep.encode.conformance import merge_conformance
+    from shardprep.formats import normalizations
 
     recipe = plan.recipe
     splits: dict[str, dict[str, Any]] = {}
@@ -515,6 +516,8 @@ def _manifest(
                     )
                 },
                 "dropped_by_reason": dict(sorted(by_reason[s.resolved_name].items())),
+                # What the format changed in rows before rendering (documented, deliberate).
+                "normalizations": list(normalizations(s.format)),
             }
             for i, s in enumerate(recipe.sources)
         ],

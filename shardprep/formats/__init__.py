@@ -24,6 +24,11 @@ FORMATS: dict[str, Converter] = {
 }
 
 
+def normalizations(format: str) -> tuple[str, ...]:
+    """What a format changes in a row before any renderer sees it (recorded in the manifest)."""
+    return messages.NORMALIZATIONS if format == "messages" else ()
+
+
 def to_conversation(
     row: Mapping[str, Any],
     *,

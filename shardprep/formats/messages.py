@@ -27,6 +27,15 @@ from shardprep.messages import ToolCall
 
 from ._common import ROLES, Message, column, finish, normalize_tool_calls, parse_call_value
 
+# The deliberate normalizations above, as the manifest records them for a source of this format.
+NORMALIZATIONS = (
+    "content: null -> empty string",
+    "reasoning_content (assistant) -> leading thinking part",
+    "tool-call arguments given as object/array -> their JSON text; missing -> {}",
+    "flat {name, arguments} tool calls -> {type: function, function: {...}}",
+    "tool calls without an id -> call_1, call_2, ...; tool results take the id and name of the call they answer",
+)
+
 # LLaMA-Factory's tool-use layout (reason_tool_use_demo) marks reasoning and calls as parts; in that
 # layout plain text of system/user/tool messages is a string (as the golden conversations have it).
 _LF_TOOL_PARTS = frozenset({"reasoning", "tool_call"})

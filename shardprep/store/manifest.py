@@ -69,6 +69,7 @@ class SourceEntry(_Entry):
     dropped: int = 0
     truncated: int | None = None
     dropped_by_reason: dict[str, int] | None = None
+    normalizations: list[str] = Field(default_factory=list)
 
 
 class BuildStats(_Entry):
