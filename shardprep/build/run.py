@@ -136,6 +136,7 @@ def quick_key(recipe: Recipe, base_dir: Path, source_files: dict[str, Any]) -> s
 def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
     from shardprep.build.checks import preflight
 
+    _prefetch_encoder(recipe, base_dir)
     pre = preflight(recipe, base_dir, inputs=False)
     pre.raise_first()  # the same checks as `prep validate`, before the first row
     tokenizer, renderer = pre.tokenizer, pre.renderer
@@ -195,6 +196,20 @@ def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
         parts,
         quick_key(recipe, base_dir, source_files),
     )
+
+
+def _prefetch_encoder(recipe: Recipe, base_dir: Path) -> None:
+    """Start fastokens' parse of the tokenizer now, on a thread: it is the longest step of a
+    build's start and needs nothing the rest of planning does (tokenizers' own parse, counting)."""
+    from shardprep.encode.backends import prefetch_fastokens, requested_encoder
+
+    try:
+        if requested_encoder(None, recipe.encoder) == "tokenizers":
+            return
+        path = resolve_tokenizer_path(recipe.tokenizer, base_dir=base_dir).absolute()
+    except ShardprepError:
+        return  # preflight reports it
+    prefetch_fastokens(path)
 
 
 def _selection_parts(src: SourceSpec) -> dict[str, Any]:
@@ -303,10 +318,10 @@ def _build_locked(
         data_dir=plan.data_dir,
         test_ordinals=_test_ordinals(recipe, units),
     )
-    # In this process the plan's tokenizer and renderer serve the units; pool workers load their own.
+    # In this process the plan's tokenizer and renderer serve the units (and forked pool workers
+    # inherit them; spawned ones load their own).
     ctx._loaded = (plan.renderer, unit_encoder(recipe, plan.tokenizer, plan.renderer), output)
     total_rows = sum(u.kept for u in units)
-    progress.start(total_rows, done_rows=sum(u.kept for u in units if u.index in done))
     results = dict(done)
 
     def on_done(res: UnitResult) -> None:
@@ -318,7 +333,9 @@ def _build_locked(
 
     if isinstance(engine, LocalEngine) and sum(u.rows for u in todo) < _MIN_ROWS_FOR_POOL:
         engine = LocalEngine(workers=1)  # starting processes would cost more than the whole job
+    engine.start(ctx, todo)  # a pool forks here, before the progress display runs a thread
     try:
+        progress.start(total_rows, done_rows=sum(u.kept for u in units if u.index in done))
         engine.run(ctx, todo, on_done)
     finally:
         progress.finish()

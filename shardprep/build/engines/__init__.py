@@ -19,6 +19,10 @@ if TYPE_CHECKING:  # types only: an up-to-date build picks its engine without lo
 class Engine(Protocol):
     name: str
 
+    def start(self, ctx: UnitContext, units: Sequence[WorkUnit]) -> None:
+        """Get ready to run `units` (start processes), before the driver shows progress."""
+        ...
+
     def run(
         self, ctx: UnitContext, units: Sequence[WorkUnit], on_done: Callable[[UnitResult], None]
     ) -> None:

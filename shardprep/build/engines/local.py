@@ -1,7 +1,11 @@
 """The local engine: units in this process (one worker) or on a process pool (several).
 
-Each pool process loads the tokenizer and renderer once, runs one tokenizer thread (the pool is the
-parallelism; threads on top would oversubscribe the cores), and handles whole units. Units are
+Where the platform forks (Linux), the pool's processes are forked from this one after it has
+loaded the tokenizer, renderer and encoder (and run the encoder's probe), so a worker starts with
+all of it in memory and begins on its first unit at once: parsing a real vocabulary costs
+fastokens two to three CPU-seconds per process, tokenizers most of a second. Elsewhere the pool
+spawns processes that each load their own. A worker runs one tokenizer thread (the pool is the
+parallelism; threads on top would oversubscribe the cores) and handles whole units. Units are
 submitted in order with a bounded number in flight, so memory does not grow with the input.
 """
 
@@ -25,7 +29,27 @@ def _init_worker(ctx: UnitContext) -> None:
     global _CTX
     os.environ["RAYON_NUM_THREADS"] = "1"  # before the tokenizer's thread pool first starts
     _CTX = ctx
-    ctx.loaded()
+    ctx.loaded()  # a forked worker has it already; a spawned one loads it here
+
+
+def _start_method() -> str:
+    """fork where it is the platform's own default (Linux): workers inherit what this process
+    loaded. The parent runs no thread of its own at the fork (the encoder's load has finished, the
+    progress display starts after), and `tokenizers` turns its own parallelism off in a forked
+    child. Elsewhere (macOS, Windows) spawn."""
+    return (
+        "fork"
+        if "fork" in multiprocessing.get_all_start_methods()
+        and os.name == "posix"
+        and not _is_macos()
+        else "spawn"
+    )
+
+
+def _is_macos() -> bool:
+    import sys
+
+    return sys.platform == "darwin"
 
 
 def _run(unit: WorkUnit) -> UnitResult:
@@ -46,27 +70,33 @@ def resolve_workers(workers: int | str | None) -> int:
     return max(1, int(workers))
 
 
-def run_units(
-    ctx: UnitContext,
-    units: Sequence[WorkUnit],
-    *,
-    workers: int,
-    on_done: Callable[[UnitResult], None],
-) -> None:
-    """Run every unit; `on_done` is called in this process as each finishes (any order)."""
-    from shardprep.build.units import run_unit
-
-    workers = min(workers, len(units))
-    if workers <= 1:
-        for unit in units:
-            on_done(run_unit(ctx, unit))
-        return
-    mp = multiprocessing.get_context("spawn")  # fork after tokenizers' threads have run is unsafe
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=mp, initializer=_init_worker, initargs=(ctx,)
-    ) as pool:
-        for result in _bounded(pool, units, in_flight=2 * workers):
-            on_done(result)
+def _open_pool(ctx: UnitContext, workers: int) -> ProcessPoolExecutor:
+    """A pool of `workers` processes, started now."""
+    method = _start_method()
+    if method == "fork":
+        # Everything a unit needs, loaded (and the encoder probed) here once, for every worker.
+        _ = ctx.loaded()[1].selection
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context(method),
+        initializer=_init_worker,
+        initargs=(ctx,),
+    )
+    # A forked pool starts all its processes at the first submit: do it now, with tokenizers'
+    # "forked after parallelism" notice quieted (a forked child encodes on one thread anyway).
+    saved = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        pool.submit(os.getpid).result()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        if saved is None:
+            del os.environ["TOKENIZERS_PARALLELISM"]
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = saved
+    return pool
 
 
 def _bounded(
@@ -93,14 +123,34 @@ def _bounded(
 
 
 class LocalEngine:
-    """This process for one worker, else a spawn-context process pool of `workers` processes."""
+    """This process for one worker, else a process pool of `workers` processes (see the module)."""
 
     name = "local"
 
     def __init__(self, *, workers: int) -> None:
         self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self, ctx: UnitContext, units: Sequence[WorkUnit]) -> None:
+        """Start the pool now: before the driver runs threads of its own (the progress display),
+        which a forked child must not inherit mid-write."""
+        if self._pool is None and min(self.workers, len(units)) > 1:
+            self._pool = _open_pool(ctx, min(self.workers, len(units)))
 
     def run(
         self, ctx: UnitContext, units: Sequence[WorkUnit], on_done: Callable[[UnitResult], None]
     ) -> None:
-        run_units(ctx, units, workers=self.workers, on_done=on_done)
+        """Run every unit; `on_done` is called in this process as each finishes (any order)."""
+        from shardprep.build.units import run_unit
+
+        workers = min(self.workers, len(units))
+        pool, self._pool = self._pool, None
+        if workers <= 1:
+            if pool is not None:
+                pool.shutdown(wait=True)
+            for unit in units:
+                on_done(run_unit(ctx, unit))
+            return
+        with pool or _open_pool(ctx, workers) as running:
+            for result in _bounded(running, units, in_flight=2 * workers):
+                on_done(result)

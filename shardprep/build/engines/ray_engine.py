@@ -215,6 +215,9 @@ class RayEngine:
         self.address = address
         self.num_cpus = num_cpus
 
+    def start(self, ctx: UnitContext, units: Sequence[WorkUnit]) -> None:
+        """Nothing to do ahead: Ray starts (or joins) its cluster in `run`."""
+
     def run(
         self, ctx: UnitContext, units: Sequence[WorkUnit], on_done: Callable[[UnitResult], None]
     ) -> None:
