@@ -6,8 +6,6 @@ import json
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
@@ -15,6 +13,8 @@ from shardprep.errors import ShardprepError
 from shardprep.suggest import did_you_mean
 
 if TYPE_CHECKING:  # the library is imported inside the command: `prep --help` stays fast
+    from rich.text import Text
+
     from shardprep.formats.catalog import FormatDoc
 
 
@@ -23,6 +23,8 @@ def _fields(fields: dict[str, str]) -> str:
 
 
 def _text(d: FormatDoc) -> Text:
+    from rich.text import Text
+
     from shardprep.formats.catalog import columns_example
 
     # Text, not markup: examples hold brackets ("[{...}]") that rich would read as tags.
@@ -73,6 +75,9 @@ def formats(
         ]
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
+    from rich.console import Console
+    from rich.text import Text
+
     console = Console(highlight=False, soft_wrap=True)
     for d in docs:
         console.print(_text(d))

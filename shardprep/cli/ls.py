@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
@@ -29,6 +26,10 @@ def ls(
 
     Example: prep ls shards/
     """
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     from shardprep.views.catalog import list_builds
 
     builds = list_builds(path)

@@ -3,23 +3,36 @@
 from __future__ import annotations
 
 import time
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 
 class RichProgress:
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.progress = Progress(
+        self.task: TaskID | None = None
+        self.rows = 0
+        self.tokens = 0
+        self.units_text = ""
+        self.t0 = time.monotonic()
+
+    @cached_property
+    def progress(self) -> Progress:
+        # Made when a build starts: an up-to-date build shows no bar and loads no rich.progress.
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        return Progress(
             TextColumn("[bold]building"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -27,14 +40,9 @@ class RichProgress:
             TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            console=console,
+            console=self.console,
             transient=False,
         )
-        self.task: TaskID | None = None
-        self.rows = 0
-        self.tokens = 0
-        self.units_text = ""
-        self.t0 = time.monotonic()
 
     def start(self, total_rows: int | None, *, done_rows: int = 0) -> None:
         self.t0 = time.monotonic()

@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
-from rich.table import Column, Table
-from rich.text import Text
 
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
@@ -19,6 +16,10 @@ def renderers(as_json: bool = typer.Option(False, "--json", help="Print as JSON.
 
     Example: prep renderers
     """
+    from rich.console import Console
+    from rich.table import Column, Table
+    from rich.text import Text
+
     from shardprep.renderers.registry import renderer_info, renderer_names
 
     infos = [renderer_info(n) for n in renderer_names()]

@@ -1,4 +1,7 @@
-"""`prep`: the typer application. Commands parse options, call the library, print."""
+"""The typer application: commands registered, options parsed (`shardprep.cli.app.main` runs it).
+
+Loaded only when a command runs or `--help` is asked for: `prep --version` answers without typer.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
-
-from shardprep import __version__
 
 # Command modules import the library inside their functions, so that `prep --version` and
 # `--help` load no tokenizer, Arrow or template engine (tests/cli/test_startup.py).
@@ -19,6 +20,7 @@ from shardprep.cli import renderers as renderers_cmd
 from shardprep.cli import show as show_cmd
 from shardprep.cli import validate as validate_cmd
 from shardprep.cli import verify as verify_cmd
+from shardprep.cli.app import version_line
 from shardprep.cli.state import STATE
 
 
@@ -85,7 +87,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"shardprep {__version__}")
+        typer.echo(version_line())
         raise typer.Exit()
 
 
@@ -111,7 +113,3 @@ _register("verify", verify_cmd.verify, "Inspect")
 _register("ls", ls_cmd.ls, "Inspect")
 _register("renderers", renderers_cmd.renderers, "Reference")
 _register("formats", formats_cmd.formats, "Reference")
-
-
-def main() -> None:
-    app()

@@ -1,4 +1,5 @@
-"""`prep --version` and `prep --help` start fast: the CLI imports the library only inside commands."""
+"""`prep --version` and `prep --help` start fast: `--version` loads neither typer nor the library,
+and the typer application imports the library only inside commands."""
 
 from __future__ import annotations
 
@@ -22,34 +23,72 @@ HEAVY = (
     "tokenizers",
     "fastokens",
     "pyarrow",
+    "numpy",
+    "fsspec",
+    "pydantic",
+    "yaml",
 )
+# What `prep --version` does without: the command line's own machinery too.
+CLI = ("typer", "click", "rich")
 
 
-def test_cli_app_imports_no_heavy_module() -> None:
-    code = (
-        "import json, sys; import shardprep.cli.app; "
-        f"print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))"
+def _loaded(code: str, names: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Run `code` in a fresh interpreter; its stdout lines, and which of `names` it loaded."""
+    probe = (
+        f"\nimport json, sys\nprint(json.dumps([m for m in {list(names)!r} if m in sys.modules]))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout) == []
-
-
-def test_version_runs_without_the_library() -> None:
-    code = (
-        "import sys; from shardprep.cli.app import main; sys.argv = ['prep', '--version']\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        f"print([m for m in {list(HEAVY)!r} if m in sys.modules])"
+    out = subprocess.run(
+        [sys.executable, "-c", code + probe], capture_output=True, text=True, check=True
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.splitlines() == [f"shardprep {__version__}", "[]"]
+    *lines, loaded = out.stdout.splitlines()
+    return lines, json.loads(loaded)
 
 
-LAZY = ("pyarrow", "numpy", "tokenizers", "jinja2")
+def test_version_loads_no_cli_machinery_and_no_library() -> None:
+    code = (
+        "import sys; from shardprep.cli.app import main; sys.argv = ['prep', '--version']; main()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('shardprep')))"
+    )
+    lines, loaded = _loaded(code, HEAVY + CLI)
+    assert lines == [
+        f"shardprep {__version__}",
+        str(["shardprep", "shardprep.cli", "shardprep.cli.app"]),
+    ]
+    assert loaded == []
+
+
+def test_version_flag_through_typer_prints_the_same() -> None:
+    """Any other use of the flag goes through typer's eager option, with the same line."""
+    code = (
+        "import sys; from shardprep.cli.app import main; sys.argv = ['prep', '--debug', '--version']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass"
+    )
+    lines, loaded = _loaded(code, HEAVY)
+    assert lines == [f"shardprep {__version__}"]
+    assert loaded == []
+
+
+def test_typer_app_imports_no_heavy_module() -> None:
+    """What `prep --help` loads: typer, rich and the command modules, none of the library."""
+    lines, loaded = _loaded(
+        "import shardprep.cli.typer_app", HEAVY + ("rich.progress", "rich.table")
+    )
+    assert lines == [] and loaded == []
+
+
+def test_app_attribute_is_the_typer_app() -> None:
+    from shardprep.cli import app, typer_app
+
+    assert app.app is typer_app.app
+
+
+LAZY = ("pyarrow", "numpy", "tokenizers", "jinja2", "fsspec", "asyncio")
 
 
 def test_up_to_date_build_loads_no_row_machinery(tmp_path) -> None:
     """Loading a recipe and the quick up-to-date check (a no-op `prep build`) import neither
-    pyarrow, numpy, tokenizers, jinja2 nor any renderer family: those load where rows are made."""
+    pyarrow, numpy, tokenizers, jinja2 nor any renderer family: those load where rows are made;
+    nor fsspec (and asyncio), for a local output and local files."""
     from pathlib import Path
 
     from shardprep.build.run import build

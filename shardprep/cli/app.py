@@ -1,0 +1,37 @@
+"""`prep`: the command line's entry point. It stays light: `prep --version` answers without loading
+typer, rich or the library; everything else runs the typer application (`typer_app.py`), which
+loads on first use, also as `shardprep.cli.app.app` (tests/cli/test_startup.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from shardprep import __version__
+
+if TYPE_CHECKING:
+    import typer
+
+
+def version_line() -> str:
+    return f"shardprep {__version__}"
+
+
+def main() -> None:
+    # The exact `prep --version` is answered here, a tenth of a second before typer would be
+    # loaded; any other use of the flag (`prep --debug --version`) reaches the same eager option.
+    if sys.argv[1:] == ["--version"]:
+        print(version_line())
+        return
+    from shardprep.cli.typer_app import app
+
+    app()
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":
+        from shardprep.cli.typer_app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
