@@ -8,9 +8,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-from fsspec.core import url_to_fs
-from fsspec.utils import infer_compression
-
 from shardprep.errors import SourceError
 from shardprep.sources import retry
 from shardprep.sources.compressed import codec_available, damage_named, decompressor
@@ -28,6 +25,9 @@ def compression_of(url: str) -> str | None:
     for suffix, codec in CODEC_SUFFIXES.items():
         if name.endswith(suffix):
             return codec
+    # fsspec loads where a file is read, not where a source is named (an up-to-date build).
+    from fsspec.utils import infer_compression
+
     return infer_compression(name)
 
 
@@ -41,6 +41,8 @@ def open_binary(
     if comp is not None and not codec_available(comp):
         hint = " (pip install zstandard)" if comp == "zstd" else ""
         raise SourceError(f"cannot decompress {url}: {comp} support is not installed{hint}")
+    from fsspec.core import url_to_fs
+
     try:
         fs, fs_path = url_to_fs(url, **opts)
     except (ImportError, ValueError) as e:

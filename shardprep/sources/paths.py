@@ -1,5 +1,10 @@
 """Which files a source names (local paths, globs, any fsspec URL), and what identifies a version
-of each one for the fingerprint."""
+of each one for the fingerprint.
+
+A plain local file is checked and stat'ed with `os`, exactly as fsspec's LocalFileSystem would
+(`store.storage.local_path`), so an up-to-date `prep build` takes its inputs' identities without
+importing fsspec; globs and every other filesystem go through fsspec.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,9 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from fsspec.core import url_to_fs
-from fsspec.utils import get_protocol
-
 from shardprep.errors import SourceError
 from shardprep.sources import retry
+from shardprep.store.storage import local_path, protocol
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 # What object stores and filesystems report about a version of a file, beyond its size.
@@ -38,7 +41,7 @@ def resolve_path(path: str, base_dir: Path) -> str:
 
 
 def is_local(path: str) -> bool:
-    return get_protocol(path) in ("file", "local")
+    return protocol(path) in ("file", "local")
 
 
 def expand_paths(
@@ -59,6 +62,11 @@ def expand_paths(
         else:
             pattern = str(p)
         path = str(p)
+    plain = None if is_glob else local_path(path, opts)
+    if plain is not None:
+        return [_local_file(path, plain)]
+    from fsspec.core import url_to_fs
+
     try:
         fs, fs_path = url_to_fs(path, **opts)
     except (ImportError, ValueError) as e:
@@ -80,20 +88,44 @@ def expand_paths(
             raise SourceError(f"no file matches {path!r}")
         return sorted(full(m) for m in matches)
     if retry.call(lambda: fs.isdir(fs_path), url=path, what="open"):
-        raise SourceError(
-            f"{path} is a folder; name its files with a glob such as {path.rstrip('/')}/*.jsonl"
-        )
+        raise SourceError(_folder_message(path))
     exists = retry.call(lambda: fs.exists(fs_path), url=path, what="open")
     if not exists:
         raise SourceError(f"no such file: {path}")
     return [full(fs_path)]
 
 
+def _local_file(path: str, local: str) -> str:
+    """`path`, naming one local file at `local`, checked as fsspec's isdir and exists would."""
+    if retry.call(lambda: os.path.isdir(local), url=path, what="open"):
+        raise SourceError(_folder_message(path))
+    if not retry.call(lambda: os.path.exists(local), url=path, what="open"):
+        raise SourceError(f"no such file: {path}")
+    return local
+
+
+def _folder_message(path: str) -> str:
+    return f"{path} is a folder; name its files with a glob such as {path.rstrip('/')}/*.jsonl"
+
+
+def _local_info(path: str) -> dict[str, Any]:
+    """What fsspec's LocalFileSystem.info reports of the keys an identity reads: a link's target's
+    size and mtime."""
+    st = os.stat(path)
+    return {"size": st.st_size, "mtime": st.st_mtime}
+
+
 def file_identity(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """What identifies this version of the file (size plus mtime / etag / generation) for fingerprints."""
-    fs, fs_path = url_to_fs(url, **(storage_options or {}))
+    local = local_path(url, storage_options)
     try:
-        info = retry.call(lambda: fs.info(fs_path), url=url, what="stat")
+        if local is not None:
+            info = retry.call(lambda: _local_info(str(local)), url=url, what="stat")
+        else:
+            from fsspec.core import url_to_fs
+
+            fs, fs_path = url_to_fs(url, **(storage_options or {}))
+            info = retry.call(lambda: fs.info(fs_path), url=url, what="stat")
     except SourceError as e:
         if isinstance(e.__cause__, FileNotFoundError):
             raise SourceError(f"no such file: {url}") from e.__cause__

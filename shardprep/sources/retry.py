@@ -6,10 +6,9 @@ or a missing file is not: it fails at once with the URL and the reason, as a Sou
 
 from __future__ import annotations
 
-import asyncio
 import errno
-import http.client
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
@@ -56,6 +55,17 @@ def _status(exc: BaseException) -> int | None:
     return None
 
 
+def _loaded_transient_types() -> tuple[type[BaseException], ...]:
+    """asyncio's TimeoutError (its own class before Python 3.11) and http.client's IncompleteRead,
+    from the modules only if loaded: no error of theirs exists otherwise, and importing them costs
+    every command that names a source (an up-to-date build) a twentieth of a second."""
+    asyncio, http_client = sys.modules.get("asyncio"), sys.modules.get("http.client")
+    return (
+        *((asyncio.TimeoutError,) if asyncio is not None else ()),
+        *((http_client.IncompleteRead,) if http_client is not None else ()),
+    )
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for errors a retry may cure. Missing files and refused permissions never are."""
     seen: set[int] = set()
@@ -67,9 +77,7 @@ def is_transient(exc: BaseException) -> bool:
         status = _status(e)
         if status is not None:
             return status in _TRANSIENT_STATUS
-        if isinstance(
-            e, (TimeoutError, asyncio.TimeoutError, ConnectionError, http.client.IncompleteRead)
-        ):
+        if isinstance(e, (TimeoutError, ConnectionError, *_loaded_transient_types())):
             return True
         if type(e).__name__ in _TRANSIENT_NAMES:
             return True

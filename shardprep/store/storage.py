@@ -1,40 +1,99 @@
-"""Output storage through fsspec: atomic file placement on local disk and object stores."""
+"""Output storage through fsspec: atomic file placement on local disk and object stores.
+
+fsspec (a tenth of a second to import) loads on the first remote output or the first use of
+`Output.fs`: a local folder is answered with `os`, as fsspec's own LocalFileSystem does, so an
+up-to-date `prep build` reads its manifest and stats its shards without it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
-
 from shardprep.errors import BuildError
+
+# fsspec's own split (fsspec.utils.get_protocol): the protocol ends at the first "::" or "://".
+_PROTOCOL_END = re.compile(r"(\:\:|\://)")
+
+
+def protocol(url: str) -> str:
+    """fsspec's protocol of `url` ("file" for a plain path), without importing fsspec."""
+    parts = _PROTOCOL_END.split(url, maxsplit=1)
+    return parts[0] if len(parts) > 1 else "file"
+
+
+def local_path(url: str, storage_options: dict[str, Any] | None = None) -> str | None:
+    """The absolute path fsspec's LocalFileSystem gives `url` (a plain path, file:// or local://),
+    or None where fsspec alone decides: other protocols, chained URLs, a ":" that fsspec may read
+    as a protocol (data:, file:x, a drive letter), a `protocol` option, and Windows."""
+    if os.sep != "/" or "::" in url or "protocol" in (storage_options or {}):
+        return None
+    if "://" in url:
+        proto, path = url.split("://", 1)
+        if proto not in ("file", "local"):
+            return None
+    elif ":" in url:
+        return None
+    else:
+        path = url
+    # fsspec's make_path_posix on posix, then LocalFileSystem._strip_protocol's rstrip.
+    if path.startswith("~"):
+        path = os.path.expanduser(path)
+    elif not path.startswith("/"):
+        path = f"{os.getcwd()}/{path.removeprefix('./') if path != '.' else ''}"
+    return path.rstrip("/") or "/"
 
 
 class Output:
     """A build's output folder, local or remote (s3://, gs://, ...)."""
 
     def __init__(self, url: str, *, storage_options: dict[str, Any] | None = None) -> None:
-        self.fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
-        self.root = root.rstrip("/")
         self.url = url
-        self.is_local = isinstance(self.fs, LocalFileSystem)
+        self.storage_options = storage_options or {}
+        local = local_path(url, self.storage_options)
+        if local is None:
+            import fsspec
+            from fsspec.implementations.local import LocalFileSystem
+
+            fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
+            self.__dict__["fs"] = fs  # the cached_property's value
+            self.is_local = isinstance(fs, LocalFileSystem)
+        else:
+            root, self.is_local = local, True
+        self.root = root.rstrip("/")
+
+    @cached_property
+    def fs(self) -> Any:
+        """The fsspec filesystem (for a local output, made on first use)."""
+        import fsspec
+
+        return fsspec.core.url_to_fs(self.url, **self.storage_options)[0]
 
     def path(self, rel: str) -> str:
         return f"{self.root}/{rel}" if rel else self.root
 
     def exists(self, rel: str) -> bool:
+        if self.is_local:
+            return os.path.exists(self.path(rel))
         return bool(self.fs.exists(self.path(rel)))
 
     def read_text(self, rel: str) -> str:
+        if self.is_local:
+            with open(self.path(rel), encoding="utf-8") as f:
+                return f.read()
         with self.fs.open(self.path(rel), "rt", encoding="utf-8") as f:
             return str(f.read())
 
     def makedirs(self, rel: str = "") -> None:
+        if self.is_local:
+            os.makedirs(self.path(rel), exist_ok=True)
+            return
         self.fs.makedirs(self.path(rel), exist_ok=True)
 
     def local_tempdir(self) -> str:
@@ -78,6 +137,9 @@ class Output:
     def listdir(self, rel: str = "") -> list[str]:
         if not self.exists(rel):
             return []
+        if self.is_local:
+            path = self.path(rel)
+            return sorted(os.listdir(path)) if os.path.isdir(path) else [Path(path).name]
         return sorted(Path(p).name for p in self.fs.ls(self.path(rel), detail=False))
 
 
