@@ -174,7 +174,7 @@ class Recipe(_Strict):
     # the recipe and validated by the task's options model; serialized back to the top level.
     task_options: SerializeAsAny[TaskOptions] = Field(default_factory=TaskOptions)
     # Rows per work unit whose text is compared with the model's own chat_template (0: off).
-    conformance_rows: int = Field(16, ge=0)
+    conformance_rows: int = Field(4, ge=0)
     # What a sampled row that renders differently from the model's own template does to the build:
     # a warning in its summary and manifest, or a failure. Not fingerprinted (the bytes are equal).
     template_mismatch: Literal["warn", "fail"] = "warn"

@@ -38,7 +38,7 @@ class TrainOnWhat(str, Enum):
     CUSTOMIZED = "customized"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per message, and frozen __init__ costs 3x (never mutated)
 class RenderContext:
     idx: int
     is_last: bool
@@ -335,7 +335,8 @@ def plan_supervised(
     renderer: Renderer, messages: Sequence[Message], train_on: TrainOnWhat
 ) -> SupervisedPlan:
     """tinker's build_supervised_example, up to (not including) tokenization."""
-    train_on = TrainOnWhat(train_on)
+    if type(train_on) is not TrainOnWhat:
+        train_on = TrainOnWhat(train_on)
     messages = renderer.normalize(messages)
     chunks: list[Chunk] = []
     weights: list[float] = []

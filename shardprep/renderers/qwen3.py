@@ -25,6 +25,20 @@ _TOOL_RESPONSE = ("<tool_response>\n", "\n</tool_response>")
 _TOOL_CALL = ("<tool_call>\n", "\n</tool_call>")
 
 
+# The same few header and end-of-turn chunks in every row: made once (chunks are values).
+_HEADERS: dict[tuple[bool, str], Chunk] = {}
+_END = text(_IM_END)
+
+
+def _header(first: bool, role: str) -> Chunk:
+    key = (first, role)
+    chunk = _HEADERS.get(key)
+    if chunk is None:
+        nl = "" if first else "\n"
+        chunk = _HEADERS[key] = text(f"{nl}{_IM_START}{'user' if role == 'tool' else role}\n")
+    return chunk
+
+
 def _frame(reasoning: str) -> str:
     return "<think>\n" + reasoning.strip("\n") + "\n</think>\n\n"
 
@@ -101,8 +115,7 @@ class Qwen3Renderer(Renderer):
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         role = message["role"]
-        nl = "\n" if ctx.idx > 0 else ""
-        header = text(f"{nl}{_IM_START}{'user' if role == 'tool' else role}\n")
+        header = _header(ctx.idx == 0, role)
         body, has_text = self._content_text(message, ctx)
         if role == "tool":
             body = _TOOL_RESPONSE[0] + body + _TOOL_RESPONSE[1]
@@ -111,7 +124,7 @@ class Qwen3Renderer(Renderer):
             # The calls are separated from the message's own text, not from the empty block.
             body += ("\n" if has_text else "") + "\n".join(_tool_call_text(c) for c in calls)
         # Content is encoded with special tokens escaped, <|im_end|> separately with them live.
-        return RenderedMessage(header=header, output=[escaped(body), text(_IM_END)])
+        return RenderedMessage(header=header, output=[escaped(body), _END])
 
     def end_of_turn_tokens(self) -> list[str]:
         return [_IM_END]

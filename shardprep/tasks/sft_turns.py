@@ -193,6 +193,13 @@ def trains_history(renderer: Renderer, messages: Sequence[Message], train_on: Tr
     if renderer.has_extension_property or train_on is TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES:
         return False
     if train_on in SPLITTABLE_MODES or renderer.splits_every_mode:
+        if not renderer.splits_every_mode:
+            # Cuts fall on assistant messages: fewer than two cannot make two (most rows).
+            assistants = 0
+            for m in messages:
+                assistants += m.get("role") == "assistant"
+            if assistants < 2:
+                return False
         return len(renderer.example_cuts(messages, train_on)) > 1
     customized = train_on is TrainOnWhat.CUSTOMIZED
     return any(
