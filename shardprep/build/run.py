@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shardprep import FORMAT_VERSION, __version__
 from shardprep.build.engines import Engine, make_engine
 from shardprep.build.engines.local import LocalEngine, resolve_workers
-from shardprep.build.lock import build_lock
 from shardprep.errors import BuildError, ShardprepError
 from shardprep.recipe import Recipe, SourceSpec
 from shardprep.sources.paths import resolve_path
@@ -33,8 +32,9 @@ from shardprep.store.storage import Output
 from shardprep.tasks import TASKS
 from shardprep.tokenizer import LoadedTokenizer, resolve_tokenizer_path
 
-# The checks, units, encoder and compaction (pyarrow, numpy, the renderer families) load after
-# the up-to-date check: a no-op build needs the recipe, the manifest and file stats only.
+# The checks, units, encoder and compaction (pyarrow, numpy, the renderer families) and the
+# output lock load after the up-to-date check: a no-op build needs the recipe, the manifest and
+# file stats only.
 if TYPE_CHECKING:
     from shardprep.build.units import UnitResult, WorkUnit
 
@@ -264,6 +264,8 @@ def build(
             quick = quick_key(recipe, base_dir, _source_identities(recipe, sources)[0])
             if quick is not None and quick == existing["quick_key"] and _intact(output, existing):
                 return _up_to_date(output, existing)
+    from shardprep.build.lock import build_lock
+
     plan = plan_build(recipe, base_dir)
     output = plan.output
     existing = read_manifest(output)
@@ -427,6 +429,8 @@ def _clean_stale(output: Output, manifest: dict[str, Any]) -> None:
     keep = manifest.get("data_dir")
     if not isinstance(keep, str) or not any(stale(n, keep) for n in output.listdir()):
         return
+    from shardprep.build.lock import build_lock
+
     try:
         with build_lock(output, wait_s=0):
             current = read_manifest(output)

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shardprep.errors import SourceError
-from shardprep.sources import jsonl
 from shardprep.sources.base import Identity, Piece, RawRow, Seek
 from shardprep.sources.paths import expand_paths, file_identity, resolve_path
-from shardprep.sources.readers import count_file, detect_format, read_file
 
+# The readers (every file format's module) load where rows are counted or read: naming a source
+# and taking its identity (an up-to-date build) needs `paths` only.
 if TYPE_CHECKING:
     from shardprep.recipe import SourceSpec
 
@@ -33,6 +33,8 @@ class FilePiece(Piece):
     seeks: tuple[Seek, ...] = ()
 
     def seek(self, row: int) -> Seek | None:
+        from shardprep.sources import jsonl
+
         return jsonl.seek_at(self.seeks, row)
 
     def from_row(self, row: int) -> FilePiece:
@@ -69,6 +71,8 @@ class FileSource:
         return Identity([file_identity(u, opts) for u in urls])
 
     def pieces(self) -> list[Piece]:
+        from shardprep.sources.readers import count_file, detect_format
+
         opts = self.spec.storage_options
         pieces: list[Piece] = []
         for url in expand_paths(self._url, base_dir=self.base_dir, storage_options=opts):
@@ -118,6 +122,8 @@ def file_batches(
 ) -> Iterator[list[RawRow]]:
     """Rows [start, stop) of `files` ((url, file format) in order), as lists of at most
     `batch_size` RawRows whose `index` counts rows across the files; see `iter_source_batches`."""
+    from shardprep.sources.readers import read_file
+
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     if seek is not None and (len(files) != 1 or files[0][1] != "jsonl" or seek[0] > start):
@@ -163,6 +169,8 @@ def iter_source_batches(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    from shardprep.sources.readers import detect_format
+
     urls = expand_paths(path, base_dir=base_dir, storage_options=storage_options)
     files = [(u, detect_format(u, file_format)) for u in urls]
     yield from file_batches(
@@ -220,6 +228,8 @@ def count_rows_per_file(
     file_format: str = "auto",
 ) -> list[tuple[str, int]]:
     """(url, rows) per file, in source order."""
+    from shardprep.sources.readers import count_file, detect_format
+
     return [
         (u, count_file(u, detect_format(u, file_format), storage_options).rows)
         for u in expand_paths(path, base_dir=base_dir, storage_options=storage_options)

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from shardprep.sources.base import Identity, Piece, RawRow
 from shardprep.sources.files import FileSource
-from shardprep.sources.hub import HubSource
 
 if TYPE_CHECKING:
     from shardprep.recipe import SourceSpec
@@ -50,4 +49,8 @@ class Source(Protocol):
 
 
 def open_source(spec: SourceSpec, base_dir: Path) -> Source:
-    return HubSource(spec, base_dir) if spec.hf else FileSource(spec, base_dir)
+    if spec.hf:
+        from shardprep.sources.hub import HubSource  # loaded for Hub sources only
+
+        return HubSource(spec, base_dir)
+    return FileSource(spec, base_dir)

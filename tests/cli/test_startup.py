@@ -82,13 +82,15 @@ def test_app_attribute_is_the_typer_app() -> None:
     assert app.app is typer_app.app
 
 
-LAZY = ("pyarrow", "numpy", "tokenizers", "jinja2", "fsspec", "asyncio")
+LAZY = ("pyarrow", "numpy", "tokenizers", "jinja2", "fsspec", "asyncio", "multiprocessing")
+LAZY += ("shardprep.sources.readers", "shardprep.sources.hub", "shardprep.build.lock")
 
 
 def test_up_to_date_build_loads_no_row_machinery(tmp_path) -> None:
     """Loading a recipe and the quick up-to-date check (a no-op `prep build`) import neither
     pyarrow, numpy, tokenizers, jinja2 nor any renderer family: those load where rows are made;
-    nor fsspec (and asyncio), for a local output and local files."""
+    nor fsspec (and asyncio), for a local output and local files; nor the file readers, the Hub,
+    the output lock or multiprocessing."""
     from pathlib import Path
 
     from shardprep.build.run import build

@@ -11,15 +11,15 @@ submitted in order with a bounded number in flight, so memory does not grow with
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING
 
-# Units (the encoder, pyarrow) load where a unit runs: an up-to-date build resolves its engine
-# and returns without them.
+# Units (the encoder, pyarrow) load where a unit runs, and multiprocessing where a pool starts: an
+# up-to-date build resolves its engine and returns without them.
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
+
     from shardprep.build.units import UnitContext, UnitResult, WorkUnit
 
 _CTX: UnitContext | None = None
@@ -37,6 +37,8 @@ def _start_method() -> str:
     loaded. The parent runs no thread of its own at the fork (the encoder's load has finished, the
     progress display starts after), and `tokenizers` turns its own parallelism off in a forked
     child. Elsewhere (macOS, Windows) spawn."""
+    import multiprocessing
+
     return (
         "fork"
         if "fork" in multiprocessing.get_all_start_methods()
@@ -72,6 +74,9 @@ def resolve_workers(workers: int | str | None) -> int:
 
 def _open_pool(ctx: UnitContext, workers: int) -> ProcessPoolExecutor:
     """A pool of `workers` processes, started now."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     method = _start_method()
     if method == "fork":
         # Everything a unit needs, loaded (and the encoder probed) here once, for every worker.
@@ -102,6 +107,8 @@ def _open_pool(ctx: UnitContext, workers: int) -> ProcessPoolExecutor:
 def _bounded(
     pool: ProcessPoolExecutor, units: Sequence[WorkUnit], *, in_flight: int
 ) -> Iterator[UnitResult]:
+    from concurrent.futures import FIRST_COMPLETED, wait
+
     pending: set[Future[UnitResult]] = set()
     it = iter(units)
     try:
