@@ -18,6 +18,23 @@ def numeric_array(values: np.ndarray, value_type: pa.DataType) -> pa.Array:
     return pa.Array.from_buffers(value_type, len(arr), [None, pa.py_buffer(arr)])
 
 
+def numpy_view(arr: pa.Array) -> np.ndarray:
+    """A numeric Arrow array without nulls as a numpy array over the same memory.
+
+    Not `Array.to_numpy()`: that imports pandas (over half a second) on its first call in a process.
+    """
+    t = arr.type
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+        raise TypeError(f"numpy_view: {t} is not an integer or floating-point type")
+    if arr.null_count:
+        raise ValueError(f"numpy_view: the array has {arr.null_count} nulls")
+    dtype = np.dtype(t.to_pandas_dtype())
+    data = arr.buffers()[1]
+    if data is None:  # an empty array may have no data buffer at all
+        return np.zeros(0, dtype=dtype)
+    return np.frombuffer(data, dtype=dtype)[arr.offset : arr.offset + len(arr)]
+
+
 def flat_lists(values: np.ndarray, offsets: np.ndarray, value_type: pa.DataType) -> pa.Array:
     """A list column from one flat values buffer and its row offsets (len rows + 1)."""
     return pa.ListArray.from_arrays(

@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shardprep.errors import ManifestError
+from shardprep.store.columns import numpy_view
 
 # Bumped when the layout below changes, so older copies are ignored rather than misread.
 # 2: per-file size and CRC-32 in meta.json; shards checked against their sha256 before decoding.
@@ -167,8 +168,7 @@ def _as_numpy(arr: pa.Array) -> np.ndarray:
     """
     t = arr.type
     if arr.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t)):
-        dtype = np.dtype(t.to_pandas_dtype())
-        return np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset : arr.offset + len(arr)]
+        return numpy_view(arr)
     return arr.to_numpy(zero_copy_only=False)
 
 
