@@ -31,9 +31,6 @@ from shardprep.tokenizer import LoadedTokenizer
 _EMPTY = np.empty(0, dtype=np.int32)
 _EMPTY.setflags(write=False)
 
-# text -> (start, length) in a batch's id pool
-Where = dict[str, tuple[int, int]]
-
 
 @dataclass(frozen=True, slots=True)
 class RenderedExample:
@@ -101,73 +98,122 @@ class BatchEncoder:
         """The encoder in use: "fastokens" or "tokenizers"."""
         return self.selection.name
 
-    def locate(self, chunks: Iterable[TextChunk]) -> tuple[np.ndarray, tuple[Where, Where]]:
-        """Every distinct text chunk's ids as (start, length) in one int32 pool.
-
-        Returns (pool, (plain, escaped)), each a dict text -> (start, length). Dicts keyed by
-        the text (whose hash Python caches) per encoding keep this loop free of Python-level
-        hashing; memoized constants are copied into the pool, new texts encoded in one call
-        per encoding.
-        """
-        where: tuple[Where, Where] = ({}, {})
-        todo: tuple[list[str], list[str]] = ([], [])
-        memo = self._memo
-        pieces: list[np.ndarray] = []
-        size = 0
-        for chunk in chunks:
-            enc = chunk.encoding
-            text = chunk.text
-            w = where[enc]
-            if text in w:
-                continue
-            hit = memo[enc].get(text)
-            if hit is not None:
-                w[text] = (size, len(hit))
-                pieces.append(hit)
-                size += len(hit)
-            elif not text:
-                w[text] = (0, 0)
-            else:
-                w[text] = (-1, 0)  # placeholder, filled below; also dedupes
-                todo[enc].append(text)
-        max_chars = self.memo_max_chars
-        for enc in (Encoding.NORMAL, Encoding.ESCAPED):
-            pending = todo[enc]
-            if not pending:
-                continue
-            ids, offsets = self.backend.encode_flat(pending, escaped=enc == Encoding.ESCAPED)
-            bounds = offsets.tolist()  # one int per chunk, not per token
-            w, m = where[enc], memo[enc]
-            for i, text in enumerate(pending):
-                start, n = bounds[i], bounds[i + 1] - bounds[i]
-                w[text] = (size + start, n)
-                if len(text) <= max_chars:
-                    if len(m) >= self.memo_max_entries:
-                        m.clear()  # crude bound; constants come back on the next batch
-                    # A copy: a view would keep the whole batch's buffer alive.
-                    kept = ids[start : start + n].copy()
-                    kept.setflags(write=False)
-                    m[text] = kept
-            pieces.append(ids)
-            size += len(ids)
-        pool = np.concatenate(pieces).astype(np.int32, copy=False) if pieces else _EMPTY
-        return pool, where
+    def pool(self) -> ChunkPool:
+        """A pool for one batch's chunks (see ChunkPool)."""
+        return ChunkPool(self)
 
     def encode_unique(self, chunks: Iterable[TextChunk]) -> dict[TextChunk, np.ndarray]:
         """Token ids of every distinct text chunk (read-only views into one flat buffer)."""
+        pool = self.pool()
         chunks = list(chunks)
-        pool, where = self.locate(chunks)
-        pool.setflags(write=False)
+        slots = [pool.slot(c) for c in chunks]
+        ids, starts, lens = pool.finish()
+        ids.setflags(write=False)
         found: dict[TextChunk, np.ndarray] = {}
-        for c in chunks:
-            start, n = where[c.encoding][c.text]
-            found[c] = pool[start : start + n]
+        for c, k in zip(chunks, slots, strict=True):
+            start = int(starts[k])
+            found[c] = ids[start : start + int(lens[k])]
         return found
 
     def encode_chunks(self, chunks: Sequence[Chunk]) -> list[np.ndarray]:
         """Each chunk's ids (one call for the lot)."""
         table = self.encode_unique(c for c in chunks if isinstance(c, TextChunk))
         return [_lookup(table, c) for c in chunks]
+
+
+class ChunkPool:
+    """One batch's chunks as slots in one int32 id pool, encoded with one call per encoding.
+
+    `slot(chunk)` numbers each distinct chunk (a text chunk by its text and encoding; literal ids
+    each their own); `finish()` encodes every new text at once and returns (ids, starts, lens)
+    with slot k's ids at ids[starts[k] : starts[k] + lens[k]]. Callers keep a slot per chunk and
+    gather with numpy, so a chunk costs one dict lookup and one list append in Python. Short
+    texts (headers, end-of-turn markers) are remembered across batches by the encoder.
+    """
+
+    __slots__ = ("encoder", "index", "todo", "todo_slots", "extra", "extra_slots", "n")
+
+    def __init__(self, encoder: BatchEncoder) -> None:
+        self.encoder = encoder
+        self.index: tuple[dict[str, int], dict[str, int]] = ({}, {})  # per encoding: text -> slot
+        self.todo: tuple[list[str], list[str]] = ([], [])  # texts to encode, per encoding
+        self.todo_slots: tuple[list[int], list[int]] = ([], [])
+        self.extra: list[np.ndarray] = []  # memoized ids and literal ids
+        self.extra_slots: list[int] = []
+        self.n = 0
+
+    def slot(self, chunk: Chunk) -> int:
+        if type(chunk) is TextChunk:
+            enc = chunk.encoding
+            index = self.index[enc]
+            k = index.get(chunk.text)
+            if k is not None:
+                return k
+            k = index[chunk.text] = self.n
+            self.n += 1
+            hit = self.encoder._memo[enc].get(chunk.text)
+            if hit is not None:
+                self.extra.append(hit)
+                self.extra_slots.append(k)
+            elif chunk.text:
+                self.todo[enc].append(chunk.text)
+                self.todo_slots[enc].append(k)
+            else:
+                self.extra.append(_EMPTY)
+                self.extra_slots.append(k)
+            return k
+        k = self.n
+        self.n += 1
+        self.extra.append(_lookup({}, chunk))
+        self.extra_slots.append(k)
+        return k
+
+    def slots(self, chunks: Iterable[Chunk], out: list[int]) -> None:
+        """Append the slot of each chunk to `out` (the hot loop: no method call per known text)."""
+        index = self.index
+        append = out.append
+        for c in chunks:
+            if type(c) is TextChunk:
+                k = index[c.encoding].get(c.text)
+                append(k if k is not None else self.slot(c))
+            else:
+                append(self.slot(c))
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids int32, starts int64, lens int64) per slot."""
+        starts = np.zeros(self.n, dtype=np.int64)
+        lens = np.zeros(self.n, dtype=np.int64)
+        pieces: list[np.ndarray] = []
+        size = 0
+        encoder = self.encoder
+        max_chars, max_entries = encoder.memo_max_chars, encoder.memo_max_entries
+        for enc in (Encoding.NORMAL, Encoding.ESCAPED):
+            pending = self.todo[enc]
+            if not pending:
+                continue
+            ids, offsets = encoder.backend.encode_flat(pending, escaped=enc == Encoding.ESCAPED)
+            where = np.asarray(self.todo_slots[enc], dtype=np.int64)
+            starts[where] = offsets[:-1] + size
+            lens[where] = np.diff(offsets)
+            memo = encoder._memo[enc]
+            bounds = offsets.tolist()  # one int per text, not per token
+            for i, text in enumerate(pending):
+                if len(text) <= max_chars:
+                    if len(memo) >= max_entries:
+                        memo.clear()  # crude bound; constants come back on the next batch
+                    # A copy: a view would keep the whole batch's buffer alive.
+                    kept = ids[bounds[i] : bounds[i + 1]].copy()
+                    kept.setflags(write=False)
+                    memo[text] = kept
+            pieces.append(ids)
+            size += len(ids)
+        for k, arr in zip(self.extra_slots, self.extra, strict=True):
+            starts[k] = size
+            lens[k] = len(arr)
+            size += len(arr)
+        pieces += self.extra
+        pool = np.concatenate(pieces).astype(np.int32, copy=False) if pieces else _EMPTY.copy()
+        return pool, starts, lens
 
 
 def _lookup(table: dict[TextChunk, np.ndarray], chunk: Chunk) -> np.ndarray:
@@ -241,51 +287,42 @@ def render_supervised_flat(
 def render_plans_flat(
     renderer: Renderer, encoder: BatchEncoder, plans: Sequence[SupervisedPlan | RowError]
 ) -> RenderedBatch:
-    """Supervised plans -> one flat batch (one encode call), prompt prefixes zeroed per row.
+    """Supervised plans -> one flat batch (one encode call per encoding), prompt prefixes zeroed
+    per row.
 
-    Each chunk is a (start, length) in the encoder's id pool; the batch's tokens are one gather
-    from the pool, its weights one repeat: per chunk, only two list appends run in Python.
+    One pass over the chunks gives each its slot in a ChunkPool; the batch's tokens are then one
+    gather from the pool and its weights one repeat: per chunk, Python does a dict lookup and an
+    append.
     """
-    pool, where = encoder.locate(_text_chunks(plans))
-    extra: list[np.ndarray] = []  # literal ids chunks, placed after the pool
-    extra_size = len(pool)
-    starts: list[int] = []
-    lens: list[int] = []
+    pool = encoder.pool()
+    chunk_slots: list[int] = []
     chunk_weights: list[float] = []
+    prompts: dict[int, list[int]] = {}
     row_chunks = np.zeros(len(plans), dtype=np.int64)
     errors: dict[int, RowError] = {}
     for i, plan in enumerate(plans):
         if isinstance(plan, RowError):
             errors[i] = plan
             continue
-        for c in plan.chunks:
-            if type(c) is TextChunk:
-                start, n = where[c.encoding][c.text]
-            else:
-                ids = _lookup({}, c)
-                start, n = extra_size, len(ids)
-                extra.append(ids)
-                extra_size += n
-            starts.append(start)
-            lens.append(n)
+        pool.slots(plan.chunks, chunk_slots)
         chunk_weights.extend(plan.weights)
         row_chunks[i] = len(plan.chunks)
-    if extra:
-        pool = np.concatenate([pool, *extra]).astype(np.int32, copy=False)
-    lengths = np.asarray(lens, dtype=np.int64)
-    ends = np.zeros(len(lens) + 1, dtype=np.int64)
+        if plan.prompt is not None:
+            pool.slots(plan.prompt, prompts.setdefault(i, []))
+    ids, slot_starts, slot_lens = pool.finish()
+    slots = np.asarray(chunk_slots, dtype=np.int64)
+    lengths = slot_lens[slots]
+    ends = np.zeros(len(slots) + 1, dtype=np.int64)
     np.cumsum(lengths, out=ends[1:])
-    gather = np.repeat(np.asarray(starts, dtype=np.int64) - ends[:-1], lengths)
+    gather = np.repeat(slot_starts[slots] - ends[:-1], lengths)
     gather += np.arange(ends[-1], dtype=np.int64)
-    tokens = pool[gather]  # a new, writable int32 array
+    tokens = ids[gather]  # a new, writable int32 array
     weights = np.repeat(np.asarray(chunk_weights, dtype=np.float32), lengths)
     offsets = np.zeros(len(plans) + 1, dtype=np.int64)
     offsets[1:] = ends[np.cumsum(row_chunks)]
-    for i, plan in enumerate(plans):
-        if isinstance(plan, RowError) or plan.prompt is None:
-            continue
+    for i, prompt_slots in prompts.items():
         a, b = offsets[i], offsets[i + 1]
-        prompt = _gather(pool, where, plan.prompt)
+        prompt = _slot_ids(ids, slot_starts, slot_lens, prompt_slots)
         try:
             zero_prompt_prefix(renderer, tokens[a:b], weights[a:b], prompt)
         except RowError as exc:
@@ -293,15 +330,11 @@ def render_plans_flat(
     return RenderedBatch(tokens, weights, offsets, errors)
 
 
-def _gather(pool: np.ndarray, where: tuple[Where, Where], chunks: Sequence[Chunk]) -> np.ndarray:
-    """One row's chunks (a prompt) as ids, from the pool and literal ids."""
-    parts = []
-    for c in chunks:
-        if type(c) is TextChunk:
-            start, n = where[c.encoding][c.text]
-            parts.append(pool[start : start + n])
-        else:
-            parts.append(_lookup({}, c))
+def _slot_ids(
+    ids: np.ndarray, starts: np.ndarray, lens: np.ndarray, slots: Sequence[int]
+) -> np.ndarray:
+    """The ids of some slots, in order (one row's prompt)."""
+    parts = [ids[starts[k] : starts[k] + lens[k]] for k in slots]
     return np.concatenate(parts).astype(np.int32, copy=False) if parts else _EMPTY.copy()
 
 

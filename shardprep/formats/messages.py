@@ -92,6 +92,19 @@ def _parts(content: list[Any], field: str) -> tuple[list[dict[str, str]], list[d
     return parts, calls
 
 
+def _lf_tool_layout(raw: list[Any]) -> bool:
+    """Whether any message holds a LLaMA-Factory tool part (a loop, not nested generators: this
+    runs for every row)."""
+    for m in raw:
+        if isinstance(m, dict):
+            content = m.get("content")
+            if isinstance(content, list):
+                for p in content:
+                    if isinstance(p, dict) and p.get("type") in _LF_TOOL_PARTS:
+                        return True
+    return False
+
+
 def convert(
     row: Mapping[str, Any], columns: Mapping[str, str] | None = None, *, customized: bool = False
 ) -> list[Message]:
@@ -102,12 +115,7 @@ def convert(
             f"{field!r} must be a list of messages, got {type(raw).__name__}",
             field=field,
         )
-    lf_tool_layout = any(
-        isinstance(m, dict)
-        and isinstance(m.get("content"), list)
-        and any(isinstance(p, dict) and p.get("type") in _LF_TOOL_PARTS for p in m["content"])
-        for m in raw
-    )
+    lf_tool_layout = _lf_tool_layout(raw)
     messages: list[Message] = []
     flags: list[Any] = []
     for i, src in enumerate(raw):
