@@ -12,8 +12,6 @@ merges again to the same files.
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from typing import Any
 
 import numpy as np
@@ -22,7 +20,8 @@ import pyarrow.parquet as pq
 
 from shardprep.store.columns import numpy_view
 from shardprep.store.schemas import ShardSchema
-from shardprep.store.storage import Output, sha256_file
+from shardprep.store.shards import place_shard
+from shardprep.store.storage import Output
 
 
 def shard_target(shards: list[dict[str, Any]], *, max_rows: int, max_bytes: int) -> int:
@@ -46,6 +45,15 @@ def _per_row(table: pa.Table, schema: ShardSchema) -> tuple[np.ndarray, np.ndarr
         np.cumsum(numpy_view(weights.values) > 0, out=ends[1:])
         trained += ends[offsets[1:]] - ends[offsets[:-1]]
     return tokens, trained
+
+
+def _read(output: Output, rel: str) -> pa.Table:
+    # ParquetFile, not read_table: that imports pyarrow.dataset (over a CPU-second). A local
+    # shard is opened by path: pyarrow's own file reads it in a fifth less CPU than fsspec's.
+    if output.is_local:
+        return pq.ParquetFile(output.path(rel)).read()
+    with output.fs.open(output.path(rel), "rb") as f:
+        return pq.ParquetFile(f).read()
 
 
 class _Merged:
@@ -74,16 +82,8 @@ class _Merged:
         if not self.parts:
             return
         table = pa.concat_tables(self.parts).unify_dictionaries().combine_chunks()
-        name = f"{self.split}-{len(self.shards):05d}.parquet"
-        rel = f"{self.folder}/{name}"
-        tmpdir = self.output.local_tempdir()
-        try:
-            tmp = os.path.join(tmpdir, name)
-            pq.write_table(table, tmp, compression="zstd", row_group_size=self.row_group_rows)
-            size, digest = os.path.getsize(tmp), sha256_file(tmp)
-            self.output.place(tmp, rel)
-        finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+        rel = f"{self.folder}/{self.split}-{len(self.shards):05d}.parquet"
+        size, digest = place_shard(self.output, table, rel, self.row_group_rows)
         self.shards.append(
             {
                 "path": rel,
@@ -116,9 +116,7 @@ def compact_split(
         return shards
     out = _Merged(output, folder, split, row_group_rows)
     for s in shards:
-        with output.fs.open(output.path(s["path"]), "rb") as f:
-            # ParquetFile, not read_table: that imports pyarrow.dataset (over a CPU-second).
-            table = pq.ParquetFile(f).read()
+        table = _read(output, s["path"])
         tokens, trained = _per_row(table, schema)
         # A row's share of its shard's bytes, by its tokens (what a shard's size mostly is).
         per_token = int(s["bytes"]) / max(1, int(tokens.sum()))

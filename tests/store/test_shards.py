@@ -1,0 +1,98 @@
+"""How shards are encoded (one function for unit and merged shards) and the numpy views over
+Arrow columns that the build reads them back with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from shardprep.store.columns import flat_lists, int32_lists, numeric_array, numpy_view
+from shardprep.store.shards import _leaf_paths, place_shard, write_parquet
+from shardprep.store.storage import Output, sha256_file
+
+
+def _table() -> pa.Table:
+    rng = np.random.default_rng(0)
+    chunks = [rng.integers(0, 150_000, n).astype(np.int32) for n in rng.integers(1, 300, 200)]
+    ids = int32_lists(chunks)
+    flat = np.concatenate(chunks)
+    weights = flat_lists((flat % 2).astype(np.float32), numpy_view(ids.offsets), pa.float32())
+    return pa.table(
+        {
+            "input_ids": ids,
+            "weights": weights,
+            "length": numeric_array(np.array([len(c) for c in chunks]), pa.int32()),
+            "source": pa.DictionaryArray.from_arrays(
+                numeric_array(np.zeros(200, np.int32), pa.int32()), pa.array(["s"])
+            ),
+            "tags": pa.array([["a", "b"]] * 200, type=pa.list_(pa.string())),  # passthrough
+            "meta": pa.array([{"k": i} for i in range(200)]),
+        }
+    )
+
+
+def test_token_lists_are_plain_and_without_statistics_other_columns_keep_both(
+    tmp_path: Path,
+) -> None:
+    table = _table()
+    write_parquet(table, str(tmp_path / "s.parquet"), 64)
+    pf = pq.ParquetFile(tmp_path / "s.parquet")
+    assert pf.metadata.num_row_groups == 4 and pf.read().equals(table)
+    rg = pf.metadata.row_group(0)
+    cols = {rg.column(i).path_in_schema: rg.column(i) for i in range(rg.num_columns)}
+    for path in ("input_ids.list.element", "weights.list.element"):
+        assert cols[path].compression == "ZSTD"
+        assert not any("DICTIONARY" in e for e in cols[path].encodings), path
+        assert cols[path].statistics is None, path
+    for path in ("length", "source", "tags.list.element", "meta.k"):
+        assert cols[path].compression == "ZSTD"
+        assert any("DICTIONARY" in e for e in cols[path].encodings), path
+        assert cols[path].statistics is not None and cols[path].statistics.has_min_max, path
+
+
+def test_leaf_paths_are_parquets_own() -> None:
+    schema = pa.schema(
+        [
+            ("a", pa.list_(pa.int32())),
+            ("b", pa.list_(pa.string())),
+            ("c", pa.struct([("x", pa.int64()), ("y", pa.list_(pa.float64()))])),
+            ("d", pa.map_(pa.string(), pa.int32())),
+            ("e", pa.dictionary(pa.int32(), pa.string())),
+            ("f", pa.large_list(pa.int64())),
+        ]
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(schema.empty_table(), sink)
+    written = pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema
+    assert [p for f in schema for p in _leaf_paths(f.name, f.type)] == [
+        written.column(i).path for i in range(len(written))
+    ]
+
+
+def test_place_shard_reports_the_placed_files_size_and_hash(tmp_path: Path) -> None:
+    out = Output(str(tmp_path / "out"))
+    size, digest = place_shard(out, _table(), "data/x-0000.parquet", 1024)
+    placed = tmp_path / "out" / "data" / "x-0000.parquet"
+    assert size == placed.stat().st_size and digest == sha256_file(str(placed))
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["data"]  # no scratch left
+
+
+def test_numpy_view_shares_memory_and_honours_slices() -> None:
+    arr = numeric_array(np.arange(10, dtype=np.int64), pa.int64())
+    view = numpy_view(arr.slice(3, 4))
+    assert view.tolist() == [3, 4, 5, 6] and view.dtype == np.int64
+    assert np.shares_memory(view, numpy_view(arr))
+    lists = flat_lists(np.arange(6, dtype=np.float32), np.array([0, 2, 6]), pa.float32())
+    assert numpy_view(lists.slice(1).offsets).tolist() == [2, 6]
+    assert numpy_view(pa.array([], type=pa.float32())).tolist() == []
+
+
+def test_numpy_view_refuses_what_it_would_misread() -> None:
+    with pytest.raises(ValueError, match="1 nulls"):
+        numpy_view(pa.array([1, None, 3], type=pa.int32()))
+    with pytest.raises(TypeError, match="bool"):
+        numpy_view(pa.array([True, False]))
