@@ -1,6 +1,7 @@
 """`prep`: the command line's entry point. It stays light: `prep --version` answers without loading
-typer, rich or the library; everything else runs the typer application (`typer_app.py`), which
-loads on first use, also as `shardprep.cli.app.app` (tests/cli/test_startup.py).
+typer, rich or the library; everything else runs the typer application (`typer_app.py`) with the
+command it names, and `shardprep.cli.app.app` is the whole application, made on first use
+(tests/cli/test_startup.py).
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ def main() -> None:
     if sys.argv[1:] == ["--version"]:
         print(version_line())
         return
-    from shardprep.cli.typer_app import app
+    from shardprep.cli.typer_app import app_for
 
-    app()
+    app_for(sys.argv[1:])()
 
 
 def __getattr__(name: str) -> typer.Typer:
-    if name == "app":
-        from shardprep.cli.typer_app import app
+    if name == "app":  # the whole application, made once on first use (tests, embedding)
+        from shardprep.cli.typer_app import make_app
 
+        app = globals()["app"] = make_app()
         return app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

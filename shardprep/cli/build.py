@@ -117,7 +117,9 @@ def build(
             )
         )
         return
-    out = Console(highlight=False, soft_wrap=True)
+    # emoji=False: paths and names are data, a ":fire:" in one prints as written (and rich's emoji
+    # table, a large module, stays unloaded).
+    out = Console(highlight=False, soft_wrap=True, emoji=False)
     if result.status == "up_to_date":
         out.print(
             f"[green]up to date[/]: {escape(result.output)} (fingerprint {m['fingerprint'][:12]})"

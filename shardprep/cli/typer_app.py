@@ -5,23 +5,26 @@ Loaded only when a command runs or `--help` is asked for: `prep --version` answe
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import importlib
 
 import typer
 
-# Command modules import the library inside their functions, so that `prep --version` and
-# `--help` load no tokenizer, Arrow or template engine (tests/cli/test_startup.py).
-from shardprep.cli import build as build_cmd
-from shardprep.cli import formats as formats_cmd
-from shardprep.cli import ls as ls_cmd
-from shardprep.cli import preview as preview_cmd
-from shardprep.cli import renderers as renderers_cmd
-from shardprep.cli import show as show_cmd
-from shardprep.cli import validate as validate_cmd
-from shardprep.cli import verify as verify_cmd
 from shardprep.cli.app import version_line
 from shardprep.cli.state import STATE
+
+# Command name -> its --help panel. A command is the function of its name in shardprep.cli.<name>;
+# command modules import the library inside their functions, so that `--help` loads no
+# tokenizer, Arrow or template engine (tests/cli/test_startup.py).
+COMMANDS: dict[str, str] = {
+    "validate": "Prepare",
+    "preview": "Prepare",
+    "build": "Prepare",
+    "show": "Inspect",
+    "verify": "Inspect",
+    "ls": "Inspect",
+    "renderers": "Reference",
+    "formats": "Reference",
+}
 
 
 def _examples(*items: tuple[str, str]) -> str:
@@ -66,24 +69,6 @@ _EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
-app = typer.Typer(
-    name="prep",
-    help="Prepare tokenized training shards for chat-model fine-tuning.",
-    epilog=_examples(
-        ("prep validate configs/demo.yaml", "check a recipe without reading data"),
-        (
-            "prep preview configs/demo.yaml -n 3",
-            "see what the first rows train on, writing nothing",
-        ),
-        ("prep build configs/demo.yaml", "build shards + manifest.json"),
-        ("prep show shards/demo-qwen3", "inspect a build: tables, histogram, rows, mask health"),
-        ("prep --install-completion", "shell completion for bash, zsh, fish or PowerShell"),
-    ),
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    pretty_exceptions_enable=False,
-)
-
 
 def _version(value: bool) -> None:
     if value:
@@ -91,7 +76,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
     version: bool = typer.Option(
@@ -101,15 +85,42 @@ def _root(
     STATE.debug = debug
 
 
-def _register(name: str, fn: Callable[..., Any], panel: str) -> None:
-    app.command(name, epilog=_examples(*_EXAMPLES[name]), rich_help_panel=panel)(fn)
+def make_app(only: str | None = None) -> typer.Typer:
+    """The application with every command, or with the one named `only` (all a run of that
+    command needs: the other command modules stay unloaded and typer builds one command)."""
+    app = typer.Typer(
+        name="prep",
+        help="Prepare tokenized training shards for chat-model fine-tuning.",
+        epilog=_examples(
+            ("prep validate configs/demo.yaml", "check a recipe without reading data"),
+            (
+                "prep preview configs/demo.yaml -n 3",
+                "see what the first rows train on, writing nothing",
+            ),
+            ("prep build configs/demo.yaml", "build shards + manifest.json"),
+            (
+                "prep show shards/demo-qwen3",
+                "inspect a build: tables, histogram, rows, mask health",
+            ),
+            ("prep --install-completion", "shell completion for bash, zsh, fish or PowerShell"),
+        ),
+        no_args_is_help=True,
+        rich_markup_mode="rich",
+        pretty_exceptions_enable=False,
+    )
+    app.callback()(_root)
+    for name, panel in COMMANDS.items():
+        if only in (None, name):
+            fn = getattr(importlib.import_module(f"shardprep.cli.{name}"), name)
+            app.command(name, epilog=_examples(*_EXAMPLES[name]), rich_help_panel=panel)(fn)
+    return app
 
 
-_register("validate", validate_cmd.validate, "Prepare")
-_register("preview", preview_cmd.preview, "Prepare")
-_register("build", build_cmd.build, "Prepare")
-_register("show", show_cmd.show, "Inspect")
-_register("verify", verify_cmd.verify, "Inspect")
-_register("ls", ls_cmd.ls, "Inspect")
-_register("renderers", renderers_cmd.renderers, "Reference")
-_register("formats", formats_cmd.formats, "Reference")
+def app_for(args: list[str]) -> typer.Typer:
+    """The application `prep ARGS` runs: the named command's alone when only `--debug` comes
+    before its name, else every command (`--help`, completion, a misspelt name)."""
+    for i, arg in enumerate(args):
+        if not arg.startswith("-"):
+            plain = arg in COMMANDS and all(a == "--debug" for a in args[:i])
+            return make_app(arg if plain else None)
+    return make_app()

@@ -63,7 +63,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (data / "rows-1.jsonl").write_text("\n".join(rows) + "\n")
     recipe = {
         "name": "plain",
-        "output": str(tmp / "out [1]"),
+        "output": str(tmp / "out [1] :fire:"),  # rich would make ":fire:" an emoji
         "tokenizer": str(QWEN3),
         "renderer": "qwen3",
         "sources": [{"name": SOURCE, "path": str(data / "rows-1.jsonl"), "format": "messages"}],
@@ -72,7 +72,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "workers": 1,
     }
     (cfg / "recipe [v1].yaml").write_text(yaml.safe_dump(recipe))
-    return {"tmp": tmp, "recipe": cfg / "recipe [v1].yaml", "out": tmp / "out [1]"}
+    return {"tmp": tmp, "recipe": cfg / "recipe [v1].yaml", "out": tmp / "out [1] :fire:"}
 
 
 def test_renderers_table_prints_template_syntax() -> None:

@@ -70,16 +70,38 @@ def test_version_flag_through_typer_prints_the_same() -> None:
 
 def test_typer_app_imports_no_heavy_module() -> None:
     """What `prep --help` loads: typer, rich and the command modules, none of the library."""
-    lines, loaded = _loaded(
-        "import shardprep.cli.typer_app", HEAVY + ("rich.progress", "rich.table")
-    )
+    code = "from shardprep.cli.typer_app import make_app; make_app()"
+    lines, loaded = _loaded(code, HEAVY + ("rich.progress", "rich.table"))
     assert lines == [] and loaded == []
 
 
-def test_app_attribute_is_the_typer_app() -> None:
-    from shardprep.cli import app, typer_app
+def test_a_command_loads_only_its_own_module() -> None:
+    code = (
+        "import sys\nfrom shardprep.cli.typer_app import app_for\n"
+        "app = app_for(['--debug', 'build', 'recipe.yaml', '--force'])\n"
+        "print([c.name for c in app.registered_commands])\n"
+        "print(sorted(m for m in sys.modules if m.startswith('shardprep.cli.')))"
+    )
+    lines, _ = _loaded(code, ())
+    assert lines == [
+        "['build']",
+        str(sorted(f"shardprep.cli.{m}" for m in ("app", "build", "errors", "state", "typer_app"))),
+    ]
 
-    assert app.app is typer_app.app
+
+def test_help_and_unknown_words_get_every_command() -> None:
+    from shardprep.cli.typer_app import COMMANDS, app_for
+
+    for args in (["--help", "build"], ["biuld"], [], ["--install-completion"], ["x", "build"]):
+        assert [c.name for c in app_for(args).registered_commands] == list(COMMANDS), args
+
+
+def test_app_attribute_is_the_whole_application() -> None:
+    from shardprep.cli import app
+    from shardprep.cli.typer_app import COMMANDS
+
+    assert [c.name for c in app.app.registered_commands] == list(COMMANDS)
+    assert app.app is app.app  # made once
 
 
 LAZY = ("pyarrow", "numpy", "tokenizers", "jinja2", "fsspec", "asyncio", "multiprocessing")
