@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from shardprep.errors import RowError, as_row_error
+from shardprep.errors import as_row_error
 from shardprep.formats import PAIR_FORMATS
 from shardprep.formats.comparison import LabeledComparison, to_comparison
 from shardprep.messages import Message
@@ -25,9 +25,10 @@ from shardprep.tokenizer import LoadedTokenizer
 # pyarrow, numpy and the encoder load inside the runner and the table: a recipe (and a no-op
 # build) needs only the options, formats and schema id.
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
-    from shardprep.encode.examples import Example
+    from shardprep.encode.examples import Example, ExampleBatch
     from shardprep.store.shards import TableBuilder
 
 DROP_TIE = "tie"
@@ -110,12 +111,7 @@ class DpoRunner:
         self.conformance = Conformance.start(io)
 
     def process(self, rows: list[RawRow]) -> None:
-        import numpy as np
-
-        from shardprep.encode.examples import Dropped, make_example
-        from shardprep.encode.tokenize import render_supervised_batch
-
-        io, recipe, src = self.io, self.io.recipe, self.io.source
+        io, src = self.io, self.io.source
         convs: list[list[Message]] = []
         metas: list[RawRow] = []
         for raw in io.readable(rows):
@@ -132,46 +128,101 @@ class DpoRunner:
         if self.conformance is not None:
             rows_of = [io.source_row(r) for r in metas for _ in SIDES]
             self.conformance.add(convs, rows_of, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
-        # Both sides of every pair in one batch: one encode call per batch, as for SFT.
-        rendered = (
-            render_supervised_batch(
-                io.renderer, io.encoder, convs, TrainOnWhat.LAST_ASSISTANT_MESSAGE
-            )
-            if convs
-            else []
-        )
-        for k, raw in enumerate(metas):
-            sides: list[Example] = []
-            for res in rendered[2 * k : 2 * k + 2]:
-                if isinstance(res, RowError):
-                    io.skip(res, file=raw.file, line=raw.line, row=raw.data)
-                    break
-                ex = make_example(
-                    res.tokens,
-                    res.weights,
-                    max_length=recipe.max_length,
-                    overlong=recipe.overlong,
-                    reduction="none",
-                )
-                if isinstance(ex, Dropped):
-                    io.drop(ex.reason, raw)
-                    break
-                sides.append(ex)
-            if len(sides) != 2:
-                continue
-            pair = Pair(*sides)
-            n_tokens = len(pair.chosen.input_ids) + len(pair.rejected.input_ids)
-            n_trained = int(np.count_nonzero(pair.chosen.weights)) + int(
-                np.count_nonzero(pair.rejected.weights)
-            )
-            io.count_example(n_tokens, n_trained, pair.chosen.truncated or pair.rejected.truncated)
-            io.writers[io.split_of(raw)].add(
-                pair, io.source_name, io.source_row(raw), tokens=n_tokens, trained=n_trained
-            )
+        if convs:
+            write_pairs(io, convs, metas, SCHEMA.arrow())
 
     def finish(self) -> None:
         if self.conformance is not None:
             self.conformance.finish()
+
+
+def write_pairs(
+    io: UnitIO, convs: list[list[Message]], metas: list[RawRow], schema: pa.Schema
+) -> None:
+    """Pairs k = (convs[2k], convs[2k+1]) of rows `metas[k]` rendered, encoded, cut and shifted
+    as one flat batch (tasks/batch.py's path), and handed to io's writers as tables.
+
+    A pair is written only when both sides are examples. The first side that fails decides what
+    the pair counts as, as tinker builds a pair side by side: a side that cannot render is
+    skipped (with its error), a side that make_example drops is dropped (with its reason).
+    """
+    import numpy as np
+
+    from shardprep.encode.examples import make_examples
+    from shardprep.encode.tokenize import render_supervised_flat
+    from shardprep.tasks.batch import SPLITS
+
+    recipe = io.recipe
+    flat = render_supervised_flat(
+        io.renderer, io.encoder, convs, TrainOnWhat.LAST_ASSISTANT_MESSAGE
+    )
+    batch = make_examples(
+        flat.tokens,
+        flat.weights,
+        flat.offsets,
+        skip=flat.errors,
+        max_length=recipe.max_length,
+        overlong=recipe.overlong,
+        reduction="none",
+    )
+    for k in sorted({i // 2 for i in flat.errors} | {i // 2 for i in batch.dropped}):
+        raw = metas[k]
+        for i in (2 * k, 2 * k + 1):
+            if i in flat.errors:
+                io.skip(flat.errors[i], file=raw.file, line=raw.line, row=raw.data)
+                break
+            if i in batch.dropped:
+                io.drop(batch.dropped[i], raw)
+                break
+    whole = np.bincount(batch.rows // 2, minlength=len(metas)) == 2
+    kept = batch.take(whole[batch.rows // 2])
+    if not len(kept):
+        return
+    chosen, rejected = kept.take(kept.rows % 2 == 0), kept.take(kept.rows % 2 == 1)
+    pairs = chosen.rows // 2
+    tokens = chosen.lengths + rejected.lengths
+    trained = chosen.trained + rejected.trained
+    truncated = chosen.truncated | rejected.truncated
+    for n, t, cut in zip(tokens.tolist(), trained.tolist(), truncated.tolist(), strict=True):
+        io.count_example(n, t, cut)
+    kept_rows = [metas[k] for k in pairs.tolist()]
+    is_test = np.array([io.split_of(raw) == "test" for raw in kept_rows], dtype=bool)
+    source_rows = np.fromiter((io.source_row(raw) for raw in kept_rows), np.int64, len(kept_rows))
+    for split in SPLITS:
+        mask = is_test if split == "test" else ~is_test
+        if mask.any():
+            table = _pairs_table(
+                chosen.take(mask), rejected.take(mask), io.source_name, source_rows[mask], schema
+            )
+            io.writers[split].add_table(table, tokens[mask], trained[mask])
+
+
+def _pairs_table(
+    chosen: ExampleBatch,
+    rejected: ExampleBatch,
+    source: str,
+    source_rows: np.ndarray,
+    schema: pa.Schema,
+) -> pa.Table:
+    """The dpo/1 columns of a batch of pairs, from the sides' flat buffers."""
+    import pyarrow as pa
+
+    from shardprep.store.columns import (
+        flat_lists,
+        int32_column,
+        one_source_column,
+        source_row_column,
+    )
+
+    cols: dict[str, pa.Array] = {}
+    for side, ex in (("chosen", chosen), ("rejected", rejected)):
+        cols[f"{side}_input_ids"] = flat_lists(ex.input_ids, ex.offsets, pa.int32())
+        cols[f"{side}_target_ids"] = flat_lists(ex.target_ids, ex.offsets, pa.int32())
+        cols[f"{side}_weights"] = flat_lists(ex.weights, ex.offsets, pa.float32())
+        cols[f"{side}_length"] = int32_column(ex.lengths)
+    cols["source"] = one_source_column(source, len(chosen))
+    cols["source_row"] = source_row_column(source_rows)
+    return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
 
 
 def _nested(payload: dict[str, Any]) -> dict[str, Any]:

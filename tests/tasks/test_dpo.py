@@ -285,3 +285,43 @@ def test_reader_yields_pairs(tmp_path: Path) -> None:
         for col in ("chosen_input_ids", "rejected_target_ids", "rejected_weights"):
             assert np.asarray(ds[i][col]).tolist() == r[col]
     assert ds.lengths.tolist() == [r["chosen_length"] + r["rejected_length"] for r in rows]
+
+
+@pytest.mark.parametrize("overlong", ["truncate", "drop"])
+def test_max_length_cuts_or_drops_whole_pairs(
+    tmp_path: Path, tokenizer_for: Any, overlong: str
+) -> None:
+    # Sides of different lengths around max_length: a pair is written only when both sides are
+    # examples, each side cut exactly as make_example cuts it alone.
+    rows = [
+        {"prompt": "Hi?", "chosen": "a " * n, "rejected": "b " * m}
+        for n, m in [(1, 1), (40, 1), (1, 40), (40, 40), (5, 9)]
+    ]
+    write_jsonl(tmp_path / "p.jsonl", rows)
+    src = [{"name": "p", "path": "p.jsonl", "format": "text_pair"}]
+    res = run_build(tmp_path, task="dpo", sources=src, max_length=30, overlong=overlong)
+    got = read_rows(res)
+    renderer = get_renderer("qwen3", tokenizer_for("toy"))
+    want = []
+    for row in rows:
+        convs = pair_conversations(to_comparison(row, format="text_pair"))
+        sides = [
+            make_example(r.tokens, r.weights, max_length=30, overlong=overlong, reduction="none")
+            for r in render_supervised_batch(
+                renderer,
+                BatchEncoder(tokenizer_for("toy")),
+                list(convs),
+                TrainOnWhat.LAST_ASSISTANT_MESSAGE,
+            )
+            if isinstance(r, RenderedExample)
+        ]
+        if all(hasattr(s, "input_ids") for s in sides):
+            want.append(sides)
+    assert len(got) == len(want) == (5 if overlong == "truncate" else 2)
+    for row, (chosen, rejected) in zip(got, want, strict=True):
+        assert row["chosen_input_ids"] == chosen.input_ids.tolist()
+        assert row["rejected_target_ids"] == rejected.target_ids.tolist()
+        assert row["rejected_weights"] == rejected.weights.tolist()
+        assert row["chosen_length"] == len(chosen.input_ids)
+    dropped = res.manifest["stats"]["dropped"]
+    assert dropped == ({} if overlong == "truncate" else {"overlong": 3})
