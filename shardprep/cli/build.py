@@ -8,8 +8,6 @@ from pathlib import Path
 
 import click
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
@@ -71,7 +69,6 @@ def build(
     On a Ray cluster: prep build recipe.yaml --engine ray --address auto
     """
     from shardprep.build.run import build as run_build
-    from shardprep.cli.progress import RichProgress
     from shardprep.recipe import load_recipe
 
     parsed, base_dir = load_recipe(recipe)
@@ -79,8 +76,13 @@ def build(
         parsed = parsed.model_copy(
             update={"output": str(Path(output).resolve()) if "://" not in output else output}
         )
-    console = Console(stderr=True)
-    progress = None if (as_json or quiet) else RichProgress(console)
+    progress = None
+    if not (as_json or quiet):
+        from rich.console import Console
+
+        from shardprep.cli.progress import RichProgress
+
+        progress = RichProgress(Console(stderr=True))
     if workers is not None and workers != "auto" and not workers.isdigit():
         raise typer.BadParameter("--workers takes a number or 'auto'")
     if engine not in ("local", "ray"):
@@ -116,7 +118,10 @@ def build(
                 }
             )
         )
-        return
+        return  # rich loads for the terminal only: a --json answer needs none of it
+    from rich.console import Console
+    from rich.markup import escape
+
     # emoji=False: paths and names are data, a ":fire:" in one prints as written (and rich's emoji
     # table, a large module, stays unloaded).
     out = Console(highlight=False, soft_wrap=True, emoji=False)

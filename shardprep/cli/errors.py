@@ -6,11 +6,8 @@ import errno
 import sys
 import traceback
 from collections.abc import Callable
-from functools import wraps
-from typing import Any, NoReturn, TypeVar
-
-from rich.console import Console
-from rich.markup import escape
+from functools import cache, wraps
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from shardprep.errors import (
     BuildError,
@@ -22,6 +19,9 @@ from shardprep.errors import (
     TokenizerError,
     UnknownRendererError,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_BAD_INPUT = 2
@@ -37,7 +37,15 @@ _NEXT_STEP: dict[type[ShardprepError], str] = {
     BuildError: "see the message above",
 }
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+@cache
+def err_console() -> Console:
+    """Made at the first message: a command that succeeds quietly (`prep build --json` of an
+    up-to-date build) loads no rich."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
 
 # OS errors that say the environment refuses a path (not that shardprep is wrong): the user fixes
 # the path or its permissions, so they are bad input (exit 2), each with what to do next.
@@ -76,9 +84,11 @@ def _os_error_line(exc: OSError) -> str | None:
 def _print_error(message: str, hint: str) -> None:
     # Escaped: messages hold file names, row text ("[INST]") and end in "[reason]", which rich
     # would take as style tags (and drop, or fail on).
-    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True)
+    from rich.markup import escape
+
+    err_console().print(f"[bold red]error:[/] {escape(message)}", markup=True)
     if hint:
-        err_console.print(f"[dim]next: {escape(hint)}[/]", markup=True)
+        err_console().print(f"[dim]next: {escape(hint)}[/]", markup=True)
 
 
 def handle_errors(debug_flag: Callable[[], bool]) -> Callable[[F], F]:
@@ -93,7 +103,7 @@ def handle_errors(debug_flag: Callable[[], bool]) -> Callable[[F], F]:
                 _print_error(str(exc), _hint(exc))
                 sys.exit(EXIT_BAD_INPUT)
             except KeyboardInterrupt:
-                err_console.print("interrupted")
+                err_console().print("interrupted")
                 sys.exit(130)
             except OSError as exc:
                 if debug_flag():
@@ -115,10 +125,12 @@ def handle_errors(debug_flag: Callable[[], bool]) -> Callable[[F], F]:
 
 def _internal(exc: BaseException) -> NoReturn:
     """A bug: say so (the traceback stays behind --debug) and exit 1."""
-    err_console.print(
+    from rich.markup import escape
+
+    err_console().print(
         f"[bold red]internal error:[/] {escape(f'{type(exc).__name__}: {exc}')}", markup=True
     )
-    err_console.print(
+    err_console().print(
         "[dim]this is a bug in shardprep; rerun with --debug for the traceback[/]", markup=True
     )
     sys.exit(EXIT_BUG)

@@ -7,6 +7,9 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from shardprep import __version__
 
@@ -108,20 +111,25 @@ LAZY = ("pyarrow", "numpy", "tokenizers", "jinja2", "fsspec", "asyncio", "multip
 LAZY += ("shardprep.sources.readers", "shardprep.sources.hub", "shardprep.build.lock")
 
 
-def test_up_to_date_build_loads_no_row_machinery(tmp_path) -> None:
-    """Loading a recipe and the quick up-to-date check (a no-op `prep build`) import neither
-    pyarrow, numpy, tokenizers, jinja2 nor any renderer family: those load where rows are made;
-    nor fsspec (and asyncio), for a local output and local files; nor the file readers, the Hub,
-    the output lock or multiprocessing."""
-    from pathlib import Path
-
+@pytest.fixture(scope="module")
+def demo_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The demo recipe, built once: (recipe, output)."""
     from shardprep.build.run import build
     from shardprep.recipe import load_recipe
 
     recipe = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
     parsed, base_dir = load_recipe(recipe)
-    out = tmp_path / "out"
+    out = tmp_path_factory.mktemp("startup") / "out"
     assert build(parsed.model_copy(update={"output": str(out)}), base_dir).status == "built"
+    return recipe, out
+
+
+def test_up_to_date_build_loads_no_row_machinery(demo_build: tuple[Path, Path]) -> None:
+    """Loading a recipe and the quick up-to-date check (a no-op `prep build`) import neither
+    pyarrow, numpy, tokenizers, jinja2 nor any renderer family: those load where rows are made;
+    nor fsspec (and asyncio), for a local output and local files; nor the file readers, the Hub,
+    the output lock or multiprocessing."""
+    recipe, out = demo_build
     code = (
         "import json, sys\nfrom pathlib import Path\n"
         "from shardprep.build.run import build\nfrom shardprep.recipe import load_recipe\n"
@@ -136,3 +144,16 @@ def test_up_to_date_build_loads_no_row_machinery(tmp_path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert json.loads(run.stdout) == ["up_to_date", [], []]
+
+
+def test_up_to_date_build_as_json_loads_no_rich(demo_build: tuple[Path, Path]) -> None:
+    """`prep build --json` of an up-to-date build: rich loads for terminal output only."""
+    recipe, out = demo_build
+    code = (
+        "import sys; from shardprep.cli.app import main\n"
+        f"sys.argv = ['prep', 'build', {str(recipe)!r}, '-o', {str(out)!r}, '--json']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass"
+    )
+    lines, loaded = _loaded(code, ("rich", *LAZY))
+    assert json.loads(lines[0])["status"] == "up_to_date"
+    assert loaded == []
