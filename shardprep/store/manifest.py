@@ -30,6 +30,9 @@ def fingerprint(parts: dict[str, Any]) -> str:
 
 class _Entry(BaseModel):
     # A newer shardprep may add fields; a reader keeps them and relies only on the typed ones.
+    # List defaults are written `[]` (pydantic copies a mutable default for each instance): a
+    # `default_factory=list` has pydantic read `list`'s signature, which compiles tokenize's
+    # patterns, 6 ms of every up-to-date `prep build`.
     model_config = ConfigDict(extra="allow")
 
 
@@ -60,7 +63,7 @@ class SourceEntry(_Entry):
     name: str
     path: str | None = None
     format: str | None = None
-    files: list[dict[str, Any]] = Field(default_factory=list)
+    files: list[dict[str, Any]] = []
     hub: dict[str, Any] | None = None
     rows_read: int = 0
     examples: int = 0
@@ -69,7 +72,7 @@ class SourceEntry(_Entry):
     dropped: int = 0
     truncated: int | None = None
     dropped_by_reason: dict[str, int] | None = None
-    normalizations: list[str] = Field(default_factory=list)
+    normalizations: list[str] = []
 
 
 class BuildStats(_Entry):
@@ -104,12 +107,12 @@ class Manifest(_Entry):
     tokenizer: dict[str, Any] = Field(default_factory=dict)
     renderer: dict[str, Any] = Field(default_factory=dict)
     train_on: str | None = None
-    sources: list[SourceEntry] = Field(default_factory=list)
+    sources: list[SourceEntry] = []
     stats: BuildStats = Field(default_factory=BuildStats)
     data_dir: str | None = None
     skipped_sample: str | None = None
     conformance: dict[str, Any] | None = None
-    warnings: list[dict[str, Any]] = Field(default_factory=list)
+    warnings: list[dict[str, Any]] = []
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
