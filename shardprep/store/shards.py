@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
-import shutil
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -63,14 +63,14 @@ def write_parquet(table: pa.Table, path: str, row_group_rows: int) -> None:
 def place_shard(output: Output, table: pa.Table, rel: str, row_group_rows: int) -> tuple[int, str]:
     """`table` written to a local temporary file, hashed and placed whole at `rel`; its size
     and sha256."""
-    tmpdir = output.local_tempdir()
+    tmp = output.local_tempfile(posixpath.basename(rel))
     try:
-        tmp = os.path.join(tmpdir, posixpath.basename(rel))
         write_parquet(table, tmp, row_group_rows)
         size, digest = os.path.getsize(tmp), sha256_file(tmp)
         output.place(tmp, rel)
     finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # only when placing failed: a placed file is no longer there
     return size, digest
 
 

@@ -7,11 +7,13 @@ up-to-date `prep build` reads its manifest and stats its shards without it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import posixpath
 import re
-import shutil
 import tempfile
+import uuid
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -96,12 +98,16 @@ class Output:
             return
         self.fs.makedirs(self.path(rel), exist_ok=True)
 
-    def local_tempdir(self) -> str:
-        """A scratch folder for files about to be placed: on the same disk when local (rename is atomic)."""
+    def local_tempfile(self, name: str) -> str:
+        """A fresh path for a file about to be placed: beside the output when local (rename is
+        atomic; a killed writer's `.tmp-*` is swept by the next build), else in the system's
+        temporary folder. A file, not a folder per file: one unit writes several."""
         if self.is_local:
             self.makedirs()
-            return tempfile.mkdtemp(prefix=".tmp-", dir=self.root)
-        return tempfile.mkdtemp(prefix="shardprep-")
+            return os.path.join(self.root, f".tmp-{uuid.uuid4().hex[:16]}-{name}")
+        fd, path = tempfile.mkstemp(prefix="shardprep-", suffix=f"-{name}")
+        os.close(fd)
+        return path
 
     def place(self, local_file: str, rel: str) -> None:
         """Move a finished local file to `rel` in one step: rename locally, a single whole upload remotely."""
@@ -119,16 +125,16 @@ class Output:
             os.unlink(local_file)
 
     def write_text_atomic(self, rel: str, text: str) -> None:
-        tmpdir = self.local_tempdir()
+        tmp = self.local_tempfile(posixpath.basename(rel))
         try:
-            tmp = os.path.join(tmpdir, "file")
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
             self.place(tmp, rel)
         finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # only when placing failed: a placed file is no longer there
 
     def remove_tree(self, rel: str) -> None:
         if self.exists(rel):
