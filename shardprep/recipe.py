@@ -173,8 +173,9 @@ class Recipe(_Strict):
     # The task's own keys (`tie`, `passthrough`, `block_size`, ...), written at the top level of
     # the recipe and validated by the task's options model; serialized back to the top level.
     task_options: SerializeAsAny[TaskOptions] = Field(default_factory=TaskOptions)
-    # Rows per work unit whose text is compared with the model's own chat_template (0: off).
-    conformance_rows: int = Field(4, ge=0)
+    # Rows per build whose text is compared with the model's own chat_template, spread evenly over
+    # the work units with at least one per unit (0: off). Not fingerprinted.
+    conformance_rows: int = Field(64, ge=0)
     # What a sampled row that renders differently from the model's own template does to the build:
     # a warning in its summary and manifest, or a failure. Not fingerprinted (the bytes are equal).
     template_mismatch: Literal["warn", "fail"] = "warn"

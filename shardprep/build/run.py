@@ -303,6 +303,7 @@ def _build_locked(
     from shardprep.build.compact import compact_manifest
     from shardprep.build.units import UnitContext, load_done, plan_units, unit_encoder
     from shardprep.encode.conformance import mismatch_warning
+    from shardprep.tasks.conformance import unit_share
 
     recipe, output = plan.recipe, plan.output
     started = time.monotonic()
@@ -319,6 +320,7 @@ def _build_locked(
         output_url=output.url,
         data_dir=plan.data_dir,
         test_ordinals=_test_ordinals(recipe, units),
+        conformance_rows=unit_share(recipe.conformance_rows, len(units)),
     )
     # In this process the plan's tokenizer and renderer serve the units (and forked pool workers
     # inherit them; spawned ones load their own).

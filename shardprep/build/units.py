@@ -245,6 +245,7 @@ class UnitContext:
     output_url: str
     data_dir: str
     test_ordinals: frozenset[int]
+    conformance_rows: int | None = None  # each unit's share of the recipe's conformance_rows
     _loaded: tuple[Any, Any, Output] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -323,6 +324,7 @@ def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
         split_of=lambda raw: "test" if raw.index in held_out else "train",
         source_row=lambda raw: raw.index,
         dropped=skip.dropped,
+        conformance_rows=ctx.conformance_rows,
     )
     runner = task.runner(io)
     held_out: set[int] = set()

@@ -69,6 +69,9 @@ class UnitIO:
     extras: dict[str, Any] = field(default_factory=dict)
     # Told of each dropped row (preview lists them); the build only counts.
     on_drop: Callable[[str, RawRow], None] | None = None
+    # Rows of this run compared with the model's chat_template: a build's unit gets its share
+    # of the recipe's `conformance_rows`; None (preview) takes them all.
+    conformance_rows: int | None = None
 
     def drop(self, reason: str, raw: RawRow) -> None:
         """A row read fine that writes nothing (overlong, nothing trained, a tie): counted by reason."""

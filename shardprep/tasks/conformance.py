@@ -1,4 +1,5 @@
-"""The template conformance sample of a work unit: its first rows compared with the model's template.
+"""The template conformance sample of a work unit: its first rows compared with the model's template
+(a build spreads the recipe's `conformance_rows` over its units: `unit_share`).
 
 Every task that renders conversations samples the same way, so the manifest records, for any
 build, how many of the sampled rows the model's own chat_template writes identically.
@@ -27,16 +28,28 @@ def _template(tok: LoadedTokenizer) -> ChatTemplate | None:
     return _TEMPLATES[tok.sha256]
 
 
+def _rows(io: UnitIO) -> int:
+    return io.recipe.conformance_rows if io.conformance_rows is None else io.conformance_rows
+
+
+def unit_share(rows: int, units: int) -> int:
+    """A work unit's share of a build's `conformance_rows`: spread evenly, at least one row per
+    unit (so every part of the input is sampled), none when the recipe turns the check off."""
+    if rows <= 0:
+        return 0
+    return max(1, -(-rows // max(1, units)))
+
+
 class Conformance:
     def __init__(self, io: UnitIO, check: ConformanceCheck) -> None:
         self.io = io
         self.check = check
-        self.left = io.recipe.conformance_rows
+        self.left = _rows(io)
 
     @classmethod
     def start(cls, io: UnitIO) -> Conformance | None:
         """A sampler for this unit, or None when off (hf_template is the template itself)."""
-        if io.recipe.conformance_rows <= 0 or io.recipe.renderer.name == "hf_template":
+        if _rows(io) <= 0 or io.recipe.renderer.name == "hf_template":
             return None
         tok = io.renderer.tokenizer
         template = _template(tok)

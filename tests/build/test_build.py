@@ -332,8 +332,14 @@ def test_manifest_records_template_conformance(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "data.jsonl", [chat(i) for i in range(40)])
     m = build(*load_recipe(write_recipe(tmp_path, conformance_rows=8, work_unit_rows=10))).manifest
     conf = m["conformance"]
-    assert conf["checked"] == 32  # 8 rows in each of 4 units
-    assert conf["identical"] == 32 and conf["first_difference"] is None  # qwen3 == Qwen3's template
+    assert conf["checked"] == 8  # the build's 8 rows spread over its 4 units: 2 in each
+    assert conf["identical"] == 8 and conf["first_difference"] is None  # qwen3 == Qwen3's template
+    m = build(
+        *load_recipe(
+            write_recipe(tmp_path, conformance_rows=3, work_unit_rows=10, output="out-share")
+        )
+    ).manifest
+    assert m["conformance"]["checked"] == 4  # at least one row in each unit
     m = build(
         *load_recipe(write_recipe(tmp_path, tokenizer=LLAMA3, renderer="llama3", output="out2"))
     ).manifest
