@@ -296,16 +296,18 @@ def select(
     """The encoder for this tokenizer: fastokens when it loads and its probe ids are identical."""
     name = requested_encoder(requested)
     key = (tokenizer.path, tokenizer.sha256, name, tuple(extra))
-    if key not in _SELECTED:
-        if len(_SELECTED) >= 16:
-            _SELECTED.clear()
-        _SELECTED[key] = _select(tokenizer, name, key[3])
-    return _SELECTED[key]
+    with _SELECT_LOCK:  # threads asking at once wait for one probe, not run one each
+        if key not in _SELECTED:
+            if len(_SELECTED) >= 16:
+                _SELECTED.clear()
+            _SELECTED[key] = _select(tokenizer, name, key[3])
+        return _SELECTED[key]
 
 
 # Once per process per tokenizer, encoder choice and probe: pool workers repeat the driver's
 # probe on their own copy, which gives the same answer (both encoders are deterministic).
 _SELECTED: dict[tuple[str, str, str, tuple[str, ...]], Selection] = {}
+_SELECT_LOCK = threading.Lock()
 
 
 def _select(tokenizer: LoadedTokenizer, name: str, extra: tuple[str, ...]) -> Selection:
