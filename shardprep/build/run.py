@@ -199,17 +199,11 @@ def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
 
 
 def _prefetch_encoder(recipe: Recipe, base_dir: Path) -> None:
-    """Start fastokens' parse of the tokenizer now, on a thread: it is the longest step of a
-    build's start and needs nothing the rest of planning does (tokenizers' own parse, counting)."""
-    from shardprep.encode.backends import prefetch_fastokens, requested_encoder
+    """Start fastokens' parse of the tokenizer now, on a thread (if `prep build` has not already):
+    it is the longest step of a build's start and needs nothing the rest of planning does."""
+    from shardprep.encode.fast_parse import prefetch_encoder
 
-    try:
-        if requested_encoder(None, recipe.encoder) == "tokenizers":
-            return
-        path = resolve_tokenizer_path(recipe.tokenizer, base_dir=base_dir).absolute()
-    except ShardprepError:
-        return  # preflight reports it
-    prefetch_fastokens(path)
+    prefetch_encoder(recipe.tokenizer, base_dir, recipe.encoder)
 
 
 def _selection_parts(src: SourceSpec) -> dict[str, Any]:

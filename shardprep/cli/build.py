@@ -68,6 +68,10 @@ def build(
     Example: prep build configs/demo.yaml
     On a Ray cluster: prep build recipe.yaml --engine ray --address auto
     """
+    from shardprep.build.early import start_encoder_parse
+
+    start_encoder_parse(recipe, encoder=encoder, output=output, force=force)
+
     from shardprep.build.run import build as run_build
     from shardprep.recipe import load_recipe
 

@@ -10,27 +10,36 @@ it. `tokenizers` is the reference; the fast path only ever produces the same ids
 from __future__ import annotations
 
 import contextlib
-import gzip
-import hashlib
 import itertools
-import os
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from tokenizers import Tokenizer
 
+# The encoder names and the fastokens parse live in a light module: `prep build` starts the parse
+# before it loads numpy, tokenizers or the recipe model.
+from shardprep.encode.fast_parse import (
+    ENCODERS,
+    ENV_VAR,
+    EncoderName,
+    _load_fastokens,
+    prefetch_fastokens,
+    requested_encoder,
+)
 from shardprep.errors import TokenizerError
 from shardprep.tokenizer import LoadedTokenizer
 
-EncoderName = Literal["auto", "fastokens", "tokenizers"]
-ENCODERS: tuple[str, ...] = ("auto", "fastokens", "tokenizers")
-# The build's choice when neither the recipe nor the CLI makes one (the CLI sets it for workers too).
-ENV_VAR = "SHARDPREP_ENCODER"
+__all__ = [  # re-exported: the names callers know from here
+    "ENCODERS",
+    "ENV_VAR",
+    "EncoderName",
+    "prefetch_fastokens",
+    "requested_encoder",
+]
 
 
 class Backend(Protocol):
@@ -115,72 +124,6 @@ class Selection:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "requested": self.requested, "reason": self.reason}
-
-
-def requested_encoder(explicit: str | None = None, recipe: str | None = None) -> str:
-    """The explicit choice, else $SHARDPREP_ENCODER (what `prep build --encoder` sets), else the
-    recipe's `encoder:`, else auto; an unknown name is an error."""
-    name = explicit or os.environ.get(ENV_VAR) or recipe or "auto"
-    if name not in ENCODERS:
-        raise TokenizerError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}")
-    return name
-
-
-def _parse_fastokens(path: str) -> tuple[str, Any]:
-    """(sha256 of the tokenizer.json bytes, fastokens over them)."""
-    import fastokens  # optional at run time: `auto` falls back to tokenizers without it
-
-    raw = Path(path).read_bytes()
-    if path.endswith(".gz"):
-        raw = gzip.decompress(raw)
-    return hashlib.sha256(raw).hexdigest(), fastokens.Tokenizer.from_json_str(raw.decode("utf-8"))
-
-
-# path -> its parse, running or done. Parsing a real vocabulary takes fastokens two to three
-# CPU-seconds (it builds an Aho-Corasick automaton of every token) with the GIL released, so a
-# build starts it on a thread as soon as it knows the path (`prefetch_fastokens`) and does its
-# other start-up work meanwhile.
-_PARSES: dict[str, Future[tuple[str, Any]]] = {}
-_PARSES_LOCK = threading.Lock()
-
-
-def _parse(path: str) -> Future[tuple[str, Any]]:
-    with _PARSES_LOCK:
-        fut = _PARSES.get(path)
-        if fut is None:
-            fut = _PARSES[path] = Future()
-            start = True
-        else:
-            start = False
-    if start:
-
-        def run() -> None:
-            try:
-                fut.set_result(_parse_fastokens(path))
-            except BaseException as exc:  # reported to whoever waits on it
-                fut.set_exception(exc)
-
-        threading.Thread(target=run, name="shardprep-fastokens-load", daemon=True).start()
-    return fut
-
-
-def prefetch_fastokens(path: str | Path) -> None:
-    """Start parsing `path` with fastokens in the background (no-op when already started)."""
-    _parse(str(path))
-
-
-def _load_fastokens(path: str, sha256: str) -> Any:
-    """fastokens over the same tokenizer.json bytes, parsed once per process per file version."""
-    fut = _parse(path)
-    digest, tokenizer = fut.result()
-    if digest != sha256:  # the file changed since it was parsed: parse the bytes we now hold
-        with _PARSES_LOCK:
-            if _PARSES.get(path) is fut:
-                del _PARSES[path]
-        digest, tokenizer = _parse(path).result()
-        if digest != sha256:
-            raise TokenizerError(f"{path} changed while the build was loading it")
-    return tokenizer
 
 
 _WHITESPACE = [
