@@ -1,34 +1,41 @@
-"""Shards of the size asked for: at commit, a split's per-unit shards are merged, in order, into
-files of about `max_bytes` (and at most `max_rows` rows).
+"""The build's shards: at commit, a split's unit shards are merged, in order, into Parquet files of
+about `max_bytes` (and at most `max_rows` rows).
 
-Work units write their own shards (that is what makes resume exact), so a build of many small
-units would otherwise leave many small files, slow on object stores and for readers. Merging
-keeps the row order (unit order), so the output never depends on workers or resumes. The merged
-files are written before the manifest; the unit shards are removed only after it, by the build's
-sweep of unreferenced files, so a build killed while merging resumes from its finished units and
-merges again to the same files.
+Work units write their own shards (that is what makes resume exact): scratch Arrow IPC files
+(`store/shards.write_scratch`), cheap to write and to read back. Compaction always turns them into
+the build's Parquet shards, one encoding for every build whatever its unit count, and the output
+never depends on workers or resumes (unit order is row order). Each unit shard is checked against
+the sha256 its unit recorded before it is used: a damaged one is never merged (its unit is redone).
+The merged files are written before the manifest; the unit shards are removed only after it, by
+the build's sweep of unreferenced files, so a build killed while merging resumes from its
+finished units and merges again to the same files.
+
+Cutting at `max_bytes` needs each row's share of a Parquet file before the file exists: a row's
+share of its unit shard's bytes (by its tokens) times the ratio of Parquet to unit-shard bytes
+seen so far in the split (1 before the first file: scratch is the larger, so a first file never
+exceeds `max_bytes`).
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from shardprep.store.columns import numpy_view
 from shardprep.store.schemas import ShardSchema
-from shardprep.store.shards import place_shard
+from shardprep.store.shards import place_shard, read_shard_file
 from shardprep.store.storage import Output
 
 
-def shard_target(shards: list[dict[str, Any]], *, max_rows: int, max_bytes: int) -> int:
-    """The fewest files the split's rows and bytes need."""
-    rows = sum(int(s["rows"]) for s in shards)
-    size = sum(int(s["bytes"]) for s in shards)
-    return max(1, math.ceil(size / max_bytes), math.ceil(rows / max_rows))
+class DamagedUnitShard(Exception):
+    """A unit shard whose bytes are not the ones its unit recorded (never merged into a shard)."""
+
+    def __init__(self, rel: str) -> None:
+        super().__init__(rel)
+        self.rel = rel
 
 
 def _per_row(table: pa.Table, schema: ShardSchema) -> tuple[np.ndarray, np.ndarray]:
@@ -47,36 +54,46 @@ def _per_row(table: pa.Table, schema: ShardSchema) -> tuple[np.ndarray, np.ndarr
     return tokens, trained
 
 
-def _read(output: Output, rel: str) -> pa.Table:
-    # ParquetFile, not read_table: that imports pyarrow.dataset (over a CPU-second). A local
-    # shard is opened by path: pyarrow's own file reads it in a fifth less CPU than fsspec's.
+def _read(output: Output, shard: dict[str, Any]) -> pa.Table:
+    """A unit shard, checked against the sha256 its unit recorded before any of it is used (a
+    local one read by path: pyarrow's own file costs a fifth less CPU than fsspec's)."""
+    rel = shard["path"]
     if output.is_local:
-        return pq.ParquetFile(output.path(rel)).read()
-    with output.fs.open(output.path(rel), "rb") as f:
-        return pq.ParquetFile(f).read()
+        with open(output.path(rel), "rb") as f:
+            data = f.read()
+    else:
+        with output.fs.open(output.path(rel), "rb") as f:
+            data = f.read()
+    if hashlib.sha256(data).hexdigest() != shard["sha256"]:
+        raise DamagedUnitShard(rel)
+    return read_shard_file(data, rel)
 
 
 class _Merged:
-    """Writes merged shards `{split}-NNNNN.parquet` in the data folder, like ShardWriter.flush."""
+    """Writes merged shards `{split}-NNNNN.parquet` in the data folder."""
 
     def __init__(self, output: Output, folder: str, split: str, row_group_rows: int) -> None:
-        self.output, self.folder, self.split, self.row_group_rows = (
-            output,
-            folder,
-            split,
-            row_group_rows,
-        )
+        self.output, self.folder, self.split = output, folder, split
+        self.row_group_rows = row_group_rows
         self.shards: list[dict[str, Any]] = []
         self.parts: list[pa.Table] = []
         self.rows = self.tokens = self.trained = 0
-        self.size = 0.0
+        self.size = 0.0  # estimated Parquet bytes of the parts
+        self.scratch = 0.0  # unit-shard bytes of the parts
+        # Parquet bytes per unit-shard byte, from the files written so far.
+        self.written = self.written_scratch = 0.0
 
-    def add(self, part: pa.Table, tokens: int, trained: int, size: float) -> None:
+    @property
+    def ratio(self) -> float:
+        return self.written / self.written_scratch if self.written_scratch else 1.0
+
+    def add(self, part: pa.Table, tokens: int, trained: int, scratch: float) -> None:
         self.parts.append(part)
         self.rows += part.num_rows
         self.tokens += tokens
         self.trained += trained
-        self.size += size
+        self.scratch += scratch
+        self.size += scratch * self.ratio
 
     def flush(self) -> None:
         if not self.parts:
@@ -94,9 +111,11 @@ class _Merged:
                 "sha256": digest,
             }
         )
+        self.written += size
+        self.written_scratch += self.scratch
         self.parts = []
         self.rows = self.tokens = self.trained = 0
-        self.size = 0.0
+        self.size = self.scratch = 0.0
 
 
 def compact_split(
@@ -110,22 +129,19 @@ def compact_split(
     max_bytes: int,
     row_group_rows: int,
 ) -> list[dict[str, Any]]:
-    """The split's shards merged in order into about shard_target() files; returns their entries
-    (unchanged when the split already has no more files than that)."""
-    if len(shards) <= shard_target(shards, max_rows=max_rows, max_bytes=max_bytes):
-        return shards
+    """The split's unit shards merged in order into Parquet files; returns their entries."""
     out = _Merged(output, folder, split, row_group_rows)
     for s in shards:
-        table = _read(output, s["path"])
+        table = _read(output, s)
         tokens, trained = _per_row(table, schema)
-        # A row's share of its shard's bytes, by its tokens (what a shard's size mostly is).
+        # A row's share of its unit shard's bytes, by its tokens (what a shard's size mostly is).
         per_token = int(s["bytes"]) / max(1, int(tokens.sum()))
-        sizes = np.maximum(tokens, 1) * per_token
+        scratch = np.maximum(tokens, 1) * per_token
         pos = 0
         while pos < table.num_rows:
-            room_bytes = max_bytes - out.size
+            room_bytes = (max_bytes - out.size) / out.ratio  # in unit-shard bytes
             room_rows = max_rows - out.rows
-            fit = int(np.searchsorted(np.cumsum(sizes[pos:]), room_bytes, side="right"))
+            fit = int(np.searchsorted(np.cumsum(scratch[pos:]), room_bytes, side="right"))
             k = min(fit, room_rows, table.num_rows - pos)
             if k <= 0:
                 if out.rows:
@@ -136,7 +152,7 @@ def compact_split(
                 table.slice(pos, k),
                 int(tokens[pos : pos + k].sum()),
                 int(trained[pos : pos + k].sum()),
-                float(sizes[pos : pos + k].sum()),
+                float(scratch[pos : pos + k].sum()),
             )
             pos += k
             if out.rows >= max_rows or out.size >= max_bytes:

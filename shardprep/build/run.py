@@ -294,8 +294,15 @@ def _build_locked(
     progress: ProgressSink,
     engine: Engine,
 ) -> BuildResult:
-    from shardprep.build.compact import compact_manifest
-    from shardprep.build.units import UnitContext, load_done, plan_units, unit_encoder
+    from shardprep.build.compact import DamagedUnitShard, compact_manifest
+    from shardprep.build.units import (
+        UnitContext,
+        load_done,
+        marker_path,
+        plan_units,
+        unit_encoder,
+        unit_of_shard,
+    )
     from shardprep.encode.conformance import mismatch_warning
     from shardprep.tasks.conformance import unit_share
 
@@ -366,15 +373,25 @@ def _build_locked(
             "".join(_json_line(s) for s in _skipped(ordered, recipe.skipped_sample)),
         )
     # Many small unit shards -> files of the size asked for; the unit shards go after the manifest.
-    replaced = compact_manifest(
-        output,
-        plan.data_dir,
-        manifest,
-        TASKS[recipe.task].schema,
-        max_rows=recipe.shards.max_rows,
-        max_bytes=recipe.shards.max_bytes,
-        row_group_rows=recipe.shards.row_group_rows,
-    )
+    try:
+        replaced = compact_manifest(
+            output,
+            plan.data_dir,
+            manifest,
+            TASKS[recipe.task].schema,
+            max_rows=recipe.shards.max_rows,
+            max_bytes=recipe.shards.max_bytes,
+            row_group_rows=recipe.shards.row_group_rows,
+        )
+    except DamagedUnitShard as exc:
+        # Its unit is not finished any more: the next run redoes it (and only it).
+        index = unit_of_shard(exc.rel)
+        if index is not None:
+            output.remove_tree(marker_path(plan.data_dir, index))
+        raise BuildError(
+            f"unit shard {exc.rel} in {output.url} is damaged (its bytes are not the ones its "
+            "unit wrote); nothing was merged from it. Run the build again: that unit is redone"
+        ) from None
     # Never a manifest listing a shard that is not there (an object store that lost writes).
     lost = shard_problems(output, manifest)
     if lost:

@@ -219,6 +219,12 @@ def marker_path(data_dir: str, index: int) -> str:
     return f"{data_dir}/{UNITS_DIR}/{index:06d}.json"
 
 
+def unit_of_shard(rel: str) -> int | None:
+    """The unit that wrote a unit shard (`{split}-{unit:06d}-{k:04d}.*`), None for another name."""
+    parts = rel.rsplit("/", 1)[-1].split("-")
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
 def unit_encoder(recipe: Recipe, tok: LoadedTokenizer, renderer: Any) -> BatchEncoder:
     """The build's encoder, probed with the renderer's constants: the same choice in every process."""
     return BatchEncoder(

@@ -1,4 +1,5 @@
-"""Merging a split's unit shards into files of the size asked for, rows and counts kept exactly."""
+"""Merging a split's unit shards into Parquet files of the size asked for, rows and counts kept
+exactly; a damaged unit shard is never merged."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from shardprep.build.compact import compact_split, shard_target
+from shardprep.build.compact import DamagedUnitShard, compact_split
+from shardprep.build.run import build as run_build
 from shardprep.cli.app import app
+from shardprep.errors import BuildError
+from shardprep.recipe import load_recipe
 from shardprep.store.storage import Output
 from shardprep.tasks import TASKS
 
@@ -49,7 +53,7 @@ def _build(tmp: Path, task: str = "sft") -> tuple[Path, dict[str, Any]]:
         "sources": [source],
         "workers": 1,
         "work_unit_rows": 16,
-        "shards": {"max_rows": 16},  # one shard per unit: already at its target, so left unmerged
+        "shards": {"max_rows": 16},  # one Parquet shard per unit's rows
     }
     (tmp / "r.yaml").write_text(yaml.safe_dump(recipe))
     res = runner.invoke(app, ["build", str(tmp / "r.yaml"), "--quiet"])
@@ -70,7 +74,7 @@ def test_merged_shards_keep_rows_order_and_counts(tmp_path: Path, task: str) -> 
     schema = TASKS[task].schema
     merged = compact_split(
         Output(str(build)),
-        m["data_dir"],
+        "merged",
         "train",
         shards,
         schema,
@@ -78,10 +82,9 @@ def test_merged_shards_keep_rows_order_and_counts(tmp_path: Path, task: str) -> 
         max_bytes=max_bytes,
         row_group_rows=1024,
     )
-    assert (
-        len(shards) > 6
-        and len(merged) <= shard_target(shards, max_rows=10_000, max_bytes=max_bytes) + 1
-    )
+    # Parquet in, Parquet out: the learned size ratio is about 1, so about three files.
+    assert len(shards) > 6 and 2 <= len(merged) <= 5
+    assert all(s["bytes"] <= max_bytes * 1.2 for s in merged[:-1])
     assert _rows(build, merged) == _rows(build, shards)  # same rows, same order
     for key in ("rows", "tokens", "trained_tokens"):
         assert sum(s[key] for s in merged) == sum(s[key] for s in shards), key
@@ -92,10 +95,10 @@ def test_merged_shards_keep_rows_order_and_counts(tmp_path: Path, task: str) -> 
             .remove_metadata()
             .equals(pq.read_schema(build / shards[0]["path"]).remove_metadata())
         )
-    # max_rows bounds each file too; a split already within its target is left as it is.
+    # max_rows bounds each file too.
     by_rows = compact_split(
         Output(str(build)),
-        m["data_dir"],
+        "by_rows",
         "train",
         shards,
         schema,
@@ -109,7 +112,7 @@ def test_merged_shards_keep_rows_order_and_counts(tmp_path: Path, task: str) -> 
     assert (
         compact_split(
             Output(str(build)),
-            m["data_dir"],
+            "again",
             "train",
             merged,
             schema,
@@ -119,20 +122,30 @@ def test_merged_shards_keep_rows_order_and_counts(tmp_path: Path, task: str) -> 
         )
         != merged
     )  # one file now
-    one = [shards[0]]
-    assert (
+    # One unit shard is still written as a Parquet shard of its own (one encoding for every build).
+    one = compact_split(
+        Output(str(build)),
+        "one",
+        "train",
+        [shards[0]],
+        schema,
+        max_rows=10_000,
+        max_bytes=max_bytes,
+        row_group_rows=1024,
+    )
+    assert len(one) == 1 and _rows(build, one) == _rows(build, [shards[0]])
+    # A shard whose bytes are not the recorded ones is refused before any row of it is used.
+    with pytest.raises(DamagedUnitShard):
         compact_split(
             Output(str(build)),
-            m["data_dir"],
+            "bad",
             "train",
-            one,
+            [{**shards[0], "sha256": "0" * 64}],
             schema,
             max_rows=10_000,
             max_bytes=max_bytes,
             row_group_rows=1024,
         )
-        is one
-    )
 
 
 def test_build_writes_few_files_and_removes_unit_shards(tmp_path: Path) -> None:
@@ -173,3 +186,40 @@ def test_build_writes_few_files_and_removes_unit_shards(tmp_path: Path) -> None:
     assert runner.invoke(app, ["verify", str(tmp_path / "out")]).exit_code == 0
     again = runner.invoke(app, ["build", str(tmp_path / "r.yaml"), "--json"])
     assert json.loads(again.output)["status"] == "up_to_date"
+
+
+def test_a_damaged_unit_shard_fails_the_commit_and_its_unit_is_redone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shardprep.build.compact as compact
+
+    (tmp_path / "clean").mkdir()
+    _build(tmp_path / "clean")
+    clean = json.loads((tmp_path / "clean" / "out" / "manifest.json").read_text())
+    (tmp_path / "hit").mkdir()
+    rows = (tmp_path / "clean" / "d.jsonl").read_text()
+    (tmp_path / "hit" / "d.jsonl").write_text(rows)
+    recipe = yaml.safe_load((tmp_path / "clean" / "r.yaml").read_text())
+    recipe["output"] = str(tmp_path / "hit" / "out")
+    (tmp_path / "hit" / "r.yaml").write_text(yaml.safe_dump(recipe))
+    real = compact.compact_manifest
+
+    def flip_then_merge(
+        output: Output, folder: str, manifest: dict[str, Any], *a: Any, **k: Any
+    ) -> list[str]:
+        first = manifest["splits"]["train"]["shards"][3]["path"]
+        path = Path(output.path(first))
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # a flipped bit in the middle of a unit shard
+        path.write_bytes(bytes(data))
+        return real(output, folder, manifest, *a, **k)
+
+    monkeypatch.setattr(compact, "compact_manifest", flip_then_merge)
+    with pytest.raises(BuildError, match="damaged"):
+        run_build(*load_recipe(tmp_path / "hit" / "r.yaml"))
+    assert not (tmp_path / "hit" / "out" / "manifest.json").exists()
+    monkeypatch.setattr(compact, "compact_manifest", real)
+    res = run_build(*load_recipe(tmp_path / "hit" / "r.yaml"))
+    assert res.resumed_units == clean["stats"]["units"] - 1  # only the damaged unit is redone
+    got = [s["sha256"] for s in res.manifest["splits"]["train"]["shards"]]
+    assert got == [s["sha256"] for s in clean["splits"]["train"]["shards"]]

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -20,6 +19,7 @@ from shardprep.errors import RowError
 from shardprep.recipe import load_recipe
 from shardprep.renderers.base import TrainOnWhat
 from shardprep.renderers.registry import get_renderer
+from shardprep.store.shards import read_shard_file
 from shardprep.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).parents[2]
@@ -88,8 +88,8 @@ def _expected(recipe: Any) -> dict[int, Any]:
 def test_flat_build_equals_per_row_path(
     tmp_path: Path, encoder: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The cuts checked are the unit writer's: compaction, which would merge small unit shards
-    # by their compressed size, is left out.
+    # The cuts checked are the unit writer's: compaction, which merges the unit shards into the
+    # build's Parquet files, is left out.
     monkeypatch.setattr("shardprep.build.compact.compact_manifest", lambda *a, **k: [])
     recipe, base = _recipe(tmp_path, encoder=encoder)
     m = build(recipe, base).manifest
@@ -100,7 +100,8 @@ def test_flat_build_equals_per_row_path(
     for split in ("train", "test"):
         shards = m["splits"][split]["shards"]
         for k, shard in enumerate(shards):
-            table = pq.read_table(tmp_path / "out" / shard["path"])
+            path = tmp_path / "out" / shard["path"]
+            table = read_shard_file(path.read_bytes(), path.name)  # a unit's scratch shard
             # Cut exactly where adding one row at a time cuts: at 13 rows or once the byte
             # estimate reaches 3000, and never earlier; a unit's last shard takes the rest.
             sizes = [32 + 12 * n for n in table.column("length").to_pylist()]

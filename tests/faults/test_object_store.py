@@ -234,7 +234,7 @@ def test_shards_lost_mid_build_never_reach_a_manifest(
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and worker.is_alive() and not lost:
         fs.invalidate_cache()
-        shards = sorted(fs.glob(f"{BUCKET}/{prefix}/data-*/train-*.parquet"))
+        shards = sorted(fs.glob(f"{BUCKET}/{prefix}/data-*/train-*.arrow"))
         if len(shards) >= 5:
             lost = shards[:3]
             fs.rm(lost)  # the store drops objects it had acknowledged
