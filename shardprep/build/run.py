@@ -269,6 +269,7 @@ def build(
         and not force
         and _intact(output, existing)
     ):
+        _refresh_quick_key(output, plan)
         return _up_to_date(output, existing)
     with build_lock(output, wait_s=lock_wait_s):
         # Another build may have finished while we waited for the lock.
@@ -425,6 +426,26 @@ def _refuse_empty_sources(recipe: Recipe, units: list[WorkUnit]) -> None:
 def _intact(output: Output, manifest: dict[str, Any]) -> bool:
     """ "Up to date" needs the shards, not just the manifest: each present with its recorded size."""
     return not shard_problems(output, manifest)
+
+
+def _refresh_quick_key(output: Output, plan: Plan) -> None:
+    """The full fingerprint found the build up to date where the quick key did not (a setting
+    outside the fingerprint changed, or a file was touched): record the new quick key, so the
+    next run answers from file stats again instead of parsing the tokenizer every time. Best
+    effort: skipped when another build holds the output or it cannot be written."""
+    from shardprep.build.lock import build_lock
+
+    if plan.quick_key is None:
+        return
+    try:
+        with build_lock(output, wait_s=0):
+            current = read_manifest(output)
+            if current is None or current.get("fingerprint") != plan.fingerprint:
+                return
+            if current.get("quick_key") != plan.quick_key:
+                write_manifest(output, {**current, "quick_key": plan.quick_key})
+    except (BuildError, OSError):
+        return
 
 
 def _up_to_date(output: Output, manifest: dict[str, Any]) -> BuildResult:

@@ -205,3 +205,26 @@ def test_tokenizer_config_change_changes_fingerprint(project: Path) -> None:
     data["bos_token"] = "<|im_start|>"
     cfg.write_text(json.dumps(data))
     assert fp(project) != before
+
+
+def test_a_setting_outside_the_fingerprint_costs_one_slow_check_then_none(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shardprep.build import checks as build_mod
+
+    first = build(*recipe_at(project))
+    # workers is not in the fingerprint: up to date, found by the full check (tokenizer parsed),
+    # which records the new quick key ...
+    second = build(*recipe_at(project, workers=2, conformance_rows=7))
+    assert second.status == "up_to_date"
+    assert second.manifest["fingerprint"] == first.manifest["fingerprint"]
+    shard = project / "out" / first.manifest["splits"]["train"]["shards"][0]["path"]
+    before = shard.stat().st_mtime_ns
+
+    def no_load(*a: Any, **k: Any) -> None:
+        raise AssertionError("the tokenizer was loaded on the up-to-date path")
+
+    # ... so the next run answers from file stats alone, and no shard was touched.
+    monkeypatch.setattr(build_mod, "load_tokenizer", no_load)
+    assert build(*recipe_at(project, workers=2, conformance_rows=7)).status == "up_to_date"
+    assert shard.stat().st_mtime_ns == before
