@@ -248,3 +248,32 @@ def test_shards_lost_mid_build_never_reach_a_manifest(
     res = build(recipe, base)
     assert res.status == "built" and res.manifest["stats"]["rows_read"] == 400
     assert build(recipe, base).status == "up_to_date"
+
+
+def test_a_forked_pool_writes_to_the_object_store(
+    s3: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faults
+) -> None:
+    # Pool workers forked from a driver that already talked to the store (its manifest, its
+    # lock) must not reuse the driver's event loop, which has no thread in the child.
+    from shardprep.build import run as build_mod
+
+    monkeypatch.setattr(build_mod, "_MIN_ROWS_FOR_POOL", 0)
+    prefix = f"forked-{uuid.uuid4().hex[:8]}"
+    recipe, base = load_recipe(_recipe(tmp_path, s3, prefix))
+    done: list[Any] = []
+
+    def run() -> None:
+        try:
+            done.append(build(recipe, base, workers=2))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            done.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(timeout=120)
+    faults.fault(1)
+    assert not worker.is_alive(), "the forked pool hung on the object store"
+    res = done[0]
+    assert not isinstance(res, BaseException), repr(res)
+    assert res.status == "built" and res.manifest["stats"]["rows_read"] == 400
+    assert build(recipe, base, workers=2).status == "up_to_date"

@@ -29,6 +29,15 @@ def _init_worker(ctx: UnitContext) -> None:
     global _CTX
     os.environ["RAYON_NUM_THREADS"] = "1"  # before the tokenizer's thread pool first starts
     _CTX = ctx
+    if ctx._loaded is not None:
+        # Forked: the tokenizer, renderer and encoder are the driver's, but not its output, whose
+        # object-store filesystem runs on an event loop thread that does not exist here (fsspec
+        # refuses it: "not fork-safe"). A fresh one is made in this process.
+        from shardprep.store.storage import Output
+
+        renderer, encoder, _ = ctx._loaded
+        output = Output(ctx.output_url, storage_options=ctx.recipe.output_storage_options)
+        ctx._loaded = (renderer, encoder, output)
     ctx.loaded()  # a forked worker has it already; a spawned one loads it here
 
 
