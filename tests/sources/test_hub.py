@@ -149,3 +149,20 @@ def test_revision_resolves_from_cache_refs(tmp_path: Path, monkeypatch: pytest.M
     assert resolve_commit("org/name", "b" * 40) == "b" * 40  # a sha is already a commit
     with pytest.raises(SourceError, match="v2"):
         resolve_commit("org/name", "v2")
+
+
+def test_hub_source_on_a_forked_pool(
+    hub_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Workers forked from a driver that planned the Hub source (datasets, its filesystems) read
+    # their shards in their own process, and write what one process writes.
+    from shardprep.build import run as build_mod
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    source = {"hf": str(hub_dir), "data_files": {"train": "jsonl/*.jsonl"}, "format": "messages"}
+    one, out = _build(tmp_path, source, workers=1)
+    monkeypatch.setattr(build_mod, "_MIN_ROWS_FOR_POOL", 0)
+    two, out2 = _build(tmp_path, source, workers=2, output="out2")
+    assert [s["sha256"] for s in two["splits"]["train"]["shards"]] == [
+        s["sha256"] for s in one["splits"]["train"]["shards"]
+    ]
