@@ -202,19 +202,17 @@ class ShardDataset(Dataset[dict[str, Any]]):
 
     @property
     def lengths(self) -> np.ndarray:
-        """Tokens per row (chosen + rejected for pairs), from the length column(s) only."""
+        """Tokens per row (chosen + rejected for pairs), from the length column(s).
+
+        Read through the same cache entries as rows, so a shard whose bytes differ from the
+        manifest's sha256 is refused here too (a sampler must not batch by another shard's lengths).
+        """
         if self._lengths is None:
             cols = self.shard_schema.length_columns
-            parts = []
-            out = self._out()
-            for k, shard in enumerate(self.shards):
-                if k in self._flat:
-                    flat = self._flat[k]
-                    parts.append(sum(flat.scalars[c].astype(np.int64) for c in cols))
-                    continue
-                with out.fs.open(out.path(shard["path"]), "rb") as f:
-                    table = pq.read_table(f, columns=list(cols))
-                parts.append(sum(table.column(c).to_numpy().astype(np.int64) for c in cols))
+            parts = [
+                sum(self._shard(k).scalars[c].astype(np.int64) for c in cols)
+                for k in range(len(self.shards))
+            ]
             self._lengths = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         return self._lengths
 

@@ -156,3 +156,23 @@ def test_rl_prompt_rows_read_back_with_typed_passthrough(tmp_path: Path) -> None
             written[i]["source_row"],
         )
     assert ds.lengths.tolist() == [r["length"] for r in written]
+
+
+def test_lengths_refuse_a_shard_whose_bytes_differ_from_the_manifest(
+    demo_shards: Path, tmp_path: Path
+) -> None:
+    # Same rows, same columns, only the lengths changed: footers agree with the manifest, so only
+    # the sha256 can tell. `lengths` (what a token-budget sampler batches by) must not serve them.
+    import pyarrow.compute as pc
+
+    work = tmp_path / "copy"
+    shutil.copytree(demo_shards, work)
+    manifest = json.loads((work / "manifest.json").read_text())
+    shard = work / manifest["splits"]["train"]["shards"][0]["path"]
+    table = pq.read_table(shard)
+    i = table.schema.get_field_index("length")
+    table = table.set_column(i, "length", pc.add(table.column("length"), 7))
+    pq.write_table(table, shard)
+    ds = ShardDataset(str(work), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(ManifestError, match="sha256"):
+        _ = ds.lengths
