@@ -16,6 +16,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shardprep import FORMAT_VERSION, __version__
 from shardprep.build.engines import Engine, make_engine
 from shardprep.build.engines.local import LocalEngine, resolve_workers
+from shardprep.build.reuse import (
+    BuildResult,
+    QuickProbe,
+    quick_key,
+    record_quick,
+    up_to_date,
+)
 from shardprep.errors import BuildError, ShardprepError
 from shardprep.recipe import Recipe, SourceSpec
 from shardprep.sources.paths import resolve_path
@@ -59,14 +66,6 @@ class _NoProgress:
 
 
 @dataclass
-class BuildResult:
-    status: str  # "built" | "up_to_date"
-    output: str
-    manifest: dict[str, Any]
-    resumed_units: int = 0
-
-
-@dataclass
 class Plan:
     """Everything resolved before the first row is read: tokenizer, renderer, inputs, fingerprint."""
 
@@ -79,6 +78,7 @@ class Plan:
     source_files: dict[str, list[dict[str, Any]]]
     fingerprint: str
     fingerprint_parts: dict[str, Any]
+    quick_probe: QuickProbe | None = None
     quick_key: str | None = None
     # Set when the fingerprint's folder is the one the current manifest points to (a forced or
     # repairing rebuild): the new build goes beside it, so the current one stays whole until the
@@ -108,32 +108,28 @@ def _source_identities(
     return source_files, hub_sources
 
 
-def quick_key(recipe: Recipe, base_dir: Path, source_files: dict[str, Any]) -> str | None:
-    """A cheap stand-in for the fingerprint: the same inputs, with the tokenizer files identified by
-    path, size and mtime instead of being read and parsed (most of a second for a real tokenizer).
-
-    Equal keys mean an unchanged build; a different key only means the full fingerprint decides.
-    """
+def quick_probe(recipe: Recipe, base_dir: Path, recipe_file: str | None) -> QuickProbe | None:
+    """What the quick up-to-date key covers for this recipe (build/reuse.py); None where the
+    tokenizer is not a local file (a Hub id resolves through the cache: the full check decides)."""
     try:
         tok_path = resolve_tokenizer_path(recipe.tokenizer, base_dir=base_dir).absolute()
     except ShardprepError:
         return None
-    stats = [
-        [str(p), p.stat().st_size, p.stat().st_mtime_ns]
-        for p in (tok_path, tok_path.parent / "tokenizer_config.json")
-        if p.is_file()
-    ]
-    return fingerprint(
-        {
-            "shardprep": __version__,
-            "recipe": recipe.model_dump(mode="json", exclude={"output"}),
-            "tokenizer_files": stats,
-            "sources": source_files,
-        }
+    plain_files = all(s.path and not s.storage_options for s in recipe.sources)
+    return QuickProbe(
+        recipe=hashlib.sha256(
+            canonical_json(recipe.model_dump(mode="json", exclude={"output"})).encode()
+        ).hexdigest(),
+        base_dir=str(base_dir),
+        tokenizer_files=(str(tok_path), str(tok_path.parent / "tokenizer_config.json")),
+        sources=tuple((s.resolved_name, s.path) for s in recipe.sources) if plain_files else None,
+        recipe_file=recipe_file,
     )
 
 
-def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
+def plan_build(recipe: Recipe, base_dir: Path, *, recipe_file: str | None = None) -> Plan:
+    """recipe_file: the digest of the recipe file the recipe was read from (reuse.py), recorded
+    so that `prep build` can answer a later no-op from the file alone."""
     from shardprep.build.checks import preflight
 
     _prefetch_encoder(recipe, base_dir)
@@ -184,6 +180,7 @@ def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
     output = Output(
         resolve_path(recipe.output, base_dir), storage_options=recipe.output_storage_options
     )
+    probe = quick_probe(recipe, base_dir, recipe_file)
     return Plan(
         recipe,
         base_dir,
@@ -194,7 +191,8 @@ def plan_build(recipe: Recipe, base_dir: Path) -> Plan:
         source_files,
         fingerprint(parts),
         parts,
-        quick_key(recipe, base_dir, source_files),
+        probe,
+        None if probe is None else quick_key(probe, source_files),
     )
 
 
@@ -235,10 +233,11 @@ def build(
     lock_wait_s: float = 0.0,
     engine: str = "local",
     address: str | None = None,
+    recipe_file: str | None = None,
 ) -> BuildResult:
     """engine: "local" (this process or a process pool) or "ray" (Ray tasks; `address` None starts
     a local Ray instance, "auto" / "ray://host:port" joins a cluster). Neither is fingerprinted:
-    both engines write the same bytes."""
+    both engines write the same bytes. recipe_file: see plan_build."""
     # Resolved before anything is read, so a wrong engine name fails at once.
     chosen = workers if workers is not None else recipe.workers
     runner = make_engine(
@@ -253,14 +252,19 @@ def build(
             resolve_path(recipe.output, base_dir), storage_options=recipe.output_storage_options
         )
         existing = read_manifest(output)
-        if existing is not None and existing.get("quick_key"):
+        probe = quick_probe(recipe, base_dir, recipe_file)
+        if existing is not None and existing.get("quick_key") and probe is not None:
             sources = _open_sources(recipe, base_dir)
-            quick = quick_key(recipe, base_dir, _source_identities(recipe, sources)[0])
-            if quick is not None and quick == existing["quick_key"] and _intact(output, existing):
-                return _up_to_date(output, existing)
+            quick = quick_key(probe, _source_identities(recipe, sources)[0])
+            if quick == existing["quick_key"] and _intact(output, existing):
+                if existing.get("quick_probe") != probe.to_json():  # the recipe file was edited
+                    record_quick(
+                        output, build_fingerprint=existing["fingerprint"], probe=probe, key=quick
+                    )
+                return up_to_date(output, existing)
     from shardprep.build.lock import build_lock
 
-    plan = plan_build(recipe, base_dir)
+    plan = plan_build(recipe, base_dir, recipe_file=recipe_file)
     output = plan.output
     existing = read_manifest(output)
     if (
@@ -269,8 +273,14 @@ def build(
         and not force
         and _intact(output, existing)
     ):
-        _refresh_quick_key(output, plan)
-        return _up_to_date(output, existing)
+        if plan.quick_probe is not None and plan.quick_key is not None:
+            record_quick(
+                output,
+                build_fingerprint=plan.fingerprint,
+                probe=plan.quick_probe,
+                key=plan.quick_key,
+            )
+        return up_to_date(output, existing)
     with build_lock(output, wait_s=lock_wait_s):
         # Another build may have finished while we waited for the lock.
         existing = read_manifest(output)
@@ -428,55 +438,6 @@ def _intact(output: Output, manifest: dict[str, Any]) -> bool:
     return not shard_problems(output, manifest)
 
 
-def _refresh_quick_key(output: Output, plan: Plan) -> None:
-    """The full fingerprint found the build up to date where the quick key did not (a setting
-    outside the fingerprint changed, or a file was touched): record the new quick key, so the
-    next run answers from file stats again instead of parsing the tokenizer every time. Best
-    effort: skipped when another build holds the output or it cannot be written."""
-    from shardprep.build.lock import build_lock
-
-    if plan.quick_key is None:
-        return
-    try:
-        with build_lock(output, wait_s=0):
-            current = read_manifest(output)
-            if current is None or current.get("fingerprint") != plan.fingerprint:
-                return
-            if current.get("quick_key") != plan.quick_key:
-                write_manifest(output, {**current, "quick_key": plan.quick_key})
-    except (BuildError, OSError):
-        return
-
-
-def _up_to_date(output: Output, manifest: dict[str, Any]) -> BuildResult:
-    _clean_stale(output, manifest)
-    return BuildResult("up_to_date", output.url, manifest)
-
-
-def _clean_stale(output: Output, manifest: dict[str, Any]) -> None:
-    """Remove shard folders no manifest points to (a build killed right after its manifest was
-    placed leaves the previous one), when no other build holds the output."""
-
-    def stale(name: str, keep: str) -> bool:
-        return (name.startswith("data-") and name != keep) or name.startswith(".tmp-")
-
-    keep = manifest.get("data_dir")
-    if not isinstance(keep, str) or not any(stale(n, keep) for n in output.listdir()):
-        return
-    from shardprep.build.lock import build_lock
-
-    try:
-        with build_lock(output, wait_s=0):
-            current = read_manifest(output)
-            keep = current.get("data_dir") if current else None
-            if isinstance(keep, str):
-                for name in output.listdir():
-                    if stale(name, keep):
-                        output.remove_tree(name)
-    except BuildError:
-        return  # another build is writing here; it cleans up when it finishes
-
-
 def _json_line(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False) + "\n"
 
@@ -543,6 +504,7 @@ def _manifest(
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "fingerprint": plan.fingerprint,
         "quick_key": plan.quick_key,
+        "quick_probe": None if plan.quick_probe is None else plan.quick_probe.to_json(),
         "task": recipe.task,
         "schema": task.schema_for(task.options(recipe)).id,
         "recipe": recipe.model_dump(mode="json"),

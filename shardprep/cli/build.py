@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import typer
 
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
+
+if TYPE_CHECKING:
+    from shardprep.build.reuse import BuildResult
 
 # As shardprep.encode.backends names them (kept here so `prep --help` imports no tokenizer).
 ENCODERS = ("auto", "fastokens", "tokenizers")
@@ -68,6 +72,25 @@ def build(
     Example: prep build configs/demo.yaml
     On a Ray cluster: prep build recipe.yaml --engine ray --address auto
     """
+    if workers is not None and workers != "auto" and not workers.isdigit():
+        raise typer.BadParameter("--workers takes a number or 'auto'")
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter("--engine takes 'local' or 'ray'")
+    if address is not None and engine != "ray":
+        raise typer.BadParameter("--address needs --engine ray")
+    if output is not None and "://" not in output:
+        output = str(Path(output).resolve())
+    from shardprep.build.reuse import from_recipe_file, recipe_file_digest
+
+    digest = recipe_file_digest(recipe, output)
+    if not force and engine == "local" and digest is not None:
+        # Up to date from the recipe file and file stats alone: no recipe model, tokenizer or
+        # task machinery loads (a no-op build in a fraction of a second).
+        reused = from_recipe_file(recipe, output=output, digest=digest)
+        if reused is not None:
+            _report(reused, as_json=as_json)
+            return
+
     from shardprep.build.early import start_encoder_parse
 
     start_encoder_parse(recipe, encoder=encoder, output=output, force=force)
@@ -77,9 +100,7 @@ def build(
 
     parsed, base_dir = load_recipe(recipe)
     if output is not None:
-        parsed = parsed.model_copy(
-            update={"output": str(Path(output).resolve()) if "://" not in output else output}
-        )
+        parsed = parsed.model_copy(update={"output": output})
     progress = None
     if not (as_json or quiet):
         from rich.console import Console
@@ -87,12 +108,6 @@ def build(
         from shardprep.cli.progress import RichProgress
 
         progress = RichProgress(Console(stderr=True))
-    if workers is not None and workers != "auto" and not workers.isdigit():
-        raise typer.BadParameter("--workers takes a number or 'auto'")
-    if engine not in ("local", "ray"):
-        raise typer.BadParameter("--engine takes 'local' or 'ray'")
-    if address is not None and engine != "ray":
-        raise typer.BadParameter("--address needs --engine ray")
     if encoder is not None:  # checked by click.Choice while parsing (exit 2)
         # Through the environment, so that pool workers (spawned) make the same choice.
         os.environ[ENCODER_ENV] = encoder
@@ -105,7 +120,12 @@ def build(
         lock_wait_s=wait,
         engine=engine,
         address=address,
+        recipe_file=digest,
     )
+    _report(result, as_json=as_json)
+
+
+def _report(result: BuildResult, *, as_json: bool) -> None:
     m = result.manifest
     st = m["stats"]
     warnings = m.get("warnings", [])  # the build's own list (template check, task counters)

@@ -102,6 +102,8 @@ class Manifest(_Entry):
     shardprep_version: str | None = None
     created_at: str | None = None
     quick_key: str | None = None
+    # build/reuse.py: how to take quick_key again; a hint, read leniently (a bad one: no quick answer)
+    quick_probe: Any = None
     task: str = "sft"
     recipe: dict[str, Any] = Field(default_factory=dict)
     tokenizer: dict[str, Any] = Field(default_factory=dict)

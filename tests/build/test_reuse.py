@@ -228,3 +228,117 @@ def test_a_setting_outside_the_fingerprint_costs_one_slow_check_then_none(
     monkeypatch.setattr(build_mod, "load_tokenizer", no_load)
     assert build(*recipe_at(project, workers=2, conformance_rows=7)).status == "up_to_date"
     assert shard.stat().st_mtime_ns == before
+
+
+# `prep build` answers a no-op from the recipe file and file stats alone (build/reuse.py).
+
+
+def _cli(project: Path, *args: str) -> dict[str, Any]:
+    from typer.testing import CliRunner
+
+    from shardprep.cli.app import app
+
+    res = CliRunner().invoke(app, ["build", str(project / "recipe.yaml"), "--json", *args])
+    assert res.exit_code == 0, res.output
+    out: dict[str, Any] = json.loads(res.output.strip().splitlines()[-1])
+    return out
+
+
+@pytest.fixture
+def from_file_only(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records each no-op `prep build` that had to read the recipe model (the full way)."""
+    from shardprep.recipe import load_recipe as real
+
+    calls: list[str] = []
+
+    def counted(path: Any) -> Any:
+        calls.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr("shardprep.recipe.load_recipe", counted)
+    return calls
+
+
+def test_cli_no_op_is_answered_from_the_recipe_file(
+    project: Path, from_file_only: list[str]
+) -> None:
+    recipe_at(project)
+    assert _cli(project)["status"] == "built"
+    probe = json.loads((project / "out" / "manifest.json").read_text())["quick_probe"]
+    assert probe["recipe_file"] and probe["sources"] == [["chat", "data.jsonl"]]
+    from_file_only.clear()
+    assert _cli(project)["status"] == "up_to_date"
+    assert from_file_only == []  # no recipe model, no tokenizer
+
+
+def test_cli_recipe_edits_rebuild_and_comment_edits_do_not(
+    project: Path, from_file_only: list[str]
+) -> None:
+    recipe_at(project)
+    first = _cli(project)
+    recipe = project / "recipe.yaml"
+    recipe.write_text(recipe.read_text() + "# a comment\n")
+    # Other bytes: the full way decides (same recipe: up to date) and records the new file ...
+    assert _cli(project)["status"] == "up_to_date"
+    from_file_only.clear()
+    assert _cli(project)["status"] == "up_to_date"
+    assert from_file_only == []  # ... so the next no-op is answered from it again
+    recipe.write_text(recipe.read_text().replace("renderer: qwen3", "renderer: role_colon"))
+    second = _cli(project)
+    assert second["status"] == "built" and second["fingerprint"] != first["fingerprint"]
+
+
+def test_cli_no_op_sees_a_new_file_a_glob_matches(project: Path) -> None:
+    recipe_at(project, sources=[{"name": "chat", "path": "data*.jsonl"}])
+    first = _cli(project)
+    assert _cli(project)["status"] == "up_to_date"
+    shutil.copy(project / "data.jsonl", project / "data2.jsonl")
+    second = _cli(project)
+    assert second["status"] == "built" and second["fingerprint"] != first["fingerprint"]
+
+
+def test_cli_no_op_sees_a_changed_tokenizer_and_a_damaged_shard(project: Path) -> None:
+    recipe_at(project)
+    first = _cli(project)
+    cfg = project / "tok" / "tokenizer_config.json"
+    data = json.loads(cfg.read_text())
+    data["bos_token"] = "<|im_start|>"
+    cfg.write_text(json.dumps(data))
+    assert _cli(project)["fingerprint"] != first["fingerprint"]
+    manifest = json.loads((project / "out" / "manifest.json").read_text())
+    shard = project / "out" / manifest["splits"]["train"]["shards"][0]["path"]
+    shard.write_bytes(shard.read_bytes()[:-10])
+    assert _cli(project)["status"] == "built"  # not "up to date" over a short shard
+
+
+def test_cli_no_op_with_another_output_or_base_folder_goes_the_full_way(
+    project: Path, tmp_path_factory: pytest.TempPathFactory, from_file_only: list[str]
+) -> None:
+    recipe_at(project)
+    _cli(project)
+    other = tmp_path_factory.mktemp("elsewhere") / "out"
+    assert _cli(project, "--output", str(other))["status"] == "built"
+    # The same bytes in another folder: its relative paths name other files.
+    moved = tmp_path_factory.mktemp("moved")
+    for name in ("recipe.yaml", "data.jsonl", "tok", "out"):
+        src = project / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, moved / name)
+    from_file_only.clear()
+    _cli(moved)  # (the inputs' paths are part of their identity: it rebuilds)
+    assert from_file_only == [str(moved / "recipe.yaml")]
+
+
+@pytest.mark.parametrize("probe", [None, "x", {"recipe": 1}, {"sources": [[1, 2, 3]]}])
+def test_a_malformed_quick_probe_means_the_full_way(
+    project: Path, probe: Any, from_file_only: list[str]
+) -> None:
+    recipe_at(project)
+    _cli(project)
+    path = project / "out" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    good = manifest["quick_probe"]
+    manifest["quick_probe"] = probe if not isinstance(probe, dict) else {**good, **probe}
+    path.write_text(json.dumps(manifest))
+    from_file_only.clear()
+    assert _cli(project)["status"] == "up_to_date"
+    assert from_file_only  # decided the full way, never a crash

@@ -147,13 +147,23 @@ def test_up_to_date_build_loads_no_row_machinery(demo_build: tuple[Path, Path]) 
 
 
 def test_up_to_date_build_as_json_loads_no_rich(demo_build: tuple[Path, Path]) -> None:
-    """`prep build --json` of an up-to-date build: rich loads for terminal output only."""
+    """`prep build --json` of an up-to-date build: rich loads for terminal output only; and once
+    the manifest records the recipe file (the first no-op after a library build does), neither
+    the recipe model nor the task or source machinery loads."""
     recipe, out = demo_build
     code = (
         "import sys; from shardprep.cli.app import main\n"
         f"sys.argv = ['prep', 'build', {str(recipe)!r}, '-o', {str(out)!r}, '--json']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass"
     )
-    lines, loaded = _loaded(code, ("rich", *LAZY))
+    first, _ = _loaded(code, ())
+    assert json.loads(first[0])["status"] == "up_to_date"
+    model = (
+        "shardprep.recipe",
+        "shardprep.tasks",
+        "shardprep.sources.source",
+        "shardprep.tokenizer",
+    )
+    lines, loaded = _loaded(code, ("rich", *LAZY, *model))
     assert json.loads(lines[0])["status"] == "up_to_date"
     assert loaded == []
