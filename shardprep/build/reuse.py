@@ -16,6 +16,7 @@ sure (local output, every source plain files); anything else goes the full way.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from shardprep import __version__
 from shardprep.errors import BuildError, ShardprepError
 from shardprep.sources.paths import expand_paths, file_identity, is_local, resolve_path
 from shardprep.store.integrity import shard_problems
-from shardprep.store.manifest import fingerprint, read_manifest
+from shardprep.store.manifest import canonical_json, fingerprint, read_manifest, read_manifest_json
 from shardprep.store.storage import Output
 
 SourceFiles = dict[str, list[dict[str, Any]]]
@@ -85,9 +86,11 @@ class QuickProbe:
         return probe
 
 
-def quick_key(probe: QuickProbe, source_files: SourceFiles) -> str:
-    """The key over the probe's recipe and folder, its tokenizer files' stats and the inputs'
-    identities (`source_files`: each source's file identities, as its Source reports them)."""
+def quick_key(probe: QuickProbe, source_files: SourceFiles, manifest: dict[str, Any]) -> str:
+    """The key over the probe's recipe and folder, its tokenizer files' stats, the inputs'
+    identities (`source_files`: each source's file identities, as its Source reports them) and the
+    manifest it is recorded in, less the key itself: a manifest whose key matches is exactly the
+    one a build wrote (and validated), so the quick answer needs no manifest model."""
     stats = []
     for name in probe.tokenizer_files:
         try:
@@ -95,6 +98,7 @@ def quick_key(probe: QuickProbe, source_files: SourceFiles) -> str:
         except OSError:
             continue  # absent (no tokenizer_config.json): its appearing changes the key
         stats.append([name, st.st_size, st.st_mtime_ns])
+    body = canonical_json({k: v for k, v in manifest.items() if k != "quick_key"})
     return fingerprint(
         {
             "shardprep": __version__,
@@ -102,8 +106,17 @@ def quick_key(probe: QuickProbe, source_files: SourceFiles) -> str:
             "base_dir": probe.base_dir,
             "tokenizer_files": stats,
             "sources": source_files,
+            "manifest_sha256": hashlib.sha256(body.encode()).hexdigest(),
         }
     )
+
+
+def sealed(
+    manifest: dict[str, Any], probe: QuickProbe, source_files: SourceFiles
+) -> dict[str, Any]:
+    """`manifest` with `probe` and its quick key, as it will read back from manifest.json."""
+    as_written = json.loads(json.dumps({**manifest, "quick_probe": probe.to_json()}, default=str))
+    return {**as_written, "quick_key": quick_key(probe, source_files, as_written)}
 
 
 def probe_source_files(probe: QuickProbe) -> SourceFiles | None:
@@ -153,14 +166,14 @@ def from_recipe_file(path: Path, *, output: str | None, digest: str) -> BuildRes
         return None  # an object store's listing needs fsspec and its options: the full way
     try:
         out = Output(output)
-        manifest = read_manifest(out)
-        if manifest is None:
+        manifest = read_manifest_json(out)  # trusted below only once its sealed key matches
+        if not isinstance(manifest, dict):
             return None
         probe = QuickProbe.from_json(manifest.get("quick_probe"))
         if probe is None or probe.recipe_file != digest or probe.base_dir != str(base):
             return None
         files = probe_source_files(probe)
-        if files is None or quick_key(probe, files) != manifest.get("quick_key"):
+        if files is None or quick_key(probe, files, manifest) != manifest.get("quick_key"):
             return None
         if shard_problems(out, manifest):
             return None
@@ -174,9 +187,11 @@ def up_to_date(output: Output, manifest: dict[str, Any]) -> BuildResult:
     return BuildResult("up_to_date", output.url, manifest)
 
 
-def record_quick(output: Output, *, build_fingerprint: str, probe: QuickProbe, key: str) -> None:
-    """Record `key` and `probe` in the manifest of the build with `build_fingerprint`, where they
-    differ (a setting outside the fingerprint changed, a file was touched, the recipe file was
+def record_quick(
+    output: Output, *, build_fingerprint: str, probe: QuickProbe, source_files: SourceFiles
+) -> None:
+    """Seal `probe` into the manifest of the build with `build_fingerprint` where it is not
+    already (a setting outside the fingerprint changed, a file was touched, the recipe file was
     edited without changing the recipe): the next run then answers from file stats again instead
     of parsing the tokenizer every time. Best effort: skipped when another build holds the
     output or it cannot be written."""
@@ -188,10 +203,9 @@ def record_quick(output: Output, *, build_fingerprint: str, probe: QuickProbe, k
             current = read_manifest(output)
             if current is None or current.get("fingerprint") != build_fingerprint:
                 return
-            if current.get("quick_key") != key or current.get("quick_probe") != probe.to_json():
-                write_manifest(
-                    output, {**current, "quick_key": key, "quick_probe": probe.to_json()}
-                )
+            new = sealed(current, probe, source_files)
+            if new != current:
+                write_manifest(output, new)
     except (BuildError, OSError):
         return
 

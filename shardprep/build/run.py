@@ -21,6 +21,7 @@ from shardprep.build.reuse import (
     QuickProbe,
     quick_key,
     record_quick,
+    sealed,
     up_to_date,
 )
 from shardprep.errors import BuildError, ShardprepError
@@ -79,7 +80,6 @@ class Plan:
     fingerprint: str
     fingerprint_parts: dict[str, Any]
     quick_probe: QuickProbe | None = None
-    quick_key: str | None = None
     # Set when the fingerprint's folder is the one the current manifest points to (a forced or
     # repairing rebuild): the new build goes beside it, so the current one stays whole until the
     # new manifest replaces it.
@@ -180,7 +180,6 @@ def plan_build(recipe: Recipe, base_dir: Path, *, recipe_file: str | None = None
     output = Output(
         resolve_path(recipe.output, base_dir), storage_options=recipe.output_storage_options
     )
-    probe = quick_probe(recipe, base_dir, recipe_file)
     return Plan(
         recipe,
         base_dir,
@@ -191,8 +190,7 @@ def plan_build(recipe: Recipe, base_dir: Path, *, recipe_file: str | None = None
         source_files,
         fingerprint(parts),
         parts,
-        probe,
-        None if probe is None else quick_key(probe, source_files),
+        quick_probe(recipe, base_dir, recipe_file),
     )
 
 
@@ -254,12 +252,16 @@ def build(
         existing = read_manifest(output)
         probe = quick_probe(recipe, base_dir, recipe_file)
         if existing is not None and existing.get("quick_key") and probe is not None:
-            sources = _open_sources(recipe, base_dir)
-            quick = quick_key(probe, _source_identities(recipe, sources)[0])
-            if quick == existing["quick_key"] and _intact(output, existing):
+            files = _source_identities(recipe, _open_sources(recipe, base_dir))[0]
+            if quick_key(probe, files, existing) == existing["quick_key"] and _intact(
+                output, existing
+            ):
                 if existing.get("quick_probe") != probe.to_json():  # the recipe file was edited
                     record_quick(
-                        output, build_fingerprint=existing["fingerprint"], probe=probe, key=quick
+                        output,
+                        build_fingerprint=existing["fingerprint"],
+                        probe=probe,
+                        source_files=files,
                     )
                 return up_to_date(output, existing)
     from shardprep.build.lock import build_lock
@@ -273,12 +275,12 @@ def build(
         and not force
         and _intact(output, existing)
     ):
-        if plan.quick_probe is not None and plan.quick_key is not None:
+        if plan.quick_probe is not None:
             record_quick(
                 output,
                 build_fingerprint=plan.fingerprint,
                 probe=plan.quick_probe,
-                key=plan.quick_key,
+                source_files=plan.source_files,
             )
         return up_to_date(output, existing)
     with build_lock(output, wait_s=lock_wait_s):
@@ -410,6 +412,8 @@ def _build_locked(
             f"{len(lost)} shard(s) this build wrote are not in {output.url} ({'; '.join(lost[:3])}); "
             "the store lost them: run the build again to redo their units"
         )
+    if plan.quick_probe is not None:
+        manifest = sealed(manifest, plan.quick_probe, plan.source_files)
     write_manifest(output, manifest)
     for rel in replaced:
         output.fs.rm(output.path(rel))  # merged into the manifest's shards
@@ -503,8 +507,7 @@ def _manifest(
         "shardprep_version": __version__,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "fingerprint": plan.fingerprint,
-        "quick_key": plan.quick_key,
-        "quick_probe": None if plan.quick_probe is None else plan.quick_probe.to_json(),
+        "quick_key": None,  # sealed over the finished manifest (reuse.sealed)
         "task": recipe.task,
         "schema": task.schema_for(task.options(recipe)).id,
         "recipe": recipe.model_dump(mode="json"),

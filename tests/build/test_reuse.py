@@ -342,3 +342,24 @@ def test_a_malformed_quick_probe_means_the_full_way(
     from_file_only.clear()
     assert _cli(project)["status"] == "up_to_date"
     assert from_file_only  # decided the full way, never a crash
+
+
+def test_an_edited_manifest_is_not_trusted_by_the_quick_answer(
+    project: Path, from_file_only: list[str]
+) -> None:
+    """The quick key seals the manifest it is recorded in: an edit anywhere else in it sends the
+    no-op the full way, which validates the manifest (and here reports the bad field)."""
+    recipe_at(project)
+    _cli(project)
+    path = project / "out" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["splits"]["train"]["rows"] = "many"
+    path.write_text(json.dumps(manifest))
+    from_file_only.clear()
+    from typer.testing import CliRunner
+
+    from shardprep.cli.app import app
+
+    res = CliRunner().invoke(app, ["build", str(project / "recipe.yaml")])
+    assert res.exit_code == 2 and "splits.train.rows" in res.output, res.output
+    assert from_file_only
