@@ -73,31 +73,35 @@ def _merge_turns(messages: Sequence[Message]) -> list[Message]:
         {k: v for k, v in m.items() if k not in _PRIVATE} for m in messages
     ]
     i = 0
+    # Tool results sort by the calls of the latest message that made any (tinker's `call_order`),
+    # not only an assistant right before the turn.
+    order: dict[Any, int] = {}
     while i < len(out):
         if out[i].get("role") not in ("user", "tool"):
+            if calls := out[i].get("tool_calls"):
+                order = {c.get("id"): k for k, c in enumerate(calls) if c.get("id")}
             i += 1
             continue
         j = i
         while j < len(out) and out[j].get("role") in ("user", "tool"):
             j += 1
-        prev = out[i - 1] if i > 0 and out[i - 1].get("role") == "assistant" else {}
-        call_ids = [c.get("id") for c in prev.get("tool_calls") or [] if isinstance(c, dict)]
-        order = {cid: k for k, cid in enumerate(call_ids) if cid}
         turn = out[i:j]
         tool_slots = [k for k, m in enumerate(turn) if m.get("role") == "tool"]
         tools = sorted(
             (turn[k] for k in tool_slots), key=lambda m: order.get(m.get("tool_call_id"), 0)
         )
+        # Only the text is sorted: each slot keeps its own message (its `trainable` flag), so the
+        # turn's text goes out under the flag of the turn's first message as given (tinker's).
+        ordered = list(turn)
         for slot, message in zip(tool_slots, tools, strict=True):
-            turn[slot] = message
+            ordered[slot] = message
         # User and tool content is one text (a string or exactly one text part), as tinker requires.
         pieces = [
             f"<tool_result>{ensure_text(m['content'])}</tool_result>"
             if m.get("role") == "tool"
             else ensure_text(m["content"])
-            for m in turn
+            for m in ordered
         ]
-        out[i:j] = turn
         out[i][_TURN_TEXT] = "\n\n".join(pieces)
         for k in range(i + 1, j):
             out[k][_TURN_SKIP] = True
