@@ -115,10 +115,18 @@ def convert(
             f"{field!r} must be a list of messages, got {type(raw).__name__}",
             field=field,
         )
-    lf_tool_layout = _lf_tool_layout(raw)
+    lf_tool_layout: bool | None = None  # looked for at the first list content only
     messages: list[Message] = []
     flags: list[Any] = []
     for i, src in enumerate(raw):
+        if type(src) is dict and len(src) == 2:
+            # The common message, exactly {role, content: str}: what the loop below makes of it,
+            # without its checks of keys the message does not have.
+            role, content = src.get("role"), src.get("content")
+            if type(content) is str and type(role) is str and role in ROLES:
+                messages.append({"role": role, "content": content})
+                flags.append(None)
+                continue
         where = f"{field}[{i}]"
         if not isinstance(src, dict):
             raise RowError(
@@ -144,6 +152,8 @@ def convert(
             content = ""
         elif isinstance(content, list):
             parts, calls = _parts(content, f"{where}.content")
+            if lf_tool_layout is None:
+                lf_tool_layout = _lf_tool_layout(raw)
             if (
                 lf_tool_layout
                 and role != "assistant"
