@@ -490,3 +490,27 @@ def test_unknown_format() -> None:
     assert set(FORMATS) == {"messages", "sharegpt", "alpaca", "prompt_completion"}
     with pytest.raises(ValueError, match="known: alpaca, messages, prompt_completion, sharegpt"):
         to_conversation({}, format="csv")
+
+
+def test_plain_messages_take_the_direct_path_to_the_same_result() -> None:
+    """{role, content: str} messages skip the general loop; an extra null key sends the same
+    messages through it: the conversations must be equal, roles and errors included."""
+    import random
+
+    rng = random.Random(7)
+    roles = ["system", "user", "assistant", "tool", "bot", "", 3, None]
+    contents = ["", "hi", " x\n", "<think>a</think>b", 5, None, ["x"]]
+    for _ in range(2000):
+        msgs = [
+            {"role": rng.choice(roles), "content": rng.choice(contents)}
+            for _ in range(rng.randint(0, 4))
+        ]
+        padded = [{**m, "trainable": None} for m in msgs]
+
+        def outcome(ms: list[dict[str, Any]]) -> Any:
+            try:
+                return to_conversation({"messages": ms}, format="messages")
+            except RowError as e:
+                return (e.reason, e.field)
+
+        assert outcome(msgs) == outcome(padded), msgs
