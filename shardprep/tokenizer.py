@@ -105,6 +105,21 @@ def resolve_tokenizer_path(spec: str, *, base_dir: Path | None = None) -> Path:
     raise TokenizerError(f"tokenizer path {candidate} does not exist")
 
 
+def local_tokenizer_files(spec: str, *, base_dir: Path | None = None) -> list[Path] | None:
+    """Every local file whose presence or bytes decide what `spec` loads (resolve_tokenizer_path
+    and the tokenizer_config.json beside it; for a folder, each name it would pick), absolute;
+    None when `spec` is not a local file or folder (a Hub id resolves through the cache)."""
+    candidate = Path(spec).expanduser()
+    if not candidate.is_absolute() and base_dir is not None:
+        candidate = base_dir / candidate
+    candidate = candidate.absolute()
+    if candidate.is_file():
+        return [candidate, candidate.parent / "tokenizer_config.json"]
+    if candidate.is_dir():
+        return [*(candidate / n for n in _JSON_NAMES), candidate / "tokenizer_config.json"]
+    return None
+
+
 def load_tokenizer(spec: str, *, base_dir: Path | None = None) -> LoadedTokenizer:
     # Absolute but not resolved: in the HF cache tokenizer.json is a symlink into blobs/, and its
     # tokenizer_config.json is the one beside the link, not beside the blob it points to.

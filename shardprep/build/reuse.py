@@ -46,12 +46,15 @@ class QuickProbe:
 
     recipe: str  # sha256 of the validated recipe, less `output` (the manifest's place)
     base_dir: str  # relative paths in the recipe resolve against it
-    tokenizer_files: tuple[str, ...]  # tokenizer.json and tokenizer_config.json beside it
+    # The local files that decide which tokenizer loads, and with what (tokenizer.local_tokenizer_files)
+    tokenizer_files: tuple[str, ...]
     # (name, path) of each source when every one is files named by `path:` without storage
     # options (identities from stats alone); None otherwise: a Hub source's identity needs the
     # Hub, storage options need the recipe.
     sources: tuple[tuple[str, str], ...] | None
-    # sha256 of the recipe file's bytes and the --output override, when `prep build` read one.
+    # sha256 of the recipe file's bytes and the --output override, when `prep build` read one
+    # (and the tokenizer is local: a Hub id's cache may resolve it to another file tomorrow, so
+    # such a recipe is always judged with its model, which resolves it again).
     recipe_file: str | None = None
 
     def to_json(self) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from shardprep.store.manifest import (
 )
 from shardprep.store.storage import Output
 from shardprep.tasks import TASKS
-from shardprep.tokenizer import LoadedTokenizer, resolve_tokenizer_path
+from shardprep.tokenizer import LoadedTokenizer, local_tokenizer_files, resolve_tokenizer_path
 
 # The checks, units, encoder and compaction (pyarrow, numpy, the renderer families) and the
 # output lock load after the up-to-date check: a no-op build needs the recipe, the manifest and
@@ -110,20 +110,24 @@ def _source_identities(
 
 def quick_probe(recipe: Recipe, base_dir: Path, recipe_file: str | None) -> QuickProbe | None:
     """What the quick up-to-date key covers for this recipe (build/reuse.py); None where the
-    tokenizer is not a local file (a Hub id resolves through the cache: the full check decides)."""
-    try:
-        tok_path = resolve_tokenizer_path(recipe.tokenizer, base_dir=base_dir).absolute()
-    except ShardprepError:
-        return None
+    tokenizer cannot be found."""
+    tok_files = local_tokenizer_files(recipe.tokenizer, base_dir=base_dir)
+    hub_tokenizer = tok_files is None
+    if tok_files is None:  # a Hub id: the file the cache resolves it to now
+        try:
+            tok_path = resolve_tokenizer_path(recipe.tokenizer, base_dir=base_dir).absolute()
+        except ShardprepError:
+            return None
+        tok_files = [tok_path, tok_path.parent / "tokenizer_config.json"]
     plain_files = all(s.path and not s.storage_options for s in recipe.sources)
     return QuickProbe(
         recipe=hashlib.sha256(
             canonical_json(recipe.model_dump(mode="json", exclude={"output"})).encode()
         ).hexdigest(),
         base_dir=str(base_dir),
-        tokenizer_files=(str(tok_path), str(tok_path.parent / "tokenizer_config.json")),
+        tokenizer_files=tuple(str(p) for p in tok_files),
         sources=tuple((s.resolved_name, s.path) for s in recipe.sources) if plain_files else None,
-        recipe_file=recipe_file,
+        recipe_file=None if hub_tokenizer else recipe_file,
     )
 
 

@@ -363,3 +363,45 @@ def test_an_edited_manifest_is_not_trusted_by_the_quick_answer(
     res = CliRunner().invoke(app, ["build", str(project / "recipe.yaml")])
     assert res.exit_code == 2 and "splits.train.rows" in res.output, res.output
     assert from_file_only
+
+
+def test_cli_no_op_sees_a_tokenizer_json_appear_beside_the_gz(
+    project: Path, from_file_only: list[str]
+) -> None:
+    """A folder's tokenizer.json wins over its tokenizer.json.gz: one appearing is a change the
+    quick answer must see (it stats every name the folder's resolution would pick)."""
+    recipe_at(project)
+    _cli(project)
+    tok = project / "tok"
+    (tok / "tokenizer.json").write_bytes(gzip.decompress((tok / "tokenizer.json.gz").read_bytes()))
+    from_file_only.clear()
+    _cli(project)
+    assert from_file_only  # judged the full way
+    from_file_only.clear()
+    assert _cli(project)["status"] == "up_to_date"
+    assert from_file_only == []  # and answered from the file again after that
+
+
+def test_cli_no_op_with_a_hub_tokenizer_resolves_it_again(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Hub id's cache can point it at another snapshot between two runs: such a recipe is never
+    answered from the recipe file alone."""
+    import huggingface_hub.constants as hc
+
+    hub = project / "hub" / "models--acme--toy"
+    raw = gzip.decompress((project / "tok" / "tokenizer.json.gz").read_bytes())
+    for snap, data in (("aaaa", raw), ("bbbb", json.dumps(json.loads(raw)).encode())):
+        (hub / "snapshots" / snap).mkdir(parents=True)
+        (hub / "snapshots" / snap / "tokenizer.json").write_bytes(data)
+    (hub / "refs").mkdir()
+    (hub / "refs" / "main").write_text("aaaa")
+    monkeypatch.setenv("HF_HUB_CACHE", str(project / "hub"))
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(project / "hub"))
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    recipe_at(project, tokenizer="acme/toy")
+    first = _cli(project)
+    assert _cli(project)["status"] == "up_to_date"
+    (hub / "refs" / "main").write_text("bbbb")
+    second = _cli(project)
+    assert second["status"] == "built" and second["fingerprint"] != first["fingerprint"]
