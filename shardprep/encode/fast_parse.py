@@ -64,7 +64,11 @@ def _parse(path: str) -> Future[tuple[str, Any]]:
             except BaseException as exc:  # reported to whoever waits on it
                 fut.set_exception(exc)
 
-        threading.Thread(target=run, name="shardprep-fastokens-load", daemon=True).start()
+        # Not a daemon: the interpreter joins it before tearing down. A daemon thread coming back
+        # from fastokens during teardown is ended with pthread_exit through Rust frames, which
+        # aborts the process (SIGABRT, exit 134) instead of the exit code it was leaving with.
+        # An exit that comes early (a bad recipe or row) waits for the parse, a few CPU-seconds.
+        threading.Thread(target=run, name="shardprep-fastokens-load", daemon=False).start()
     return fut
 
 
