@@ -10,7 +10,9 @@ from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
 
 
-def _age(seconds: int) -> str:
+def _age(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"
@@ -41,7 +43,7 @@ def ls(
         if "error" in b:
             t.add_row(
                 Text(b["path"]),
-                Text("invalid manifest", style="red") + Text(" (see --json)"),
+                Text("invalid manifest: ", style="red") + Text(b["error"]),
                 "",
                 "",
                 "",
@@ -52,7 +54,7 @@ def ls(
         # Paths and names are data: Text keeps a "[x]" in them from being read as rich markup.
         t.add_row(
             Text(b["path"]),
-            Text(b["name"]),
+            Text(b["name"] or "-"),
             b["fingerprint"][:12],
             f"{b['rows']:,}",
             f"{b['tokens']:,}",

@@ -38,15 +38,16 @@ def _add_row(table: Table, *cells: str) -> None:
 def header(report: dict[str, Any]) -> Text:
     kind = "preview (nothing written)" if report["kind"] == "preview" else "build"
     t = Text()
-    t.append(f"{report['name']}", style="bold")
+    # A build whose manifest lacks provenance (hand-written, older) shows "-" for what is unknown.
+    t.append(f"{report['name'] or '-'}", style="bold")
     t.append(f"  {kind}\n")
     opts = report.get("renderer_options") or {}
-    renderer = report["renderer"] + (f" {opts}" if opts else "")
+    renderer = (report["renderer"] or "-") + (f" {opts}" if opts else "")
     lines = [
-        ("tokenizer", report["tokenizer"]),
+        ("tokenizer", report["tokenizer"] or "-"),
         (
             "renderer",
-            f"{renderer}   train_on {report['train_on']}   max_length {report.get('max_length') or '-'}",
+            f"{renderer}   train_on {report['train_on'] or '-'}   max_length {report.get('max_length') or '-'}",
         ),
         ("fingerprint", report["fingerprint"]),
     ]

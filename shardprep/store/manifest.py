@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from shardprep import FORMAT_VERSION
 from shardprep.errors import ManifestError
@@ -28,12 +28,18 @@ def fingerprint(parts: dict[str, Any]) -> str:
     ).hexdigest()
 
 
-def read_manifest(output: Output) -> dict[str, Any] | None:
-    """The manifest of a complete build, or None when there is none (an unfinished build has none)."""
+def read_manifest(output: Output, *, filled: bool = False) -> dict[str, Any] | None:
+    """The manifest of a complete build, or None when there is none (an unfinished build has none).
+
+    `filled`: as the typed model reads it, every optional key present with its default (what a
+    reader of an older or hand-written build indexes without a KeyError); otherwise the JSON as
+    written (what a build compares and rewrites)."""
     data = read_manifest_json(output)
     if data is not None:
-        validate_manifest(data, where=output.path(MANIFEST_NAME))
-    return data
+        typed = validate_manifest(data, where=output.path(MANIFEST_NAME))
+        if filled:
+            return typed.to_json()
+    return cast("dict[str, Any] | None", data)
 
 
 def read_manifest_json(output: Output) -> Any:

@@ -52,7 +52,7 @@ def open_build(
     url: str, storage_options: dict[str, Any] | None = None
 ) -> tuple[Output, dict[str, Any]]:
     output = Output(url, storage_options=storage_options)
-    manifest = read_manifest(output)
+    manifest = read_manifest(output, filled=True)
     if manifest is None:
         raise ManifestError(
             f"{output.path(MANIFEST_NAME)} not found: {url} is not a finished build (run `prep build` first)"
@@ -97,8 +97,9 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
         "fingerprint": manifest["fingerprint"],
         "created_at": manifest.get("created_at"),
         "task": manifest.get("task"),
-        "tokenizer": manifest["tokenizer"]["source"],
-        "renderer": manifest["renderer"]["name"],
+        # Provenance a hand-written or older build may lack reads as unknown (None), not a crash.
+        "tokenizer": manifest["tokenizer"].get("source"),
+        "renderer": manifest["renderer"].get("name"),
         "renderer_options": manifest["renderer"].get("options", {}),
         "train_on": manifest["train_on"],
         "max_length": recipe.get("max_length"),
@@ -175,7 +176,7 @@ def load_build_tokenizer(
     """The build's tokenizer, or None when it is not on this machine (show then prints ids)."""
     if override:
         return load_tokenizer(override)  # asked for by name: a failure is the user's to see
-    for spec in (manifest["tokenizer"].get("path"), manifest["tokenizer"]["source"]):
+    for spec in (manifest["tokenizer"].get("path"), manifest["tokenizer"].get("source")):
         if not spec:
             continue
         try:

@@ -268,3 +268,44 @@ def test_pieces_keep_multibyte_text_and_exact_trained_counts(tok: LoadedTokenize
     assert any(
         0 < p.n_trained < len(p.ids) for p in pieces
     )  # a character cut by the mask stays one piece
+
+
+OPTIONAL_KEYS = (
+    "created_at",
+    "task",
+    "recipe",
+    "tokenizer",
+    "renderer",
+    "train_on",
+    "sources",
+    "stats",
+)
+
+
+@pytest.mark.parametrize("key", [*OPTIONAL_KEYS, "all"])
+def test_a_manifest_with_only_required_keys_shows_and_lists(
+    tmp_path: Path, tok: LoadedTokenizer, key: str
+) -> None:
+    # The manifest model lets provenance and stats default (older or hand-written builds); show and
+    # ls read it through that model, so a missing one prints as unknown instead of a KeyError.
+    manifest = write_crafted_build(tmp_path / "b", tok, tokenizer_path=str(QWEN3))
+    for k in OPTIONAL_KEYS if key == "all" else (key,):
+        del manifest[k]
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
+    env = {"COLUMNS": "120", "NO_COLOR": "1"}
+    for args in (["show", str(tmp_path / "b")], ["ls", str(tmp_path)]):
+        for extra in ([], ["--json"]):
+            res = CliRunner().invoke(app, [*args, *extra], env=env)
+            assert res.exit_code == 0, (args, extra, res.output)
+            assert "internal error" not in res.output
+    res = CliRunner().invoke(app, ["ls", str(tmp_path), "--json"], env=env)
+    (entry,) = json.loads(res.output)
+    assert entry["fingerprint"] == "f" * 64 and entry["rows"] == 7
+    if key in ("recipe", "all"):
+        assert entry["name"] is None
+    if key in ("created_at", "all"):
+        assert entry["age_s"] is None
+    res = CliRunner().invoke(app, ["show", str(tmp_path / "b"), "--html", str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    report = inspect_build(str(tmp_path / "b"))
+    assert report["splits"]["train"]["rows"] == 7
