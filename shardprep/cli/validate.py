@@ -27,10 +27,13 @@ def first_row_problems(recipe: Recipe, report: dict[str, Any]) -> tuple[list[str
     problems: list[str] = []
     notes: list[str] = []
     for src in report["sources"]:
+        where = f"sources[{index[src['name']]}] ({src['name']}, format {src['format']})"
+        if not src["rows_read"]:
+            problems.append(f"{where}: gives no rows: its files are empty or hold only whitespace")
+            continue
         errs = [e for e in bad if e["source"] == src["name"]]
         if not errs:
             continue
-        where = f"sources[{index[src['name']]}] ({src['name']}, format {src['format']})"
         first = errs[0]["message"]
         if src["rows_read"] and len(errs) == src["rows_read"]:
             problems.append(

@@ -155,7 +155,17 @@ def ratio_warnings(sources: list[dict[str, Any]], train_on: str) -> list[dict[st
     ratios = {s["name"]: s["trained_tokens"] / s["tokens"] for s in sources if s["tokens"]}
     mid = median(ratios.values()) if len(ratios) >= 2 else None
     for s in sources:
-        if s["rows_read"] and not s["examples"]:
+        if not s["rows_read"]:
+            # Only preview reads a source that gives nothing; the build refuses it (exit 2).
+            out.append(
+                _warning(
+                    "source_no_rows",
+                    f"source {s['name']!r} gives no rows: its files are empty or hold only "
+                    "whitespace (prep build stops on it)",
+                    source=s["name"],
+                )
+            )
+        elif not s["examples"]:
             out.append(
                 _warning(
                     "source_no_examples",

@@ -286,3 +286,38 @@ def test_validate_reads_the_first_rows(tmp_path: Path) -> None:
     assert "note" in out and "1 of its first 5 rows would be skipped" in " ".join(out.split())
     out = ok(invoke("validate", str(tmp_path / "r.yaml"), "--rows", "0"))
     assert "rows of each source converted" not in out
+
+
+def _write_empty(path: Path) -> None:
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"messages": pa.array([], type=pa.string())}), path)
+    else:
+        path.write_text("\n  \n" if path.suffix == ".jsonl" else "")
+
+
+@pytest.mark.parametrize("name", ["e.jsonl", "e.json", "e.csv", "e.parquet"])
+def test_an_empty_source_fails_validate_as_it_fails_build(tmp_path: Path, name: str) -> None:
+    # validate said ok and preview "no warnings" while build stopped with exit 2.
+    _write_empty(tmp_path / name)
+    recipe = {
+        "name": "x",
+        "output": str(tmp_path / "o"),
+        "tokenizer": str(QWEN3),
+        "renderer": "qwen3",
+        "sources": [{"path": name, "format": "alpaca" if name.endswith(".csv") else "messages"}],
+    }
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    r = str(tmp_path / "r.yaml")
+    res = invoke("validate", r)
+    out = " ".join(res.output.split())
+    assert res.exit_code == 2, out
+    assert "sources[0] (e, format" in out and "gives no rows" in out and "empty" in out
+    res = invoke("build", r)
+    assert res.exit_code == 2 and "give no rows" in res.output
+    out = ok(invoke("preview", r))
+    assert "source 'e' gives no rows" in " ".join(out.split()) and "[source_no_rows]" in out
+    js = json.loads(invoke("preview", r, "--json").output)
+    assert [w["code"] for w in js["warnings"]] == ["source_no_rows"]
