@@ -42,9 +42,17 @@ def column(
     path = (columns or {}).get(name, default or name)
     value = lookup(row, path)
     if value is _MISSING or (value is None and required):
-        if required:
-            raise RowError("missing_field", _missing_message(row, columns, name, path), field=path)
-        return None, path
+        if not required:
+            return None, path
+        if value is None:
+            # The field is there, without a value: pointing `columns:` at it again would not help.
+            raise RowError(
+                "missing_field",
+                f"{path!r} is null (a null value, or a CSV record with fewer fields than its "
+                "header); the format needs a value here",
+                field=path,
+            )
+        raise RowError("missing_field", _missing_message(row, columns, name, path), field=path)
     return value, path
 
 

@@ -200,6 +200,32 @@ def test_messages_reasoning_content_before_text_and_empty_assistant() -> None:
     assert to_conversation(row, format="messages")[1] == {"role": "assistant", "content": ""}
 
 
+def test_messages_null_fields_are_absent() -> None:
+    """A Parquet / HF datasets export gives every message every field, null where it has none:
+    vLLM's `reasoning` is read beside a null `reasoning_content` (an empty one still wins), and
+    null ids / names leave the tool results to be paired with their calls."""
+    nulls = {"name": None, "tool_call_id": None, "tool_calls": None, "reasoning_content": None}
+    row = {
+        "messages": [
+            {"role": "user", "content": "q", **nulls},
+            {
+                "role": "assistant",
+                "content": None,
+                **nulls,
+                "reasoning": "r",
+                "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}],
+            },
+            {"role": "tool", "content": "x", **nulls},
+        ]
+    }
+    user, assistant, tool = to_conversation(row, format="messages")
+    assert user == {"role": "user", "content": "q"}
+    assert assistant["content"] == [{"type": "thinking", "thinking": "r"}]
+    assert tool == {"role": "tool", "content": "x", "tool_call_id": "call_1", "name": "f"}
+    row["messages"][1]["reasoning_content"] = ""
+    assert to_conversation(row, format="messages")[1]["content"] == ""
+
+
 def test_messages_tool_pairing_needs_exactly_k_tool_messages() -> None:
     calls = [
         {"function": {"name": "f", "arguments": "{}"}},
@@ -514,3 +540,27 @@ def test_plain_messages_take_the_direct_path_to_the_same_result() -> None:
                 return (e.reason, e.field)
 
         assert outcome(msgs) == outcome(padded), msgs
+
+
+@pytest.mark.parametrize(
+    ("fmt", "row", "field"),
+    [
+        ("messages", {"messages": None, "label": True}, "messages"),
+        ("alpaca", {"instruction": "x", "input": None, "output": None}, "output"),
+        ("text_pair", {"prompt": "p", "chosen": None, "rejected": "r"}, "chosen"),
+    ],
+)
+def test_a_null_required_field_is_named_null_not_absent(
+    fmt: str, row: dict[str, Any], field: str
+) -> None:
+    # Was "the row has no 'messages' field (it has 'messages', 'label'); set `columns:
+    # {messages: messages}`": a Parquet/JSON null or a short CSV record read as a missing column.
+    from shardprep.formats import PAIR_FORMATS, to_comparison
+
+    with pytest.raises(RowError) as err:
+        if fmt in PAIR_FORMATS:
+            to_comparison(row, format=fmt)
+        else:
+            to_conversation(row, format=fmt)
+    assert err.value.reason == "missing_field" and err.value.field == field
+    assert f"{field!r} is null" in err.value.message and "has no" not in err.value.message
