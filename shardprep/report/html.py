@@ -332,7 +332,12 @@ def render_html(report: dict[str, Any]) -> str:
                 "row-errors",
                 ["source", "row", "reason", "message"],
                 [
-                    [e["source"], str(e["source_row"]), e["reason"], e["message"]]
+                    [
+                        e["source"],
+                        "-" if e["source_row"] is None else str(e["source_row"]),
+                        e["reason"],
+                        e["message"],
+                    ]
                     for e in report["row_errors"]
                 ],
             )

@@ -354,7 +354,9 @@ def warnings_text(report: dict[str, Any]) -> RenderableType:
 def row_errors_text(errors: list[dict[str, Any]]) -> Text:
     t = Text("rows that would be dropped\n", style="bold")
     for e in errors:
-        t.append(f"  {e['source']} row {e['source_row']}: {e['reason']}", style="yellow")
+        # A row that could not be read or converted has no source row; its message names file and line.
+        row = f" row {e['source_row']}" if e["source_row"] is not None else ""
+        t.append(f"  {e['source']}{row}: {e['reason']}", style="yellow")
         t.append(f"  {e['message']}\n", style="dim")
     return t
 

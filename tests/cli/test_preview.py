@@ -116,6 +116,10 @@ def test_preview_warns_on_untrained_and_bad_rows(tmp_path: Path) -> None:
     assert "untrained_rows_dropped" in {w["code"] for w in data["warnings"]}
     text = invoke("preview", str(recipe))
     assert "rows that would be dropped" in text.output and "[untrained_rows_dropped]" in text.output
+    # The row that did not convert has no source row: its line says where, never "row None".
+    assert "row None" not in text.output
+    flat = " ".join(text.output.split())
+    assert "chats: missing_field" in flat and "d.jsonl, line 4" in flat
 
 
 def test_preview_unknown_source_exit_2() -> None:
