@@ -6,7 +6,10 @@ an empty one), `tool_calls` as given (an empty list stays an empty list). The de
 normalizations, each a layout users reasonably expect to work:
 
 * `content: null` is `""` (OpenAI's tool-call turns; tinker's OpenAI converter does the same);
-* `reasoning_content` (assistant only, as tinker's converter) becomes the leading thinking part;
+* `reasoning_content` (assistant only, as tinker's converter), or vLLM's `reasoning` where that is
+  absent or null, becomes the leading thinking part;
+* a null `name`, `tool_call_id`, `tool_calls` or `reasoning_content` is an absent one (Parquet /
+  HF datasets exports give every message every field);
 * tool-call `arguments` given as an object or array become their JSON text, missing ones `"{}"`;
   flat `{"name", "arguments"}` calls get the nested `function` shape;
 * calls without an id get `call_1`, `call_2`, ...; a run of tool messages answering a message's
@@ -30,7 +33,8 @@ from ._common import ROLES, Message, column, finish, normalize_tool_calls, parse
 # The deliberate normalizations above, as the manifest records them for a source of this format.
 NORMALIZATIONS = (
     "content: null -> empty string",
-    "reasoning_content (assistant) -> leading thinking part",
+    "reasoning_content (assistant; or vLLM's reasoning) -> leading thinking part",
+    "null name / tool_call_id / tool_calls / reasoning_content -> absent",
     "tool-call arguments given as object/array -> their JSON text; missing -> {}",
     "flat {name, arguments} tool calls -> {type: function, function: {...}}",
     "tool calls without an id -> call_1, call_2, ...; tool results take the id and name of the call they answer",
@@ -173,7 +177,11 @@ def convert(
                 f"content must be a string or a list of parts, got {type(content).__name__}",
                 field=f"{where}.content",
             )
-        reasoning = src.get("reasoning_content", src.get("reasoning"))
+        # A null field is an absent one (Parquet exports give every message every field), so
+        # `reasoning_content: null` beside vLLM's `reasoning` reads the latter.
+        reasoning = src.get("reasoning_content")
+        if reasoning is None:
+            reasoning = src.get("reasoning")
         if reasoning is not None and not isinstance(reasoning, str):
             raise RowError(
                 "bad_content",
