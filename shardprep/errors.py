@@ -56,11 +56,15 @@ class RowError(ShardprepError):
         file: str | None = None,
         line: int | None = None,
         field: str | None = None,
+        unit: str = "line",
     ) -> None:
         self.reason = reason
         self.message = message
         self.file = file
         self.line = line
+        # What `line` counts in its file: "line" (JSONL, CSV: 1-based), "element" (JSON array) or
+        # "row" (Parquet, the Hub), both 0-based; a Parquet row is never called a line.
+        self.unit = unit
         self.field = field
         super().__init__(self.describe())
 
@@ -69,19 +73,23 @@ class RowError(ShardprepError):
         if self.file:
             where.append(self.file)
         if self.line is not None:
-            where.append(f"line {self.line}")
+            where.append(f"{getattr(self, 'unit', 'line')} {self.line}")
         if self.field:
             where.append(f"field {self.field!r}")
         prefix = ", ".join(where)
         text = f"{prefix}: {self.message}" if prefix else self.message
         return f"{text} [{self.reason}]"
 
-    def located(self, *, file: str | None = None, line: int | None = None) -> RowError:
+    def located(
+        self, *, file: str | None = None, line: int | None = None, unit: str | None = None
+    ) -> RowError:
         """Fill in the location when the stage that raised did not know it."""
         if self.file is None and file is not None:
             self.file = file
         if self.line is None and line is not None:
             self.line = line
+            if unit is not None:
+                self.unit = unit
         self.args = (self.describe(),)
         return self
 

@@ -13,13 +13,15 @@ from shardprep.errors import RowError
 
 @dataclass
 class RawRow:
-    """One row as read. `line`: 1-based line (JSONL), 0-based element (JSON array) or row (Parquet)."""
+    """One row as read. `line`: 1-based line (JSONL, CSV), 0-based element (JSON array) or row
+    (Parquet, the Hub); `unit` names which, for messages."""
 
     index: int
     file: str
     line: int | None
     data: dict[str, Any] | None
     error: RowError | None = None
+    unit: str = "line"
     # Build-level ordinal among selected rows (set by the unit reader; used by the test split).
     ordinal: int | None = None
 
@@ -83,3 +85,4 @@ class FileFormat:
     extensions: tuple[str, ...]  # suffixes that name the format (before any compression suffix)
     rows: Callable[[str, dict[str, Any] | None, int, int, Seek | None], Iterator[FileRow]]
     count: Callable[[str, dict[str, Any] | None], Count]
+    unit: str = "line"  # what its row positions count, as messages name them (RowError.unit)

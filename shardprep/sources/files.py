@@ -122,7 +122,7 @@ def file_batches(
 ) -> Iterator[list[RawRow]]:
     """Rows [start, stop) of `files` ((url, file format) in order), as lists of at most
     `batch_size` RawRows whose `index` counts rows across the files; see `iter_source_batches`."""
-    from shardprep.sources.readers import read_file
+    from shardprep.sources.readers import FORMATS, read_file
 
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
@@ -133,12 +133,18 @@ def file_batches(
     for url, fmt in files:
         if stop is not None and index >= stop:
             break
+        unit = FORMATS[fmt].unit
         skip = start if seek else max(0, start - index)  # with a seek, rows count from the file top
         for line, data, error in read_file(url, fmt, storage_options, skip, batch_size, seek):
             if stop is not None and index >= stop:
                 break
             if index >= start:
-                batch.append(RawRow(index=index, file=url, line=line, data=data, error=error))
+                if error is not None:
+                    error.unit = unit
+                    error.located()  # its message again, with the unit
+                batch.append(
+                    RawRow(index=index, file=url, line=line, data=data, error=error, unit=unit)
+                )
                 if len(batch) >= batch_size:
                     yield batch
                     batch = []

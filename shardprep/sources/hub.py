@@ -246,7 +246,7 @@ class HubSource:
         ):
             batch = []
             for data in rows:
-                batch.append(RawRow(index=row, file=piece.label, line=row, data=data))
+                batch.append(RawRow(index=row, file=piece.label, line=row, data=data, unit="row"))
                 row += 1
             yield batch
 
@@ -254,5 +254,6 @@ class HubSource:
         ref = self.ref
         first = next(iter(iter_shard_rows(ref, 0, n_shards(ref), 0, n, n)), [])
         return [
-            RawRow(index=i, file=f"{ref.url} shard 0", line=i, data=d) for i, d in enumerate(first)
+            RawRow(index=i, file=f"{ref.url} shard 0", line=i, data=d, unit="row")
+            for i, d in enumerate(first)
         ]

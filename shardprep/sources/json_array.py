@@ -207,4 +207,4 @@ def count(url: str, storage_options: dict[str, Any] | None) -> Count:
         return Count(sum(1 for _ in _JsonArrayReader(f, url).values(skip=1 << 62)))
 
 
-FORMAT = FileFormat("json", (".json",), rows, count)
+FORMAT = FileFormat("json", (".json",), rows, count, unit="element")

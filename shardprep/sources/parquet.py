@@ -64,4 +64,4 @@ def count(url: str, storage_options: dict[str, Any] | None) -> Count:
             raise SourceError(f"cannot read Parquet file {url}: {e}") from e
 
 
-FORMAT = FileFormat("parquet", (".parquet", ".pq"), rows, count)
+FORMAT = FileFormat("parquet", (".parquet", ".pq"), rows, count, unit="row")

@@ -79,12 +79,18 @@ class UnitIO:
         if self.on_drop is not None:
             self.on_drop(reason, raw)
 
+    def skip_row(self, err: RowError, raw: RawRow, *, row: Any = None) -> None:
+        """One bad row through the on_error policy, located in its file by the row's own unit
+        (a JSON array's element, a Parquet row: never called a line)."""
+        err.located(file=raw.file, line=raw.line, unit=raw.unit)
+        self.skip(err, file=raw.file, line=raw.line, row=row)
+
     def readable(self, rows: list[RawRow]) -> list[RawRow]:
         """The rows that were read without error; the others go through the on_error policy."""
         good = []
         for raw in rows:
             if raw.error is not None:
-                self.skip(raw.error, file=raw.file, line=raw.line, row=None)
+                self.skip_row(raw.error, raw)
             else:
                 good.append(raw)
         return good

@@ -59,7 +59,7 @@ def write_supervised(
     flat = render_supervised_flat(io.renderer, io.encoder, convs, train_on)
     for i in sorted(flat.errors):
         raw = metas[i]
-        io.skip(flat.errors[i], file=raw.file, line=raw.line, row=raw.data)
+        io.skip_row(flat.errors[i], raw, row=raw.data)
     if on_rendered is not None:
         for i in range(len(convs)):
             if i not in flat.errors:

@@ -118,7 +118,7 @@ class DpoRunner:
             try:
                 lc = to_comparison(raw.data or {}, format=src.format, columns=src.columns or None)
             except Exception as err:  # anything this row raises is its own counted failure
-                io.skip(as_row_error(err), file=raw.file, line=raw.line, row=raw.data)
+                io.skip_row(as_row_error(err), raw, row=raw.data)
                 continue
             if lc.label == "Tie" and self.options.tie == "drop":
                 io.drop(DROP_TIE, raw)
@@ -169,7 +169,7 @@ def write_pairs(
         raw = metas[k]
         for i in (2 * k, 2 * k + 1):
             if i in flat.errors:
-                io.skip(flat.errors[i], file=raw.file, line=raw.line, row=raw.data)
+                io.skip_row(flat.errors[i], raw, row=raw.data)
                 break
             if i in batch.dropped:
                 io.drop(batch.dropped[i], raw)

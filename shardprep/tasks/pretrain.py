@@ -190,7 +190,7 @@ class PretrainRunner:
             try:
                 texts.append(to_text(raw.data or {}, columns=src.columns or None))
             except Exception as err:  # anything this row raises is its own counted failure
-                io.skip(as_row_error(err), file=raw.file, line=raw.line, row=raw.data)
+                io.skip_row(as_row_error(err), raw, row=raw.data)
                 continue
             metas.append(raw)
         chunks = [TextChunk(t, Encoding.ESCAPED) for t in texts]

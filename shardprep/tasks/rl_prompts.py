@@ -211,7 +211,7 @@ class RlPromptsRunner:
                     )
                 extra = self._passthrough(data)
             except Exception as err:  # anything this row raises is its own counted failure
-                io.skip(as_row_error(err), file=raw.file, line=raw.line, row=raw.data)
+                io.skip_row(as_row_error(err), raw, row=raw.data)
                 continue
             convs.append(conv)
             metas.append((raw, extra))
@@ -220,7 +220,7 @@ class RlPromptsRunner:
         rendered = render_prompt_batch(io.renderer, io.encoder, convs) if convs else []
         for (raw, extra), res in zip(metas, rendered, strict=True):
             if isinstance(res, RowError):
-                io.skip(res, file=raw.file, line=raw.line, row=raw.data)
+                io.skip_row(res, raw, row=raw.data)
                 continue
             if (
                 self.options.max_prompt_tokens is not None

@@ -107,7 +107,7 @@ class SftRunner:
                     io.renderer, conv, data, src.columns or None, self.options.tools
                 )
             except Exception as err:  # anything this row raises is its own counted failure
-                io.skip(as_row_error(err), file=raw.file, line=raw.line, row=raw.data)
+                io.skip_row(as_row_error(err), raw, row=raw.data)
                 continue
             convs.append(declared)
             metas.append(raw)

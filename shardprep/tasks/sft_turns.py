@@ -134,7 +134,7 @@ def write_turns(
     turns = render_turns_flat(io.renderer, io.encoder, convs, train_on)
     for c in sorted(turns.errors):
         raw = metas[c]
-        io.skip(turns.errors[c], file=raw.file, line=raw.line, row=raw.data)
+        io.skip_row(turns.errors[c], raw, row=raw.data)
     flat = turns.examples
     lengths = np.diff(flat.offsets)
     per_conv = np.bincount(turns.owner, minlength=len(convs))

@@ -321,3 +321,35 @@ def test_an_empty_source_fails_validate_as_it_fails_build(tmp_path: Path, name: 
     assert "source 'e' gives no rows" in " ".join(out.split()) and "[source_no_rows]" in out
     js = json.loads(invoke("preview", r, "--json").output)
     assert [w["code"] for w in js["warnings"]] == ["source_no_rows"]
+
+
+def test_a_bad_row_is_located_by_its_files_own_unit(tmp_path: Path) -> None:
+    # A JSON array's element 2 and a Parquet row 3 were both called "line": a user opened the
+    # file at line 2 (the array's opening lines) or looked for lines in a Parquet file.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    bad = {"messages": [{"role": "wizard", "content": "x"}]}
+    (tmp_path / "a.json").write_text(json.dumps([good, good, bad, good], indent=1))
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [good, good, bad]))
+    msgs = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    rows = [good["messages"], good["messages"], good["messages"], None]
+    pq.write_table(pa.table({"messages": pa.array(rows, type=msgs)}), tmp_path / "c.parquet")
+    for name, where in (
+        ("a.json", "a.json, element 2, field 'messages[0].role'"),
+        ("b.jsonl", "b.jsonl, line 3, field 'messages[0].role'"),
+        ("c.parquet", "c.parquet, row 3, field 'messages': 'messages' is null"),
+    ):
+        recipe = {
+            "name": "x",
+            "output": str(tmp_path / "o"),
+            "tokenizer": str(QWEN3),
+            "renderer": "qwen3",
+            "sources": [{"path": name}],
+        }
+        (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+        for cmd in ("validate", "build"):
+            res = invoke(cmd, str(tmp_path / "r.yaml"))
+            assert res.exit_code == 2, res.output
+            assert where in " ".join(res.output.split()), (cmd, res.output)
