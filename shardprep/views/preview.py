@@ -172,4 +172,16 @@ def preview_recipe(
         judges_masks=task.judges_masks,
         renderer=recipe.renderer.name,
     ) + task.counter_warnings(counters, recipe.model_dump(mode="json"))
+    # Preview lists every bad row; under `on_error: fail` the build stops at the first instead.
+    unreadable = [e for e in errors if e["source_row"] is None]
+    if unreadable and recipe.on_error == "fail":
+        report["warnings"].append(
+            {
+                "code": "build_would_stop",
+                "message": f"on_error is fail: prep build stops at the first bad row "
+                f"({unreadable[0]['message']}); fix it, or set `on_error: skip` to skip and count "
+                "bad rows",
+                "source": unreadable[0]["source"],
+            }
+        )
     return report

@@ -135,3 +135,23 @@ def test_preview_one_source() -> None:
     assert [s["name"] for s in data["sources"]] == ["alpaca"]
     assert {r["source"] for r in data["rows"]} == {"alpaca"}
     assert re.fullmatch(r"[0-9a-f]{64}", data["fingerprint"])
+
+
+def test_preview_says_the_build_would_stop_under_on_error_fail(tmp_path: Path) -> None:
+    # Preview listed the bad row under "rows that would be dropped" with "no warnings", while the
+    # build (on_error: fail, the default) stops on it with exit 2.
+    good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    (tmp_path / "d.jsonl").write_text(json.dumps(good) + "\n" + '{"conversation": []}\n')
+    recipe = tmp_path / "r.yaml"
+    body = f"name: bad\noutput: out\ntokenizer: {QWEN3}\nrenderer: qwen3\nsources: [{{path: d.jsonl}}]\n"
+    recipe.write_text(body)
+    res = invoke("preview", str(recipe), "--json")
+    assert res.exit_code == 0, res.output
+    (w,) = [w for w in json.loads(res.output)["warnings"] if w["code"] == "build_would_stop"]
+    assert "d.jsonl, line 2" in w["message"] and "missing_field" in w["message"]
+    out = " ".join(invoke("preview", str(recipe)).output.split())
+    assert "prep build stops at the first bad row" in out and "[build_would_stop]" in out
+    assert invoke("build", str(recipe)).exit_code == 2
+    recipe.write_text(body + "on_error: skip\n")
+    res = invoke("preview", str(recipe), "--json")
+    assert "build_would_stop" not in {w["code"] for w in json.loads(res.output)["warnings"]}
