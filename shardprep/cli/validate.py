@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -48,6 +49,19 @@ def first_row_problems(recipe: Recipe, report: dict[str, Any]) -> tuple[list[str
     return problems, notes
 
 
+def _emit_json(recipe: Path, problems: list[str], notes: list[str]) -> NoReturn:
+    import json
+
+    typer.echo(
+        json.dumps(
+            {"recipe": str(recipe), "ok": not problems, "problems": problems, "notes": notes},
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
+    sys.exit(2 if problems else 0)
+
+
 @handle_errors(debug)
 def validate(
     recipe: Path = typer.Argument(..., help="Recipe YAML file."),
@@ -56,6 +70,9 @@ def validate(
         "--rows",
         "-n",
         help="Rows of each source to read and convert exactly as the build would (0: read no data).",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the result as JSON (ok, problems, notes); exit 2 as without."
     ),
 ) -> None:
     """Check a recipe (keys, tokenizer, renderer, output, inputs, and the first rows of each source
@@ -67,12 +84,19 @@ def validate(
     from shardprep.recipe import load_recipe
     from shardprep.views.preview import preview_recipe
 
-    parsed, base_dir = load_recipe(recipe)
-    problems = check_recipe(parsed, base_dir)
     notes: list[str] = []
+    try:
+        parsed, base_dir = load_recipe(recipe)
+    except RecipeError as exc:
+        if not as_json:
+            raise
+        _emit_json(recipe, exc.problems, notes)
+    problems = check_recipe(parsed, base_dir)
     if not problems and rows > 0:
         # The task's own runner over the first rows (what `prep preview` shows), writing nothing.
         problems, notes = first_row_problems(parsed, preview_recipe(parsed, base_dir, n=rows))
+    if as_json:
+        _emit_json(recipe, problems, notes)
     if problems:
         raise RecipeError(problems, path=str(recipe))
     console = Console(highlight=False, soft_wrap=True)

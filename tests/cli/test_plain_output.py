@@ -353,3 +353,30 @@ def test_a_bad_row_is_located_by_its_files_own_unit(tmp_path: Path) -> None:
             res = invoke(cmd, str(tmp_path / "r.yaml"))
             assert res.exit_code == 2, res.output
             assert where in " ".join(res.output.split()), (cmd, res.output)
+
+
+def test_validate_json(tmp_path: Path) -> None:
+    # Every other command takes --json; validate refused it ("No such option"), exit 2 either way.
+    good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    (tmp_path / "d.jsonl").write_text(json.dumps(good) + "\n" + '{"chat": 1}\n')
+    recipe = {
+        "name": "x",
+        "output": str(tmp_path / "o"),
+        "tokenizer": str(QWEN3),
+        "renderer": "qwen3",
+        "sources": [{"path": "d.jsonl"}],
+    }
+    r = tmp_path / "r.yaml"
+    r.write_text(yaml.safe_dump({**recipe, "on_error": "skip"}))
+    res = invoke("validate", str(r), "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["ok"] is True and data["problems"] == [] and "line 2" in data["notes"][0]
+    r.write_text(yaml.safe_dump(recipe))  # on_error: fail: the build would stop at line 2
+    res = invoke("validate", str(r), "--json")
+    assert res.exit_code == 2
+    data = json.loads(res.output)
+    assert data["ok"] is False and "d.jsonl, line 2" in data["problems"][0]
+    r.write_text("name: [\n")
+    res = invoke("validate", str(r), "--json")
+    assert res.exit_code == 2 and "not valid YAML" in json.loads(res.output)["problems"][0]
