@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from shardprep.errors import SourceError
 from shardprep.sources.base import Count, FileFormat, FileRow, Seek, bad_row
 from shardprep.sources.opening import compression_of, open_binary
 from shardprep.sources.rowcheck import (
@@ -60,6 +61,29 @@ def seek_at(seeks: tuple[Seek, ...], row: int) -> Seek | None:
     return seeks[i] if i >= 0 and seeks[i][0] > 0 else None
 
 
+# Leading bytes of files that are not JSON Lines whatever their name says.
+_FOREIGN = (
+    (b"PAR1", "a Parquet file", "name it .parquet or set the source's `file_format: parquet`"),
+    (b"\x1f\x8b", "gzip-compressed", "name it with a .gz suffix (x.jsonl.gz)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "name it with a .zst suffix (x.jsonl.zst)"),
+)
+
+
+def _not_json_lines(url: str, first: bytes) -> SourceError | None:
+    """The file's first line says it is another format (a wrong name): one error for the file
+    instead of every line counted as a bad row, which `on_error: skip` would let pass."""
+    for magic, what, fix in _FOREIGN:
+        if first.startswith(magic):
+            return SourceError(f"{url} is {what}, not JSON Lines: {fix}")
+    head = first.lstrip(codecs.BOM_UTF8).strip()
+    if head == b"[" or (head.startswith(b"[{") and head.endswith(b"]")):
+        return SourceError(
+            f"{url} holds a JSON array, not JSON Lines: name it .json or set the source's "
+            "`file_format: json`"
+        )
+    return None
+
+
 def rows(
     url: str,
     storage_options: dict[str, Any] | None,
@@ -78,6 +102,10 @@ def rows(
         for lineno, raw in enumerate(f, start=seek[1] if seek else 1):
             if not raw.strip():
                 continue
+            if lineno == 1:  # checked by whichever unit reads the file's top, skipped or not
+                foreign = _not_json_lines(url, raw)
+                if foreign is not None:
+                    raise foreign
             seen += 1
             if seen <= skip:
                 yield lineno, None, None

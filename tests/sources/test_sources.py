@@ -78,6 +78,51 @@ def test_jsonl_utf8_bom_and_ndjson(tmp_path: Path) -> None:
     assert [r.data for r in rows_of(p)] == [{"a": "é"}]
 
 
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("parquet", "is a Parquet file, not JSON Lines: name it .parquet"),
+        ("gzip", "is gzip-compressed, not JSON Lines: name it with a .gz suffix"),
+        ("zstd", "is zstd-compressed, not JSON Lines: name it with a .zst suffix"),
+        ("array", "holds a JSON array, not JSON Lines: name it .json"),
+        ("array_one_line", "holds a JSON array, not JSON Lines"),
+    ],
+)
+def test_jsonl_named_file_of_another_format_is_a_source_error(
+    tmp_path: Path, content: str, says: str
+) -> None:
+    # Was every line a bad row (invalid_utf8, not_an_object), which on_error: skip let pass with
+    # the whole source dropped; the build of other sources then exited 0.
+    import zstandard
+
+    rows = [{"messages": [{"role": "user", "content": f"q{i}"}]} for i in range(3)]
+    lines = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    p = tmp_path / "x.jsonl"
+    if content == "parquet":
+        pq.write_table(pa.Table.from_pylist(rows), p)
+    elif content == "gzip":
+        p.write_bytes(gzip.compress(lines))
+    elif content == "zstd":
+        p.write_bytes(zstandard.ZstdCompressor().compress(lines))
+    elif content == "array":
+        p.write_text(json.dumps(rows, indent=1))
+    else:
+        p.write_text(json.dumps(rows))
+    for kw in ({}, {"start": 2}):  # a unit that starts past the top checks it too
+        with pytest.raises(SourceError, match=says):
+            rows_of(p, **kw)
+
+
+def test_jsonl_first_line_may_be_a_list_row_or_bom(tmp_path: Path) -> None:
+    # A row that is a list stays a bad row (not a wrong file) unless it is an array of objects.
+    p = write(tmp_path / "a.jsonl", b'[1, 2]\n{"a": 1}\n')
+    got = rows_of(p)
+    assert got[0].error is not None and got[0].error.reason == "not_an_object"
+    assert got[1].data == {"a": 1}
+    p = write(tmp_path / "b.jsonl", b'\xef\xbb\xbf{"a": 1}\n')
+    assert rows_of(p)[0].data == {"a": 1}
+
+
 @pytest.mark.parametrize("name", ["reason_tool_use_demo_50.jsonl.gz", "v1_sft_demo.jsonl.gz"])
 def test_jsonl_real_files_gzip(name: str) -> None:
     path = LF / name
