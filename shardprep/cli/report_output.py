@@ -9,6 +9,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from shardprep.errors import ShardprepError
+
 
 def emit_report(report: Any, *, as_json: bool, html: Path | None) -> None:
     from shardprep.report.data import to_json
@@ -16,7 +18,14 @@ def emit_report(report: Any, *, as_json: bool, html: Path | None) -> None:
     from shardprep.report.text import print_report
 
     if html is not None:
-        write_html(report, html)
+        try:
+            write_html(report, html)
+        except FileNotFoundError:
+            # ENOENT is not among the OS errors the CLI maps (a missing file of ours is a bug):
+            # here it can only be the folder the user named for the page.
+            raise ShardprepError(
+                f"cannot write {html}: the folder {html.parent} does not exist"
+            ) from None
     if as_json:
         typer.echo(json.dumps(to_json(report), indent=2, ensure_ascii=False))
         return

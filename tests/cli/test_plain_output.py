@@ -380,3 +380,17 @@ def test_validate_json(tmp_path: Path) -> None:
     r.write_text("name: [\n")
     res = invoke("validate", str(r), "--json")
     assert res.exit_code == 2 and "not valid YAML" in json.loads(res.output)["problems"][0]
+
+
+def test_html_into_a_missing_folder_is_exit_2_naming_it(
+    setup: dict[str, Path], tmp_path: Path
+) -> None:
+    # Was "internal error: FileNotFoundError" (exit 1) for show and preview alike.
+    page = tmp_path / "no-such-folder" / "page.html"
+    for args in (["preview", str(setup["recipe"])], ["show", str(setup["out"])]):
+        if args[0] == "show" and not setup["out"].exists():
+            assert ok(invoke("build", str(setup["recipe"])))
+        res = invoke(*args, "--html", str(page))
+        out = " ".join(res.output.split())
+        assert res.exit_code == 2, out
+        assert f"cannot write {page}: the folder {page.parent} does not exist" in out
