@@ -26,6 +26,14 @@ refusal). Requests:
   -> `results`: as `render`, plus each mode's `chunks` (`[[start, length], ...]`) and untruncated
   errors; the renderer's `current_date` set to `date` where it has one (gpt-oss).
   What `tests/reference/make_golden.py` writes into tests/fixtures/golden.
+* `{"op": "datums", "kind": "sft" | "dpo" | "prompt", "renderer", "tokenizer": dir, "items", ...}`
+  -> `results`: per item a datum `{"input", "targets", "weights"}` (dpo: `{"datums": [chosen,
+  rejected]}`, prompt: `{"tokens"}`) or `{"error"}`, from tinker's own dataset code (what
+  `tests/reference/datasets_oracle.py` compares whole builds with):
+  sft (`mode`, `max_length`, `reduction`): `supervised.data.conversation_to_datum` of item
+  `{"messages"}`; dpo (`max_length`): the row function of
+  `preference.dpo_datasets.DPODatasetBuilderFromComparisons` (over `ComparisonBuilderFromJsonl`)
+  on item `{"comparison", "label"}`; prompt: `build_generation_prompt` of item `{"messages"}`.
 
 Tokenizer folders hold `tokenizer.json.gz`; each is unpacked once into a temporary folder so that
 `AutoTokenizer.from_pretrained` can read it.
@@ -252,12 +260,89 @@ def golden(req: dict[str, Any]) -> dict[str, Any]:
     return {"results": results}
 
 
+def _datum(d: Any) -> dict[str, Any]:
+    return {
+        "input": d.model_input.to_ints(),
+        "targets": [int(t) for t in d.loss_fn_inputs["target_tokens"].data],
+        "weights": [float(w) for w in d.loss_fn_inputs["weights"].data],
+    }
+
+
+_DPO: dict[tuple[str, str, int | None], Any] = {}
+
+
+def _dpo_row_fn(name: str, folder: str, max_length: int | None) -> Any:
+    """The per-row function tinker's DPO builder maps over a JSONL of comparisons (its closure,
+    taken from the dataset the builder returns), with the oracle's tokenizer registered by name."""
+    key = (name, folder, max_length)
+    if key not in _DPO:
+        from tinker_cookbook.preference.dpo_datasets import DPODatasetBuilderFromComparisons
+        from tinker_cookbook.preference.preference_datasets import ComparisonBuilderFromJsonl
+        from tinker_cookbook.supervised.types import ChatDatasetBuilderCommonConfig
+        from tinker_cookbook.tokenizer_utils import register_tokenizer
+
+        tok_name = f"shardprep-oracle/{folder}"
+        register_tokenizer(tok_name, lambda: tokenizer(folder))
+        seed = _TMP / "dpo-seed.jsonl"  # the builder loads its file; rows are then fed one by one
+        one = [{"role": "user", "content": "q"}]
+        row = {"prompt_conversation": one, "completion_A": one, "completion_B": one}
+        seed.write_text(json.dumps({"comparison": row, "label": "A"}) + "\n")
+        builder = DPODatasetBuilderFromComparisons(
+            comparison_builder=ComparisonBuilderFromJsonl(train_path=str(seed)),
+            common_config=ChatDatasetBuilderCommonConfig(
+                model_name_for_tokenizer=tok_name,
+                renderer_name=name,
+                max_length=max_length,
+                batch_size=1,
+            ),
+        )
+        train, _ = builder()
+        _DPO[key] = train.flatmap_fn
+    return _DPO[key]
+
+
+def datums(req: dict[str, Any]) -> dict[str, Any]:
+    from tinker_cookbook.renderers import TrainOnWhat
+    from tinker_cookbook.supervised.data import conversation_to_datum
+
+    kind, results = req["kind"], []
+    # Resolved before the rows: a worker problem must not read as a row's refusal.
+    if kind == "dpo":
+        row_fn = _dpo_row_fn(req["renderer"], req["tokenizer"], req["max_length"])
+    elif kind in ("sft", "prompt"):
+        r = renderer(req["renderer"], req["tokenizer"])
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    for item in req["items"]:
+        try:
+            if kind == "sft":
+                d = conversation_to_datum(
+                    to_tinker(item["messages"]),
+                    r,
+                    req["max_length"],
+                    TrainOnWhat(req["mode"]),
+                    req["reduction"],
+                )
+                results.append(_datum(d))
+            elif kind == "dpo":
+                comparison = {k: to_tinker(v) for k, v in item["comparison"].items()}
+                pair = row_fn({"comparison": comparison, "label": item["label"]})
+                results.append({"datums": [_datum(d) for d in pair]})
+            else:
+                prompt = r.build_generation_prompt(to_tinker(item["messages"]))
+                results.append({"tokens": prompt.to_ints()})
+        except Exception as exc:  # a refusal
+            results.append({"error": _error(exc)})
+    return {"results": results}
+
+
 OPS = {
     "hello": hello,
     "render": render,
     "examples": examples,
     "hf_template": hf_template,
     "golden": golden,
+    "datums": datums,
 }
 
 
