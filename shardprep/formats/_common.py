@@ -79,6 +79,18 @@ def _missing_message(
     )
 
 
+def not_a_message_list(value: Any, field: str) -> RowError:
+    """The error for a messages field that is not a list; a string holding a JSON list (how CSV
+    and some exports store conversations) is named as such, since it is not decoded."""
+    got = type(value).__name__
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        got = (
+            "a string holding JSON text (a JSON-encoded list is not decoded: store it as a "
+            "list, e.g. in JSONL or Parquet)"
+        )
+    return RowError("bad_content", f"{field!r} must be a list of messages, got {got}", field=field)
+
+
 def string_field(value: Any, field: str, *, none_as_empty: bool = False) -> str:
     """A text field's value, or a `bad_content` RowError naming the field."""
     if value is None and none_as_empty:

@@ -26,7 +26,7 @@ from shardprep.errors import RowError
 
 from . import messages as messages_format
 from . import sharegpt as sharegpt_format
-from ._common import Message, column
+from ._common import Message, column, not_a_message_list
 
 Label = Literal["A", "B", "Tie"]
 BAD_PAIR = "bad_pair"
@@ -96,11 +96,7 @@ def _relabel(err: RowError, field: str, n_prompt: int, side_field: str) -> RowEr
 
 def _messages(value: Any, field: str) -> list[Any]:
     if not isinstance(value, list):
-        raise RowError(
-            "bad_content",
-            f"{field!r} must be a list of messages, got {type(value).__name__}",
-            field=field,
-        )
+        raise not_a_message_list(value, field)
     return value
 
 

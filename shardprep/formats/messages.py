@@ -28,7 +28,15 @@ from typing import Any, cast
 from shardprep.errors import RowError
 from shardprep.messages import ToolCall
 
-from ._common import ROLES, Message, column, finish, normalize_tool_calls, parse_call_value
+from ._common import (
+    ROLES,
+    Message,
+    column,
+    finish,
+    normalize_tool_calls,
+    not_a_message_list,
+    parse_call_value,
+)
 
 # The deliberate normalizations above, as the manifest records them for a source of this format.
 NORMALIZATIONS = (
@@ -114,11 +122,7 @@ def convert(
 ) -> list[Message]:
     raw, field = column(row, columns, "messages")
     if not isinstance(raw, list):
-        raise RowError(
-            "bad_content",
-            f"{field!r} must be a list of messages, got {type(raw).__name__}",
-            field=field,
-        )
+        raise not_a_message_list(raw, field)
     lf_tool_layout: bool | None = None  # looked for at the first list content only
     messages: list[Message] = []
     flags: list[Any] = []

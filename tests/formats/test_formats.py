@@ -564,3 +564,21 @@ def test_a_null_required_field_is_named_null_not_absent(
             to_conversation(row, format=fmt)
     assert err.value.reason == "missing_field" and err.value.field == field
     assert f"{field!r} is null" in err.value.message and "has no" not in err.value.message
+
+
+def test_a_json_encoded_message_list_is_named_as_such() -> None:
+    # How CSV and some exports store conversations; it is not decoded, and the message says so
+    # instead of a bare "got str".
+    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    with pytest.raises(
+        RowError, match="'messages' must be a list of messages, got a string holding JSON"
+    ):
+        to_conversation({"messages": json.dumps(msgs)}, format="messages")
+    from shardprep.formats import to_comparison
+
+    with pytest.raises(
+        RowError, match="'chosen' must be a list of messages, got a string holding JSON"
+    ):
+        to_comparison({"chosen": json.dumps(msgs), "rejected": msgs}, format="messages_pair")
+    with pytest.raises(RowError, match="must be a list of messages, got int"):
+        to_conversation({"messages": 5}, format="messages")
