@@ -142,9 +142,11 @@ def write_pairs(
     """Pairs k = (convs[2k], convs[2k+1]) of rows `metas[k]` rendered, encoded, cut and shifted
     as one flat batch (tasks/batch.py's path), and handed to io's writers as tables.
 
-    A pair is written only when both sides are examples. The first side that fails decides what
-    the pair counts as, as tinker builds a pair side by side: a side that cannot render is
-    skipped (with its error), a side that make_example drops is dropped (with its reason).
+    A pair is written only when both sides are examples. tinker's DPO builder renders both sides
+    before it makes either datum, so a side that cannot render makes the pair that side's row
+    error (the chosen side's first) even when the other side is overlong or untrained: a bad row
+    is never counted as a drop (under `on_error: fail` it fails the build). Otherwise the first
+    side that make_example drops decides the reason.
     """
     import numpy as np
 
@@ -167,13 +169,12 @@ def write_pairs(
     )
     for k in sorted({i // 2 for i in flat.errors} | {i // 2 for i in batch.dropped}):
         raw = metas[k]
-        for i in (2 * k, 2 * k + 1):
-            if i in flat.errors:
-                io.skip_row(flat.errors[i], raw, row=raw.data)
-                break
-            if i in batch.dropped:
-                io.drop(batch.dropped[i], raw)
-                break
+        sides = (2 * k, 2 * k + 1)
+        failed = [i for i in sides if i in flat.errors]
+        if failed:
+            io.skip_row(flat.errors[failed[0]], raw, row=raw.data)
+        else:
+            io.drop(next(batch.dropped[i] for i in sides if i in batch.dropped), raw)
     whole = np.bincount(batch.rows // 2, minlength=len(metas)) == 2
     kept = batch.take(whole[batch.rows // 2])
     if not len(kept):

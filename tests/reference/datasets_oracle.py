@@ -25,6 +25,7 @@ raises. Dropped rows are counted, not listed, by a build: their reasons are comp
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import random
@@ -698,3 +699,113 @@ def run_case(oracle: Oracle, case: Case, work: Path) -> Outcome:
     if case.task == "dpo":  # the label decides the tie rule; tinker's answer does not carry it
         answers = [{**a, "label": r["label"]} for a, r in zip(answers, rows, strict=True)]
     return compare_case(case, labels, answers, got)
+
+
+# -- regressions, replayed without tinker (tests/tasks/test_reference_datasets.py) ----------------
+
+REGRESSION_FILE = harness.FIXTURES / "reference_cases" / "datasets.jsonl.gz"
+
+
+def _error_beats_drop(case: Case) -> tuple[list[dict[str, Any]], list[str]]:
+    """Pairs where one side cannot render (a user message with `[]` content: llama3 wants one
+    text) and the other is overlong or fine: tinker renders both sides before either datum, so
+    the pair is the bad side's error, never an `overlong` drop (found on seed 47, gpt-oss)."""
+    prompt = [{"role": "user", "content": "Question: what does the parser do?"}]
+    long = [{"role": "assistant", "content": LONG_ANSWER}]
+    short = [{"role": "assistant", "content": SHORT_ANSWER}]
+    bad = [{"role": "user", "content": []}, {"role": "assistant", "content": "ok"}]
+    rows, labels = [], []
+    for name, a, b, label in (
+        ("overlong chosen, bad rejected", long, bad, "A"),
+        ("bad chosen, overlong rejected", bad, long, "A"),
+        ("overlong chosen (tie as B), bad rejected", bad, long, "Tie"),
+        ("overlong chosen, fine rejected", long, short, "A"),
+        ("fine rejected, overlong chosen (label B)", short, long, "B"),
+        ("both fine", short, short, "B"),
+    ):
+        comparison = {"prompt_conversation": prompt, "completion_A": a, "completion_B": b}
+        rows.append({"comparison": comparison, "label": label})
+        labels.append(name)
+    return rows, labels
+
+
+def _crafted_only(case: Case) -> tuple[list[dict[str, Any]], list[str]]:
+    rows, labels = input_rows(case)
+    keep = [i for i, lab in enumerate(labels) if lab.startswith("crafted ")]
+    return [rows[i] for i in keep], [labels[i] for i in keep]
+
+
+# `encoder: tokenizers`: plain `make test` need not wait for a fastokens parse (ids are equal).
+REGRESSIONS: list[tuple[Case, Any]] = [
+    (
+        Case(
+            "dpo-llama3-error-beats-drop",
+            "dpo",
+            "llama3",
+            max_length=40,
+            overlong="drop",
+            encoder="tokenizers",
+        ),
+        _error_beats_drop,
+    ),
+    (
+        Case(
+            "sft-llama3-last-64-mean-cuts",
+            "sft",
+            "llama3",
+            TrainOnWhat.LAST_ASSISTANT_MESSAGE.value,
+            max_length=64,
+            reduction="mean",
+            encoder="tokenizers",
+        ),
+        _crafted_only,
+    ),
+    (
+        Case(
+            "dpo-llama3-72-cuts", "dpo", "llama3", max_length=72, test_size=3, encoder="tokenizers"
+        ),
+        _crafted_only,
+    ),
+    (
+        Case(
+            "rl-llama3-30-cuts", "rl_prompts", "llama3", max_prompt_tokens=30, encoder="tokenizers"
+        ),
+        _crafted_only,
+    ),
+]
+
+
+def tinker_answers(oracle: Oracle, case: Case, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """tinker's answer per row (dpo: with the row's label, which decides the tie rule)."""
+    send_to_tinker(oracle, case, rows)
+    answers = oracle.receive()["results"]
+    if case.task == "dpo":
+        answers = [{**a, "label": r["label"]} for a, r in zip(answers, rows, strict=True)]
+    return answers
+
+
+def record_regressions(oracle: Oracle) -> list[dict[str, Any]]:
+    """One record per regression case: the case, its rows and labels, tinker's answers."""
+    _DATE[0] = oracle.info["date"]
+    records = []
+    for case, make_rows in REGRESSIONS:
+        rows, labels = make_rows(case)
+        answers = tinker_answers(oracle, case, rows)
+        records.append(
+            {
+                "case": dataclasses.asdict(case),
+                "date": _DATE[0],
+                "rows": rows,
+                "labels": labels,
+                "tinker": answers,
+            }
+        )
+    return records
+
+
+def replay(record: dict[str, Any], work: Path) -> Outcome:
+    """A recorded case built again and compared with the recorded answers (no tinker needed)."""
+    _DATE[0] = record["date"]
+    case = Case(**record["case"])
+    got = build_case(case, record["rows"], work)
+    return compare_case(case, record["labels"], record["tinker"], got)
