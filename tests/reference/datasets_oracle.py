@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -44,7 +45,9 @@ from shardprep.errors import RowError
 from shardprep.formats import to_conversation
 from shardprep.renderers import TrainOnWhat, get_renderer
 
-SEED0 = 0
+# $SHARDPREP_REF_SEED / $SHARDPREP_REF_DATASET_CONVS: the generated rows per case (CI: 60 from 0)
+SEED0 = int(os.environ.get("SHARDPREP_REF_SEED", "0"))
+CONVERSATIONS = int(os.environ.get("SHARDPREP_REF_DATASET_CONVS", "60"))
 # shardprep drops (never writes) a datum tinker would make with no trained target: it cannot
 # train, and in a `mean` batch it is a row of zeros. Counted under `no_trained_tokens`.
 NO_TRAINED = "no_trained_tokens"
@@ -57,6 +60,10 @@ DELIBERATE_PAIR_REFUSALS = (
     "completion B does not end with an assistant message",
     "the pair has no prompt",
 )
+
+# An RL row with nothing before its final assistant message (a lone assistant message): tinker's
+# build_generation_prompt([]) is the bare assistant header, a prompt of nothing (RESULTS.md).
+EMPTY_PROMPT = "nothing is left before the final assistant message"
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,7 @@ class Case:
     tie: str = "as_b"
     max_prompt_tokens: int | None = None
     test_size: int = 0
-    conversations: int = 60  # generated rows (crafted ones come on top)
+    conversations: int = CONVERSATIONS  # generated rows (crafted ones come on top)
     # The build's encoder: `auto` (fastokens where proved equal: what users get) for qwen3 and
     # llama3; `tokenizers` for gpt-oss and DeepSeek, whose fastokens parse costs 3-9 s (the
     # encoders' ids are compared by their own probe, not here).
@@ -549,8 +556,10 @@ class Outcome:
 
 
 def _deliberate(reason: str, message: str) -> bool:
-    return harness.deliberate(RowError(reason, message)) or (
-        reason == "bad_pair" and message.startswith(DELIBERATE_PAIR_REFUSALS)
+    return (
+        harness.deliberate(RowError(reason, message))
+        or (reason == "bad_pair" and message.startswith(DELIBERATE_PAIR_REFUSALS))
+        or (reason == "empty_conversation" and message.startswith(EMPTY_PROMPT))
     )
 
 
