@@ -256,4 +256,7 @@ class DeepSeekV4_1Renderer(Renderer):
             "reasoning_effort": self.reasoning_effort,
             "dsml": self._dsml([{"function": {"name": "{name}", "arguments": '{"{k}": "{v}"}'}}]),
             "strip_thinking_from_history": self.strip_thinking_from_history,
+            # Output-changing fixes of this renderer alone (fingerprints of older builds differ):
+            # 2 = tool results sorted in text only, by the latest calls (tinker's call_order).
+            "revision": 2,
         }
