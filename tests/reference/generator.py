@@ -241,12 +241,158 @@ def conversation(seed: int, *, customized: bool = False) -> list[dict[str, Any]]
     if malformed and rng.random() < 0.15:
         victim = rng.choice(msgs)
         victim["reasoning_content"] = rng.choice([_words(rng), 3])  # on any role, or not a string
+    real_shapes(msgs, random.Random(f"real-{seed}"))
     if customized:
         for m in msgs:
             m["trainable"] = rng.random() < 0.5
         if malformed and rng.random() < 0.3:
             rng.choice(msgs)["trainable"] = rng.choice(["yes", 1, None])
     return msgs
+
+
+LONG_PARAGRAPH = (
+    "The function reads the file line by line, strips trailing whitespace and skips blank "
+    "lines; each remaining line is split on the first '=' into a key and a value."
+)
+CODE_BLOCK = "```python\ndef f(x):\n    if x > 0:\n        return x * 2\n    return -x\n```"
+EXPORT_EXTRAS = {"refusal": None, "function_call": None, "annotations": [], "audio": None}
+
+
+def _long_text(rng: random.Random) -> str:
+    """A few KB of ordinary prose, markdown and code (real answers are long)."""
+    pieces = [
+        LONG_PARAGRAPH,
+        CODE_BLOCK,
+        "1. first\n2. second\n   - nested item\n3. third",
+        "| a | b |\n|---|---|\n| 1 | 2 |",
+        _words(rng, 20, 60),
+        rng.choice(UNICODE) * rng.randint(1, 20),
+    ]
+    return "\n\n".join(rng.choice(pieces) for _ in range(rng.randint(6, 30)))
+
+
+def real_shapes(msgs: list[dict[str, Any]], rng: random.Random) -> None:
+    """Shapes real exports have that the draws above rarely make, in place, from a separate rng.
+
+    A separate rng keeps every conversation the draws above made for a seed (earlier runs' seeds
+    still mean the same rows); each shape touches a fraction of the conversations:
+    * `name` on user / assistant / system messages (OpenAI's participant name) and OpenAI export
+      keys (`refusal`, `function_call`, `annotations`, `audio` as null / empty) and other unknown
+      keys (`id`, `loss_weight`, `metadata`);
+    * parallel tool results out of call order, results naming only their id (or only their
+      name), an id no call has, two calls sharing an id, a call without its result;
+    * an agent loop: 2..6 rounds of calls and results before the final answer;
+    * calls without an id (LLaMA-Factory, ShareGPT exports) or without `type`, flat
+      `{"name", "arguments"}` calls;
+    * a reasoning model's tool turn: `content: null` with `reasoning_content` (or vLLM's
+      `reasoning`) and tool calls;
+    * long content (a few KB of prose, markdown and code);
+    * text parts with extra keys (`cache_control`);
+    * a Parquet / HF datasets export's rows, where every message has every optional field
+      (`name`, `tool_call_id`, `tool_calls`, `reasoning_content`), null where it has none;
+    * `content: null` on a user / system / tool message (refused: tinker's converter makes it "");
+    * OpenAI's `developer` role (refused: shardprep knows four roles).
+    """
+    if rng.random() < 0.2:
+        for m in msgs:
+            if m.get("role") in ("user", "assistant", "system") and rng.random() < 0.5:
+                m["name"] = rng.choice(["alice", "bob", "assistant", "Example User"])
+    if rng.random() < 0.15:
+        for m in msgs:
+            if m.get("role") == "assistant":
+                m.update({k: v for k, v in EXPORT_EXTRAS.items() if rng.random() < 0.6})
+            if rng.random() < 0.3:
+                m[rng.choice(["id", "loss_weight", "metadata"])] = rng.choice(
+                    ["msg_1", 1.0, {"source": "x"}]
+                )
+    calls_at = [
+        i
+        for i, m in enumerate(msgs)
+        if m.get("role") == "assistant"
+        and isinstance(m.get("tool_calls"), list)
+        and m["tool_calls"]
+    ]
+    for i in reversed(calls_at):  # from the end: a removed result shifts only later messages
+        calls = msgs[i]["tool_calls"]
+        if not all(isinstance(c, dict) and isinstance(c.get("function"), dict) for c in calls):
+            continue
+        j = i + 1
+        while j < len(msgs) and msgs[j].get("role") == "tool":
+            j += 1
+        run = msgs[i + 1 : j]
+        r = rng.random()
+        if r < 0.25 and len(run) > 1:
+            rng.shuffle(run)  # parallel results in the order they finished
+            msgs[i + 1 : j] = run
+        elif r < 0.35 and run:
+            tool = rng.choice(run)
+            tool.pop(rng.choice(["name", "tool_call_id"]), None)
+        elif r < 0.42 and run:
+            rng.choice(run)["tool_call_id"] = "call_unknown"
+        elif r < 0.47 and len(calls) > 1:
+            calls[1]["id"] = calls[0]["id"]
+        elif r < 0.55 and len(run) > 1:
+            msgs.remove(rng.choice(run))  # a call whose result is missing
+        r = rng.random()
+        if r < 0.12:
+            for c in calls:
+                c.pop("id", None)
+            for tool in run:
+                tool.pop("tool_call_id", None)
+                if rng.random() < 0.5:
+                    tool.pop("name", None)
+        elif r < 0.17:
+            for c in calls:
+                c.pop("type", None)
+        elif r < 0.22:
+            msgs[i]["tool_calls"] = [
+                {"id": c["id"], **c["function"]} if rng.random() < 0.5 else dict(c["function"])
+                for c in calls
+            ]
+        if rng.random() < 0.12 and not msgs[i].get("reasoning_content"):
+            msgs[i]["content"] = rng.choice([None, ""])
+            key = "reasoning_content" if rng.random() < 0.7 else "reasoning"
+            msgs[i][key] = _words(rng, 3, 12)
+    last = max((i for i, m in enumerate(msgs) if m.get("role") == "assistant"), default=None)
+    if last is not None and rng.random() < 0.08:
+        # an agent loop: rounds of call and result before the final answer
+        loop: list[dict[str, Any]] = []
+        for n in range(rng.randint(2, 6)):
+            calls = [tool_call(rng, 100 + 10 * n + j) for j in range(rng.choice([1, 1, 2]))]
+            turn: dict[str, Any] = {
+                "role": "assistant",
+                "content": rng.choice(["", None, text(rng)]),
+            }
+            if rng.random() < 0.4:
+                turn["content"] = [{"type": "thinking", "thinking": _words(rng)}]
+            loop.append({**turn, "tool_calls": calls})
+            for c in calls:
+                result = {"role": "tool", "content": text(rng), "tool_call_id": c["id"]}
+                loop.append({**result, "name": c["function"]["name"]})
+        msgs[last:last] = loop
+    if rng.random() < 0.1:
+        victim = rng.choice(msgs)
+        if isinstance(victim.get("content"), str):
+            victim["content"] = _long_text(rng)
+        elif isinstance(victim.get("content"), list):
+            victim["content"] = [*victim["content"], {"type": "text", "text": _long_text(rng)}]
+    if rng.random() < 0.1:
+        # chat UIs' text parts carry their own keys (Anthropic-style cache_control)
+        for m in msgs:
+            for part in m.get("content") if isinstance(m.get("content"), list) else []:
+                if isinstance(part, dict) and part.get("type") == "text":
+                    part["cache_control"] = {"type": "ephemeral"}
+    if rng.random() < 0.1:
+        # a Parquet / HF datasets export: one struct for every message, absent fields null
+        for m in msgs:
+            for key in ("name", "tool_call_id", "tool_calls", "reasoning_content"):
+                m.setdefault(key, None)
+    if rng.random() < 0.03:
+        victim = rng.choice(msgs)
+        if victim.get("role") in ("user", "system", "tool"):
+            victim["content"] = None  # refused: only an assistant's null content means ""
+    if rng.random() < 0.03:
+        msgs.insert(0, {"role": "developer", "content": _words(rng)})
 
 
 def prompt_cut(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:

@@ -35,6 +35,10 @@ MODES = [m.value for m in TrainOnWhat]
 # * malformed parts (a thinking part without `thinking`, a text part without `text` or with a
 #   non-string `text`): tinker renders them only where the renderer happens never to read the
 #   field (history it strips); shardprep refuses the row wherever the part is.
+# * a role other than system / user / assistant / tool (OpenAI's `developer`): tinker renders
+#   it as whatever header its text makes (`<|im_start|>developer`), a role the model never saw.
+# * `content: null` on a user / system / tool message (tinker's OpenAI converter makes any null
+#   content ""): only an assistant's tool-call turn has a reason to be empty.
 DELIBERATE_REFUSALS = {
     ("missing_trainable", ""),
     ("bad_content", "unsupported content part type"),
@@ -43,6 +47,10 @@ DELIBERATE_REFUSALS = {
     ("bad_content", "text part text must be a string"),
     ("bad_content", "thinking part text must be a string"),
     ("bad_content", "a content part must be an object"),
+    ("unknown_role", ""),
+    ("missing_field", "user message has no content"),
+    ("missing_field", "system message has no content"),
+    ("missing_field", "tool message has no content"),
 }
 
 
@@ -151,6 +159,9 @@ def _compare(
     return "same", "", ""
 
 
+_NULL_IS_ABSENT = ("name", "tool_call_id", "tool_calls", "reasoning_content", "reasoning")
+
+
 def documented_normalizations(messages: list[Any] | None) -> list[Any] | None:
     """What the `messages` format does to a row before any renderer sees it, on purpose.
 
@@ -158,20 +169,41 @@ def documented_normalizations(messages: list[Any] | None) -> list[Any] | None:
     reasonably expect to work (README, docs/architecture.md "Messages"):
     * tool-call `arguments` given as a JSON object or array (LLaMA-Factory, some OpenAI exports)
       become its JSON text; missing or null `arguments` become `"{}"`.
+    * flat `{"name", "arguments"}` calls get the nested `function` shape; calls without an id
+      (or with an empty one) get `call_k`, k counting the conversation's calls from 1.
     * a run of exactly k tool messages right after an assistant message with k tool calls, where a
       tool message names neither `tool_call_id` nor `name`, takes them from its call, in order
       (gpt-oss and Kimi write the tool's name / call id into the tool message's header).
+    * vLLM's `reasoning` field is read as `reasoning_content` when that key is absent.
+    * a null `name`, `tool_call_id`, `tool_calls` or `reasoning_content` is an absent one (a
+      Parquet / HF datasets export gives every message every field).
     (`content: null` becomes `""` on both sides already: the oracle does what tinker's own
     OpenAI converter does.)
     """
     if messages is None:
         return None
     out = []
+    k = 0
     for m in messages:
+        if isinstance(m, dict):
+            m = {key: v for key, v in m.items() if v is not None or key not in _NULL_IS_ABSENT}
+        if isinstance(m, dict) and "reasoning" in m:
+            reasoning = m.pop("reasoning")
+            if "reasoning_content" not in m:
+                m["reasoning_content"] = reasoning
         calls = m.get("tool_calls") if isinstance(m, dict) else None
         if isinstance(calls, list):
             fixed = []
             for c in calls:
+                if isinstance(c, dict) and "function" not in c and "name" in c:
+                    c = {
+                        **{key: c[key] for key in ("id", "type") if key in c},
+                        "function": {key: v for key, v in c.items() if key not in ("id", "type")},
+                    }
+                if isinstance(c, dict):
+                    k += 1
+                    if not c.get("id"):
+                        c = {**c, "id": f"call_{k}"}
                 fn = c.get("function") if isinstance(c, dict) else None
                 if isinstance(fn, dict):
                     args = fn.get("arguments")
