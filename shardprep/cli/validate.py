@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
-from shardprep.errors import RecipeError
+from shardprep.errors import RecipeError, ShardprepError
 
 if TYPE_CHECKING:  # the library is imported inside the command: `prep --help` stays fast
     from shardprep.recipe import Recipe
@@ -87,14 +87,15 @@ def validate(
     notes: list[str] = []
     try:
         parsed, base_dir = load_recipe(recipe)
-    except RecipeError as exc:
+        problems = check_recipe(parsed, base_dir)
+        if not problems and rows > 0:
+            # The task's own runner over the first rows (what `prep preview` shows), writing nothing.
+            problems, notes = first_row_problems(parsed, preview_recipe(parsed, base_dir, n=rows))
+    except ShardprepError as exc:
+        # A file that cannot be read as its format stops the rows check: one more problem.
         if not as_json:
             raise
-        _emit_json(recipe, exc.problems, notes)
-    problems = check_recipe(parsed, base_dir)
-    if not problems and rows > 0:
-        # The task's own runner over the first rows (what `prep preview` shows), writing nothing.
-        problems, notes = first_row_problems(parsed, preview_recipe(parsed, base_dir, n=rows))
+        _emit_json(recipe, exc.problems if isinstance(exc, RecipeError) else [str(exc)], notes)
     if as_json:
         _emit_json(recipe, problems, notes)
     if problems:

@@ -380,6 +380,10 @@ def test_validate_json(tmp_path: Path) -> None:
     r.write_text("name: [\n")
     res = invoke("validate", str(r), "--json")
     assert res.exit_code == 2 and "not valid YAML" in json.loads(res.output)["problems"][0]
+    (tmp_path / "d.jsonl").write_text(json.dumps([good]))  # a JSON array in a .jsonl file
+    r.write_text(yaml.safe_dump(recipe))
+    res = invoke("validate", str(r), "--json")
+    assert res.exit_code == 2 and "holds a JSON array" in json.loads(res.output)["problems"][0]
 
 
 def test_html_into_a_missing_folder_is_exit_2_naming_it(
