@@ -27,7 +27,7 @@ from shardprep.build.reuse import (
 from shardprep.errors import BuildError, ShardprepError
 from shardprep.recipe import Recipe, SourceSpec
 from shardprep.sources.paths import resolve_path
-from shardprep.sources.source import Source, open_source
+from shardprep.sources.source import NO_ROWS, Source, open_source
 from shardprep.store.integrity import manifest_shards, shard_problems
 from shardprep.store.manifest import (
     FORMAT_NAME,
@@ -436,8 +436,7 @@ def _refuse_empty_sources(recipe: Recipe, units: list[WorkUnit]) -> None:
     if empty:
         names = ", ".join(f"{s.resolved_name!r} ({s.path or 'hf:' + str(s.hf)})" for s in empty)
         raise BuildError(
-            f"source(s) {names} give no rows: the files are empty or hold only whitespace, or "
-            "skip/take/fraction select none"
+            f"source {names} {NO_ROWS}" if len(empty) == 1 else f"sources {names}: each {NO_ROWS}"
         )
 
 

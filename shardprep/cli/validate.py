@@ -22,6 +22,8 @@ def first_row_problems(recipe: Recipe, report: dict[str, Any]) -> tuple[list[str
     """(problems, notes) from a preview of the first rows: a bad row is a problem when the build
     would stop there (`on_error: fail`) or when no sampled row of its source fits the format;
     otherwise (`on_error: skip`) a note, since the build would skip and count it."""
+    from shardprep.sources.source import NO_ROWS
+
     index = {s.resolved_name: i for i, s in enumerate(recipe.sources)}
     # Rows that could not be read or converted carry no source row; drops (overlong, ...) do.
     bad = [e for e in report["row_errors"] if e["source_row"] is None]
@@ -30,7 +32,7 @@ def first_row_problems(recipe: Recipe, report: dict[str, Any]) -> tuple[list[str
     for src in report["sources"]:
         where = f"sources[{index[src['name']]}] ({src['name']}, format {src['format']})"
         if not src["rows_read"]:
-            problems.append(f"{where}: gives no rows: its files are empty or hold only whitespace")
+            problems.append(f"{where}: {NO_ROWS}")
             continue
         errs = [e for e in bad if e["source"] == src["name"]]
         if not errs:

@@ -48,6 +48,13 @@ class Source(Protocol):
         ...
 
 
+# Why a source gives no rows at all: the build refuses it (exit 2), validate reports it and
+# preview warns about it, all in these words.
+NO_ROWS = (
+    "gives no rows: its files are empty or hold only whitespace, or skip/take/fraction select none"
+)
+
+
 def open_source(spec: SourceSpec, base_dir: Path) -> Source:
     if spec.hf:
         from shardprep.sources.hub import HubSource  # loaded for Hub sources only

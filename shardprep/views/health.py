@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shardprep.encode.conformance import mismatch_warning
+from shardprep.sources.source import NO_ROWS
 from shardprep.tokenizer import LoadedTokenizer
 
 # A source training under this share of its tokens most likely lost its assistant turns in the
@@ -160,8 +161,7 @@ def ratio_warnings(sources: list[dict[str, Any]], train_on: str) -> list[dict[st
             out.append(
                 _warning(
                     "source_no_rows",
-                    f"source {s['name']!r} gives no rows: its files are empty or hold only "
-                    "whitespace (prep build stops on it)",
+                    f"source {s['name']!r} {NO_ROWS} (prep build stops on it)",
                     source=s["name"],
                 )
             )

@@ -316,7 +316,7 @@ def test_an_empty_source_fails_validate_as_it_fails_build(tmp_path: Path, name: 
     assert res.exit_code == 2, out
     assert "sources[0] (e, format" in out and "gives no rows" in out and "empty" in out
     res = invoke("build", r)
-    assert res.exit_code == 2 and "give no rows" in res.output
+    assert res.exit_code == 2 and "gives no rows" in res.output
     out = ok(invoke("preview", r))
     assert "source 'e' gives no rows" in " ".join(out.split()) and "[source_no_rows]" in out
     js = json.loads(invoke("preview", r, "--json").output)

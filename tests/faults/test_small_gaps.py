@@ -44,7 +44,7 @@ def test_input_without_rows_is_an_error(tmp_path: Path, name: str, body: bytes, 
     faults.bad_input()
     code, out = prep("build", str(recipe), "--quiet")
     assert code == 2, out
-    assert "give no rows" in out and name.split(".")[0] in out, out
+    assert "gives no rows" in out and name.split(".")[0] in out, out
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
