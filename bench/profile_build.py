@@ -46,7 +46,9 @@ def main() -> None:
         fmt = "messages" if args.task == "sft" else "messages_pair"
         (work / "recipe.yaml").write_text(
             f"name: profile\noutput: out\ntokenizer: tok\nrenderer: qwen3\ntask: {args.task}\n"
-            f"train_on: all_assistant_messages\nsources: [{{path: data.jsonl, format: {fmt}}}]\n"
+            # dpo trains on the last assistant message only (as tinker's DPO builder).
+            + ("train_on: all_assistant_messages\n" if args.task == "sft" else "")
+            + f"sources: [{{path: data.jsonl, format: {fmt}}}]\n"
         )
         recipe, base = load_recipe(work / "recipe.yaml")
         # Plan (tokenizer and encoder loads) outside the profile: fixed costs, not per row.
