@@ -179,6 +179,11 @@ class Recipe(_Strict):
     # What a sampled row that renders differently from the model's own template does to the build:
     # a warning in its summary and manifest, or a failure. Not fingerprinted (the bytes are equal).
     template_mismatch: Literal["warn", "fail"] = "warn"
+    # A message text that spells an added token (`<|eot_id|>`, `<think>`) becomes that token's id
+    # wherever the renderer encodes content with added tokens live (tinker does the same): `keep`
+    # that (the reference behaviour; the build warns with the count), `escape` the literal as
+    # plain text, or `refuse` the row (reason `special_token_in_content`). Fingerprinted.
+    special_tokens_in_content: Literal["keep", "escape", "refuse"] = "keep"
 
     @model_validator(mode="before")
     @classmethod
