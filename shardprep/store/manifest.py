@@ -42,6 +42,36 @@ def read_manifest(output: Output, *, filled: bool = False) -> dict[str, Any] | N
     return cast("dict[str, Any] | None", data)
 
 
+def no_manifest_error(output: Output, url: str) -> ManifestError:
+    """`url` holds no manifest: say so, and when a folder above it is a build (a `data-*` folder
+    or a shard was given), name that folder, which is what readers take."""
+    parent = url.rstrip("/")
+    for _ in range(3):  # data-<fp>/ ; data-<fp>/<shard> ; data-<fp>/_units/<marker>
+        head, sep, _tail = parent.rpartition("/")
+        if not sep or not head or head.endswith(":/"):
+            break
+        parent = head
+        try:
+            found = Output(parent, storage_options=output.storage_options).exists(MANIFEST_NAME)
+        except OSError:
+            break
+        if found:
+            err = ManifestError(
+                f"{url} is inside the build {parent}: readers take the build folder (the one "
+                f"holding {MANIFEST_NAME}), which finds its shards through the manifest"
+            )
+            err.hint = f"give {parent} instead (e.g. `prep show {parent}`)"
+            return err
+    err = ManifestError(
+        f"{output.path(MANIFEST_NAME)} not found: {url} is not a finished build "
+        "(run `prep build` first)"
+    )
+    err.hint = (
+        "run `prep build RECIPE`, or give the folder a build wrote (`prep ls DIR` lists them)"
+    )
+    return err
+
+
 def read_manifest_json(output: Output) -> Any:
     """manifest.json's JSON as it is, unchecked (None when there is none): for a caller that
     trusts it only once it is proven to be what a build wrote (the sealed quick key)."""

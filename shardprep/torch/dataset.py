@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from shardprep.errors import ManifestError, ShardprepError
 from shardprep.store.integrity import escapes_output
-from shardprep.store.manifest import MANIFEST_NAME, read_manifest
+from shardprep.store.manifest import no_manifest_error, read_manifest
 from shardprep.store.storage import Output
 from shardprep.tasks import shard_schema
 from shardprep.torch.cache import (
@@ -228,7 +228,5 @@ def _open(url: str, storage_options: dict[str, Any]) -> tuple[Output, dict[str, 
     output = Output(url, storage_options=storage_options)
     manifest = read_manifest(output)
     if manifest is None:
-        raise ManifestError(
-            f"{output.path(MANIFEST_NAME)} not found: {url} is not a finished build (run `prep build` first)"
-        )
+        raise no_manifest_error(output, url)
     return output, manifest

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from shardprep.encode.decode import Span, decode_spans
 from shardprep.errors import ManifestError, ShardprepError
 from shardprep.store.integrity import hash_problems, manifest_shards, shard_problems
-from shardprep.store.manifest import MANIFEST_NAME, read_manifest
+from shardprep.store.manifest import no_manifest_error, read_manifest
 from shardprep.store.storage import Output
 from shardprep.tasks import shard_schema, task_for_schema
 from shardprep.tokenizer import LoadedTokenizer, load_tokenizer
@@ -54,9 +54,7 @@ def open_build(
     output = Output(url, storage_options=storage_options)
     manifest = read_manifest(output, filled=True)
     if manifest is None:
-        raise ManifestError(
-            f"{output.path(MANIFEST_NAME)} not found: {url} is not a finished build (run `prep build` first)"
-        )
+        raise no_manifest_error(output, url)
     return output, manifest
 
 

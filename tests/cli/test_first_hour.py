@@ -1,0 +1,58 @@
+"""What a new user sees in their first hour (issue 28), captured as printed: plain text through a
+pipe (CliRunner's stdout is not a terminal) and --json where the command has it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from shardprep.cli.app import app
+
+ROOT = Path(__file__).parents[2]
+DEMO = ROOT / "configs" / "demo.yaml"
+# What a pipe or a CI log gets: no COLUMNS, no color, not a terminal.
+PIPE_ENV = {"COLUMNS": None, "LINES": None, "NO_COLOR": "1", "FORCE_COLOR": None, "TERM": "dumb"}
+runner = CliRunner()
+
+
+def invoke(*args: str) -> Any:
+    return runner.invoke(app, list(args), env=PIPE_ENV)
+
+
+@pytest.fixture(scope="module")
+def demo_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "shards"
+    res = invoke("build", str(DEMO), "--output", str(out), "--quiet")
+    assert res.exit_code == 0, res.output
+    return out
+
+
+# --- item 6: a path inside a build points at the build folder --------------------------------
+
+
+@pytest.mark.parametrize("inside", ["data", "shard"])
+@pytest.mark.parametrize("command", ["show", "verify"])
+def test_path_inside_build_names_build_folder(demo_build: Path, inside: str, command: str) -> None:
+    data = next(demo_build.glob("data-*"))
+    path = data if inside == "data" else next(data.glob("train-*.parquet"))
+    for extra in ([], ["--json"]):
+        res = invoke(command, str(path), *extra)
+        assert res.exit_code == 2, res.output
+        assert f"is inside the build {demo_build}:" in res.output
+        assert f"next: give {demo_build} instead" in res.output
+        assert "not a finished build" not in res.output and "rebuild" not in res.output
+
+
+def test_folder_without_build_says_so(tmp_path: Path) -> None:
+    res = invoke("show", str(tmp_path))
+    assert res.exit_code == 2
+    assert f"{tmp_path} is not a finished build" in res.output
+    assert "`prep ls DIR`" in res.output
+
+
+def _unused(x: Any) -> str:
+    return json.dumps(x)
