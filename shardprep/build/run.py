@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shardprep import FORMAT_VERSION, __version__
 from shardprep.build.engines import Engine, make_engine
 from shardprep.build.engines.local import LocalEngine, resolve_workers
+from shardprep.build.fingerprint import Resolved, fingerprint_parts
 from shardprep.build.reuse import (
     BuildResult,
     QuickProbe,
@@ -25,7 +26,7 @@ from shardprep.build.reuse import (
     up_to_date,
 )
 from shardprep.errors import BuildError, ShardprepError
-from shardprep.recipe import Recipe, SourceSpec
+from shardprep.recipe import Recipe
 from shardprep.sources.paths import resolve_path
 from shardprep.sources.source import NO_ROWS, Source, open_source
 from shardprep.store.integrity import manifest_shards, shard_problems
@@ -143,44 +144,20 @@ def plan_build(recipe: Recipe, base_dir: Path, *, recipe_file: str | None = None
     assert tokenizer is not None
     sources = _open_sources(recipe, base_dir)
     source_files, hub_sources = _source_identities(recipe, sources)
-    # Everything that can change a byte of the shards, and nothing that cannot (output path,
-    # workers, engine, batch size, progress display).
-    parts = {
-        "task": recipe.task,
-        "tokenizer_sha256": tokenizer.sha256,
-        # tokenizer_config.json decides BOS/EOS for some renderers and tasks.
-        "tokenizer_config_sha256": hashlib.sha256(
-            canonical_json(tokenizer.config).encode()
-        ).hexdigest(),
-        "renderer": {
-            "name": recipe.renderer.name,
-            "options": renderer.options,
-            "template_sha256": hashlib.sha256(renderer.template_text().encode()).hexdigest(),
-        },
-        "train_on": recipe.train_on.value,
-        "max_length": recipe.max_length,
-        "overlong": recipe.overlong,
-        "weight_reduction": recipe.weight_reduction,
-        "sources": [
-            {
-                "name": s.resolved_name,
-                "format": s.format,
-                "columns": s.columns,
-                "file_format": s.file_format,
-                "files": source_files[s.resolved_name],
-                # Only when set, so that fingerprints of plain recipes stay as they were.
-                **({"hub": hub_sources[s.resolved_name]} if s.resolved_name in hub_sources else {}),
-                **({"select": _selection_parts(s)} if _selection_parts(s) else {}),
-            }
-            for s in recipe.sources
-        ],
-        "split": recipe.split.model_dump(),
-        "shards": recipe.shards.model_dump(),
-        "work_unit_rows": recipe.work_unit_rows,
-        "on_error": recipe.on_error,
-    }
-    # Task options enter the fingerprint only for their task, so sft fingerprints stay as they were.
-    parts.update(TASKS[recipe.task].fingerprint_parts(recipe))
+    # Every recipe key, less the few that cannot change a byte of the shards (build/fingerprint.py).
+    parts = fingerprint_parts(
+        recipe,
+        Resolved(
+            tokenizer_sha256=tokenizer.sha256,
+            tokenizer_config_sha256=hashlib.sha256(
+                canonical_json(tokenizer.config).encode()
+            ).hexdigest(),
+            renderer_options=renderer.options,
+            template_sha256=hashlib.sha256(renderer.template_text().encode()).hexdigest(),
+            source_files=source_files,
+            hub_sources=hub_sources,
+        ),
+    )
     output = Output(
         resolve_path(recipe.output, base_dir), storage_options=recipe.output_storage_options
     )
@@ -204,12 +181,6 @@ def _prefetch_encoder(recipe: Recipe, base_dir: Path) -> None:
     from shardprep.encode.fast_parse import prefetch_encoder
 
     prefetch_encoder(recipe.tokenizer, base_dir, recipe.encoder)
-
-
-def _selection_parts(src: SourceSpec) -> dict[str, Any]:
-    """The source's mixture keys that differ from their defaults (they decide which rows are read)."""
-    keys = {"skip": 0, "fraction": None, "take": None, "repeat": 1, "seed": 0}
-    return {k: getattr(src, k) for k, default in keys.items() if getattr(src, k) != default}
 
 
 def _test_ordinals(recipe: Recipe, units: list[WorkUnit]) -> frozenset[int]:

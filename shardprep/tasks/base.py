@@ -138,9 +138,6 @@ class Task(ABC, Generic[OptionsT]):
         """Problems with this tokenizer, found before any row is read (validate and build run it)."""
         return []
 
-    def fingerprint_parts(self, recipe: Recipe) -> dict[str, Any]:
-        return self.options(recipe).model_dump(mode="json")
-
     def extra_fields(self, options: OptionsT) -> Sequence[pa.Field]:
         """Columns the recipe adds after the schema's own (rl_prompts' passthrough)."""
         return ()

@@ -147,13 +147,6 @@ class SftTask(Task[SftOptions]):
     def schema_for(self, options: SftOptions) -> ShardSchema:
         return TURNS_SCHEMA if options.examples == PER_TURN else SCHEMA
 
-    def fingerprint_parts(self, recipe: Any) -> dict[str, Any]:
-        # The default is left out so that fingerprints of recipes written before the key stay.
-        parts = super().fingerprint_parts(recipe)
-        if parts.get("examples") == PER_CONVERSATION:
-            del parts["examples"]
-        return parts
-
     def recipe_problems(self, recipe: Any) -> list[str]:
         problems = super().recipe_problems(recipe)
         mode = TrainOnWhat(recipe.train_on)

@@ -245,7 +245,6 @@ def test_default_keeps_fingerprint_and_schema(tmp_path: Path) -> None:
     plain = plan_build(parse_recipe(base), tmp_path)
     default = plan_build(parse_recipe({**base, "examples": "per_conversation"}), tmp_path)
     turns = plan_build(parse_recipe({**base, "examples": "per_turn"}), tmp_path)
-    assert "examples" not in plain.fingerprint_parts
     assert plain.fingerprint == default.fingerprint != turns.fingerprint
 
 
