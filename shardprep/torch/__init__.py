@@ -14,6 +14,7 @@ from shardprep.torch.collate import IGNORE_INDEX, PackCollate, PadCollate, PairC
 from shardprep.torch.dataset import ShardDataset
 from shardprep.torch.hf import HFCollate, HFLayout, hf_example
 from shardprep.torch.loader import ResumableLoader
+from shardprep.torch.packed import PackedLoader, collate_packs
 from shardprep.torch.samplers import EpochSampler, TokenBudgetBatchSampler
 from shardprep.torch.tinker_datum import tinker_available, to_tinker_datum
 
@@ -23,11 +24,13 @@ __all__ = [
     "HFCollate",
     "HFLayout",
     "PackCollate",
+    "PackedLoader",
     "PadCollate",
     "PairCollate",
     "ResumableLoader",
     "ShardDataset",
     "TokenBudgetBatchSampler",
+    "collate_packs",
     "hf_example",
     "tinker_available",
     "to_tinker_datum",

@@ -29,6 +29,17 @@ Fractional = Literal["refuse", "as_trained"]
 _FRACTIONAL = ("refuse", "as_trained")
 
 
+def check_fractional(weights: np.ndarray, index: object) -> None:
+    """Refuse a row whose loss weights are not all 0 or 1 (HF labels cannot carry them)."""
+    if not np.isin(weights, (0.0, 1.0)).all():
+        odd = float(weights[~np.isin(weights, (0.0, 1.0))][0])
+        raise ValueError(
+            f"row {index} has loss weight {odd:g} (not 0 or 1): HF labels can only mark "
+            'a token trained or not. Build with `weight_reduction: none`, or pass fractional="as_trained" '
+            "to train every token with a weight > 0 at weight 1"
+        )
+
+
 def hf_example(row: dict[str, Any], *, fractional: Fractional = "refuse") -> dict[str, np.ndarray]:
     """One sft/1 or pretrain/1 row -> {"input_ids", "labels"} (int64, equal length, unshifted)."""
     if fractional not in _FRACTIONAL:
@@ -41,13 +52,8 @@ def hf_example(row: dict[str, Any], *, fractional: Fractional = "refuse") -> dic
     inputs = np.asarray(row["input_ids"])
     targets = np.asarray(row["target_ids"], dtype=np.int64)
     weights = np.asarray(row["weights"])
-    if fractional == "refuse" and not np.isin(weights, (0.0, 1.0)).all():
-        odd = float(weights[~np.isin(weights, (0.0, 1.0))][0])
-        raise ValueError(
-            f"row {row.get('index', '?')} has loss weight {odd:g} (not 0 or 1): HF labels can only mark "
-            'a token trained or not. Build with `weight_reduction: none`, or pass fractional="as_trained" '
-            "to train every token with a weight > 0 at weight 1"
-        )
+    if fractional == "refuse":
+        check_fractional(weights, row.get("index", "?"))
     tokens = np.empty(len(targets) + 1, dtype=np.int64)
     tokens[:1] = inputs[:1]
     tokens[1:] = targets

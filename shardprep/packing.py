@@ -1,0 +1,237 @@
+"""The packing plan: a build's rows grouped into packs of at most `seq_len` positions, index-only.
+
+One plan serves `prep show --pack` (what a user reads before training) and
+`shardprep.torch.PackedLoader` (what a trainer consumes), so the step count and the waste shown are
+the ones trained. It reads only the `length` column (a row of n positions: tinker's shifted
+`input_ids` / `target_ids` / `weights`, n + 1 tokens); no token is rewritten, and any number of
+`seq_len`s can be planned from one build.
+
+Capacity. A pack holds rows of at most `seq_len - 1` positions in all, so its last position is
+always padding: a Hugging Face model's own label shift (position t is scored against `labels[t + 1]`)
+then never needs a position past the pack, and a row built with `max_length: seq_len` (n <=
+seq_len - 1) always fits. Efficiency is row positions / (packs x seq_len); the bound printed beside
+it is ceil(row positions / (seq_len - 1)) packs.
+
+Rows longer than the capacity (`rows_over_length`) are truncated to it, keeping their first
+positions (the build's own `overlong: truncate` rule, applied again at the pack size); each then
+fills a pack alone. The positions cut are counted (`positions_truncated`). Rows of length 0 join
+the last pack (they add nothing).
+
+Packing is best-fit decreasing over the whole split, exactly: rows sorted by length (longest
+first, ties by row index), each placed in the open pack with the least room that still fits it.
+Because lengths are small integers it runs on counts, not rows: open packs are kept in buckets by
+remaining room, and all rows of one length are placed bucket by bucket (a pack with room r takes
+r // n rows of length n in a row, as one-by-one best fit would), so the Python work grows with the
+number of distinct lengths and buckets, not rows (10 M rows: about a second; bench/bench_packing.py).
+
+Order. The plan is fixed; each epoch visits its packs in a permutation drawn from (seed, epoch).
+Best-fit decreasing makes its late packs of many short rows; shuffling spreads them over the
+epoch. `position_bias` is the correlation between a pack's place in the epoch and its mean row
+length (near 0: no drift from long to short rows through an epoch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+
+def epoch_order(packs: int, seed: int, epoch: int) -> np.ndarray:
+    """The order an epoch visits `packs` packs: depends on (seed, epoch) only."""
+    return np.random.default_rng([seed, epoch]).permutation(packs)
+
+
+def best_fit_decreasing(lengths: np.ndarray, capacity: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows grouped into bins of at most `capacity` by exact best-fit decreasing.
+
+    `lengths` must lie in 0..capacity. Returns (rows, offsets): bin b holds
+    `rows[offsets[b]:offsets[b + 1]]`, in the order placed (longest first). Bins are numbered in
+    the order they were opened; among bins with equal room the earliest to reach that room is used.
+    """
+    lengths = np.asarray(lengths)
+    n = len(lengths)
+    if capacity < 1:
+        raise ValueError(f"capacity must be at least 1, not {capacity}")
+    if n and (int(lengths.min()) < 0 or int(lengths.max()) > capacity):
+        raise ValueError(f"lengths must lie in 0..{capacity}")
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    # Rows longest first, ties by index: a stable sort of (capacity - length), radix-sorted when
+    # it fits 16 bits.
+    key_type = np.uint16 if capacity < 1 << 16 else np.int64
+    order = np.argsort((capacity - lengths).astype(key_type), kind="stable")
+    counts = np.bincount(lengths, minlength=capacity + 1)
+
+    buckets: list[list[np.ndarray]] = [[] for _ in range(capacity + 1)]  # room -> bin-id chunks
+    filled = np.zeros(capacity + 1, dtype=bool)
+    placed: list[np.ndarray] = []  # bin id per row, in `order`
+    opened = 0
+
+    def put(room: int, bins: np.ndarray) -> None:
+        if len(bins):
+            buckets[room].append(bins)
+            filled[room] = True
+
+    for size in range(capacity, 0, -1):
+        left = int(counts[size])
+        if not left:
+            continue
+        for room in (np.flatnonzero(filled[size:]) + size).tolist():
+            chunks = buckets[room]
+            bins = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+            each = room // size  # rows of this size a bin with this room takes, one after another
+            if len(bins) * each <= left:
+                placed.append(np.repeat(bins, each))
+                buckets[room], filled[room] = [], False
+                put(room - each * size, bins)
+                left -= len(bins) * each
+                if not left:
+                    break
+                continue
+            full, rest = divmod(left, each)
+            placed.append(np.repeat(bins[:full], each))
+            moved = full
+            if rest:
+                placed.append(np.full(rest, bins[full], dtype=bins.dtype))
+                moved += 1
+            buckets[room] = [bins[moved:]]
+            put(room - each * size, bins[:full])
+            if rest:
+                put(room - rest * size, bins[full : full + 1])
+            left = 0
+            break
+        if left:
+            each = capacity // size
+            new, rest = divmod(left, each)
+            ids = np.arange(opened, opened + new + (1 if rest else 0), dtype=np.int64)
+            opened += len(ids)
+            placed.append(np.repeat(ids, each)[:left])
+            put(capacity - each * size, ids[:new])
+            if rest:
+                put(capacity - rest * size, ids[new:])
+    zero = int(counts[0])
+    if zero:
+        if opened == 0:
+            opened = 1
+        placed.append(np.full(zero, opened - 1, dtype=np.int64))
+    bin_of = np.concatenate(placed)
+    by_bin = np.argsort(bin_of, kind="stable")
+    rows = order[by_bin]
+    offsets = np.zeros(opened + 1, dtype=np.int64)
+    np.cumsum(np.bincount(bin_of, minlength=opened), out=offsets[1:])
+    return rows, offsets
+
+
+@dataclass(frozen=True)
+class PackingPlan:
+    """A split's rows in packs of `seq_len` positions (see the module docstring for the rules).
+
+    `rows[offsets[p]:offsets[p + 1]]` are the rows of pack p, each using `kept[row]` positions.
+    """
+
+    seq_len: int
+    rows: np.ndarray  # int64 row indices, pack by pack
+    offsets: np.ndarray  # int64, packs + 1
+    kept: np.ndarray  # int64 positions each row contributes (its length, truncated to capacity)
+    lengths_total: int  # positions of the rows before truncation
+    rows_over_length: int  # rows longer than the capacity (truncated to it)
+
+    @classmethod
+    def build(cls, lengths: np.ndarray, seq_len: int) -> PackingPlan:
+        seq_len = int(seq_len)
+        if seq_len < 2:
+            raise ValueError(
+                f"seq_len must be at least 2 (one position is kept free), not {seq_len}"
+            )
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if len(lengths) and int(lengths.min()) < 0:
+            raise ValueError("row lengths cannot be negative")
+        kept = np.minimum(lengths, seq_len - 1)
+        rows, offsets = best_fit_decreasing(kept, seq_len - 1)
+        return cls(
+            seq_len=seq_len,
+            rows=rows,
+            offsets=offsets,
+            kept=kept,
+            lengths_total=int(lengths.sum()),
+            rows_over_length=int(np.count_nonzero(lengths > seq_len - 1)),
+        )
+
+    @property
+    def capacity(self) -> int:
+        return self.seq_len - 1
+
+    @property
+    def packs(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def row_count(self) -> int:
+        return len(self.kept)
+
+    @cached_property
+    def pack_positions(self) -> np.ndarray:
+        """Row positions in each pack."""
+        sums = np.zeros(len(self.rows) + 1, dtype=np.int64)
+        np.cumsum(self.kept[self.rows], out=sums[1:])
+        return sums[self.offsets[1:]] - sums[self.offsets[:-1]]
+
+    @property
+    def positions(self) -> int:
+        return int(self.kept.sum())
+
+    @property
+    def positions_truncated(self) -> int:
+        return self.lengths_total - self.positions
+
+    @property
+    def efficiency(self) -> float:
+        """Row positions / (packs x seq_len)."""
+        return self.positions / (self.packs * self.seq_len) if self.packs else 1.0
+
+    @property
+    def packs_lower_bound(self) -> int:
+        """No plan of this capacity has fewer packs: ceil(positions / (seq_len - 1))."""
+        return -(-self.positions // self.capacity)
+
+    @cached_property
+    def digest(self) -> str:
+        """Identifies the plan (seq_len and every pack's rows): a loader state names it."""
+        h = hashlib.sha256(f"{self.seq_len}:{self.packs}:".encode())
+        h.update(np.ascontiguousarray(self.offsets, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(self.rows, dtype=np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+    def pack(self, p: int) -> np.ndarray:
+        return self.rows[self.offsets[p] : self.offsets[p + 1]]
+
+    def order(self, seed: int, epoch: int) -> np.ndarray:
+        return epoch_order(self.packs, seed, epoch)
+
+    def position_bias(self, seed: int = 0, epoch: int = 0) -> float:
+        """Correlation of a pack's place in the epoch with its mean row length (0: no drift)."""
+        if self.packs < 3:
+            return 0.0
+        per_pack = np.diff(self.offsets)
+        mean_len = self.pack_positions / np.maximum(per_pack, 1)
+        visited = mean_len[self.order(seed, epoch)]
+        if float(visited.std()) == 0.0:
+            return 0.0
+        return float(np.corrcoef(np.arange(self.packs), visited)[0, 1])
+
+    def summary(self, seed: int = 0) -> dict[str, int | float]:
+        """What `prep show --pack` reports (JSON-ready)."""
+        return {
+            "seq_len": self.seq_len,
+            "packs": self.packs,
+            "efficiency": round(self.efficiency, 6),
+            "rows_over_length": self.rows_over_length,
+            "rows": self.row_count,
+            "positions": self.positions,
+            "positions_truncated": self.positions_truncated,
+            "packs_lower_bound": self.packs_lower_bound,
+            "position_bias": round(self.position_bias(seed), 4),
+        }

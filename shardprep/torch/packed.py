@@ -1,0 +1,317 @@
+"""PackedLoader: fixed-shape, padding-free batches from one global packing plan, elastic resume.
+
+The plan (`shardprep.packing.PackingPlan`, the one `prep show --pack` prints) puts the split's rows
+into packs of `seq_len` positions by best-fit decreasing over the whole split. An epoch is the
+plan's packs in an order drawn from (seed, epoch) only, read as one global stream: global step s
+is stream packs [s x G, (s + 1) x G) with G = batch_size x world_size, and rank r takes the
+batch_size packs starting at s x G + r x batch_size. So the stream never depends on the world
+size or the worker count, and the state is one number, the global position (packs the whole job
+has consumed), the same on every rank: saved on 2 ranks it resumes on 4 or 1 exactly where it
+stopped, and each row is trained once per epoch. The last step wraps around to the epoch's first
+packs so every rank gets batch_size packs (`repeats`: how many; at most G - 1). Steps are known
+before the first: `len(loader)` for a whole epoch, `steps_left` from the current position.
+
+A batch is [batch_size, seq_len] (one pack per row):
+
+    input_ids, target_ids, weights   the rows' shifted tokens and loss weights, pack by pack;
+                                     padding (pad_id / -100 / 0) only after a pack's last row
+    labels                           Hugging Face's unshifted form of the same targets:
+                                     labels[:, t] = target_ids[:, t - 1] where weights > 0, else -100
+                                     (a HF causal LM scores position t against labels[t + 1]); the
+                                     plan keeps every pack's last position free, so none is lost
+    position_ids                     0.. restarting at every row (every document of a pretrain block)
+    sequence_ids                     per token, its sequence's number in the flattened batch
+                                     (padding is a sequence of its own): a block-causal mask is
+                                     sequence_ids[q] == sequence_ids[k] and k <= q
+    cu_seqlens, max_seqlen           int32 cumulative sequence ends over the flattened batch
+                                     (batch_size x seq_len), as flash-attention's varlen kernels take
+    sequence_rows                    the dataset row of each sequence (-1 for padding)
+
+With 0/1 weights (`weight_reduction: none`) a HF loss over `labels` equals the weighted loss over
+`target_ids`; other weights are refused by default (`fractional`, as in `hf.py`), or `fractional=None`
+leaves `labels` out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from shardprep.packing import PackingPlan
+from shardprep.torch.collate import IGNORE_INDEX, _allocate, document_segments, segment_positions
+from shardprep.torch.hf import _FRACTIONAL, Fractional, check_fractional
+from shardprep.torch.samplers import _rank_world
+
+_STATE_KEYS = ("epoch", "position", "seed", "seq_len", "plan")
+
+
+def _identity(batch: Any) -> Any:
+    return batch
+
+
+class PackBatches(Dataset[dict[str, Any]]):
+    """Packs of a plan -> [len(packs), seq_len] batches (map-style: item = one list of packs).
+
+    Picklable (the dataset re-opens its shards in each worker), so DataLoader workers build whole
+    batches.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset[dict[str, Any]],
+        plan: PackingPlan,
+        steps: list[np.ndarray],
+        *,
+        pad_id: int,
+        fractional: Fractional | None,
+    ) -> None:
+        self.dataset = dataset
+        self.plan = plan
+        self.steps = steps
+        self.pad_id = pad_id
+        self.fractional = fractional
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, step: int) -> dict[str, Any]:
+        packs = [[self.dataset[int(i)] for i in self.plan.pack(int(p))] for p in self.steps[step]]
+        return collate_packs(
+            packs,
+            self.plan.seq_len,
+            self.plan.capacity,
+            pad_id=self.pad_id,
+            fractional=self.fractional,
+        )
+
+
+def collate_packs(
+    packs: Sequence[Sequence[dict[str, Any]]],
+    seq_len: int,
+    capacity: int,
+    *,
+    pad_id: int = 0,
+    fractional: Fractional | None = "refuse",
+) -> dict[str, Any]:
+    """Packs of shard rows (sft/1 or pretrain/1) -> one [len(packs), seq_len] batch (see module)."""
+    b = len(packs)
+    specs: dict[str, tuple[tuple[int, ...], Any]] = {
+        "input_ids": ((b, seq_len), np.int64),
+        "target_ids": ((b, seq_len), np.int64),
+        "weights": ((b, seq_len), np.float32),
+        "position_ids": ((b, seq_len), np.int64),
+        "sequence_ids": ((b, seq_len), np.int64),
+    }
+    if fractional is not None:
+        specs["labels"] = ((b, seq_len), np.int64)
+    batch = _allocate(specs)
+    inputs, targets = batch["input_ids"].numpy(), batch["target_ids"].numpy()
+    weights = batch["weights"].numpy()
+    inputs.fill(pad_id)
+    targets.fill(IGNORE_INDEX)
+    weights.fill(0.0)
+    segments: list[np.ndarray] = []
+    seg_rows: list[np.ndarray] = []
+    for p, rows in enumerate(packs):
+        at = 0
+        for row in rows:
+            n = min(len(row["input_ids"]), capacity)  # the plan's truncation rule
+            w = np.asarray(row["weights"])[:n]
+            if fractional == "refuse":
+                check_fractional(w, row.get("index", "?"))
+            inputs[p, at : at + n] = row["input_ids"][:n]
+            targets[p, at : at + n] = row["target_ids"][:n]
+            weights[p, at : at + n] = w
+            docs = document_segments(n, row.get("doc_offsets"))
+            segments.append(docs)
+            seg_rows.append(np.full(len(docs), int(row.get("index", -1)), dtype=np.int64))
+            at += n
+        if at > capacity:
+            raise ValueError(f"a pack holds {at} positions, more than its capacity {capacity}")
+        segments.append(np.array([seq_len - at], dtype=np.int64))  # padding: never empty
+        seg_rows.append(np.array([-1], dtype=np.int64))
+    seg = np.concatenate(segments) if segments else np.zeros(0, dtype=np.int64)
+    batch["position_ids"].numpy()[:] = segment_positions(seg).reshape(b, seq_len)
+    batch["sequence_ids"].numpy()[:] = np.repeat(np.arange(len(seg)), seg).reshape(b, seq_len)
+    if fractional is not None:
+        labels = batch["labels"].numpy()
+        labels[:, 0] = IGNORE_INDEX
+        labels[:, 1:] = np.where(weights[:, :-1] > 0, targets[:, :-1], IGNORE_INDEX)
+    cu = np.zeros(len(seg) + 1, dtype=np.int32)
+    np.cumsum(seg, out=cu[1:])
+    out: dict[str, Any] = dict(batch)
+    out["cu_seqlens"] = torch.from_numpy(cu)
+    out["max_seqlen"] = int(seg.max()) if len(seg) else 0
+    out["sequence_rows"] = torch.from_numpy(
+        np.concatenate(seg_rows) if seg_rows else np.zeros(0, dtype=np.int64)
+    )
+    return out
+
+
+class PackedLoader:
+    """Batches of `batch_size` packs of `seq_len` positions for this rank (see the module docstring).
+
+    `dataset` is a ShardDataset of an sft/1 or pretrain/1 build (anything with `lengths` and
+    row access). rank / world_size default to torch.distributed's when it is initialized.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        *,
+        seq_len: int,
+        batch_size: int = 1,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        num_workers: int = 0,
+        pad_id: int | None = None,
+        fractional: Fractional | None = "refuse",
+        prepare: bool = True,
+        plan: PackingPlan | None = None,
+        **dataloader_kwargs: Any,
+    ) -> None:
+        schema = getattr(dataset, "shard_schema", None)
+        if schema is not None and schema.sequences != ("",):
+            raise ValueError(
+                f"packing needs one token sequence per row (sft/1, pretrain/1); "
+                f"this build's schema is {dataset.schema}"
+            )
+        if fractional is not None and fractional not in _FRACTIONAL:
+            raise ValueError(f"fractional must be one of {_FRACTIONAL} or None, not {fractional!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        if prepare and num_workers > 0 and hasattr(dataset, "prepare"):
+            dataset.prepare()  # decode shards once here, not once per worker
+        self.dataset = dataset
+        self.plan = plan if plan is not None else PackingPlan.build(dataset.lengths, seq_len)
+        if self.plan.seq_len != seq_len or self.plan.row_count != len(dataset):
+            raise ValueError("the plan given was not made for this dataset and seq_len")
+        self.seq_len = int(seq_len)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.rank, self.world_size = _rank_world(rank, world_size)
+        self.num_workers = num_workers
+        ds_pad = getattr(dataset, "pad_id", None)
+        self.pad_id = int(pad_id if pad_id is not None else (ds_pad if ds_pad is not None else 0))
+        self.fractional: Fractional | None = fractional
+        self.dataloader_kwargs = dataloader_kwargs
+        self.epoch = 0
+        self.position = 0  # packs of this epoch's stream the whole job has consumed
+
+    # -- sizes ---------------------------------------------------------------------------------
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.world_size
+
+    def __len__(self) -> int:
+        """Steps in a whole epoch (the same on every rank)."""
+        return -(-self.plan.packs // self.global_batch)
+
+    def _start(self) -> int:
+        return self.position if self.position < self.plan.packs else 0
+
+    @property
+    def steps_left(self) -> int:
+        """Steps the next iteration yields (a whole epoch once the current one is done)."""
+        return -(-(self.plan.packs - self._start()) // self.global_batch)
+
+    @property
+    def repeats(self) -> int:
+        """Packs the next iteration's last step repeats from the epoch's start (ranks' equal shares)."""
+        return self.steps_left * self.global_batch - (self.plan.packs - self._start())
+
+    # -- order ---------------------------------------------------------------------------------
+
+    def rank_steps(self, rank: int | None = None) -> list[np.ndarray]:
+        """The packs (plan indices) a rank gets at each remaining step of the next iteration."""
+        rank = self.rank if rank is None else rank
+        order = self.plan.order(self.seed, self._epoch_of_next())
+        start = self._start()
+        g, b = self.global_batch, self.batch_size
+        stream = np.arange(self.steps_left)[:, None] * g + rank * b + np.arange(b)[None, :]
+        stream += start
+        picked = order[stream % len(order)] if len(order) else stream
+        return list(picked)
+
+    def _epoch_of_next(self) -> int:
+        return self.epoch + 1 if self.position >= self.plan.packs > 0 else self.epoch
+
+    def token_balance(self) -> float:
+        """Over the next iteration's steps, the mean of (max - min) / max row positions across ranks."""
+        if self.steps_left == 0:
+            return 0.0
+        per_rank = np.stack(
+            [
+                np.array([int(self.plan.pack_positions[s].sum()) for s in self.rank_steps(r)])
+                for r in range(self.world_size)
+            ]
+        )
+        top = per_rank.max(axis=0)
+        return float(np.mean((top - per_rank.min(axis=0)) / np.maximum(top, 1)))
+
+    # -- iteration -----------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self.position >= self.plan.packs > 0:  # the epoch was finished: go on with the next
+            self.epoch += 1
+            self.position = 0
+        steps = self.rank_steps()
+        start = self.position
+        source = PackBatches(
+            self.dataset, self.plan, steps, pad_id=self.pad_id, fractional=self.fractional
+        )
+        loader = DataLoader(
+            source,
+            batch_size=None,
+            shuffle=False,
+            collate_fn=_identity,
+            num_workers=self.num_workers,
+            **self.dataloader_kwargs,
+        )
+        for i, batch in enumerate(loader):
+            # Counted as handed out: the DataLoader's prefetching never moves the position.
+            self.position = start + (i + 1) * self.global_batch
+            yield batch
+        self.epoch += 1
+        self.position = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Training loops call it at each epoch's top, the resumed one too: a loaded position stays."""
+        if epoch != self.epoch:
+            self.position = 0
+        self.epoch = int(epoch)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The global position, the same on every rank: load it into any world size."""
+        return {
+            "epoch": self.epoch,
+            "position": self.position,
+            "seed": self.seed,
+            "seq_len": self.seq_len,
+            "plan": self.plan.digest,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        missing = [k for k in _STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"not a PackedLoader state: missing {missing}")
+        for key, mine in (
+            ("seed", self.seed),
+            ("seq_len", self.seq_len),
+            ("plan", self.plan.digest),
+        ):
+            if state[key] != mine:
+                raise ValueError(
+                    f"loader state has {key}={state[key]!r}, this loader {mine!r}: "
+                    "it was saved for another plan"
+                )
+        self.epoch = int(state["epoch"])
+        self.position = int(state["position"])

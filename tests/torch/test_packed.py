@@ -1,0 +1,265 @@
+"""PackedLoader: padding-free batches proven on a real HF causal LM, elastic exact resume."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from shardprep.packing import PackingPlan
+from shardprep.torch import IGNORE_INDEX, PackedLoader, ShardDataset
+
+SEQ_LEN = 1024
+VOCAB = 512  # token ids are folded into a small vocabulary: the model is random anyway
+
+
+@pytest.fixture(scope="module")
+def ds(demo_shards: Path, cache_dir: str) -> ShardDataset:
+    return ShardDataset(str(demo_shards), cache_dir=cache_dir)
+
+
+def _rows_of(batch: dict[str, Any]) -> list[int]:
+    return [int(r) for r in batch["sequence_rows"] if r >= 0]
+
+
+def test_batch_layout_is_the_rows_packed_with_padding_only_at_the_end(ds: ShardDataset) -> None:
+    loader = PackedLoader(ds, seq_len=SEQ_LEN, batch_size=3, seed=0)
+    batch = next(iter(loader))
+    assert batch["input_ids"].shape == (3, SEQ_LEN) and batch["weights"].dtype == torch.float32
+    cu = batch["cu_seqlens"]
+    assert cu.dtype == torch.int32 and int(cu[0]) == 0 and int(cu[-1]) == 3 * SEQ_LEN
+    seg = torch.diff(cu)
+    assert batch["max_seqlen"] == int(seg.max())
+    flat = {k: batch[k].reshape(-1) for k in ("input_ids", "target_ids", "weights", "labels")}
+    pos = batch["position_ids"].reshape(-1)
+    seq_ids = batch["sequence_ids"].reshape(-1)
+    for s, row in enumerate(batch["sequence_rows"].tolist()):
+        a, b = int(cu[s]), int(cu[s + 1])
+        assert pos[a:b].tolist() == list(range(b - a))  # restarts at every sequence
+        assert (seq_ids[a:b] == s).all()
+        if row < 0:  # padding: only at a pack's end, weight 0, target ignored
+            assert b % SEQ_LEN == 0
+            assert (flat["weights"][a:b] == 0).all()
+            assert (flat["target_ids"][a:b] == IGNORE_INDEX).all()
+            continue
+        want = ds[row]
+        n = min(len(want["input_ids"]), SEQ_LEN - 1)
+        assert b - a == n
+        assert flat["input_ids"][a:b].tolist() == want["input_ids"][:n].tolist()
+        assert flat["target_ids"][a:b].tolist() == want["target_ids"][:n].tolist()
+        assert np.array_equal(flat["weights"][a:b].numpy(), want["weights"][:n])
+    # Every pack ends in padding (its last position is kept free), so HF's shift loses no label.
+    assert (batch["weights"][:, -1] == 0).all()
+    labels, targets, weights = batch["labels"], batch["target_ids"], batch["weights"]
+    assert (labels[:, 0] == IGNORE_INDEX).all()
+    expect = torch.where(weights[:, :-1] > 0, targets[:, :-1], IGNORE_INDEX)
+    assert torch.equal(labels[:, 1:], expect)
+
+
+def _tiny_llama() -> Any:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=SEQ_LEN,
+        attn_implementation="sdpa",
+    )
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+def _block_causal(sequence_ids: torch.Tensor) -> torch.Tensor:
+    """[B, 1, L, L] bool: a token sees earlier tokens of its own sequence only."""
+    same = sequence_ids[:, :, None] == sequence_ids[:, None, :]
+    n = sequence_ids.shape[1]
+    causal = torch.ones(n, n, dtype=torch.bool).tril()
+    return (same & causal)[:, None]
+
+
+def test_packed_losses_equal_each_sequence_alone_on_a_real_hf_model(ds: ShardDataset) -> None:
+    model = _tiny_llama()
+    loader = PackedLoader(ds, seq_len=SEQ_LEN, batch_size=2, seed=0)
+    batch = next(iter(loader))
+    inputs = batch["input_ids"] % VOCAB
+    targets = torch.where(batch["target_ids"] >= 0, batch["target_ids"] % VOCAB, IGNORE_INDEX)
+    labels = torch.where(batch["labels"] >= 0, batch["labels"] % VOCAB, IGNORE_INDEX)
+    weights = batch["weights"]
+    with torch.no_grad():
+        logits = model(
+            input_ids=inputs,
+            position_ids=batch["position_ids"],
+            attention_mask=_block_causal(batch["sequence_ids"]),
+        ).logits
+        packed = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, VOCAB), targets.reshape(-1), reduction="none"
+        )
+        cu = batch["cu_seqlens"].tolist()
+        alone_weighted = torch.zeros((), dtype=torch.float64)
+        checked = 0
+        for s, row in enumerate(batch["sequence_rows"].tolist()):
+            if row < 0:
+                continue
+            a, b = cu[s], cu[s + 1]
+            one = model(input_ids=inputs.reshape(-1)[a:b][None]).logits[0]
+            alone = torch.nn.functional.cross_entropy(
+                one, targets.reshape(-1)[a:b], reduction="none"
+            )
+            torch.testing.assert_close(packed[a:b], alone, atol=1e-5, rtol=0)
+            alone_weighted += (alone.double() * weights.reshape(-1)[a:b].double()).sum()
+            checked += 1
+        assert checked >= 2
+        # The weighted loss of the packed batch is the sum of the rows' weighted losses ...
+        packed_weighted = (packed.double() * weights.reshape(-1).double()).sum()
+        torch.testing.assert_close(packed_weighted, alone_weighted, atol=1e-6, rtol=1e-7)
+        # ... and HF's own loss over `labels` (mean over trained tokens) is the same number.
+        hf = model(
+            input_ids=inputs,
+            position_ids=batch["position_ids"],
+            attention_mask=_block_causal(batch["sequence_ids"]),
+            labels=labels,
+        ).loss
+        trained = float(weights.sum())
+        torch.testing.assert_close(hf.double() * trained, alone_weighted, atol=1e-4, rtol=1e-6)
+
+
+def _run(loader: PackedLoader, steps: int | None = None) -> list[dict[str, Any]]:
+    out = []
+    for i, batch in enumerate(loader):
+        out.append(batch)
+        if steps is not None and i + 1 == steps:
+            break
+    return out
+
+
+def _ranks(ds: ShardDataset, world: int, state: dict[str, Any] | None = None) -> list[PackedLoader]:
+    loaders = [
+        PackedLoader(ds, seq_len=SEQ_LEN, batch_size=2, seed=7, rank=r, world_size=world)
+        for r in range(world)
+    ]
+    if state is not None:
+        for loader in loaders:
+            loader.load_state_dict(state)
+    return loaders
+
+
+@pytest.mark.parametrize("then", [4, 1])
+def test_saved_on_two_ranks_resumes_on_another_world_size_every_row_once(
+    ds: ShardDataset, then: int
+) -> None:
+    plan_packs = PackedLoader(ds, seq_len=SEQ_LEN, seed=7).plan.packs
+    seen: Counter[int] = Counter()
+    two = _ranks(ds, 2)
+    assert len({len(x) for x in two}) == 1 and len(two[0]) == -(-plan_packs // 4)
+    for loader in two:
+        for batch in _run(loader, steps=9):
+            seen.update(_rows_of(batch))
+    states = [x.state_dict() for x in two]
+    assert states[0] == states[1] and states[0]["position"] == 9 * 4
+    rest = _ranks(ds, then, states[0])
+    lens = {x.steps_left for x in rest}
+    assert len(lens) == 1  # every rank has as many steps (and packs) left
+    repeats = rest[0].repeats
+    assert 0 <= repeats < 2 * then
+    for loader in rest:
+        batches = _run(loader)
+        assert len(batches) == lens.pop() if lens else True
+        for batch in batches:
+            seen.update(_rows_of(batch))
+    # Every row once; only the last step's wrap-around packs (the epoch's first) come twice.
+    assert set(seen) == set(range(len(ds)))
+    extra = sum(c - 1 for c in seen.values())
+    plan = rest[0].plan
+    order = plan.order(7, 0)
+    assert extra == sum(len(plan.pack(int(p))) for p in order[:repeats])
+    # Finished: the state names the next epoch's start on every rank.
+    assert {str(x.state_dict()) for x in rest} == {str(rest[0].state_dict())}
+    assert rest[0].state_dict()["epoch"] == 1 and rest[0].state_dict()["position"] == 0
+
+
+def test_the_global_stream_does_not_depend_on_world_size_or_workers(ds: ShardDataset) -> None:
+    def stream(world: int, workers: int = 0) -> list[int]:
+        per_rank = [
+            [
+                _rows_of(b)
+                for b in _run(
+                    PackedLoader(
+                        ds,
+                        seq_len=SEQ_LEN,
+                        batch_size=1,
+                        seed=3,
+                        rank=r,
+                        world_size=world,
+                        num_workers=workers,
+                    ),
+                    steps=6 // world,
+                )
+            ]
+            for r in range(world)
+        ]
+        return [row for step in zip(*per_rank, strict=True) for b in step for row in b]
+
+    one = stream(1)
+    assert one == stream(2) == stream(3)
+    assert one == stream(1, workers=2)
+    other_seed = [
+        row for b in _run(PackedLoader(ds, seq_len=SEQ_LEN, seed=4), steps=6) for row in _rows_of(b)
+    ]
+    assert other_seed != one
+
+
+def test_epochs_state_and_refusals(ds: ShardDataset) -> None:
+    loader = PackedLoader(ds, seq_len=SEQ_LEN, batch_size=4, seed=0)
+    first = [_rows_of(b) for b in loader]
+    assert len(first) == len(loader) and loader.epoch == 1
+    second = [_rows_of(b) for b in loader]  # the next epoch: another order of the same packs
+    assert second != first
+    assert {r for b in second for r in b} == {r for b in first for r in b} == set(range(len(ds)))
+    loader.set_epoch(0)
+    assert [_rows_of(b) for b in loader] == first
+    other = PackedLoader(ds, seq_len=SEQ_LEN + 1, seed=0)
+    with pytest.raises(ValueError, match="seq_len"):
+        other.load_state_dict(loader.state_dict())
+    with pytest.raises(ValueError, match="missing"):
+        loader.load_state_dict({"epoch": 0})
+
+
+def test_plan_fills_real_lengths_to_the_bound(ds: ShardDataset) -> None:
+    """The demo build's real lengths (480 rows): at most one pack over ceil(positions / capacity)."""
+    for seq_len in (2048, 4096, 8192):
+        plan = PackingPlan.build(ds.lengths, seq_len)
+        assert plan.packs <= plan.packs_lower_bound + 1, plan.summary()
+    assert PackingPlan.build(ds.lengths, 2048).efficiency >= 0.99
+
+
+def test_fractional_weights_are_refused_for_labels(make_build: Any, tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from shardprep.tasks.sft import SCHEMA
+
+    table = pa.Table.from_pylist(
+        [
+            {
+                "input_ids": [1, 2, 3],
+                "target_ids": [2, 3, 4],
+                "weights": [0.0, 0.5, 0.5],
+                "length": 3,
+                "source": "s",
+                "source_row": 0,
+            }
+        ],
+        schema=SCHEMA.arrow(),
+    )
+    folder = make_build(tmp_path / "frac", "sft/1", [table])
+    ds = ShardDataset(str(folder), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="row 0 has loss weight 0.5"):
+        next(iter(PackedLoader(ds, seq_len=8)))
+    batch = next(iter(PackedLoader(ds, seq_len=8, fractional=None)))
+    assert "labels" not in batch and batch["weights"][0, :3].tolist() == [0.0, 0.5, 0.5]
