@@ -13,6 +13,9 @@ import numpy as np
 DROP_OVERLONG = "overlong"
 DROP_NO_TRAINED = "no_trained_tokens"
 DROP_TOO_SHORT = "too_short"
+# Nothing trained is left because truncation at max_length cut every trained token away (the
+# row did train some): a max_length problem, not a train_on one.
+DROP_TRUNCATED_AWAY = "truncated_away"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ def make_example(
     and the target at i carries the weight of token i+1: exactly `datum_from_model_input_weights`.
     """
     truncated = False
+    weights_in = weights
     if max_length is not None and len(tokens) > max_length:
         if overlong == "drop":
             return Dropped(DROP_OVERLONG)
@@ -53,6 +57,8 @@ def make_example(
     target_w = np.asarray(weights[1:], dtype=np.float32)
     total = float(target_w.sum(dtype=np.float64))
     if total <= 0.0:
+        if truncated and float(np.asarray(weights_in[1:], dtype=np.float64).sum()) > 0.0:
+            return Dropped(DROP_TRUNCATED_AWAY)
         return Dropped(DROP_NO_TRAINED)
     if reduction == "mean":
         target_w = (target_w / np.float32(total)).astype(np.float32)
@@ -121,9 +127,9 @@ def make_examples(
 ) -> ExampleBatch:
     """`make_example` for every row i = tokens[offsets[i]:offsets[i+1]] not in `skip`, at once.
 
-    The same rules in the same order (overlong, too short, nothing trained) and the same float32
-    arithmetic, so each kept example equals `make_example`'s. A row's trained total is the sum of
-    its 0/1 target weights, exact in float64 whatever the order of summation.
+    The same rules in the same order (overlong, too short, nothing trained: cut away or never)
+    and the same float32 arithmetic, so each kept example equals `make_example`'s. A row's
+    trained total is the sum of its 0/1 target weights, exact in float64 whatever the order.
     """
     n = len(offsets) - 1
     start = np.asarray(offsets[:-1], dtype=np.int64)
@@ -159,7 +165,11 @@ def make_examples(
         total = np.zeros(0, dtype=np.float64)
         trained = np.zeros(0, dtype=np.int64)
     none = total <= 0.0
-    dropped.update(dict.fromkeys(rows[none].tolist(), DROP_NO_TRAINED))
+    w_all = np.asarray(weights)
+    for r in rows[none].tolist():
+        # A cut row that trained something before the cut lost it to max_length (rare: a loop).
+        lost = truncated[r] and bool(np.any(w_all[start[r] + 1 : start[r] + length[r]] != 0))
+        dropped[r] = DROP_TRUNCATED_AWAY if lost else DROP_NO_TRAINED
     ids = np.asarray(tokens, dtype=np.int32)
     batch = ExampleBatch(
         rows, ids[idx], ids[idx + 1], target_w, seg, truncated[rows], trained, dropped

@@ -229,6 +229,16 @@ def health_warnings(
                 count=n,
             )
         )
+    if dropped.get("truncated_away"):
+        n = dropped["truncated_away"]
+        out.append(
+            _warning(
+                "trained_tokens_truncated_away",
+                f"{n:,} rows were dropped because truncation at max_length cut away every token "
+                "they train: raise max_length, or shorten the prompts before the answers",
+                count=n,
+            )
+        )
     for e in health["end_of_turn"]:
         if e["in_targets"] and not e["trained"]:
             out.append(

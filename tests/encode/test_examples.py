@@ -7,6 +7,7 @@ from shardprep.encode.examples import (
     DROP_NO_TRAINED,
     DROP_OVERLONG,
     DROP_TOO_SHORT,
+    DROP_TRUNCATED_AWAY,
     Dropped,
     Example,
     make_example,
@@ -42,9 +43,24 @@ def test_overlong_drop() -> None:
     assert _ex(16, 5, max_length=8, overlong="drop") == Dropped(DROP_OVERLONG)
 
 
-def test_nothing_trained_after_truncation_is_dropped() -> None:
-    assert _ex(16, 12, max_length=8) == Dropped(DROP_NO_TRAINED)
+def test_nothing_trained_after_truncation_is_dropped_by_its_cause() -> None:
+    # The row trained tokens 12..15; max_length 8 cut them all: a max_length problem.
+    assert _ex(16, 12, max_length=8) == Dropped(DROP_TRUNCATED_AWAY)
+    # Nothing trained before the cut either: the mask's doing (train_on, the data).
+    assert _ex(16, 16, max_length=8) == Dropped(DROP_NO_TRAINED)
     assert _ex(4, 4, max_length=None) == Dropped(DROP_NO_TRAINED)
+
+
+def test_batch_names_the_cause_as_one_at_a_time() -> None:
+    rows = [(16, 12), (16, 16), (4, 4), (16, 3)]
+    tokens = np.concatenate([np.arange(n, dtype=np.int32) for n, _ in rows])
+    weights = np.concatenate(
+        [np.array([0.0] * t + [1.0] * (n - t), dtype=np.float32) for n, t in rows]
+    )
+    offsets = np.concatenate([[0], np.cumsum([n for n, _ in rows])])
+    batch = make_examples(tokens, weights, offsets, max_length=8)
+    assert batch.dropped == {0: DROP_TRUNCATED_AWAY, 1: DROP_NO_TRAINED, 2: DROP_NO_TRAINED}
+    assert batch.rows.tolist() == [3]
 
 
 def test_too_short() -> None:
