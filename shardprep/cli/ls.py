@@ -32,6 +32,7 @@ def ls(
     from rich.table import Table
     from rich.text import Text
 
+    from shardprep.report.text import print_fitted
     from shardprep.views.catalog import list_builds
 
     builds = list_builds(path)
@@ -61,4 +62,4 @@ def ls(
             f"{b['bytes'] / 1e6:,.1f} MB",
             _age(b["age_s"]),
         )
-    Console().print(t)
+    print_fitted(Console(), t)  # a pipe gets every column whole

@@ -68,4 +68,12 @@ class RichProgress:
             self.progress.update(self.task, rate=self._rate())
 
     def finish(self) -> None:
+        if not self.console.is_terminal:
+            # A pipe or a CI log gets the bar once, at the end: as wide as its text needs, where
+            # rich would assume 80 columns and cut the counts and times to "…".
+            from rich.measure import Measurement
+
+            wide = self.console.options.update_width(1 << 16)
+            needed = Measurement.get(self.console, wide, self.progress.get_renderable()).maximum
+            self.console.width = max(self.console.width, needed)
         self.progress.stop()

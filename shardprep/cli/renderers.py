@@ -21,6 +21,7 @@ def renderers(as_json: bool = typer.Option(False, "--json", help="Print as JSON.
     from rich.text import Text
 
     from shardprep.renderers.registry import renderer_info, renderer_names
+    from shardprep.report.text import print_fitted
 
     infos = [renderer_info(n) for n in renderer_names()]
     if as_json:
@@ -39,4 +40,4 @@ def renderers(as_json: bool = typer.Option(False, "--json", help="Print as JSON.
     for i in infos:
         # Text cells: descriptions hold template syntax ("[INST] … [/INST]"), not rich markup.
         table.add_row(Text(i.name), Text(i.description), Text("\n".join(i.models) or "-"))
-    Console().print(table)
+    print_fitted(Console(), table)  # a pipe gets every column whole

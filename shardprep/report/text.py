@@ -385,11 +385,32 @@ def renderables(report: dict[str, Any], *, plain: bool) -> list[RenderableType]:
     return out
 
 
+def print_fitted(console: Console, renderable: RenderableType) -> None:
+    """Print; a table printed to a pipe or a log (no terminal width to respect) gets the width
+    its cells need, so no cell is cut to "…" at the 80 columns rich assumes there."""
+    if not isinstance(renderable, Table) or renderable.expand or console.is_terminal:
+        console.print(renderable)
+        return
+    from rich.measure import Measurement
+
+    wide = console.options.update_width(1 << 16)
+    needed = Measurement.get(console, wide, renderable).maximum
+    if needed <= console.width:
+        console.print(renderable)
+        return
+    width = console.width  # print(width=) can only narrow: widen the console for this table
+    console.width = needed
+    try:
+        console.print(renderable)
+    finally:
+        console.width = width
+
+
 def print_report(console: Console, report: dict[str, Any]) -> None:
     # No color system: a pipe, NO_COLOR or a test. Then the text itself must carry the markings.
     plain = console.color_system is None
     for r in renderables(report, plain=plain):
-        console.print(r)
+        print_fitted(console, r)
     if report.get("skipped_sample") and report.get("path"):
         console.print(
             f"sample of skipped rows: {report['path'].rstrip('/')}/{report['skipped_sample']}",

@@ -54,5 +54,38 @@ def test_folder_without_build_says_so(tmp_path: Path) -> None:
     assert "`prep ls DIR`" in res.output
 
 
-def _unused(x: Any) -> str:
-    return json.dumps(x)
+# --- item 5: piped output is not cut at 80 columns -------------------------------------------
+
+
+def _tables(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+
+
+def test_piped_show_tables_are_whole(demo_build: Path) -> None:
+    res = invoke("show", str(demo_build))
+    assert res.exit_code == 0, res.output
+    tables = _tables(res.output)
+    assert tables and not [line for line in tables if "…" in line]
+    for cell in ("trained tokens", "at max_length", "truncated", "glaive_tools", "sharegpt"):
+        assert cell in res.output
+    assert max(len(line) for line in tables) > 80  # wider than rich's default for a pipe
+    # Each source is one table line (no cell wrapped onto a second line).
+    report = json.loads(invoke("show", str(demo_build), "--json").output)
+    for s in report["sources"]:
+        (line,) = [line for line in tables if f"│ {s['name']} " in line]
+        assert f"{s['tokens']:,}" in line and s["format"] in line
+
+
+def test_piped_ls_and_renderers_are_whole(demo_build: Path) -> None:
+    for args in (["ls", str(demo_build.parent)], ["renderers"]):
+        res = invoke(*args)
+        assert res.exit_code == 0, res.output
+        assert _tables(res.output) and "…" not in res.output
+    assert "Qwen/Qwen3-8B" in invoke("renderers").output  # a model id is never folded
+
+
+def test_piped_build_progress_is_whole(tmp_path: Path) -> None:
+    res = invoke("build", str(DEMO), "--output", str(tmp_path / "out"))
+    assert res.exit_code == 0, res.output
+    (bar,) = [line for line in res.output.splitlines() if line.startswith("building")]
+    assert "500/500 rows" in bar and "units 5/5" in bar and "…" not in bar
