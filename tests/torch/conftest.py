@@ -19,6 +19,7 @@ from shardprep.recipe import load_recipe  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
 DEMO = ROOT / "configs" / "demo.yaml"
+TOY_TOKENIZER = "tests/fixtures/tokenizers/toy"
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +28,21 @@ def demo_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("reader") / "demo"
     recipe, base = load_recipe(DEMO)
     build(recipe.model_copy(update={"output": str(out)}), base)
+    return out
+
+
+@pytest.fixture(scope="session")
+def toy_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The demo SFT and DPO recipes built with the toy tokenizer (744 ids): a tiny HF model can use
+    the real vocabulary, so TRL and HF Trainer run on CPU in seconds with the build's own ids.
+    Keys "sft" (477 train rows) and "dpo" (178 train pairs)."""
+    root = tmp_path_factory.mktemp("toy-builds")
+    out: dict[str, Path] = {}
+    for key, config in (("sft", DEMO), ("dpo", ROOT / "configs" / "dpo-qwen3.yaml")):
+        recipe, base = load_recipe(config)
+        update = {"output": str(root / key), "tokenizer": str(ROOT / TOY_TOKENIZER)}
+        build(recipe.model_copy(update=update), base)
+        out[key] = root / key
     return out
 
 

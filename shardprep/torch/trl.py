@@ -1,0 +1,246 @@
+"""TRL's SFTTrainer and DPOTrainer fed from a build: pre-tokenized datasets, nothing re-tokenized.
+
+    from shardprep.torch.trl import sft_dataset, dpo_dataset, PretokenizedDPOTrainer
+
+    SFTTrainer(model, args=SFTConfig(..., dataset_kwargs={"skip_prepare_dataset": True}),
+               train_dataset=sft_dataset("shards/my-sft"), processing_class=tokenizer)
+    PretokenizedDPOTrainer(model, args=DPOConfig(..., max_length=None),
+                           train_dataset=dpo_dataset("shards/my-dpo"), processing_class=tokenizer)
+
+The build's tokens are the training tokens: TRL's own preparation (chat template, tokenization,
+truncation to its `max_length`) would make different ones, so it is skipped. What TRL trains is
+exactly the build's weight > 0 tokens (proved in tests/torch/test_trl.py by comparing TRL's loss
+with the loss computed from the shards' target_ids and weights):
+
+- sft/1, pretrain/1 -> {"input_ids", "labels"}: the unshifted HF layout of `hf_example` (-100 off
+  the trained tokens), which SFTTrainer's collator pads (or flattens, `padding_free=True`) as is.
+- dpo/1 -> {"prompt_ids", "chosen_ids", "rejected_ids"}: TRL sums log-probabilities over the
+  completion, so a side's trained tokens must be its whole tail after a prompt both sides share
+  (true of every dpo/1 build: each side trains its last assistant message); a row where they are
+  not is refused, naming the row. TRL 1.x's DPOTrainer always tokenizes its dataset (its
+  maintainers declined pre-tokenized input, huggingface/trl#2368), so `PretokenizedDPOTrainer`
+  passes a dataset that already has these columns through untouched, and refuses a `max_length`
+  that would truncate one of its rows.
+
+Fractional weights (`weight_reduction: mean`) cannot be said by labels or a completion mask: refused
+unless `fractional="as_trained"` (every weight > 0 trained at weight 1), as in `hf_example`.
+This module imports TRL only where a trainer class is asked for; `import shardprep.torch` never
+loads it (nor `datasets`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shardprep.errors import ShardprepError
+from shardprep.store.manifest import read_manifest
+from shardprep.store.storage import Output
+from shardprep.torch.dataset import ShardDataset
+from shardprep.torch.hf import Fractional, hf_example
+
+if TYPE_CHECKING:
+    import datasets
+    from transformers import PreTrainedTokenizerFast
+
+PAIR_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
+
+
+def _rows(build: str | ShardDataset, split: str, schemas: tuple[str, ...]) -> ShardDataset:
+    rows = build if isinstance(build, ShardDataset) else ShardDataset(build, split)
+    if rows.schema not in schemas:
+        raise ShardprepError(
+            f"{rows.url}: schema {rows.schema} has no TRL {'SFT' if 'sft/1' in schemas else 'DPO'} "
+            f"layout here (this one takes {', '.join(schemas)})"
+        )
+    return rows
+
+
+def _sft_examples(rows: ShardDataset, fractional: Fractional) -> Iterator[dict[str, Any]]:
+    for i in range(len(rows)):
+        ex = hf_example(rows[i], fractional=fractional)
+        yield {"input_ids": ex["input_ids"], "labels": ex["labels"]}
+
+
+def sft_dataset(
+    build: str | ShardDataset,
+    split: str = "train",
+    *,
+    fractional: Fractional = "refuse",
+    cache_dir: str | None = None,
+    keep_in_memory: bool = False,
+) -> datasets.Dataset:
+    """A build's split (sft/1 or pretrain/1) as SFTTrainer's pre-tokenized `input_ids` + `labels`.
+
+    Pass it with `SFTConfig(dataset_kwargs={"skip_prepare_dataset": True})`: TRL's preparation would
+    truncate rows to its own `max_length` (1024 by default). Written once by `datasets` into its
+    cache (`cache_dir`), keyed by the build's shard hashes, so a rebuilt build is never served stale.
+    """
+    import datasets
+
+    rows = _rows(build, split, ("sft/1", "pretrain/1"))
+    hf_example({"input_ids": [0], "target_ids": [], "weights": []}, fractional=fractional)
+    ids = datasets.Sequence(datasets.Value("int32"))
+    return datasets.Dataset.from_generator(
+        _sft_examples,
+        gen_kwargs={"rows": rows, "fractional": fractional},
+        features=datasets.Features({"input_ids": ids, "labels": ids}),
+        cache_dir=cache_dir,
+        keep_in_memory=keep_in_memory,
+    )
+
+
+def dpo_pair(row: dict[str, Any], *, fractional: Fractional = "refuse") -> dict[str, np.ndarray]:
+    """One dpo/1 row -> {"prompt_ids", "chosen_ids", "rejected_ids"} (int64), TRL's layout.
+
+    Each side's tokens are input_ids[0] followed by its target_ids; its completion is the trained
+    tail. Raises ValueError (naming the row) where that layout cannot say what the build trains.
+    """
+    where = f"row {row.get('index', '?')}"
+    prompts: list[np.ndarray] = []
+    out: dict[str, np.ndarray] = {}
+    for side in ("chosen", "rejected"):
+        targets = np.asarray(row[f"{side}_target_ids"], dtype=np.int64)
+        weights = np.asarray(row[f"{side}_weights"])
+        tokens = np.empty(len(targets) + 1, dtype=np.int64)
+        tokens[:1] = np.asarray(row[f"{side}_input_ids"])[:1]
+        tokens[1:] = targets
+        trained = weights > 0
+        if not trained.any():
+            raise ValueError(f"{where}: the {side} side has no trained token")
+        if fractional == "refuse" and not np.isin(weights, (0.0, 1.0)).all():
+            odd = float(weights[~np.isin(weights, (0.0, 1.0))][0])
+            raise ValueError(
+                f"{where}: {side} loss weight {odd:g} (not 0 or 1): TRL's completion mask can only "
+                'mark a token trained or not; pass fractional="as_trained" to train every token with '
+                "a weight > 0 at weight 1"
+            )
+        first = int(np.argmax(trained))  # target index of the first trained token
+        if not trained[first:].all():
+            raise ValueError(
+                f"{where}: the {side} side trains tokens that are not one tail of the sequence "
+                "(an untrained token after a trained one): TRL's DPO scores the whole completion"
+            )
+        prompts.append(tokens[: first + 1])
+        out[f"{side}_ids"] = tokens[first + 1 :]
+    if len(prompts[0]) != len(prompts[1]) or not np.array_equal(prompts[0], prompts[1]):
+        raise ValueError(f"{where}: chosen and rejected do not share their untrained prompt tokens")
+    out["prompt_ids"] = prompts[0]
+    return out
+
+
+def _dpo_examples(rows: ShardDataset, fractional: Fractional) -> Iterator[dict[str, Any]]:
+    for i in range(len(rows)):
+        yield dpo_pair(rows[i], fractional=fractional)
+
+
+def dpo_dataset(
+    build: str | ShardDataset,
+    split: str = "train",
+    *,
+    fractional: Fractional = "refuse",
+    cache_dir: str | None = None,
+    keep_in_memory: bool = False,
+) -> datasets.Dataset:
+    """A dpo/1 build's split as DPOTrainer's pre-tokenized prompt_ids / chosen_ids / rejected_ids.
+
+    Train it with `PretokenizedDPOTrainer` (TRL's own DPOTrainer re-tokenizes every dataset).
+    """
+    import datasets
+
+    rows = _rows(build, split, ("dpo/1",))
+    ids = datasets.Sequence(datasets.Value("int32"))
+    return datasets.Dataset.from_generator(
+        _dpo_examples,
+        gen_kwargs={"rows": rows, "fractional": fractional},
+        features=datasets.Features({c: ids for c in PAIR_COLUMNS}),
+        cache_dir=cache_dir,
+        keep_in_memory=keep_in_memory,
+    )
+
+
+def build_tokenizer(build: str, *, pad_token: str | None = None) -> PreTrainedTokenizerFast:
+    """The tokenizer a build was made with, as the `processing_class` TRL and HF Trainer take.
+
+    Loaded from where the manifest says and refused if its tokenizer.json hash differs from the
+    one the build recorded. TRL needs a pad token (padded positions are masked and never
+    trained, so any token will do): `pad_token`, else the tokenizer config's pad or eos token.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    from shardprep.tokenizer import load_tokenizer
+
+    manifest = read_manifest(Output(build))
+    if manifest is None:
+        raise ShardprepError(f"{build} is not a finished build (no manifest)")
+    recorded = manifest["tokenizer"]
+    loaded = load_tokenizer(str(recorded["source"]))
+    if loaded.sha256 != recorded["sha256"]:
+        raise ShardprepError(
+            f"{recorded['source']}: tokenizer.json differs from the one {build} was built with "
+            f"(sha256 {loaded.sha256[:12]}, the build recorded {recorded['sha256'][:12]})"
+        )
+    specials: dict[str, str] = {}
+    for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
+        value = loaded.config.get(key)
+        if isinstance(value, dict):
+            value = value.get("content")
+        if isinstance(value, str):
+            specials[key] = value
+    if pad_token is not None:
+        specials["pad_token"] = pad_token
+    elif "pad_token" not in specials and "eos_token" in specials:
+        specials["pad_token"] = specials["eos_token"]
+    return PreTrainedTokenizerFast(tokenizer_object=loaded.tokenizer, **specials)
+
+
+def _longest_pair(dataset: Any) -> int:
+    """Longest prompt + side of a pre-tokenized pair dataset (Arrow list lengths: no row loop)."""
+    import pyarrow.compute as pc
+
+    table = dataset.data.table if hasattr(dataset, "data") else None
+    if table is None:
+        return 0  # an IterableDataset: its length is unknown until read
+    prompt = pc.list_value_length(table.column("prompt_ids"))
+    longest = 0
+    for side in ("chosen_ids", "rejected_ids"):
+        total = pc.add(prompt, pc.list_value_length(table.column(side)))
+        top = pc.max(total).as_py()
+        longest = max(longest, int(top or 0))
+    return longest
+
+
+def __getattr__(name: str) -> Any:
+    # The trainer subclass is made on first use, so importing this module does not import TRL.
+    if name == "PretokenizedDPOTrainer":
+        cls = _make_dpo_trainer()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _make_dpo_trainer() -> type:
+    from trl import DPOTrainer
+    from trl.data_utils import get_dataset_column_names
+
+    class PretokenizedDPOTrainer(DPOTrainer):  # type: ignore[misc]
+        """TRL's DPOTrainer, taking a dataset that already holds prompt_ids / chosen_ids /
+        rejected_ids (`dpo_dataset`) as it is; any other dataset is prepared by TRL as usual."""
+
+        def _prepare_dataset(
+            self, dataset: Any, processing_class: Any, args: Any, name: str
+        ) -> Any:
+            if not set(PAIR_COLUMNS) <= set(get_dataset_column_names(dataset)):
+                return super()._prepare_dataset(dataset, processing_class, args, name)
+            longest = _longest_pair(dataset)
+            if args.max_length is not None and longest > args.max_length:
+                raise ValueError(
+                    f"the {name} dataset has a pair side of {longest} tokens (prompt + completion) and "
+                    f"max_length={args.max_length} would truncate it: the build already applied its own "
+                    "max_length, so pass DPOConfig(max_length=None) (or one at least that long)"
+                )
+            return dataset
+
+    return PretokenizedDPOTrainer
