@@ -6,13 +6,18 @@ row group, into raw little files (one flat array per list column, with int64 off
 scalar column; dictionary codes for string columns). Reading row i is then two offset lookups and
 a slice of a memory map: O(1), no decode, shared between DataLoader workers through the page cache.
 
-The cache folder is named after the shard's sha256 (from the manifest), so a rebuilt shard never
-reuses a stale copy, and it appears by an atomic rename: a reader sees a complete copy or none.
-Nothing wrong is ever cached or served: a shard's bytes are checked against the manifest's sha256
-before they are decoded (a tampered shard never enters the cache, so restoring it cannot leave a
-wrong entry behind), and every file of an entry carries its size and CRC-32 in `meta.json`,
-written last; an entry is trusted only when all of them match, and a damaged one is rebuilt.
-This module needs numpy and pyarrow only.
+An entry is bound to the shard it was made from: its folder is named after (the build's identity,
+the shard's path within the build, the sha256 of its bytes), and its `meta.json` records the three
+plus the size of the bytes that were actually read, checked against the manifest's sha256 and
+decoded. A manifest that gives one shard another's sha256 therefore finds no entry to reuse (the
+bytes it then reads differ from the claim and are refused), and a rebuilt shard never reuses a
+stale copy. An entry appears by an atomic rename: a reader sees a complete copy or none. Nothing
+wrong is ever cached or served: a shard's bytes are checked before they are decoded (a tampered
+shard never enters the cache, so restoring it cannot leave a wrong entry behind), and every file of
+an entry carries its size and CRC-32 in `meta.json`, written last; an entry is trusted only when
+all of them match and it names the shard asked for, and a damaged one is rebuilt. How many entries
+a cache folder keeps, and who may make or remove one, is `lru.py`'s. This module needs numpy and
+pyarrow only.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ import os
 import shutil
 import uuid
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -38,13 +42,32 @@ from shardprep.store.columns import numpy_view
 
 # Bumped when the layout below changes, so older copies are ignored rather than misread.
 # 2: per-file size and CRC-32 in meta.json; shards checked against their sha256 before decoding.
-CACHE_VERSION = 2
+# 3: entries named after and bound to (build, shard path, sha256 + size of the bytes decoded).
+CACHE_VERSION = 3
 META_NAME = "meta.json"
 _CHUNK = 1 << 22
 
 
 class CacheDamaged(ManifestError):
     """A reader cache entry does not match its own checksums (it is rebuilt from the shard)."""
+
+
+class ShardBytesDiffer(ManifestError):
+    """A shard's bytes do not have the sha256 the manifest gives them (fetched again once)."""
+
+
+@dataclass(frozen=True)
+class ShardSource:
+    """What a cache entry is made from: a build (its URL and fingerprint), a shard's path within
+    it, and the sha256 the manifest gives its bytes."""
+
+    build: str
+    path: str
+    sha256: str
+
+    def key(self) -> str:
+        blob = json.dumps([self.build, self.path, self.sha256]).encode()
+        return hashlib.sha256(blob).hexdigest()[:40]
 
 
 def _crc_file(path: str) -> int:
@@ -69,8 +92,11 @@ def default_cache_dir() -> str:
     )
 
 
-def shard_cache_path(cache_dir: str, sha256: str) -> str:
-    return os.path.join(cache_dir, f"v{CACHE_VERSION}-{sha256}")
+ENTRY_PREFIX = f"v{CACHE_VERSION}-"
+
+
+def shard_cache_path(cache_dir: str, source: ShardSource) -> str:
+    return os.path.join(cache_dir, ENTRY_PREFIX + source.key())
 
 
 def _map(path: str, dtype: str, count: int) -> np.ndarray:
@@ -123,17 +149,36 @@ def check_entry(path: str, meta: dict[str, Any]) -> None:
             raise CacheDamaged(f"{file}: reader cache file damaged (size or CRC-32 differs)")
 
 
-def load_flat(path: str) -> FlatShard:
+def read_meta(path: str) -> dict[str, Any]:
     try:
         with open(os.path.join(path, META_NAME), encoding="utf-8") as f:
             meta = json.load(f)
+    except FileNotFoundError:
+        raise CacheDamaged(f"{path}: reader cache entry has no meta.json") from None
     except ValueError as exc:
         raise CacheDamaged(f"{path}: reader cache meta.json is damaged ({exc})") from None
-    if meta.get("version") != CACHE_VERSION:
-        raise CacheDamaged(
-            f"{path}: reader cache version {meta.get('version')!r}, expected {CACHE_VERSION}"
-        )
-    check_entry(path, meta)
+    if not isinstance(meta, dict) or meta.get("version") != CACHE_VERSION:
+        got = meta.get("version") if isinstance(meta, dict) else None
+        raise CacheDamaged(f"{path}: reader cache version {got!r}, expected {CACHE_VERSION}")
+    return meta
+
+
+def load_flat(
+    path: str, source: ShardSource | None = None, *, size: int | None = None, checked: bool = False
+) -> FlatShard:
+    """The entry at `path`, refused (CacheDamaged) unless it was made from `source` (and from
+    bytes of `size`, when the shard's present size is known). `checked`: this process already
+    matched every file's CRC-32 since the entry appeared (reopening it skips that pass)."""
+    meta = read_meta(path)
+    if source is not None:
+        made = meta.get("source")
+        want = {"build": source.build, "path": source.path, "sha256": source.sha256}
+        if not isinstance(made, dict) or {k: made.get(k) for k in want} != want:
+            raise CacheDamaged(f"{path}: reader cache entry was made from another shard")
+        if size is not None and made.get("size") != size:
+            raise CacheDamaged(f"{path}: reader cache entry was made from bytes of another size")
+    if not checked:
+        check_entry(path, meta)
     rows = int(meta["rows"])
     flat = FlatShard(rows=rows)
     for name, col in meta["columns"].items():
@@ -224,32 +269,77 @@ class _ColumnWriter:
         return {"kind": "string", "dictionary": list(self.dictionary)}
 
 
+def entry_bytes(path: str) -> int:
+    """Bytes an entry holds on disk (its files' sizes)."""
+    total = 0
+    with os.scandir(path) as it:
+        for e in it:
+            with contextlib.suppress(FileNotFoundError):
+                total += e.stat(follow_symlinks=False).st_size
+    return total
+
+
+_WIDTH = {"BOOLEAN": 1, "INT32": 4, "FLOAT": 4, "INT64": 8, "DOUBLE": 8, "INT96": 12}
+
+
+def entry_estimate(meta: pq.FileMetaData) -> int:
+    """An upper bound of the bytes a shard's cache entry takes, from its Parquet footer alone.
+
+    Each leaf value becomes at most its physical width (a footer's value count includes the slots
+    of nulls and empty lists), each list column adds int64 offsets, each string column int32 codes
+    plus its distinct strings, JSON-escaped in meta.json (at most six bytes per byte)."""
+    rows = meta.num_rows
+    total = 1 << 14  # meta.json's own keys and checksums
+    lists: set[str] = set()
+    for c in range(meta.num_columns):
+        col = meta.schema.column(c)
+        top = col.path.split(".")[0]
+        if col.max_repetition_level > 0:
+            lists.add(top)
+        values = 0
+        uncompressed = 0
+        for rg in range(meta.num_row_groups):
+            chunk = meta.row_group(rg).column(c)
+            values += chunk.num_values
+            uncompressed += chunk.total_uncompressed_size
+        width = _WIDTH.get(col.physical_type)
+        total += values * width if width is not None else 4 * rows + 6 * uncompressed
+    return total + sum(8 * (rows + 1) for _ in lists)
+
+
+def check_shard_bytes(parquet_path: str, expected_sha256: str, label: str) -> int:
+    """The shard's size, once its bytes are found to have the manifest's sha256."""
+    if sha256_of(parquet_path) != expected_sha256:
+        raise ShardBytesDiffer(
+            f"{label}: sha256 differs from the manifest (the shard changed or is corrupt; run "
+            "`prep verify`, then rebuild)"
+        )
+    return os.path.getsize(parquet_path)
+
+
 def build_flat_cache(
     parquet_path: str,
     target: str,
     *,
     expected_rows: int,
-    expected_sha256: str | None = None,
-    label: str | None = None,
+    source: ShardSource,
+    work_dir: str | None = None,
 ) -> None:
     """Decode a local Parquet shard into `target` (atomic: written beside it, then renamed).
 
-    With `expected_sha256` (the manifest's), a shard whose bytes differ is refused before any of
-    it is decoded. `label` names the shard in errors (its path in the build)."""
+    A shard whose bytes differ from `source.sha256` (the manifest's) is refused before any of it
+    is decoded. `work_dir` holds the half-written entry (beside `target` by default)."""
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
-    if expected_sha256 is not None and sha256_of(parquet_path) != expected_sha256:
-        raise ManifestError(
-            f"{label or parquet_path}: sha256 differs from the manifest (the shard changed or is "
-            "corrupt; run `prep verify`, then rebuild)"
-        )
-    tmp = os.path.join(parent, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    label = source.path
+    size = check_shard_bytes(parquet_path, source.sha256, label)
+    tmp = os.path.join(work_dir or parent, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     os.makedirs(tmp)
     try:
         pf = pq.ParquetFile(parquet_path)
         if pf.metadata.num_rows != expected_rows:
             raise ManifestError(
-                f"{parquet_path} has {pf.metadata.num_rows} rows, the manifest says {expected_rows} (run `prep verify`)"
+                f"{label} has {pf.metadata.num_rows} rows, the manifest says {expected_rows} (run `prep verify`)"
             )
         schema = pf.schema_arrow
         writers = [_ColumnWriter(tmp, f.name, f.type) for f in schema]
@@ -268,7 +358,18 @@ def build_flat_cache(
             }
             for name in sorted(os.listdir(tmp))
         }
-        meta = {"version": CACHE_VERSION, "rows": expected_rows, "columns": columns, "files": files}
+        meta = {
+            "version": CACHE_VERSION,
+            "rows": expected_rows,
+            "columns": columns,
+            "files": files,
+            "source": {
+                "build": source.build,
+                "path": source.path,
+                "sha256": source.sha256,
+                "size": size,
+            },
+        }
         with open(os.path.join(tmp, META_NAME), "w", encoding="utf-8") as f:
             json.dump(meta, f)
             f.flush()
@@ -295,12 +396,3 @@ def discard_entry(target: str) -> None:
     except FileNotFoundError:
         return  # another process discarded it first
     shutil.rmtree(aside, ignore_errors=True)
-
-
-def open_flat(target: str, ensure: Callable[[], str]) -> FlatShard:
-    """The entry at `target` (made by `ensure()`), rebuilt once from its shard if it is damaged."""
-    try:
-        return load_flat(ensure())
-    except CacheDamaged:
-        discard_entry(target)
-        return load_flat(ensure())

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import shutil
-import tempfile
-from typing import Any
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -19,21 +22,48 @@ from shardprep.store.manifest import no_manifest_error, read_manifest
 from shardprep.store.storage import Output
 from shardprep.tasks import shard_schema
 from shardprep.torch.cache import (
+    META_NAME,
+    CacheDamaged,
     FlatShard,
+    ShardBytesDiffer,
+    ShardSource,
     build_flat_cache,
     default_cache_dir,
-    open_flat,
+    discard_entry,
+    entry_bytes,
+    entry_estimate,
+    load_flat,
     shard_cache_path,
 )
+from shardprep.torch.fetch import download
+from shardprep.torch.lru import BoundedCache, human, resolve_limit
+
+if TYPE_CHECKING:
+    from shardprep.torch.prefetch import Prefetcher
+
+log = logging.getLogger("shardprep.reader")
+
+
+@dataclass
+class CacheStats:
+    """What this process's reader found in the cache when it needed a shard."""
+
+    hits: int = 0  # the entry was there (made earlier, or ahead of use by a Prefetcher)
+    misses: int = 0  # the reader had to make it, or wait while another process made it
+    wait_s: float = 0.0  # seconds spent on those misses
 
 
 class ShardDataset(Dataset[dict[str, Any]]):
     """One split of a finished build. `ds[i]` is a dict of numpy views (list columns) and scalars.
 
     Shards are decoded once into a memory-mappable cache (see `cache.py`) on first touch, in
-    whichever process touches them; `prepare()` does all of them up front. Nothing is held open
-    between calls, and pickling carries only the manifest's shard list, so DataLoader workers
-    (fork or spawn) start cheaply and open their own maps.
+    whichever process touches them; `prepare()` does all of them up front, and a `Prefetcher`
+    (`prefetcher()`, driven by `ResumableLoader`) does them ahead of use in the order they will be
+    read. The cache folder holds at most `cache_limit` bytes (`lru.py`: "20GB", "50%", a byte
+    count; default $SHARDPREP_CACHE_LIMIT, else 75% of the disk's free space) plus the entries
+    in use, evicting the least recently used. This process keeps entries open (mapped) while they
+    take at most half the limit. Pickling carries only the manifest's shard list, so DataLoader
+    workers (fork or spawn) start cheaply and open their own maps.
     """
 
     def __init__(
@@ -43,12 +73,15 @@ class ShardDataset(Dataset[dict[str, Any]]):
         *,
         verify_hashes: bool = False,
         cache_dir: str | None = None,
+        cache_limit: int | str | None = None,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
         self.url = str(path_or_url)
         self.split = split
         self.storage_options = storage_options or {}
-        self.cache_dir = cache_dir or default_cache_dir()
+        self.cache_dir = os.path.abspath(cache_dir or default_cache_dir())
+        # Resolved once, here: every worker this dataset is pickled into keeps the same limit.
+        self.cache_limit = resolve_limit(cache_limit, self.cache_dir)
         output, manifest = _open(self.url, self.storage_options)
         if split not in manifest["splits"]:
             raise ShardprepError(
@@ -73,12 +106,31 @@ class ShardDataset(Dataset[dict[str, Any]]):
             )
         self._starts = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(rows, out=self._starts[1:])
+        # What a cache entry is bound to: this build (where it is, which fingerprint) and, per
+        # shard, its path in the build and its bytes (cache.py).
+        where = output.root if output.is_local else output.fs.unstrip_protocol(output.root)
+        endpoint = self.storage_options.get("endpoint_url") or ""
+        self.build_id = f"{where}|{endpoint}|{self.fingerprint}"
         self._validate_shards(output)
         if verify_hashes:
             self._verify_hashes(output)
+        biggest = max((s["estimate"] for s in self.shards), default=0)
+        if biggest > self.cache_limit:
+            raise ShardprepError(
+                f"reader cache limit {human(self.cache_limit)} is smaller than one shard's entry "
+                f"(up to {human(biggest)}): raise cache_limit (or $SHARDPREP_CACHE_LIMIT)"
+            )
         self._output: Output | None = output
-        self._flat: dict[int, FlatShard] = {}
+        self.remote = not output.is_local
+        self._init_process_state()
+
+    def _init_process_state(self) -> None:
+        # Entries this process has open: shard -> (columns, pin, bytes), least recently used first.
+        self._flat: OrderedDict[int, tuple[FlatShard, int, int]] = OrderedDict()
+        self._checked: set[tuple[str, int, int]] = set()  # entries whose CRCs matched here
+        self._bcache: BoundedCache | None = None
         self._lengths: np.ndarray | None = None
+        self.stats = CacheStats()
 
     # -- validation -------------------------------------------------------------------------
 
@@ -93,6 +145,9 @@ class ShardDataset(Dataset[dict[str, Any]]):
             try:
                 with output.fs.open(output.path(shard["path"]), "rb") as f:
                     meta = pq.read_metadata(f)
+                    size = getattr(f, "size", None)
+                if not isinstance(size, int):
+                    size = int(output.fs.size(output.path(shard["path"])))
             except FileNotFoundError:
                 raise ManifestError(
                     f"{shard['path']} is listed in the manifest but missing (run `prep verify`)"
@@ -111,6 +166,8 @@ class ShardDataset(Dataset[dict[str, Any]]):
                 raise ManifestError(
                     f"{shard['path']} lacks column(s) {missing} of schema {self.schema}"
                 )
+            shard["size"] = size
+            shard["estimate"] = entry_estimate(meta)
 
     def _verify_hashes(self, output: Output) -> None:
         for shard in self.shards:
@@ -127,10 +184,24 @@ class ShardDataset(Dataset[dict[str, Any]]):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_output"] = None
-        state["_flat"] = {}
-        state["_lengths"] = None
+        for key in ("_output", "_flat", "_checked", "_bcache", "_lengths", "stats"):
+            state.pop(key, None)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._output = None
+        self._init_process_state()
+
+    def close(self) -> None:
+        """Close this process's maps of cache entries (they become evictable)."""
+        while self._flat:
+            _, (_, pin, _) = self._flat.popitem(last=False)
+            BoundedCache.unpin(pin)
+
+    def __del__(self) -> None:
+        if "_flat" in self.__dict__:
+            self.close()
 
     def _out(self) -> Output:
         if self._output is None:
@@ -154,51 +225,169 @@ class ShardDataset(Dataset[dict[str, Any]]):
         row["index"] = i
         return row
 
+    def shard_of(self, rows: Iterable[int] | np.ndarray) -> np.ndarray:
+        """The shard holding each row index (non-negative indices)."""
+        return np.searchsorted(self._starts, np.asarray(rows, dtype=np.int64), side="right") - 1
+
+    @property
+    def shard_starts(self) -> np.ndarray:
+        """Row index where each shard begins, and the total at the end (len(shards) + 1)."""
+        return self._starts
+
+    def source(self, k: int) -> ShardSource:
+        shard = self.shards[k]
+        return ShardSource(self.build_id, shard["path"], shard["sha256"])
+
+    def entry_path(self, k: int) -> str:
+        """Where shard k's decoded copy lives in the cache folder."""
+        return shard_cache_path(self.cache_dir, self.source(k))
+
+    def cache(self) -> BoundedCache:
+        if self._bcache is None:
+            self._bcache = BoundedCache(self.cache_dir, self.cache_limit)
+        return self._bcache
+
     def _shard(self, k: int) -> FlatShard:
-        flat = self._flat.get(k)
-        if flat is None:
-            # A damaged cache entry is rebuilt from the shard (whose sha256 is checked again).
-            target = shard_cache_path(self.cache_dir, self.shards[k]["sha256"])
-            flat = self._flat[k] = open_flat(target, lambda: self._ensure_cached(k))
+        got = self._flat.get(k)
+        if got is not None:
+            self._flat.move_to_end(k)
+            return got[0]
+        flat, pin = self._load(k)
+        target = self.entry_path(k)
+        self._flat[k] = (flat, pin, entry_bytes(target))
+        # Keep maps while they take at most half the limit (always the newest): the rest of the
+        # limit is for entries made ahead of use, and an entry held open cannot be evicted.
+        budget = self.cache_limit // 2
+        while len(self._flat) > 1 and sum(v[2] for v in self._flat.values()) > budget:
+            _, (_, old_pin, _) = self._flat.popitem(last=False)
+            BoundedCache.unpin(old_pin)
         return flat
 
-    def _ensure_cached(self, k: int) -> str:
+    def _load(self, k: int) -> tuple[FlatShard, int]:
+        """Shard k's entry, opened and pinned; made (or waited for) when absent, rebuilt once when
+        damaged or made from anything but this shard's bytes."""
+        cache = self.cache()
+        target = self.entry_path(k)
+        for attempt in range(3):
+            pin = cache.pin(target)
+            if pin is None:
+                self.stats.misses += 1
+                log.debug("reader cache: miss %s (%s)", self.shards[k]["path"], target)
+                start = time.perf_counter()
+                self.fetch(k, required=True)
+                self.stats.wait_s += time.perf_counter() - start
+                pin = cache.pin(target)
+                if pin is None:  # evicted by another process between make and open: again
+                    continue
+            else:
+                self.stats.hits += 1
+                log.debug("reader cache: hit %s", self.shards[k]["path"])
+            try:
+                st = os.stat(os.path.join(target, META_NAME))
+                seen = (target, st.st_ino, st.st_mtime_ns)
+                flat = load_flat(
+                    target,
+                    self.source(k),
+                    size=self.shards[k]["size"],
+                    checked=seen in self._checked,
+                )
+            except (CacheDamaged, FileNotFoundError) as exc:
+                BoundedCache.unpin(pin)
+                log.debug("reader cache: %s; rebuilding it", exc)
+                discard_entry(target)
+                if attempt == 2:
+                    raise
+                continue
+            self._checked.add(seen)
+            return flat, pin
+        raise ManifestError(f"{self.shards[k]['path']}: its reader cache entry kept disappearing")
+
+    def fetch(self, k: int, *, required: bool = True, keep: frozenset[str] = frozenset()) -> bool:
+        """Make shard k's cache entry unless it exists (waiting while another process makes it).
+
+        Not `required` (ahead of use): only when the cache has room after evicting what is not
+        in use nor in `keep`; returns False if it has none."""
+        cache = self.cache()
+        target = self.entry_path(k)
+        if os.path.exists(os.path.join(target, META_NAME)):
+            return True
+        with cache.making(target):
+            if os.path.exists(os.path.join(target, META_NAME)):
+                return True  # another process made it while this one waited
+            shard = self.shards[k]
+            out = self._out()
+            need = shard["estimate"] + (0 if out.is_local else shard["size"])
+            room = cache.reserve(need, keep=keep, required=required)
+            if room is None:
+                return False
+            try:
+                self._make(k, target, room.work)
+            finally:
+                room.release()
+        return True
+
+    def _make(self, k: int, target: str, work: str) -> None:
         shard = self.shards[k]
-        target = shard_cache_path(self.cache_dir, shard["sha256"])
-        if os.path.exists(os.path.join(target, "meta.json")):
-            return target
         out = self._out()
-        if out.is_local:
-            build_flat_cache(
-                out.path(shard["path"]),
-                target,
-                expected_rows=shard["rows"],
-                expected_sha256=shard["sha256"],
-                label=shard["path"],
+        remote = out.path(shard["path"])
+        for attempt in range(2):
+            start = time.perf_counter()
+            if out.is_local:
+                parquet = remote
+            else:
+                parquet = os.path.join(work, "shard.parquet")
+                download(
+                    out.fs,
+                    remote,
+                    parquet,
+                    size=shard["size"],
+                    url=out.fs.unstrip_protocol(remote),
+                )
+            try:
+                build_flat_cache(
+                    parquet,
+                    target,
+                    expected_rows=shard["rows"],
+                    source=self.source(k),
+                    work_dir=work,
+                )
+            except ShardBytesDiffer:
+                if attempt == 1 or out.is_local:
+                    raise
+                log.debug("reader cache: %s differs from its sha256; fetching it again", remote)
+                continue
+            log.debug(
+                "reader cache: made %s from %s in %.2fs",
+                os.path.basename(target),
+                shard["path"],
+                time.perf_counter() - start,
             )
-            return target
-        # Object stores: one whole download into the cache's disk, decoded there, then dropped.
-        os.makedirs(self.cache_dir, exist_ok=True)
-        tmpdir = tempfile.mkdtemp(prefix=".dl-", dir=self.cache_dir)
-        try:
-            local = os.path.join(tmpdir, "shard.parquet")
-            out.fs.get_file(out.path(shard["path"]), local)
-            build_flat_cache(
-                local,
-                target,
-                expected_rows=shard["rows"],
-                expected_sha256=shard["sha256"],
-                label=shard["path"],
-            )
-        finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
-        return target
+            return
+
+    def needed_bytes(self) -> int:
+        """An upper bound of the cache space every shard of this split takes at once."""
+        return sum(s["estimate"] for s in self.shards)
 
     def prepare(self) -> ShardDataset:
-        """Decode every shard into the cache now (do it before starting workers to do it once)."""
+        """Decode every shard into the cache now (do it before starting workers to do it once).
+
+        A split larger than the cache limit cannot be: read it with a `Prefetcher`
+        (`ResumableLoader` starts one) instead."""
+        if self.needed_bytes() > self.cache_limit:
+            raise ShardprepError(
+                f"{self.url}: split {self.split!r} needs up to {human(self.needed_bytes())} of "
+                f"reader cache, more than its limit {human(self.cache_limit)}: read it in order "
+                "with ResumableLoader (it fetches shards ahead of use) or raise cache_limit"
+            )
         for k in range(len(self.shards)):
-            self._ensure_cached(k)
+            self.fetch(k, required=True)
         return self
+
+    def prefetcher(self, order: Iterable[int] | np.ndarray, *, threads: int = 4) -> Prefetcher:
+        """A Prefetcher for rows read in `order` (call its `start()`, `advance()`, `close()`)."""
+        from shardprep.torch.prefetch import Prefetcher
+
+        return Prefetcher(self, order, threads=threads)
 
     @property
     def lengths(self) -> np.ndarray:

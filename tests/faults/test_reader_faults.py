@@ -21,7 +21,6 @@ from shardprep.build.run import build  # noqa: E402
 from shardprep.errors import ManifestError  # noqa: E402
 from shardprep.recipe import load_recipe  # noqa: E402
 from shardprep.torch import ShardDataset  # noqa: E402
-from shardprep.torch.cache import shard_cache_path  # noqa: E402
 
 from ._project import jsonl_bytes, write_recipe  # noqa: E402
 
@@ -80,7 +79,7 @@ def test_flipped_byte_in_a_shard_is_refused(shards: Path, tmp_path: Path, faults
     with pytest.raises(ManifestError, match=f"{victim['path']}: sha256 differs"):
         for i in range(len(ds)):
             ds[i]
-    assert not os.path.exists(shard_cache_path(cache, victim["sha256"]))
+    assert not os.path.exists(ds.entry_path(1))
 
 
 def test_rewritten_shard_is_refused(shards: Path, tmp_path: Path, faults) -> None:
@@ -109,10 +108,6 @@ def test_tampered_then_restored_shard_is_served_right(shards: Path, tmp_path: Pa
     assert _rows(ShardDataset(str(shards), cache_dir=cache)) == expected
 
 
-def _entry_files(cache: str, sha: str) -> Path:
-    return Path(shard_cache_path(cache, sha))
-
-
 DAMAGE = {
     "values_byte": lambda e: _flip(e / "input_ids.values"),
     "offsets_byte": lambda e: _flip(e / "input_ids.offsets", 0.9),
@@ -137,12 +132,57 @@ def test_damaged_cache_entry_is_rebuilt_not_served(
 ) -> None:
     cache = str(tmp_path / "cache")
     expected = _expected(shards)
-    ShardDataset(str(shards), cache_dir=cache).prepare()
-    shard = _manifest(shards)["splits"]["train"]["shards"][1]
-    DAMAGE[damage](_entry_files(cache, shard["sha256"]))
+    entry = Path(ShardDataset(str(shards), cache_dir=cache).prepare().entry_path(1))
+    DAMAGE[damage](entry)
     faults.fault()
     ds = ShardDataset(str(shards), cache_dir=cache)
     assert _rows(ds) == expected
     # The rebuilt entry is whole again: a fresh reader loads it without rebuilding.
     assert _rows(ShardDataset(str(shards), cache_dir=cache)) == expected
     faults.rows_lost(len(expected) - len(_rows(ds)))
+
+
+# Issue 23 item 3: a cache entry is bound to the shard it was made from (its path in the build
+# and its bytes), not only to the sha256 a manifest claims for it.
+SWAPS = {
+    # The manifest gives shard 1 the sha256 of shard 0, whose entry is warm in the cache.
+    "manifest_claims_another_sha256": "manifest",
+    # Shard 0's entry is renamed to where shard 1's belongs (a copied or moved cache folder).
+    "entry_moved_into_another_shards_place": "entry",
+}
+
+
+@pytest.mark.parametrize("swap", list(SWAPS))
+def test_warm_cache_never_serves_another_shards_rows(
+    shards: Path, tmp_path: Path, swap: str, faults
+) -> None:
+    cache = str(tmp_path / "cache")
+    expected = _expected(shards)
+    warm = ShardDataset(str(shards), cache_dir=cache)
+    warm.prepare()
+    m = _manifest(shards)
+    first, second = m["splits"]["train"]["shards"][:2]
+    if SWAPS[swap] == "manifest":
+        second["sha256"] = first["sha256"]
+        (shards / "manifest.json").write_text(json.dumps(m))
+    else:
+        entry0, entry1 = warm.entry_path(0), warm.entry_path(1)
+        warm.close()
+        shutil.rmtree(entry1)
+        os.rename(entry0, entry1)
+    faults.fault()
+    ds = ShardDataset(str(shards), cache_dir=cache)
+    served: list[list[int]] = []
+    if SWAPS[swap] == "manifest":
+        # Shard 1's own bytes are read, found to differ from the claimed sha256, and refused.
+        with pytest.raises(ManifestError, match=f"{second['path']}: sha256 differs"):
+            for i in range(len(ds)):
+                served.append(ds[i]["input_ids"].tolist())
+        assert len(served) == first["rows"]
+    else:
+        # The moved entry names shard 0 as its source: discarded and rebuilt from shard 1.
+        served = _rows(ds)
+        assert len(served) == len(expected)
+    wrong = sum(got != want for got, want in zip(served, expected, strict=False))
+    faults.wrong_rows(wrong)
+    assert wrong == 0

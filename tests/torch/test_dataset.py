@@ -124,9 +124,7 @@ def test_reads_through_fsspec_url_into_local_cache(demo_shards: Path, tmp_path: 
         for i, row in enumerate(want):
             assert_row_equal(ds[i], row)
         assert ds.lengths.tolist() == [r["length"] for r in want]
-        assert not [
-            p for p in Path(cache).iterdir() if p.name.startswith(".")
-        ]  # no leftover downloads
+        assert not list((Path(cache) / ".work").iterdir())  # no leftover downloads
     finally:
         fs.rm("/reader-demo", recursive=True)
 

@@ -1,0 +1,269 @@
+"""A reader cache folder with a size limit, shared by every process on a node.
+
+Entries (`cache.py`) are evicted least recently used first so that complete entries plus the work
+in progress stay within the limit; only the entries some process has open are exempt (they are
+"in use": removing their files would free nothing while they are mapped). Every rule is a file
+lock (`fcntl.flock`, so a local file system: not NFS), which the kernel releases when a process
+dies, so a killed reader never leaves the cache locked or its space reserved:
+
+  .lock              held briefly while entries are counted, reserved for or evicted
+  .locks/<entry>     held while one process makes that entry; the others wait, then reuse it
+  .work/<id>.bytes   a reservation: the bytes a maker may write, held while it writes them in
+                     .work/<id>/ (a reservation whose lock is free was a dead maker's: swept)
+  <entry>/meta.json  held shared by each process that has the entry open; eviction needs it
+                     exclusively, so an entry in use is skipped
+
+Recency is the entry folder's mtime, touched when an entry is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from shardprep.errors import ShardprepError
+from shardprep.torch.cache import ENTRY_PREFIX, META_NAME, discard_entry, entry_bytes
+
+log = logging.getLogger("shardprep.reader")
+
+LIMIT_ENV = "SHARDPREP_CACHE_LIMIT"
+# Of the space free on the cache's disk (plus what the cache already holds) when a dataset opens.
+DEFAULT_FRACTION = 0.75
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*([a-zA-Z]*|%)\s*$")
+
+
+def parse_limit(value: int | float | str, *, cache_dir: str) -> int:
+    """Bytes from 20_000_000, "20GB", "1.5GiB", "512MiB" or "50%" (of the disk's free space plus
+    what the cache folder already holds)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value <= 0:
+            raise ShardprepError(f"cache_limit must be positive, got {value!r}")
+        return int(value)
+    m = _SIZE.match(str(value))
+    if m is None or (m.group(2) != "%" and m.group(2).lower() not in _UNITS):
+        raise ShardprepError(
+            f"cache_limit {value!r} is not a size (write e.g. 20GB, 512MiB, 50% or a byte count)"
+        )
+    number = float(m.group(1))
+    if m.group(2) == "%":
+        if not 0 < number <= 100:
+            raise ShardprepError(f"cache_limit {value!r}: a percentage is in (0, 100]")
+        return int(room(cache_dir) * number / 100)
+    limit = int(number * _UNITS[m.group(2).lower()])
+    if limit <= 0:
+        raise ShardprepError(f"cache_limit must be positive, got {value!r}")
+    return limit
+
+
+def room(cache_dir: str) -> int:
+    """Free bytes on the cache's disk plus the bytes its entries hold."""
+    probe = cache_dir
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe) or "."
+    st = os.statvfs(probe)
+    held = sum(e.size for e in _entries(cache_dir)) if os.path.isdir(cache_dir) else 0
+    return st.f_bavail * st.f_frsize + held
+
+
+def resolve_limit(limit: int | float | str | None, cache_dir: str) -> int:
+    """`limit`, else $SHARDPREP_CACHE_LIMIT, else DEFAULT_FRACTION of `room(cache_dir)`."""
+    if limit is None:
+        limit = os.environ.get(LIMIT_ENV) or f"{DEFAULT_FRACTION * 100:g}%"
+    return parse_limit(limit, cache_dir=cache_dir)
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class _Entry:
+    path: str
+    size: int
+    used: float
+
+
+def _entries(cache_dir: str) -> list[_Entry]:
+    """Complete entries of this cache version (a folder with its meta.json)."""
+    out: list[_Entry] = []
+    with os.scandir(cache_dir) as it:
+        for e in it:
+            if not e.name.startswith(ENTRY_PREFIX) or not e.is_dir(follow_symlinks=False):
+                continue
+            if not os.path.exists(os.path.join(e.path, META_NAME)):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                out.append(_Entry(e.path, entry_bytes(e.path), e.stat().st_mtime))
+    return out
+
+
+@contextlib.contextmanager
+def _flock(path: str, mode: int) -> Iterator[int]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, mode)
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock
+
+
+class Reservation:
+    """Room for one entry being made; its folder `work` is where the maker writes."""
+
+    def __init__(self, cache: BoundedCache, nbytes: int) -> None:
+        self.id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.nbytes = nbytes
+        self.ledger = os.path.join(cache.work_dir, f"{self.id}.bytes")
+        self.work = os.path.join(cache.work_dir, self.id)
+        self._fd = os.open(self.ledger, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        os.write(self._fd, str(nbytes).encode())
+        os.makedirs(self.work)
+
+    def release(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.ledger)
+        os.close(self._fd)
+
+
+class BoundedCache:
+    """One cache folder and its limit, as seen from one process (cheap to make; holds no state
+    but the pins of the entries this object opened)."""
+
+    def __init__(self, folder: str, limit: int) -> None:
+        self.folder = folder
+        self.limit = limit
+        self.work_dir = os.path.join(folder, ".work")
+        self.lock_dir = os.path.join(folder, ".locks")
+        os.makedirs(self.work_dir, exist_ok=True)
+        os.makedirs(self.lock_dir, exist_ok=True)
+        self.evictions = 0
+
+    # -- the folder-wide lock and what it guards ----------------------------------------------
+
+    def _locked(self) -> contextlib.AbstractContextManager[int]:
+        return _flock(os.path.join(self.folder, ".lock"), fcntl.LOCK_EX)
+
+    def _reserved(self) -> int:
+        """Bytes reserved by live makers; a dead maker's reservation and work folder are swept."""
+        total = 0
+        with os.scandir(self.work_dir) as it:
+            ledgers = [e.path for e in it if e.name.endswith(".bytes")]
+        for ledger in ledgers:
+            try:
+                fd = os.open(ledger, os.O_RDWR)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    total += int(os.pread(fd, 32, 0) or b"0")
+                    continue
+                shutil.rmtree(ledger.removesuffix(".bytes"), ignore_errors=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(ledger)
+            finally:
+                os.close(fd)
+        return total
+
+    def usage(self) -> int:
+        """Bytes held by complete entries and reserved for entries being made."""
+        with self._locked():
+            return sum(e.size for e in _entries(self.folder)) + self._reserved()
+
+    def _evict_one(self, entry: _Entry) -> bool:
+        """Remove `entry` unless some process has it open (call with the folder lock held)."""
+        try:
+            fd = os.open(os.path.join(entry.path, META_NAME), os.O_RDONLY)
+        except FileNotFoundError:
+            return True
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # in use
+            discard_entry(entry.path)
+        finally:
+            os.close(fd)
+        self.evictions += 1
+        log.debug("reader cache: evicted %s (%s)", os.path.basename(entry.path), human(entry.size))
+        return True
+
+    def reserve(self, nbytes: int, *, keep: frozenset[str], required: bool) -> Reservation | None:
+        """Room for an entry of up to `nbytes`, evicting the least recently used entries not in
+        use and not in `keep` (entry paths the caller needs soon). A `required` entry (the reader
+        needs it now) is made even when nothing more can be evicted: the limit is exceeded by the
+        entries in use only. Otherwise None when there is no room."""
+        if nbytes > self.limit:
+            raise ShardprepError(
+                f"reader cache limit {human(self.limit)} is smaller than one shard's entry "
+                f"(up to {human(nbytes)}): raise cache_limit (or ${LIMIT_ENV})"
+            )
+        with self._locked():
+            entries = sorted(_entries(self.folder), key=lambda e: e.used)
+            used = sum(e.size for e in entries) + self._reserved()
+            for entry in entries:
+                if used + nbytes <= self.limit:
+                    break
+                if entry.path in keep:
+                    continue
+                if self._evict_one(entry):
+                    used -= entry.size
+            if used + nbytes > self.limit and not required:
+                return None
+            return Reservation(self, nbytes)
+
+    # -- one entry: made once, opened (pinned) by many ----------------------------------------
+
+    def making(self, entry: str) -> contextlib.AbstractContextManager[int]:
+        """Held while `entry` is made: a second maker waits here, then finds it complete."""
+        return _flock(os.path.join(self.lock_dir, os.path.basename(entry)), fcntl.LOCK_EX)
+
+    def pin(self, entry: str) -> int | None:
+        """Mark `entry` in use by this process (an fd to close to unpin) and as just used; None
+        when it is not there (evicted, or never made)."""
+        with self._locked():
+            try:
+                fd = os.open(os.path.join(entry, META_NAME), os.O_RDONLY)
+            except FileNotFoundError:
+                return None
+            # Eviction takes the lock exclusively only while holding the folder lock, held here.
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            with contextlib.suppress(OSError):
+                os.utime(entry)
+            return fd
+
+    @staticmethod
+    def unpin(fd: int) -> None:
+        os.close(fd)
+
+    @staticmethod
+    def touch(entry: str) -> None:
+        with contextlib.suppress(OSError):
+            os.utime(entry, (time.time(), time.time()))
