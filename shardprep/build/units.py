@@ -201,8 +201,13 @@ class UnitResult:
     length_log2: dict[int, int] = field(default_factory=dict)
     shards: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    # The first rows of each drop or skip reason (UnitIO.drop_samples).
+    drop_samples: list[dict[str, Any]] = field(default_factory=list)
     elapsed_s: float = 0.0
     counters: dict[str, int] = field(default_factory=dict)  # task-specific totals (UnitIO.counters)
+    # Rows whose message text spells added tokens the renderer encodes as ids (per literal, all).
+    special_tokens: dict[str, int] = field(default_factory=dict)
+    special_token_rows: int = 0
     extras: dict[str, Any] = field(default_factory=dict)  # task-specific records (UnitIO.extras)
 
     def to_json(self) -> str:
@@ -228,7 +233,10 @@ def unit_of_shard(rel: str) -> int | None:
 def unit_encoder(recipe: Recipe, tok: LoadedTokenizer, renderer: Any) -> BatchEncoder:
     """The build's encoder, probed with the renderer's constants: the same choice in every process."""
     return BatchEncoder(
-        tok, encoder=requested_encoder(None, recipe.encoder), probe=renderer_probe(renderer)
+        tok,
+        encoder=requested_encoder(None, recipe.encoder),
+        probe=renderer_probe(renderer),
+        special_tokens_in_content=recipe.special_tokens_in_content,
     )
 
 
@@ -356,6 +364,9 @@ def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
     result.dropped = dict(io.dropped)
     result.length_log2 = dict(io.length_log2)
     result.counters = dict(io.counters)
+    result.drop_samples = io.drop_samples
+    result.special_tokens = dict(io.special_tokens)
+    result.special_token_rows = io.special_token_rows
     result.elapsed_s = round(time.monotonic() - t0, 4)
     output.write_text_atomic(marker_path(ctx.data_dir, unit.index), result.to_json())
     return result

@@ -9,8 +9,8 @@ remembered across batches.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from shardprep.renderers.base import (
 from shardprep.renderers.chunks import Chunk, Encoding, IdsChunk, TextChunk
 from shardprep.renderers.content import Message
 from shardprep.tokenizer import LoadedTokenizer
+
+if TYPE_CHECKING:
+    from shardprep.encode.special import ContentScreen
 
 _EMPTY = np.empty(0, dtype=np.int32)
 _EMPTY.setflags(write=False)
@@ -47,6 +50,9 @@ class RenderedBatch:
     weights: np.ndarray  # float32
     offsets: np.ndarray  # int64, rows + 1
     errors: dict[int, RowError]
+    # Rows whose message text spells added tokens the renderer encodes as ids: {row: literals}
+    # (encode/special.py), whatever the policy did with them.
+    special: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -66,15 +72,24 @@ class BatchEncoder:
 
     `encoder`: auto (fastokens when its probe ids equal tokenizers'), fastokens or tokenizers;
     None reads $SHARDPREP_ENCODER. `probe`: extra probe texts (the renderer's constants).
+    `special_tokens_in_content`: what a row whose message text spells an added token gets
+    (keep | escape | refuse, the recipe key; encode/special.py).
     """
 
     memo_max_chars = 64
     memo_max_entries = 16384
 
     def __init__(
-        self, tokenizer: LoadedTokenizer, *, encoder: str | None = None, probe: Sequence[str] = ()
+        self,
+        tokenizer: LoadedTokenizer,
+        *,
+        encoder: str | None = None,
+        probe: Sequence[str] = (),
+        special_tokens_in_content: str = "keep",
     ) -> None:
         self.tokenizer = tokenizer
+        self.special_tokens_in_content = special_tokens_in_content
+        self._screen: ContentScreen | None = None
         self._requested = requested_encoder(encoder)  # an unknown name fails here, not later
         self._probe = tuple(probe)
         self._selection: Selection | None = None
@@ -88,6 +103,15 @@ class BatchEncoder:
         if self._selection is None:
             self._selection = select(self.tokenizer, self._requested, self._probe)
         return self._selection
+
+    @property
+    def screen(self) -> ContentScreen:
+        """The tokenizer's added-token literals and the recipe's policy for them (made once)."""
+        if self._screen is None:
+            from shardprep.encode.special import ContentScreen
+
+            self._screen = ContentScreen(self.tokenizer, self.special_tokens_in_content)
+        return self._screen
 
     @property
     def backend(self) -> Backend:
@@ -253,6 +277,17 @@ def _text_chunks(plans: Iterable[Any]) -> Iterable[TextChunk]:
                 yield c
 
 
+def _plan_screened(
+    plan: Any, conversations: Sequence[Sequence[Message]], encoder: BatchEncoder
+) -> tuple[list[Any], dict[int, tuple[str, ...]]]:
+    """`_plan_all`, then the encoder's content screen: (plans, {row: literals its text spells}).
+
+    Every plan of every task passes here, so the recipe's `special_tokens_in_content` is applied
+    (and counted) in one place."""
+    plans = _plan_all(plan, conversations)
+    return plans, encoder.screen.screen(plan, conversations, plans)
+
+
 def _plan_all(plan: Any, conversations: Sequence[Sequence[Message]]) -> list[Any]:
     """plan(messages) per conversation; a row's failure is its RowError, never the batch's."""
     plans: list[Any] = []
@@ -280,8 +315,11 @@ def render_supervised_flat(
     encoding); they are not examples.
     """
     train_on = TrainOnWhat(train_on)
-    plans = _plan_all(lambda m: plan_supervised(renderer, m, train_on), conversations)
-    return render_plans_flat(renderer, encoder, plans)
+    plans, special = _plan_screened(
+        lambda m: plan_supervised(renderer, m, train_on), conversations, encoder
+    )
+    batch = render_plans_flat(renderer, encoder, plans)
+    return replace(batch, special=special) if special else batch
 
 
 def render_plans_flat(
@@ -362,6 +400,8 @@ class TurnBatch:
     message_index: np.ndarray  # int32 per example
     errors: dict[int, RowError]  # conversation -> why it cannot be rendered
     conversations: int
+    # Conversations whose message text spells added tokens the renderer encodes as ids.
+    special: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,13 +427,18 @@ def render_turns_flat(
     owner: list[int] = []
     ends: list[int] = []
     errors: dict[int, RowError] = {}
+    special: dict[int, tuple[str, ...]] = {}
     for c, messages in enumerate(conversations):
         [cuts] = _plan_all(lambda m: renderer.example_cuts(m, train_on), [messages])
         if isinstance(cuts, RowError):
             errors[c] = cuts
             continue
         for cut in cuts:
-            [plan] = _plan_all(lambda m, cut=cut: renderer.plan_cut(m, cut), [messages])
+            [plan], found = _plan_screened(
+                lambda m, cut=cut: renderer.plan_cut(m, cut), [messages], encoder
+            )
+            if found:
+                special[c] = tuple(sorted({*special.get(c, ()), *found[0]}))
             plans.append(plan)
             owner.append(c)
             ends.append(cut.end)
@@ -410,6 +455,7 @@ def render_turns_flat(
         np.asarray(ends, dtype=np.int32) - 1,
         errors,
         len(conversations),
+        special,
     )
 
 
@@ -437,10 +483,14 @@ def render_prompt_batch(
     renderer: Renderer,
     encoder: BatchEncoder,
     conversations: Sequence[Sequence[Message]],
+    *,
+    special: dict[int, tuple[str, ...]] | None = None,
 ) -> list[np.ndarray | RowError]:
-    """tinker's build_generation_prompt (role assistant, no prefill) for every conversation."""
-    plans: list[list[Chunk] | RowError] = _plan_all(
-        lambda m: plan_prompt(renderer, m), conversations
-    )
+    """tinker's build_generation_prompt (role assistant, no prefill) for every conversation.
+
+    `special`, when given, receives the rows whose message text spells added tokens."""
+    plans, found = _plan_screened(lambda m: plan_prompt(renderer, m), conversations, encoder)
+    if special is not None:
+        special.update(found)
     table = encoder.encode_unique(_text_chunks(plans))
     return [plan if isinstance(plan, RowError) else _concat(table, plan)[0] for plan in plans]

@@ -57,6 +57,7 @@ def write_supervised(
         return
     recipe = io.recipe
     flat = render_supervised_flat(io.renderer, io.encoder, convs, train_on)
+    io.count_special(flat.special)
     for i in sorted(flat.errors):
         raw = metas[i]
         io.skip_row(flat.errors[i], raw, row=raw.data)

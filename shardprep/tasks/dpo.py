@@ -158,6 +158,10 @@ def write_pairs(
     flat = render_supervised_flat(
         io.renderer, io.encoder, convs, TrainOnWhat.LAST_ASSISTANT_MESSAGE
     )
+    pairs_found: dict[int, set[str]] = {}
+    for i, found in flat.special.items():  # a pair row counts once, with both sides' literals
+        pairs_found.setdefault(i // 2, set()).update(found)
+    io.count_special({k: sorted(v) for k, v in pairs_found.items()})
     batch = make_examples(
         flat.tokens,
         flat.weights,
@@ -184,8 +188,11 @@ def write_pairs(
     tokens = chosen.lengths + rejected.lengths
     trained = chosen.trained + rejected.trained
     truncated = chosen.truncated | rejected.truncated
-    for n, t, cut in zip(tokens.tolist(), trained.tolist(), truncated.tolist(), strict=True):
-        io.count_example(n, t, cut)
+    longest = np.maximum(chosen.lengths, rejected.lengths)
+    for n, t, cut, long in zip(
+        tokens.tolist(), trained.tolist(), truncated.tolist(), longest.tolist(), strict=True
+    ):
+        io.count_example(n, t, cut, length=long)
     kept_rows = [metas[k] for k in pairs.tolist()]
     is_test = np.array([io.split_of(raw) == "test" for raw in kept_rows], dtype=bool)
     source_rows = np.fromiter((io.source_row(raw) for raw in kept_rows), np.int64, len(kept_rows))

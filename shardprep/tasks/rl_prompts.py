@@ -217,7 +217,11 @@ class RlPromptsRunner:
             metas.append((raw, extra))
         if self.conformance is not None:
             self.conformance.add_prompts(convs, [io.source_row(raw) for raw, _ in metas])
-        rendered = render_prompt_batch(io.renderer, io.encoder, convs) if convs else []
+        special: dict[int, tuple[str, ...]] = {}
+        rendered = (
+            render_prompt_batch(io.renderer, io.encoder, convs, special=special) if convs else []
+        )
+        io.count_special(special)
         for (raw, extra), res in zip(metas, rendered, strict=True):
             if isinstance(res, RowError):
                 io.skip_row(res, raw, row=raw.data)

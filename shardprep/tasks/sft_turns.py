@@ -132,6 +132,7 @@ def write_turns(
         return
     recipe = io.recipe
     turns = render_turns_flat(io.renderer, io.encoder, convs, train_on)
+    io.count_special(turns.special)
     for c in sorted(turns.errors):
         raw = metas[c]
         io.skip_row(turns.errors[c], raw, row=raw.data)

@@ -37,7 +37,7 @@ def preview_recipe(
     tok = plan.tokenizer
     task = TASKS[recipe.task]
     options = task.options(recipe)
-    encoder = BatchEncoder(tok)
+    encoder = BatchEncoder(tok, special_tokens_in_content=recipe.special_tokens_in_content)
     health = MaskHealth(
         end_of_turn_ids(
             tok, recipe.renderer.name, plan.renderer.options, tok.special_id("eos_token")
