@@ -89,3 +89,48 @@ def test_piped_build_progress_is_whole(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     (bar,) = [line for line in res.output.splitlines() if line.startswith("building")]
     assert "500/500 rows" in bar and "units 5/5" in bar and "…" not in bar
+
+
+# --- item 4: the DPO length histogram counts pairs by their longer side ---------------------
+
+
+def test_dpo_histogram_buckets_the_longer_side(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+    import yaml
+
+    from shardprep.views.show import length_histogram
+
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota"]
+    rows = [
+        {
+            "prompt": f"Question {i}: " + " ".join(words[: 2 + i % 8]),
+            "chosen": " ".join(words * (1 + i % 4)),
+            "rejected": " ".join(reversed(words * (1 + (i + 2) % 4))),
+        }
+        for i in range(24)
+    ]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = {
+        "name": "pairs",
+        "output": str(tmp_path / "out"),
+        "tokenizer": str(ROOT / "tests" / "fixtures" / "tokenizers" / "qwen3"),
+        "renderer": "qwen3_disable_thinking",
+        "task": "dpo",
+        "max_length": 64,
+        "sources": [{"name": "pairs", "path": "pairs.jsonl", "format": "text_pair"}],
+        "workers": 1,
+    }
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    res = invoke("build", str(tmp_path / "recipe.yaml"), "--quiet")
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(next((tmp_path / "out").glob("data-*/train-*.parquet")))
+    chosen, rejected = table["chosen_length"].to_pylist(), table["rejected_length"].to_pylist()
+    longest = [max(c, r) for c, r in zip(chosen, rejected, strict=True)]
+    assert max(longest) < 64 and max(c + r for c, r in zip(chosen, rejected, strict=True)) > 64
+
+    report = json.loads(invoke("show", str(tmp_path / "out"), "--json").output)
+    assert report["length_histogram"] == length_histogram(longest)
+    assert max(report["length_histogram"]["edges"]) <= 64
+    assert sum(report["length_histogram"]["counts"]) == len(chosen)
+    text = invoke("show", str(tmp_path / "out")).output
+    assert "33–64" in text and "65–128" not in text
