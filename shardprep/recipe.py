@@ -179,6 +179,9 @@ class Recipe(_Strict):
     # What a sampled row that renders differently from the model's own template does to the build:
     # a warning in its summary and manifest, or a failure. Not fingerprinted (the bytes are equal).
     template_mismatch: Literal["warn", "fail"] = "warn"
+    # A source that yields no example (every row dropped or skipped) fails the build, unless this
+    # is set: then it is a warning in the summary and manifest. Not fingerprinted.
+    allow_empty_sources: bool = False
     # A message text that spells an added token (`<|eot_id|>`, `<think>`) becomes that token's id
     # wherever the renderer encodes content with added tokens live (tinker does the same): `keep`
     # that (the reference behaviour; the build warns with the count), `escape` the literal as

@@ -341,6 +341,9 @@ def _build_locked(
             f"no examples: all {manifest['stats']['rows_read']} rows were dropped ({reasons}); "
             "check train_on, max_length and the data"
         )
+    # A source that gave nothing fails the build (its finished units stay: they are reused
+    # under `allow_empty_sources: true`, which is not fingerprinted); allowed, it is a warning.
+    empty_warnings = _empty_sources(manifest, allow=recipe.allow_empty_sources)
     mismatch = mismatch_warning(manifest.get("conformance"), recipe.renderer.name)
     if mismatch is not None and recipe.template_mismatch == "fail":
         # Finished units stay: with `template_mismatch: warn` (not fingerprinted) they are reused.
@@ -354,7 +357,11 @@ def _build_locked(
     task_warnings = TASKS[recipe.task].counter_warnings(
         manifest["stats"]["task_counters"], manifest["recipe"]
     )
-    manifest["warnings"] = [*([mismatch] if mismatch is not None else []), *task_warnings]
+    manifest["warnings"] = [
+        *empty_warnings,
+        *([mismatch] if mismatch is not None else []),
+        *task_warnings,
+    ]
     if manifest["skipped_sample"]:
         output.write_text_atomic(
             manifest["skipped_sample"],
@@ -411,6 +418,34 @@ def _refuse_empty_sources(recipe: Recipe, units: list[WorkUnit]) -> None:
         )
 
 
+def _empty_sources(manifest: dict[str, Any], *, allow: bool) -> list[dict[str, Any]]:
+    """A warning per source that yields no example (every row dropped or skipped), or, unless
+    allowed, the build's failure naming the first: a source lost whole is never silent."""
+    warnings = []
+    for s in manifest["sources"]:
+        if s["examples"] or not s["rows_read"]:
+            continue
+        reasons = ", ".join(f"{k} {v:,}" for k, v in s["dropped_by_reason"].items())
+        first = next(iter(s["drop_samples"].items()), None)
+        example = ""
+        if first is not None:
+            reason, (sample, *_) = first
+            where = sample["file"]
+            if sample.get("line") is not None:
+                unit = sample.get("unit", "line")
+                where += f":{sample['line']}" if unit == "line" else f" {unit} {sample['line']}"
+            note = f": {sample['message']}" if sample.get("message") else ""
+            example = f"; e.g. row {sample['row']} ({where}) {reason}{note}"
+        message = (
+            f"source {s['name']!r} yields no example: all {s['rows_read']:,} rows were dropped "
+            f"or skipped ({reasons}){example}"
+        )
+        if not allow:
+            raise BuildError(f"{message} (set allow_empty_sources: true to build without it)")
+        warnings.append({"code": "empty_source", "message": message, "source": s["name"]})
+    return warnings
+
+
 def _intact(output: Output, manifest: dict[str, Any]) -> bool:
     """ "Up to date" needs the shards, not just the manifest: each present with its recorded size."""
     return not shard_problems(output, manifest)
@@ -441,6 +476,7 @@ def _manifest(
     from shardprep.build.units import encoder_record
     from shardprep.encode.conformance import merge_conformance
     from shardprep.formats import normalizations
+    from shardprep.tasks.base import DROP_SAMPLES_PER_REASON
 
     recipe = plan.recipe
     splits: dict[str, dict[str, Any]] = {}
@@ -456,6 +492,9 @@ def _manifest(
     per_source: dict[str, Counter[str]] = {s.resolved_name: Counter() for s in recipe.sources}
     by_reason: dict[str, Counter[str]] = {s.resolved_name: Counter() for s in recipe.sources}
     dropped: Counter[str] = Counter()
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {
+        s.resolved_name: {} for s in recipe.sources
+    }
     hist: Counter[int] = Counter()
     task_counters: Counter[str] = Counter()
     for r in results:
@@ -469,6 +508,10 @@ def _manifest(
         c["truncated"] += r.truncated
         for reason, n in r.dropped.items():
             by_reason[r.source][reason] += n
+        for sample in r.drop_samples:  # in unit order: the same samples whatever the engine
+            kept = samples[r.source].setdefault(sample["reason"], [])
+            if len(kept) < DROP_SAMPLES_PER_REASON:
+                kept.append({k: v for k, v in sample.items() if k != "reason"})
         dropped.update(r.dropped)
         hist.update(r.length_log2)
     rows_read = sum(r.rows_read for r in results)
@@ -510,6 +553,8 @@ def _manifest(
                     )
                 },
                 "dropped_by_reason": dict(sorted(by_reason[s.resolved_name].items())),
+                # A few rows of each reason (source row, file, line): where to look.
+                "drop_samples": dict(sorted(samples[s.resolved_name].items())),
                 # What the format changed in rows before rendering (documented, deliberate).
                 "normalizations": list(normalizations(s.format)),
             }

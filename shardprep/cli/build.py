@@ -129,6 +129,14 @@ def _report(result: BuildResult, *, as_json: bool) -> None:
     m = result.manifest
     st = m["stats"]
     warnings = m.get("warnings", [])  # the build's own list (template check, task counters)
+    # What a build read, kept and dropped, per source and reason (with sample rows): the same
+    # report `prep show` renders, from the manifest just written. Not for an up-to-date answer
+    # (it reads no more than the manifest's JSON, and loads nothing else).
+    report = None
+    if result.status == "built":
+        from shardprep.views.show import summary
+
+        report = summary(m)
     if as_json:
         typer.echo(
             json.dumps(
@@ -136,6 +144,15 @@ def _report(result: BuildResult, *, as_json: bool) -> None:
                     "status": result.status,
                     "output": result.output,
                     "fingerprint": m["fingerprint"],
+                    **(
+                        {
+                            "rows_read": report["rows_read"],
+                            "dropped": report["dropped"],
+                            "sources": report["sources"],
+                        }
+                        if report is not None
+                        else {}
+                    ),
                     "task_counters": st.get("task_counters", {}),
                     **({"task_summary": st["task_summary"]} if st.get("task_summary") else {}),
                     "warnings": warnings,
@@ -163,8 +180,17 @@ def _report(result: BuildResult, *, as_json: bool) -> None:
         + f"; dropped {sum(st['dropped'].values()):,}; {st['elapsed_s']:.1f}s, {st['tokens_per_s'] or 0:,.0f} tokens/s"
         + (f"; encoder {used['name']}" if isinstance(used, dict) and used.get("name") else "")
     )
-    summary = st.get("task_summary") or {}
-    if summary:
-        out.print(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()), markup=False)
+    task_summary = st.get("task_summary") or {}
+    if task_summary:
+        out.print(
+            ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in task_summary.items()), markup=False
+        )
+    if report is not None:
+        from shardprep.report.text import drop_samples_text, print_fitted, source_table
+
+        print_fitted(out, source_table(report))
+        samples = drop_samples_text(report)
+        if samples is not None:
+            out.print(samples)
     for w in warnings:
         out.print(f"warning: {w['message']} [{w['code']}]", markup=False, style="yellow")

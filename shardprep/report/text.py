@@ -121,6 +121,37 @@ def source_table(report: dict[str, Any]) -> Table:
     return t
 
 
+def _where(sample: dict[str, Any]) -> str:
+    # A JSONL/CSV line differs from the row (1-based, blank lines); an element or row equals it.
+    line = sample.get("line")
+    if line is not None and sample.get("unit", "line") == "line":
+        return f"row {sample['row']} (line {line})"
+    return f"row {sample['row']}"
+
+
+def drop_samples_text(report: dict[str, Any]) -> Text | None:
+    """Per source and drop reason, the rows kept as a sample: where to look (None: no drops)."""
+    lines = [
+        (s["name"], reason, samples)
+        for s in report["sources"]
+        for reason, samples in (s.get("drop_samples") or {}).items()
+        if samples
+    ]
+    if not lines:
+        return None
+    t = Text("dropped rows, a sample per source and reason\n", style="bold")
+    for name, reason, samples in lines:
+        t.append(f"  {name}  {reason}: ", style="yellow")
+        t.append(", ".join(_where(x) for x in samples))
+        files = dict.fromkeys(str(x.get("file") or "").rpartition("/")[2] for x in samples)
+        t.append(f" in {', '.join(f for f in files if f)}" if any(files) else "")
+        message = samples[0].get("message")
+        if message:
+            t.append(f"  {message if len(message) <= 160 else message[:160] + '…'}", style="dim")
+        t.append("\n")
+    return t
+
+
 def totals_line(report: dict[str, Any]) -> Text:
     # The task's derived figures (per_turn: examples per conversation, token multiplier).
     extra = "".join(
@@ -368,6 +399,7 @@ def renderables(report: dict[str, Any], *, plain: bool) -> list[RenderableType]:
     out += [
         source_table(report),
         totals_line(report),
+        *([samples] if (samples := drop_samples_text(report)) is not None else []),
         Text(""),
         histogram(report["length_histogram"]),
     ]

@@ -39,6 +39,9 @@ class TaskOptions(BaseModel):
 
 OptionsT = TypeVar("OptionsT", bound=TaskOptions)
 
+# Dropped or skipped rows kept as a sample, per reason and work unit (and per source in the manifest).
+DROP_SAMPLES_PER_REASON = 3
+
 
 class SkipFn(Protocol):
     def __call__(self, err: RowError, *, file: str, line: int | None, row: Any) -> None: ...
@@ -72,10 +75,15 @@ class UnitIO:
     # Rows of this run compared with the model's chat_template: a build's unit gets its share
     # of the recipe's `conformance_rows`; None (preview) takes them all.
     conformance_rows: int | None = None
+    # The first rows of each reason this run dropped or skipped, with source row, file and line:
+    # what the build summary, the manifest (sources[].drop_samples) and `prep show` point at.
+    drop_samples: list[dict[str, Any]] = field(default_factory=list)
+    _sampled: Counter[str] = field(default_factory=Counter)
 
     def drop(self, reason: str, raw: RawRow) -> None:
         """A row read fine that writes nothing (overlong, nothing trained, a tie): counted by reason."""
         self.dropped[reason] += 1
+        self._sample(reason, raw)
         if self.on_drop is not None:
             self.on_drop(reason, raw)
 
@@ -84,6 +92,20 @@ class UnitIO:
         (a JSON array's element, a Parquet row: never called a line)."""
         err.located(file=raw.file, line=raw.line, unit=raw.unit)
         self.skip(err, file=raw.file, line=raw.line, row=row)
+        self._sample(err.reason, raw, err.message)
+
+    def _sample(self, reason: str, raw: RawRow, message: str | None = None) -> None:
+        if self._sampled[reason] >= DROP_SAMPLES_PER_REASON:
+            return
+        self._sampled[reason] += 1
+        sample = {
+            "reason": reason,
+            "row": self.source_row(raw),
+            "file": raw.file,
+            "line": raw.line,
+            "unit": raw.unit,  # what `line` counts: line, element (JSON array) or row
+        }
+        self.drop_samples.append({**sample, "message": message} if message else sample)
 
     def readable(self, rows: list[RawRow]) -> list[RawRow]:
         """The rows that were read without error; the others go through the on_error policy."""

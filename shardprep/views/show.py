@@ -115,6 +115,8 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
                 # Per-source reasons and truncations are recorded by newer builds only.
                 "dropped_by_reason": s.get("dropped_by_reason"),
                 "truncated": s.get("truncated"),
+                # A few rows of each drop reason (source row, file, line); newer builds only.
+                "drop_samples": s.get("drop_samples") or {},
             }
             for s in manifest["sources"]
         ],

@@ -46,6 +46,7 @@ ALTERNATIVES: dict[str, Any] = {
     "shards.row_group_rows": 7,
     "on_error": "skip",
     "work_unit_rows": 7,
+    "special_tokens_in_content": "escape",
     "sources[].name": "renamed",
     "sources[].format": "sharegpt",
     "sources[].columns": {"messages": "conversation"},
@@ -81,6 +82,7 @@ EXCLUDED_ALTERNATIVES: dict[str, Any] = {
     "skipped_sample": 3,
     "conformance_rows": 0,
     "template_mismatch": "fail",
+    "allow_empty_sources": True,
     "sources[].storage_options": {"anon": True},
 }
 
