@@ -79,6 +79,10 @@ class UnitIO:
     # what the build summary, the manifest (sources[].drop_samples) and `prep show` point at.
     drop_samples: list[dict[str, Any]] = field(default_factory=list)
     _sampled: Counter[str] = field(default_factory=Counter)
+    # Rows whose message text spells added tokens the renderer encodes as ids, per literal, and
+    # in all (encode/special.py; counted under every special_tokens_in_content policy).
+    special_tokens: Counter[str] = field(default_factory=Counter)
+    special_token_rows: int = 0
 
     def drop(self, reason: str, raw: RawRow) -> None:
         """A row read fine that writes nothing (overlong, nothing trained, a tie): counted by reason."""
@@ -116,6 +120,12 @@ class UnitIO:
             else:
                 good.append(raw)
         return good
+
+    def count_special(self, found: Mapping[int, Sequence[str]]) -> None:
+        """Count the rows of a render's `special` ({row: literals}), each once per literal."""
+        for tokens in found.values():
+            self.special_token_rows += 1
+            self.special_tokens.update(tokens)
 
     def count_example(
         self, n_tokens: int, n_trained: int, truncated: bool, *, length: int | None = None

@@ -158,6 +158,10 @@ def write_pairs(
     flat = render_supervised_flat(
         io.renderer, io.encoder, convs, TrainOnWhat.LAST_ASSISTANT_MESSAGE
     )
+    pairs_found: dict[int, set[str]] = {}
+    for i, found in flat.special.items():  # a pair row counts once, with both sides' literals
+        pairs_found.setdefault(i // 2, set()).update(found)
+    io.count_special({k: sorted(v) for k, v in pairs_found.items()})
     batch = make_examples(
         flat.tokens,
         flat.weights,
