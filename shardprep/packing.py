@@ -222,8 +222,8 @@ class PackingPlan:
             return 0.0
         return float(np.corrcoef(np.arange(self.packs), visited)[0, 1])
 
-    def summary(self, seed: int = 0) -> dict[str, int | float]:
-        """What `prep show --pack` reports (JSON-ready)."""
+    def summary(self, seed: int = 0) -> dict[str, int | float | str]:
+        """What `prep show --pack` reports (JSON-ready); `plan` is the digest a loader state names."""
         return {
             "seq_len": self.seq_len,
             "packs": self.packs,
@@ -234,4 +234,5 @@ class PackingPlan:
             "positions_truncated": self.positions_truncated,
             "packs_lower_bound": self.packs_lower_bound,
             "position_bias": round(self.position_bias(seed), 4),
+            "plan": self.digest,
         }

@@ -35,6 +35,12 @@ def show(
         "--check-rows",
         help="Rows per split read for the mask health checks (0: all; default 50,000).",
     ),
+    pack: list[int] = typer.Option(
+        None,
+        "--pack",
+        help="Plan packing --split into packs of SEQ_LEN positions, as PackedLoader trains it "
+        "(repeatable): packs, efficiency, rows over length.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON for scripts."),
     html: Path = typer.Option(
         None, "--html", help="Also write a self-contained HTML page of the report here."
@@ -58,5 +64,6 @@ def show(
         seed=seed,
         tokenizer=tokenizer,
         check_rows=check_rows,
+        pack=list(pack) if pack else None,
     )
     emit_report(report, as_json=as_json, html=html)

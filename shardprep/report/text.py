@@ -392,6 +392,26 @@ def row_errors_text(errors: list[dict[str, Any]]) -> Text:
     return t
 
 
+def packing_table(packing: dict[str, Any] | list[dict[str, Any]]) -> Table:
+    """`prep show --pack`: the plan PackedLoader trains, one row per seq_len."""
+    plans = packing if isinstance(packing, list) else [packing]
+    t = Table(title=f"packing {plans[0]['split']} (best-fit decreasing; packs shuffled per epoch)")
+    for col in ("seq_len", "packs", "bound", "efficiency", "over length", "cut positions", "bias"):
+        t.add_column(col, justify="right")
+    for p in plans:
+        _add_row(
+            t,
+            _n(p["seq_len"]),
+            _n(p["packs"]),
+            _n(p["packs_lower_bound"]),
+            f"{100 * p['efficiency']:.2f}%",
+            _n(p["rows_over_length"]),
+            _n(p["positions_truncated"]),
+            f"{p['position_bias']:+.3f}",
+        )
+    return t
+
+
 def renderables(report: dict[str, Any], *, plain: bool) -> list[RenderableType]:
     out: list[RenderableType] = [header(report)]
     if report["splits"]:
@@ -405,6 +425,8 @@ def renderables(report: dict[str, Any], *, plain: bool) -> list[RenderableType]:
     ]
     if report["shards"]:
         out.append(shard_table(report))
+    if report.get("packing"):
+        out.append(packing_table(report["packing"]))
     if report.get("row_errors"):
         out.append(row_errors_text(report["row_errors"]))
     for row in report["rows"]:

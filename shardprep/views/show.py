@@ -18,7 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shardprep.encode.decode import Span, decode_spans
+from shardprep.encode.special import special_tokens_warning
 from shardprep.errors import ManifestError, ShardprepError
+from shardprep.packing import PackingPlan
+from shardprep.store.columns import numpy_view
 from shardprep.store.integrity import hash_problems, manifest_shards, shard_problems
 from shardprep.store.manifest import no_manifest_error, read_manifest
 from shardprep.store.storage import Output
@@ -115,6 +118,8 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
                 # Per-source reasons and truncations are recorded by newer builds only.
                 "dropped_by_reason": s.get("dropped_by_reason"),
                 "truncated": s.get("truncated"),
+                # Rows spelling control tokens in message text (newer builds only).
+                "special_tokens": s.get("special_tokens"),
                 # A few rows of each drop reason (source row, file, line); newer builds only.
                 "drop_samples": s.get("drop_samples") or {},
             }
@@ -133,6 +138,7 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
         "conformance": manifest.get("conformance"),
         "task_counters": manifest["stats"].get("task_counters", {}),
         "task_summary": manifest["stats"].get("task_summary"),
+        "special_tokens": manifest["stats"].get("special_tokens"),
     }
 
 
@@ -218,6 +224,38 @@ def scan_split(
     return {"checked": checked, "at_max_length": at_limit}
 
 
+def split_lengths(
+    output: Output, shards: list[dict[str, Any]], column: str = "length"
+) -> np.ndarray:
+    """A split's length column, shard by shard (only that column is read)."""
+    parts = []
+    for shard in shards:
+        with output.fs.open(output.path(shard["path"]), "rb") as f:
+            col = pq.read_table(f, columns=[column]).column(column).combine_chunks()
+        parts.append(numpy_view(col).astype(np.int64))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def packing_plans(
+    output: Output, manifest: dict[str, Any], split: str, seq_lens: list[int]
+) -> list[PackingPlan]:
+    """The plan `shardprep.torch.PackedLoader` trains for each seq_len (same lengths, same rules)."""
+    schema = shard_schema(manifest.get("schema", "sft/1"))
+    if schema.sequences != ("",):
+        raise ShardprepError(
+            f"--pack needs one token sequence per row (sft/1, pretrain/1); this build is {schema.id}"
+        )
+    bad = [s for s in seq_lens if s < 2]
+    if bad:
+        raise ShardprepError(f"--pack {bad[0]}: a pack holds at least 2 positions")
+    if split not in manifest["splits"]:
+        raise ShardprepError(
+            f"split {split!r} not in this build (has: {', '.join(manifest['splits'])})"
+        )
+    lengths = split_lengths(output, manifest["splits"][split]["shards"], schema.length_columns[0])
+    return [PackingPlan.build(lengths, s) for s in seq_lens]
+
+
 @contextlib.contextmanager
 def _shards_read(output: Output, manifest: dict[str, Any], url: str) -> Iterator[None]:
     """A shard that cannot be decoded is named, with its hash checked, instead of a crash."""
@@ -239,8 +277,11 @@ def inspect_build(
     tokenizer: str | None = None,
     check_rows: int | None = DEFAULT_CHECK_ROWS,
     storage_options: dict[str, Any] | None = None,
+    pack: list[int] | None = None,
 ) -> dict[str, Any]:
-    """The whole `prep show` report. `rows` (indices) or `sample` (K rows by `seed`) pick rows of `split`."""
+    """The whole `prep show` report. `rows` (indices) or `sample` (K rows by `seed`) pick rows of `split`.
+
+    `pack`: seq_lens to plan `split`'s packing for (`packing`: one summary, a list for several)."""
     output, manifest = open_build(url, storage_options)
     missing = shard_problems(output, manifest)  # one stat per shard: a damaged build says so first
     if missing:
@@ -293,11 +334,21 @@ def inspect_build(
         judges_masks=task.judges_masks,
         renderer=report["renderer"],
     ) + task.counter_warnings(report["task_counters"], manifest.get("recipe", {}))
+    special = special_tokens_warning(report["special_tokens"])
+    if special is not None:
+        report["warnings"].append(special)
 
     if split not in manifest["splits"]:
         raise ShardprepError(
             f"split {split!r} not in this build (has: {', '.join(manifest['splits'])})"
         )
+    if pack:
+        with _shards_read(output, manifest, url):
+            plans = [
+                {"split": split, **p.summary(seed)}
+                for p in packing_plans(output, manifest, split, pack)
+            ]
+        report["packing"] = plans[0] if len(plans) == 1 else plans
     n_rows = manifest["splits"][split]["rows"]
     if sample is not None:
         indices = sample_indices(n_rows, sample, seed)
