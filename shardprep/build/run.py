@@ -292,6 +292,7 @@ def _build_locked(
         unit_of_shard,
     )
     from shardprep.encode.conformance import mismatch_warning
+    from shardprep.encode.special import special_tokens_warning
     from shardprep.tasks.conformance import unit_share
 
     recipe, output = plan.recipe, plan.output
@@ -357,9 +358,11 @@ def _build_locked(
     task_warnings = TASKS[recipe.task].counter_warnings(
         manifest["stats"]["task_counters"], manifest["recipe"]
     )
+    special = special_tokens_warning(manifest["stats"]["special_tokens"])
     manifest["warnings"] = [
         *empty_warnings,
         *([mismatch] if mismatch is not None else []),
+        *([special] if special is not None else []),
         *task_warnings,
     ]
     if manifest["skipped_sample"]:
@@ -475,6 +478,7 @@ def _manifest(
 ) -> dict[str, Any]:
     from shardprep.build.units import encoder_record
     from shardprep.encode.conformance import merge_conformance
+    from shardprep.encode.special import special_tokens_record
     from shardprep.formats import normalizations
     from shardprep.tasks.base import DROP_SAMPLES_PER_REASON
 
@@ -497,8 +501,11 @@ def _manifest(
     }
     hist: Counter[int] = Counter()
     task_counters: Counter[str] = Counter()
+    special: dict[str, Counter[str]] = {s.resolved_name: Counter() for s in recipe.sources}
     for r in results:
         task_counters.update(r.counters)
+        special[r.source].update(r.special_tokens)
+        per_source[r.source]["special_token_rows"] += r.special_token_rows
         c = per_source[r.source]
         c["rows_read"] += r.rows_read
         c["examples"] += r.examples
@@ -553,6 +560,12 @@ def _manifest(
                     )
                 },
                 "dropped_by_reason": dict(sorted(by_reason[s.resolved_name].items())),
+                # Rows whose message text spells control tokens, per literal (encode/special.py).
+                "special_tokens": special_tokens_record(
+                    recipe.special_tokens_in_content,
+                    per_source[s.resolved_name]["special_token_rows"],
+                    special[s.resolved_name],
+                ),
                 # A few rows of each reason (source row, file, line): where to look.
                 "drop_samples": dict(sorted(samples[s.resolved_name].items())),
                 # What the format changed in rows before rendering (documented, deliberate).
@@ -568,6 +581,11 @@ def _manifest(
             "truncated": sum(r.truncated for r in results),
             "length_histogram": _histogram(hist),
             "task_counters": dict(sorted(task_counters.items())),
+            "special_tokens": special_tokens_record(
+                recipe.special_tokens_in_content,
+                sum(r.special_token_rows for r in results),
+                sum(special.values(), Counter()),
+            ),
             # Figures the task derives from its counters (sft per_turn: examples per conversation).
             **(
                 {"task_summary": summary}

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from shardprep.errors import RowError
@@ -286,3 +286,46 @@ def _all_added_escaped(tok: LoadedTokenizer) -> Any:
     copy = Tokenizer.from_str(json.dumps(data))
     copy.encode_special_tokens = True
     return copy
+
+
+# -- the record, as the manifest, the build summary and `prep show` give it ------------------------
+
+
+def special_tokens_record(policy: str, rows: int, tokens: Mapping[str, int]) -> dict[str, Any]:
+    """{policy, rows, tokens: {literal: rows}}: the manifest's stats and per-source record."""
+    return {
+        "policy": policy,
+        "rows": rows,
+        "tokens": dict(sorted(tokens.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
+
+
+def special_tokens_line(record: Mapping[str, Any] | None) -> str | None:
+    """One line naming the rows and literals and what the policy did; None when there are none."""
+    if not record or not record.get("rows"):
+        return None
+    tokens = ", ".join(f"{tok} {n:,}" for tok, n in (record.get("tokens") or {}).items())
+    done = {
+        "keep": "encoded as the control tokens themselves",
+        "escape": "escaped: encoded as plain text",
+        "refuse": f"refused as row errors ({SPECIAL_TOKEN_IN_CONTENT})",
+    }.get(str(record.get("policy")), "")
+    return (
+        f"{record['rows']:,} rows spell control tokens in their message text ({tokens}); {done} "
+        f"(special_tokens_in_content: {record.get('policy')})"
+    )
+
+
+def special_tokens_warning(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The build's warning under `keep` (the reference behaviour, which trains such a token
+    mid-message); `escape` and `refuse` were asked for, so they are reported, not warned."""
+    line = special_tokens_line(record)
+    if line is None or record is None or record.get("policy") != "keep":
+        return None
+    return {
+        "code": "special_tokens_in_content",
+        "message": line
+        + "; set special_tokens_in_content: escape to encode them as text, or refuse to skip the rows",
+        "count": record["rows"],
+        "tokens": record.get("tokens") or {},
+    }

@@ -163,6 +163,23 @@ def totals_line(report: dict[str, Any]) -> Text:
     )
 
 
+def special_tokens_text(report: dict[str, Any]) -> Text | None:
+    """Rows whose message text spells control tokens: the build's line, then one per source."""
+    from shardprep.encode.special import special_tokens_line
+
+    line = special_tokens_line(report.get("special_tokens"))
+    if line is None:
+        return None
+    t = Text("control tokens in message text\n", style="bold")
+    t.append(f"  {line}\n")
+    for s in report["sources"]:
+        rec = s.get("special_tokens") or {}
+        if rec.get("rows"):
+            tokens = ", ".join(f"{k} {v:,}" for k, v in rec.get("tokens", {}).items())
+            t.append(f"  {s['name']}: {rec['rows']:,} rows ({tokens})\n")
+    return t
+
+
 def _bar(count: int, top: int) -> str:
     eighths = round(_BAR_WIDTH * 8 * count / top) if top else 0
     full, rest = divmod(eighths, 8)
@@ -419,6 +436,7 @@ def renderables(report: dict[str, Any], *, plain: bool) -> list[RenderableType]:
     out += [
         source_table(report),
         totals_line(report),
+        *([special] if (special := special_tokens_text(report)) is not None else []),
         *([samples] if (samples := drop_samples_text(report)) is not None else []),
         Text(""),
         histogram(report["length_histogram"]),
