@@ -2,15 +2,21 @@
 
 Jinja's sandbox stops a template from reaching Python internals, not from looping for hours or
 building a string of gigabytes. This environment checks a deadline at every call, filter, `range`
-step and output chunk, and refuses, before building it, any value past the output bound: `*`,
-`+`, `%`, `**`, `~` (concatenation) and the padding/replacing filters and string methods.
+step, `for` loop step (over anything: a 100,000-character string looped in a loop is 10^10 steps)
+and output chunk, and refuses, before building it, any value past the output bound: `*`, `+`, `%`,
+`**`, `~` (concatenation), the widths and precisions inside `%` and `str.format` strings, `tojson`'s
+indent, and the padding/indenting/joining/replacing filters and string methods. The size is
+estimated from the arguments, never learned by building the value: a width of 3,000,000,000 would
+allocate gigabytes before any check after the fact could run.
 A real render takes well under a millisecond and writes at most a few MB.
 """
 
 from __future__ import annotations
 
+import re
+import string
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from jinja2 import nodes
@@ -24,6 +30,13 @@ MAX_OUTPUT_CHARS = 64_000_000
 _MAX_EXPONENT = 4096
 
 
+# One `%` conversion: `%%`, or key, flags, width (digits or `*`), precision (digits or `*`).
+_PERCENT_SPEC = re.compile(r"%(?:%|(?:\([^)]*\))?[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?)")
+_DIGITS = re.compile(r"\d+")
+# Filters and str methods whose numeric argument is the size of what they build.
+_WIDTH_NAMES = frozenset({"center", "ljust", "rjust", "zfill"})
+
+
 def _size(value: Any) -> int:
     """Characters of a string; a list's items weigh 64 each (a pointer plus a small object)."""
     if isinstance(value, str):
@@ -32,6 +45,18 @@ def _size(value: Any) -> int:
 
 
 class _BoundedCodeGenerator(CodeGenerator):
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        # Loops over strings, lists and dicts call nothing the sandbox sees; the iterable is
+        # wrapped for the one compile (the AST is left as it was).
+        # (Jinja allows no custom node types: the wrapper is a call of an environment method.)
+        original = node.iter
+        wrapper = nodes.EnvironmentAttribute("bounded_iter", lineno=original.lineno)
+        node.iter = nodes.Call(wrapper, [original], [], None, None, lineno=original.lineno)
+        try:
+            super().visit_For(node, frame)
+        finally:
+            node.iter = original
+
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         # The stock code joins at once; the parts' total is checked first.
         if frame.eval_ctx.volatile:
@@ -65,7 +90,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
                 yield value
 
         self.globals["range"] = bounded_range
-        self.filters = {name: self._bounded_filter(f) for name, f in self.filters.items()}
+        self.filters = {name: self.bounded_filter(name, f) for name, f in self.filters.items()}
 
     def start(self) -> None:
         self.deadline = time.monotonic() + MAX_RENDER_S
@@ -88,22 +113,128 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         if n > MAX_OUTPUT_CHARS:
             raise self.too_large()
 
+    def bounded_iter(self, iterable: Iterable[Any]) -> Iterator[Any]:
+        for i, value in enumerate(iterable):
+            if not i & 255:
+                self.check_time()
+            yield value
+
     def bounded_parts(self, parts: tuple[Any, ...]) -> tuple[Any, ...]:
         self.check_time()
         self.check_size(sum(len(p) if isinstance(p, str) else len(str(p)) for p in parts))
         return parts
 
-    def _check_args(self, value: Any, name: str, args: tuple[Any, ...]) -> None:
-        """Refuse before building: a width past the bound, or a replace that would grow past it."""
-        if any(isinstance(a, int) and a > MAX_OUTPUT_CHARS for a in args):
+    def _check_args(
+        self,
+        value: Any,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        *,
+        is_filter: bool,
+    ) -> None:
+        """Refuse before building: a width past the bound, or a value its arguments say would
+        grow past it. `value` is the string a method is called on, or a filter's input; `args`
+        and `kwargs` the rest."""
+        given = (*args, *kwargs.values())
+        if any(isinstance(a, int) and a > MAX_OUTPUT_CHARS for a in given):
             raise self.too_large()
+        n = _size(value)
         if name == "replace" and isinstance(value, str) and len(args) >= 2:
             old, new = str(args[0]), str(args[1])
             hits = len(value) + 1 if not old else value.count(old)
             self.check_size(len(value) + hits * len(new))
+        elif name in _WIDTH_NAMES:
+            self.check_size(n + sum(a for a in given if isinstance(a, int)))
+        elif name == "indent" and isinstance(value, str):
+            # Every line gets the indent (the filter's width: a count or a string).
+            width = args[0] if args else kwargs.get("width", 4)
+            w = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
+            self.check_size(n + (value.count("\n") + 1) * w)
+        elif name == "wordwrap" and isinstance(value, str):
+            # do_wordwrap(s, width, break_long_words, wrapstring, ...)
+            wrap = args[2] if len(args) > 2 else kwargs.get("wrapstring")
+            if isinstance(wrap, str):  # written between lines: at most one line per character
+                self.check_size(n + (n + 1) * len(wrap))
+        elif name == "expandtabs" and isinstance(value, str):
+            tab = args[0] if args else kwargs.get("tabsize", 8)
+            self.check_size(n + value.count("\t") * (tab if isinstance(tab, int) else 8))
+        elif name == "join":
+            # str.join: `value` is the separator and args[0] the items; the filter: the reverse.
+            if is_filter:
+                sep, items = (args[0] if args else kwargs.get("d", "")), value
+            else:
+                sep, items = value, (args[0] if args else ())
+            if isinstance(sep, str) and isinstance(items, (list, tuple)):
+                self.check_size(
+                    len(sep) * len(items) + sum(len(x) for x in items if isinstance(x, str))
+                )
+        elif name in ("format", "format_map") and isinstance(value, str):
+            # The `format` filter is `%` formatting; str.format the format mini-language.
+            if is_filter:
+                self.check_percent(value, dict(kwargs) or args)
+            else:
+                self._check_format(value, given)
+        elif name == "translate" and isinstance(value, str) and args:
+            if isinstance(args[0], Mapping):
+                lengths = (len(v) for v in args[0].values() if isinstance(v, str))
+                self.check_size(n * max(1, max(lengths, default=1)))
+        elif name == "tojson":
+            indent = args[1] if len(args) > 1 else kwargs.get("indent")
+            self._check_tojson(value, indent)
 
-    def _bounded_filter(self, f: Callable[..., Any]) -> Callable[..., Any]:
-        name = getattr(f, "__name__", "").removeprefix("do_")
+    def check_percent(self, fmt: str, args: Any) -> None:
+        """`fmt % args`: its widths and precisions (and `*` values) are characters it writes."""
+        items = args if isinstance(args, tuple) else (args,)
+        total = len(fmt) + sum(len(str(x)) for x in items)
+        star = False
+        for m in _PERCENT_SPEC.finditer(fmt):
+            for part in m.groups():
+                if part == "*":
+                    star = True
+                elif part:
+                    total += int(part)
+            if total > MAX_OUTPUT_CHARS:
+                raise self.too_large()
+        if star:
+            total += sum(abs(x) for x in items if isinstance(x, int))
+        self.check_size(total)
+
+    def _check_format(self, fmt: str, args: tuple[Any, ...]) -> None:
+        """`fmt.format(*args)`: the numbers in its format specs are characters it writes."""
+        total = len(fmt) + sum(len(str(x)) for x in args)
+        try:
+            fields = list(string.Formatter().parse(fmt))
+        except ValueError:
+            return  # str.format refuses it too, building nothing
+        for _, _, spec, _ in fields:
+            # Every number in a spec counts: width and precision are among them (a fill digit or
+            # a `0` flag only makes the estimate larger). A nested `{}` is an argument, checked
+            # above against the bound.
+            total += sum(int(d) for d in _DIGITS.findall(spec or ""))
+            if total > MAX_OUTPUT_CHARS:
+                raise self.too_large()
+        self.check_size(total)
+
+    def _check_tojson(self, value: Any, indent: Any) -> None:
+        width = len(indent) if isinstance(indent, str) else indent if isinstance(indent, int) else 0
+        if width <= 0:
+            return
+        # Indented JSON writes at most one line per value, each indented `depth * width`.
+        nodes_seen, depth, stack = 0, 0, [(value, 1)]
+        while stack:
+            item, d = stack.pop()
+            nodes_seen += 1
+            depth = max(depth, d)
+            if isinstance(item, Mapping):
+                stack.extend((v, d + 1) for v in item.values())
+            elif isinstance(item, (list, tuple)):
+                stack.extend((v, d + 1) for v in item)
+            if nodes_seen * depth * width > MAX_OUTPUT_CHARS:
+                raise self.too_large()
+
+    def bounded_filter(self, name: str, f: Callable[..., Any]) -> Callable[..., Any]:
+        """`f` as the filter `name`, checked like the built-in filters (add every filter so)."""
         # pass_context / pass_eval_context / pass_environment filters take that object first.
         first = 1 if hasattr(f, "jinja_pass_arg") else 0
         env = self
@@ -112,7 +243,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             env.check_time()
             plain = args[first:]
             if plain:
-                env._check_args(plain[0], name, tuple(plain[1:]) + tuple(kwargs.values()))
+                env._check_args(plain[0], name, tuple(plain[1:]), kwargs, is_filter=True)
             out = f(*args, **kwargs)
             env.check_size(_size(out))
             return out
@@ -124,9 +255,13 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         __self.check_time()
-        owner = getattr(__obj, "__self__", None)
+        # The sandbox hands out str.format / format_map wrapped (`__wrapped__` is the method).
+        owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
         if isinstance(owner, str):
-            __self._check_args(owner, getattr(__obj, "__name__", ""), args + tuple(kwargs.values()))
+            name = getattr(__obj, "__name__", "")
+            # Jinja's own bookkeeping (`_loop_vars`, `_block_vars`) is not the method's.
+            given = {k: v for k, v in kwargs.items() if not k.startswith("_")}
+            __self._check_args(owner, name, args, given, is_filter=False)
         out = super().call(__context, __obj, *args, **kwargs)
         __self.check_size(_size(out))
         return out
@@ -140,8 +275,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         elif operator == "+":
             self.check_size(_size(left) + _size(right))
         elif operator == "%" and isinstance(left, str):
-            args = right if isinstance(right, tuple) else (right,)
-            self.check_size(len(left) + sum(len(str(a)) for a in args))
+            self.check_percent(left, right)
         elif operator == "**" and isinstance(right, int) and right > _MAX_EXPONENT:
             raise self.too_large()
         return super().call_binop(context, operator, left, right)

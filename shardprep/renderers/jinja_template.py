@@ -104,7 +104,7 @@ class ChatTemplate:
         env = self._env = BoundedEnvironment(
             label=label, trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
         )
-        env.filters["tojson"] = _tojson
+        env.filters["tojson"] = env.bounded_filter("tojson", _tojson)
         env.globals["raise_exception"] = _raise_exception
         env.globals["strftime_now"] = _strftime_now
         try:

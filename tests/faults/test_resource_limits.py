@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -139,6 +141,76 @@ def test_template_render_is_bounded(name: str, short_limit: None, faults) -> Non
             [{"role": "user", "content": "hi"}]
         )
     assert time.monotonic() - t0 < 3
+
+
+# Issue 23 item 5: each renders in a child process with 1 GiB of address space and a 0.3 s render
+# limit. Before the fix the loop over a string's characters ran on (no call, filter or range
+# step to check the clock at), and each width, precision or indent below was built (3-5 GB) before
+# the output-size check ran: MemoryError under this limit.
+UNBOUNDED_BEFORE = {
+    "loops_over_a_string": (
+        "{% set s = 'x' * 100000 %}{% for c in s %}{% for d in s %}{% endfor %}{% endfor %}"
+    ),
+    "loops_over_a_list_with_loop_var": (
+        "{% set s = range(100000)|list %}{% for c in s %}{% for d in s %}{{ loop.index }}"
+        "{% endfor %}{% endfor %}"
+    ),
+    "percent_width": "{{ '%3000000000d' % 1 }}",
+    "percent_precision": "{{ '%.2000000000f' % 1.5 }}",
+    "percent_star_width": "{{ '%*d' % (3000000000, 1) }}",
+    "percent_named_width": "{{ '%(a)3000000000s' % {'a': 1} }}",
+    "format_filter_width": "{{ '%3000000000d'|format(1) }}",
+    "str_format_width": "{{ '{:>3000000000}'.format(1) }}",
+    "str_format_map_width": "{{ '{a:>3000000000}'.format_map({'a': 1}) }}",
+    "tojson_indent": "{{ messages|tojson(indent=200000000) }}",
+    "indent_filter": "{{ ('a\\n' * 1000)|indent(60000000) }}",
+    "join_separator": "{{ ('x' * 60000000).join(['a'] * 100) }}",
+    "join_filter_separator": "{{ (['a'] * 100)|join('x' * 60000000) }}",
+    "expandtabs": "{{ ('\\t' * 1000).expandtabs(60000000) }}",
+    "wordwrap_wrapstring": "{{ ('a ' * 1000)|wordwrap(1, wrapstring='y' * 60000000) }}",
+}
+
+_CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from shardprep.errors import RendererError
+from shardprep.renderers import jinja_limits
+from shardprep.renderers.jinja_template import ChatTemplate
+jinja_limits.MAX_RENDER_S = 0.3
+try:
+    ChatTemplate(sys.argv[1], label="chat template (test)").render([{"role": "user", "content": "hi"}])
+except RendererError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS bounds memory on Linux")
+@pytest.mark.parametrize("name", list(UNBOUNDED_BEFORE))
+def test_template_bound_is_checked_before_building(name: str, faults) -> None:
+    faults.bad_input()
+    res = subprocess.run(
+        [sys.executable, "-c", _CHILD, UNBOUNDED_BEFORE[name]],
+        capture_output=True,
+        text=True,
+        timeout=60,  # generous: the fixed render stops at 0.3 s; before, the loops ran for hours
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "MemoryError" not in res.stdout
+    assert "chat template (test) took longer" in res.stdout or (
+        "chat template (test) output would exceed" in res.stdout
+    ), res.stdout
+
+
+def test_bounds_leave_ordinary_formatting_alone() -> None:
+    t = ChatTemplate(
+        "{{ '%5d|%-3s|%.2f|%%' % (7, 'a', 1.5) }}{{ '{:>4}{}'.format('b', 2) }}{{ '%s'|format('c') }}"
+        "{{ messages|tojson(indent=2) }}{{ 'x\\ny'|indent(2) }}{{ ['p', 'q']|join(', ') }}"
+        "{% for ch in 'ab' %}{{ loop.index }}{{ ch }}{% endfor %}{{ 'a\\tb'.expandtabs(2) }}"
+    )
+    msgs = [{"role": "user", "content": "hi"}]
+    assert t.render(msgs) == (
+        "    7|a  |1.50|%   b2c" + json.dumps(msgs, indent=2) + "x\n  yp, q1a2ba b"
+    )
 
 
 def test_ordinary_template_is_untouched() -> None:
