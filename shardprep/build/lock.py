@@ -21,9 +21,9 @@ import uuid
 from collections.abc import Iterator
 from typing import IO, Any
 
-from shardprep.build.lock_store import LOCK_NAME, lock_store
+from shardprep.build.lock_store import lock_store
 from shardprep.errors import BuildError
-from shardprep.store.storage import Output
+from shardprep.store.storage import LOCK_NAME, Output
 
 HEARTBEAT_S = 30.0
 

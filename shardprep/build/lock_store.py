@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Protocol
 
-from shardprep.store.storage import Output
-
-LOCK_NAME = ".lock"
+from shardprep.store.storage import LOCK_NAME, Output
 
 
 class LockStore(Protocol):

@@ -214,24 +214,22 @@ def record_quick(
 
 
 def _clean_stale(output: Output, manifest: dict[str, Any]) -> None:
-    """Remove shard folders no manifest points to (a build killed right after its manifest was
-    placed leaves the previous one), when no other build holds the output."""
+    """Remove what a build made that the manifest no longer reads (a build killed right after its
+    manifest was placed leaves the previous folder, or the unit shards it merged; a killed worker
+    leaves temporaries), when no other build holds the output. Only what a build provably made
+    (store/ownership.py): the manifest can keep a folder, never name one to remove."""
+    from shardprep.store.ownership import OWNER_NAME, leftovers, remove_unreferenced
+    from shardprep.store.storage import SCRATCH_DIR
 
-    def stale(name: str, keep: str) -> bool:
-        return (name.startswith("data-") and name != keep) or name.startswith(".tmp-")
-
-    keep = manifest.get("data_dir")
-    if not isinstance(keep, str) or not any(stale(n, keep) for n in output.listdir()):
+    scratch = [n for n in output.listdir(SCRATCH_DIR) if n != OWNER_NAME] if output.is_local else []
+    if not scratch and not leftovers(output, manifest):
         return
     from shardprep.build.lock import build_lock
 
     try:
         with build_lock(output, wait_s=0):
             current = read_manifest(output)
-            keep = current.get("data_dir") if current else None
-            if isinstance(keep, str):
-                for name in output.listdir():
-                    if stale(name, keep):
-                        output.remove_tree(name)
+            if current is not None:
+                remove_unreferenced(output, current)
     except BuildError:
         return  # another build is writing here; it cleans up when it finishes

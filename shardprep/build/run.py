@@ -37,6 +37,14 @@ from shardprep.store.manifest import (
     read_manifest,
     write_manifest,
 )
+from shardprep.store.ownership import (
+    claim,
+    owns,
+    refuse_foreign,
+    remove_owned,
+    remove_unreferenced,
+    sweep_scratch,
+)
 from shardprep.store.storage import Output
 from shardprep.tasks import TASKS
 from shardprep.tokenizer import LoadedTokenizer, local_tokenizer_files, resolve_tokenizer_path
@@ -161,6 +169,8 @@ def plan_build(recipe: Recipe, base_dir: Path, *, recipe_file: str | None = None
     output = Output(
         resolve_path(recipe.output, base_dir), storage_options=recipe.output_storage_options
     )
+    refuse_foreign(output)  # before the lock file or anything else is written there
+    _refuse_inputs_in_output(output, source_files)
     return Plan(
         recipe,
         base_dir,
@@ -173,6 +183,38 @@ def plan_build(recipe: Recipe, base_dir: Path, *, recipe_file: str | None = None
         parts,
         quick_probe(recipe, base_dir, recipe_file),
     )
+
+
+def _refuse_inputs_in_output(output: Output, source_files: dict[str, list[dict[str, Any]]]) -> None:
+    """A source whose files lie inside the output folder (a glob that matches the build's own
+    shards or skipped sample) would read what the build writes and remove."""
+    import os
+
+    if output.is_local:
+        root = os.path.realpath(output.root) + os.sep
+        inside = [
+            (name, str(f["uri"]))
+            for name, files in source_files.items()
+            for f in files
+            if "://" not in str(f["uri"]) and os.path.realpath(str(f["uri"])).startswith(root)
+        ]
+    else:
+        prefix = output.url.rstrip("/") + "/"
+        inside = [
+            (name, str(f["uri"]))
+            for name, files in source_files.items()
+            for f in files
+            if str(f["uri"]).startswith(prefix)
+        ]
+    if inside:
+        name, uri = inside[0]
+        more = f" and {len(inside) - 1} more" if len(inside) > 1 else ""
+        err = BuildError(
+            f"source {name!r} reads {uri}{more}, inside the output {output.url}: a build never "
+            "reads its own output folder (its shards, its skipped sample)"
+        )
+        err.hint = "narrow the source's `path:` glob, or choose an `output:` outside the inputs"
+        raise err
 
 
 def _prefetch_encoder(recipe: Recipe, base_dir: Path) -> None:
@@ -224,7 +266,7 @@ def build(
         output = Output(
             resolve_path(recipe.output, base_dir), storage_options=recipe.output_storage_options
         )
-        existing = read_manifest(output)
+        existing = _current_manifest(output, force=False)
         probe = quick_probe(recipe, base_dir, recipe_file)
         if existing is not None and existing.get("quick_key") and probe is not None:
             files = _source_identities(recipe, _open_sources(recipe, base_dir))[0]
@@ -243,7 +285,7 @@ def build(
 
     plan = plan_build(recipe, base_dir, recipe_file=recipe_file)
     output = plan.output
-    existing = read_manifest(output)
+    existing = _current_manifest(output, force=force)
     if (
         existing is not None
         and existing.get("fingerprint") == plan.fingerprint
@@ -260,7 +302,7 @@ def build(
         return up_to_date(output, existing)
     with build_lock(output, wait_s=lock_wait_s):
         # Another build may have finished while we waited for the lock.
-        existing = read_manifest(output)
+        existing = _current_manifest(output, force=force)
         if (
             existing is not None
             and existing.get("fingerprint") == plan.fingerprint
@@ -271,6 +313,10 @@ def build(
         if existing is not None and any(
             s["path"].startswith(plan.data_dir + "/") for s in manifest_shards(existing)
         ):
+            plan.rebuild_tag = f"-{uuid.uuid4().hex[:8]}"
+        elif output.listdir(plan.data_dir) and not owns(output, plan.data_dir):
+            # A folder of that name this version did not make (an older build's): never written
+            # into, never removed; the build goes beside it.
             plan.rebuild_tag = f"-{uuid.uuid4().hex[:8]}"
         return _build_locked(plan, force=force, progress=progress or _NoProgress(), engine=runner)
 
@@ -297,13 +343,14 @@ def _build_locked(
 
     recipe, output = plan.recipe, plan.output
     started = time.monotonic()
-    for name in output.listdir():
-        if name.startswith(".tmp-"):
-            output.remove_tree(name)  # scratch files of a killed build; never referenced
+    sweep_scratch(output)  # temporaries of a killed build; never referenced
     units = plan_units(recipe, plan.sources)
     _refuse_empty_sources(recipe, units)
+    # The owner record goes in before any data: cleanup removes only folders that hold it.
+    claim(output, plan.data_dir)
     done = load_done(output, plan.data_dir)
     todo = [u for u in units if u.index not in done]
+    input_check = _InputCheck(plan, todo)
     ctx = UnitContext(
         recipe=recipe,
         base_dir=plan.base_dir,
@@ -319,6 +366,7 @@ def _build_locked(
     results = dict(done)
 
     def on_done(res: UnitResult) -> None:
+        input_check.unit_done(res.index)
         results[res.index] = res
         progress.advance(res.rows_read, res.tokens)
         units_done = getattr(progress, "units", None)  # optional: sinks that show units done
@@ -330,14 +378,18 @@ def _build_locked(
     engine.start(ctx, todo)  # a pool forks here, before the progress display runs a thread
     try:
         progress.start(total_rows, done_rows=sum(u.kept for u in units if u.index in done))
-        engine.run(ctx, todo, on_done)
+        try:
+            engine.run(ctx, todo, on_done)
+        except ShardprepError as exc:
+            input_check.check_all()
+            raise exc
     finally:
         progress.finish()
     ordered = [results[u.index] for u in units]
     manifest = _manifest(plan, ordered, elapsed=time.monotonic() - started, resumed=len(done))
     if ordered and not any(manifest["splits"][s]["rows"] for s in manifest["splits"]):
         reasons = ", ".join(f"{k} {v}" for k, v in manifest["stats"]["dropped"].items())
-        output.remove_tree(plan.data_dir)
+        remove_owned(output, plan.data_dir)
         raise BuildError(
             f"no examples: all {manifest['stats']['rows_read']} rows were dropped ({reasons}); "
             "check train_on, max_length and the data"
@@ -402,12 +454,76 @@ def _build_locked(
     write_manifest(output, manifest)
     for rel in replaced:
         output.fs.rm(output.path(rel))  # merged into the manifest's shards
-    for name in output.listdir():
-        if name.startswith("data-") and name != plan.data_dir:
-            output.remove_tree(name)  # the previous build, now unreferenced
-        elif name.startswith(".tmp-"):
-            output.remove_tree(name)  # scratch of a worker killed mid-unit (its unit was redone)
+    # The previous build (now unreferenced) and scratch of a worker killed mid-unit: only what a
+    # build provably made (store/ownership.py), never by name.
+    remove_unreferenced(output, manifest)
     return BuildResult("built", output.url, manifest, resumed_units=len(done))
+
+
+class _InputCheck:
+    """Each input file's identity taken again when its last unit of this run finishes: a file
+    rewritten, truncated or replaced while the build read it would give shards of old and new rows
+    under the identity recorded before (and the fingerprint of a file that no longer exists)."""
+
+    def __init__(self, plan: Plan, units: list[WorkUnit]) -> None:
+        import os
+
+        self._plan = plan
+        self._units_left: Counter[tuple[int, str]] = Counter()
+        self._unit_file: dict[int, tuple[int, str]] = {}
+        self._planned: dict[tuple[int, str], dict[str, Any]] = {}
+        for si, src in enumerate(plan.recipe.sources):
+            if not src.path:
+                continue  # a Hub source is pinned to its resolved commit
+            for ident in plan.source_files[src.resolved_name]:
+                uri = str(ident.get("uri"))
+                self._planned[(si, os.path.normpath(uri) if "://" not in uri else uri)] = ident
+        for u in units:
+            key = (u.source, os.path.normpath(u.file) if "://" not in u.file else u.file)
+            if key in self._planned:
+                self._unit_file[u.index] = key
+                self._units_left[key] += 1
+
+    def unit_done(self, index: int) -> None:
+        key = self._unit_file.get(index)
+        if key is None:
+            return
+        self._units_left[key] -= 1
+        if not self._units_left[key]:
+            self._check(key)
+
+    def check_all(self) -> None:
+        """After a unit failed: an input that changed under it is the cause to report (a row cut
+        in half by a truncation reads as malformed JSON)."""
+        for key in self._planned:
+            self._check(key)
+
+    def _check(self, key: tuple[int, str]) -> None:
+        from shardprep.sources.paths import file_identity
+
+        planned = self._planned[key]
+        src = self._plan.recipe.sources[key[0]]
+        try:
+            now = file_identity(str(planned["uri"]), src.storage_options)
+        except ShardprepError:
+            now = {"uri": planned["uri"], "missing": True}
+        if {k: v for k, v in now.items() if k != "uri"} != {
+            k: v for k, v in planned.items() if k != "uri"
+        }:
+            raise BuildError(
+                f"input {planned['uri']} (source {src.resolved_name!r}) changed while the build "
+                f"read it ({_identity_change(planned, now)}); its rows would mix two versions. "
+                "Run the build again once the file stays unchanged"
+            )
+
+
+def _identity_change(before: dict[str, Any], after: dict[str, Any]) -> str:
+    if after.get("missing"):
+        return "it is gone"
+    changed = [
+        k for k in sorted(set(before) | set(after)) if k != "uri" and before.get(k) != after.get(k)
+    ]
+    return ", ".join(f"{k} {before.get(k)!r} -> {after.get(k)!r}" for k in changed[:3])
 
 
 def _refuse_empty_sources(recipe: Recipe, units: list[WorkUnit]) -> None:
@@ -419,6 +535,21 @@ def _refuse_empty_sources(recipe: Recipe, units: list[WorkUnit]) -> None:
         raise BuildError(
             f"source {names} {NO_ROWS}" if len(empty) == 1 else f"sources {names}: each {NO_ROWS}"
         )
+
+
+def _current_manifest(output: Output, *, force: bool) -> dict[str, Any] | None:
+    """The output's manifest; a damaged one (not JSON, a field a build never writes, a `data_dir`
+    that disagrees with its shards) stops a plain build with the way out, and is rebuilt over by
+    `--force` (as if there were none: nothing it names is kept or removed)."""
+    from shardprep.errors import ManifestError
+
+    try:
+        return read_manifest(output)
+    except ManifestError as exc:
+        if force:
+            return None
+        exc.hint = "`prep build RECIPE --force` builds it again and replaces the damaged manifest"
+        raise
 
 
 def _empty_sources(manifest: dict[str, Any], *, allow: bool) -> list[dict[str, Any]]:

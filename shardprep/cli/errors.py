@@ -33,7 +33,9 @@ _NEXT_STEP: dict[type[ShardprepError], str] = {
     SourceError: "check the source `path:` in the recipe (relative paths resolve against the recipe's folder)",
     TokenizerError: "point `tokenizer:` at the model's tokenizer.json or folder, matching the renderer",
     UnknownRendererError: "`prep renderers` lists the renderer names",
-    ManifestError: "rebuild with `prep build RECIPE`",
+    # A plain `prep build` trusts shards of their recorded size (it reads no shard's bytes), so
+    # damage that `show`, `verify` or the reader found is rebuilt with --force.
+    ManifestError: "`prep verify BUILD` names what is damaged; `prep build RECIPE --force` builds it again",
     BuildError: "see the message above",
 }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import posixpath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ESCAPES = "@escapes:"  # marks the path check's message, reported before any other problem
 
@@ -103,6 +103,23 @@ class Manifest(_Entry):
     warnings: list[dict[str, Any]] = []
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _shards_in_data_dir(self) -> Manifest:
+        """`data_dir` names the one top-level folder every listed shard is in: a manifest that
+        says otherwise is not one a build wrote (and cleanup keeps what either names)."""
+        d = self.data_dir
+        if d is None:
+            return self
+        if not d or "/" in d or "\\" in d or d in (".", "..") or "://" in d:
+            raise ValueError(f"data_dir {d!r} is not a folder of the build")
+        for split, info in self.splits.items():
+            for shard in info.shards:
+                if posixpath.dirname(posixpath.normpath(shard.path)) != d:
+                    raise ValueError(
+                        f"shard {shard.path!r} (split {split!r}) is not in data_dir {d!r}"
+                    )
+        return self
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=False)

@@ -20,6 +20,12 @@ from typing import Any
 
 from shardprep.errors import BuildError
 
+# The folder of a local output's temporary files (a file being written before its rename). It is
+# claimed with an owner record like a data folder (store/ownership.py), so that only a build's own
+# temporaries are ever swept: nothing of the user's beside it.
+SCRATCH_DIR = ".shardprep-tmp"
+LOCK_NAME = ".lock"  # the build lock (build/lock.py): a local flock file, an object elsewhere
+
 # fsspec's own split (fsspec.utils.get_protocol): the protocol ends at the first "::" or "://".
 _PROTOCOL_END = re.compile(r"(\:\:|\://)")
 
@@ -69,6 +75,7 @@ class Output:
         else:
             root, self.is_local = local, True
         self.root = root.rstrip("/")
+        self._scratch_claimed = False
 
     @cached_property
     def fs(self) -> Any:
@@ -99,12 +106,16 @@ class Output:
         self.fs.makedirs(self.path(rel), exist_ok=True)
 
     def local_tempfile(self, name: str) -> str:
-        """A fresh path for a file about to be placed: beside the output when local (rename is
-        atomic; a killed writer's `.tmp-*` is swept by the next build), else in the system's
-        temporary folder. A file, not a folder per file: one unit writes several."""
+        """A fresh path for a file about to be placed: in the output's own scratch folder when
+        local (rename is atomic; a killed writer's file is swept by the next build), else in the
+        system's temporary folder. A file, not a folder per file: one unit writes several."""
         if self.is_local:
-            self.makedirs()
-            return os.path.join(self.root, f".tmp-{uuid.uuid4().hex[:16]}-{name}")
+            if not self._scratch_claimed:
+                from shardprep.store.ownership import claim
+
+                claim(self, SCRATCH_DIR)
+                self._scratch_claimed = True
+            return os.path.join(self.root, SCRATCH_DIR, f"{uuid.uuid4().hex[:16]}-{name}")
         fd, path = tempfile.mkstemp(prefix="shardprep-", suffix=f"-{name}")
         os.close(fd)
         return path

@@ -8,6 +8,7 @@ with exactly the rows of an uninterrupted one and no stale shard folders."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -22,6 +23,8 @@ import pytest
 
 from shardprep.build.run import build
 from shardprep.recipe import load_recipe
+from shardprep.store.ownership import OWNER_NAME
+from shardprep.store.storage import SCRATCH_DIR
 from shardprep.views.verify import verify_build
 
 from ._project import jsonl_bytes, write_recipe
@@ -180,11 +183,18 @@ def test_stale_folder_left_by_a_kill_after_the_manifest_is_cleaned(
     built: Any, tmp_path: Path, faults
 ) -> None:
     recipe, out = _copy(built, tmp_path)
-    # What a kill between placing the new manifest and removing the old folder leaves behind.
-    shutil.copytree(out / _data_dirs(out)[0], out / "data-0123456789ab")
-    (out / ".tmp-killed").mkdir()
+    # What a kill between placing the new manifest and removing the old folder leaves behind:
+    # the previous build's folder (with the owner record it was made with) and a temporary file.
+    old = out / "data-0123456789ab"
+    shutil.copytree(out / _data_dirs(out)[0], old)
+    (old / OWNER_NAME).write_text(json.dumps({"made_by": "shardprep", "folder": old.name}))
+    (out / SCRATCH_DIR / "0123-killed.parquet").write_bytes(b"half a shard")
+    # Beside them, what no build made: never removed, whatever its name.
+    (out / ".tmp-notes").write_text("mine")
+    shutil.copytree(out / _data_dirs(out)[0], out / "data-fedcba987654")  # a user's copy
     faults.fault()
     res = build(*load_recipe(recipe))
     assert res.status == "up_to_date"
-    assert _data_dirs(out) == [res.manifest["data_dir"]]
-    assert not list(out.glob(".tmp-*"))
+    assert _data_dirs(out) == sorted([res.manifest["data_dir"], "data-fedcba987654"])
+    assert os.listdir(out / SCRATCH_DIR) == [OWNER_NAME]
+    assert (out / ".tmp-notes").read_text() == "mine"

@@ -3,6 +3,7 @@ Arrow columns that the build reads them back with."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from shardprep.store.columns import flat_lists, int32_lists, numeric_array, numpy_view
+from shardprep.store.ownership import OWNER_NAME
 from shardprep.store.shards import _leaf_paths, place_shard, write_parquet
-from shardprep.store.storage import Output, sha256_file
+from shardprep.store.storage import SCRATCH_DIR, Output, sha256_file
 
 
 def _table() -> pa.Table:
@@ -78,7 +80,8 @@ def test_place_shard_reports_the_placed_files_size_and_hash(tmp_path: Path) -> N
     size, digest = place_shard(out, _table(), "data/x-0000.parquet", 1024)
     placed = tmp_path / "out" / "data" / "x-0000.parquet"
     assert size == placed.stat().st_size and digest == sha256_file(str(placed))
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["data"]  # no scratch left
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [SCRATCH_DIR, "data"]
+    assert os.listdir(tmp_path / "out" / SCRATCH_DIR) == [OWNER_NAME]  # no scratch left
 
 
 def test_numpy_view_shares_memory_and_honours_slices() -> None:
