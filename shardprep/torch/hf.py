@@ -16,7 +16,7 @@ a weight > 0 as trained, weighted 1 by the model's mean over trained tokens. Pre
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -120,3 +120,67 @@ class HFCollate:
             casting="unsafe",
         )
         return batch
+
+
+def hf_packed_inputs(batch: dict[str, Any], *, varlen: bool = False) -> dict[str, Any]:
+    """A PackedLoader batch -> the keyword arguments of a HF causal LM's forward, padding-free.
+
+    `input_ids`, `labels`, `position_ids` and no attention_mask: transformers then reads the
+    sequence boundaries from position_ids restarting at 0 and builds a block-causal mask (sdpa,
+    eager, flex; CPU or GPU), so no row attends to another in its pack. `varlen=True` gives the
+    flash-attention form instead: the batch flattened to [1, batch x seq_len] (a pack's first label
+    is -100, so nothing crosses packs) with `cu_seq_lens_q/k` and `max_length_q/k` for the varlen
+    kernels (transformers' names; PackedLoader's cu_seqlens already cover the flattened batch).
+    """
+    keys = ("input_ids", "labels", "position_ids")
+    missing = [k for k in keys if k not in batch]
+    if missing:
+        raise ValueError(
+            f"not a PackedLoader batch with labels (missing {missing}); build the loader with "
+            "fractional='refuse' or 'as_trained', not None"
+        )
+    out = {k: batch[k] for k in keys}
+    if varlen:
+        out = {k: v.reshape(1, -1) for k, v in out.items()}
+        out["cu_seq_lens_q"] = out["cu_seq_lens_k"] = batch["cu_seqlens"]
+        out["max_length_q"] = out["max_length_k"] = int(batch["max_seqlen"])
+    return out
+
+
+class HFPackedBatches:
+    """A PackedLoader as the train dataloader of HF `Trainer` (see `hf_trainer.PackedTrainer`).
+
+    Yields `hf_packed_inputs` of each batch; `len()` is the loader's steps per epoch and `set_epoch`
+    is forwarded, as Trainer expects of a dataloader. Trainer resumes mid-epoch by skipping the
+    steps already trained: `skip(n)` moves the loader's global position there instead of reading
+    them (the stream depends on seed and epoch only, so the position is exact).
+    """
+
+    def __init__(self, loader: Any, *, varlen: bool = False) -> None:
+        self.loader = loader
+        self.varlen = varlen
+        self._skip = 0
+
+    @property
+    def dataset(self) -> Any:
+        return self.loader.dataset
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+        if self._skip:
+            state = self.loader.state_dict()
+            state["position"] = self._skip * self.loader.global_batch
+            self.loader.load_state_dict(state)
+            self._skip = 0
+
+    def skip(self, steps: int) -> HFPackedBatches:
+        """Start the next epoch `set_epoch` names `steps` steps in (Trainer's mid-epoch resume)."""
+        self._skip = int(steps)
+        return self
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for batch in self.loader:
+            yield hf_packed_inputs(batch, varlen=self.varlen)

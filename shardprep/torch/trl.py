@@ -39,7 +39,7 @@ from shardprep.errors import ShardprepError
 from shardprep.store.manifest import read_manifest
 from shardprep.store.storage import Output
 from shardprep.torch.dataset import ShardDataset
-from shardprep.torch.hf import Fractional, hf_example
+from shardprep.torch.hf import Fractional, check_fractional, hf_example
 
 if TYPE_CHECKING:
     import datasets
@@ -110,13 +110,8 @@ def dpo_pair(row: dict[str, Any], *, fractional: Fractional = "refuse") -> dict[
         trained = weights > 0
         if not trained.any():
             raise ValueError(f"{where}: the {side} side has no trained token")
-        if fractional == "refuse" and not np.isin(weights, (0.0, 1.0)).all():
-            odd = float(weights[~np.isin(weights, (0.0, 1.0))][0])
-            raise ValueError(
-                f"{where}: {side} loss weight {odd:g} (not 0 or 1): TRL's completion mask can only "
-                'mark a token trained or not; pass fractional="as_trained" to train every token with '
-                "a weight > 0 at weight 1"
-            )
+        if fractional == "refuse":
+            check_fractional(weights, f"{row.get('index', '?')} ({side})")
         first = int(np.argmax(trained))  # target index of the first trained token
         if not trained[first:].all():
             raise ValueError(

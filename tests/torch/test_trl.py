@@ -210,7 +210,7 @@ def test_dpo_pair_layout_and_refusals() -> None:
         dpo_pair(_pair([0, 0, 1, 1], [0, 1, 1, 1]))
     with pytest.raises(ValueError, match="row 7: the rejected side has no trained token"):
         dpo_pair(_pair([0, 0, 1, 1], [0, 0, 0, 0]))
-    with pytest.raises(ValueError, match=r"row 7: chosen loss weight 0\.5.*as_trained"):
+    with pytest.raises(ValueError, match=r"row 7 \(chosen\) has loss weight 0\.5.*as_trained"):
         dpo_pair(_pair([0, 0, 0.5, 0.5], [0, 0, 1, 1]))
     frac = dpo_pair(_pair([0, 0, 0.5, 0.5], [0, 0, 1, 1]), fractional="as_trained")
     assert frac["chosen_ids"].tolist() == [4, 5]
