@@ -65,18 +65,65 @@ def rendered_texts(
     return out
 
 
+# Characters a terminal shows as nothing (or as a plain space) in a changed line, and how a diff
+# shows them: two lines that differ only there would otherwise print the same.
+_SHOWN = {"\t": "→", "\r": "␍", "\u00a0": "⍽"}
+_CONTEXT = 24  # characters shown either side of the first difference
+
+
+def _visible(line: str) -> str:
+    """A changed diff line with its whitespace and invisible characters made visible."""
+    body = line[:-1] if line.endswith("\n") else line
+    out = []
+    for ch in body:
+        if ch in _SHOWN:
+            out.append(_SHOWN[ch])
+        elif ch != " " and (not ch.isprintable() or ch.isspace()):
+            out.append(f"\\u{ord(ch):04x}")  # zero-width, other spaces, controls
+        else:
+            out.append(ch)
+    text = "".join(out)
+    stripped = text.rstrip(" ")
+    text = stripped + "·" * (len(text) - len(stripped))  # trailing spaces
+    if line.endswith("\n"):
+        return text + "\n"
+    return text + "\n\\ No newline at end of file\n"
+
+
+def first_difference_line(expected: str, got: str) -> str:
+    """Where the two texts first differ (line, column, and both sides there, escaped): what a
+    reader needs when the changed lines differ only in whitespace."""
+    i = next(
+        (k for k, (a, b) in enumerate(zip(expected, got, strict=False)) if a != b),
+        min(len(expected), len(got)),
+    )
+    line = expected.count("\n", 0, i) + 1
+    column = i - (expected.rfind("\n", 0, i) + 1) + 1
+    lo = max(0, i - _CONTEXT)
+
+    def near(text: str) -> str:
+        part = text[lo : i + _CONTEXT]
+        return ("…" if lo else "") + repr(part) + ("…" if i + _CONTEXT < len(text) else "")
+
+    return (
+        f"first difference at line {line}, column {column}: chat_template {near(expected)}, "
+        f"renderer {near(got)}\n"
+    )
+
+
 def unified_diff(expected: str, got: str, *, max_lines: int = MAX_DIFF_LINES) -> str:
-    lines = list(
-        difflib.unified_diff(
+    lines = [
+        _visible(line) if line[:1] in "-+" and not line.startswith(("---", "+++")) else line
+        for line in difflib.unified_diff(
             expected.splitlines(keepends=True),
             got.splitlines(keepends=True),
             fromfile="chat_template",
             tofile="renderer",
         )
-    )
+    ]
     if len(lines) > max_lines:
         lines = [*lines[:max_lines], f"... ({len(lines) - max_lines} more diff lines)\n"]
-    return "".join(lines)
+    return "".join(lines) + first_difference_line(expected, got)
 
 
 class ConformanceCheck:
@@ -137,7 +184,9 @@ class ConformanceCheck:
             if expected.rstrip() == text.rstrip():
                 self.identical += 1
             else:
-                self._note(index, unified_diff(expected, text))
+                # The diff leaves out that trailing whitespace too, or its last lines would
+                # print as a -/+ pair that looks the same.
+                self._note(index, unified_diff(expected.rstrip() + "\n", text.rstrip() + "\n"))
 
     def _note(self, index: int, diff: str) -> None:
         if self.first_difference is None:
@@ -176,6 +225,13 @@ KNOWN_DIFFERENCES: dict[str, str] = {
 }
 
 
+HF_TEMPLATE_CAVEAT = (
+    "renderer hf_template renders that template itself but refuses each row it cannot split into "
+    "per-message tokens (reason renderer_error; often multi-turn or tool-call rows), so it may "
+    "build fewer rows: compare `prep preview` with each renderer before switching"
+)
+
+
 def mismatch_warning(conformance: dict[str, Any] | None, renderer: str) -> dict[str, Any] | None:
     """The `template_mismatch` warning for a conformance record, or None when every row matched.
 
@@ -192,9 +248,11 @@ def mismatch_warning(conformance: dict[str, Any] | None, renderer: str) -> dict[
     )
     known = KNOWN_DIFFERENCES.get(renderer)
     if known:
-        message += f" (known: {known}; renderer hf_template renders the model's own template)"
-    else:
-        message += " (renderer hf_template renders the model's own template)"
+        message += f" (known: {known})"
+    if renderer != "hf_template":
+        # Not a plain "use hf_template": it builds only the rows whose template output splits
+        # into per-message tokens, and skips the others (often multi-turn or tool-call rows).
+        message += f"; {HF_TEMPLATE_CAVEAT}"
     first = conformance.get("first_difference") or {}
     return {
         "code": "template_mismatch",

@@ -29,7 +29,7 @@ dl.meta dt { color: #6e6e73; } dl.meta dd { margin: 0; font-family: ui-monospace
 .legend span { padding: 0 6px; margin-right: 8px; }
 .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 10px; }
 .pair h4 { margin: 4px 0; font-size: 14px; } .pair .chosen h4 { color: #1a7f37; } .pair .rejected h4 { color: #b31d28; }
-pre.diff { background: #f6f8fa; padding: 8px; overflow-x: auto; }
+pre.diff { background: #f6f8fa; padding: 8px; white-space: pre-wrap; overflow-wrap: anywhere; }
 .del { color: #b31d28; background: #ffeef0; } .add { color: #22863a; background: #f0fff4; }
 svg text { font: 11px system-ui, sans-serif; fill: #444; }
 """

@@ -134,3 +134,104 @@ def test_dpo_histogram_buckets_the_longer_side(tmp_path: Path) -> None:
     assert sum(report["length_histogram"]["counts"]) == len(chosen)
     text = invoke("show", str(tmp_path / "out")).output
     assert "33–64" in text and "65–128" not in text
+
+
+# --- items 2, 3 and 7: the template check shows the real difference and a hint that holds -----
+
+
+@pytest.fixture(scope="module")
+def spaced_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A recipe whose tokenizer's chat_template writes one space the qwen3 renderer does not:
+    `<|im_start|>user \\n` (the kind of difference a diff prints as two equal-looking lines)."""
+    import shutil
+
+    import yaml
+
+    tmp = tmp_path_factory.mktemp("spaced")
+    tok = tmp / "tok"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "tokenizers" / "qwen3", tok)
+    config = json.loads((tok / "tokenizer_config.json").read_text())
+    user_header = "'<|im_start|>' + message.role + '\\n' + message.content"
+    assert user_header in config["chat_template"]
+    config["chat_template"] = config["chat_template"].replace(
+        user_header, user_header.replace("'\\n'", "' \\n'"), 1
+    )
+    (tok / "tokenizer_config.json").write_text(json.dumps(config))
+    recipe = {
+        "name": "spaced",
+        "output": str(tmp / "out"),
+        "tokenizer": str(tok),
+        "renderer": "qwen3",
+        "sources": [
+            {
+                "name": "alpaca",
+                "path": str(ROOT / "demo/data/alpaca_en_demo.slice.json"),
+                "format": "alpaca",
+            }
+        ],
+        "workers": 1,
+    }
+    (tmp / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    return tmp / "recipe.yaml"
+
+
+def test_template_difference_shows_whitespace_and_a_hint_that_holds(spaced_template: Path) -> None:
+    res = invoke("preview", str(spaced_template), "-n", "2")
+    assert res.exit_code == 0, res.output
+    text = res.output
+    # The changed lines differ where a reader can see it, and the place is named.
+    minus = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("-<|im_start|>user")]
+    plus = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("+<|im_start|>user")]
+    assert minus and plus and minus[0][1:] != plus[0][1:]
+    assert minus[0] == "-<|im_start|>user·"
+    flat = " ".join(text.split())
+    assert "first difference at line 1, column 17: chat_template '<|im_start|>user \\n" in flat
+    assert "No newline" not in text  # the end-of-text whitespace the check ignores is not shown
+    # The hint says what hf_template would refuse instead of promising the same rows.
+    assert "[template_mismatch]" in flat
+    assert "hf_template renders that template itself but refuses each row" in flat
+    assert "compare `prep preview` with each renderer before switching" in flat
+
+    report = json.loads(invoke("preview", str(spaced_template), "-n", "2", "--json").output)
+    (warning,) = [w for w in report["warnings"] if w["code"] == "template_mismatch"]
+    assert "refuses each row it cannot split" in warning["message"]
+    diff = report["conformance"]["first_difference"]["diff"]
+    assert "-<|im_start|>user·\n" in diff and "\n+<|im_start|>user\n" in diff
+    changed = [ln for ln in diff.splitlines()[2:] if ln[:1] in "-+"]
+    assert changed == ["-<|im_start|>user·", "+<|im_start|>user"]  # only the line that differs
+
+
+def test_html_diff_lines_wrap(spaced_template: Path, tmp_path: Path) -> None:
+    from html.parser import HTMLParser
+
+    page = tmp_path / "report.html"
+    res = invoke("preview", str(spaced_template), "-n", "2", "--html", str(page))
+    assert res.exit_code == 0, res.output
+    html = page.read_text()
+
+    class Styles(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.css, self.diff, self._where = "", "", ""
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "style" or (tag == "pre" and ("class", "diff") in attrs):
+                self._where = tag
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == self._where:
+                self._where = ""
+
+        def handle_data(self, data: str) -> None:
+            if self._where == "style":
+                self.css += data
+            elif self._where == "pre":
+                self.diff += data
+
+    parsed = Styles()
+    parsed.feed(html)
+    rule = parsed.css.split("pre.diff", 1)[1].split("}", 1)[0]
+    assert "white-space: pre-wrap" in rule and "overflow-wrap: anywhere" in rule
+    assert "overflow-x" not in rule  # a long line wraps instead of running past the edge
+    # The long locator line is there whole.
+    assert "first difference at line 1, column 17" in parsed.diff
