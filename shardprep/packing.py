@@ -61,8 +61,16 @@ def best_fit_decreasing(lengths: np.ndarray, capacity: int) -> tuple[np.ndarray,
         return np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
     # Rows longest first, ties by index: a stable sort of (capacity - length), radix-sorted when
     # it fits 16 bits.
-    key_type = np.uint16 if capacity < 1 << 16 else np.int64
-    order = np.argsort((capacity - lengths).astype(key_type), kind="stable")
+    # Row indices and bin ids in int32 while they fit: half the memory (10 M rows, ~250 MB peak).
+    index = np.int32 if n < 1 << 31 else np.int64
+    key: np.ndarray
+    if capacity < 1 << 16:
+        key = lengths.astype(np.uint16)
+        np.subtract(np.uint16(capacity), key, out=key)
+    else:
+        key = capacity - lengths.astype(np.int64)
+    order = np.argsort(key, kind="stable").astype(index)
+    del key
     counts = np.bincount(lengths, minlength=capacity + 1)
 
     buckets: list[list[np.ndarray]] = [[] for _ in range(capacity + 1)]  # room -> bin-id chunks
@@ -106,7 +114,7 @@ def best_fit_decreasing(lengths: np.ndarray, capacity: int) -> tuple[np.ndarray,
         if left:
             each = capacity // size
             new, rest = divmod(left, each)
-            ids = np.arange(opened, opened + new + (1 if rest else 0), dtype=np.int64)
+            ids = np.arange(opened, opened + new + (1 if rest else 0), dtype=index)
             opened += len(ids)
             placed.append(np.repeat(ids, each)[:left])
             put(capacity - each * size, ids[:new])
@@ -116,12 +124,12 @@ def best_fit_decreasing(lengths: np.ndarray, capacity: int) -> tuple[np.ndarray,
     if zero:
         if opened == 0:
             opened = 1
-        placed.append(np.full(zero, opened - 1, dtype=np.int64))
+        placed.append(np.full(zero, opened - 1, dtype=index))
     bin_of = np.concatenate(placed)
-    by_bin = np.argsort(bin_of, kind="stable")
-    rows = order[by_bin]
+    del placed
     offsets = np.zeros(opened + 1, dtype=np.int64)
     np.cumsum(np.bincount(bin_of, minlength=opened), out=offsets[1:])
+    rows = order[np.argsort(bin_of, kind="stable")]
     return rows, offsets
 
 
@@ -133,9 +141,9 @@ class PackingPlan:
     """
 
     seq_len: int
-    rows: np.ndarray  # int64 row indices, pack by pack
+    rows: np.ndarray  # row indices (int32 below 2**31 rows), pack by pack
     offsets: np.ndarray  # int64, packs + 1
-    kept: np.ndarray  # int64 positions each row contributes (its length, truncated to capacity)
+    kept: np.ndarray  # int32 positions each row contributes (its length, truncated to capacity)
     lengths_total: int  # positions of the rows before truncation
     rows_over_length: int  # rows longer than the capacity (truncated to it)
 
@@ -146,17 +154,18 @@ class PackingPlan:
             raise ValueError(
                 f"seq_len must be at least 2 (one position is kept free), not {seq_len}"
             )
-        lengths = np.asarray(lengths, dtype=np.int64)
+        lengths = np.asarray(lengths)
         if len(lengths) and int(lengths.min()) < 0:
             raise ValueError("row lengths cannot be negative")
-        kept = np.minimum(lengths, seq_len - 1)
+        kept = np.empty(len(lengths), dtype=np.int32)
+        np.minimum(lengths, seq_len - 1, out=kept, casting="unsafe")
         rows, offsets = best_fit_decreasing(kept, seq_len - 1)
         return cls(
             seq_len=seq_len,
             rows=rows,
             offsets=offsets,
             kept=kept,
-            lengths_total=int(lengths.sum()),
+            lengths_total=int(lengths.sum(dtype=np.int64)),
             rows_over_length=int(np.count_nonzero(lengths > seq_len - 1)),
         )
 
@@ -175,13 +184,13 @@ class PackingPlan:
     @cached_property
     def pack_positions(self) -> np.ndarray:
         """Row positions in each pack."""
-        sums = np.zeros(len(self.rows) + 1, dtype=np.int64)
-        np.cumsum(self.kept[self.rows], out=sums[1:])
-        return sums[self.offsets[1:]] - sums[self.offsets[:-1]]
+        if not self.packs:
+            return np.zeros(0, dtype=np.int64)
+        return np.add.reduceat(self.kept[self.rows], self.offsets[:-1], dtype=np.int64)
 
     @property
     def positions(self) -> int:
-        return int(self.kept.sum())
+        return int(self.kept.sum(dtype=np.int64))
 
     @property
     def positions_truncated(self) -> int:
@@ -201,8 +210,12 @@ class PackingPlan:
     def digest(self) -> str:
         """Identifies the plan (seq_len and every pack's rows): a loader state names it."""
         h = hashlib.sha256(f"{self.seq_len}:{self.packs}:".encode())
-        h.update(np.ascontiguousarray(self.offsets, dtype=np.int64).tobytes())
-        h.update(np.ascontiguousarray(self.rows, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(self.offsets, dtype="<i8").data)
+        h.update(
+            np.ascontiguousarray(
+                self.rows, dtype="<i8" if self.rows.dtype.itemsize == 8 else "<i4"
+            ).data
+        )
         return h.hexdigest()[:16]
 
     def pack(self, p: int) -> np.ndarray:

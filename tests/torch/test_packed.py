@@ -263,3 +263,13 @@ def test_fractional_weights_are_refused_for_labels(make_build: Any, tmp_path: Pa
         next(iter(PackedLoader(ds, seq_len=8)))
     batch = next(iter(PackedLoader(ds, seq_len=8, fractional=None)))
     assert "labels" not in batch and batch["weights"][0, :3].tolist() == [0.0, 0.5, 0.5]
+
+
+def test_show_reports_the_plan_the_loader_trains(ds: ShardDataset, demo_shards: Path) -> None:
+    from shardprep.views.show import inspect_build
+
+    report = inspect_build(str(demo_shards), pack=[SEQ_LEN, 4096], check_rows=1)
+    for shown in report["packing"]:
+        loader = PackedLoader(ds, seq_len=shown["seq_len"], batch_size=2, world_size=2, rank=1)
+        assert shown["plan"] == loader.plan.digest == loader.state_dict()["plan"]
+        assert shown["packs"] == loader.plan.packs and len(loader) == -(-shown["packs"] // 4)
