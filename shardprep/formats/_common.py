@@ -79,6 +79,43 @@ def _missing_message(
     )
 
 
+# The two turn layouts a conversation row comes in, told apart by the keys of a turn:
+# (format, role key, content key, the field that format reads by default).
+_LAYOUTS = (
+    ("sharegpt", "from", "value", "conversations"),
+    ("messages", "role", "content", "messages"),
+)
+
+
+def other_layout(turn: Any, fmt: str, field: str, *, whose: str = "its turns") -> str:
+    """'' or, when `turn` (a message of the row's `field`) has the keys of the other layout, the
+    format that reads it: what to append to the error a turn of that layout raised in `fmt`."""
+    if not isinstance(turn, Mapping):
+        return ""
+    for name, role, content, default in _LAYOUTS:
+        if name != fmt and role in turn:
+            columns = "" if field == default else f" with `columns: {{messages: {field}}}`"
+            return (
+                f"; {whose} have {role!r}/{content!r} keys, the {name} layout: set "
+                f"`format: {name}`{columns}"
+            )
+    return ""
+
+
+def missing_turns(err: RowError, row: Mapping[str, Any], fmt: str) -> RowError:
+    """`err` (the format's turns field is missing) told which format reads the turns the row
+    does have, when another field holds them in the other layout."""
+    for _name, _role, _content, default in _LAYOUTS:
+        turns = row.get(default)
+        if isinstance(turns, list) and turns:
+            hint = other_layout(turns[0], fmt, default, whose=f"its {default!r} turns")
+            if hint:
+                err.message = f"the row has no {err.field!r} field{hint}"
+                err.args = (err.describe(),)
+                break
+    return err
+
+
 def not_a_message_list(value: Any, field: str) -> RowError:
     """The error for a messages field that is not a list; a string holding a JSON list (how CSV
     and some exports store conversations) is named as such, since it is not decoded."""

@@ -33,8 +33,10 @@ from ._common import (
     Message,
     column,
     finish,
+    missing_turns,
     normalize_tool_calls,
     not_a_message_list,
+    other_layout,
     parse_call_value,
 )
 
@@ -120,7 +122,10 @@ def _lf_tool_layout(raw: list[Any]) -> bool:
 def convert(
     row: Mapping[str, Any], columns: Mapping[str, str] | None = None, *, customized: bool = False
 ) -> list[Message]:
-    raw, field = column(row, columns, "messages")
+    try:
+        raw, field = column(row, columns, "messages")
+    except RowError as err:
+        raise missing_turns(err, row, "messages") from None
     if not isinstance(raw, list):
         raise not_a_message_list(raw, field)
     lf_tool_layout: bool | None = None  # looked for at the first list content only
@@ -142,7 +147,11 @@ def convert(
             )
         role = src.get("role")
         if role is None:
-            raise RowError("missing_field", "message has no role", field=f"{where}.role")
+            raise RowError(
+                "missing_field",
+                "message has no role" + other_layout(src, "messages", field),
+                field=f"{where}.role",
+            )
         if not isinstance(role, str) or role not in ROLES:
             raise RowError(
                 "unknown_role",

@@ -8,7 +8,7 @@ from typing import Any, cast
 from shardprep.errors import RowError
 from shardprep.messages import ToolCall
 
-from ._common import Message, column, finish, parse_call_value
+from ._common import Message, column, finish, missing_turns, other_layout, parse_call_value
 
 # LLaMA-Factory's dataset_info.json defaults for the `tags` of a sharegpt dataset.
 DEFAULT_TAGS = {
@@ -51,7 +51,10 @@ def convert(
     tags = {key: cols.pop(key, default) for key, default in DEFAULT_TAGS.items()}
     role_tag, content_tag = tags["role_tag"], tags["content_tag"]
     roles = _role_map(tags)
-    turns, field = column(row, cols, "messages", default="conversations")
+    try:
+        turns, field = column(row, cols, "messages", default="conversations")
+    except RowError as err:
+        raise missing_turns(err, row, "sharegpt") from None
     if not isinstance(turns, list):
         raise RowError(
             "bad_content",
@@ -76,8 +79,9 @@ def convert(
             )
         tag = turn.get(role_tag)
         if tag is None:
+            hint = other_layout(turn, "sharegpt", field) if role_tag == "from" else ""
             raise RowError(
-                "missing_field", f"turn has no {role_tag!r}", field=f"{where}.{role_tag}"
+                "missing_field", f"turn has no {role_tag!r}{hint}", field=f"{where}.{role_tag}"
             )
         role = roles.get(tag) if isinstance(tag, str) else None
         if role is None:

@@ -235,3 +235,79 @@ def test_html_diff_lines_wrap(spaced_template: Path, tmp_path: Path) -> None:
     assert "overflow-x" not in rule  # a long line wraps instead of running past the edge
     # The long locator line is there whole.
     assert "first difference at line 1, column 17" in parsed.diff
+
+
+# --- item 2: a conversation in the other turn layout names the format that reads it ----------
+
+_SHAREGPT_TURNS = [{"from": "human", "value": "Hi?"}, {"from": "gpt", "value": "Hello."}]
+_MESSAGES_TURNS = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]
+
+
+@pytest.mark.parametrize(
+    ("field", "turns", "fmt", "hint", "fixed"),
+    [
+        # ShareGPT turns where the messages format reads them ("message has no role" before).
+        (
+            "messages",
+            _SHAREGPT_TURNS,
+            "messages",
+            "message has no role; its turns have 'from'/'value' keys, the sharegpt layout: "
+            "set `format: sharegpt` with `columns: {messages: messages}`",
+            {"format": "sharegpt", "columns": {"messages": "messages"}},
+        ),
+        (
+            "conversations",
+            _SHAREGPT_TURNS,
+            "messages",
+            "the row has no 'messages' field; its 'conversations' turns have 'from'/'value' "
+            "keys, the sharegpt layout: set `format: sharegpt`",
+            {"format": "sharegpt"},
+        ),
+        # And the other direction.
+        (
+            "conversations",
+            _MESSAGES_TURNS,
+            "sharegpt",
+            "turn has no 'from'; its turns have 'role'/'content' keys, the messages layout: "
+            "set `format: messages` with `columns: {messages: conversations}`",
+            {"format": "messages", "columns": {"messages": "conversations"}},
+        ),
+        (
+            "messages",
+            _MESSAGES_TURNS,
+            "sharegpt",
+            "the row has no 'conversations' field; its 'messages' turns have 'role'/'content' "
+            "keys, the messages layout: set `format: messages`",
+            {"format": "messages"},
+        ),
+    ],
+)
+def test_turn_layout_names_the_format_that_reads_it(
+    tmp_path: Path, field: str, turns: list[dict[str, str]], fmt: str, hint: str, fixed: dict
+) -> None:
+    import yaml
+
+    (tmp_path / "rows.jsonl").write_text(json.dumps({field: turns}) + "\n")
+    source = {"name": "chat", "path": "rows.jsonl", "format": fmt}
+    recipe = {
+        "name": "layout",
+        "output": str(tmp_path / "out"),
+        "tokenizer": str(ROOT / "tests" / "fixtures" / "tokenizers" / "qwen3"),
+        "renderer": "qwen3",
+        "sources": [source],
+        "workers": 1,
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    res = invoke("validate", str(path))
+    assert res.exit_code == 2 and hint in " ".join(res.output.split())
+    res = invoke("validate", str(path), "--json")
+    assert res.exit_code == 2 and hint in json.loads(res.output)["problems"][0]
+    # The change the hint names builds the row.
+    recipe["sources"] = [{**source, **fixed}]
+    path.write_text(yaml.safe_dump(recipe))
+    res = invoke("build", str(path), "--json")
+    assert res.exit_code == 0, res.output
+    assert (
+        json.loads((tmp_path / "out" / "manifest.json").read_text())["splits"]["train"]["rows"] == 1
+    )
