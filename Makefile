@@ -68,6 +68,8 @@ bench: $(STAMP)
 	# GSM8K-like SFT and DPO inputs (~4.1 M tokens each): encoders, build, tinker and TRL paths.
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_build.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_reader.py
+	# Packing plan vs TRL's bfd and the token-budget sampler; 10 M rows plan time and memory (issue 24).
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_packing.py
 	# Start-up: `prep --version` and an up-to-date `prep build`, fresh processes (issue 16 point 4).
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_startup.py
 

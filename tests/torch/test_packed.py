@@ -101,6 +101,11 @@ def test_packed_losses_equal_each_sequence_alone_on_a_real_hf_model(ds: ShardDat
         packed = torch.nn.functional.cross_entropy(
             logits.reshape(-1, VOCAB), targets.reshape(-1), reduction="none"
         )
+        # position_ids alone: transformers finds the sequences from them (no mask, no cache).
+        by_positions = model(
+            input_ids=inputs, position_ids=batch["position_ids"], use_cache=False
+        ).logits
+        torch.testing.assert_close(by_positions, logits, atol=1e-5, rtol=0)
         cu = batch["cu_seqlens"].tolist()
         alone_weighted = torch.zeros((), dtype=torch.float64)
         checked = 0
