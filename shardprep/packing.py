@@ -224,6 +224,29 @@ class PackingPlan:
     def order(self, seed: int, epoch: int) -> np.ndarray:
         return epoch_order(self.packs, seed, epoch)
 
+    def steps(self, seed: int, epoch: int, global_batch: int, start: int = 0) -> np.ndarray:
+        """[steps, global_batch] pack ids of an epoch's global stream from position `start`.
+
+        The stream is the epoch's order; the last step wraps around to its first packs, so every
+        step is whole (every rank gets as many packs).
+        """
+        left = max(self.packs - start, 0)
+        steps = -(-left // global_batch)
+        at = start + np.arange(steps * global_batch, dtype=np.int64).reshape(steps, global_batch)
+        order = self.order(seed, epoch)
+        return order[at % len(order)] if len(order) else at
+
+    def balance(
+        self, seed: int, epoch: int, batch_size: int, world_size: int, start: int = 0
+    ) -> float:
+        """Mean over global steps of (max - min) / max positions per rank (0: ranks equal)."""
+        grid = self.steps(seed, epoch, batch_size * world_size, start)
+        if not len(grid):
+            return 0.0
+        per_rank = self.pack_positions[grid].reshape(len(grid), world_size, batch_size).sum(axis=2)
+        top = per_rank.max(axis=1)
+        return float(np.mean((top - per_rank.min(axis=1)) / np.maximum(top, 1)))
+
     def position_bias(self, seed: int = 0, epoch: int = 0) -> float:
         """Correlation of a pack's place in the epoch with its mean row length (0: no drift)."""
         if self.packs < 3:

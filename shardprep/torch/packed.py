@@ -231,29 +231,17 @@ class PackedLoader:
     def rank_steps(self, rank: int | None = None) -> list[np.ndarray]:
         """The packs (plan indices) a rank gets at each remaining step of the next iteration."""
         rank = self.rank if rank is None else rank
-        order = self.plan.order(self.seed, self._epoch_of_next())
-        start = self._start()
-        g, b = self.global_batch, self.batch_size
-        stream = np.arange(self.steps_left)[:, None] * g + rank * b + np.arange(b)[None, :]
-        stream += start
-        picked = order[stream % len(order)] if len(order) else stream
-        return list(picked)
+        grid = self.plan.steps(self.seed, self._epoch_of_next(), self.global_batch, self._start())
+        return list(grid[:, rank * self.batch_size : (rank + 1) * self.batch_size])
 
     def _epoch_of_next(self) -> int:
         return self.epoch + 1 if self.position >= self.plan.packs > 0 else self.epoch
 
     def token_balance(self) -> float:
         """Over the next iteration's steps, the mean of (max - min) / max row positions across ranks."""
-        if self.steps_left == 0:
-            return 0.0
-        per_rank = np.stack(
-            [
-                np.array([int(self.plan.pack_positions[s].sum()) for s in self.rank_steps(r)])
-                for r in range(self.world_size)
-            ]
+        return self.plan.balance(
+            self.seed, self._epoch_of_next(), self.batch_size, self.world_size, self._start()
         )
-        top = per_rank.max(axis=0)
-        return float(np.mean((top - per_rank.min(axis=0)) / np.maximum(top, 1)))
 
     # -- iteration -----------------------------------------------------------------------------
 
