@@ -281,3 +281,47 @@ def test_show_reports_the_plan_the_loader_trains(ds: ShardDataset, demo_shards: 
         loader = PackedLoader(ds, seq_len=shown["seq_len"], batch_size=2, world_size=2, rank=1)
         assert shown["plan"] == loader.plan.digest == loader.state_dict()["plan"]
         assert shown["packs"] == loader.plan.packs and len(loader) == -(-shown["packs"] // 4)
+
+
+def test_pretrain_blocks_restart_positions_at_every_document(
+    make_build: Any, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+
+    from shardprep.tasks.pretrain import SCHEMA
+
+    rows = [
+        {"input_ids": [1, 2, 3, 4, 5], "doc_offsets": [0, 2]},
+        {"input_ids": [6, 7, 8], "doc_offsets": [0]},
+        {"input_ids": [9, 10, 11, 12], "doc_offsets": [0, 1, 3]},
+    ]
+    table = pa.Table.from_pylist(
+        [
+            {
+                **r,
+                "target_ids": [t + 100 for t in r["input_ids"]],
+                "weights": [1.0] * len(r["input_ids"]),
+                "length": len(r["input_ids"]),
+                "source": "s",
+                "source_row": i,
+            }
+            for i, r in enumerate(rows)
+        ],
+        schema=SCHEMA.arrow(),
+    )
+    ds = ShardDataset(
+        str(make_build(tmp_path / "pt", "pretrain/1", [table])), cache_dir=str(tmp_path / "c")
+    )
+    loader = PackedLoader(ds, seq_len=8, batch_size=2, seed=0)
+    assert loader.plan.packs == 2 and len(loader) == 1
+    (batch,) = list(loader)
+    by_row: dict[int, list[int]] = {}
+    cu = batch["cu_seqlens"].tolist()
+    for s, row in enumerate(batch["sequence_rows"].tolist()):
+        by_row.setdefault(row, []).append(cu[s + 1] - cu[s])
+    # Documents are the sequences: row 0 is [2, 3], row 2 is [1, 2, 1]; padding ends each pack.
+    assert by_row[0] == [2, 3] and by_row[1] == [3] and by_row[2] == [1, 2, 1]
+    assert sum(by_row[-1]) == 2 * 8 - 12
+    flat = batch["position_ids"].reshape(-1).tolist()
+    for s in range(len(cu) - 1):
+        assert flat[cu[s] : cu[s + 1]] == list(range(cu[s + 1] - cu[s]))
