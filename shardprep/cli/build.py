@@ -149,6 +149,8 @@ def _report(result: BuildResult, *, as_json: bool) -> None:
                             "rows_read": report["rows_read"],
                             "dropped": report["dropped"],
                             "sources": report["sources"],
+                            "decontamination": report["decontamination"],
+                            "special_tokens": report["special_tokens"],
                         }
                         if report is not None
                         else {}
@@ -186,11 +188,23 @@ def _report(result: BuildResult, *, as_json: bool) -> None:
             ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in task_summary.items()), markup=False
         )
     if report is not None:
-        from shardprep.report.text import drop_samples_text, print_fitted, source_table
+        from shardprep.report.text import (
+            decontamination_text,
+            drop_samples_text,
+            print_fitted,
+            source_table,
+            special_tokens_text,
+        )
 
         print_fitted(out, source_table(report))
         samples = drop_samples_text(report)
         if samples is not None:
             out.print(samples)
+        evals = decontamination_text(report)  # rows dropped per eval file
+        if evals is not None:
+            out.print(evals)
+        special = special_tokens_text(report)  # control tokens spelled in message text
+        if special is not None:
+            out.print(special, end="")
     for w in warnings:
         out.print(f"warning: {w['message']} [{w['code']}]", markup=False, style="yellow")

@@ -272,12 +272,22 @@ def _output(plan: Plan) -> Sequence[Chunk]:
     return plan if isinstance(plan, list) else ()
 
 
+# Per tokenizer file (sha256): a process builds one copy however many screens it makes.
+_PLAIN: dict[str, Any] = {}
+
+
 def _all_added_escaped(tok: LoadedTokenizer) -> Any:
     """A copy of the tokenizer that spells every added token as text (special or not).
 
     `encode_special_tokens` escapes only tokens marked special; marking every added token
     special in a copy makes it escape them all. Built on the first escaped row only.
     """
+    if tok.sha256 not in _PLAIN:
+        _PLAIN[tok.sha256] = _copy_all_escaped(tok)
+    return _PLAIN[tok.sha256]
+
+
+def _copy_all_escaped(tok: LoadedTokenizer) -> Any:
     from tokenizers import Tokenizer
 
     data = json.loads(tok.tokenizer.to_str())
