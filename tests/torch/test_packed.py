@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -325,3 +326,25 @@ def test_pretrain_blocks_restart_positions_at_every_document(
     flat = batch["position_ids"].reshape(-1).tolist()
     for s in range(len(cu) - 1):
         assert flat[cu[s] : cu[s + 1]] == list(range(cu[s + 1] - cu[s]))
+
+
+def test_pairs_are_refused_by_show_and_the_loader(make_build: Any, tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from shardprep.errors import ShardprepError
+    from shardprep.tasks.dpo import SCHEMA
+    from shardprep.views.show import inspect_build
+
+    side = {"input_ids": [1, 2], "target_ids": [2, 3], "weights": [0.0, 1.0], "length": 2}
+    row = {f"{p}{k}": v for p in ("chosen_", "rejected_") for k, v in side.items()}
+    table = pa.Table.from_pylist([{**row, "source": "s", "source_row": 0}], schema=SCHEMA.arrow())
+    folder = make_build(tmp_path / "dpo", "dpo/1", [table])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for shard in manifest["splits"]["train"]["shards"]:
+        shard["bytes"] = (folder / shard["path"]).stat().st_size
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ShardprepError, match="--pack needs one token sequence per row"):
+        inspect_build(str(folder), pack=[64])
+    ds = ShardDataset(str(folder), cache_dir=str(tmp_path / "c"))
+    with pytest.raises(ValueError, match="packing needs one token sequence per row"):
+        PackedLoader(ds, seq_len=64)
