@@ -102,6 +102,16 @@ class SourceSpec(_Strict):
         return stem.replace("*", "").strip("-_.") or "source"
 
 
+class DecontaminateSpec(_Strict):
+    """Rows whose trained text shares a word n-gram with these eval files are dropped."""
+
+    # JSON Lines / JSON / Parquet files (paths or globs, relative to the recipe), each row's
+    # `field` holding the eval text. Their identities are part of the fingerprint.
+    paths: list[str] = Field(min_length=1)
+    ngram: int = Field(13, ge=1)
+    field: str = "text"
+
+
 class SplitSpec(_Strict):
     test_size: int = Field(0, ge=0)
     # Alternative to test_size: each row is held out when a seeded hash of (source, row) falls
@@ -182,6 +192,10 @@ class Recipe(_Strict):
     # A source that yields no example (every row dropped or skipped) fails the build, unless this
     # is set: then it is a warning in the summary and manifest. Not fingerprinted.
     allow_empty_sources: bool = False
+    # `exact`: an example whose tokens (a pair's, for dpo) already appeared in the build is
+    # dropped as `duplicate`, the copy kept decided by row order with held-out rows first.
+    dedup: Literal["none", "exact"] = "none"
+    decontaminate: DecontaminateSpec | None = None
     # A message text that spells an added token (`<|eot_id|>`, `<think>`) becomes that token's id
     # wherever the renderer encodes content with added tokens live (tinker does the same): `keep`
     # that (the reference behaviour; the build warns with the count), `escape` the literal as
@@ -266,6 +280,15 @@ class Recipe(_Strict):
         return v
 
     @model_validator(mode="after")
+    def _row_filters(self) -> Recipe:
+        if self.task == "pretrain" and (self.dedup != "none" or self.decontaminate is not None):
+            raise ValueError(
+                "dedup and decontaminate drop examples; pretrain's rows are packed blocks "
+                "(drop documents before packing instead)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _unique_sources(self) -> Recipe:
         names = [s.resolved_name for s in self.sources]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -294,6 +317,7 @@ def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
         "sources": SourceSpec,
         "split": SplitSpec,
         "shards": ShardSpec,
+        "decontaminate": DecontaminateSpec,
     }
     model = nested.get(str(loc[0])) if len(loc) > 1 else None
     if model is not None:

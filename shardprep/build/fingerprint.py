@@ -39,6 +39,7 @@ RESOLVED: dict[str, str] = {
     "renderer.options": "the options the renderer resolved (defaults filled in), with the "
     "sha256 of its template constants",
     "sources[].path": "the files it expands to, each with its identity (uri, size, version)",
+    "decontaminate.paths": "the eval files they expand to, each with its identity",
 }
 
 
@@ -53,6 +54,8 @@ class Resolved:
     # Per source (resolved name): its file identities; and for Hub sources the dataset + commit.
     source_files: dict[str, list[dict[str, Any]]]
     hub_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Per `decontaminate.paths` entry: the identities of the eval files it expands to.
+    eval_files: list[list[dict[str, Any]]] = field(default_factory=list)
 
 
 def fingerprint_parts(recipe: Recipe, resolved: Resolved) -> dict[str, Any]:
@@ -79,4 +82,7 @@ def fingerprint_parts(recipe: Recipe, resolved: Resolved) -> dict[str, Any]:
             src["hub"] = resolved.hub_sources[name]
         sources.append(src)
     parts["sources"] = sources
+    if parts.get("decontaminate") is not None:
+        kept = {k: v for k, v in parts["decontaminate"].items() if k != "paths"}
+        parts["decontaminate"] = {**kept, "files": resolved.eval_files}
     return parts

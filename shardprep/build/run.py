@@ -117,6 +117,24 @@ def _source_identities(
     return source_files, hub_sources
 
 
+def _eval_key(i: int) -> str:
+    # Beside the sources' names in the identities the fingerprint and the quick key cover; the
+    # NUL keeps it apart from any source name.
+    return f"\0decontaminate.paths[{i}]"
+
+
+def _eval_identities(recipe: Recipe, base_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """The identities of `decontaminate`'s eval files, per path entry (as probe_source_files
+    takes them again for the quick key)."""
+    from shardprep.sources.paths import expand_paths, file_identity
+
+    spec = recipe.decontaminate
+    return {
+        _eval_key(i): [file_identity(u) for u in expand_paths(path, base_dir=base_dir)]
+        for i, path in enumerate(spec.paths if spec is not None else [])
+    }
+
+
 def quick_probe(recipe: Recipe, base_dir: Path, recipe_file: str | None) -> QuickProbe | None:
     """What the quick up-to-date key covers for this recipe (build/reuse.py); None where the
     tokenizer cannot be found."""
@@ -129,13 +147,19 @@ def quick_probe(recipe: Recipe, base_dir: Path, recipe_file: str | None) -> Quic
             return None
         tok_files = [tok_path, tok_path.parent / "tokenizer_config.json"]
     plain_files = all(s.path and not s.storage_options for s in recipe.sources)
+    evals = recipe.decontaminate
     return QuickProbe(
         recipe=hashlib.sha256(
             canonical_json(recipe.model_dump(mode="json", exclude={"output"})).encode()
         ).hexdigest(),
         base_dir=str(base_dir),
         tokenizer_files=tuple(str(p) for p in tok_files),
-        sources=tuple((s.resolved_name, s.path) for s in recipe.sources) if plain_files else None,
+        sources=(
+            tuple((s.resolved_name, s.path) for s in recipe.sources)
+            + tuple((_eval_key(i), p) for i, p in enumerate(evals.paths if evals else []))
+            if plain_files
+            else None
+        ),
         recipe_file=None if hub_tokenizer else recipe_file,
     )
 
@@ -152,6 +176,8 @@ def plan_build(recipe: Recipe, base_dir: Path, *, recipe_file: str | None = None
     assert tokenizer is not None
     sources = _open_sources(recipe, base_dir)
     source_files, hub_sources = _source_identities(recipe, sources)
+    eval_files = _eval_identities(recipe, base_dir)
+    source_files.update(eval_files)  # inputs too: in the quick key, never inside the output
     # Every recipe key, less the few that cannot change a byte of the shards (build/fingerprint.py).
     parts = fingerprint_parts(
         recipe,
@@ -164,6 +190,7 @@ def plan_build(recipe: Recipe, base_dir: Path, *, recipe_file: str | None = None
             template_sha256=hashlib.sha256(renderer.template_text().encode()).hexdigest(),
             source_files=source_files,
             hub_sources=hub_sources,
+            eval_files=list(eval_files.values()),
         ),
     )
     output = Output(
@@ -270,6 +297,7 @@ def build(
         probe = quick_probe(recipe, base_dir, recipe_file)
         if existing is not None and existing.get("quick_key") and probe is not None:
             files = _source_identities(recipe, _open_sources(recipe, base_dir))[0]
+            files.update(_eval_identities(recipe, base_dir))
             if quick_key(probe, files, existing) == existing["quick_key"] and _intact(
                 output, existing
             ):
@@ -332,10 +360,8 @@ def _build_locked(
     from shardprep.build.units import (
         UnitContext,
         load_done,
-        marker_path,
         plan_units,
         unit_encoder,
-        unit_of_shard,
     )
     from shardprep.encode.conformance import mismatch_warning
     from shardprep.encode.special import special_tokens_warning
@@ -387,6 +413,9 @@ def _build_locked(
         progress.finish()
     ordered = [results[u.index] for u in units]
     manifest = _manifest(plan, ordered, elapsed=time.monotonic() - started, resumed=len(done))
+    # dedup / decontaminate: decided over every unit's rows at once, counted before the checks
+    # below (a source all of whose rows were duplicates gave nothing).
+    keep = _row_filters(plan, manifest)
     if ordered and not any(manifest["splits"][s]["rows"] for s in manifest["splits"]):
         reasons = ", ".join(f"{k} {v}" for k, v in manifest["stats"]["dropped"].items())
         remove_owned(output, plan.data_dir)
@@ -432,16 +461,10 @@ def _build_locked(
             max_rows=recipe.shards.max_rows,
             max_bytes=recipe.shards.max_bytes,
             row_group_rows=recipe.shards.row_group_rows,
+            keep=keep,
         )
     except DamagedUnitShard as exc:
-        # Its unit is not finished any more: the next run redoes it (and only it).
-        index = unit_of_shard(exc.rel)
-        if index is not None:
-            output.remove_tree(marker_path(plan.data_dir, index))
-        raise BuildError(
-            f"unit shard {exc.rel} in {output.url} is damaged (its bytes are not the ones its "
-            "unit wrote); nothing was merged from it. Run the build again: that unit is redone"
-        ) from None
+        raise _damaged_unit(plan, exc.rel) from None
     # Never a manifest listing a shard that is not there (an object store that lost writes).
     lost = shard_problems(output, manifest)
     if lost:
@@ -552,6 +575,47 @@ def _current_manifest(output: Output, *, force: bool) -> dict[str, Any] | None:
         raise
 
 
+def _damaged_unit(plan: Plan, rel: str) -> BuildError:
+    """A unit shard whose bytes are not its unit's: its unit is not finished any more (its
+    marker goes), so the next run redoes it, and only it."""
+    from shardprep.build.units import marker_path, unit_of_shard
+
+    index = unit_of_shard(rel)
+    if index is not None:
+        plan.output.remove_tree(marker_path(plan.data_dir, index))
+    return BuildError(
+        f"unit shard {rel} in {plan.output.url} is damaged (its bytes are not the ones its "
+        "unit wrote); nothing was merged from it. Run the build again: that unit is redone"
+    )
+
+
+def _row_filters(plan: Plan, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """`dedup` and `decontaminate` (build/dedup.py): the rows compaction leaves out, per unit
+    shard, counted in `manifest`; None when the recipe asks for neither."""
+    recipe = plan.recipe
+    if recipe.dedup == "none" and recipe.decontaminate is None:
+        return None
+    from shardprep.build.compact import DamagedUnitShard, read_unit_shard
+    from shardprep.build.dedup import EvalNgrams, apply_drops, find_drops
+
+    spec = recipe.decontaminate
+    task = TASKS[recipe.task]
+    try:
+        drops = find_drops(
+            plan.output,
+            manifest,
+            task.schema_for(task.options(recipe)),
+            dedup=recipe.dedup == "exact",
+            evals=EvalNgrams.load(spec, plan.base_dir) if spec is not None else None,
+            tokenizer=plan.tokenizer,
+            read=read_unit_shard,
+        )
+    except DamagedUnitShard as exc:
+        raise _damaged_unit(plan, exc.rel) from None
+    apply_drops(manifest, drops)
+    return drops.keep
+
+
 def _empty_sources(manifest: dict[str, Any], *, allow: bool) -> list[dict[str, Any]]:
     """A warning per source that yields no example (every row dropped or skipped), or, unless
     allowed, the build's failure naming the first: a source lost whole is never silent."""
@@ -564,12 +628,15 @@ def _empty_sources(manifest: dict[str, Any], *, allow: bool) -> list[dict[str, A
         example = ""
         if first is not None:
             reason, (sample, *_) = first
-            where = sample["file"]
-            if sample.get("line") is not None:
+            where = sample.get("file") or ""
+            if where and sample.get("line") is not None:
                 unit = sample.get("unit", "line")
                 where += f":{sample['line']}" if unit == "line" else f" {unit} {sample['line']}"
+            if sample.get("duplicate_of"):
+                of = sample["duplicate_of"]
+                where = f"a copy of {of['source']} row {of['row']}"
             note = f": {sample['message']}" if sample.get("message") else ""
-            example = f"; e.g. row {sample['row']} ({where}) {reason}{note}"
+            example = f"; e.g. row {sample['row']}{f' ({where})' if where else ''} {reason}{note}"
         message = (
             f"source {s['name']!r} yields no example: all {s['rows_read']:,} rows were dropped "
             f"or skipped ({reasons}){example}"

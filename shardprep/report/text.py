@@ -126,6 +126,11 @@ def _where(sample: dict[str, Any]) -> str:
     line = sample.get("line")
     if line is not None and sample.get("unit", "line") == "line":
         return f"row {sample['row']} (line {line})"
+    of = sample.get("duplicate_of")
+    if of:  # dedup: which row it copies (held-out rows are kept first)
+        return f"row {sample['row']} (= {of['source']} {of['split']} row {of['row']})"
+    if sample.get("eval_file"):  # decontaminate: the eval file it shares an n-gram with
+        return f"row {sample['row']} (~ {str(sample['eval_file']).rpartition('/')[2]})"
     return f"row {sample['row']}"
 
 
@@ -148,6 +153,22 @@ def drop_samples_text(report: dict[str, Any]) -> Text | None:
         message = samples[0].get("message")
         if message:
             t.append(f"  {message if len(message) <= 160 else message[:160] + '…'}", style="dim")
+        t.append("\n")
+    return t
+
+
+def decontamination_text(report: dict[str, Any]) -> Text | None:
+    """Per eval file of `decontaminate`: the rows dropped for sharing an n-gram with it."""
+    files = report.get("decontamination")
+    if not files:
+        return None
+    t = Text("decontamination (rows sharing an n-gram with an eval file)\n", style="bold")
+    for ev in files:
+        t.append(f"  {ev['path'].rpartition('/')[2]}: {ev['rows']:,} rows", style="yellow")
+        t.append(f" ({ev['ngrams']:,} n-grams)")
+        if ev["samples"]:
+            shown = ", ".join(f"{x['source']} {x['split']} row {x['row']}" for x in ev["samples"])
+            t.append(f"  e.g. {shown}", style="dim")
         t.append("\n")
     return t
 
@@ -438,6 +459,7 @@ def renderables(report: dict[str, Any], *, plain: bool) -> list[RenderableType]:
         totals_line(report),
         *([special] if (special := special_tokens_text(report)) is not None else []),
         *([samples] if (samples := drop_samples_text(report)) is not None else []),
+        *([evals] if (evals := decontamination_text(report)) is not None else []),
         Text(""),
         histogram(report["length_histogram"]),
     ]

@@ -130,6 +130,8 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
         "rows_read": manifest["stats"]["rows_read"],
         "length_histogram": manifest["stats"]["length_histogram"],
         "skipped_sample": manifest.get("skipped_sample"),
+        # Per eval file of `decontaminate`: its n-grams and the rows dropped for sharing one.
+        "decontamination": manifest.get("decontamination"),
         "shards": [
             {"split": split, **shard}
             for split, info in manifest["splits"].items()

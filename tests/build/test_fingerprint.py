@@ -3,7 +3,8 @@ fingerprint, replaced by what it resolves to, or left out with a reason (build/f
 
 from __future__ import annotations
 
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import pytest
 from pydantic import BaseModel
@@ -21,7 +22,7 @@ from shardprep.tasks import TASKS
 
 # A recipe per task: a files source and a Hub source (so the Hub-only keys can change too).
 BASES: dict[str, dict[str, Any]] = {
-    "sft": {"task": "sft"},
+    "sft": {"task": "sft", "decontaminate": {"paths": ["eval.jsonl"]}},
     "dpo": {"task": "dpo", "format": "tinker_comparison"},
     "rl_prompts": {"task": "rl_prompts"},
     "pretrain": {"task": "pretrain", "format": "text", "block_size": 16},
@@ -47,6 +48,9 @@ ALTERNATIVES: dict[str, Any] = {
     "on_error": "skip",
     "work_unit_rows": 7,
     "special_tokens_in_content": "escape",
+    "dedup": "exact",
+    "decontaminate.ngram": 8,
+    "decontaminate.field": "question",
     "sources[].name": "renamed",
     "sources[].format": "sharegpt",
     "sources[].columns": {"messages": "conversation"},
@@ -94,6 +98,8 @@ def _model_keys() -> dict[str, str]:
         if name == "task_options":
             continue
         ann = info.annotation
+        if get_origin(ann) in (Union, UnionType):  # an optional section: its own keys
+            ann = next(a for a in get_args(ann) if a is not type(None))
         if name == "sources":
             keys.update({f"sources[].{k}": "" for k in SourceSpec.model_fields})
         elif isinstance(ann, type) and issubclass(ann, BaseModel):
@@ -125,7 +131,8 @@ def _recipe(task: str, key: str | None = None, value: Any = None) -> Recipe:
             data["sources"][1 if k in HUB_ONLY else 0][k] = value
         elif "." in key:
             outer, inner = key.split(".", 1)
-            data[outer] = value if outer == "renderer" else {inner: value}
+            section = data.get(outer)
+            data[outer] = value if outer == "renderer" else {**(section or {}), inner: value}
         else:
             data[key] = value
     return parse_recipe(data)
@@ -220,6 +227,7 @@ def test_resolved_keys_enter_as_what_they_resolve_to() -> None:
         {"template_sha256": "s"},
         {"source_files": {"files": [{"uri": "b"}], "ds": []}},
         {"hub_sources": {"ds": {"commit": "abc"}}},
+        {"eval_files": [[{"uri": "file:///eval.jsonl", "size": 2}]]},
     ):
         other = Resolved(**{**base.__dict__, **change})
         assert fingerprint(fingerprint_parts(recipe, other)) != fp, change

@@ -1,0 +1,311 @@
+"""Duplicates and eval leaks: `dedup: exact` and `decontaminate:`, decided once at commit.
+
+Work units run in parallel, each seeing its own rows only, so a rule that compares rows across the
+build cannot be decided inside a unit. It is decided here, by the driver, in one pass over the
+finished unit shards in a fixed order: every held-out (test) shard first, then every train
+shard, each split in unit order (the global row order). The decision therefore depends on the
+rows alone, never on the engine, the worker count or how often the build resumed. The rows it
+drops are left out when compaction merges the unit shards (`compact_manifest(keep=...)`), and the
+manifest counts them as drops (`duplicate`, `contaminated`) with samples, so rows read = train +
+test + dropped still holds.
+
+- `dedup: exact`: a row whose token columns (every sequence's ids and weights: a dpo pair as a
+  whole) equal an earlier row's is a duplicate. Rows are compared by a 128-bit BLAKE2b digest of
+  those columns. Test rows come first, so a train row equal to a held-out row is the one dropped:
+  nothing held out leaks into train through a copy.
+- `decontaminate`: a row whose trained text (its trained target tokens decoded; an rl prompt's
+  whole prompt) shares a word n-gram (lowercased `\\w+` words) with an eval file's `field` is
+  contaminated. N-grams are matched by a rolling hash over word ids, every hit confirmed on the
+  words themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shardprep.errors import BuildError
+from shardprep.store.columns import numpy_view
+from shardprep.store.schemas import ShardSchema
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from shardprep.recipe import DecontaminateSpec
+    from shardprep.store.storage import Output
+    from shardprep.tokenizer import LoadedTokenizer
+
+DROP_DUPLICATE = "duplicate"
+DROP_CONTAMINATED = "contaminated"
+SAMPLES = 3  # rows kept as a sample per source and reason (as tasks.base.DROP_SAMPLES_PER_REASON)
+
+_WORD = re.compile(r"\w+")
+_MASK = (1 << 64) - 1
+_BASE = np.uint64(0x9E3779B97F4A7C15)  # an odd multiplier: the rolling hash's base
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+@dataclass
+class EvalFile:
+    path: str
+    ngrams: int = 0  # distinct n-grams it holds
+    rows: int = 0  # build rows that share one with it
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+class EvalNgrams:
+    """The word n-grams of the eval files: a sorted array of their rolling hashes (the fast
+    test) and, per n-gram, the files that hold it (the exact one)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.vocab: dict[str, int] = {}
+        self.owners: dict[tuple[int, ...], int] = {}  # n-gram of word ids -> bitmask of files
+        self.files: list[EvalFile] = []
+        self.hashes = np.zeros(0, dtype=np.uint64)
+        self._pow = _BASE ** np.arange(n - 1, -1, -1, dtype=np.uint64)
+
+    @classmethod
+    def load(cls, spec: DecontaminateSpec, base_dir: Path) -> EvalNgrams:
+        from shardprep.sources.files import iter_source_rows
+        from shardprep.sources.paths import expand_paths
+
+        out = cls(spec.ngram)
+        hashes: list[np.ndarray] = []
+        for pattern in spec.paths:
+            for path in expand_paths(pattern, base_dir=base_dir):
+                bit = 1 << len(out.files)
+                ev = EvalFile(path)
+                out.files.append(ev)
+                seen: set[tuple[int, ...]] = set()
+                for raw in iter_source_rows(path):
+                    where = f"{path} {raw.unit} {raw.line}"
+                    if raw.error is not None:
+                        raise BuildError(f"decontaminate: {where}: {raw.error.message}")
+                    text = (raw.data or {}).get(spec.field)
+                    if not isinstance(text, str):
+                        raise BuildError(
+                            f"decontaminate: {where}: field {spec.field!r} is "
+                            f"{'missing' if text is None else type(text).__name__}, not text "
+                            "(set decontaminate.field to the eval text's field)"
+                        )
+                    ids = [out.vocab.setdefault(w, len(out.vocab)) for w in words(text)]
+                    for i in range(len(ids) - spec.ngram + 1):
+                        seen.add(tuple(ids[i : i + spec.ngram]))
+                for gram in seen:
+                    out.owners[gram] = out.owners.get(gram, 0) | bit
+                ev.ngrams = len(seen)
+                if seen:
+                    hashes.append(out._hash(np.array(list(seen), dtype=np.uint64)))
+        if hashes:
+            out.hashes = np.unique(np.concatenate(hashes))
+        return out
+
+    def _hash(self, windows: np.ndarray) -> np.ndarray:
+        """Rolling hashes of n-gram windows (rows of word ids), wrapping mod 2**64."""
+        with np.errstate(over="ignore"):
+            return (windows.astype(np.uint64) * self._pow).sum(axis=1, dtype=np.uint64)
+
+    def match(self, text: str) -> int:
+        """Bitmask of the eval files sharing an n-gram with `text` (0: none)."""
+        n = self.n
+        ids = np.fromiter((self.vocab.get(w, -1) for w in words(text)), dtype=np.int64)
+        if len(ids) < n or not len(self.hashes):
+            return 0
+        windows = np.lib.stride_tricks.sliding_window_view(ids, n)
+        known = windows.min(axis=1) >= 0  # a word no eval file has: no n-gram there matches
+        if not known.any():
+            return 0
+        windows = windows[known]
+        hit = np.isin(self._hash(windows), self.hashes)
+        found = 0
+        for w in windows[hit]:
+            found |= self.owners.get(tuple(w.tolist()), 0)
+        return found
+
+
+@dataclass
+class RowDrops:
+    """What the pass dropped: a keep mask per unit shard with drops, and the counts, tokens and
+    samples the manifest subtracts and adds."""
+
+    keep: dict[str, np.ndarray] = field(default_factory=dict)
+    # source -> reason -> rows; and the examples, tokens, trained tokens and length buckets lost
+    by_source: dict[str, Counter[str]] = field(default_factory=dict)
+    tokens: Counter[str] = field(default_factory=Counter)
+    trained: Counter[str] = field(default_factory=Counter)
+    split_rows: Counter[str] = field(default_factory=Counter)
+    split_tokens: Counter[str] = field(default_factory=Counter)
+    split_trained: Counter[str] = field(default_factory=Counter)
+    length_log2: Counter[int] = field(default_factory=Counter)
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    eval_files: list[EvalFile] = field(default_factory=list)
+
+    def drop(
+        self,
+        reason: str,
+        source: str,
+        row: int,
+        split: str,
+        tokens: int,
+        trained: int,
+        **about: Any,
+    ) -> None:
+        self.by_source.setdefault(source, Counter())[reason] += 1
+        self.tokens[source] += tokens
+        self.trained[source] += trained
+        self.split_rows[split] += 1
+        self.split_tokens[split] += tokens
+        self.split_trained[split] += trained
+        self.length_log2[max(0, (tokens - 1).bit_length())] += 1
+        kept = self.samples.setdefault(source, {}).setdefault(reason, [])
+        if len(kept) < SAMPLES:
+            kept.append({"row": row, "split": split, **about})
+
+
+def _digests(table: pa.Table, schema: ShardSchema) -> list[bytes]:
+    """A 128-bit digest per row of its token columns (every sequence: ids and weights)."""
+    cols = []
+    for name in schema.token_columns:
+        arr = table.column(name).combine_chunks()
+        values = numpy_view(arr.values)
+        cols.append((values, numpy_view(arr.offsets)))
+    out = []
+    for i in range(table.num_rows):
+        h = hashlib.blake2b(digest_size=16)
+        for values, offsets in cols:
+            a, b = int(offsets[i]), int(offsets[i + 1])
+            h.update((b - a).to_bytes(8, "little"))  # where one column ends and the next starts
+            h.update(values[a:b].data)
+        out.append(h.digest())
+    return out
+
+
+def _trained_ids(table: pa.Table, schema: ShardSchema) -> list[list[int]]:
+    """Per row, the token ids it trains (every sequence's weighted targets; an rl prompt's ids)."""
+    if not schema.sequences:
+        arr = table.column(schema.token_columns[0]).combine_chunks()
+        values, offsets = numpy_view(arr.values), numpy_view(arr.offsets)
+        return [values[offsets[i] : offsets[i + 1]].tolist() for i in range(table.num_rows)]
+    rows: list[list[int]] = [[] for _ in range(table.num_rows)]
+    for prefix in schema.sequences:
+        targets = table.column(f"{prefix}target_ids").combine_chunks()
+        weights = table.column(f"{prefix}weights").combine_chunks()
+        t_values, w_values = numpy_view(targets.values), numpy_view(weights.values)
+        offsets = numpy_view(targets.offsets)
+        w_off = numpy_view(weights.offsets)
+        for i in range(table.num_rows):
+            a, b = offsets[i], offsets[i + 1]
+            w = w_values[w_off[i] : w_off[i + 1]]
+            rows[i] += t_values[a:b][w != 0].tolist()
+    return rows
+
+
+def find_drops(
+    output: Output,
+    manifest: dict[str, Any],
+    schema: ShardSchema,
+    *,
+    dedup: bool,
+    evals: EvalNgrams | None,
+    tokenizer: LoadedTokenizer | None,
+    read: Any,
+) -> RowDrops:
+    """One pass over the manifest's unit shards, test split first, each in unit order.
+
+    `read(output, shard)`: the checked unit shard table (compact.read_unit_shard)."""
+    from shardprep.build.compact import per_row
+
+    drops = RowDrops(eval_files=evals.files if evals is not None else [])
+    seen: dict[bytes, tuple[str, int, str]] = {}
+    order = sorted(manifest["splits"], key=lambda s: s != "test")
+    for split in order:
+        for shard in manifest["splits"][split]["shards"]:
+            table = read(output, shard)
+            if not table.num_rows:
+                continue
+            tokens, trained = per_row(table, schema)
+            sources = table.column("source").to_pylist()
+            rows = numpy_view(table.column("source_row").combine_chunks())
+            keep = np.ones(table.num_rows, dtype=bool)
+            texts: list[str] | None = None
+            if evals is not None and tokenizer is not None:
+                texts = tokenizer.tokenizer.decode_batch(
+                    _trained_ids(table, schema), skip_special_tokens=True
+                )
+            digests = _digests(table, schema) if dedup else None
+            for i in range(table.num_rows):
+                src, row = sources[i], int(rows[i])
+                cost = (split, int(tokens[i]), int(trained[i]))
+                if texts is not None and evals is not None:
+                    found = evals.match(texts[i])
+                    if found:
+                        keep[i] = False
+                        names = []
+                        for k, ev in enumerate(evals.files):
+                            if found >> k & 1:
+                                ev.rows += 1
+                                names.append(ev.path)
+                                if len(ev.samples) < SAMPLES:
+                                    ev.samples.append({"source": src, "row": row, "split": split})
+                        drops.drop(DROP_CONTAMINATED, src, row, *cost, eval_file=names[0])
+                        continue
+                if digests is not None:
+                    first = seen.setdefault(digests[i], (src, row, split))
+                    if first != (src, row, split):
+                        keep[i] = False
+                        of = {"source": first[0], "row": first[1], "split": first[2]}
+                        drops.drop(DROP_DUPLICATE, src, row, *cost, duplicate_of=of)
+            if not keep.all():
+                drops.keep[shard["path"]] = keep
+    return drops
+
+
+def apply_drops(manifest: dict[str, Any], drops: RowDrops) -> None:
+    """Count the pass's drops in the manifest built from the unit results (before compaction,
+    which leaves those rows out): per source, per split, in the totals and the histogram."""
+    for s in manifest["sources"]:
+        lost = drops.by_source.get(s["name"])
+        if not lost:
+            continue
+        n = sum(lost.values())
+        s["examples"] -= n
+        s["tokens"] -= drops.tokens[s["name"]]
+        s["trained_tokens"] -= drops.trained[s["name"]]
+        s["dropped"] += n
+        s["dropped_by_reason"] = dict(sorted((Counter(s["dropped_by_reason"]) + lost).items()))
+        samples = s.setdefault("drop_samples", {})
+        for reason, rows in drops.samples.get(s["name"], {}).items():
+            samples[reason] = rows
+        s["drop_samples"] = dict(sorted(samples.items()))
+    for split, info in manifest["splits"].items():
+        info["rows"] -= drops.split_rows[split]
+        info["tokens"] -= drops.split_tokens[split]
+        info["trained_tokens"] -= drops.split_trained[split]
+    st = manifest["stats"]
+    total: Counter[str] = Counter()
+    for lost in drops.by_source.values():
+        total.update(lost)
+    st["dropped"] = dict(sorted((Counter(st["dropped"]) + total).items()))
+    st["examples"] = sum(info["rows"] for info in manifest["splits"].values())
+    hist = st["length_histogram"]
+    counts = list(hist["counts"])
+    for bucket, n in drops.length_log2.items():
+        counts[bucket] -= n
+    while counts and not counts[-1]:
+        counts.pop()
+    st["length_histogram"] = {"edges": hist["edges"][: len(counts)], "counts": counts}
+    if drops.eval_files:
+        manifest["decontamination"] = [
+            {"path": ev.path, "ngrams": ev.ngrams, "rows": ev.rows, "samples": ev.samples}
+            for ev in drops.eval_files
+        ]

@@ -1,0 +1,282 @@
+"""`dedup: exact` and `decontaminate:` on the repo's LLaMA-Factory data: every duplicate and eval
+leak is dropped and counted with samples, the copy kept is the same whatever the workers or
+resumes, and a held-out row never reaches train through a copy."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from shardprep.build import run as build_mod
+from shardprep.build.run import build
+from shardprep.cli.app import app
+from shardprep.recipe import load_recipe
+
+ROOT = Path(__file__).parents[2]
+LF = ROOT / "tests/fixtures/data/llamafactory"
+TOY = ROOT / "tests/fixtures/tokenizers/toy"
+runner = CliRunner()
+
+# v1_sft_demo repeats rows of alpaca_en_demo and identity (303 of its 500 on this data).
+SFT_SOURCES = [
+    {"name": "alpaca", "path": str(LF / "alpaca_en_demo.json.gz"), "format": "alpaca"},
+    {"name": "identity", "path": str(LF / "identity.json.gz"), "format": "alpaca"},
+    {"name": "v1", "path": str(LF / "v1_sft_demo.jsonl.gz"), "format": "messages"},
+]
+
+
+def _recipe(tmp_path: Path, output: str = "out", **overrides: Any) -> tuple[Any, Path]:
+    data: dict[str, Any] = {
+        "name": "t",
+        "output": output,
+        "tokenizer": str(TOY),
+        "renderer": "qwen3",
+        "sources": SFT_SOURCES,
+        "split": {"test_size": 40},
+        "work_unit_rows": 128,
+        "workers": 1,
+        **overrides,
+    }
+    p = tmp_path / f"{output}.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return load_recipe(p)
+
+
+def _rows(out: Path, manifest: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    return {
+        split: [r for s in info["shards"] for r in pq.read_table(out / s["path"]).to_pylist()]
+        for split, info in manifest["splits"].items()
+    }
+
+
+def _key(row: dict[str, Any], prefixes: tuple[str, ...] = ("",)) -> tuple[Any, ...]:
+    return tuple(
+        tuple(row[f"{p}{c}"]) for p in prefixes for c in ("input_ids", "target_ids", "weights")
+    )
+
+
+def _accounted(m: dict[str, Any]) -> None:
+    rows = sum(v["rows"] for v in m["splits"].values())
+    assert m["stats"]["rows_read"] == rows + sum(m["stats"]["dropped"].values())
+    for s in m["sources"]:
+        assert s["rows_read"] == s["examples"] + s["dropped"]
+        assert s["dropped"] == sum(s["dropped_by_reason"].values())
+    for split, info in m["splits"].items():
+        assert info["rows"] == sum(sh["rows"] for sh in info["shards"]), split
+        assert info["tokens"] == sum(sh["tokens"] for sh in info["shards"]), split
+
+
+@pytest.fixture(scope="module")
+def plain_and_dedup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Path]:
+    tmp = tmp_path_factory.mktemp("dedup")
+    plain = build(*_recipe(tmp, "plain"))
+    dedup = build(*_recipe(tmp, "dedup", dedup="exact"))
+    return plain.manifest, dedup.manifest, tmp
+
+
+def test_exact_dedup_drops_every_copy_and_counts_it(plain_and_dedup: Any) -> None:
+    plain_m, m, tmp = plain_and_dedup
+    plain = _rows(tmp / "plain", plain_m)
+    rows = _rows(tmp / "dedup", m)
+    # The oracle: the plain build's examples, test first then train, first copy of each kept.
+    seen: dict[tuple[Any, ...], tuple[str, int]] = {}
+    want: dict[str, list[tuple[str, int]]] = {"test": [], "train": []}
+    for split in ("test", "train"):
+        for r in plain[split]:
+            if seen.setdefault(_key(r), (r["source"], r["source_row"])) == (
+                r["source"],
+                r["source_row"],
+            ):
+                want[split].append((r["source"], r["source_row"]))
+    got = {s: [(r["source"], r["source_row"]) for r in rows[s]] for s in rows}
+    assert got == want
+    dupes = len(plain["train"]) + len(plain["test"]) - len(want["train"]) - len(want["test"])
+    assert m["stats"]["dropped"]["duplicate"] == dupes
+    by_source = {s["name"]: s["dropped_by_reason"].get("duplicate", 0) for s in m["sources"]}
+    assert sum(by_source.values()) == dupes
+    # On this data (v1 copies alpaca and identity rows; held-out copies keep the test one):
+    assert by_source == {"alpaca": 20, "identity": 1, "v1": 299}
+    # no two written examples are equal, and no held-out example is in train
+    keys = [_key(r) for split in rows.values() for r in split]
+    assert len(keys) == len(set(keys))
+    _accounted(m)
+    assert plain_m["stats"]["rows_read"] == m["stats"]["rows_read"]
+    # a sample per source names the row it copies, whose tokens are the same
+    by_row = {(r["source"], r["source_row"]): _key(r) for split in plain.values() for r in split}
+    for s in m["sources"]:
+        for sample in s["drop_samples"].get("duplicate", []):
+            of = sample["duplicate_of"]
+            assert by_row[(s["name"], sample["row"])] == by_row[(of["source"], of["row"])]
+            assert (of["source"], of["row"]) in got[of["split"]]
+    # the histogram and totals count what was written
+    assert sum(m["stats"]["length_histogram"]["counts"]) == sum(len(v) for v in rows.values())
+    assert m["splits"]["train"]["tokens"] == sum(r["length"] for r in rows["train"])
+
+
+def test_a_train_copy_of_a_held_out_row_is_the_one_dropped(plain_and_dedup: Any) -> None:
+    plain_m, m, tmp = plain_and_dedup
+    plain = _rows(tmp / "plain", plain_m)
+    rows = _rows(tmp / "dedup", m)
+    test_keys = {_key(r) for r in plain["test"]}
+    leaked = [r for r in plain["train"] if _key(r) in test_keys]
+    assert leaked, "the data should hold a train copy of some held-out row"
+    assert not test_keys & {_key(r) for r in rows["train"]}
+    assert {_key(r) for r in rows["test"]} == test_keys
+
+
+def test_the_same_copy_is_kept_whatever_the_workers_and_resumes(
+    plain_and_dedup: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, ref, _ = plain_and_dedup
+
+    def digest(m: dict[str, Any]) -> list[tuple[str, str]]:
+        return [
+            (s["path"].rsplit("/", 1)[1], s["sha256"])
+            for v in m["splits"].values()
+            for s in v["shards"]
+        ]
+
+    monkeypatch.setattr(build_mod, "_MIN_ROWS_FOR_POOL", 0)
+    pooled = build(*_recipe(tmp_path, "pooled", dedup="exact"), workers=2)
+    assert digest(pooled.manifest) == digest(ref)
+    assert pooled.manifest["stats"]["dropped"] == ref["stats"]["dropped"]
+
+    # interrupted after 5 units, then resumed from their markers
+    from shardprep.build import units
+
+    real = units.run_unit
+    calls = Counter[str]()
+
+    def failing(ctx: Any, unit: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise KeyboardInterrupt
+        return real(ctx, unit)
+
+    monkeypatch.setattr(build_mod, "_MIN_ROWS_FOR_POOL", 10**9)
+    monkeypatch.setattr(units, "run_unit", failing)
+    with pytest.raises(KeyboardInterrupt):
+        build(*_recipe(tmp_path, "resumed", dedup="exact"))
+    monkeypatch.setattr(units, "run_unit", real)
+    resumed = build(*_recipe(tmp_path, "resumed", dedup="exact"))
+    assert resumed.resumed_units == 5
+    assert digest(resumed.manifest) == digest(ref)
+    assert [s["drop_samples"] for s in resumed.manifest["sources"]] == [
+        s["drop_samples"] for s in ref["sources"]
+    ]
+
+
+def test_dpo_pairs_are_duplicates_as_a_whole(tmp_path: Path) -> None:
+    path = str(LF / "dpo_en_demo.json.gz")
+    sources = [
+        {"name": "a", "path": path, "format": "sharegpt_pair"},
+        {"name": "b", "path": path, "format": "sharegpt_pair", "take": 50},
+    ]
+    recipe = _recipe(tmp_path, task="dpo", sources=sources, split={}, dedup="exact")
+    with pytest.raises(Exception, match="source 'b' yields no example.*duplicate 50"):
+        build(*recipe)
+    recipe = _recipe(
+        tmp_path, task="dpo", sources=sources, split={}, dedup="exact", allow_empty_sources=True
+    )
+    m = build(*recipe).manifest
+    b = next(s for s in m["sources"] if s["name"] == "b")
+    assert b["examples"] == 0 and b["dropped_by_reason"] == {"duplicate": 50}
+    for sample in b["drop_samples"]["duplicate"]:
+        assert sample["duplicate_of"] == {"source": "a", "row": sample["row"], "split": "train"}
+    rows = _rows(tmp_path / "out", m)["train"]
+    pairs = [_key(r, ("chosen_", "rejected_")) for r in rows]
+    assert len(pairs) == len(set(pairs))
+    _accounted(m)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def test_decontaminate_drops_rows_sharing_an_ngram_with_eval_files(tmp_path: Path) -> None:
+    alpaca = json.loads(gzip.decompress((LF / "alpaca_en_demo.json.gz").read_bytes()))
+    # Eval sets quoting some real answers: a JSONL file, and a Parquet one with another field.
+    jsonl = tmp_path / "eval.jsonl"
+    jsonl.write_text(
+        "".join(json.dumps({"text": "Q: ... A: " + alpaca[i]["output"]}) + "\n" for i in (3, 8))
+    )
+    parquet = tmp_path / "eval.parquet"
+    pq.write_table(pa.table({"answer": [alpaca[i]["output"] for i in (20, 21, 3)]}), parquet)
+    n = 13
+
+    def grams(text: str) -> set[tuple[str, ...]]:
+        w = _words(text)
+        return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
+
+    evals = {
+        "eval.jsonl": set().union(*(grams(alpaca[i]["output"]) for i in (3, 8))),
+        "eval.parquet": set().union(*(grams(alpaca[i]["output"]) for i in (20, 21, 3))),
+    }
+    want = {
+        name: {i for i, r in enumerate(alpaca) if grams(r["output"]) & g}
+        for name, g in evals.items()
+    }
+    assert want["eval.jsonl"] >= {3, 8} and want["eval.parquet"] >= {3, 20, 21}
+    sources = [SFT_SOURCES[0]]
+    recipe_path = tmp_path / "recipe.yaml"
+    data = {
+        "name": "t",
+        "output": "out",
+        "tokenizer": str(TOY),
+        "renderer": "qwen3",
+        "sources": sources,
+        "decontaminate": {"paths": ["eval.jsonl"], "ngram": n},
+    }
+    recipe_path.write_text(yaml.safe_dump(data))
+    # one eval file whose field is not there: a clear error naming file, row and field
+    res = runner.invoke(app, ["build", str(recipe_path), "--quiet"])
+    assert res.exit_code == 0, res.output
+    data["decontaminate"] = {"paths": ["eval.parquet"], "field": "text"}
+    recipe_path.write_text(yaml.safe_dump(data))
+    res = runner.invoke(app, ["build", str(recipe_path), "--quiet"])
+    assert res.exit_code == 2
+    assert "eval.parquet row 0: field 'text' is missing" in res.output
+    # both files: a row is dropped once, counted under each file it shares an n-gram with
+    data["decontaminate"] = {"paths": ["eval.jsonl", "eval.parquet"], "field": "answer"}
+    (tmp_path / "eval.jsonl").write_text(
+        "".join(json.dumps({"answer": alpaca[i]["output"]}) + "\n" for i in (3, 8))
+    )
+    recipe_path.write_text(yaml.safe_dump(data))
+    res = runner.invoke(app, ["build", str(recipe_path), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    m = json.loads((tmp_path / "out/manifest.json").read_text())
+    dropped = want["eval.jsonl"] | want["eval.parquet"]
+    assert m["sources"][0]["dropped_by_reason"]["contaminated"] == len(dropped)
+    per_file = {e["path"].rsplit("/", 1)[1]: e for e in m["decontamination"]}
+    assert {k: v["rows"] for k, v in per_file.items()} == {k: len(v) for k, v in want.items()}
+    for name, e in per_file.items():
+        assert e["ngrams"] == len(evals[name])
+        assert {x["row"] for x in e["samples"]} <= want[name] and e["samples"]
+    kept = {r["source_row"] for r in _rows(tmp_path / "out", m)["train"]}
+    assert not kept & dropped and len(kept) == len(alpaca) - len(dropped)
+    assert out["decontamination"] == m["decontamination"]
+    _accounted(m)
+    # terminal: the per-file line
+    res = runner.invoke(app, ["build", str(recipe_path), "--force"])
+    assert f"eval.parquet: {len(want['eval.parquet'])} rows" in res.output
+    assert "contaminated" in res.output
+    # an eval file is part of the build's identity: a changed one rebuilds
+    again = runner.invoke(app, ["build", str(recipe_path), "--json"])
+    assert json.loads(again.output)["status"] == "up_to_date"
+    with jsonl.open("a") as f:
+        f.write(json.dumps({"answer": alpaca[30]["output"]}) + "\n")
+    os.utime(jsonl, ns=(jsonl.stat().st_atime_ns, jsonl.stat().st_mtime_ns + 10**9))
+    changed = json.loads(runner.invoke(app, ["build", str(recipe_path), "--json"]).output)
+    assert changed["status"] == "built" and changed["fingerprint"] != out["fingerprint"]
