@@ -161,7 +161,8 @@ def build_tokenizer(build: str, *, pad_token: str | None = None) -> PreTrainedTo
 
     Loaded from where the manifest says and refused if its tokenizer.json hash differs from the
     one the build recorded. TRL needs a pad token (padded positions are masked and never
-    trained, so any token will do): `pad_token`, else the tokenizer config's pad or eos token.
+    trained, so any token will do): `pad_token`, else the tokenizer config's pad or eos token,
+    else the token of id 0.
     """
     from transformers import PreTrainedTokenizerFast
 
@@ -186,8 +187,10 @@ def build_tokenizer(build: str, *, pad_token: str | None = None) -> PreTrainedTo
             specials[key] = value
     if pad_token is not None:
         specials["pad_token"] = pad_token
-    elif "pad_token" not in specials and "eos_token" in specials:
-        specials["pad_token"] = specials["eos_token"]
+    elif "pad_token" not in specials:
+        fallback = specials.get("eos_token") or loaded.tokenizer.id_to_token(0)
+        if fallback is not None:
+            specials["pad_token"] = fallback
     return PreTrainedTokenizerFast(tokenizer_object=loaded.tokenizer, **specials)
 
 
