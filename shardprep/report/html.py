@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from shardprep.encode.decode import Piece
+from shardprep.report.data import PACKING_HEAD, packing_cells, packing_title
 
 _CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #1d1d1f; max-width: 1200px; }
@@ -293,6 +294,9 @@ def render_html(report: dict[str, Any]) -> str:
                 ],
             )
         )
+    if report.get("packing"):
+        parts.append(f"<h2>{escape(packing_title(report['packing']))}</h2>")
+        parts.append(_table("packing", PACKING_HEAD, packing_cells(report["packing"])))
     h = report["health"]
     parts.append("<h2>Mask health</h2>")
     parts.append(

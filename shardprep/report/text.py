@@ -12,6 +12,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Column, Table
 from rich.text import Text
 
+from shardprep.report.data import PACKING_HEAD, packing_cells, packing_title
+
 TRAINED_OPEN, TRAINED_CLOSE = "⟦", "⟧"
 SPECIAL_OPEN, SPECIAL_CLOSE = "‹", "›"
 _BAR_WIDTH = 40
@@ -432,21 +434,11 @@ def row_errors_text(errors: list[dict[str, Any]]) -> Text:
 
 def packing_table(packing: dict[str, Any] | list[dict[str, Any]]) -> Table:
     """`prep show --pack`: the plan PackedLoader trains, one row per seq_len."""
-    plans = packing if isinstance(packing, list) else [packing]
-    t = Table(title=f"packing {plans[0]['split']} (best-fit decreasing; packs shuffled per epoch)")
-    for col in ("seq_len", "packs", "bound", "efficiency", "over length", "cut positions", "bias"):
+    t = Table(title=packing_title(packing))
+    for col in PACKING_HEAD:
         t.add_column(col, justify="right")
-    for p in plans:
-        _add_row(
-            t,
-            _n(p["seq_len"]),
-            _n(p["packs"]),
-            _n(p["packs_lower_bound"]),
-            f"{100 * p['efficiency']:.2f}%",
-            _n(p["rows_over_length"]),
-            _n(p["positions_truncated"]),
-            f"{p['position_bias']:+.3f}",
-        )
+    for cells in packing_cells(packing):
+        _add_row(t, *cells)
     return t
 
 

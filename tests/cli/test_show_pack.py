@@ -80,3 +80,15 @@ def test_pack_refusals_exit_2(demo_build: Path) -> None:
     assert res.exit_code == 2 and "--pack 1" in res.output
     res = invoke("show", str(demo_build), "--pack", "1024", "--split", "nope", "--json")
     assert res.exit_code == 2 and "split 'nope'" in res.output
+
+
+def test_pack_html_table(demo_build: Path, tmp_path: Path) -> None:
+    page = tmp_path / "show.html"
+    res = invoke("show", str(demo_build), "--pack", "2048", "--html", str(page))
+    assert res.exit_code == 0, res.output
+    html = page.read_text()
+    plan = PackingPlan.build(_lengths(demo_build), 2048)
+    table = html[html.index('<table class="packing">') :]
+    table = table[: table.index("</table>")]
+    assert f"<td>{plan.packs:,}</td>" in table.replace(' class="num"', "")
+    assert f"{100 * plan.efficiency:.2f}%" in table
