@@ -6,7 +6,6 @@ import functools
 import gzip
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,18 +65,54 @@ def _find_in_folder(folder: Path) -> Path | None:
     return None
 
 
-def _resolve_hub(model_id: str) -> Path | None:
-    """Find tokenizer.json of a Hub model in the local cache, downloading only when online."""
+def _resolve_hub(model_id: str) -> Path:
+    """tokenizer.json of a Hub model: from the huggingface_hub cache under HF_HUB_OFFLINE,
+    otherwise downloaded (or found current); a TokenizerError says why not."""
+    from shardprep import hub_access
+
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:  # pragma: no cover - huggingface_hub comes with datasets
-        return None
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        raise TokenizerError(
+            f"tokenizer {model_id!r}: a Hub model id needs huggingface_hub (pip install "
+            "huggingface_hub), or point `tokenizer:` at a folder with tokenizer.json"
+        ) from None
+
+    def cached() -> Path | None:
+        try:
+            return Path(hf_hub_download(model_id, "tokenizer.json", local_files_only=True))
+        except Exception:
+            return None
+
+    if hub_access.offline():
+        found = cached()
+        if found is None:
+            raise TokenizerError(
+                f"tokenizer {model_id!r} is neither a local path nor a Hub model found in the "
+                "huggingface_hub cache (HF_HUB_OFFLINE is set: download it once with network "
+                "access, or point `tokenizer:` at a folder with tokenizer.json)"
+            )
+        return found
+    # Without this, huggingface_hub retries an unreachable Hub for a minute and more.
+    reason = hub_access.unreachable()
+    if reason is not None:
+        where = hub_access.unreachable_message(f"tokenizer {model_id!r}", reason)
+        if cached() is not None:
+            raise TokenizerError(
+                f"{where}; the huggingface_hub cache holds it: {hub_access.OFFLINE_HINT}"
+            )
+        raise TokenizerError(
+            f"{where}, and the huggingface_hub cache does not hold it: download it once with "
+            "network access, or point `tokenizer:` at a folder with tokenizer.json"
+        )
     try:
-        path = hf_hub_download(model_id, "tokenizer.json", local_files_only=offline)
-    except Exception:
-        return None
-    return Path(path)
+        return Path(hf_hub_download(model_id, "tokenizer.json"))
+    except Exception as exc:
+        raise TokenizerError(
+            f"tokenizer {model_id!r} is neither a local path nor a Hub model whose tokenizer.json "
+            f"could be downloaded ({type(exc).__name__}: {exc}); check the model id, or point "
+            "`tokenizer:` at a folder with tokenizer.json"
+        ) from exc
 
 
 def resolve_tokenizer_path(spec: str, *, base_dir: Path | None = None) -> Path:
@@ -95,13 +130,7 @@ def resolve_tokenizer_path(spec: str, *, base_dir: Path | None = None) -> Path:
             )
         return found
     if "/" in spec and not spec.startswith((".", "/", "~")) and spec.count("/") == 1:
-        hub = _resolve_hub(spec)
-        if hub is not None:
-            return hub
-        raise TokenizerError(
-            f"tokenizer {spec!r} is neither a local path nor a Hub model found in the huggingface_hub cache"
-            " (download it once with network access, or point `tokenizer:` at a folder with tokenizer.json)"
-        )
+        return _resolve_hub(spec)
     raise TokenizerError(f"tokenizer path {candidate} does not exist")
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shardprep import hub_access
 from shardprep.errors import SourceError
 from shardprep.sources import retry
 from shardprep.sources.base import Identity, Piece, RawRow
@@ -30,8 +30,44 @@ if TYPE_CHECKING:
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+# What to do about a Hub source that fails: the CLI's default hint names `path:`, not `hf:`.
+HUB_HINT = (
+    "check the source's `hf:` id, `config:`, `split:` and `revision:`; with HF_HUB_OFFLINE=1 "
+    "the Hub cache on this machine is read without network"
+)
+
+
+def _hub_error(message: str) -> SourceError:
+    err = SourceError(message)
+    err.hint = HUB_HINT
+    return err
+
+
+def _cache_dir(repo: str) -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE) / f"datasets--{repo.replace('/', '--')}"
+
+
+def check_reachable(repo: str, revision: str | None) -> None:
+    """Fail at once, saying so and how to use the cache, when the Hub cannot be reached (and
+    HF_HUB_OFFLINE is not set): `datasets` and huggingface_hub would retry for minutes first."""
+    reason = hub_access.unreachable()
+    if reason is None:
+        return
+    rev = revision or "main"
+    ref = _cache_dir(repo) / "refs" / rev
+    if _COMMIT.match(rev) or ref.is_file():
+        at = rev if _COMMIT.match(rev) else f"{rev} (commit {ref.read_text().strip()})"
+        cache = f"; the Hub cache holds {repo}@{at}: {hub_access.OFFLINE_HINT}"
+    else:
+        cache = (
+            f", and the Hub cache holds no {repo}@{rev}: connect once, or point the source at a "
+            "local copy (`path:`, or `hf:` a folder in Hub layout)"
+        )
+    err = SourceError(hub_access.unreachable_message(f"hf: {repo}", reason) + cache)
+    err.hint = hub_access.OFFLINE_HINT if cache.startswith(";") else "connect to the network"
+    raise err
 
 
 def is_local_repo(repo: str, base_dir: Path | None = None) -> Path | None:
@@ -47,26 +83,28 @@ def resolve_commit(repo: str, revision: str | None) -> str:
     rev = revision or "main"
     if _COMMIT.match(rev):
         return rev
-    if _offline():
+    if hub_access.offline():
         # Offline, the Hub cache's refs/<rev> file records the commit that was downloaded.
-        from huggingface_hub import constants
-
-        ref = Path(constants.HF_HUB_CACHE) / f"datasets--{repo.replace('/', '--')}" / "refs" / rev
+        ref = _cache_dir(repo) / "refs" / rev
         if ref.is_file():
             return ref.read_text().strip()
-        raise SourceError(
+        raise _hub_error(
             f"hf: {repo}@{rev}: HF_HUB_OFFLINE is set and the revision is not in the Hub cache "
             f"({ref}); pin `revision:` to a commit sha or go online once"
         )
     from huggingface_hub import HfApi
 
-    info = retry.call(
-        lambda: HfApi().dataset_info(repo, revision=rev),
-        url=f"hf://datasets/{repo}@{rev}",
-        what="resolve",
-    )
+    try:
+        info = retry.call(
+            lambda: HfApi().dataset_info(repo, revision=rev),
+            url=f"hf://datasets/{repo}@{rev}",
+            what="resolve",
+        )
+    except SourceError as e:
+        e.hint = e.hint or HUB_HINT
+        raise
     if not info.sha:
-        raise SourceError(f"hf: {repo}@{rev}: the Hub returned no commit")
+        raise _hub_error(f"hf: {repo}@{rev}: the Hub returned no commit")
     return str(info.sha)
 
 
@@ -97,6 +135,8 @@ def hub_ref(src: SourceSpec, base_dir: Path | None) -> HubRef:
     assert src.hf is not None
     local = is_local_repo(src.hf, base_dir)
     path = str(local.resolve()) if local else src.hf
+    if not local and not hub_access.offline():
+        check_reachable(src.hf, src.revision)
     commit = None if local else resolve_commit(src.hf, src.revision)
     data_files = None if src.data_files is None else json.dumps(src.data_files, sort_keys=True)
     return HubRef(path, src.config, src.split, commit, data_files)
@@ -105,10 +145,11 @@ def hub_ref(src: SourceSpec, base_dir: Path | None) -> HubRef:
 def _wrap(ref: HubRef, what: str, fn: Any) -> Any:
     try:
         return retry.call(fn, url=ref.url, what=what)
-    except SourceError:
+    except SourceError as e:
+        e.hint = e.hint or HUB_HINT
         raise
     except Exception as e:  # datasets' own errors (DatasetNotFoundError, config errors, ...)
-        raise SourceError(f"cannot {what} {ref.url}: {type(e).__name__}: {e}") from e
+        raise _hub_error(f"cannot {what} {ref.url}: {type(e).__name__}: {e}") from e
 
 
 @functools.lru_cache(maxsize=16)
