@@ -19,10 +19,13 @@ a control token mid-answer. `ContentScreen` finds such rows in the one encode pa
    token spelled out; under `refuse` the row is a `special_token_in_content` row error.
 
 Whitespace-only added tokens (indentation and newline tokens) are vocabulary, not control tokens,
-and are left out. Splitting a chunk at its live literals and encoding the pieces alone is what
-`tokenizers` does itself for added tokens without `lstrip` / `rstrip` / `single_word`;
-`tests/encode/test_special.py` proves the escape path equal to the ordinary one on rows without
-literals.
+and are left out; so are the messages a renderer writes itself (`renderers.tools.TemplateMessage`:
+a tool declaration prefix spells `<tool_call>` on purpose, and it holds the declarations and the
+system prompt it replaced, which are therefore not screened).
+
+Splitting a chunk at its live literals and encoding the pieces alone is what `tokenizers` does
+itself for added tokens without `lstrip` / `rstrip` / `single_word`; `tests/encode/test_special.py`
+proves the escape path equal to the ordinary one on rows without literals.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from shardprep.errors import RowError
 from shardprep.renderers.content import Message, ensure_text
@@ -22,6 +22,13 @@ if TYPE_CHECKING:
 from shardprep.messages import ToolSpec  # noqa: E402
 
 TOOLS_UNSUPPORTED = "tools_unsupported"
+
+
+class TemplateMessage(dict):  # type: ignore[type-arg]
+    """A message the renderer wrote (a tool declaration prefix), not the row's text: equal to
+    the plain dict, but the special-token screen (encode/special.py) leaves its literals alone,
+    since the family's own tool instructions spell `<tool_call>` and the like on purpose."""
+
 
 # -- Qwen3 --------------------------------------------------------------------------------------
 
@@ -196,4 +203,4 @@ def with_tool_prefix(
     if any("trainable" in m for m in messages):
         flag = bool(system.get("trainable", False)) if system is not None else False
         prefix = [{**m, "trainable": flag} for m in prefix]
-    return prefix + rest
+    return [cast(Message, TemplateMessage(m)) for m in prefix] + rest
