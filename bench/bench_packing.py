@@ -12,7 +12,8 @@ For each seq_len (2048, 4096, 8192), packs and efficiency (row positions / (pack
   shardprep      PackingPlan.build (what `prep show --pack` prints and PackedLoader trains:
                  capacity seq_len - 1, longer rows truncated), plan seconds; bound =
                  ceil(positions / (seq_len - 1)); bias = corr(pack position in epoch 0, its mean
-                 row length)
+                 row length); 8-rank imbalance = mean over steps of (max - min) / max positions
+                 across 8 ranks of one pack each
   bfd@seq_len    shardprep's best_fit_decreasing at capacity seq_len, to compare with TRL
                  like for like
   trl whole      TRL's own BFD (trl.data_utils._pack_bfd) over the whole set at seq_len (the
@@ -111,7 +112,9 @@ def shardprep_plan(lengths: np.ndarray, seq_len: int) -> dict[str, Any]:
     t = time.perf_counter()
     plan = PackingPlan.build(lengths, seq_len)
     seconds = time.perf_counter() - t
-    return {**plan.summary(), "seconds": round(seconds, 3)}
+    # Ranks' positions within a step: 8 ranks of one pack each, epoch 0 of seed 0.
+    balance = plan.balance(0, 0, batch_size=1, world_size=8)
+    return {**plan.summary(), "seconds": round(seconds, 3), "balance_8_ranks": round(balance, 5)}
 
 
 def bfd_at(lengths: np.ndarray, capacity: int) -> dict[str, Any]:
@@ -223,7 +226,8 @@ def run_set(name: str, lengths: np.ndarray, *, trl: bool, full_trl: bool) -> dic
         say(
             f"  {seq_len:>7}  {'shardprep plan':<22} {sp['packs']:>10,} {sp['packs_lower_bound']:>10,} "
             f"{100 * sp['efficiency']:>9.2f}% {sp['seconds']:>8.2f}   "
-            f"over length {sp['rows_over_length']:,}, bias {sp['position_bias']:+.3f}"
+            f"over length {sp['rows_over_length']:,}, bias {sp['position_bias']:+.3f}, "
+            f"8-rank imbalance {100 * sp['balance_8_ranks']:.2f}%"
         )
         b = r["bfd_at_seq_len"]
         bound = -(-int(np.minimum(lengths, seq_len).sum()) // seq_len)
