@@ -31,7 +31,6 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from shardprep.torch import PackedLoader, ShardDataset
 from shardprep.torch.trl import build_tokenizer
@@ -51,6 +50,11 @@ def ensure_build(path: Path) -> None:
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """One rank's loop (torch.distributed already initialised)."""
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+    )  # in the ranks only: the launcher needs none
+
     rank, world = dist.get_rank(), dist.get_world_size()
     ds = ShardDataset(args.build, "train")
     loader = PackedLoader(ds, seq_len=args.seq_len, batch_size=args.batch, seed=0)
@@ -106,6 +110,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _worker(rank: int, world: int, port: int, args: argparse.Namespace) -> None:
+    torch.set_num_threads(
+        max(1, (os.cpu_count() or 1) // world)
+    )  # as torchrun does: no oversubscription
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
     )

@@ -30,6 +30,7 @@ loads it (nor `datasets`).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,20 @@ def _rows(build: str | ShardDataset, split: str, schemas: tuple[str, ...]) -> Sh
     return rows
 
 
+# Bump when a layout's rows change for the same shards: cached datasets are then made again.
+_LAYOUT_VERSION = 1
+
+
+def _fingerprint(layout: str, rows: ShardDataset, fractional: Fractional) -> str:
+    """The cached dataset's key: its layout and the bytes of the shards it is made from (sha256s,
+    in order), so a rebuilt build is never served from the cache, and an unchanged one never
+    made twice (`datasets` would hash the generator's arguments, which differs run to run)."""
+    h = hashlib.sha256(f"shardprep-trl-{layout}/{_LAYOUT_VERSION}/{fractional}".encode())
+    for shard in rows.shards:
+        h.update(shard["sha256"].encode())
+    return h.hexdigest()[:32]
+
+
 def _sft_examples(rows: ShardDataset, fractional: Fractional) -> Iterator[dict[str, Any]]:
     for i in range(len(rows)):
         ex = hf_example(rows[i], fractional=fractional)
@@ -76,7 +91,8 @@ def sft_dataset(
 
     Pass it with `SFTConfig(dataset_kwargs={"skip_prepare_dataset": True})`: TRL's preparation would
     truncate rows to its own `max_length` (1024 by default). Written once by `datasets` into its
-    cache (`cache_dir`), keyed by the build's shard hashes, so a rebuilt build is never served stale.
+    cache (`cache_dir`; needs datasets >= 4.3, as TRL 1.x does), keyed by the shards' sha256s and
+    the layout, so a rebuilt build is never served stale.
     """
     import datasets
 
@@ -89,6 +105,7 @@ def sft_dataset(
         features=datasets.Features({"input_ids": ids, "labels": ids}),
         cache_dir=cache_dir,
         keep_in_memory=keep_in_memory,
+        fingerprint=_fingerprint("sft", rows, fractional),
     )
 
 
@@ -153,6 +170,7 @@ def dpo_dataset(
         features=datasets.Features({c: ids for c in PAIR_COLUMNS}),
         cache_dir=cache_dir,
         keep_in_memory=keep_in_memory,
+        fingerprint=_fingerprint("dpo", rows, fractional),
     )
 
 

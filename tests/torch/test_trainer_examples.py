@@ -30,7 +30,7 @@ def _example(name: str) -> ModuleType:
 
 def test_hf_trainer_on_packed_batches(toy_builds: dict[str, Path]) -> None:
     result = _example("train_hf_packed").main(
-        [str(toy_builds["sft"]), "--steps", "6", "--seq-len", "1024", "--batch", "2"]
+        [str(toy_builds["sft"]), "--steps", "6", "--seq-len", "512", "--batch", "2"]
     )
     assert result["steps"] == 6 and result["last"] < result["first"]
     # The loader's global position: 6 steps of 2 packs, in the first epoch.
@@ -71,7 +71,7 @@ def test_ddp_loop_two_processes(toy_builds: dict[str, Path], tmp_path: Path) -> 
             "--world",
             "2",
             "--seq-len",
-            "1024",
+            "512",
             "--result",
             str(out),
         ],

@@ -225,3 +225,17 @@ def test_wrong_schema_and_tokenizer_refused(
         dpo_dataset(ShardDataset(str(toy_builds["sft"]), cache_dir=cache_dir))
     with pytest.raises(ShardprepError, match="not a finished build"):
         build_tokenizer(str(tmp_path))
+
+
+def test_datasets_are_cached_by_the_shards_they_are_made_from(
+    toy_builds: dict[str, Path], cache_dir: str, tmp_path: Path
+) -> None:
+    rows = ShardDataset(str(toy_builds["sft"]), cache_dir=cache_dir)
+    first = sft_dataset(rows, cache_dir=str(tmp_path))
+    again = sft_dataset(
+        ShardDataset(str(toy_builds["sft"]), cache_dir=cache_dir), cache_dir=str(tmp_path)
+    )
+    assert first.cache_files == again.cache_files  # made once
+    as_trained = sft_dataset(rows, cache_dir=str(tmp_path), fractional="as_trained")
+    assert as_trained.cache_files != first.cache_files  # another layout, another entry
+    assert first._fingerprint != as_trained._fingerprint
