@@ -241,11 +241,11 @@ def test_epochs_state_and_refusals(ds: ShardDataset) -> None:
 
 
 def test_plan_fills_real_lengths_to_the_bound(ds: ShardDataset) -> None:
-    """The demo build's real lengths (480 rows): at most one pack over ceil(positions / capacity)."""
+    """The demo build's real lengths (480 rows, Qwen3): 99.5 % filled, or as few packs as any plan
+    could have (the split is too small for 99.5 % at that seq_len)."""
     for seq_len in (2048, 4096, 8192):
         plan = PackingPlan.build(ds.lengths, seq_len)
-        assert plan.packs <= plan.packs_lower_bound + 1, plan.summary()
-    assert PackingPlan.build(ds.lengths, 2048).efficiency >= 0.99
+        assert plan.efficiency >= 0.995 or plan.packs == plan.packs_lower_bound, plan.summary()
 
 
 def test_fractional_weights_are_refused_for_labels(make_build: Any, tmp_path: Path) -> None:
