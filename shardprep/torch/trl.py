@@ -212,13 +212,14 @@ def build_tokenizer(build: str, *, pad_token: str | None = None) -> PreTrainedTo
     return PreTrainedTokenizerFast(tokenizer_object=loaded.tokenizer, **specials)
 
 
-def _longest_pair(dataset: Any) -> int:
-    """Longest prompt + side of a pre-tokenized pair dataset (Arrow list lengths: no row loop)."""
+def _longest_pair(dataset: Any) -> int | None:
+    """Longest prompt + side of a pre-tokenized pair dataset (Arrow list lengths: no row loop);
+    None for an IterableDataset, whose rows are not known before they are read."""
     import pyarrow.compute as pc
 
     table = dataset.data.table if hasattr(dataset, "data") else None
     if table is None:
-        return 0  # an IterableDataset: its length is unknown until read
+        return None
     prompt = pc.list_value_length(table.column("prompt_ids"))
     longest = 0
     for side in ("chosen_ids", "rejected_ids"):
@@ -251,7 +252,13 @@ def _make_dpo_trainer() -> type:
             if not set(PAIR_COLUMNS) <= set(get_dataset_column_names(dataset)):
                 return super()._prepare_dataset(dataset, processing_class, args, name)
             longest = _longest_pair(dataset)
-            if args.max_length is not None and longest > args.max_length:
+            if args.max_length is not None and longest is None:
+                raise ValueError(
+                    f"the {name} dataset is iterable, so max_length={args.max_length} cannot be "
+                    "checked against its rows and could truncate them: pass "
+                    "DPOConfig(max_length=None) (the build already applied its own)"
+                )
+            if args.max_length is not None and longest is not None and longest > args.max_length:
                 raise ValueError(
                     f"the {name} dataset has a pair side of {longest} tokens (prompt + completion) and "
                     f"max_length={args.max_length} would truncate it: the build already applied its own "

@@ -239,3 +239,20 @@ def test_datasets_are_cached_by_the_shards_they_are_made_from(
     as_trained = sft_dataset(rows, cache_dir=str(tmp_path), fractional="as_trained")
     assert as_trained.cache_files != first.cache_files  # another layout, another entry
     assert first._fingerprint != as_trained._fingerprint
+
+
+def test_dpo_trainer_refuses_max_length_on_an_iterable_dataset(
+    toy_builds: dict[str, Path], cache_dir: str, tmp_path: Path
+) -> None:
+    rows = ShardDataset(str(toy_builds["dpo"]), cache_dir=cache_dir)
+    data = dpo_dataset(rows, keep_in_memory=True).select(range(4)).to_iterable_dataset()
+    args = DPOConfig(output_dir=str(tmp_path), max_steps=1, use_cpu=True, report_to="none")
+    tokenizer = build_tokenizer(str(toy_builds["dpo"]))
+    with pytest.raises(ValueError, match="iterable, so max_length=1024 cannot be checked"):
+        PretokenizedDPOTrainer(
+            model=tiny_llama(0),
+            ref_model=tiny_llama(1),
+            args=args,
+            train_dataset=data,
+            processing_class=tokenizer,
+        )
