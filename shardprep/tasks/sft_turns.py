@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from shardprep.renderers.base import SPLITTABLE_MODES, Renderer, TrainOnWhat
-from shardprep.renderers.content import Message
+from shardprep.renderers.content import Message, has_thinking
 from shardprep.sources.base import RawRow
 from shardprep.store.schemas import ShardSchema
 from shardprep.tasks.base import UnitIO
@@ -32,7 +32,7 @@ CONVERSATIONS = "conversations"  # per_turn: rows rendered into one example or m
 TURN_EXAMPLES = "turn_examples"  # per_turn: examples rendered (before length drops)
 TURN_TOKENS = "turn_tokens"  # per_turn: their tokens (unshifted)
 CONVERSATION_TOKENS = "conversation_tokens"  # per_turn: tokens of each row's longest example
-HISTORY_TRAINED = "history_trained_rows"  # per_conversation: rows that train turns as history
+HISTORY_TRAINED = "history_trained_rows"  # per_conversation: rows training reasoning as history
 
 
 def turns_schema(base: ShardSchema) -> ShardSchema:
@@ -184,29 +184,34 @@ def write_turns(
 
 
 def trains_history(renderer: Renderer, messages: Sequence[Message], train_on: TrainOnWhat) -> bool:
-    """Whether one sequence trains an assistant message this renderer may write as history.
+    """Whether one sequence trains, as history, an assistant message whose reasoning this
+    renderer drops there.
 
     For a renderer without the extension property (history drops reasoning) such a message is
-    trained in a context the model never sees at inference. Exactly the rows for which per_turn
-    writes more than one example; for a mode per_turn cannot split, the rows that train an
-    assistant message before the last message.
+    trained without the reasoning the model produced it with: per_turn trains it as produced.
+    Rows whose trained history messages have no reasoning are not counted: their history form
+    differs at most by the framing of an empty reasoning block (Qwen3's `<think>\n\n</think>`),
+    and the answer text trained is the same.
     """
     if renderer.has_extension_property or train_on is TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES:
         return False
+    # Nothing to lose before the last message: most rows (single turn, or no reasoning at all).
+    if not any(_reasons(m) for m in messages[:-1]):
+        return False
     if train_on in SPLITTABLE_MODES or renderer.splits_every_mode:
-        if not renderer.splits_every_mode:
-            # Cuts fall on assistant messages: fewer than two cannot make two (most rows).
-            assistants = 0
-            for m in messages:
-                assistants += m.get("role") == "assistant"
-            if assistants < 2:
-                return False
-        return len(renderer.example_cuts(messages, train_on)) > 1
+        cuts = renderer.example_cuts(messages, train_on)
+        if len(cuts) < 2:
+            return False
+        if renderer.splits_every_mode:  # Kimi: each earlier example trains a whole user turn
+            return any(_reasons(m) for m in messages[: cuts[-2].end])
+        return any(_reasons(messages[c.end - 1]) for c in cuts[:-1])
     customized = train_on is TrainOnWhat.CUSTOMIZED
-    return any(
-        m.get("role") == "assistant" and (not customized or bool(m.get("trainable")))
-        for m in messages[:-1]
-    )
+    return any(_reasons(m) and (not customized or bool(m.get("trainable"))) for m in messages[:-1])
+
+
+def _reasons(message: Message) -> bool:
+    """An assistant message carrying reasoning (a thinking part, or `<think>` in its text)."""
+    return message.get("role") == "assistant" and has_thinking(message.get("content"))
 
 
 def turns_summary(counters: Mapping[str, int]) -> dict[str, Any]:
@@ -236,9 +241,9 @@ def history_warnings(
             "code": "history_turns_trained",
             "message": (
                 f"{n:,} rows train earlier assistant messages in one sequence, where renderer "
-                f"{renderer} writes them as history (without their reasoning or think block), "
-                "not as the turns the model produced: set `examples: per_turn` to train each "
-                "turn in the context it is sampled from"
+                f"{renderer} writes them as history, without the reasoning they carry, not as "
+                "the turns the model produced: set `examples: per_turn` to train each turn in "
+                "the context it is sampled from"
             ),
             "count": n,
         }

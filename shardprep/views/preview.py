@@ -163,6 +163,7 @@ def preview_recipe(
     report["task_counters"] = dict(sorted(counters.items()))
     report["task_summary"] = task.counter_summary(counters) or None
     report["health"] = health.to_json()
+    recipe_json = recipe.model_dump(mode="json")
     report["warnings"] = health_warnings(
         report["health"],
         sources,
@@ -171,7 +172,8 @@ def preview_recipe(
         report["conformance"],
         judges_masks=task.judges_masks,
         renderer=recipe.renderer.name,
-    ) + task.counter_warnings(counters, recipe.model_dump(mode="json"))
+        recipe=recipe_json,
+    ) + task.counter_warnings(counters, recipe_json)
     # Preview lists every bad row; under `on_error: fail` the build stops at the first instead.
     unreadable = [e for e in errors if e["source_row"] is None]
     if unreadable and recipe.on_error == "fail":

@@ -335,6 +335,7 @@ def inspect_build(
         report["conformance"],
         judges_masks=task.judges_masks,
         renderer=report["renderer"],
+        recipe=manifest.get("recipe", {}),
     ) + task.counter_warnings(report["task_counters"], manifest.get("recipe", {}))
     special = special_tokens_warning(report["special_tokens"])
     if special is not None:

@@ -311,3 +311,53 @@ def test_turn_layout_names_the_format_that_reads_it(
     assert (
         json.loads((tmp_path / "out" / "manifest.json").read_text())["splits"]["train"]["rows"] == 1
     )
+
+
+# --- item 3: quiet when all is well ---------------------------------------------------------
+
+
+def test_demo_builds_and_shows_without_a_warning(tmp_path: Path) -> None:
+    # What `make demo` runs: build, then show row 0.
+    out = tmp_path / "demo"
+    res = invoke("build", str(DEMO), "--output", str(out))
+    assert res.exit_code == 0, res.output
+    assert "warning" not in res.output.lower()
+    assert (
+        json.loads(invoke("build", str(DEMO), "--output", str(out), "--json").output)["warnings"]
+        == []
+    )
+    res = invoke("show", str(out), "--row", "0")
+    assert res.exit_code == 0, res.output
+    assert res.output.rstrip().endswith("no warnings")
+    assert json.loads(invoke("show", str(out), "--json").output)["warnings"] == []
+
+
+def test_per_turn_single_turn_source_is_not_an_outlier(tmp_path: Path) -> None:
+    """per_turn: multi-turn tool data trains ~22% of its tokens (each example repeats its history
+    untrained), single-turn alpaca ~86%: both as they should be, neither worth a warning."""
+    import yaml
+
+    data = ROOT / "demo" / "data"
+    glaive = {"path": str(data / "glaive_toolcall_en_demo.slice.json"), "format": "sharegpt"}
+    recipe = {
+        "name": "mix",
+        "output": str(tmp_path / "out"),
+        "tokenizer": str(ROOT / "tests" / "fixtures" / "tokenizers" / "qwen3"),
+        "renderer": "qwen3",
+        "examples": "per_turn",
+        "max_length": 4096,
+        "sources": [
+            {"name": "tools_a", **glaive},
+            {"name": "tools_b", **glaive},
+            {"name": "alpaca", "path": str(data / "alpaca_en_demo.slice.json"), "format": "alpaca"},
+        ],
+        "workers": 1,
+    }
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    res = invoke("build", str(tmp_path / "recipe.yaml"), "--quiet")
+    assert res.exit_code == 0, res.output
+    report = json.loads(invoke("show", str(tmp_path / "out"), "--json").output)
+    ratio = {s["name"]: s["trained_ratio"] for s in report["sources"]}
+    assert ratio["alpaca"] > 3 * ratio["tools_a"]  # what tripped the outlier check before
+    assert report["warnings"] == []
+    assert invoke("show", str(tmp_path / "out")).output.rstrip().endswith("no warnings")

@@ -60,8 +60,8 @@ def test_preview_writes_nothing_and_matches_build(tmp_path: Path) -> None:
     assert not (tmp_path / "never-written").exists()
     data = json.loads(res.output)
     assert [s["rows_read"] for s in data["sources"]] == [3, 3, 3]
-    # The demo trains qwen3's multi-turn tool conversations as one sequence: per_turn is named.
-    assert [w["code"] for w in data["warnings"]] == ["history_turns_trained"]
+    # The demo is quiet: its earlier turns carry no reasoning for qwen3's history to drop.
+    assert data["warnings"] == []
     assert len(data["rows"]) == 9 and data["row_errors"] == []
     # Token-exact parity: the previewed rows are the rows the build writes for the same inputs.
     built = runner.invoke(app, ["build", str(recipe), "--quiet", "-o", str(tmp_path / "built")])

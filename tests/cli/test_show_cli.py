@@ -112,8 +112,8 @@ def test_show_json_matches_manifest(demo_build: Path, manifest: dict[str, Any]) 
     assert health["untrained_rows"] == 0
     (eot,) = health["end_of_turn"]
     assert eot["token"] == "<|im_end|>" and 0 < eot["trained"] < eot["in_targets"]
-    # qwen3 writes earlier turns of the glaive conversations as history: per_turn is named.
-    assert [w["code"] for w in data["warnings"]] == ["history_turns_trained"]
+    # The demo is quiet: its earlier turns carry no reasoning for qwen3's history to drop.
+    assert data["warnings"] == []
     (row,) = data["rows"]
     assert row == data["row"]
     assert row["trained"] == sum(1 for w in row["weights"] if w > 0)

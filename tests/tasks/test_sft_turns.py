@@ -309,6 +309,43 @@ def test_per_conversation_warns_and_names_per_turn(tmp_path: Path) -> None:
     assert [w["count"] for w in preview["warnings"] if w["code"] == "history_turns_trained"] == [4]
 
 
+def test_history_without_reasoning_is_not_warned(tmp_path: Path) -> None:
+    # The same turns without their thinking: history loses no reasoning (qwen3 leaves out only
+    # the empty think block's framing), so nothing to act on; one row keeps its first turn's
+    # thinking and is the one counted.
+    plain = []
+    for i in range(4):
+        msgs = _multi_turn(i)["messages"]
+        plain.append(
+            {
+                "messages": [
+                    {**m, "content": m["content"][1]["text"]} if m["role"] == "assistant" else m
+                    for m in msgs
+                ]
+            }
+        )
+    write_jsonl(tmp_path / "d.jsonl", [*plain, _multi_turn(9)])
+    recipe = {
+        "name": "t",
+        "output": "out",
+        "tokenizer": TOY,
+        "renderer": "qwen3",
+        "conformance_rows": 0,
+        "sources": [{"name": "d", "path": "d.jsonl"}],
+    }
+    (tmp_path / "r.yaml").write_text(json.dumps(recipe))
+    out = CliRunner().invoke(app, ["build", str(tmp_path / "r.yaml"), "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["task_counters"]["history_trained_rows"] == 1
+    assert [w["count"] for w in data["warnings"] if w["code"] == "history_turns_trained"] == [1]
+    write_jsonl(tmp_path / "d.jsonl", plain)
+    out = CliRunner().invoke(app, ["build", str(tmp_path / "r.yaml"), "--json"])
+    data = json.loads(out.output)
+    assert not data["task_counters"].get("history_trained_rows")
+    assert not [w for w in data["warnings"] if w["code"] == "history_turns_trained"]
+
+
 def test_per_turn_cli_summary_and_preview(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "d.jsonl", [_multi_turn(i) for i in range(3)])
     recipe = {
