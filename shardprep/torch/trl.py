@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shardprep.errors import ShardprepError
+from shardprep.packing import PackingPlan
 from shardprep.store.manifest import read_manifest
 from shardprep.store.storage import Output
 from shardprep.torch.dataset import ShardDataset
@@ -79,10 +80,28 @@ def _sft_examples(rows: ShardDataset, fractional: Fractional) -> Iterator[dict[s
         yield {"input_ids": ex["input_ids"], "labels": ex["labels"]}
 
 
+def _sft_packs(
+    rows: ShardDataset, plan: PackingPlan, fractional: Fractional
+) -> Iterator[dict[str, Any]]:
+    for p in range(plan.packs):
+        members = plan.pack(p)
+        kept = plan.kept[members]
+        parts = [hf_example(rows[int(i)], fractional=fractional) for i in members]
+        yield {
+            "input_ids": np.concatenate(
+                [x["input_ids"][:k] for x, k in zip(parts, kept, strict=True)]
+            ),
+            "labels": np.concatenate([x["labels"][:k] for x, k in zip(parts, kept, strict=True)]),
+            "seq_lengths": kept,
+            "rows": members.astype(np.int64),
+        }
+
+
 def sft_dataset(
     build: str | ShardDataset,
     split: str = "train",
     *,
+    seq_len: int | None = None,
     fractional: Fractional = "refuse",
     cache_dir: str | None = None,
     keep_in_memory: bool = False,
@@ -93,19 +112,43 @@ def sft_dataset(
     truncate rows to its own `max_length` (1024 by default). Written once by `datasets` into its
     cache (`cache_dir`; needs datasets >= 4.3, as TRL 1.x does), keyed by the shards' sha256s and
     the layout, so a rebuilt build is never served stale.
+
+    `seq_len`: one example per pack of at most `seq_len` tokens instead, in TRL's own packed
+    layout (the rows' `input_ids` / `labels` concatenated, `seq_lengths`, and `rows`: the build's
+    row of each, which Trainer drops before the collator); train it with `padding_free=True`,
+    which flattens a batch of packs with position_ids restarting per row. The packs are the
+    best-fit-decreasing plan over the whole split (`shardprep.packing`), counted in TRL's
+    unshifted tokens (a row of n positions is n + 1 tokens, its first never trained); a longer row
+    keeps its first `seq_len` tokens.
     """
     import datasets
 
     rows = _rows(build, split, ("sft/1", "pretrain/1"))
     hf_example({"input_ids": [0], "target_ids": [], "weights": []}, fractional=fractional)
     ids = datasets.Sequence(datasets.Value("int32"))
+    common: dict[str, Any] = {"cache_dir": cache_dir, "keep_in_memory": keep_in_memory}
+    if seq_len is None:
+        return datasets.Dataset.from_generator(
+            _sft_examples,
+            gen_kwargs={"rows": rows, "fractional": fractional},
+            features=datasets.Features({"input_ids": ids, "labels": ids}),
+            fingerprint=_fingerprint("sft", rows, fractional),
+            **common,
+        )
+    # Tokens, not positions: the plan's capacity (its seq_len - 1) is then seq_len tokens.
+    plan = PackingPlan.build(rows.lengths + 1, int(seq_len) + 1)
+    features = {
+        "input_ids": ids,
+        "labels": ids,
+        "seq_lengths": datasets.Sequence(datasets.Value("int32")),
+        "rows": datasets.Sequence(datasets.Value("int64")),
+    }
     return datasets.Dataset.from_generator(
-        _sft_examples,
-        gen_kwargs={"rows": rows, "fractional": fractional},
-        features=datasets.Features({"input_ids": ids, "labels": ids}),
-        cache_dir=cache_dir,
-        keep_in_memory=keep_in_memory,
-        fingerprint=_fingerprint("sft", rows, fractional),
+        _sft_packs,
+        gen_kwargs={"rows": rows, "plan": plan, "fractional": fractional},
+        features=datasets.Features(features),
+        fingerprint=_fingerprint(f"sft-packed-{seq_len}", rows, fractional),
+        **common,
     )
 
 

@@ -40,7 +40,7 @@ def test_hf_trainer_on_packed_batches(toy_builds: dict[str, Path]) -> None:
 def test_trl_sft_from_a_build(toy_builds: dict[str, Path]) -> None:
     pytest.importorskip("trl")
     result = _example("train_trl_sft").main(
-        [str(toy_builds["sft"]), "--steps", "6", "--max-len", "300"]
+        [str(toy_builds["sft"]), "--steps", "6", "--pack", "512", "--batch", "2"]
     )
     assert result["steps"] == 6 and result["last"] < result["first"]
 

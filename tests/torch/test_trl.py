@@ -256,3 +256,42 @@ def test_dpo_trainer_refuses_max_length_on_an_iterable_dataset(
             train_dataset=data,
             processing_class=tokenizer,
         )
+
+
+def test_sft_trainer_on_whole_split_packs_is_the_weighted_shard_loss(
+    toy_builds: dict[str, Path], cache_dir: str, tmp_path: Path
+) -> None:
+    """sft_dataset(seq_len=...) gives TRL's own packed layout from the whole-split plan: every row
+    once, no pack over seq_len tokens, and SFTTrainer's padding-free loss on two packs is the
+    weighted loss of their rows each run alone."""
+    rows = ShardDataset(str(toy_builds["sft"]), cache_dir=cache_dir)
+    seq_len = 2048  # every toy row (max_length 2048: at most 2048 tokens) fits whole
+    packs = sft_dataset(rows, seq_len=seq_len, keep_in_memory=True)
+    members = [r for p in packs["rows"] for r in p]
+    assert sorted(members) == list(range(len(rows)))
+    bound = -(-int((rows.lengths + 1).sum()) // seq_len)  # no packing has fewer packs
+    assert len(packs) <= bound * 1.01 + 1  # whole-split best fit: within 1 % of it (217 vs 216)
+    for p in range(len(packs)):
+        assert sum(packs[p]["seq_lengths"]) == len(packs[p]["input_ids"]) <= seq_len
+    model = tiny_llama(0)
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        padding_free=True,
+        max_length=None,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+    )
+    tokenizer = build_tokenizer(str(toy_builds["sft"]))
+    picked = packs.select([len(packs) - 2, len(packs) - 1])  # the last packs: many short rows
+    trainer = SFTTrainer(model=model, args=args, train_dataset=picked, processing_class=tokenizer)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["input_ids"].shape[0] == 1  # flattened, no padding
+    with torch.no_grad():
+        trl_loss = float(trainer.compute_loss(trainer.model, batch))
+    parts = [_shard_logps(model, rows[i]) for p in picked["rows"] for i in p]
+    assert len(parts) >= 4
+    assert int((batch["labels"] != -100).sum()) == sum(p[2] for p in parts)
+    assert trl_loss == pytest.approx(-sum(p[0] for p in parts) / sum(p[1] for p in parts), rel=1e-6)
