@@ -17,15 +17,18 @@ from shardprep.renderers.jinja_template import ChatTemplate
 from shardprep.tasks.base import UnitIO
 from shardprep.tokenizer import LoadedTokenizer
 
-# Compiled once per process per tokenizer (by its sha256): a unit samples a handful of rows only.
-_TEMPLATES: dict[str, ChatTemplate | None] = {}
+# Compiled once per process per tokenizer and template: a unit samples a handful of rows only.
+# Keyed by the template text too: models sharing a tokenizer.json (a base model and its chat
+# model) have their own tokenizer_config.json templates.
+_TEMPLATES: dict[tuple[str, str], ChatTemplate | None] = {}
 
 
 def _template(tok: LoadedTokenizer) -> ChatTemplate | None:
-    if tok.sha256 not in _TEMPLATES:
+    key = (tok.sha256, repr(tok.config.get("chat_template")))
+    if key not in _TEMPLATES:
         check = ConformanceCheck.for_tokenizer(tok)
-        _TEMPLATES[tok.sha256] = check.template if check else None
-    return _TEMPLATES[tok.sha256]
+        _TEMPLATES[key] = check.template if check else None
+    return _TEMPLATES[key]
 
 
 def _rows(io: UnitIO) -> int:

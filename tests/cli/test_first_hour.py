@@ -201,6 +201,18 @@ def test_template_difference_shows_whitespace_and_a_hint_that_holds(spaced_templ
     assert changed == ["-<|im_start|>user·", "+<|im_start|>user"]  # only the line that differs
 
 
+def test_template_is_told_apart_from_another_with_the_same_tokenizer_json(
+    spaced_template: Path,
+) -> None:
+    # One process, two tokenizers with equal tokenizer.json files and their own templates: the
+    # compiled template must be the recipe's (it was cached by the tokenizer.json hash alone).
+    for recipe, mismatch in ((DEMO, False), (spaced_template, True), (DEMO, False)):
+        res = invoke("preview", str(recipe), "-n", "1", "--json")
+        assert res.exit_code == 0, res.output
+        codes = [w["code"] for w in json.loads(res.output)["warnings"]]
+        assert ("template_mismatch" in codes) is mismatch
+
+
 def test_html_diff_lines_wrap(spaced_template: Path, tmp_path: Path) -> None:
     from html.parser import HTMLParser
 
