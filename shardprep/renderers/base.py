@@ -193,6 +193,14 @@ class Renderer(ABC):
             "them); drop the `tools` column or set `tools: ignore`",
         )
 
+    def declare_tools(
+        self, messages: Sequence[Message], tools: list[ToolSpec]
+    ) -> list[Message] | None:
+        """The conversation with `tools` declared the renderer's own way, or None for tinker's
+        way (`tool_prefix` replacing the leading system message: renderers.tools.with_tool_prefix).
+        """
+        return None
+
     @abstractmethod
     def template_constants(self) -> dict[str, Any]:
         """Every constant string that decides the output."""

@@ -9,12 +9,18 @@ row is a RowError naming the first differing character, never a silently wrong m
 `examples: per_turn` needs prefix consistency within one turn only: each example is the render of
 `messages[:i+1]`, untrained up to the render of `messages[:i]` with the generation prompt, so a
 template that rewrites earlier turns (Qwen3's drops their reasoning) still trains every turn.
+
+A row's tool declarations go to the template itself, as `apply_chat_template(messages,
+tools=...)` gives them: OpenAI-style entries `{"type": "function", "function": spec}`, carried on
+the conversation's first message (`TOOLS_KEY`, never shown to the template as a message key) and
+passed to every render of that conversation but the empty one (what a template writes before any
+message cannot depend on the declarations it writes with the first).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from shardprep.errors import RendererError, ShardprepError
 from shardprep.renderers.base import (
@@ -30,7 +36,29 @@ from shardprep.renderers.base import (
 from shardprep.renderers.chunks import Chunk, TextChunk, text
 from shardprep.renderers.content import Message
 from shardprep.renderers.jinja_template import ChatTemplate, template_messages
+from shardprep.renderers.tools import ToolSpec, wrapped
 from shardprep.tokenizer import LoadedTokenizer
+
+# The key on a conversation's first message that carries the row's declarations to the template.
+TOOLS_KEY = "_template_tools"
+
+
+def tools_of(messages: Sequence[Message]) -> list[dict[str, Any]] | None:
+    """The declarations a conversation carries (see `declare_tools`), None when it has none."""
+    if not messages or not isinstance(messages[0], dict):
+        return None
+    tools = messages[0].get(TOOLS_KEY)
+    return cast("list[dict[str, Any]] | None", tools)
+
+
+def untooled(messages: Sequence[Message]) -> list[Message]:
+    """The messages without the declarations key (templates see the tools as `tools`)."""
+    return [
+        cast(Message, {k: v for k, v in m.items() if k != TOOLS_KEY})
+        if isinstance(m, dict) and TOOLS_KEY in m
+        else m
+        for m in messages
+    ]
 
 
 def first_difference(a: str, b: str) -> int:
@@ -62,14 +90,32 @@ class HfTemplateRenderer(Renderer):
             tokenizer.config, str(self.options.get("template_name", "default"))
         )
 
-    def _render(self, messages: Sequence[Message], *, prompt: bool = False) -> str:
+    def declare_tools(
+        self, messages: Sequence[Message], tools: list[ToolSpec]
+    ) -> list[Message] | None:
+        """The declarations ride on the first message, for the template (not a system prefix)."""
+        if not messages:
+            return []
+        first = cast(Message, {**messages[0], TOOLS_KEY: wrapped(tools)})
+        return [first, *messages[1:]]
+
+    def _render(
+        self,
+        messages: Sequence[Message],
+        *,
+        prompt: bool = False,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
         if not messages and not prompt:
             try:
                 return self.template.render([], **self.template_kwargs)
             except RendererError:
                 return ""  # templates may refuse an empty conversation; it renders nothing
         return self.template.render(
-            template_messages(messages), add_generation_prompt=prompt, **self.template_kwargs
+            template_messages(untooled(messages)),
+            add_generation_prompt=prompt,
+            tools=tools,
+            **self.template_kwargs,
         )
 
     def _extends(self, longer: str, shorter: str, what: str) -> None:
@@ -83,15 +129,16 @@ class HfTemplateRenderer(Renderer):
 
     def render_conversation(self, messages: Sequence[Message]) -> list[RenderedMessage] | None:
         out: list[RenderedMessage] = []
+        tools = tools_of(messages)
         before = self._render([])
         for i, message in enumerate(messages):
-            after = self._render(messages[: i + 1])
+            after = self._render(messages[: i + 1], tools=tools)
             self._extends(after, before, f"adding message {i}")
             header: Chunk | None = None
             body = after[len(before) :]
             if message.get("role") == "assistant":
                 try:
-                    prompt = self._render(messages[:i], prompt=True)
+                    prompt = self._render(messages[:i], prompt=True, tools=tools)
                 except RendererError as exc:
                     # The conversation renders, but its prefix cannot be prompted (a template
                     # that reads messages[0] fails on a leading assistant): no header is known.
@@ -156,8 +203,9 @@ class HfTemplateRenderer(Renderer):
             raise RendererError(
                 "chat template cannot render an empty conversation", field="messages"
             )
-        before = self._render(messages)
-        prompt = self._render(messages, prompt=True)
+        tools = tools_of(messages)
+        before = self._render(messages, tools=tools)
+        prompt = self._render(messages, prompt=True, tools=tools)
         self._extends(prompt, before, "adding the generation prompt")
         self._same_tokens([before, prompt[len(before) :]], "before the generation prompt")
         return [text(prompt[len(before) :])]
@@ -174,14 +222,15 @@ class HfTemplateRenderer(Renderer):
         """messages[:end] as the template writes it; trained after its own generation prompt."""
         turn = messages[: cut.end]
         check_conversation(turn, cut.train_on)
-        prompt = self._render(turn[:-1], prompt=True)
-        full = self._render(turn)
+        tools = tools_of(messages)
+        prompt = self._render(turn[:-1], prompt=True, tools=tools)
+        full = self._render(turn, tools=tools)
         self._extends(full, prompt, f"message {cut.end - 1} after its generation prompt")
         return SupervisedPlan([text(prompt), text(full[len(prompt) :])], [0.0, 1.0])
 
     def render_text(self, messages: Sequence[Message]) -> str:
         """The template's own text for a conversation (what conformance compares against)."""
-        return self._render(messages)
+        return self._render(messages, tools=tools_of(messages))
 
     def template_constants(self) -> dict[str, Any]:
         return {

@@ -194,6 +194,9 @@ def with_tool_prefix(
     the prefix messages inherit that message's `trainable` flag (False when there was none), so
     the declaration is trained exactly when the system prompt it replaces would have been.
     """
+    own = renderer.declare_tools(messages, list(tools))
+    if own is not None:  # hf_template: the model's own template declares them
+        return own
     system: Message | None = (
         messages[0] if messages and messages[0].get("role") == "system" else None
     )

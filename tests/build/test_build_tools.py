@@ -78,3 +78,20 @@ def test_renderer_without_declarations_skips_rows_with_tools(tmp_path: Path) -> 
     with_tools = {i for i, r in enumerate(data) if json.loads(r["tools"])}
     assert with_tools and not with_tools & {r["source_row"] for r in rows}
     assert "tools_unsupported" in json.dumps(manifest)
+
+
+def test_hf_template_gives_the_tools_to_the_models_template(tmp_path: Path) -> None:
+    """hf_template passes a row's tools to the model's own template (Qwen3's declares them in
+    its system block): no row is refused tools_unsupported. Per turn, since Qwen3's template
+    rewrites earlier turns; the first example of a tools row opens with the declarations."""
+    manifest, rows = _build(tmp_path, renderer="hf_template", examples="per_turn")
+    data = json.loads(GLAIVE.read_text())
+    with_tools = {i for i, r in enumerate(data) if json.loads(r["tools"])}
+    kept = {r["source_row"] for r in rows}
+    assert "tools_unsupported" not in json.dumps(manifest)
+    assert with_tools and with_tools <= kept
+    first = min(with_tools)
+    row = next(r for r in rows if r["source_row"] == first)
+    spec = json.loads(data[first]["tools"])[0]
+    text = _decoded(row)
+    assert text.startswith("<|im_start|>system\n# Tools") and spec["name"] in text

@@ -183,7 +183,6 @@ def test_deepseek_v4_1_declaration_text() -> None:
         ("deepseekv4_1", "toy"),
         ("mistral", "mistral_v3"),
         ("qwen3_vl", "toy"),
-        ("hf_template", "qwen3"),
     ],
 )
 def test_families_without_a_declaration_form_refuse(
