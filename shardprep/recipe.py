@@ -23,6 +23,7 @@ from shardprep.errors import RecipeError
 from shardprep.formats import ALL_FORMATS
 from shardprep.recipe_yaml import load_yaml
 from shardprep.renderers.base import TrainOnWhat
+from shardprep.sources.base import DEFAULT_MAX_ROW_BYTES
 from shardprep.suggest import did_you_mean
 from shardprep.tasks import TASKS, TaskOptions, option_owners
 
@@ -170,6 +171,9 @@ class Recipe(_Strict):
     split: SplitSpec = Field(default_factory=SplitSpec)
     shards: ShardSpec = Field(default_factory=ShardSpec)
     on_error: Literal["fail", "skip"] = "fail"
+    # A JSON Lines line longer than this is a bad row (`row_too_large`, under on_error), passed
+    # over without being held in memory: `64MiB`, `1GB` or a byte count.
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES
     batch_size: int = Field(512, ge=1)
     # Input rows per work unit: the unit of resume and of parallel work (and so of shard boundaries).
     # `auto`: about 64 units, 128 to 4096 rows each, from the input's row count (not the workers).
@@ -259,6 +263,14 @@ class Recipe(_Strict):
         data = handler(self)
         data.update(data.pop("task_options", None) or {})
         return data
+
+    @field_validator("max_row_bytes", mode="before")
+    @classmethod
+    def _row_size(cls, v: Any) -> int:
+        size = parse_size(v)
+        if size < 1024:
+            raise ValueError("max_row_bytes must be at least 1KB")
+        return size
 
     @field_validator("task")
     @classmethod
@@ -363,6 +375,16 @@ def load_recipe(path: str | Path) -> tuple[Recipe, Path]:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeError([f"recipe file {p} does not exist"]) from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise RecipeError(
+            [f"line {line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save it as UTF-8"],
+            path=str(p),
+        ) from None
+    except OSError as exc:  # a folder, no permission: the recipe cannot be read
+        raise RecipeError(
+            [f"cannot read the recipe file: {exc.strerror or exc}"], path=str(p)
+        ) from None
     # Bounded aliases, no repeated keys (recipe_yaml.py); errors name the recipe file.
     data = load_yaml(text, origin=str(p))
     return parse_recipe(data, origin=str(p)), p.resolve().parent

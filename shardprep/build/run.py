@@ -100,7 +100,9 @@ class Plan:
 
 
 def _open_sources(recipe: Recipe, base_dir: Path) -> list[Source]:
-    return [open_source(src, base_dir) for src in recipe.sources]
+    return [
+        open_source(src, base_dir, max_row_bytes=recipe.max_row_bytes) for src in recipe.sources
+    ]
 
 
 def _source_identities(

@@ -26,6 +26,11 @@ class RawRow:
     ordinal: int | None = None
 
 
+# A row's bytes at most (the recipe's `max_row_bytes`): a longer JSON Lines line is a bad row
+# (`row_too_large`), passed over without being held in memory. Large for any real conversation,
+# small enough that one line of a hostile file (1.5 GB from a 6.6 MB .gz) cannot exhaust memory.
+DEFAULT_MAX_ROW_BYTES = 64 * 1024 * 1024
+
 # (line, data, error) as a file format's reader yields it; data is None for rows counted but skipped.
 FileRow = tuple[int | None, dict[str, Any] | None, RowError | None]
 
@@ -75,14 +80,15 @@ def bad_row(url: str, line: int, reason: str, message: str) -> FileRow:
 class FileFormat:
     """One file format's reader, as the format table (`readers.FORMATS`) holds it.
 
-    `rows(url, storage_options, skip, batch_size, seek)` yields every row of the file in order,
-    the first `skip` as (line, None, None) (counted, not parsed); with `seek` (a position `count`
-    recorded) it starts there instead of at the top. `count(url, storage_options)` counts rows as
-    `rows` would yield them.
+    `rows(url, storage_options, skip, batch_size, seek, max_row_bytes)` yields every row of the
+    file in order, the first `skip` as (line, None, None) (counted, not parsed); with `seek` (a
+    position `count` recorded) it starts there instead of at the top; a row whose bytes exceed
+    `max_row_bytes` is a `row_too_large` bad row where the format can tell without reading it
+    whole (JSON Lines). `count(url, storage_options)` counts rows as `rows` would yield them.
     """
 
     name: str
     extensions: tuple[str, ...]  # suffixes that name the format (before any compression suffix)
-    rows: Callable[[str, dict[str, Any] | None, int, int, Seek | None], Iterator[FileRow]]
+    rows: Callable[[str, dict[str, Any] | None, int, int, Seek | None, int], Iterator[FileRow]]
     count: Callable[[str, dict[str, Any] | None], Count]
     unit: str = "line"  # what its row positions count, as messages name them (RowError.unit)

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 from typing import IO, Any
 
 from shardprep.errors import SourceError
-from shardprep.sources.base import Count, FileFormat, FileRow, Seek, bad_row
+from shardprep.sources.base import DEFAULT_MAX_ROW_BYTES, Count, FileFormat, FileRow, Seek, bad_row
 from shardprep.sources.opening import open_binary
 
 _ESCAPED_BYTES = re.compile("[\udc80-\udcff]")
@@ -98,6 +98,7 @@ def rows(
     skip: int,
     batch_size: int = 0,
     seek: Seek | None = None,
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,  # not applied yet: the csv module reads a record
 ) -> Iterator[FileRow]:
     """(first line of the record, data, error) per record after the header."""
     records = csv_records(url, lambda: open_binary(url, storage_options))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shardprep.errors import SourceError
-from shardprep.sources.base import Identity, Piece, RawRow, Seek
+from shardprep.sources.base import DEFAULT_MAX_ROW_BYTES, Identity, Piece, RawRow, Seek
 from shardprep.sources.paths import expand_paths, file_identity, resolve_path
 
 # The readers (every file format's module) load where rows are counted or read: naming a source
@@ -27,10 +27,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, kw_only=True)
 class FilePiece(Piece):
-    """One file: its format, and for a plain JSONL file the positions counting recorded."""
+    """One file: its format, for a plain JSONL file the positions counting recorded, and the
+    recipe's `max_row_bytes` (a unit reads with what its piece carries)."""
 
     file_format: str
     seeks: tuple[Seek, ...] = ()
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES
 
     def seek(self, row: int) -> Seek | None:
         from shardprep.sources import jsonl
@@ -46,9 +48,12 @@ class FilePiece(Piece):
 class FileSource:
     """A recipe source with `path:`: local files, a glob, or any fsspec URL."""
 
-    def __init__(self, spec: SourceSpec, base_dir: Path) -> None:
+    def __init__(
+        self, spec: SourceSpec, base_dir: Path, *, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES
+    ) -> None:
         self.spec = spec
         self.base_dir = base_dir
+        self.max_row_bytes = max_row_bytes
 
     @property
     def path(self) -> str:
@@ -79,7 +84,13 @@ class FileSource:
             fmt = detect_format(url, self.spec.file_format)
             counted = count_file(url, fmt, opts)
             pieces.append(
-                FilePiece(label=url, rows=counted.rows, file_format=fmt, seeks=counted.seeks)
+                FilePiece(
+                    label=url,
+                    rows=counted.rows,
+                    file_format=fmt,
+                    seeks=counted.seeks,
+                    max_row_bytes=self.max_row_bytes,
+                )
             )
         return pieces
 
@@ -94,6 +105,7 @@ class FileSource:
             start=start,
             stop=stop,
             seek=piece.seek(start),
+            max_row_bytes=piece.max_row_bytes,
         )
 
     def first_rows(self, n: int) -> list[RawRow]:
@@ -105,6 +117,7 @@ class FileSource:
                 batch_size=n,
                 file_format=self.spec.file_format,
                 stop=n,
+                max_row_bytes=self.max_row_bytes,
             )
             return next(iter(batches), [])
         except FileNotFoundError as exc:
@@ -119,6 +132,7 @@ def file_batches(
     start: int = 0,
     stop: int | None = None,
     seek: Seek | None = None,
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
 ) -> Iterator[list[RawRow]]:
     """Rows [start, stop) of `files` ((url, file format) in order), as lists of at most
     `batch_size` RawRows whose `index` counts rows across the files; see `iter_source_batches`."""
@@ -135,7 +149,8 @@ def file_batches(
             break
         unit = FORMATS[fmt].unit
         skip = start if seek else max(0, start - index)  # with a seek, rows count from the file top
-        for line, data, error in read_file(url, fmt, storage_options, skip, batch_size, seek):
+        rows = read_file(url, fmt, storage_options, skip, batch_size, seek, max_row_bytes)
+        for line, data, error in rows:
             if stop is not None and index >= stop:
                 break
             if index >= start:
@@ -163,6 +178,7 @@ def iter_source_batches(
     start: int = 0,
     stop: int | None = None,
     seek: Seek | None = None,
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
 ) -> Iterator[list[RawRow]]:
     """Rows of every file `path` names, in order, as lists of at most `batch_size` RawRows.
 
@@ -186,6 +202,7 @@ def iter_source_batches(
         start=start,
         stop=stop,
         seek=seek,
+        max_row_bytes=max_row_bytes,
     )
 
 
@@ -197,6 +214,7 @@ def iter_source_rows(
     file_format: str = "auto",
     start: int = 0,
     stop: int | None = None,
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
 ) -> Iterator[RawRow]:
     """`iter_source_batches`, one row at a time."""
     for batch in iter_source_batches(
@@ -206,6 +224,7 @@ def iter_source_rows(
         file_format=file_format,
         start=start,
         stop=stop,
+        max_row_bytes=max_row_bytes,
     ):
         yield from batch
 

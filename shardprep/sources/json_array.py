@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from shardprep.errors import SourceError
-from shardprep.sources.base import Count, FileFormat, FileRow, Seek, bad_row
+from shardprep.sources.base import DEFAULT_MAX_ROW_BYTES, Count, FileFormat, FileRow, Seek, bad_row
 from shardprep.sources.opening import open_binary
 from shardprep.sources.rowcheck import SURROGATE_ESCAPE_TEXT, TOO_DEEP, might_nest_deep, row_problem
 
@@ -174,6 +174,7 @@ def rows(
     skip: int,
     batch_size: int = 0,
     seek: Seek | None = None,
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,  # not applied yet: an element is parsed whole
 ) -> Iterator[FileRow]:
     """(element, data, error) per element; an array has no row positions to seek to."""
     with open_binary(url, storage_options) as f:

@@ -8,7 +8,7 @@ from typing import Any
 
 from shardprep.errors import SourceError
 from shardprep.sources import retry
-from shardprep.sources.base import Count, FileFormat, FileRow, Seek
+from shardprep.sources.base import DEFAULT_MAX_ROW_BYTES, Count, FileFormat, FileRow, Seek
 from shardprep.sources.opening import open_binary
 
 
@@ -18,6 +18,7 @@ def rows(
     skip: int,
     batch_size: int = 1024,
     seek: Seek | None = None,
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,  # rows come decoded from row groups, not lines
 ) -> Iterator[FileRow]:
     import pyarrow.parquet as pq
 

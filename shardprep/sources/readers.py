@@ -12,7 +12,7 @@ from typing import Any
 
 from shardprep.errors import SourceError
 from shardprep.sources import csvfile, json_array, jsonl, parquet, retry
-from shardprep.sources.base import Count, FileFormat, FileRow, Seek
+from shardprep.sources.base import DEFAULT_MAX_ROW_BYTES, Count, FileFormat, FileRow, Seek
 from shardprep.sources.opening import CODEC_SUFFIXES
 
 # In this order: a name is matched against each format's suffixes in turn, and `.ndjson` must be
@@ -53,6 +53,7 @@ def read_file(
     skip: int,
     batch_size: int,
     seek: Seek | None = None,
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
 ) -> Iterator[FileRow]:
     """The file's rows (`FileFormat.rows`), resumed after a transient error: the file is reopened
     and the rows already delivered are skipped (counted, not parsed), so the caller sees each row
@@ -61,7 +62,9 @@ def read_file(
     first = seek[0] if seek else 0  # the row the reader starts yielding at
     return retry.resumed(
         lambda done: itertools.islice(
-            rows(url, storage_options, max(skip, first + done), batch_size, seek), done, None
+            rows(url, storage_options, max(skip, first + done), batch_size, seek, max_row_bytes),
+            done,
+            None,
         ),
         where=url,
     )

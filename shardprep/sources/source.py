@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from shardprep.sources.base import Identity, Piece, RawRow
+from shardprep.sources.base import DEFAULT_MAX_ROW_BYTES, Identity, Piece, RawRow
 from shardprep.sources.files import FileSource
 
 if TYPE_CHECKING:
@@ -55,9 +55,13 @@ NO_ROWS = (
 )
 
 
-def open_source(spec: SourceSpec, base_dir: Path) -> Source:
+def open_source(
+    spec: SourceSpec, base_dir: Path, *, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES
+) -> Source:
+    """`max_row_bytes`: the recipe's; file pieces carry it to the units that read them. A Hub
+    source's rows arrive decoded by `datasets`, with no line to bound."""
     if spec.hf:
         from shardprep.sources.hub import HubSource  # loaded for Hub sources only
 
         return HubSource(spec, base_dir)
-    return FileSource(spec, base_dir)
+    return FileSource(spec, base_dir, max_row_bytes=max_row_bytes)

@@ -46,6 +46,7 @@ ALTERNATIVES: dict[str, Any] = {
     "shards.max_bytes": "1MB",
     "shards.row_group_rows": 7,
     "on_error": "skip",
+    "max_row_bytes": "1MiB",
     "work_unit_rows": 7,
     "special_tokens_in_content": "escape",
     "dedup": "exact",

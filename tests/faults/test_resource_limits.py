@@ -257,3 +257,84 @@ def test_build_with_runaway_template_names_it(
     assert m["stats"]["dropped"] == {"renderer_error": 1}
     assert m["splits"]["train"]["rows"] == 5
     faults.rows_lost(5 - m["splits"]["train"]["rows"])
+
+
+# Issue 23 item 5: a 200 MB JSON Lines line from a 200 KB .gz (gzip members of 1 MiB of 'a' each,
+# concatenated: made at once). Counting joined each block to the line carried so far (26 s for
+# 200 MB, 400 s and more for 1.5 GB: quadratic), and the reader held the whole line (0.8 GB peak).
+_GIANT_LINE = """
+import gzip, json, resource, sys
+from shardprep.sources.files import count_rows, iter_source_rows
+
+path, mb = sys.argv[1], int(sys.argv[2])
+member = gzip.compress(b"a" * (1 << 20))
+with open(path, "wb") as f:
+    f.write(gzip.compress(b'{"n": 1}\\n{"messages": "'))
+    f.writelines(member for _ in range(mb))
+    f.write(gzip.compress(b'"}\\n{"n": 3}\\n'))
+rows = [(r.line, r.data, r.error and r.error.reason) for r in iter_source_rows(path)]
+print(json.dumps({
+    "count": count_rows(path),
+    "rows": rows,
+    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB on Linux")
+def test_giant_jsonl_line_is_a_bad_row_in_linear_time_and_bounded_memory(
+    tmp_path: Path, faults
+) -> None:
+    faults.bad_input()
+    res = subprocess.run(
+        [sys.executable, "-c", _GIANT_LINE, str(tmp_path / "giant.jsonl.gz"), "200"],
+        capture_output=True,
+        text=True,
+        timeout=300,  # generous for a loaded CI box: about 3 s here
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    assert out["count"] == 3
+    assert out["rows"] == [[1, {"n": 1}, None], [2, None, "row_too_large"], [3, {"n": 3}, None]]
+    # The default max_row_bytes (64 MiB) is read at most, never the line's 200 MB.
+    assert out["peak_mb"] < 180, out
+
+
+@pytest.mark.parametrize("on_error", ["skip", "fail"])
+def test_row_past_max_row_bytes_is_a_counted_bad_row(tmp_path: Path, on_error: str, faults) -> None:
+    rows = [json.dumps(chat_row(i)) for i in range(6)]
+    long = chat_row(99)
+    long["messages"][0]["content"] = "z" * 5000
+    rows.insert(3, json.dumps(long))
+    (tmp_path / "rows.jsonl").write_text("\n".join(rows) + "\n")
+    p = tmp_path / "recipe.yaml"
+    p.write_text(
+        BASE.format(tok=TOY)
+        + f"renderer: qwen3\non_error: {on_error}\nmax_row_bytes: 4KiB\nworkers: 1\n"
+        + "conformance_rows: 0\n"
+    )
+    faults.bad_input()
+    code, out = prep("build", str(p), "--quiet")
+    if on_error == "fail":
+        assert code == 2, out
+        assert "rows.jsonl, line 4: the line is longer than max_row_bytes (4,096 bytes)" in out
+        assert "[row_too_large]" in out
+        return
+    assert code == 0, out
+    m = json.loads((tmp_path / "out/manifest.json").read_text())
+    assert m["splits"]["train"]["rows"] == 6
+    assert m["recipe"]["max_row_bytes"] == 4096
+    faults.rows_lost(6 - m["splits"]["train"]["rows"])
+    assert m["stats"]["dropped"] == {"row_too_large": 1}
+    sample = (tmp_path / "out" / m["skipped_sample"]).read_text().splitlines()
+    assert [(s["reason"], s["line"]) for s in map(json.loads, sample)] == [("row_too_large", 4)]
+
+
+def test_max_row_bytes_is_validated(tmp_path: Path) -> None:
+    p = _recipe(tmp_path, "renderer: qwen3\nmax_row_bytes: 10\n")
+    with pytest.raises(RecipeError, match="max_row_bytes must be at least 1KB"):
+        load_recipe(p)
+    recipe, _ = load_recipe(_recipe(tmp_path, "renderer: qwen3\nmax_row_bytes: 1GiB\n"))
+    assert recipe.max_row_bytes == 1 << 30
+    recipe, _ = load_recipe(_recipe(tmp_path, "renderer: qwen3\n"))
+    assert recipe.max_row_bytes == 64 << 20

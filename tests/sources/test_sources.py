@@ -414,3 +414,50 @@ def test_jsonl_seek_positions_read_the_same_rows_as_a_scan(tmp_path: Path) -> No
             (r.index, r.line, r.data, r.error and r.error.reason) for r in slow
         ]
         assert [r.index for r in fast] == list(range(start, stop))
+
+
+@pytest.mark.parametrize("block", [7, 64, 1 << 20])
+def test_jsonl_long_lines_count_and_read_alike(
+    tmp_path: Path, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines longer than a read block (carried across blocks by `count`, passed over in blocks
+    by the reader past `max_row_bytes`), long blank lines and a last line without a newline: the
+    count, the seek positions and the rows agree with a plain scan."""
+    from shardprep.sources import jsonl
+
+    monkeypatch.setattr(jsonl, "_READ_BLOCK", block)
+    limit = 1024
+    lines = []
+    for i in range(400):
+        if i % 50 == 7:
+            lines.append(json.dumps({"i": i, "pad": "x" * 3000}))  # past the limit
+        elif i % 50 == 8:
+            lines.append(" \t" * 2000)  # blank, however long
+        elif i % 50 == 9:
+            lines.append(json.dumps({"i": i, "pad": "y" * 900}))  # under it
+        else:
+            lines.append(json.dumps({"i": i}))
+    p = tmp_path / "long.jsonl"
+    p.write_text("\n".join(lines))  # no newline after the last line
+    expected = [
+        (n + 1, json.loads(ln)) for n, ln in enumerate(lines) if ln.strip() and len(ln) <= limit
+    ]
+    too_large = [n + 1 for n, ln in enumerate(lines) if len(ln) > limit and ln.strip()]
+    counted = jsonl.count(str(p), None)
+    assert counted.rows == len(expected) + len(too_large)
+
+    def scan(**kw: object) -> list[RawRow]:
+        return [r for b in iter_source_batches(str(p), max_row_bytes=limit, **kw) for r in b]  # type: ignore[arg-type]
+
+    rows = scan()
+    assert [(r.line, r.data) for r in rows if r.error is None] == expected
+    bad = [r for r in rows if r.error is not None]
+    assert [r.line for r in bad] == too_large
+    assert {r.error.reason for r in bad if r.error} == {"row_too_large"}
+    assert f"{p}, line 8: the line is longer than max_row_bytes (1,024 bytes)" in str(bad[0].error)
+    for start in (0, 130, 300, counted.rows - 1):
+        seek = jsonl.seek_at(counted.seeks, start)
+        fast = scan(start=start, seek=seek)
+        assert [(r.index, r.line, r.data) for r in fast] == [
+            (r.index, r.line, r.data) for r in rows[start:]
+        ]
