@@ -424,3 +424,108 @@ def run_hf_template(
                         Outcome(f"hf_template/{tok_name}", seed, mode, kind, detail, key)
                     )
     return tally
+
+
+# -- hf_template with a row's tools vs apply_chat_template(..., tools=...) ------------------------
+
+GLAIVE = FIXTURES / "data/llamafactory/glaive_toolcall_en_demo.json.gz"
+
+
+def glaive_tool_rows() -> list[dict[str, Any]]:
+    """The repo's LLaMA-Factory glaive demo rows that declare tools (ShareGPT + a tools column)."""
+    import gzip
+
+    from shardprep.formats import tools_of
+
+    with gzip.open(GLAIVE, "rt", encoding="utf-8") as fh:
+        rows: list[dict[str, Any]] = json.load(fh)
+    return [r for r in rows if tools_of(r)]
+
+
+def run_hf_template_tools(oracle: Oracle, tok_name: str, tally: Tally | None = None) -> Tally:
+    """hf_template with each row's tools against apply_chat_template(messages, tools=...): whole
+    conversations, prompts, and every per-turn example (the render of messages[:i+1])."""
+    from shardprep.encode.tokenize import render_supervised_examples
+    from shardprep.formats import declare_tools
+    from shardprep.renderers.hf_template import tools_of as carried_tools
+    from shardprep.renderers.hf_template import untooled
+    from shardprep.renderers.jinja_template import template_messages
+
+    tally = tally or Tally()
+    renderer, encoder, tok = hf_bound(tok_name)
+    convs = []
+    for row in glaive_tool_rows():
+        conv = to_conversation(row, format="sharegpt")
+        convs.append(declare_tools(renderer, conv, row, None, "auto"))
+    items: list[dict[str, Any]] = []
+    per_turn: list[dict[str, Any]] = []
+    turn_items: list[tuple[int, int]] = []  # (conversation, message index) per turn item
+    examples = render_supervised_examples(
+        renderer, encoder, convs, TrainOnWhat.ALL_ASSISTANT_MESSAGES
+    )
+    for k, conv in enumerate(convs):
+        messages, tools = template_messages(untooled(conv)), carried_tools(conv)
+        items.append({"messages": messages, "add_generation_prompt": False, "tools": tools})
+        items.append({"messages": messages[:-1], "add_generation_prompt": True, "tools": tools})
+        turns = examples[k]
+        for turn in turns if isinstance(turns, list) else []:
+            i = turn.message_index
+            per_turn.append(
+                {"messages": messages[: i + 1], "add_generation_prompt": False, "tools": tools}
+            )
+            turn_items.append((k, i))
+    items += per_turn  # after every conversation's whole render and prompt
+    oracle.send({"op": "hf_template", "tokenizer": str(TOKENIZERS / tok_name), "items": items})
+    sup = render_supervised_batch(renderer, encoder, convs, TrainOnWhat.ALL_ASSISTANT_MESSAGES)
+    prm = render_prompt_batch(renderer, encoder, [c[:-1] for c in convs])
+    answers = oracle.receive()["results"]
+    for k in range(len(convs)):
+        tally.conversations += 1
+        for mode, want, got in (
+            ("conversation", answers[2 * k], sup[k]),
+            ("prompt", answers[2 * k + 1], prm[k]),
+        ):
+            tally.compared += 1
+            if (
+                isinstance(got, RowError)
+                and "error" not in want
+                and got.message.startswith(HF_OWN_REFUSALS)
+            ):
+                tally.refusals[refusal_key(got)] += 1
+                continue
+            kind, detail, key = _compare(want, got, tok, weights=False)
+            if key:
+                tally.refusals[key] += 1
+            if kind == "mismatch":
+                tally.mismatches.append(
+                    Outcome(f"hf_template+tools/{tok_name}", k, mode, kind, detail, key)
+                )
+    by_turn = {
+        (k, t.message_index): t.example
+        for k, turns in enumerate(examples)
+        if isinstance(turns, list)
+        for t in turns
+    }
+    for (k, i), want in zip(turn_items, answers[2 * len(convs) :], strict=True):
+        tally.compared += 1
+        ours = by_turn[(k, i)].tokens.tolist()
+        if "error" in want:
+            tally.mismatches.append(
+                Outcome(
+                    f"hf_template+tools/{tok_name}", k, f"turn {i}", "mismatch", want["error"], ""
+                )
+            )
+        # An example stops at its end-of-turn token; the template may add the separator after it.
+        elif ours != want["tokens"][: len(ours)] or len(want["tokens"]) - len(ours) > 1:
+            j = _first_diff(ours, want["tokens"])
+            tally.mismatches.append(
+                Outcome(
+                    f"hf_template+tools/{tok_name}",
+                    k,
+                    f"turn {i}",
+                    "mismatch",
+                    f"tokens differ at {j}",
+                    "",
+                )
+            )
+    return tally

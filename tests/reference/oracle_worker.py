@@ -19,8 +19,9 @@ refusal). Requests:
 * `{"op": "examples", "renderer", "tokenizer": dir, "modes": [...], "items": [{"messages"}]}`
   -> `results`: per item `{"modes": {mode: {"examples": [{"tokens", "weights"}, ...]} | {"error"}}}`
   from `build_supervised_examples` (plural), with the renderer's `has_extension_property`.
-* `{"op": "hf_template", "tokenizer": dir, "items": [{"messages", "add_generation_prompt"}]}`
-  -> `results`: per item `{"tokens"} | {"error"}` from `transformers.apply_chat_template`.
+* `{"op": "hf_template", "tokenizer": dir, "items": [{"messages", "add_generation_prompt", "tools"?}]}`
+  -> `results`: per item `{"tokens"} | {"error"}` from `transformers.apply_chat_template` (with the
+  item's `tools` when it has them).
 * `{"op": "golden", "renderer", "tokenizer": dir, "date": str | null, "modes": [...],
    "items": [{"messages", "messages_customized", "prompt"}]}`
   -> `results`: as `render`, plus each mode's `chunks` (`[[start, length], ...]`) and untruncated
@@ -176,6 +177,7 @@ def hf_template(req: dict[str, Any]) -> dict[str, Any]:
         try:
             ids = tok.apply_chat_template(
                 item["messages"],
+                tools=item.get("tools"),
                 tokenize=True,
                 add_generation_prompt=item.get("add_generation_prompt", False),
                 return_dict=False,

@@ -58,3 +58,14 @@ def test_hf_template_matches_apply_chat_template(oracle: Oracle, tok: str) -> No
     bad = tally.mismatches
     shown = "\n".join(f"  seed {o.seed} {o.mode}: {o.detail}" for o in bad[:8])
     assert not bad, f"{len(bad)} mismatches in {tally.compared} comparisons:\n{shown}"
+
+
+@pytest.mark.parametrize("tok", ["qwen3", "llama3"])
+def test_hf_template_tools_match_apply_chat_template(oracle: Oracle, tok: str) -> None:
+    """A row's tools reach the model's own template as `apply_chat_template(..., tools=...)`
+    gives them: the repo's glaive tool rows, whole, as prompts and per turn."""
+    tally = harness.run_hf_template_tools(oracle, tok)
+    assert tally.conversations > 100 and tally.compared > 2 * tally.conversations
+    bad = tally.mismatches
+    shown = "\n".join(f"  row {o.seed} {o.mode}: {o.detail}" for o in bad[:8])
+    assert not bad, f"{len(bad)} mismatches in {tally.compared} comparisons:\n{shown}"
