@@ -289,7 +289,7 @@ def entry_estimate(meta: pq.FileMetaData) -> int:
     of nulls and empty lists), each list column adds int64 offsets, each string column int32 codes
     plus its distinct strings, JSON-escaped in meta.json (at most six bytes per byte)."""
     rows = meta.num_rows
-    total = 1 << 14  # meta.json's own keys and checksums
+    total = 1 << 12  # meta.json's own keys and checksums
     lists: set[str] = set()
     for c in range(meta.num_columns):
         col = meta.schema.column(c)

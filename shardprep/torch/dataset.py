@@ -51,6 +51,7 @@ class CacheStats:
     hits: int = 0  # the entry was there (made earlier, or ahead of use by a Prefetcher)
     misses: int = 0  # the reader had to make it, or wait while another process made it
     wait_s: float = 0.0  # seconds spent on those misses
+    made: int = 0  # entries this process made (by the reader or its Prefetcher)
 
 
 class ShardDataset(Dataset[dict[str, Any]]):
@@ -121,6 +122,7 @@ class ShardDataset(Dataset[dict[str, Any]]):
                 f"(up to {human(biggest)}): raise cache_limit (or $SHARDPREP_CACHE_LIMIT)"
             )
         self._output: Output | None = output
+        self._pid = os.getpid()
         self.remote = not output.is_local
         self._init_process_state()
 
@@ -135,27 +137,23 @@ class ShardDataset(Dataset[dict[str, Any]]):
     # -- validation -------------------------------------------------------------------------
 
     def _validate_shards(self, output: Output) -> None:
-        """Footers only: row counts and columns agree with the manifest (a few KB per shard)."""
-        needed = self.shard_schema.required_columns
+        """Footers only: row counts and columns agree with the manifest (a few KB per shard).
+
+        From an object store the footers are read on several threads: each costs a round trip."""
         for shard in self.shards:
             if escapes_output(output, shard["path"]):
                 raise ManifestError(
                     f"{shard['path']} resolves outside {self.url} (a symlink?): refused"
                 )
-            try:
-                with output.fs.open(output.path(shard["path"]), "rb") as f:
-                    meta = pq.read_metadata(f)
-                    size = getattr(f, "size", None)
-                if not isinstance(size, int):
-                    size = int(output.fs.size(output.path(shard["path"])))
-            except FileNotFoundError:
-                raise ManifestError(
-                    f"{shard['path']} is listed in the manifest but missing (run `prep verify`)"
-                ) from None
-            except pa.ArrowException as exc:
-                raise ManifestError(
-                    f"{shard['path']} is not a readable Parquet file: {exc}"
-                ) from exc
+        if output.is_local or len(self.shards) < 2:
+            footers = [_footer(output, s["path"]) for s in self.shards]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(16, len(self.shards))) as pool:
+                footers = list(pool.map(lambda s: _footer(output, s["path"]), self.shards))
+        needed = self.shard_schema.required_columns
+        for shard, (meta, size) in zip(self.shards, footers, strict=True):
             if meta.num_rows != shard["rows"]:
                 raise ManifestError(
                     f"{shard['path']} has {meta.num_rows} rows, the manifest says {shard['rows']} (run `prep verify`)"
@@ -204,8 +202,11 @@ class ShardDataset(Dataset[dict[str, Any]]):
             self.close()
 
     def _out(self) -> Output:
-        if self._output is None:
+        # A forked DataLoader worker inherits the parent's filesystem object, whose connections
+        # and event loop thread stay behind in the parent: it opens its own.
+        if self._output is None or self._pid != os.getpid():
             self._output = Output(self.url, storage_options=self.storage_options)
+            self._pid = os.getpid()
         return self._output
 
     # -- access -------------------------------------------------------------------------------
@@ -322,6 +323,7 @@ class ShardDataset(Dataset[dict[str, Any]]):
                 return False
             try:
                 self._make(k, target, room.work)
+                self.stats.made += 1
             finally:
                 room.release()
         return True
@@ -410,6 +412,23 @@ class ShardDataset(Dataset[dict[str, Any]]):
             f"ShardDataset({self.url!r}, split={self.split!r}, schema={self.schema!r}, "
             f"rows={len(self)}, shards={len(self.shards)})"
         )
+
+
+def _footer(output: Output, rel: str) -> tuple[pq.FileMetaData, int]:
+    """A shard's Parquet footer and its size in bytes."""
+    try:
+        with output.fs.open(output.path(rel), "rb") as f:
+            meta = pq.read_metadata(f)
+            size = getattr(f, "size", None)
+        if not isinstance(size, int):
+            size = int(output.fs.size(output.path(rel)))
+    except FileNotFoundError:
+        raise ManifestError(
+            f"{rel} is listed in the manifest but missing (run `prep verify`)"
+        ) from None
+    except pa.ArrowException as exc:
+        raise ManifestError(f"{rel} is not a readable Parquet file: {exc}") from exc
+    return meta, size
 
 
 def _open(url: str, storage_options: dict[str, Any]) -> tuple[Output, dict[str, Any]]:

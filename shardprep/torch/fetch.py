@@ -25,8 +25,6 @@ def download(fs: Any, remote: str, local: str, *, size: int, url: str) -> None:
     while True:
         done = os.path.getsize(local)
         if done >= size:
-            if done > size:
-                raise ManifestError(f"{url}: {done} bytes fetched, the store said {size}")
             return
         try:
             block = fs.cat_file(remote, start=done, end=min(done + CHUNK, size))
@@ -38,6 +36,13 @@ def download(fs: Any, remote: str, local: str, *, size: int, url: str) -> None:
             time.sleep(retry.backoff(attempt))
             attempt += 1
             continue
+        want = min(CHUNK, size - done)
+        if len(block) != want and not (done == 0 and len(block) == size):
+            # A server that ignores Range answers with the whole object (or a short read).
+            raise ManifestError(
+                f"{url}: asked for bytes {done}..{done + want} and got {len(block)} bytes "
+                "(does the server honour ranged reads?)"
+            )
         with open(local, "ab") as out:
             out.write(block)
         attempt = 0  # progress: the next error starts its own count

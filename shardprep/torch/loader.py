@@ -96,13 +96,15 @@ class ResumableLoader:
         end = len(self.sampler)
         self._position = start
         ends: np.ndarray | None = None
+        # Workers start (fork) here, before the prefetch threads do: a fork copies no threads.
+        batches = iter(self.loader)
         if self.prefetch:
             order, ends = self.upcoming(start)
             self.prefetcher = self.dataset.prefetcher(  # type: ignore[attr-defined]
                 order, threads=self.prefetch_threads
             ).start()
         try:
-            for n, batch in enumerate(self.loader):
+            for n, batch in enumerate(batches):
                 self._position = min(self._position + self._unit, end)
                 if ends is not None and n < len(ends):
                     self.prefetcher.advance(int(ends[n]))

@@ -102,15 +102,18 @@ class Prefetcher:
         return max(0, int(np.searchsorted(self._run_start, self._consumed, side="right")) - 1)
 
     def _window(self, cur: int) -> tuple[int, frozenset[str]]:
-        """The runs [cur, end) whose shards fit the prefetch budget, and their entries."""
-        seen: dict[int, None] = {}
+        """The runs [cur, end) whose shards fit the prefetch budget, and their entries. The
+        current run's shard is the reader's (in the other half of the limit): not counted."""
+        if cur >= len(self._run_shard):
+            return cur, frozenset()
+        seen: dict[int, None] = {int(self._run_shard[cur]): None}
         total = 0
-        end = cur
-        while end < len(self._run_shard) and end - cur < self._max_ahead:
+        end = cur + 1
+        while end < len(self._run_shard) and end - cur <= self._max_ahead:
             k = int(self._run_shard[end])
             if k not in seen:
                 est = int(self.dataset.shards[k]["estimate"])
-                if seen and total + est > self._budget:
+                if total + est > self._budget:
                     break
                 seen[k] = None
                 total += est
