@@ -1,0 +1,84 @@
+"""The reader cache's limit: how it is given, what it refuses, least recently used eviction, the
+footer's upper bound of an entry's size, and debug logging of hits, misses and evictions."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from shardprep.errors import ShardprepError
+from shardprep.torch import ShardDataset
+from shardprep.torch.cache import entry_bytes
+from shardprep.torch.lru import DEFAULT_FRACTION, LIMIT_ENV, parse_limit, room
+
+from .conftest import write_build
+from .test_remote import sft_tables
+
+
+def test_limits_are_sizes_or_fractions_of_the_disk(tmp_path: Path) -> None:
+    cache = str(tmp_path / "cache")
+    assert parse_limit("20GB", cache_dir=cache) == 20 * 10**9
+    assert parse_limit("1.5 GiB", cache_dir=cache) == int(1.5 * 2**30)
+    assert parse_limit("512mib", cache_dir=cache) == 512 * 2**20
+    assert parse_limit(123456, cache_dir=cache) == 123456
+    assert parse_limit("50%", cache_dir=cache) == pytest.approx(room(cache) / 2, rel=0.01)
+    for bad in ("lots", "20 parsecs", "0", "-5GB", "150%", 0):
+        with pytest.raises(ShardprepError, match="cache_limit"):
+            parse_limit(bad, cache_dir=cache)
+
+
+def test_default_and_environment(
+    demo_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = str(tmp_path / "cache")
+    monkeypatch.delenv(LIMIT_ENV, raising=False)
+    ds = ShardDataset(str(demo_shards), cache_dir=cache)
+    assert ds.cache_limit == pytest.approx(DEFAULT_FRACTION * room(cache), rel=0.01)
+    monkeypatch.setenv(LIMIT_ENV, "3MB")
+    assert ShardDataset(str(demo_shards), cache_dir=cache).cache_limit == 3_000_000
+    # An argument wins over the environment.
+    assert ShardDataset(str(demo_shards), cache_dir=cache, cache_limit="4MB").cache_limit == 4e6
+
+
+def test_a_limit_smaller_than_one_shard_is_refused(demo_shards: Path, tmp_path: Path) -> None:
+    with pytest.raises(ShardprepError, match="smaller than one shard's entry.*raise cache_limit"):
+        ShardDataset(str(demo_shards), cache_dir=str(tmp_path / "c"), cache_limit="10KB")
+
+
+def test_the_footer_bounds_every_entry(demo_shards: Path, tmp_path: Path) -> None:
+    for split in ("train", "test"):
+        ds = ShardDataset(str(demo_shards), split, cache_dir=str(tmp_path / "c")).prepare()
+        for k, shard in enumerate(ds.shards):
+            actual = entry_bytes(ds.entry_path(k))
+            assert actual <= shard["estimate"] <= 2 * actual + 8192, (split, k)
+
+
+def test_least_recently_used_is_evicted_first(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    build = write_build(tmp_path / "b", "sft/1", sft_tables(3, 40))
+    probe = ShardDataset(str(build), cache_dir=str(tmp_path / "probe")).prepare()
+    size = max(entry_bytes(probe.entry_path(k)) for k in range(3))
+    # Room for two entries and a third being made, not for three entries and a fourth.
+    limit = size + max(s["estimate"] for s in probe.shards) + size // 2
+    ds = ShardDataset(str(build), cache_dir=str(tmp_path / "c"), cache_limit=limit)
+    assert len(ds.shards) == 3
+    caplog.set_level(logging.DEBUG, logger="shardprep.reader")
+    ds.fetch(0)
+    ds.fetch(1)
+    ds[0]  # shard 0 is now the more recently used
+    ds.close()
+    ds.fetch(2)
+    assert os.path.exists(ds.entry_path(0)) and os.path.exists(ds.entry_path(2))
+    assert not os.path.exists(ds.entry_path(1))
+    assert ds.cache().evictions == 1
+    text = caplog.text
+    assert "reader cache: hit" in text and "reader cache: evicted" in text
+    ds[len(ds) - 1]
+    assert "reader cache: hit" in caplog.text
+    ds[int(ds.shard_starts[1])]  # shard 1 again: made again
+    assert "reader cache: miss data-" in caplog.text
+    assert ds.stats.made == 4
