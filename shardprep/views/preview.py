@@ -13,6 +13,7 @@ from typing import Any
 
 from shardprep.build.run import plan_build
 from shardprep.encode.conformance import merge_conformance
+from shardprep.encode.special import special_tokens_record, special_tokens_warning
 from shardprep.encode.tokenize import BatchEncoder
 from shardprep.errors import RowError, ShardprepError
 from shardprep.recipe import Recipe
@@ -52,6 +53,8 @@ def preview_recipe(
     lengths: list[int] = []
     truncated = 0
     conformance: list[dict[str, Any]] = []
+    special: Counter[str] = Counter()  # rows spelling control tokens in message text, per literal
+    special_rows = 0
     for src, opened in zip(recipe.sources, plan.sources, strict=True):
         name = src.resolved_name
         if source is not None and name != source:
@@ -131,8 +134,13 @@ def preview_recipe(
                 "dropped_by_reason": dict(sorted(by_reason.items())),
                 "truncated": io.truncated,
                 "task_counters": dict(sorted(io.counters.items())),
+                "special_tokens": special_tokens_record(
+                    recipe.special_tokens_in_content, io.special_token_rows, io.special_tokens
+                ),
             }
         )
+        special.update(io.special_tokens)
+        special_rows += io.special_token_rows
     report: dict[str, Any] = {
         "kind": "preview",
         "name": recipe.name,
@@ -156,6 +164,9 @@ def preview_recipe(
         "decoded": True,
         "row_errors": errors,
         "rows": rows,
+        "special_tokens": special_tokens_record(
+            recipe.special_tokens_in_content, special_rows, special
+        ),
     }
     counters: Counter[str] = Counter()
     for s in sources:
@@ -174,6 +185,9 @@ def preview_recipe(
         renderer=recipe.renderer.name,
         recipe=recipe_json,
     ) + task.counter_warnings(counters, recipe_json)
+    spelled = special_tokens_warning(report["special_tokens"])
+    if spelled is not None:
+        report["warnings"].append(spelled)
     # Preview lists every bad row; under `on_error: fail` the build stops at the first instead.
     unreadable = [e for e in errors if e["source_row"] is None]
     if unreadable and recipe.on_error == "fail":

@@ -167,3 +167,17 @@ def test_dpo_counts_a_pair_once(tmp_path: Path) -> None:
         "rows": 1,
         "tokens": {"<tool_call>": 1},
     }
+
+
+def test_preview_counts_what_the_build_would(tmp_path: Path) -> None:
+    """prep preview drives the same encoder: the first 10 rows hold rows 5 and 6."""
+    _build(tmp_path, "keep", "--quiet")  # writes keep.yaml
+    recipe = str(tmp_path / "keep.yaml")
+    data = json.loads(runner.invoke(app, ["preview", recipe, "-n", "10", "--json"]).output)
+    record = {"policy": "keep", "rows": 2, "tokens": {"</think>": 2}}
+    assert data["special_tokens"] == record
+    by_name = {s["name"]: s["special_tokens"] for s in data["sources"]}
+    assert by_name["reason"] == record and by_name["identity"]["rows"] == 0
+    assert any(w["code"] == "special_tokens_in_content" for w in data["warnings"])
+    text = runner.invoke(app, ["preview", recipe, "-n", "10"]).output
+    assert "reason: 2 rows (</think> 2)" in text
