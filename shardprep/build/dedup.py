@@ -126,7 +126,11 @@ class EvalNgrams:
         if not known.any():
             return 0
         windows = windows[known]
-        hit = np.isin(self._hash(windows), self.hashes)
+        hashes = self._hash(windows)
+        # self.hashes is sorted and unique: a binary search per window (np.isin would sort the
+        # eval set again on every call)
+        at = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
+        hit = self.hashes[at] == hashes
         found = 0
         for w in windows[hit]:
             found |= self.owners.get(tuple(w.tolist()), 0)
