@@ -32,6 +32,16 @@ def _reasons(reasons: dict[str, int] | None) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in reasons.items()) if reasons else ""
 
 
+def _bytes(n: int) -> str:
+    """Decimal units, as storage consoles print them."""
+    size = float(n)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{n:,} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
 def _add_row(table: Table, *cells: str) -> None:
     # Cells are data, not rich markup: a source named "[x]" must print as "[x]".
     table.add_row(*(Text(c) for c in cells))
@@ -55,6 +65,10 @@ def header(report: dict[str, Any]) -> Text:
     ]
     if report.get("created_at"):
         lines.append(("created", report["created_at"]))
+    if report.get("stored"):
+        stored = report["stored"]
+        where = f"{report['path']}: " if report.get("path") else ""
+        lines.append(("stored", f"{where}{stored['shards']} shards, {_bytes(stored['bytes'])}"))
     for key, value in lines:
         t.append(f"  {key:<12}", style="dim")
         t.append(f"{value}\n")

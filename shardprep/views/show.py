@@ -92,8 +92,11 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
             "bytes": sum(s["bytes"] for s in info["shards"]),
         }
     recipe = manifest.get("recipe", {})
+    every = [shard for info in manifest["splits"].values() for shard in info["shards"]]
     return {
         "kind": "build",
+        # What a reader downloads (and decodes into its cache): all splits' shards together.
+        "stored": {"shards": len(every), "bytes": sum(s["bytes"] for s in every)},
         "name": recipe.get("name"),
         "fingerprint": manifest["fingerprint"],
         "created_at": manifest.get("created_at"),

@@ -309,3 +309,38 @@ def test_a_manifest_with_only_required_keys_shows_and_lists(
     assert res.exit_code == 0, res.output
     report = inspect_build(str(tmp_path / "b"))
     assert report["splits"]["train"]["rows"] == 7
+
+
+@pytest.mark.s3
+def test_a_build_on_s3_shows_its_size_and_shard_count(crafted: Path) -> None:
+    """What a reader of a remote build will download: the header's `stored` line, and --json."""
+    import fsspec
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "COLUMNS": "120",
+            "NO_COLOR": "1",
+        }
+        fs = fsspec.filesystem("s3", key="testing", secret="testing", endpoint_url=endpoint)
+        fs.mkdir("shown")
+        fs.put(str(crafted) + "/", "shown/crafted", recursive=True)
+        m = json.loads((crafted / "manifest.json").read_text())
+        shards = [s for info in m["splits"].values() for s in info["shards"]]
+        total = sum(s["bytes"] for s in shards)
+        res = CliRunner().invoke(app, ["show", "s3://shown/crafted"], env=env)
+        assert res.exit_code == 0, res.output
+        assert f"stored      s3://shown/crafted: {len(shards)} shards, " in res.output
+        assert (f"{total:,} bytes" if total < 1000 else f"{total / 1000:.1f} KB") in res.output
+        res = CliRunner().invoke(app, ["show", "s3://shown/crafted", "--json"], env=env)
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.output)["stored"] == {"shards": len(shards), "bytes": total}
+    finally:
+        server.stop()
