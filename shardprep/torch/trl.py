@@ -4,7 +4,7 @@
 
     SFTTrainer(model, args=SFTConfig(..., dataset_kwargs={"skip_prepare_dataset": True}),
                train_dataset=sft_dataset("shards/my-sft"), processing_class=tokenizer)
-    PretokenizedDPOTrainer(model, args=DPOConfig(..., max_length=None),
+    PretokenizedDPOTrainer(model, ref_model=reference, args=DPOConfig(..., max_length=None),
                            train_dataset=dpo_dataset("shards/my-dpo"), processing_class=tokenizer)
 
 The build's tokens are the training tokens: TRL's own preparation (chat template, tokenization,
@@ -13,7 +13,9 @@ exactly the build's weight > 0 tokens (proved in tests/torch/test_trl.py by comp
 with the loss computed from the shards' target_ids and weights):
 
 - sft/1, pretrain/1 -> {"input_ids", "labels"}: the unshifted HF layout of `hf_example` (-100 off
-  the trained tokens), which SFTTrainer's collator pads (or flattens, `padding_free=True`) as is.
+  the trained tokens), which SFTTrainer's collator pads (or flattens, `padding_free=True`) as is;
+  with `seq_len`, packs of those rows (TRL's packed layout, `seq_lengths`) from the whole-split
+  best-fit plan, for `padding_free=True`.
 - dpo/1 -> {"prompt_ids", "chosen_ids", "rejected_ids"}: TRL sums log-probabilities over the
   completion, so a side's trained tokens must be its whole tail after a prompt both sides share
   (true of every dpo/1 build: each side trains its last assistant message); a row where they are
