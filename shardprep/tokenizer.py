@@ -6,6 +6,7 @@ import functools
 import gzip
 import hashlib
 import json
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,11 +52,59 @@ class LoadedTokenizer:
         }
 
 
-def _read_json_bytes(path: Path) -> bytes:
-    data = path.read_bytes()
-    if path.name.endswith(".gz"):
-        data = gzip.decompress(data)
+# The largest real tokenizer.json files are about 35 MB (256k-token vocabularies); a file that
+# is, or decompresses to, more than this is refused before it is held in memory (a 6 MB .gz can
+# expand to gigabytes).
+MAX_TOKENIZER_BYTES = 256 * 1024 * 1024
+
+
+def read_tokenizer_json(path: Path) -> bytes:
+    """The bytes of a tokenizer.json, decompressing a `.gz`: at most MAX_TOKENIZER_BYTES, and a
+    damaged or non-gzip `.gz` is a TokenizerError naming the file."""
+    too_large = TokenizerError(
+        f"{path}: the tokenizer file {'decompresses to' if path.name.endswith('.gz') else 'is'} "
+        f"more than {MAX_TOKENIZER_BYTES // (1024 * 1024)} MiB; no tokenizer.json is that large"
+    )
+    try:
+        if not path.name.endswith(".gz"):
+            if path.stat().st_size > MAX_TOKENIZER_BYTES:
+                raise too_large
+            return path.read_bytes()
+        with gzip.open(path, "rb") as f:
+            data = f.read(MAX_TOKENIZER_BYTES + 1)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        cause = (
+            "it is truncated (the gzip stream ends early)"
+            if isinstance(exc, EOFError)
+            else f"it is not a valid gzip file ({exc})"
+        )
+        raise TokenizerError(f"cannot read {path}: {cause}") from exc
+    except OSError as exc:  # BadGzipFile is an OSError too: caught above
+        raise TokenizerError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_TOKENIZER_BYTES:
+        raise too_large
     return data
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """tokenizer_config.json as a JSON object; anything else is a TokenizerError naming it."""
+    try:
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise TokenizerError(
+            f"cannot read {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start})"
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise TokenizerError(f"cannot read {path}: {exc}") from exc
+    except OSError as exc:
+        raise TokenizerError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if not isinstance(config, dict):
+        raise TokenizerError(
+            f"cannot read {path}: it holds a JSON {type(config).__name__}, not an object of "
+            "settings (chat_template, bos_token, ...)"
+        )
+    return config
 
 
 def _find_in_folder(folder: Path) -> Path | None:
@@ -166,7 +215,7 @@ def _load_cached(
 ) -> LoadedTokenizer:
     """Parsing a real tokenizer.json takes most of a second: once per process per file version."""
     path = Path(path_s)
-    raw = _read_json_bytes(path)
+    raw = read_tokenizer_json(path)
     from tokenizers import Tokenizer
 
     try:
@@ -176,10 +225,7 @@ def _load_cached(
     config: dict[str, Any] = {}
     cfg_path = path.parent / "tokenizer_config.json"
     if cfg_path.is_file():
-        try:
-            config = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise TokenizerError(f"cannot read {cfg_path}: {exc}") from exc
+        config = _read_config(cfg_path)
     return LoadedTokenizer(
         tokenizer=tok,
         source=path_s,

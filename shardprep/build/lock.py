@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from shardprep.build.lock_store import lock_store
 from shardprep.errors import BuildError
-from shardprep.store.storage import LOCK_NAME, Output
+from shardprep.store.storage import LOCK_NAME, Output, naming_errors
 
 HEARTBEAT_S = 30.0
 
@@ -78,10 +78,11 @@ def _local_lock(path: str, wait_s: float) -> Iterator[None]:
                         "wait for it to finish, or use a different output"
                     ) from None
                 time.sleep(0.2)
-        f.seek(0)
-        f.truncate()
-        f.write(json.dumps(_holder()))
-        f.flush()
+        with naming_errors(path):
+            f.seek(0)
+            f.truncate()
+            f.write(json.dumps(_holder()))
+            f.flush()
         yield
     finally:
         f.close()  # closing releases the flock

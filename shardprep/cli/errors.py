@@ -83,6 +83,27 @@ def _os_error_line(exc: OSError) -> str | None:
     return f"{path}: {cause}" if path else cause
 
 
+# Network failures reaching a storage endpoint the user named (an S3 endpoint_url, a bucket's
+# host): the endpoint or network is wrong, not shardprep. Matched by class, as their libraries
+# (botocore, aiohttp, requests, urllib3) load only where a remote path is used.
+_UNREACHABLE_HINT = (
+    "check the endpoint (`endpoint_url` in output_storage_options or the source's "
+    "storage_options), the network, and that the service is running"
+)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    for cls in type(exc).__mro__:
+        # Not every ConnectionError: a BrokenPipeError is stdout closed by `| head`.
+        if cls is ConnectionRefusedError or cls.__name__ == "gaierror":
+            return True
+        if cls.__module__.split(".")[0] in ("botocore", "aiohttp", "requests", "urllib3") and (
+            "Connect" in cls.__name__
+        ):
+            return True
+    return False
+
+
 def _print_error(message: str, hint: str) -> None:
     # Escaped: messages hold file names, row text ("[INST]") and end in "[reason]", which rich
     # would take as style tags (and drop, or fail on).
@@ -107,18 +128,19 @@ def handle_errors(debug_flag: Callable[[], bool]) -> Callable[[F], F]:
             except KeyboardInterrupt:
                 err_console().print("interrupted")
                 sys.exit(130)
-            except OSError as exc:
+            except Exception as exc:
                 if debug_flag():
                     traceback.print_exc()
+                if _unreachable(exc):
+                    _print_error(f"cannot reach storage: {exc}", _UNREACHABLE_HINT)
+                    sys.exit(EXIT_BAD_INPUT)
+                if not isinstance(exc, OSError):
+                    _internal(exc)  # a bug: say so, keep the traceback behind --debug
                 line = _os_error_line(exc)
                 if line is None:
                     _internal(exc)
                 _print_error(f"cannot use {line}", _OS_CAUSE[exc.errno or 0])
                 sys.exit(EXIT_BAD_INPUT)
-            except Exception as exc:  # a bug: say so, keep the traceback behind --debug
-                if debug_flag():
-                    traceback.print_exc()
-                _internal(exc)
 
         return wrapper  # type: ignore[return-value]
 

@@ -8,7 +8,6 @@ the rest of its start-up meanwhile. This module imports nothing heavy for that r
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import threading
@@ -37,9 +36,9 @@ def _parse_fastokens(path: str) -> tuple[str, Any]:
     """(sha256 of the tokenizer.json bytes, fastokens over them)."""
     import fastokens  # optional at run time: `auto` falls back to tokenizers without it
 
-    raw = Path(path).read_bytes()
-    if path.endswith(".gz"):
-        raw = gzip.decompress(raw)
+    from shardprep.tokenizer import read_tokenizer_json  # bounded, damage named: one reader
+
+    raw = read_tokenizer_json(Path(path))
     return hashlib.sha256(raw).hexdigest(), fastokens.Tokenizer.from_json_str(raw.decode("utf-8"))
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from shardprep.encode.decode import Piece
 from shardprep.report.data import PACKING_HEAD, packing_cells, packing_title
+from shardprep.store.storage import naming_errors
 
 _CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #1d1d1f; max-width: 1200px; }
@@ -357,4 +358,5 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 def write_html(report: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(render_html(report), encoding="utf-8")
+    with naming_errors(str(path)):
+        Path(path).write_text(render_html(report), encoding="utf-8")

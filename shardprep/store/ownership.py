@@ -18,7 +18,7 @@ import uuid
 from typing import Any
 
 from shardprep.errors import BuildError
-from shardprep.store.storage import LOCK_NAME, SCRATCH_DIR, Output
+from shardprep.store.storage import LOCK_NAME, SCRATCH_DIR, Output, naming_errors
 
 OWNER_NAME = ".shardprep-owner"
 MANIFEST_NAME = "manifest.json"
@@ -71,7 +71,7 @@ def claim(output: Output, folder: str) -> None:
         # empty folder (or a half record), which the next claim takes and no check calls foreign.
         output.makedirs(folder)
         tmp = output.path(f"{folder}/{OWNER_NAME}.{uuid.uuid4().hex[:8]}")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with naming_errors(tmp), open(tmp, "w", encoding="utf-8") as f:
             f.write(_record(folder))
         os.replace(tmp, output.path(rel))
         return
@@ -79,7 +79,8 @@ def claim(output: Output, folder: str) -> None:
     # without its record (a kill in between leaves it in the scratch folder, swept later).
     staged = output.local_tempfile(folder)
     os.mkdir(staged)
-    with open(os.path.join(staged, OWNER_NAME), "w", encoding="utf-8") as f:
+    record = os.path.join(staged, OWNER_NAME)
+    with naming_errors(record), open(record, "w", encoding="utf-8") as f:
         f.write(_record(folder))
     os.rename(staged, output.path(folder))  # replaces an empty folder of that name
 

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shardprep.store.storage import Output, sha256_file
+from shardprep.store.storage import Output, naming_errors, sha256_file
 
 # Per example: 4 + 4 + 4 bytes per token in the three lists, plus list offsets and fixed columns.
 _BYTES_PER_TOKEN = 12
@@ -94,10 +94,11 @@ def place_shard(output: Output, table: pa.Table, rel: str, row_group_rows: int) 
     hashed and placed whole at `rel`; its size and sha256."""
     tmp = output.local_tempfile(posixpath.basename(rel))
     try:
-        if rel.endswith(SCRATCH_SUFFIX):
-            write_scratch(table, tmp)
-        else:
-            write_parquet(table, tmp, row_group_rows)
+        with naming_errors(tmp):
+            if rel.endswith(SCRATCH_SUFFIX):
+                write_scratch(table, tmp)
+            else:
+                write_parquet(table, tmp, row_group_rows)
         size, digest = os.path.getsize(tmp), sha256_file(tmp)
         output.place(tmp, rel)
     finally:

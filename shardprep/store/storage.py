@@ -14,6 +14,7 @@ import posixpath
 import re
 import tempfile
 import uuid
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,18 @@ def local_path(url: str, storage_options: dict[str, Any] | None = None) -> str |
     elif not path.startswith("/"):
         path = f"{os.getcwd()}/{path.removeprefix('./') if path != '.' else ''}"
     return path.rstrip("/") or "/"
+
+
+@contextlib.contextmanager
+def naming_errors(path: str) -> Iterator[None]:
+    """An OS error while writing `path` names it: pyarrow's writers and a file's write/close
+    leave the name out (a full disk said "No space left on device", not where)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno:
+            raise OSError(exc.errno, os.strerror(exc.errno), path) from exc
+        raise
 
 
 class Output:
@@ -101,7 +114,14 @@ class Output:
 
     def makedirs(self, rel: str = "") -> None:
         if self.is_local:
-            os.makedirs(self.path(rel), exist_ok=True)
+            try:
+                os.makedirs(self.path(rel), exist_ok=True)
+            except FileNotFoundError as exc:
+                # Its parent exists but refuses new entries (/proc, /sys): not a missing path.
+                raise BuildError(
+                    f"cannot create the folder {self.path(rel)}: {exc.strerror} (a system folder "
+                    "such as /proc or /sys holds no new folders); choose another output (-o)"
+                ) from exc
             return
         self.fs.makedirs(self.path(rel), exist_ok=True)
 
@@ -138,7 +158,7 @@ class Output:
     def write_text_atomic(self, rel: str, text: str) -> None:
         tmp = self.local_tempfile(posixpath.basename(rel))
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
+            with naming_errors(tmp), open(tmp, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())

@@ -48,3 +48,12 @@ def prep(*args: str) -> tuple[int, str]:
     """`prep ARGS` in this process: (exit code, stdout + stderr)."""
     res = CliRunner().invoke(app, list(args))
     return res.exit_code, res.output  # click >= 8.2: stdout and stderr together
+
+
+# Child-process code: the process's own peak resident memory in MB. VmHWM, not ru_maxrss: on
+# Linux ru_maxrss keeps the forking parent's peak (pytest's, hundreds of MB) across exec.
+PEAK_MB = """
+def peak_mb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) // 1024
+"""

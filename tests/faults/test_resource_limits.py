@@ -19,7 +19,7 @@ from shardprep.recipe import load_recipe
 from shardprep.renderers import jinja_limits
 from shardprep.renderers.jinja_template import ChatTemplate
 
-from ._project import TOY, chat_row, prep
+from ._project import PEAK_MB, TOY, chat_row, prep
 
 BASE = """\
 name: hostile
@@ -263,7 +263,7 @@ def test_build_with_runaway_template_names_it(
 # concatenated: made at once). Counting joined each block to the line carried so far (26 s for
 # 200 MB, 400 s and more for 1.5 GB: quadratic), and the reader held the whole line (0.8 GB peak).
 _GIANT_LINE = """
-import gzip, json, resource, sys
+import gzip, json, sys
 from shardprep.sources.files import count_rows, iter_source_rows
 
 path, mb = sys.argv[1], int(sys.argv[2])
@@ -276,18 +276,18 @@ rows = [(r.line, r.data, r.error and r.error.reason) for r in iter_source_rows(p
 print(json.dumps({
     "count": count_rows(path),
     "rows": rows,
-    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    "peak_mb": peak_mb(),
 }))
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB on Linux")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads VmHWM from /proc (Linux)")
 def test_giant_jsonl_line_is_a_bad_row_in_linear_time_and_bounded_memory(
     tmp_path: Path, faults
 ) -> None:
     faults.bad_input()
     res = subprocess.run(
-        [sys.executable, "-c", _GIANT_LINE, str(tmp_path / "giant.jsonl.gz"), "200"],
+        [sys.executable, "-c", PEAK_MB + _GIANT_LINE, str(tmp_path / "giant.jsonl.gz"), "200"],
         capture_output=True,
         text=True,
         timeout=300,  # generous for a loaded CI box: about 3 s here
