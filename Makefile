@@ -68,6 +68,9 @@ bench: $(STAMP)
 	# GSM8K-like SFT and DPO inputs (~4.1 M tokens each): encoders, build, tinker and TRL paths.
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_build.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_reader.py
+	# From a loopback S3 server (moto): cold / warm / a cache a tenth of the data, vs MosaicML
+	# streaming on the same tokens as MDS when it is installed (bench/bench_remote.py says how).
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_remote.py
 	# Packing plan vs TRL's bfd and the token-budget sampler; 10 M rows plan time and memory (issue 24).
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_packing.py
 	# Start-up: `prep --version` and an up-to-date `prep build`, fresh processes (issue 16 point 4).

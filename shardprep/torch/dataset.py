@@ -33,6 +33,7 @@ from shardprep.torch.cache import (
     entry_bytes,
     entry_estimate,
     load_flat,
+    read_meta,
     shard_cache_path,
 )
 from shardprep.torch.fetch import download
@@ -145,15 +146,24 @@ class ShardDataset(Dataset[dict[str, Any]]):
                 raise ManifestError(
                     f"{shard['path']} resolves outside {self.url} (a symlink?): refused"
                 )
-        if output.is_local or len(self.shards) < 2:
-            footers = [_footer(output, s["path"]) for s in self.shards]
+        needed = self.shard_schema.required_columns
+        # A shard whose entry is in the cache was read and checked when the entry was made: its
+        # rows, columns and size are in the entry, bound to this build, path and sha256.
+        todo = []
+        for k, shard in enumerate(self.shards):
+            known = self._entry_facts(k, needed)
+            if known is None:
+                todo.append(shard)
+            else:
+                shard["size"], shard["estimate"] = known
+        if output.is_local or len(todo) < 2:
+            footers = [_footer(output, s["path"]) for s in todo]
         else:
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(min(16, len(self.shards))) as pool:
-                footers = list(pool.map(lambda s: _footer(output, s["path"]), self.shards))
-        needed = self.shard_schema.required_columns
-        for shard, (meta, size) in zip(self.shards, footers, strict=True):
+            with ThreadPoolExecutor(min(16, len(todo))) as pool:
+                footers = list(pool.map(lambda s: _footer(output, s["path"]), todo))
+        for shard, (meta, size) in zip(todo, footers, strict=True):
             if meta.num_rows != shard["rows"]:
                 raise ManifestError(
                     f"{shard['path']} has {meta.num_rows} rows, the manifest says {shard['rows']} (run `prep verify`)"
@@ -166,6 +176,28 @@ class ShardDataset(Dataset[dict[str, Any]]):
                 )
             shard["size"] = size
             shard["estimate"] = entry_estimate(meta)
+
+    def _entry_facts(self, k: int, needed: Iterable[str]) -> tuple[int, int] | None:
+        """(shard size, entry bytes) from shard k's cache entry when it has one made from this
+        build's shard k with its rows and columns; else None."""
+        target = self.entry_path(k)
+        try:
+            meta = read_meta(target)
+            made = meta["source"]
+            bound = (made["build"], made["path"], made["sha256"]) == (
+                self.build_id,
+                self.shards[k]["path"],
+                self.shards[k]["sha256"],
+            )
+            if not bound or int(meta["rows"]) != self.shards[k]["rows"]:
+                return None
+            if any(c not in meta["columns"] for c in needed):
+                return None
+            # What the entry's checksums say it holds (a damaged copy is remade at that size).
+            held = sum(int(f["size"]) for f in meta["files"].values()) + (1 << 12)
+            return int(made["size"]), max(held, entry_bytes(target))
+        except (CacheDamaged, KeyError, TypeError, ValueError, OSError):
+            return None
 
     def _verify_hashes(self, output: Output) -> None:
         for shard in self.shards:
