@@ -1,13 +1,15 @@
 """Duplicates and eval leaks: `dedup: exact` and `decontaminate:`, decided once at commit.
 
 Work units run in parallel, each seeing its own rows only, so a rule that compares rows across the
-build cannot be decided inside a unit. It is decided here, by the driver, in one pass over the
-finished unit shards in a fixed order: every held-out (test) shard first, then every train
-shard, each split in unit order (the global row order). The decision therefore depends on the
-rows alone, never on the engine, the worker count or how often the build resumed. The rows it
-drops are left out when compaction merges the unit shards (`compact_manifest(keep=...)`), and the
-manifest counts them as drops (`duplicate`, `contaminated`) with samples, so rows read = train +
-test + dropped still holds.
+build cannot be decided inside a unit. The per-row work is done there (in parallel): each unit
+reads back its own unit shards and records, per shard, each row's digest, tokens and trained
+tokens, and which eval files its trained text shares an n-gram with (`shard_facts`, in the
+shard's entry as `filter`). The decision is made by the driver, in one pass over those records in
+a fixed order: every held-out (test) shard first, then every train shard, each split in unit
+order (the global row order). It therefore depends on the rows alone, never on the engine, the
+worker count or how often the build resumed. The rows it drops are left out when compaction
+merges the unit shards (`compact_manifest(keep=...)`), and the manifest counts them as drops
+(`duplicate`, `contaminated`) with samples, so rows read = train + test + dropped still holds.
 
 - `dedup: exact`: a row whose token columns (every sequence's ids and weights: a dpo pair as a
   whole) equal an earlier row's is a duplicate. Rows are compared by a 128-bit BLAKE2b digest of
@@ -21,7 +23,9 @@ test + dropped still holds.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -137,6 +141,58 @@ class EvalNgrams:
         return found
 
 
+_LOADED: dict[str, EvalNgrams] = {}
+
+
+def eval_ngrams(spec: DecontaminateSpec, base_dir: Path) -> EvalNgrams:
+    """The eval n-grams, loaded once per process: the driver loads them before a pool forks, so
+    its workers start with them in memory (spawned or Ray workers load their own)."""
+    key = json.dumps([spec.model_dump(mode="json"), str(base_dir)])
+    if key not in _LOADED:
+        _LOADED[key] = EvalNgrams.load(spec, base_dir)
+    return _LOADED[key]
+
+
+def _b64(arr: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(arr).tobytes()).decode("ascii")
+
+
+def _unb64(text: str, dtype: Any) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype=dtype)
+
+
+def shard_facts(
+    table: pa.Table,
+    schema: ShardSchema,
+    *,
+    dedup: bool,
+    evals: EvalNgrams | None,
+    tokenizer: LoadedTokenizer | None,
+) -> dict[str, Any]:
+    """What the driver's decision needs of one unit shard's rows, computed by its unit: each row's
+    tokens and trained tokens, its digest (dedup), and the eval files it shares an n-gram with
+    (decontaminate: {row index: bitmask of files}). JSON-ready (it travels in the unit's marker)."""
+    from shardprep.build.compact import per_row
+
+    tokens, trained = per_row(table, schema)
+    facts: dict[str, Any] = {
+        # A unit reads one source: its name, and each row's source row.
+        "source": table.column("source")[0].as_py() if table.num_rows else "",
+        "source_rows": _b64(numpy_view(table.column("source_row").combine_chunks())),
+        "tokens": _b64(tokens.astype(np.int32)),
+        "trained": _b64(trained.astype(np.int32)),
+    }
+    if dedup:
+        facts["digests"] = base64.b64encode(b"".join(_digests(table, schema))).decode("ascii")
+    if evals is not None and tokenizer is not None and table.num_rows:
+        texts = tokenizer.tokenizer.decode_batch(
+            _trained_ids(table, schema), skip_special_tokens=True
+        )
+        found = {i: m for i, text in enumerate(texts) if (m := evals.match(text))}
+        facts["contaminated"] = {str(i): m for i, m in found.items()}
+    return facts
+
+
 @dataclass
 class RowDrops:
     """What the pass dropped: a keep mask per unit shard with drops, and the counts, tokens and
@@ -224,47 +280,49 @@ def find_drops(
     tokenizer: LoadedTokenizer | None,
     read: Any,
 ) -> RowDrops:
-    """One pass over the manifest's unit shards, test split first, each in unit order.
+    """The decision, over the manifest's unit shards: test split first, each split in unit order.
 
-    `read(output, shard)`: the checked unit shard table (compact.read_unit_shard)."""
-    from shardprep.build.compact import per_row
-
-    drops = RowDrops(eval_files=evals.files if evals is not None else [])
+    Each shard's `filter` facts are its unit's (shard_facts); a shard without them (never, for a
+    build this version made) has them taken here from the shard itself (`read(output, shard)`:
+    the checked table, compact.read_unit_shard)."""
+    # Counted afresh per build (the eval n-grams are cached per process).
+    files = [EvalFile(ev.path, ev.ngrams) for ev in evals.files] if evals is not None else []
+    drops = RowDrops(eval_files=files)
     seen: dict[bytes, tuple[str, int, str]] = {}
     order = sorted(manifest["splits"], key=lambda s: s != "test")
     for split in order:
         for shard in manifest["splits"][split]["shards"]:
-            table = read(output, shard)
-            if not table.num_rows:
+            if not shard["rows"]:
                 continue
-            tokens, trained = per_row(table, schema)
-            sources = table.column("source").to_pylist()
-            rows = numpy_view(table.column("source_row").combine_chunks())
-            keep = np.ones(table.num_rows, dtype=bool)
-            texts: list[str] | None = None
-            if evals is not None and tokenizer is not None:
-                texts = tokenizer.tokenizer.decode_batch(
-                    _trained_ids(table, schema), skip_special_tokens=True
-                )
-            digests = _digests(table, schema) if dedup else None
-            for i in range(table.num_rows):
-                src, row = sources[i], int(rows[i])
+            facts = shard.get("filter")
+            if facts is None:
+                table = read(output, shard)
+                facts = shard_facts(table, schema, dedup=dedup, evals=evals, tokenizer=tokenizer)
+            contaminated = facts.get("contaminated") or {}
+            digests = base64.b64decode(facts["digests"]) if dedup else b""
+            if not contaminated and not dedup:
+                continue
+            src = facts["source"]
+            rows = _unb64(facts["source_rows"], np.int64)
+            tokens, trained = _unb64(facts["tokens"], np.int32), _unb64(facts["trained"], np.int32)
+            keep = np.ones(len(rows), dtype=bool)
+            for i in range(len(rows)):
+                row = int(rows[i])
                 cost = (split, int(tokens[i]), int(trained[i]))
-                if texts is not None and evals is not None:
-                    found = evals.match(texts[i])
-                    if found:
-                        keep[i] = False
-                        names = []
-                        for k, ev in enumerate(evals.files):
-                            if found >> k & 1:
-                                ev.rows += 1
-                                names.append(ev.path)
-                                if len(ev.samples) < SAMPLES:
-                                    ev.samples.append({"source": src, "row": row, "split": split})
-                        drops.drop(DROP_CONTAMINATED, src, row, *cost, eval_file=names[0])
-                        continue
-                if digests is not None:
-                    first = seen.setdefault(digests[i], (src, row, split))
+                found = contaminated.get(str(i), 0)
+                if found:
+                    keep[i] = False
+                    names = []
+                    for k, ev in enumerate(files):
+                        if found >> k & 1:
+                            ev.rows += 1
+                            names.append(ev.path)
+                            if len(ev.samples) < SAMPLES:
+                                ev.samples.append({"source": src, "row": row, "split": split})
+                    drops.drop(DROP_CONTAMINATED, src, row, *cost, eval_file=names[0])
+                    continue
+                if dedup:
+                    first = seen.setdefault(digests[16 * i : 16 * i + 16], (src, row, split))
                     if first != (src, row, split):
                         keep[i] = False
                         of = {"source": first[0], "row": first[1], "split": first[2]}

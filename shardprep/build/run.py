@@ -403,6 +403,10 @@ def _build_locked(
 
     if isinstance(engine, LocalEngine) and sum(u.rows for u in todo) < _MIN_ROWS_FOR_POOL:
         engine = LocalEngine(workers=1)  # starting processes would cost more than the whole job
+    if recipe.decontaminate is not None:  # loaded before a pool forks: its workers inherit them
+        from shardprep.build.dedup import eval_ngrams
+
+        eval_ngrams(recipe.decontaminate, plan.base_dir)
     engine.start(ctx, todo)  # a pool forks here, before the progress display runs a thread
     try:
         progress.start(total_rows, done_rows=sum(u.kept for u in units if u.index in done))
@@ -598,7 +602,7 @@ def _row_filters(plan: Plan, manifest: dict[str, Any]) -> dict[str, Any] | None:
     if recipe.dedup == "none" and recipe.decontaminate is None:
         return None
     from shardprep.build.compact import DamagedUnitShard, read_unit_shard
-    from shardprep.build.dedup import EvalNgrams, apply_drops, find_drops
+    from shardprep.build.dedup import apply_drops, eval_ngrams, find_drops
 
     spec = recipe.decontaminate
     task = TASKS[recipe.task]
@@ -608,7 +612,7 @@ def _row_filters(plan: Plan, manifest: dict[str, Any]) -> dict[str, Any] | None:
             manifest,
             task.schema_for(task.options(recipe)),
             dedup=recipe.dedup == "exact",
-            evals=EvalNgrams.load(spec, plan.base_dir) if spec is not None else None,
+            evals=eval_ngrams(spec, plan.base_dir) if spec is not None else None,
             tokenizer=plan.tokenizer,
             read=read_unit_shard,
         )

@@ -307,6 +307,31 @@ class _Skip:
             )
 
 
+def _filter_facts(
+    ctx: UnitContext, result: UnitResult, tokenizer: LoadedTokenizer, output: Output
+) -> None:
+    """dedup / decontaminate: the per-row facts the driver decides on (build/dedup.py), taken
+    here, in parallel, from the unit's own shards, into each shard's entry (`filter`)."""
+    from shardprep.build.compact import read_unit_shard
+    from shardprep.build.dedup import eval_ngrams, shard_facts
+
+    recipe = ctx.recipe
+    task = TASKS[recipe.task]
+    schema = task.schema_for(task.options(recipe))
+    spec = recipe.decontaminate
+    evals = eval_ngrams(spec, ctx.base_dir) if spec is not None else None
+    for entries in result.shards.values():
+        for entry in entries:
+            if entry["rows"]:
+                entry["filter"] = shard_facts(
+                    read_unit_shard(output, entry),
+                    schema,
+                    dedup=recipe.dedup == "exact",
+                    evals=evals,
+                    tokenizer=tokenizer,
+                )
+
+
 def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
     """Read one unit's rows, let the task turn them into records, write shards; the marker last."""
     t0 = time.monotonic()
@@ -354,6 +379,8 @@ def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
     for split, w in writers.items():
         w.flush()
         result.shards[split] = [s.to_json() for s in w.shards]
+    if recipe.dedup != "none" or recipe.decontaminate is not None:
+        _filter_facts(ctx, result, encoder.tokenizer, output)
     result.extras = dict(io.extras)
     # Which encoder made this unit's ids, for the manifest (a resumed build may mix them).
     result.extras["encoder"] = encoder.selection.describe()

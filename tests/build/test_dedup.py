@@ -280,3 +280,50 @@ def test_decontaminate_drops_rows_sharing_an_ngram_with_eval_files(tmp_path: Pat
     os.utime(jsonl, ns=(jsonl.stat().st_atime_ns, jsonl.stat().st_mtime_ns + 10**9))
     changed = json.loads(runner.invoke(app, ["build", str(recipe_path), "--json"]).output)
     assert changed["status"] == "built" and changed["fingerprint"] != out["fingerprint"]
+
+
+def test_unit_facts_equal_the_facts_taken_from_the_shards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The units take each row's facts in parallel (shard_facts, in the shard entries); the same
+    decision from facts taken again from the unit shards themselves is identical."""
+    import copy
+
+    from shardprep.build import dedup
+
+    alpaca = json.loads(gzip.decompress((LF / "alpaca_en_demo.json.gz").read_bytes()))
+    (tmp_path / "eval.jsonl").write_text(
+        "".join(json.dumps({"text": alpaca[i]["output"]}) + "\n" for i in (3, 8, 40))
+    )
+    real = dedup.find_drops
+    compared = []
+
+    def both(output: Any, manifest: dict[str, Any], *a: Any, **kw: Any) -> Any:
+        got = real(output, manifest, *a, **kw)
+        bare = copy.deepcopy(manifest)
+        for info in bare["splits"].values():
+            for shard in info["shards"]:
+                assert "filter" in shard
+                del shard["filter"]
+        again = real(output, bare, *a, **kw)
+        assert {k: v.tolist() for k, v in got.keep.items()} == {
+            k: v.tolist() for k, v in again.keep.items()
+        }
+        assert (got.by_source, got.samples, got.length_log2) == (
+            again.by_source,
+            again.samples,
+            again.length_log2,
+        )
+        assert [e.__dict__ for e in got.eval_files] == [e.__dict__ for e in again.eval_files]
+        compared.append(sum(len(v) for v in got.keep.values()))
+        return got
+
+    monkeypatch.setattr(dedup, "find_drops", both)
+    recipe = _recipe(
+        tmp_path,
+        dedup="exact",
+        decontaminate={"paths": [str(tmp_path / "eval.jsonl")], "ngram": 13},
+    )
+    m = build(*recipe).manifest
+    assert compared and m["stats"]["dropped"]["contaminated"] >= 3
+    assert m["stats"]["dropped"]["duplicate"] > 300
