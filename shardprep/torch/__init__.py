@@ -15,6 +15,7 @@ from shardprep.torch.dataset import ShardDataset
 from shardprep.torch.hf import HFCollate, HFLayout, hf_example
 from shardprep.torch.loader import ResumableLoader
 from shardprep.torch.packed import PackedLoader, collate_packs
+from shardprep.torch.prefetch import Prefetcher
 from shardprep.torch.samplers import EpochSampler, TokenBudgetBatchSampler
 from shardprep.torch.tinker_datum import tinker_available, to_tinker_datum
 
@@ -27,6 +28,7 @@ __all__ = [
     "PackedLoader",
     "PadCollate",
     "PairCollate",
+    "Prefetcher",
     "ResumableLoader",
     "ShardDataset",
     "TokenBudgetBatchSampler",
