@@ -26,9 +26,10 @@ class RawRow:
     ordinal: int | None = None
 
 
-# A row's bytes at most (the recipe's `max_row_bytes`): a longer JSON Lines line is a bad row
-# (`row_too_large`), passed over without being held in memory. Large for any real conversation,
-# small enough that one line of a hostile file (1.5 GB from a 6.6 MB .gz) cannot exhaust memory.
+# A row's bytes at most (the recipe's `max_row_bytes`): a longer JSON Lines line or JSON array
+# element is a bad row (`row_too_large`), passed over without being held in memory. Large for any
+# real conversation, small enough that one row of a hostile file (1.5 GB from a 6.6 MB .gz)
+# cannot exhaust memory.
 DEFAULT_MAX_ROW_BYTES = 64 * 1024 * 1024
 
 # (line, data, error) as a file format's reader yields it; data is None for rows counted but skipped.
@@ -84,7 +85,7 @@ class FileFormat:
     file in order, the first `skip` as (line, None, None) (counted, not parsed); with `seek` (a
     position `count` recorded) it starts there instead of at the top; a row whose bytes exceed
     `max_row_bytes` is a `row_too_large` bad row where the format can tell without reading it
-    whole (JSON Lines). `count(url, storage_options)` counts rows as `rows` would yield them.
+    whole (JSON Lines, JSON arrays). `count(url, storage_options)` counts rows as `rows` would yield them.
     """
 
     name: str

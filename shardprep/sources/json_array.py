@@ -1,7 +1,9 @@
 """JSON (`.json`): one top-level array of objects (or a single object), parsed incrementally.
 
 `json.JSONDecoder.raw_decode` parses one element at a time from a sliding text buffer; consumed
-text is dropped, so memory is bounded by the largest element plus one read block.
+text is dropped, so memory is bounded by the largest element plus one read block. An element
+whose text runs past `max_row_bytes` characters (at least that many bytes) is passed over by a
+scan that keeps nothing of it, and reported as `row_too_large`.
 """
 
 from __future__ import annotations
@@ -22,14 +24,20 @@ _READ_BLOCK = 1 << 20
 _ESCAPED_BYTES = re.compile("[\udc80-\udcff]")
 _WS = " \t\n\r"
 _TOO_DEEP_VALUE = object()  # stands for an element too deep to parse
+_TOO_LARGE_VALUE = object()  # stands for an element past the row bound
+# What ends a run of ordinary characters inside a string, and outside one within a container.
+_IN_STRING = re.compile(r'["\\]')
+_STRUCTURE = re.compile(r'["\[\]{}]')
+_SCALAR_END = re.compile(r"[,\]}\s]")
 
 
 class _JsonArrayReader:
     """Incremental parser of one top-level JSON array (or single object) over a text buffer."""
 
-    def __init__(self, f: IO[bytes], url: str) -> None:
+    def __init__(self, f: IO[bytes], url: str, limit: int = DEFAULT_MAX_ROW_BYTES) -> None:
         self.f = f
         self.url = url
+        self.limit = limit
         # surrogateescape keeps undecodable bytes as lone surrogates, so one bad element can be
         # reported as invalid_utf8 without losing the rest of the file.
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
@@ -38,13 +46,13 @@ class _JsonArrayReader:
         self.eof = False
         self.decode = json.JSONDecoder().raw_decode
 
-    def _fill(self, want: int = _READ_BLOCK) -> bool:
+    def _fill(self, want: int = 0) -> bool:
         if self.eof:
             return False
         if self.pos:
             self.buf = self.buf[self.pos :]
             self.pos = 0
-        block = self.f.read(want)
+        block = self.f.read(want or _READ_BLOCK)
         if not block:
             self.eof = True
             self.buf += self.decoder.decode(b"", final=True)
@@ -63,6 +71,12 @@ class _JsonArrayReader:
             if not self._fill():
                 return ""
 
+    def _grow(self, want: int) -> int:
+        """Read more of a cut element; the next read's size (doubling, so that a large element
+        costs O(n log n) parse retries, not O(n^2); at most the row bound)."""
+        self._fill(want)
+        return min(max(want * 2, len(self.buf)), self.limit + 1)
+
     def _value(self, element: int) -> tuple[Any, str]:
         """Decode the value at pos; returns it with its source text (for the UTF-8 check)."""
         want = _READ_BLOCK
@@ -74,8 +88,9 @@ class _JsonArrayReader:
                 # elements after it are still read; the row itself is reported as too deep.
                 stop = _nested_end(self.buf, self.pos)
                 if stop is None and not self.eof:
-                    self._fill(want)
-                    want = max(want * 2, len(self.buf))
+                    if len(self.buf) - self.pos > self.limit:
+                        return self._pass_over(element)
+                    want = self._grow(want)
                     continue
                 if stop is None:
                     raise SourceError(
@@ -85,10 +100,10 @@ class _JsonArrayReader:
                 return _TOO_DEEP_VALUE, ""
             except json.JSONDecodeError as e:
                 if not self.eof:
-                    # Most likely the element is cut by the buffer end: read more and retry,
-                    # doubling so that a huge element costs O(n log n), not O(n^2).
-                    self._fill(want)
-                    want = max(want * 2, len(self.buf))
+                    # Most likely the element is cut by the buffer end: read more and retry.
+                    if len(self.buf) - self.pos > self.limit:
+                        return self._pass_over(element)
+                    want = self._grow(want)
                     continue
                 raise SourceError(
                     f"{self.url}: malformed JSON in element {element}: {e.msg} "
@@ -96,12 +111,62 @@ class _JsonArrayReader:
                 ) from e
             if end == len(self.buf) and not self.eof:
                 # A number at the buffer end may continue in the next block; make sure it ended.
-                self._fill(want)
-                want = max(want * 2, len(self.buf))
+                if end - self.pos > self.limit:
+                    return self._pass_over(element)
+                want = self._grow(want)
                 continue
+            if end - self.pos > self.limit:  # read whole within a block: refused all the same
+                self.pos = end
+                return _TOO_LARGE_VALUE, ""
             text = self.buf[self.pos : end]
             self.pos = end
             return value, text
+
+    def _pass_over(self, element: int) -> tuple[Any, str]:
+        """Move past the element at pos, which is longer than the row bound, keeping none of it:
+        `_nested_end`'s scan carried across blocks, jumping by regular expression to the next
+        quote, backslash or bracket (a 1.5 GB string is scanned at C speed)."""
+        depth = 0
+        in_string = False
+        scalar = self.buf[self.pos] not in '[{"'
+        i = self.pos
+        while True:
+            buf, n = self.buf, len(self.buf)
+            while i < n:
+                if scalar:
+                    m = _SCALAR_END.search(buf, i)
+                    if m is None:
+                        i = n
+                        break
+                    self.pos = m.start()
+                    return _TOO_LARGE_VALUE, ""
+                m = (_IN_STRING if in_string else _STRUCTURE).search(buf, i)
+                if m is None:
+                    i = n
+                    break
+                i, c = m.start(), m.group()
+                if c == "\\":
+                    if i + 1 >= n:
+                        break  # the escaped character is in the next block
+                    i += 2
+                    continue
+                if c == '"':
+                    in_string = not in_string
+                elif c in "[{":
+                    depth += 1
+                else:
+                    depth -= 1
+                i += 1
+                if depth == 0 and not in_string:
+                    self.pos = i
+                    return _TOO_LARGE_VALUE, ""
+            self.pos = i  # what was scanned is dropped by the next fill
+            if not self._fill():
+                if scalar:  # a lone top-level scalar ends with the file
+                    self.pos = len(self.buf)
+                    return _TOO_LARGE_VALUE, ""
+                raise SourceError(f"{self.url}: element {element} is cut by the end of the file")
+            i = self.pos
 
     def values(self, skip: int = 0) -> Iterator[tuple[int, Any, str]]:
         """(element index, value, its source text) per element (text '' below `skip`: unchecked)."""
@@ -174,13 +239,22 @@ def rows(
     skip: int,
     batch_size: int = 0,
     seek: Seek | None = None,
-    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,  # not applied yet: an element is parsed whole
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
 ) -> Iterator[FileRow]:
     """(element, data, error) per element; an array has no row positions to seek to."""
     with open_binary(url, storage_options) as f:
-        for element, value, text in _JsonArrayReader(f, url).values(skip):
+        for element, value, text in _JsonArrayReader(f, url, max_row_bytes).values(skip):
             if element < skip:
                 yield element, None, None
+                continue
+            if value is _TOO_LARGE_VALUE:
+                yield bad_row(
+                    url,
+                    element,
+                    "row_too_large",
+                    f"the element is longer than max_row_bytes ({max_row_bytes:,} bytes); raise "
+                    "`max_row_bytes` in the recipe if such rows are meant to be read",
+                )
                 continue
             if value is _TOO_DEEP_VALUE:
                 yield bad_row(url, element, "too_deeply_nested", TOO_DEEP)

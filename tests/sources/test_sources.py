@@ -461,3 +461,38 @@ def test_jsonl_long_lines_count_and_read_alike(
         assert [(r.index, r.line, r.data) for r in fast] == [
             (r.index, r.line, r.data) for r in rows[start:]
         ]
+
+
+@pytest.mark.parametrize("block", [5, 64, 1 << 20])
+def test_json_array_large_elements_are_passed_over(
+    tmp_path: Path, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Elements past `max_row_bytes` (objects, a bare string, nested arrays, with quotes,
+    backslashes and brackets inside their strings) are row_too_large without being parsed, and
+    every element around them reads as json.loads reads it; the count agrees."""
+    monkeypatch.setattr(json_array, "_READ_BLOCK", block)
+    limit = 1024
+    tricky = 'q\\"[{]}\\\\' * 200  # an escaped quote, brackets and a backslash, repeated
+    elements: list[object] = []
+    for i in range(60):
+        if i % 10 == 3:
+            elements.append({"i": i, "pad": tricky})  # past the limit
+        elif i % 10 == 4:
+            elements.append("s" * 3000)  # a bare string past it
+        elif i % 10 == 5:
+            elements.append({"i": i, "deep": [[[["x" * 50] * 10] * 3]] * 2})  # nested, past it
+        elif i % 10 == 6:
+            elements.append({"i": i, "pad": "y" * 900})  # under it
+        else:
+            elements.append({"i": i, "t": "]}\\"})
+    p = tmp_path / "big.json"
+    texts = [json.dumps(e) for e in elements]
+    p.write_text("[\n" + ",\n".join(texts) + "\n]\n")
+    assert json_array.count(str(p), None).rows == len(elements)
+    rows = [r for b in iter_source_batches(str(p), max_row_bytes=limit, batch_size=7) for r in b]
+    too_large = [n for n, t in enumerate(texts) if len(t) > limit]
+    assert [r.line for r in rows if r.error and r.error.reason == "row_too_large"] == too_large
+    assert [(r.line, r.data) for r in rows if r.error is None] == [
+        (n, e) for n, e in enumerate(elements) if n not in too_large and isinstance(e, dict)
+    ]
+    assert "element 3: the element is longer than max_row_bytes (1,024 bytes)" in str(rows[3].error)
