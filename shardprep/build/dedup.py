@@ -3,7 +3,7 @@
 Work units run in parallel, each seeing its own rows only, so a rule that compares rows across the
 build cannot be decided inside a unit. The per-row work is done there (in parallel): each unit
 reads back its own unit shards and records, per shard, each row's digest, tokens and trained
-tokens, and which eval files its trained text shares an n-gram with (`shard_facts`, in the
+tokens, and which eval files its trained text shares an n-gram with (`RowFacts`, in the
 shard's entry as `filter`). The decision is made by the driver, in one pass over those records in
 a fixed order: every held-out (test) shard first, then every train shard, each split in unit
 order (the global row order). It therefore depends on the rows alone, never on the engine, the
@@ -161,36 +161,99 @@ def _unb64(text: str, dtype: Any) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype=dtype)
 
 
-def shard_facts(
-    table: pa.Table,
-    schema: ShardSchema,
-    *,
-    dedup: bool,
-    evals: EvalNgrams | None,
-    tokenizer: LoadedTokenizer | None,
-) -> dict[str, Any]:
-    """What the driver's decision needs of one unit shard's rows, computed by its unit: each row's
-    tokens and trained tokens, its digest (dedup), and the eval files it shares an n-gram with
-    (decontaminate: {row index: bitmask of files}). JSON-ready (it travels in the unit's marker)."""
-    from shardprep.build.compact import per_row
+@dataclass
+class RowFacts:
+    """What the driver's decision needs of a run of rows (a unit shard's), taken by its unit:
+    the source, each row's source row, tokens and trained tokens, its digest (dedup: 16 bytes a
+    row) and the eval files its trained text shares an n-gram with ({row: bitmask of files})."""
 
-    tokens, trained = per_row(table, schema)
-    facts: dict[str, Any] = {
-        # A unit reads one source: its name, and each row's source row.
-        "source": table.column("source")[0].as_py() if table.num_rows else "",
-        "source_rows": _b64(numpy_view(table.column("source_row").combine_chunks())),
-        "tokens": _b64(tokens.astype(np.int32)),
-        "trained": _b64(trained.astype(np.int32)),
-    }
-    if dedup:
-        facts["digests"] = base64.b64encode(b"".join(_digests(table, schema))).decode("ascii")
-    if evals is not None and tokenizer is not None and table.num_rows:
-        texts = tokenizer.tokenizer.decode_batch(
-            _trained_ids(table, schema), skip_special_tokens=True
+    source: str
+    rows: np.ndarray  # int64
+    tokens: np.ndarray  # int32
+    trained: np.ndarray  # int32
+    digests: bytes = b""
+    contaminated: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def of_table(
+        cls,
+        table: pa.Table,
+        schema: ShardSchema,
+        *,
+        dedup: bool,
+        evals: EvalNgrams | None,
+        tokenizer: LoadedTokenizer | None,
+        tokens: np.ndarray | None = None,
+        trained: np.ndarray | None = None,
+    ) -> RowFacts:
+        """`tokens` / `trained`: as the writer was given them (else counted from the table)."""
+        if tokens is None or trained is None:
+            from shardprep.build.compact import per_row
+
+            tokens, trained = per_row(table, schema)
+        found: dict[int, int] = {}
+        if evals is not None and tokenizer is not None and table.num_rows:
+            texts = tokenizer.tokenizer.decode_batch(
+                _trained_ids(table, schema), skip_special_tokens=True
+            )
+            found = {i: m for i, text in enumerate(texts) if (m := evals.match(text))}
+        return cls(
+            # A unit reads one source.
+            source=table.column("source")[0].as_py() if table.num_rows else "",
+            rows=numpy_view(table.column("source_row").combine_chunks()).astype(np.int64),
+            tokens=np.asarray(tokens, dtype=np.int32),
+            trained=np.asarray(trained, dtype=np.int32),
+            digests=b"".join(_digests(table, schema)) if dedup else b"",
+            contaminated=found,
         )
-        found = {i: m for i, text in enumerate(texts) if (m := evals.match(text))}
-        facts["contaminated"] = {str(i): m for i, m in found.items()}
-    return facts
+
+    @classmethod
+    def concat(cls, parts: list[RowFacts]) -> RowFacts:
+        offsets = np.cumsum([0] + [len(p.rows) for p in parts])
+        return cls(
+            source=next((p.source for p in parts if p.source), ""),
+            rows=np.concatenate([p.rows for p in parts]),
+            tokens=np.concatenate([p.tokens for p in parts]),
+            trained=np.concatenate([p.trained for p in parts]),
+            digests=b"".join(p.digests for p in parts),
+            contaminated={
+                int(o) + i: m
+                for p, o in zip(parts, offsets, strict=False)
+                for i, m in p.contaminated.items()
+            },
+        )
+
+    def slice(self, a: int, b: int) -> RowFacts:
+        return RowFacts(
+            self.source,
+            self.rows[a:b],
+            self.tokens[a:b],
+            self.trained[a:b],
+            self.digests[16 * a : 16 * b],
+            {i - a: m for i, m in self.contaminated.items() if a <= i < b},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready: it travels in the unit's marker, in its shard's entry (`filter`)."""
+        return {
+            "source": self.source,
+            "source_rows": _b64(self.rows),
+            "tokens": _b64(self.tokens),
+            "trained": _b64(self.trained),
+            "digests": base64.b64encode(self.digests).decode("ascii"),
+            "contaminated": {str(i): m for i, m in self.contaminated.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RowFacts:
+        return cls(
+            source=data["source"],
+            rows=_unb64(data["source_rows"], np.int64),
+            tokens=_unb64(data["tokens"], np.int32),
+            trained=_unb64(data["trained"], np.int32),
+            digests=base64.b64decode(data["digests"]),
+            contaminated={int(i): int(m) for i, m in data["contaminated"].items()},
+        )
 
 
 @dataclass
@@ -282,7 +345,7 @@ def find_drops(
 ) -> RowDrops:
     """The decision, over the manifest's unit shards: test split first, each split in unit order.
 
-    Each shard's `filter` facts are its unit's (shard_facts); a shard without them (never, for a
+    Each shard's `filter` facts are its unit's (RowFacts); a shard without them (never, for a
     build this version made) has them taken here from the shard itself (`read(output, shard)`:
     the checked table, compact.read_unit_shard)."""
     # Counted afresh per build (the eval n-grams are cached per process).
@@ -294,22 +357,26 @@ def find_drops(
         for shard in manifest["splits"][split]["shards"]:
             if not shard["rows"]:
                 continue
-            facts = shard.get("filter")
-            if facts is None:
-                table = read(output, shard)
-                facts = shard_facts(table, schema, dedup=dedup, evals=evals, tokenizer=tokenizer)
-            contaminated = facts.get("contaminated") or {}
-            digests = base64.b64decode(facts["digests"]) if dedup else b""
-            if not contaminated and not dedup:
+            if shard.get("filter") is not None:
+                facts = RowFacts.from_json(shard["filter"])
+            else:
+                facts = RowFacts.of_table(
+                    read(output, shard), schema, dedup=dedup, evals=evals, tokenizer=tokenizer
+                )
+            if not dedup and not facts.contaminated:
                 continue
-            src = facts["source"]
-            rows = _unb64(facts["source_rows"], np.int64)
-            tokens, trained = _unb64(facts["tokens"], np.int32), _unb64(facts["trained"], np.int32)
+            src, rows, contaminated, digests = (
+                facts.source,
+                facts.rows,
+                facts.contaminated,
+                facts.digests,
+            )
+            tokens, trained = facts.tokens, facts.trained
             keep = np.ones(len(rows), dtype=bool)
             for i in range(len(rows)):
                 row = int(rows[i])
                 cost = (split, int(tokens[i]), int(trained[i]))
-                found = contaminated.get(str(i), 0)
+                found = contaminated.get(i, 0)
                 if found:
                     keep[i] = False
                     names = []

@@ -307,29 +307,68 @@ class _Skip:
             )
 
 
-def _filter_facts(
-    ctx: UnitContext, result: UnitResult, tokenizer: LoadedTokenizer, output: Output
-) -> None:
-    """dedup / decontaminate: the per-row facts the driver decides on (build/dedup.py), taken
-    here, in parallel, from the unit's own shards, into each shard's entry (`filter`)."""
-    from shardprep.build.compact import read_unit_shard
-    from shardprep.build.dedup import eval_ngrams, shard_facts
+class _FactSink:
+    """A unit's shard writer that also takes, for dedup / decontaminate, the facts of every
+    table added (from the table in memory, in parallel: build/dedup.py's RowFacts)."""
+
+    def __init__(self, writer: ShardWriter, facts_of: Any) -> None:
+        self.writer, self.facts_of = writer, facts_of
+        self.parts: list[Any] = []
+        self.records = False  # rows added one by one (rl_prompts): facts read back instead
+
+    def add(self, record: Any, source: str, source_row: int, *, tokens: int, trained: int) -> None:
+        self.records = True
+        self.writer.add(record, source, source_row, tokens=tokens, trained=trained)
+
+    def add_table(self, table: Any, tokens: np.ndarray, trained: np.ndarray) -> None:
+        self.parts.append(self.facts_of(table, tokens=tokens, trained=trained))
+        self.writer.add_table(table, tokens, trained)
+
+
+def _row_facts(ctx: UnitContext, tokenizer: LoadedTokenizer) -> Any:
+    """RowFacts.of_table for this build's schema, dedup and eval n-grams."""
+    from functools import partial
+
+    from shardprep.build.dedup import RowFacts, eval_ngrams
 
     recipe = ctx.recipe
     task = TASKS[recipe.task]
-    schema = task.schema_for(task.options(recipe))
     spec = recipe.decontaminate
-    evals = eval_ngrams(spec, ctx.base_dir) if spec is not None else None
-    for entries in result.shards.values():
+    return partial(
+        RowFacts.of_table,
+        schema=task.schema_for(task.options(recipe)),
+        dedup=recipe.dedup == "exact",
+        evals=eval_ngrams(spec, ctx.base_dir) if spec is not None else None,
+        tokenizer=tokenizer,
+    )
+
+
+def _filter_facts(
+    result: UnitResult, sinks: dict[str, _FactSink], facts_of: Any, output: Output
+) -> None:
+    """Each written shard's RowFacts into its entry (`filter`): cut from the tables its sink
+    saw, in order, or read back from the shard where rows came one by one."""
+    from shardprep.build.compact import read_unit_shard
+    from shardprep.build.dedup import RowFacts
+
+    for split, entries in result.shards.items():
+        sink = sinks[split]
+        total = sum(e["rows"] for e in entries)
+        whole = RowFacts.concat(sink.parts) if sink.parts and not sink.records else None
+        if whole is not None and len(whole.rows) != total:
+            whole = None  # not the rows the shards hold: take them from the shards
+        at = 0
         for entry in entries:
-            if entry["rows"]:
-                entry["filter"] = shard_facts(
-                    read_unit_shard(output, entry),
-                    schema,
-                    dedup=recipe.dedup == "exact",
-                    evals=evals,
-                    tokenizer=tokenizer,
-                )
+            n = entry["rows"]
+            if not n:
+                continue
+            facts = (
+                whole.slice(at, at + n)
+                if whole is not None
+                else facts_of(read_unit_shard(output, entry))
+            )
+            entry["filter"] = facts.to_json()
+            at += n
 
 
 def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
@@ -354,13 +393,20 @@ def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
         )
         for split in ("train", "test")
     }
+    # dedup / decontaminate: each table's row facts, taken as it is written (build/dedup.py).
+    facts_of = (
+        _row_facts(ctx, encoder.tokenizer)
+        if recipe.dedup != "none" or recipe.decontaminate is not None
+        else None
+    )
+    sinks = {split: _FactSink(w, facts_of) for split, w in writers.items()} if facts_of else {}
     io = UnitIO(
         recipe=recipe,
         source=src,
         source_name=src.resolved_name,
         renderer=renderer,
         encoder=encoder,
-        writers=dict(writers),
+        writers=dict(sinks or writers),
         skip=skip,
         split_of=lambda raw: "test" if raw.index in held_out else "train",
         source_row=lambda raw: raw.index,
@@ -379,8 +425,8 @@ def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
     for split, w in writers.items():
         w.flush()
         result.shards[split] = [s.to_json() for s in w.shards]
-    if recipe.dedup != "none" or recipe.decontaminate is not None:
-        _filter_facts(ctx, result, encoder.tokenizer, output)
+    if facts_of is not None:
+        _filter_facts(result, sinks, facts_of, output)
     result.extras = dict(io.extras)
     # Which encoder made this unit's ids, for the manifest (a resumed build may mix them).
     result.extras["encoder"] = encoder.selection.describe()

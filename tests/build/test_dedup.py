@@ -327,3 +327,32 @@ def test_unit_facts_equal_the_facts_taken_from_the_shards(
     m = build(*recipe).manifest
     assert compared and m["stats"]["dropped"]["contaminated"] >= 3
     assert m["stats"]["dropped"]["duplicate"] > 300
+
+
+def test_rl_prompts_rows_are_deduplicated_and_decontaminated_by_their_prompt(
+    tmp_path: Path,
+) -> None:
+    """rl_prompts writes row by row (facts read back from the unit shards); its trained text is
+    the whole prompt."""
+    alpaca = json.loads(gzip.decompress((LF / "alpaca_en_demo.json.gz").read_bytes()))
+    long_ones = [i for i, r in enumerate(alpaca) if len(_words(r["instruction"])) >= 20][:2]
+    (tmp_path / "eval.jsonl").write_text(
+        "".join(json.dumps({"text": alpaca[i]["instruction"]}) + "\n" for i in long_ones)
+    )
+    recipe = _recipe(
+        tmp_path,
+        task="rl_prompts",
+        split={},
+        dedup="exact",
+        decontaminate={"paths": [str(tmp_path / "eval.jsonl")], "ngram": 13},
+    )
+    m = build(*recipe).manifest
+    rows = _rows(tmp_path / "out", m)["train"]
+    prompts = [tuple(r["prompt_ids"]) for r in rows]
+    assert len(prompts) == len(set(prompts))
+    assert m["stats"]["dropped"]["duplicate"] > 300
+    alpaca_src = next(s for s in m["sources"] if s["name"] == "alpaca")
+    assert alpaca_src["dropped_by_reason"]["contaminated"] >= len(long_ones)
+    kept = {r["source_row"] for r in rows if r["source"] == "alpaca"}
+    assert not kept & set(long_ones)
+    _accounted(m)
