@@ -134,6 +134,8 @@ class ShardDataset(Dataset[dict[str, Any]]):
         self._bcache: BoundedCache | None = None
         self._lengths: np.ndarray | None = None
         self.stats = CacheStats()
+        # Entries a running Prefetcher made for the coming reads: not evicted to make room.
+        self.upcoming: frozenset[str] = frozenset()
 
     # -- validation -------------------------------------------------------------------------
 
@@ -214,7 +216,7 @@ class ShardDataset(Dataset[dict[str, Any]]):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        for key in ("_output", "_flat", "_checked", "_bcache", "_lengths", "stats"):
+        for key in ("_output", "_flat", "_checked", "_bcache", "_lengths", "stats", "upcoming"):
             state.pop(key, None)
         return state
 
@@ -307,7 +309,7 @@ class ShardDataset(Dataset[dict[str, Any]]):
                 self.stats.misses += 1
                 log.debug("reader cache: miss %s (%s)", self.shards[k]["path"], target)
                 start = time.perf_counter()
-                self.fetch(k, required=True)
+                self.fetch(k, required=True, keep=self.upcoming)
                 self.stats.wait_s += time.perf_counter() - start
                 pin = cache.pin(target)
                 if pin is None:  # evicted by another process between make and open: again

@@ -41,7 +41,7 @@ class Prefetcher:
         order: Iterable[int] | np.ndarray,
         *,
         threads: int = 4,
-        max_ahead: int = 64,
+        max_ahead: int = 64,  # shards
     ) -> None:
         self.dataset = dataset
         rows = np.asarray(order if isinstance(order, np.ndarray) else list(order), dtype=np.int64)
@@ -84,6 +84,7 @@ class Prefetcher:
         for t in self._threads:
             t.join()
         self._threads = []
+        self.dataset.upcoming = frozenset()
 
     def __enter__(self) -> Prefetcher:
         return self.start()
@@ -109,11 +110,11 @@ class Prefetcher:
         seen: dict[int, None] = {int(self._run_shard[cur]): None}
         total = 0
         end = cur + 1
-        while end < len(self._run_shard) and end - cur <= self._max_ahead:
+        while end < len(self._run_shard):
             k = int(self._run_shard[end])
             if k not in seen:
                 est = int(self.dataset.shards[k]["estimate"])
-                if total + est > self._budget:
+                if total + est > self._budget or len(seen) > self._max_ahead:
                     break
                 seen[k] = None
                 total += est
@@ -126,6 +127,7 @@ class Prefetcher:
                 cur = self._current()
                 end, keep = self._window(cur)
                 self._retry = [r for r in self._retry if r >= cur]
+                self.dataset.upcoming = keep
                 if self._retry and self._retry[0] < end:
                     return self._retry.pop(0), keep
                 self._next = max(self._next, cur)

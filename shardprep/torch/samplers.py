@@ -84,7 +84,13 @@ class _Resumable:
 class EpochSampler(_Resumable, Sampler[int]):
     """DistributedSampler semantics, resumable: each rank gets every world_size-th index of a
     per-epoch permutation; the tail is padded by wrapping around (or dropped with drop_last) so all
-    ranks yield the same count."""
+    ranks yield the same count.
+
+    `shard_window=w` (with a ShardDataset, or anything with `shard_starts`) shuffles by shard
+    instead, for builds larger than the reader's cache: the shards are permuted, taken w at a
+    time, and the rows of each w shards permuted together, so a reader needs only w shards at once
+    and the ranks of a node read the same w (one cached copy serves them all). Pick w so that w
+    shards fit in half the cache limit."""
 
     def __init__(
         self,
@@ -95,10 +101,20 @@ class EpochSampler(_Resumable, Sampler[int]):
         rank: int | None = None,
         world_size: int | None = None,
         drop_last: bool = False,
+        shard_window: int | None = None,
     ) -> None:
         _Resumable.__init__(self)
         self.n = data if isinstance(data, int) else len(data)
         self.shuffle = shuffle
+        self.shard_window = shard_window
+        self._starts: np.ndarray | None = None
+        if shard_window is not None:
+            starts = getattr(data, "shard_starts", None)
+            if starts is None or shard_window < 1:
+                raise ValueError(
+                    "shard_window needs a dataset with shard_starts (a ShardDataset) and w >= 1"
+                )
+            self._starts = np.asarray(starts, dtype=np.int64)
         self.seed = seed
         self.rank, self.world_size = _rank_world(rank, world_size)
         self.drop_last = drop_last
@@ -110,12 +126,26 @@ class EpochSampler(_Resumable, Sampler[int]):
     def indices(self, epoch: int | None = None) -> np.ndarray:
         """This rank's indices for an epoch, in order."""
         epoch = self.epoch if epoch is None else epoch
-        order = (
-            _epoch_rng(self.seed, epoch).permutation(self.n) if self.shuffle else np.arange(self.n)
-        )
+        if not self.shuffle:
+            order = np.arange(self.n)
+        elif self._starts is not None and self.shard_window is not None:
+            order = self._windowed(_epoch_rng(self.seed, epoch), self._starts, self.shard_window)
+        else:
+            order = _epoch_rng(self.seed, epoch).permutation(self.n)
         total = self.num_samples * self.world_size
         order = np.resize(order, total) if self.n else order  # wraps around to pad, or cuts
         return order[self.rank : total : self.world_size]
+
+    @staticmethod
+    def _windowed(rng: np.random.Generator, starts: np.ndarray, w: int) -> np.ndarray:
+        shards = rng.permutation(len(starts) - 1)
+        parts = []
+        for g in range(0, len(shards), w):
+            rows = np.concatenate(
+                [np.arange(starts[k], starts[k + 1], dtype=np.int64) for k in shards[g : g + w]]
+            )
+            parts.append(rng.permutation(rows))
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def __iter__(self) -> Iterator[int]:
         order = self.indices()

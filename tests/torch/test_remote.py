@@ -281,6 +281,31 @@ def test_one_epoch_of_a_build_ten_times_the_cache_limit(
 
 
 @pytest.mark.s3
+def test_a_shuffled_epoch_by_windows_of_shards_under_a_limit(
+    s3: SlowMoto, many_shards: Path, tmp_path: Path
+) -> None:
+    """EpochSampler(shard_window=2): rows shuffled within pairs of shards, each pair read once;
+    with a limit of a few shards the epoch still reads each shard once and stays bounded."""
+    local = ShardDataset(str(many_shards), cache_dir=str(tmp_path / "local"))
+    biggest = max(s["estimate"] for s in local.shards)
+    limit = 6 * biggest
+    url = upload_s3(s3, many_shards)
+    cache = tmp_path / "cache"
+    ds = ShardDataset(url, storage_options=s3.opts, cache_dir=str(cache), cache_limit=limit)
+    sampler = EpochSampler(ds, seed=7, shard_window=2)
+    loader = ResumableLoader(ds, sampler=sampler, batch_size=8, collate_fn=list)
+    seen, peak = [], 0
+    for batch in loader:
+        seen.extend(
+            (r["input_ids"].tolist(), r["weights"].tolist(), r["source_row"]) for r in batch
+        )
+        peak = max(peak, cache_usage(cache))
+    assert seen == rows_of(local, EpochSampler(local, seed=7, shard_window=2).indices())
+    assert peak <= limit + biggest
+    assert ds.stats.made == len(ds.shards)
+
+
+@pytest.mark.s3
 def test_prefetch_hides_store_latency(s3: SlowMoto, tmp_path: Path) -> None:
     """100 ms per request: with prefetch the loop waits on a shard in < 5 % of its steps after
     the first; without, at every shard it enters."""

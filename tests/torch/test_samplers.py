@@ -157,3 +157,29 @@ def test_workers_build_the_cache_themselves(demo_shards: Path, tmp_path: Path) -
     )
     total = sum(int(b["lengths"].sum()) for b in loader)
     assert total == int(np.sum(fresh.lengths))
+
+
+def test_shard_window_shuffles_within_windows_of_shards(tmp_path) -> None:
+    from shardprep.torch import ShardDataset
+
+    from .conftest import write_build
+    from .test_remote import sft_tables
+
+    ds = ShardDataset(
+        str(write_build(tmp_path / "b", "sft/1", sft_tables(10, 7))), cache_dir=str(tmp_path / "c")
+    )
+    s = EpochSampler(ds, seed=5, shard_window=3)
+    first = s.indices(0)
+    assert sorted(first.tolist()) == list(range(len(ds)))  # every row once
+    assert first.tolist() == EpochSampler(ds, seed=5, shard_window=3).indices(0).tolist()
+    assert first.tolist() != s.indices(1).tolist()  # another order each epoch
+    # Consecutive stretches of 3 shards' rows (the last window has 1 shard) hold 3 shards each.
+    shards = ds.shard_of(first)
+    for start, stop in ((0, 21), (21, 42), (42, 63), (63, 70)):
+        assert len(set(shards[start:stop].tolist())) == (3 if stop - start == 21 else 1)
+    # Ranks split the same windows: together they read each row once.
+    ranks = [EpochSampler(ds, seed=5, shard_window=3, rank=r, world_size=2) for r in (0, 1)]
+    both = np.concatenate([r.indices(0) for r in ranks])
+    assert sorted(both.tolist()) == list(range(len(ds)))
+    with pytest.raises(ValueError, match="shard_starts"):
+        EpochSampler(len(ds), shard_window=3)
