@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import re
@@ -30,7 +31,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from shardprep.errors import ShardprepError
-from shardprep.torch.cache import ENTRY_PREFIX, META_NAME, discard_entry, entry_bytes
+from shardprep.torch.cache import (
+    CACHE_VERSION,
+    ENTRY_PREFIX,
+    META_NAME,
+    discard_entry,
+    entry_bytes,
+)
 
 log = logging.getLogger("shardprep.reader")
 
@@ -49,6 +56,7 @@ _UNITS = {
     "gib": 2**30,
     "tib": 2**40,
 }
+_OLD_ENTRY = re.compile(r"^v([0-9]+)-[0-9a-f]+$")
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*([a-zA-Z]*|%)\s*$")
 
 
@@ -163,6 +171,27 @@ class BoundedCache:
         os.makedirs(self.work_dir, exist_ok=True)
         os.makedirs(self.lock_dir, exist_ok=True)
         self.evictions = 0
+        self._sweep_older_versions()
+
+    def _sweep_older_versions(self) -> None:
+        """Remove entries an older reader made (`v<N>-<hex>` holding a meta.json of version N):
+        no reader of this version reads or counts them. Anything else in the folder is kept."""
+        with self._locked(), os.scandir(self.folder) as it:
+            old = []
+            for e in it:
+                m = _OLD_ENTRY.match(e.name)
+                if m is None or int(m.group(1)) >= CACHE_VERSION:
+                    continue
+                try:
+                    with open(os.path.join(e.path, META_NAME), encoding="utf-8") as f:
+                        version = json.load(f).get("version")
+                except (OSError, ValueError, AttributeError):
+                    continue
+                if version == int(m.group(1)):
+                    old.append(e.path)
+        for path in old:
+            log.debug("reader cache: removed %s (an older cache version)", os.path.basename(path))
+            discard_entry(path)
 
     # -- the folder-wide lock and what it guards ----------------------------------------------
 

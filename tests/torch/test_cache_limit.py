@@ -82,3 +82,16 @@ def test_least_recently_used_is_evicted_first(
     ds[int(ds.shard_starts[1])]  # shard 1 again: made again
     assert "reader cache: miss data-" in caplog.text
     assert ds.stats.made == 4
+
+
+def test_entries_of_older_cache_versions_are_removed(demo_shards: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "c"
+    old = cache / ("v2-" + "ab" * 32)
+    old.mkdir(parents=True)
+    (old / "meta.json").write_text('{"version": 2, "rows": 3}')
+    (old / "input_ids.values").write_bytes(b"x" * 1000)
+    mine = cache / "v2-notes"  # not an entry (no hex name): kept
+    mine.mkdir()
+    (mine / "meta.json").write_text('{"version": 2}')
+    ShardDataset(str(demo_shards), cache_dir=str(cache))[0]
+    assert not old.exists() and mine.exists()
