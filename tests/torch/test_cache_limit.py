@@ -95,3 +95,15 @@ def test_entries_of_older_cache_versions_are_removed(demo_shards: Path, tmp_path
     (mine / "meta.json").write_text('{"version": 2}')
     ShardDataset(str(demo_shards), cache_dir=str(cache))[0]
     assert not old.exists() and mine.exists()
+
+
+def test_open_maps_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shardprep.torch.dataset as dataset_module
+
+    monkeypatch.setattr(dataset_module, "MAX_OPEN_SHARDS", 2)
+    build = write_build(tmp_path / "b", "sft/1", sft_tables(6, 5))
+    ds = ShardDataset(str(build), cache_dir=str(tmp_path / "c"))
+    order = [0, 29, 7, 14, 3, 22, 11, 27, 0, 18]  # every shard, back and forth
+    rows = [ds[i]["source_row"] for i in order]
+    assert rows == order and len(ds._flat) == 2
+    assert ds.stats.made == 6  # reopened from the cache, never made again
