@@ -186,3 +186,46 @@ def test_warm_cache_never_serves_another_shards_rows(
     wrong = sum(got != want for got, want in zip(served, expected, strict=False))
     faults.wrong_rows(wrong)
     assert wrong == 0
+
+
+# A reader killed while it makes an entry: the kernel drops its locks, the next reader makes the
+# entry itself, and the reservation and half-written files it left are swept.
+KILLED_MAKER = """
+import sys, time
+import shardprep.torch.cache as cache
+from shardprep.torch import ShardDataset
+def stall(path):  # the columns are written; their checksums are next
+    print("MAKING", flush=True)
+    time.sleep(120)
+cache._crc_file = stall
+ShardDataset(sys.argv[1], cache_dir=sys.argv[2])[0]
+"""
+
+
+def test_reader_killed_while_making_an_entry(shards: Path, tmp_path: Path, faults) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_MAKER, str(shards), str(cache)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "MAKING"
+        left = sorted(p.name for p in (cache / ".work").iterdir())
+        assert len(left) == 2 and left[1].endswith(".bytes")  # its work folder and reservation
+        assert any((cache / ".work" / left[0]).iterdir())  # a half-written entry
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    faults.kill_point()
+    ds = ShardDataset(str(shards), cache_dir=str(cache))
+    expected = _expected(shards)
+    got = _rows(ds)
+    faults.rows_lost(len(expected) - len(got))
+    faults.wrong_rows(sum(a != b for a, b in zip(got, expected, strict=False)))
+    assert got == expected
+    assert not list((cache / ".work").iterdir())  # the dead reader's leftovers were swept
