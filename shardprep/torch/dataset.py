@@ -233,8 +233,11 @@ class ShardDataset(Dataset[dict[str, Any]]):
             BoundedCache.unpin(pin)
 
     def __del__(self) -> None:
-        if "_flat" in self.__dict__:
-            self.close()
+        try:
+            if "_flat" in self.__dict__:
+                self.close()
+        except Exception:  # at interpreter exit modules may be gone; the fds close with it
+            pass
 
     def _out(self) -> Output:
         # A forked DataLoader worker inherits the parent's filesystem object, whose connections
