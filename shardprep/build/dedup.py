@@ -121,23 +121,37 @@ class EvalNgrams:
 
     def match(self, text: str) -> int:
         """Bitmask of the eval files sharing an n-gram with `text` (0: none)."""
+        return self.match_many([text]).get(0, 0)
+
+    def match_many(self, texts: list[str]) -> dict[int, int]:
+        """{i: bitmask of the eval files sharing an n-gram with texts[i]} for the texts that
+        share one: every text's words in one array, each followed by an unknown word (-1) so
+        that no window spans two texts, hashed and searched at once."""
         n = self.n
-        ids = np.fromiter((self.vocab.get(w, -1) for w in words(text)), dtype=np.int64)
-        if len(ids) < n or not len(self.hashes):
-            return 0
+        if not len(self.hashes) or not texts:
+            return {}
+        get = self.vocab.get
+        per_text = [[get(w, -1) for w in words(t)] + [-1] for t in texts]
+        starts = np.cumsum([0] + [len(ids) for ids in per_text])
+        ids = np.fromiter(
+            (i for part in per_text for i in part), dtype=np.int64, count=int(starts[-1])
+        )
+        if len(ids) < n:
+            return {}
         windows = np.lib.stride_tricks.sliding_window_view(ids, n)
-        known = windows.min(axis=1) >= 0  # a word no eval file has: no n-gram there matches
-        if not known.any():
-            return 0
-        windows = windows[known]
-        hashes = self._hash(windows)
+        known = np.flatnonzero(windows.min(axis=1) >= 0)  # a word no eval file has: no match
+        if not len(known):
+            return {}
+        hashes = self._hash(windows[known])
         # self.hashes is sorted and unique: a binary search per window (np.isin would sort the
         # eval set again on every call)
         at = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
-        hit = self.hashes[at] == hashes
-        found = 0
-        for w in windows[hit]:
-            found |= self.owners.get(tuple(w.tolist()), 0)
+        found: dict[int, int] = {}
+        for w in known[self.hashes[at] == hashes].tolist():
+            owners = self.owners.get(tuple(ids[w : w + n].tolist()), 0)  # the words themselves
+            if owners:
+                row = int(np.searchsorted(starts, w, side="right")) - 1
+                found[row] = found.get(row, 0) | owners
         return found
 
 
@@ -196,7 +210,7 @@ class RowFacts:
             texts = tokenizer.tokenizer.decode_batch(
                 _trained_ids(table, schema), skip_special_tokens=True
             )
-            found = {i: m for i, text in enumerate(texts) if (m := evals.match(text))}
+            found = evals.match_many(texts)
         return cls(
             # A unit reads one source.
             source=table.column("source")[0].as_py() if table.num_rows else "",
@@ -296,19 +310,24 @@ class RowDrops:
 
 
 def _digests(table: pa.Table, schema: ShardSchema) -> list[bytes]:
-    """A 128-bit digest per row of its token columns (every sequence: ids and weights)."""
-    cols = []
+    """A 128-bit digest per row of its token columns (every sequence: ids and weights), each
+    row's column lengths first (where one column ends and the next starts)."""
+    views, offsets, lengths = [], [], []
     for name in schema.token_columns:
         arr = table.column(name).combine_chunks()
         values = numpy_view(arr.values)
-        cols.append((values, numpy_view(arr.offsets)))
+        off = numpy_view(arr.offsets).astype(np.int64)
+        views.append(np.ascontiguousarray(values).data.cast("B"))
+        offsets.append((off * values.itemsize).tolist())  # byte offsets, as Python ints
+        lengths.append(np.diff(off))
+    heads = np.ascontiguousarray(np.stack(lengths, axis=1), dtype=np.int64).data.cast("B")
+    width = 8 * len(views)
+    blake = hashlib.blake2b
     out = []
     for i in range(table.num_rows):
-        h = hashlib.blake2b(digest_size=16)
-        for values, offsets in cols:
-            a, b = int(offsets[i]), int(offsets[i + 1])
-            h.update((b - a).to_bytes(8, "little"))  # where one column ends and the next starts
-            h.update(values[a:b].data)
+        h = blake(heads[i * width : (i + 1) * width], digest_size=16)
+        for view, off in zip(views, offsets, strict=True):
+            h.update(view[off[i] : off[i + 1]])
         out.append(h.digest())
     return out
 
