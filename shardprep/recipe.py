@@ -171,8 +171,9 @@ class Recipe(_Strict):
     split: SplitSpec = Field(default_factory=SplitSpec)
     shards: ShardSpec = Field(default_factory=ShardSpec)
     on_error: Literal["fail", "skip"] = "fail"
-    # A JSON Lines line or JSON array element longer than this is a bad row (`row_too_large`,
-    # under on_error), passed over without being held in memory: `64MiB`, `1GB` or a byte count.
+    # A JSON Lines line, JSON array element or CSV line longer than this is a bad row
+    # (`row_too_large`, under on_error), passed over without being held in memory: `64MiB`,
+    # `1GB` or a byte count.
     max_row_bytes: int = DEFAULT_MAX_ROW_BYTES
     batch_size: int = Field(512, ge=1)
     # Input rows per work unit: the unit of resume and of parallel work (and so of shard boundaries).

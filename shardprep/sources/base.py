@@ -26,10 +26,10 @@ class RawRow:
     ordinal: int | None = None
 
 
-# A row's bytes at most (the recipe's `max_row_bytes`): a longer JSON Lines line or JSON array
-# element is a bad row (`row_too_large`), passed over without being held in memory. Large for any
-# real conversation, small enough that one row of a hostile file (1.5 GB from a 6.6 MB .gz)
-# cannot exhaust memory.
+# A row's bytes at most (the recipe's `max_row_bytes`): a longer JSON Lines line, JSON array
+# element or CSV line is a bad row (`row_too_large`), passed over without being held in memory.
+# Large for any real conversation, small enough that one row of a hostile file (1.5 GB from a
+# 6.6 MB .gz) cannot exhaust memory.
 DEFAULT_MAX_ROW_BYTES = 64 * 1024 * 1024
 
 # (line, data, error) as a file format's reader yields it; data is None for rows counted but skipped.
@@ -85,11 +85,12 @@ class FileFormat:
     file in order, the first `skip` as (line, None, None) (counted, not parsed); with `seek` (a
     position `count` recorded) it starts there instead of at the top; a row whose bytes exceed
     `max_row_bytes` is a `row_too_large` bad row where the format can tell without reading it
-    whole (JSON Lines, JSON arrays). `count(url, storage_options)` counts rows as `rows` would yield them.
+    whole (JSON Lines, JSON arrays, CSV). `count(url, storage_options, max_row_bytes)` counts rows
+    as `rows` would yield them under the same bound.
     """
 
     name: str
     extensions: tuple[str, ...]  # suffixes that name the format (before any compression suffix)
     rows: Callable[[str, dict[str, Any] | None, int, int, Seek | None, int], Iterator[FileRow]]
-    count: Callable[[str, dict[str, Any] | None], Count]
+    count: Callable[[str, dict[str, Any] | None, int], Count]
     unit: str = "line"  # what its row positions count, as messages name them (RowError.unit)

@@ -82,7 +82,7 @@ class FileSource:
         pieces: list[Piece] = []
         for url in expand_paths(self._url, base_dir=self.base_dir, storage_options=opts):
             fmt = detect_format(url, self.spec.file_format)
-            counted = count_file(url, fmt, opts)
+            counted = count_file(url, fmt, opts, self.max_row_bytes)
             pieces.append(
                 FilePiece(
                     label=url,

@@ -276,7 +276,11 @@ def rows(
             yield element, value, None
 
 
-def count(url: str, storage_options: dict[str, Any] | None) -> Count:
+def count(
+    url: str,
+    storage_options: dict[str, Any] | None,
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,  # an element is one however long
+) -> Count:
     """Elements, by one pass of the same parser (an array's length is nowhere else)."""
     with open_binary(url, storage_options) as f:
         return Count(sum(1 for _ in _JsonArrayReader(f, url).values(skip=1 << 62)))

@@ -186,7 +186,11 @@ def rows(
             yield lineno, data, None
 
 
-def count(url: str, storage_options: dict[str, Any] | None) -> Count:
+def count(
+    url: str,
+    storage_options: dict[str, Any] | None,
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,  # a line is a row however long
+) -> Count:
     """Non-blank lines, by the same bytes-level test the reader uses, without decoding anything;
     for an uncompressed file, with seek positions recorded on the way.
 

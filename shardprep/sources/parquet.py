@@ -53,7 +53,11 @@ def rows(
                     row += 1
 
 
-def count(url: str, storage_options: dict[str, Any] | None) -> Count:
+def count(
+    url: str,
+    storage_options: dict[str, Any] | None,
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,  # rows, not lines
+) -> Count:
     import pyarrow.parquet as pq
 
     with open_binary(url, storage_options, decompress=False) as f:

@@ -70,7 +70,12 @@ def read_file(
     )
 
 
-def count_file(url: str, fmt: str, storage_options: dict[str, Any] | None) -> Count:
+def count_file(
+    url: str,
+    fmt: str,
+    storage_options: dict[str, Any] | None,
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
+) -> Count:
     """The file's rows counted (`FileFormat.count`), retried as a whole on a transient error."""
     count = FORMATS[fmt].count
-    return retry.call(lambda: count(url, storage_options), url=url, what="read")
+    return retry.call(lambda: count(url, storage_options, max_row_bytes), url=url, what="read")

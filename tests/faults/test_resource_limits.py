@@ -259,7 +259,7 @@ def test_build_with_runaway_template_names_it(
     faults.rows_lost(5 - m["splits"]["train"]["rows"])
 
 
-# Issue 23 item 5: a 200 MB JSON Lines line (or JSON array element) from a 200 KB .gz (gzip
+# Issue 23 item 5: a 200 MB JSON Lines line (JSON array element, CSV line) from a 200 KB .gz (gzip
 # members of 1 MiB of 'a' each, concatenated: made at once). Counting joined each block to the
 # line carried so far (26 s for 200 MB, 400 s and more for 1.5 GB: quadratic), and the readers
 # held the whole row (0.8 GB peak).
@@ -268,9 +268,11 @@ import gzip, json, sys
 from shardprep.sources.files import count_rows, iter_source_rows
 
 path, mb = sys.argv[1], int(sys.argv[2])
-head, tail = (b'{"n": 1}\\n{"messages": "', b'"}\\n{"n": 3}\\n') if path.endswith(".jsonl.gz") else (
-    b'[{"n": 1},\\n{"messages": "', b'"},\\n{"n": 3}]\\n'
-)
+head, tail = {
+    "jsonl": (b'{"n": 1}\\n{"messages": "', b'"}\\n{"n": 3}\\n'),
+    "json": (b'[{"n": 1},\\n{"messages": "', b'"},\\n{"n": 3}]\\n'),
+    "csv": (b"n,text\\n1,one\\n2,", b"\\n3,three\\n"),
+}[path.split(".")[-2]]
 member = gzip.compress(b"a" * (1 << 20))
 with open(path, "wb") as f:
     f.write(gzip.compress(head))
@@ -282,9 +284,16 @@ print(json.dumps({"count": count_rows(path), "rows": rows, "peak_mb": peak_mb()}
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads VmHWM from /proc (Linux)")
-@pytest.mark.parametrize(("name", "first"), [("giant.jsonl.gz", 1), ("giant.json.gz", 0)])
+@pytest.mark.parametrize(
+    ("name", "first", "good"),
+    [
+        ("giant.jsonl.gz", 1, [{"n": 1}, {"n": 3}]),
+        ("giant.json.gz", 0, [{"n": 1}, {"n": 3}]),
+        ("giant.csv.gz", 2, [{"n": "1", "text": "one"}, {"n": "3", "text": "three"}]),
+    ],
+)
 def test_giant_row_is_a_bad_row_in_linear_time_and_bounded_memory(
-    tmp_path: Path, name: str, first: int, faults
+    tmp_path: Path, name: str, first: int, good: list[dict[str, str]], faults
 ) -> None:
     faults.bad_input()
     res = subprocess.run(
@@ -297,9 +306,9 @@ def test_giant_row_is_a_bad_row_in_linear_time_and_bounded_memory(
     out = json.loads(res.stdout)
     assert out["count"] == 3
     assert out["rows"] == [
-        [first, {"n": 1}, None],
+        [first, good[0], None],
         [first + 1, None, "row_too_large"],
-        [first + 2, {"n": 3}, None],
+        [first + 2, good[1], None],
     ]
     # Up to the default max_row_bytes (64 MiB) is held, never the row's 200 MB.
     assert out["peak_mb"] < 600, out  # 160 MB (JSON Lines), 350 MB (JSON) here

@@ -496,3 +496,52 @@ def test_json_array_large_elements_are_passed_over(
         (n, e) for n, e in enumerate(elements) if n not in too_large and isinstance(e, dict)
     ]
     assert "element 3: the element is longer than max_row_bytes (1,024 bytes)" in str(rows[3].error)
+
+
+def test_csv_long_lines_are_passed_over(tmp_path: Path) -> None:
+    """A physical line past `max_row_bytes` (unquoted, or inside a quoted field without quotes
+    of its own) makes its record row_too_large, read in blocks; the records around it read as the
+    csv module reads them, and the count under the same bound agrees."""
+    from shardprep.sources import csvfile
+
+    limit = 1024
+    lines = [
+        "id,text",
+        "1,one",
+        "2," + "y" * 3000,  # line 3: past the bound
+        '3,"two\nlines"',  # lines 4-5
+        '4,"starts\n' + "z" * 3000 + '\nends"',  # lines 6-8: its middle line past the bound
+        "5," + "w" * 900,  # under it
+        "6,six",
+    ]
+    p = tmp_path / "long.csv"
+    p.write_text("\n".join(lines) + "\n")
+    rows = [r for b in iter_source_batches(str(p), max_row_bytes=limit) for r in b]
+    assert [(r.line, r.error and r.error.reason) for r in rows] == [
+        (2, None),
+        (3, "row_too_large"),
+        (4, None),
+        (6, "row_too_large"),
+        (9, None),
+        (10, None),
+    ]
+    assert [r.data for r in rows if r.data] == [
+        {"id": "1", "text": "one"},
+        {"id": "3", "text": "two\nlines"},
+        {"id": "5", "text": "w" * 900},
+        {"id": "6", "text": "six"},
+    ]
+    assert "line 3: the record is longer than max_row_bytes (1,024 bytes)" in str(rows[1].error)
+    assert csvfile.count(str(p), None, limit).rows == len(rows)
+
+
+@pytest.mark.parametrize(
+    "record",
+    ['7,"' + "q" * 3000 + '"', '7,"' + ("q" * 500 + "\n") * 4 + '"'],
+    ids=["long_quoted_line", "long_multiline_field"],
+)
+def test_csv_quoted_field_past_the_bound_stops_the_file(tmp_path: Path, record: str) -> None:
+    p = tmp_path / "long.csv"
+    p.write_text("id,text\n1,one\n" + record + "\n8,eight\n")
+    with pytest.raises(SourceError, match=r"long\.csv: line 3.* longer than max_row_bytes"):
+        list(iter_source_batches(str(p), max_row_bytes=1024))
