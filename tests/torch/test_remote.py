@@ -247,6 +247,27 @@ def cache_usage(cache: Path) -> int:
     return total
 
 
+class PeakUsage:
+    """The most bytes the cache folder held, sampled on a thread every millisecond (so a download
+    or a half-written entry between two steps is seen too)."""
+
+    def __init__(self, cache: Path) -> None:
+        self.cache, self.peak, self.samples = cache, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.001):
+            self.peak = max(self.peak, cache_usage(self.cache))
+            self.samples += 1
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
 @pytest.mark.s3
 def test_one_epoch_of_a_build_ten_times_the_cache_limit(
     s3: SlowMoto, many_shards: Path, tmp_path: Path
@@ -268,12 +289,13 @@ def test_one_epoch_of_a_build_ten_times_the_cache_limit(
     )
     assert loader.prefetch
     seen: list[tuple[list[int], list[float], int]] = []
-    peak = 0
+    usage = PeakUsage(cache)
     for batch in loader:
         seen.extend(
             (r["input_ids"].tolist(), r["weights"].tolist(), r["source_row"]) for r in batch
         )
-        peak = max(peak, cache_usage(cache))
+    peak = usage.stop()
+    assert usage.samples > 20
     assert seen == rows_of(local)
     assert peak <= limit + entry, (peak, limit, entry)
     assert ds.cache().evictions >= 30
@@ -294,12 +316,13 @@ def test_a_shuffled_epoch_by_windows_of_shards_under_a_limit(
     ds = ShardDataset(url, storage_options=s3.opts, cache_dir=str(cache), cache_limit=limit)
     sampler = EpochSampler(ds, seed=7, shard_window=2)
     loader = ResumableLoader(ds, sampler=sampler, batch_size=8, collate_fn=list)
-    seen, peak = [], 0
+    seen = []
+    usage = PeakUsage(cache)
     for batch in loader:
         seen.extend(
             (r["input_ids"].tolist(), r["weights"].tolist(), r["source_row"]) for r in batch
         )
-        peak = max(peak, cache_usage(cache))
+    peak = usage.stop()
     assert seen == rows_of(local, EpochSampler(local, seed=7, shard_window=2).indices())
     assert peak <= limit + biggest
     assert ds.stats.made == len(ds.shards)
