@@ -102,6 +102,7 @@ class ShardDataset(Dataset[dict[str, Any]]):
         self.pad_id: int | None = manifest.get("tokenizer", {}).get("pad_id")
         self.eos_id: int | None = manifest.get("tokenizer", {}).get("eos_id")
         self.fingerprint: str = manifest.get("fingerprint", "")
+        self.data_dir: str | None = manifest.get("data_dir")
         rows = [s["rows"] for s in self.shards]
         if sum(rows) != info["rows"]:
             raise ManifestError(
@@ -370,6 +371,33 @@ class ShardDataset(Dataset[dict[str, Any]]):
         return True
 
     def _make(self, k: int, target: str, work: str) -> None:
+        try:
+            self._make_from(k, target, work)
+        except (FileNotFoundError, ManifestError) as exc:
+            replaced = self._replaced()
+            if replaced is None:
+                raise
+            raise ManifestError(
+                f"{self.shards[k]['path']} is gone: the build at {self.url} was replaced since "
+                f"this reader opened it ({replaced}); open it again, e.g. ShardDataset({self.url!r})"
+            ) from exc
+
+    def _replaced(self) -> str | None:
+        """How the build now differs from the one this reader opened (a `prep build --force` or a
+        rebuild swapped its manifest and removed the old shards), or None where it does not."""
+        try:
+            now = read_manifest(self._out())
+        except ShardprepError as exc:
+            return f"its manifest now reads: {exc}"
+        if now is None:
+            return "it has no manifest now"
+        if now.get("fingerprint") != self.fingerprint or now.get("data_dir") != self.data_dir:
+            return (
+                f"data folder {now.get('data_dir')}, fingerprint {str(now.get('fingerprint'))[:12]}"
+            )
+        return None
+
+    def _make_from(self, k: int, target: str, work: str) -> None:
         shard = self.shards[k]
         out = self._out()
         remote = out.path(shard["path"])

@@ -235,3 +235,22 @@ def test_an_input_changed_during_the_build_fails_it(
     with pytest.raises(BuildError, match=r"data\.jsonl.*changed while the build read it"):
         build(*load_recipe(recipe), workers=1)
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_a_reader_opened_before_a_forced_rebuild_says_it_was_replaced(
+    tmp_path: Path, faults
+) -> None:
+    pytest.importorskip("torch")
+    from shardprep.errors import ManifestError
+    from shardprep.torch import ShardDataset
+
+    recipe, out, manifest = _built(tmp_path)
+    reader = ShardDataset(str(out), cache_dir=str(tmp_path / "cache"))  # nothing decoded yet
+    code, text = prep("build", str(recipe), "--quiet", "--force")  # the old shards are removed
+    assert code == 0, text
+    faults.fault()
+    with pytest.raises(ManifestError, match=r"was replaced since this reader opened it.*open it"):
+        reader[0]
+    again = ShardDataset(str(out), cache_dir=str(tmp_path / "cache"))
+    assert len(again) == manifest["splits"]["train"]["rows"]
+    assert again[0]["input_ids"].tolist()  # the rebuilt build reads
