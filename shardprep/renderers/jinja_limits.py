@@ -37,6 +37,47 @@ _DIGITS = re.compile(r"\d+")
 _WIDTH_NAMES = frozenset({"center", "ljust", "rjust", "zfill"})
 
 
+# What str.split() and str.splitlines() split at (every character str.isspace() accepts; the
+# line breaks): deleted by translate, the length lost counts them at C speed.
+_SPACES = dict.fromkeys(
+    map(
+        ord,
+        "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+        "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000",
+    )
+)
+_BREAKS = dict.fromkeys(map(ord, "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"))
+# Filters that make a list of their input's items: of a string, one item per character.
+_LISTING_FILTERS = frozenset(
+    {"list", "batch", "slice", "unique", "sort", "map", "select", "reject", "groupby", "random"}
+)
+
+
+class _TimedIter:
+    """A `for` loop's items, checking the deadline every 256; keeps the iterable's length, so
+    `loop.length` reads it instead of listing the items (a 64M-character string: 512 MB)."""
+
+    __slots__ = ("_env", "_items", "_source", "_n")
+
+    def __init__(self, env: BoundedEnvironment, source: Iterable[Any]) -> None:
+        self._env = env
+        self._source = source
+        self._items = iter(source)
+        self._n = 0
+
+    def __iter__(self) -> _TimedIter:
+        return self
+
+    def __next__(self) -> Any:
+        if not self._n & 255:
+            self._env.check_time()
+        self._n += 1
+        return next(self._items)
+
+    def __len__(self) -> int:
+        return len(self._source)  # type: ignore[arg-type]  # TypeError: LoopContext lists it
+
+
 def _size(value: Any) -> int:
     """Characters of a string; a list's items weigh 64 each (a pointer plus a small object)."""
     if isinstance(value, str):
@@ -113,11 +154,8 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         if n > MAX_OUTPUT_CHARS:
             raise self.too_large()
 
-    def bounded_iter(self, iterable: Iterable[Any]) -> Iterator[Any]:
-        for i, value in enumerate(iterable):
-            if not i & 255:
-                self.check_time()
-            yield value
+    def bounded_iter(self, iterable: Iterable[Any]) -> _TimedIter:
+        return _TimedIter(self, iterable)
 
     def bounded_parts(self, parts: tuple[Any, ...]) -> tuple[Any, ...]:
         self.check_time()
@@ -165,7 +203,9 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
                 sep, items = (args[0] if args else kwargs.get("d", "")), value
             else:
                 sep, items = value, (args[0] if args else ())
-            if isinstance(sep, str) and isinstance(items, (list, tuple)):
+            if isinstance(sep, str) and isinstance(items, str):  # joins its characters
+                self.check_size(len(sep) * len(items) + len(items))
+            elif isinstance(sep, str) and isinstance(items, (list, tuple)):
                 self.check_size(
                     len(sep) * len(items) + sum(len(x) for x in items if isinstance(x, str))
                 )
@@ -182,6 +222,18 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         elif name == "tojson":
             indent = args[1] if len(args) > 1 else kwargs.get("indent")
             self._check_tojson(value, indent)
+        elif name in ("split", "rsplit", "splitlines") and isinstance(value, str):
+            # A list of pieces: at most one per separator, plus one.
+            sep = args[0] if args else kwargs.get("sep")
+            if name == "splitlines":
+                pieces = n - len(value.translate(_BREAKS)) + 1
+            elif isinstance(sep, str) and sep:
+                pieces = value.count(sep) + 1
+            else:
+                pieces = n - len(value.translate(_SPACES)) + 1
+            self.check_size(64 * pieces)
+        elif is_filter and name in _LISTING_FILTERS and isinstance(value, str):
+            self.check_size(64 * len(value))  # as _size weighs the list it makes
 
     def check_percent(self, fmt: str, args: Any) -> None:
         """`fmt % args`: its widths and precisions (and `*` values) are characters it writes."""

@@ -166,6 +166,8 @@ UNBOUNDED_BEFORE = {
     "indent_filter": "{{ ('a\\n' * 1000)|indent(60000000) }}",
     "join_separator": "{{ ('x' * 60000000).join(['a'] * 100) }}",
     "join_filter_separator": "{{ (['a'] * 100)|join('x' * 60000000) }}",
+    "join_characters": "{{ ('x' * 1000)|join('y' * 60000000) }}",
+    "split_on_whitespace": "{{ ('ab ' * 20000000).split()|length }}",
     "expandtabs": "{{ ('\\t' * 1000).expandtabs(60000000) }}",
     "wordwrap_wrapstring": "{{ ('a ' * 1000)|wordwrap(1, wrapstring='y' * 60000000) }}",
 }
@@ -206,10 +208,15 @@ def test_bounds_leave_ordinary_formatting_alone() -> None:
         "{{ '%5d|%-3s|%.2f|%%' % (7, 'a', 1.5) }}{{ '{:>4}{}'.format('b', 2) }}{{ '%s'|format('c') }}"
         "{{ messages|tojson(indent=2) }}{{ 'x\\ny'|indent(2) }}{{ ['p', 'q']|join(', ') }}"
         "{% for ch in 'ab' %}{{ loop.index }}{{ ch }}{% endfor %}{{ 'a\\tb'.expandtabs(2) }}"
+        "{% for ch in 'xyz' %}{{ loop.length }}{{ loop.revindex }}{% endfor %}"
+        "{{ 'a b'.split()|join('+') }}{{ 'k\\nl'.splitlines()|length }}{{ 'ab'|list|join('-') }}"
     )
     msgs = [{"role": "user", "content": "hi"}]
     assert t.render(msgs) == (
-        "    7|a  |1.50|%   b2c" + json.dumps(msgs, indent=2) + "x\n  yp, q1a2ba b"
+        "    7|a  |1.50|%   b2c"
+        + json.dumps(msgs, indent=2)
+        + "x\n  yp, q1a2ba b"
+        + "333231a+b2a-b"
     )
 
 
