@@ -89,6 +89,11 @@ def read_tokenizer_json(path: Path) -> bytes:
 def _read_config(path: Path) -> dict[str, Any]:
     """tokenizer_config.json as a JSON object; anything else is a TokenizerError naming it."""
     try:
+        if path.stat().st_size > MAX_TOKENIZER_BYTES:
+            raise TokenizerError(
+                f"{path} is more than {MAX_TOKENIZER_BYTES // (1024 * 1024)} MiB; no "
+                "tokenizer_config.json is that large"
+            )
         config = json.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise TokenizerError(

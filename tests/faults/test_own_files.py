@@ -104,6 +104,23 @@ def test_tokenizer_gz_bomb_is_refused(
     assert str(tok / "tokenizer.json.gz") in line and "decompresses to more than 1 MiB" in line
 
 
+def test_huge_tokenizer_config_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faults
+) -> None:
+    from shardprep import tokenizer
+
+    monkeypatch.setattr(tokenizer, "MAX_TOKENIZER_BYTES", 1 << 20)
+    recipe, tok = _project(tmp_path)
+    config = json.loads((tok / "tokenizer_config.json").read_text())
+    config["padding"] = "x" * (2 << 20)
+    (tok / "tokenizer_config.json").write_text(json.dumps(config))
+    faults.bad_input()
+    code, out = prep("build", str(recipe), "--quiet")
+    assert code == 2, out
+    line = _one_error(out)
+    assert f"{tok / 'tokenizer_config.json'} is more than 1 MiB" in line, line
+
+
 _BOMB_CHILD = """
 import json, sys
 from pathlib import Path
