@@ -5,7 +5,8 @@ building a string of gigabytes. This environment checks a deadline at every call
 step, `for` loop step (over anything: a 100,000-character string looped in a loop is 10^10 steps)
 and output chunk, and refuses, before building it, any value past the output bound: `*`, `+`, `%`,
 `**`, `~` (concatenation), the widths and precisions inside `%` and `str.format` strings, `tojson`'s
-indent, and the padding/indenting/joining/replacing filters and string methods. The size is
+indent, the padding/indenting/joining/replacing filters and string methods, and the lists that
+splitting a string or listing its characters would make. The size is
 estimated from the arguments, never learned by building the value: a width of 3,000,000,000 would
 allocate gigabytes before any check after the fact could run.
 A real render takes well under a millisecond and writes at most a few MB.
@@ -49,7 +50,7 @@ _SPACES = dict.fromkeys(
 _BREAKS = dict.fromkeys(map(ord, "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"))
 # Filters that make a list of their input's items: of a string, one item per character.
 _LISTING_FILTERS = frozenset(
-    {"list", "batch", "slice", "unique", "sort", "map", "select", "reject", "groupby", "random"}
+    {"list", "batch", "slice", "unique", "sort", "map", "select", "reject", "groupby"}
 )
 
 
