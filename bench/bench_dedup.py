@@ -76,6 +76,7 @@ def main() -> None:
 
     dedup.find_drops = timed  # type: ignore[assignment]
     walls: dict[str, list[float]] = {k: [] for k in configs}
+    cpus: dict[str, list[float]] = {k: [] for k in configs}
     # Warm-up, not measured: the tokenizer's parse and the encoder probe happen once per process.
     warm = work / "warm.yaml"
     warm.write_text(yaml.safe_dump({**base, "output": "out-warm"}))
@@ -86,21 +87,25 @@ def main() -> None:
             path = work / f"{name}.yaml"
             path.write_text(yaml.safe_dump({**base, "output": f"out-{name}", **extra}))
             current[0] = name
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             res = build(*load_recipe(path), force=True, workers=args.workers)
             walls[name].append(time.perf_counter() - t0)
+            cpus[name].append(time.process_time() - c0)  # this process: all of it at --workers 1
             last[name] = res.manifest["stats"]
             filt = f", filter pass {pass_s[name][-1]:.2f} s" if pass_s[name] else ""
             print(f"  ({name}: {walls[name][-1]:.2f} s{filt})", flush=True)
     tokens = last["plain"]["examples"]
     print(f"{n:,} rows (+{n // 20:,} repeated), {tokens:,} examples; workers {args.workers}")
     plain = statistics.median(walls["plain"])
+    plain_cpu = statistics.median(cpus["plain"])
     for name in configs:
         med = statistics.median(walls[name])
+        cpu = statistics.median(cpus[name])
         filt = f"; filter pass {statistics.median(pass_s[name]):.3f} s" if pass_s[name] else ""
         print(
             f"  {name:<20} build {med:6.2f} s (runs {', '.join(f'{w:.2f}' for w in walls[name])})"
-            f"  {100 * (med / plain - 1):+5.1f} %{filt}; dropped {last[name]['dropped']}"
+            f"  {100 * (med / plain - 1):+5.1f} %; CPU of this process {cpu:.2f} s "
+            f"{100 * (cpu / plain_cpu - 1):+5.1f} %{filt}; dropped {last[name]['dropped']}"
         )
 
 

@@ -310,22 +310,31 @@ class RowDrops:
 
 
 def _digests(table: pa.Table, schema: ShardSchema) -> list[bytes]:
-    """A 128-bit digest per row of its token columns (every sequence: ids and weights), each
-    row's column lengths first (where one column ends and the next starts)."""
-    views, offsets, lengths = [], [], []
+    """A 128-bit digest per row of its token columns (every sequence: ids and weights).
+
+    A sequence's targets are its inputs shifted by one (tinker's datum, `make_examples`), so of
+    `target_ids` only the last token is hashed: with each column's length, in the row's first
+    block (where one column ends and the next starts)."""
+    views, offsets, heads = [], [], []
     for name in schema.token_columns:
         arr = table.column(name).combine_chunks()
         values = numpy_view(arr.values)
         off = numpy_view(arr.offsets).astype(np.int64)
+        heads.append(np.diff(off))
+        prefix = name.removesuffix("target_ids")
+        if name != prefix and f"{prefix}input_ids" in schema.token_columns:
+            # the row's last token (-1 for an empty row: none is ever written)
+            last = np.where(off[1:] > off[:-1], values[np.maximum(off[1:] - 1, 0)], -1)
+            heads.append(last.astype(np.int64))
+            continue
         views.append(np.ascontiguousarray(values).data.cast("B"))
         offsets.append((off * values.itemsize).tolist())  # byte offsets, as Python ints
-        lengths.append(np.diff(off))
-    heads = np.ascontiguousarray(np.stack(lengths, axis=1), dtype=np.int64).data.cast("B")
-    width = 8 * len(views)
+    head = np.ascontiguousarray(np.stack(heads, axis=1), dtype=np.int64).data.cast("B")
+    width = 8 * len(heads)
     blake = hashlib.blake2b
     out = []
     for i in range(table.num_rows):
-        h = blake(heads[i * width : (i + 1) * width], digest_size=16)
+        h = blake(head[i * width : (i + 1) * width], digest_size=16)
         for view, off in zip(views, offsets, strict=True):
             h.update(view[off[i] : off[i + 1]])
         out.append(h.digest())
