@@ -50,6 +50,7 @@ DROP_CONTAMINATED = "contaminated"
 SAMPLES = 3  # rows kept as a sample per source and reason (as tasks.base.DROP_SAMPLES_PER_REASON)
 
 _WORD = re.compile(r"\w+")
+_WORD_OR_END = re.compile(r"\w+|\0")
 _MASK = (1 << 64) - 1
 _BASE = np.uint64(0x9E3779B97F4A7C15)  # an odd multiplier: the rolling hash's base
 
@@ -130,12 +131,14 @@ class EvalNgrams:
         n = self.n
         if not len(self.hashes) or not texts:
             return {}
+        # One lowercase and one regex pass over all texts, a NUL between two (not a word
+        # character: it comes out as its own item, an unknown word ending each text).
+        joined = "\0".join(t.replace("\0", " ") for t in texts)
+        items = _WORD_OR_END.findall(joined.lower() + "\0")
         get = self.vocab.get
-        per_text = [[get(w, -1) for w in words(t)] + [-1] for t in texts]
-        starts = np.cumsum([0] + [len(ids) for ids in per_text])
-        ids = np.fromiter(
-            (i for part in per_text for i in part), dtype=np.int64, count=int(starts[-1])
-        )
+        ids = np.fromiter((get(w, -1) for w in items), dtype=np.int64, count=len(items))
+        ends = np.flatnonzero(np.fromiter((w == "\0" for w in items), bool, len(items)))
+        starts = np.concatenate([[0], ends + 1])
         if len(ids) < n:
             return {}
         windows = np.lib.stride_tricks.sliding_window_view(ids, n)
@@ -345,19 +348,23 @@ def _trained_ids(table: pa.Table, schema: ShardSchema) -> list[list[int]]:
     """Per row, the token ids it trains (every sequence's weighted targets; an rl prompt's ids)."""
     if not schema.sequences:
         arr = table.column(schema.token_columns[0]).combine_chunks()
-        values, offsets = numpy_view(arr.values), numpy_view(arr.offsets)
-        return [values[offsets[i] : offsets[i + 1]].tolist() for i in range(table.num_rows)]
+        flat = numpy_view(arr.values).tolist()
+        off = numpy_view(arr.offsets).tolist()
+        return [flat[off[i] : off[i + 1]] for i in range(table.num_rows)]
     rows: list[list[int]] = [[] for _ in range(table.num_rows)]
     for prefix in schema.sequences:
         targets = table.column(f"{prefix}target_ids").combine_chunks()
         weights = table.column(f"{prefix}weights").combine_chunks()
-        t_values, w_values = numpy_view(targets.values), numpy_view(weights.values)
-        offsets = numpy_view(targets.offsets)
+        t_off = numpy_view(targets.offsets)
         w_off = numpy_view(weights.offsets)
+        # A row's targets and weights line up (same offsets relative to their starts).
+        t_values = numpy_view(targets.values)[t_off[0] : t_off[-1]]
+        trained = numpy_view(weights.values)[w_off[0] : w_off[-1]] != 0
+        ends = np.concatenate([[0], np.cumsum(trained)])
+        flat = t_values[trained].tolist()
+        cut = ends[t_off - t_off[0]].tolist()  # each row's trained targets in `flat`
         for i in range(table.num_rows):
-            a, b = offsets[i], offsets[i + 1]
-            w = w_values[w_off[i] : w_off[i + 1]]
-            rows[i] += t_values[a:b][w != 0].tolist()
+            rows[i] += flat[cut[i] : cut[i + 1]]
     return rows
 
 

@@ -356,3 +356,45 @@ def test_rl_prompts_rows_are_deduplicated_and_decontaminated_by_their_prompt(
     kept = {r["source_row"] for r in rows if r["source"] == "alpaca"}
     assert not kept & set(long_ones)
     _accounted(m)
+
+
+def test_match_many_equals_the_word_ngram_definition(tmp_path: Path) -> None:
+    """The batched matcher (one regex pass, rolling hashes, binary search) finds exactly the
+    texts sharing a lowercased word n-gram with each eval file."""
+    from shardprep.build.dedup import EvalNgrams
+    from shardprep.recipe import DecontaminateSpec
+
+    alpaca = json.loads(gzip.decompress((LF / "alpaca_en_demo.json.gz").read_bytes()))
+    evals = [[alpaca[i]["output"] for i in (1, 2)], [alpaca[i]["output"] for i in (2, 5)]]
+    for k, texts in enumerate(evals):
+        (tmp_path / f"e{k}.jsonl").write_text(
+            "".join(json.dumps({"text": t}) + "\n" for t in texts)
+        )
+    n = 6
+    spec = DecontaminateSpec(paths=["e0.jsonl", "e1.jsonl"], ngram=n)
+    matcher = EvalNgrams.load(spec, tmp_path)
+
+    def grams(text: str) -> set[tuple[str, ...]]:
+        w = _words(text)
+        return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
+
+    owned = [set().union(*(grams(t) for t in texts)) for texts in evals]
+    rows = [r["output"] for r in alpaca[:150]]
+    rows += [
+        "",
+        "\0".join(rows[1:3]),  # a NUL inside a text stays inside it
+        rows[2].upper(),  # words are compared lowercased
+        "İ " + rows[5],  # lower() that changes the length
+        " ".join(_words(rows[1])[:n]),  # exactly one n-gram
+        " ".join(_words(rows[1])[: n - 1]),  # one word short
+    ]
+    want = {}
+    for i, text in enumerate(rows):
+        mask = sum(1 << k for k, g in enumerate(owned) if grams(text) & g)
+        if mask:
+            want[i] = mask
+    assert matcher.match_many(rows) == want
+    assert {i: matcher.match(t) for i, t in enumerate(rows) if matcher.match(t)} == want
+    assert len(want) >= 5
+    assert len(rows) - 2 in want and len(rows) - 1 not in want  # one n-gram is enough
+    assert want[len(rows) - 4] == 0b11  # upper-cased: still rows[2], in both eval files
