@@ -385,8 +385,8 @@ def test_match_many_equals_the_word_ngram_definition(tmp_path: Path) -> None:
         "\0".join(rows[1:3]),  # a NUL inside a text stays inside it
         rows[2].upper(),  # words are compared lowercased
         "İ " + rows[5],  # lower() that changes the length
-        " ".join(_words(rows[1])[:n]),  # exactly one n-gram
-        " ".join(_words(rows[1])[: n - 1]),  # one word short
+        " ".join(_words(rows[2])[:n]),  # exactly one n-gram
+        " ".join(_words(rows[2])[: n - 1]),  # one word short
     ]
     want = {}
     for i, text in enumerate(rows):
