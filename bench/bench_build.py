@@ -1,28 +1,39 @@
-"""`prep build` against the encoders' own speed and the paths people use instead, on one input.
+"""`prep build` against the encoders' own speed and the paths people use instead, at two sizes.
 
-Input: GSM8K-style chat rows (bench/gsm8k_like.py: made up, seeded, every text different), about
---tokens tokens, Qwen3 tokenizer and renderer; the same for a DPO build (`messages_pair` rows).
-Every rate below is the same token count (the rendered conversations' tokens, one encode of each)
-divided by that path's seconds, so the ratios compare time on identical work. Each measurement
-runs in a fresh process.
+Input (default `--shape chat`): real chat shapes, bench/chat_like.py: the demo data's alpaca
+instructions (format messages) and glaive tool-call conversations with their tool declarations
+(format sharegpt), every text varied; DPO pairs from the alpaca rows. `--shape gsm8k`: the
+GSM8K-like rows of bench/gsm8k_like.py. Qwen3 tokenizer and renderer. SFT is measured at each of
+`--sizes` (default ~4 M and ~45 M tokens), DPO at `--dpo-sizes`. Every rate below is the same
+token count (the rendered conversations' tokens, one encode of each) divided by that path's
+seconds, so the ratios compare time on identical work. Each measurement runs in a fresh process.
 
   raw tokenizers   tokenizers `encode_batch` of the rendered texts (all cores)
   raw fastokens    fastokens `encode_batch_flat` of the same texts (all cores)
-  build whole      `prep build --force` as a command: start, plan, encoder probe, read, render,
-                   encode, write, manifest (wall time of the process)
+  build whole      `prep build --force` as a command: start, plan, encoder parse and probe,
+                   read, render, encode, write, compaction, manifest (wall time of the process,
+                   best of two)
   build steady     the same build in-process, between its first and its last finished work unit
   tinker           tinker-cookbook 0.6.1's conversation_to_datum per row (needs .venv-ref)
   trl              `datasets.map(apply_chat_template)`, num_proc = cores (needs transformers)
 
-Builds run with 1 worker and with all cores (scaling), and report the rows/s of their last 10 %
-against their first 90 % (tail). Writes bench/results/build.json.
+tinker and TRL read the plain-messages part of the input (chat.jsonl / pairs.jsonl) and are
+rated on their own tokens; they run only up to `--refs-max-tokens`. From the whole builds at the
+smallest and the largest size: marginal rate = extra tokens / extra seconds, fixed cost =
+seconds - tokens / marginal rate. Each size also times the steps of one whole build (where the
+fixed time goes). `--compare-rev REV` builds every input again with shardprep as of git revision
+REV and checks that the shards are byte-identical. Builds run with 1 worker (smallest size only)
+and with all cores (scaling), and report the rows/s of their last 10 % against their first 90 %
+(tail). Generated inputs live in a temporary folder. Writes bench/results/build.{json,txt}.
 
-  python bench/bench_build.py [--tokens 4100000] [--dpo-tokens 4100000] [--skip-refs]
+  python bench/bench_build.py [--sizes 4000000,45000000] [--dpo-sizes 4000000]
+                              [--shape chat|gsm8k] [--skip-refs] [--compare-rev REV]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -38,6 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+import chat_like  # noqa: E402
 import gsm8k_like  # noqa: E402
 
 TOKENIZER = ROOT / "tests" / "fixtures" / "tokenizers" / "qwen3"
@@ -62,6 +74,28 @@ def _cores() -> int:
 # -- children (one measurement per fresh process) ------------------------------------------------
 
 
+def _conversations(work: Path, task: str, renderer: Any) -> list[list[Any]]:
+    """The conversations the build renders (each side of a pair on its own), converted by the
+    build's own formats from the bench's sources."""
+    from shardprep.formats import declare_tools, to_conversation
+    from shardprep.formats.comparison import to_comparison
+    from shardprep.recipe import load_recipe
+    from shardprep.tasks.dpo import pair_conversations
+
+    recipe, base = load_recipe(work / f"{task}.yaml")
+    convs: list[list[Any]] = []
+    for src in recipe.sources:
+        with open(base / str(src.path), encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                if task == "dpo":
+                    convs.extend(pair_conversations(to_comparison(row, format=src.format)))
+                else:
+                    conv = to_conversation(row, format=src.format)
+                    convs.append(declare_tools(renderer, conv, row, None, "auto"))
+    return convs
+
+
 def _texts(work: Path, task: str) -> list[str]:
     """The rendered conversations (all chunks joined), as the build renders them."""
     from shardprep.renderers.base import TrainOnWhat, plan_supervised
@@ -74,12 +108,9 @@ def _texts(work: Path, task: str) -> list[str]:
         TrainOnWhat.ALL_ASSISTANT_MESSAGES if task == "sft" else TrainOnWhat.LAST_ASSISTANT_MESSAGE
     )
     texts = []
-    with open(work / f"{task}.jsonl", encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            for conv in [row["messages"]] if task == "sft" else [row["chosen"], row["rejected"]]:
-                plan = plan_supervised(renderer, conv, mode)
-                texts.append("".join(c.text for c in plan.chunks if isinstance(c, TextChunk)))
+    for conv in _conversations(work, task, renderer):
+        plan = plan_supervised(renderer, conv, mode)
+        texts.append("".join(c.text for c in plan.chunks if isinstance(c, TextChunk)))
     return texts
 
 
@@ -128,6 +159,8 @@ def _child(what: str, work: Path, task: str, workers: int) -> dict[str, Any]:
             "tokens": n,
             "rows": len(texts),
         }
+    if what == "phases":
+        return _phases(work, task, workers)
     if what == "build_steady":
         from shardprep.build.run import build
         from shardprep.recipe import load_recipe
@@ -223,10 +256,13 @@ def _run_child(what: str, work: Path, task: str, workers: int, cores: int) -> di
     return _json_tail(res.stdout)
 
 
-def _whole(work: Path, task: str, workers: int) -> dict[str, Any]:
-    """`prep build` as a user runs it: the process's wall time, start to exit."""
+def _whole(work: Path, task: str, workers: int, *, pythonpath: str | None = None) -> dict[str, Any]:
+    """`prep build` as a user runs it: the process's wall time, start to exit. `pythonpath`: run
+    another tree's shardprep (the --compare-rev build)."""
     prep = Path(sys.executable).parent / "prep"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     cmd = [
         str(prep),
         "build",
@@ -241,7 +277,76 @@ def _whole(work: Path, task: str, workers: int) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t0, "cpu_seconds": _cpu() - c0}
 
 
-def _ref(path: str, work: Path, task: str, cores: int) -> dict[str, Any]:
+# The steps of a whole build timed by `--child phases` (seconds from process start).
+_PHASE_HOOKS = (
+    ("shardprep.encode.fast_parse", "_parse_fastokens", "fastokens parse"),
+    ("shardprep.build.run", "plan_build", "plan (recipe checks, tokenizer, input counts)"),
+    ("shardprep.build.engines.local", "_open_pool", "pool start (waits for the parse)"),
+    ("shardprep.build.compact", "compact_manifest", "compaction"),
+    ("shardprep.build.run", "write_manifest", "manifest"),
+)
+
+
+def _phases(work: Path, task: str, workers: int) -> dict[str, Any]:
+    """One whole build as `prep build` runs it, in this fresh process, with its main steps
+    timed (wrappers around them; the first unit's and the last unit's end from the progress)."""
+    import importlib
+
+    t_start = time.perf_counter()
+    spans: dict[str, list[float]] = {}
+
+    def hook(module: str, name: str, label: str) -> None:
+        mod = importlib.import_module(module)
+        inner = getattr(mod, name)
+
+        def timed(*a: Any, **k: Any) -> Any:
+            spans.setdefault(label, []).append(time.perf_counter() - t_start)
+            try:
+                return inner(*a, **k)
+            finally:
+                spans[label].append(time.perf_counter() - t_start)
+
+        setattr(mod, name, timed)
+
+    t_imports = time.perf_counter()
+    for module, name, label in _PHASE_HOOKS:
+        hook(module, name, label)
+    imports = time.perf_counter() - t_imports  # not a build step: left out of the times below
+    from shardprep.build import run
+
+    units: list[float] = []
+
+    class _Units(_Marks):
+        def advance(self, rows: int, tokens: int) -> None:
+            units.append(time.perf_counter() - t_start)
+
+    inner_build = run.build
+
+    def build(*a: Any, **k: Any) -> Any:
+        k["progress"] = _Units()
+        return inner_build(*a, **k)
+
+    run.build = build  # type: ignore[assignment]
+    from shardprep.cli.app import main as prep_main
+
+    sys.argv = ["prep", "build", str(work / f"{task}.yaml"), "--force", "--json"]
+    sys.argv += ["--workers", str(workers)]
+    try:
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+            prep_main()
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    end = time.perf_counter() - t_start - imports
+    out = {k: [round(x - imports, 3) for x in v[:2]] for k, v in spans.items()}
+    if units:
+        out["first unit done"] = [round(units[0] - imports, 3)]
+        out["last unit done"] = [round(units[-1] - imports, 3)]
+    out["exit"] = [round(end, 3)]
+    return {"phases": out}
+
+
+def _ref(path: str, data: Path, task: str, cores: int) -> dict[str, Any]:
     python = REF_PYTHON if path == "tinker" else Path(sys.executable)
     if path == "tinker" and not python.exists():
         return {"skipped": ".venv-ref not found (make test-reference builds it)"}
@@ -250,7 +355,7 @@ def _ref(path: str, work: Path, task: str, cores: int) -> dict[str, Any]:
         str(ROOT / "bench" / "ref_paths.py"),
         path,
         "--data",
-        str(work / f"{task}.jsonl"),
+        str(data),
         "--tokenizer",
         str(TOKENIZER),
         "--task",
@@ -266,41 +371,94 @@ def _ref(path: str, work: Path, task: str, cores: int) -> dict[str, Any]:
     return _json_tail(res.stdout)
 
 
-def _write_inputs(work: Path, sft_tokens: int, dpo_tokens: int) -> dict[str, int]:
-    (work / "tok").mkdir()
+def _write_inputs(work: Path, shape: str, task: str, tokens: int) -> tuple[int, Path]:
+    """The task's input of about `tokens` tokens, its recipe and tokenizer in `work`; (rows, the
+    JSONL the reference paths read: messages rows, or chosen/rejected pairs)."""
     import gzip
 
-    (work / "tok" / "tokenizer.json").write_bytes(
-        gzip.decompress((TOKENIZER / "tokenizer.json.gz").read_bytes())
-    )
-    shutil.copy(TOKENIZER / "tokenizer_config.json", work / "tok" / "tokenizer_config.json")
-    rows = {
-        "sft": gsm8k_like.write(work / "sft.jsonl", sft_tokens),
-        "dpo": gsm8k_like.write(work / "dpo.jsonl", dpo_tokens, dpo=True, seed=1),
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "tok").exists():
+        (work / "tok").mkdir()
+        (work / "tok" / "tokenizer.json").write_bytes(
+            gzip.decompress((TOKENIZER / "tokenizer.json.gz").read_bytes())
+        )
+        shutil.copy(TOKENIZER / "tokenizer_config.json", work / "tok" / "tokenizer_config.json")
+    head = f"name: bench-{task}\noutput: out-{task}\ntokenizer: tok\nrenderer: qwen3\n"
+    if shape == "gsm8k":
+        rows = gsm8k_like.write(
+            work / f"{task}.jsonl", tokens, dpo=task == "dpo", seed=int(task == "dpo")
+        )
+        fmt = "messages" if task == "sft" else "messages_pair"
+        sources = f"sources: [{{path: {task}.jsonl, format: {fmt}}}]\n"
+        ref = work / f"{task}.jsonl"
+    elif task == "sft":
+        rows = sum(chat_like.write_sft(work, tokens).values())
+        sources, ref = chat_like.SFT_SOURCES, work / "chat.jsonl"
+    else:
+        rows = sum(chat_like.write_dpo(work, tokens).values())
+        sources, ref = chat_like.DPO_SOURCES, work / "pairs.jsonl"
+    body = "train_on: all_assistant_messages\n" if task == "sft" else "task: dpo\n"
+    (work / f"{task}.yaml").write_text(head + body + sources)
+    return rows, ref
+
+
+def _shard_digests(out: Path) -> list[tuple[str, int, str]]:
+    """(file name, rows, sha256) of every shard the manifest lists, each file's bytes hashed again."""
+    import hashlib
+
+    m = json.loads((out / "manifest.json").read_text())
+    found = []
+    for _split, info in sorted(m["splits"].items()):
+        for s in info["shards"]:
+            digest = hashlib.sha256((out / s["path"]).read_bytes()).hexdigest()
+            if digest != s["sha256"]:
+                raise SystemExit(f"{out / s['path']}: bytes do not match the manifest")
+            found.append((s["path"].rsplit("/", 1)[-1], s["rows"], digest))
+    return found
+
+
+def compare_rev(work: Path, task: str, rev: str, cores: int) -> dict[str, Any]:
+    """Build the same input with shardprep as of git revision `rev` and with this tree; the
+    shards must be byte-identical (same files, rows, sha256)."""
+    src = work.parent / f"src-{rev[:12]}"
+    if not src.exists():
+        src.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    out = work / f"out-{task}"
+    base_out = work / f"out-{task}-{rev[:12]}"
+    # Fresh outputs: a forced build beside a current one goes in a tagged folder.
+    shutil.rmtree(out, ignore_errors=True)
+    _whole(work, task, cores, pythonpath=str(src))
+    shutil.rmtree(base_out, ignore_errors=True)
+    out.rename(base_out)
+    theirs = _shard_digests(base_out)
+    _whole(work, task, cores)
+    ours = _shard_digests(out)
+    return {
+        "rev": rev,
+        "shards": len(ours),
+        "identical": ours == theirs,
+        "rows": sum(r for _, r, _ in ours),
     }
-    common = "output: out-{t}\ntokenizer: tok\nrenderer: qwen3\n"
-    (work / "sft.yaml").write_text(
-        "name: bench-sft\n"
-        + common.format(t="sft")
-        + "train_on: all_assistant_messages\nsources: [{path: sft.jsonl}]\n"
-    )
-    (work / "dpo.yaml").write_text(
-        "name: bench-dpo\ntask: dpo\n"
-        + common.format(t="dpo")
-        + "sources: [{path: dpo.jsonl, format: messages_pair}]\n"
-    )
-    return rows
 
 
-def bench_task(work: Path, task: str, cores: int, skip_refs: bool) -> dict[str, Any]:
+def bench_size(
+    work: Path, shape: str, task: str, tokens_wanted: int, cores: int, refs: bool, one_worker: bool
+) -> dict[str, Any]:
+    rows, ref_data = _write_inputs(work, shape, task, tokens_wanted)
     raw_t = _run_child("raw_tokenizers", work, task, 1, cores)
     tokens = raw_t["tokens"]  # the work every path does: these tokens, once
     out: dict[str, Any] = {"tokens": tokens, "rows": raw_t["rows"], "paths": {}}
     paths = out["paths"]
     paths["raw tokenizers"] = raw_t
     paths["raw fastokens"] = _run_child("raw_fastokens", work, task, 1, cores)
-    for n in sorted({1, cores}):
-        paths[f"build whole, {n} worker(s)"] = _whole(work, task, n)
+    for n in sorted({1, cores}) if one_worker else [cores]:
+        paths[f"build whole, {n} worker(s)"] = min(
+            (_whole(work, task, n) for _ in range(2)), key=lambda r: r["seconds"]
+        )
         steady = _run_child("build_steady", work, task, n, cores)
         steady["seconds_total"] = steady.pop("seconds")
         steady["seconds"] = (
@@ -309,12 +467,14 @@ def bench_task(work: Path, task: str, cores: int, skip_refs: bool) -> dict[str, 
             else float("nan")
         )
         paths[f"build steady, {n} worker(s)"] = steady
-    if not skip_refs:
-        paths["tinker-cookbook"] = _ref("tinker", work, task, cores)
-        paths[f"trl datasets.map, num_proc={cores}"] = _ref("trl", work, task, cores)
+    out["phases"] = _run_child("phases", work, task, cores, cores)["phases"]
+    if refs:
+        paths["tinker-cookbook"] = _ref("tinker", ref_data, task, cores)
+        paths[f"trl datasets.map, num_proc={cores}"] = _ref("trl", ref_data, task, cores)
     for r in paths.values():
         if "seconds" in r:
-            r["tokens_per_s"] = tokens / r["seconds"]
+            # The reference paths read only the plain-messages part: rated on their own tokens.
+            r["tokens_per_s"] = r.get("tokens", tokens) / r["seconds"]
     return out
 
 
@@ -328,7 +488,7 @@ def _print(task: str, res: dict[str, Any], cores: int) -> dict[str, float]:
             say(f"  {name:<36} {'skipped: ' + r['skipped']}")
             continue
         cpu = r.get("cpu_seconds")
-        per_cpu = f"{res['tokens'] / cpu / 1e6:>12.2f}" if cpu else f"{'':>12}"
+        per_cpu = f"{r.get('tokens', res['tokens']) / cpu / 1e6:>12.2f}" if cpu else f"{'':>12}"
         cpu_s = f"{cpu:>8.2f}" if cpu else f"{'':>8}"
         say(f"  {name:<36} {r['tokens_per_s'] / 1e6:>8.2f} {r['seconds']:>8.2f} {cpu_s} {per_cpu}")
     p = res["paths"]
@@ -338,7 +498,7 @@ def _print(task: str, res: dict[str, Any], cores: int) -> dict[str, float]:
         if "tokens_per_s" in r and not name.startswith("build"):
             ratios[f"build whole / {name}"] = whole["tokens_per_s"] / r["tokens_per_s"]
             ratios[f"build steady / {name}"] = steady["tokens_per_s"] / r["tokens_per_s"]
-    if cores > 1:
+    if cores > 1 and "build steady, 1 worker(s)" in p:
         one = p["build steady, 1 worker(s)"]["tokens_per_s"]
         ratios[f"scaling: steady {cores} workers / ({cores} x 1 worker)"] = steady[
             "tokens_per_s"
@@ -347,18 +507,62 @@ def _print(task: str, res: dict[str, Any], cores: int) -> dict[str, float]:
     say(f"  encoder: {steady.get('encoder')}")
     for k, v in ratios.items():
         say(f"  {k:<52} {v:>7.2f}")
+    say(f"  where a whole build's time goes ({cores} workers; seconds from process start):")
+    for k, v in sorted(res["phases"].items(), key=lambda kv: kv[1][0]):
+        span = f"{v[0]:6.2f} .. {v[1]:6.2f}" if len(v) > 1 else f"{v[0]:6.2f}"
+        say(f"    {span:>16}  {k}")
     return ratios
+
+
+def _derive(task: str, sizes: list[dict[str, Any]], cores: int) -> dict[str, float]:
+    """Marginal rate and fixed cost from the whole builds at the smallest and largest size:
+    whole seconds = fixed + tokens / marginal."""
+    key = f"build whole, {cores} worker(s)"
+    a, b = sizes[0], sizes[-1]
+    ta, tb = a["paths"][key]["seconds"], b["paths"][key]["seconds"]
+    marginal = (b["tokens"] - a["tokens"]) / (tb - ta) if tb > ta else float("inf")
+    fixed = ta - a["tokens"] / marginal
+    derived = {
+        "marginal_tokens_per_s": marginal,
+        "fixed_seconds": fixed,
+        "marginal / raw fastokens": marginal / b["paths"]["raw fastokens"]["tokens_per_s"],
+        "marginal / raw tokenizers": marginal / b["paths"]["raw tokenizers"]["tokens_per_s"],
+    }
+    say(
+        f"\n{task.upper()} whole build, {cores} workers, {a['tokens']:,} -> {b['tokens']:,} tokens: "
+        f"marginal {marginal / 1e6:.2f} M tok/s ({derived['marginal / raw fastokens']:.2f} of raw "
+        f"fastokens), fixed {fixed:.2f} s"
+    )
+    for s in sizes:
+        r = s["paths"][key]["tokens_per_s"] / s["paths"]["raw tokenizers"]["tokens_per_s"]
+        say(f"  {s['tokens']:>12,} tokens: whole build / raw tokenizers {r:6.2f}")
+    return derived
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--tokens", type=int, default=4_100_000, help="SFT input size in tokens")
     ap.add_argument(
-        "--dpo-tokens", type=int, default=4_100_000, help="DPO input size in tokens (both sides)"
+        "--sizes",
+        default="4000000,45000000",
+        help="SFT input sizes in tokens (comma-separated): the marginal rate and fixed cost are "
+        "derived from the smallest and largest",
     )
+    ap.add_argument("--dpo-sizes", default="4000000", help="DPO input sizes in tokens (both sides)")
+    ap.add_argument("--shape", choices=("chat", "gsm8k"), default="chat")
     ap.add_argument("--skip-refs", action="store_true", help="leave out the tinker and TRL paths")
+    ap.add_argument(
+        "--refs-max-tokens",
+        type=int,
+        default=5_000_000,
+        help="run the tinker and TRL paths only on inputs up to this size (they take minutes)",
+    )
+    ap.add_argument(
+        "--compare-rev",
+        help="also build every input with shardprep as of this git revision and check that the "
+        "shards are byte-identical",
+    )
     ap.add_argument("--tasks", default="sft,dpo")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "build.json"))
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -370,23 +574,49 @@ def main() -> None:
         print(json.dumps(child(args.child, Path(args.work), args.task, args.workers)))
         return
     cores = _cores()
-    results: dict[str, Any] = {"cores": cores, "load_avg_at_start": os.getloadavg()}
+    results: dict[str, Any] = {
+        "cores": cores,
+        "shape": args.shape,
+        "load_avg_at_start": os.getloadavg(),
+    }
+    say(f"input: {args.shape} shapes; load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="shardprep-bench-") as tmp:
-        work = Path(tmp)
-        rows = _write_inputs(work, args.tokens, args.dpo_tokens)
-        say(
-            f"input: GSM8K-like, {rows['sft']:,} SFT rows, {rows['dpo']:,} DPO pairs; load average "
-            f"{os.getloadavg()[0]:.1f}"
-        )
         for task in args.tasks.split(","):
-            res = bench_task(work, task, cores, args.skip_refs)
-            res["ratios"] = _print(task, res, cores)
-            results[task] = res
+            sizes = [int(x) for x in (args.sizes if task == "sft" else args.dpo_sizes).split(",")]
+            done = []
+            for i, wanted in enumerate(sorted(sizes)):
+                work = Path(tmp) / f"{task}-{wanted}"
+                res = bench_size(
+                    work,
+                    args.shape,
+                    task,
+                    wanted,
+                    cores,
+                    refs=not args.skip_refs and wanted <= args.refs_max_tokens,
+                    one_worker=i == 0,
+                )
+                res["ratios"] = _print(task, res, cores)
+                if args.compare_rev:
+                    res["identity"] = same = compare_rev(work, task, args.compare_rev, cores)
+                    say(
+                        f"  shards vs {args.compare_rev[:12]}: {same['shards']} shards, "
+                        f"{same['rows']:,} rows, "
+                        + ("byte-identical" if same["identical"] else "DIFFERENT")
+                    )
+                shutil.rmtree(work, ignore_errors=True)  # the 45 M-token input is ~0.4 GB
+                done.append(res)
+            results[task] = {"sizes": done}
+            if len(done) > 1:
+                results[task]["derived"] = _derive(task, done, cores)
     results["load_avg_at_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     say(f"\nresults: {os.path.relpath(args.out, ROOT)} (and .txt)")
     Path(args.out).with_suffix(".txt").write_text("\n".join(_LINES) + "\n")
+    if args.compare_rev and not all(
+        s["identity"]["identical"] for t in args.tasks.split(",") for s in results[t]["sizes"]
+    ):
+        raise SystemExit("shards differ from the compared revision")
 
 
 if __name__ == "__main__":

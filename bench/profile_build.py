@@ -1,6 +1,10 @@
-"""Where a build's time goes: cProfile of one in-process build (one worker) on GSM8K-like rows.
+"""Where a build's time goes: cProfile of one in-process build (one worker).
 
-  python bench/profile_build.py [--tokens 1000000] [--task sft|dpo] [--encoder auto] [--top 30]
+Input: real chat shapes (bench/chat_like.py: alpaca + glaive tool-call rows, varied) or, with
+`--shape gsm8k`, GSM8K-like rows (bench/gsm8k_like.py).
+
+  python bench/profile_build.py [--tokens 1000000] [--task sft|dpo] [--shape chat|gsm8k]
+                                [--encoder auto] [--top 30]
 
 Prints the top functions by own time and by cumulative time; writes bench/results/profile.pstats
 (open with `python -m pstats` or snakeviz).
@@ -21,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+import chat_like  # noqa: E402
 import gsm8k_like  # noqa: E402
 
 
@@ -30,6 +35,7 @@ def main() -> None:
     )
     ap.add_argument("--tokens", type=int, default=1_000_000)
     ap.add_argument("--task", choices=("sft", "dpo"), default="sft")
+    ap.add_argument("--shape", choices=("chat", "gsm8k"), default="chat")
     ap.add_argument("--encoder", default="auto")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "profile.pstats"))
@@ -42,13 +48,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="shardprep-profile-") as tmp:
         work = Path(tmp)
         shutil.copytree(ROOT / "tests" / "fixtures" / "tokenizers" / "qwen3", work / "tok")
-        rows = gsm8k_like.write(work / "data.jsonl", args.tokens, dpo=args.task == "dpo")
-        fmt = "messages" if args.task == "sft" else "messages_pair"
+        if args.shape == "gsm8k":
+            rows = gsm8k_like.write(work / "data.jsonl", args.tokens, dpo=args.task == "dpo")
+            fmt = "messages" if args.task == "sft" else "messages_pair"
+            sources = f"sources: [{{path: data.jsonl, format: {fmt}}}]\n"
+        elif args.task == "sft":
+            rows = sum(chat_like.write_sft(work, args.tokens).values())
+            sources = chat_like.SFT_SOURCES
+        else:
+            rows = sum(chat_like.write_dpo(work, args.tokens).values())
+            sources = chat_like.DPO_SOURCES
         (work / "recipe.yaml").write_text(
             f"name: profile\noutput: out\ntokenizer: tok\nrenderer: qwen3\ntask: {args.task}\n"
             # dpo trains on the last assistant message only (as tinker's DPO builder).
             + ("train_on: all_assistant_messages\n" if args.task == "sft" else "")
-            + f"sources: [{{path: data.jsonl, format: {fmt}}}]\n"
+            + sources
         )
         recipe, base = load_recipe(work / "recipe.yaml")
         # Plan (tokenizer and encoder loads) outside the profile: fixed costs, not per row.
