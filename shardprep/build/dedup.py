@@ -188,6 +188,8 @@ class RowFacts:
     rows: np.ndarray  # int64
     tokens: np.ndarray  # int32
     trained: np.ndarray  # int32
+    # What the length histogram buckets: the longest of the row's sequences (a pair's longer side)
+    longest: np.ndarray  # int32
     digests: bytes = b""
     contaminated: dict[int, int] = field(default_factory=dict)
 
@@ -220,6 +222,10 @@ class RowFacts:
             rows=numpy_view(table.column("source_row").combine_chunks()).astype(np.int64),
             tokens=np.asarray(tokens, dtype=np.int32),
             trained=np.asarray(trained, dtype=np.int32),
+            longest=np.max(
+                [numpy_view(table.column(c).combine_chunks()) for c in schema.length_columns],
+                axis=0,
+            ).astype(np.int32),
             digests=b"".join(_digests(table, schema)) if dedup else b"",
             contaminated=found,
         )
@@ -232,6 +238,7 @@ class RowFacts:
             rows=np.concatenate([p.rows for p in parts]),
             tokens=np.concatenate([p.tokens for p in parts]),
             trained=np.concatenate([p.trained for p in parts]),
+            longest=np.concatenate([p.longest for p in parts]),
             digests=b"".join(p.digests for p in parts),
             contaminated={
                 int(o) + i: m
@@ -246,6 +253,7 @@ class RowFacts:
             self.rows[a:b],
             self.tokens[a:b],
             self.trained[a:b],
+            self.longest[a:b],
             self.digests[16 * a : 16 * b],
             {i - a: m for i, m in self.contaminated.items() if a <= i < b},
         )
@@ -257,6 +265,7 @@ class RowFacts:
             "source_rows": _b64(self.rows),
             "tokens": _b64(self.tokens),
             "trained": _b64(self.trained),
+            "longest": _b64(self.longest),
             "digests": base64.b64encode(self.digests).decode("ascii"),
             "contaminated": {str(i): m for i, m in self.contaminated.items()},
         }
@@ -268,6 +277,7 @@ class RowFacts:
             rows=_unb64(data["source_rows"], np.int64),
             tokens=_unb64(data["tokens"], np.int32),
             trained=_unb64(data["trained"], np.int32),
+            longest=_unb64(data["longest"], np.int32),
             digests=base64.b64decode(data["digests"]),
             contaminated={int(i): int(m) for i, m in data["contaminated"].items()},
         )
@@ -298,6 +308,7 @@ class RowDrops:
         split: str,
         tokens: int,
         trained: int,
+        longest: int,
         **about: Any,
     ) -> None:
         self.by_source.setdefault(source, Counter())[reason] += 1
@@ -306,7 +317,7 @@ class RowDrops:
         self.split_rows[split] += 1
         self.split_tokens[split] += tokens
         self.split_trained[split] += trained
-        self.length_log2[max(0, (tokens - 1).bit_length())] += 1
+        self.length_log2[max(0, (longest - 1).bit_length())] += 1  # as count_example buckets
         kept = self.samples.setdefault(source, {}).setdefault(reason, [])
         if len(kept) < SAMPLES:
             kept.append({"row": row, "split": split, **about})
@@ -406,11 +417,11 @@ def find_drops(
                 facts.contaminated,
                 facts.digests,
             )
-            tokens, trained = facts.tokens, facts.trained
+            tokens, trained, longest = facts.tokens, facts.trained, facts.longest
             keep = np.ones(len(rows), dtype=bool)
             for i in range(len(rows)):
                 row = int(rows[i])
-                cost = (split, int(tokens[i]), int(trained[i]))
+                cost = (split, int(tokens[i]), int(trained[i]), int(longest[i]))
                 found = contaminated.get(i, 0)
                 if found:
                     keep[i] = False

@@ -198,6 +198,12 @@ def test_dpo_pairs_are_duplicates_as_a_whole(tmp_path: Path) -> None:
     pairs = [_key(r, ("chosen_", "rejected_")) for r in rows]
     assert len(pairs) == len(set(pairs))
     _accounted(m)
+    # the histogram buckets each pair written by its longer side, as the build counts it
+    longest = Counter(
+        max(0, (max(r["chosen_length"], r["rejected_length"]) - 1).bit_length()) for r in rows
+    )
+    counts = m["stats"]["length_histogram"]["counts"]
+    assert {b: c for b, c in enumerate(counts) if c} == dict(longest)
 
 
 def _words(text: str) -> list[str]:
