@@ -271,16 +271,27 @@ class RowFacts:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RowFacts:
-        return cls(
-            source=data["source"],
-            rows=_unb64(data["source_rows"], np.int64),
-            tokens=_unb64(data["tokens"], np.int32),
-            trained=_unb64(data["trained"], np.int32),
-            longest=_unb64(data["longest"], np.int32),
-            digests=base64.b64decode(data["digests"]),
-            contaminated={int(i): int(m) for i, m in data["contaminated"].items()},
-        )
+    def from_json(cls, data: Any, *, rows: int, dedup: bool) -> RowFacts | None:
+        """The facts a unit recorded for a shard of `rows` rows; None when there are none or
+        they are not whole (a marker of another version): then they are taken from the shard."""
+        try:
+            facts = cls(
+                source=data["source"],
+                rows=_unb64(data["source_rows"], np.int64),
+                tokens=_unb64(data["tokens"], np.int32),
+                trained=_unb64(data["trained"], np.int32),
+                longest=_unb64(data["longest"], np.int32),
+                digests=base64.b64decode(data["digests"]),
+                contaminated={int(i): int(m) for i, m in data["contaminated"].items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+        sizes = {len(facts.rows), len(facts.tokens), len(facts.trained), len(facts.longest)}
+        if sizes != {rows} or (dedup and len(facts.digests) != 16 * rows):
+            return None
+        if any(not 0 <= i < rows for i in facts.contaminated):
+            return None
+        return facts
 
 
 @dataclass
@@ -403,9 +414,8 @@ def find_drops(
         for shard in manifest["splits"][split]["shards"]:
             if not shard["rows"]:
                 continue
-            if shard.get("filter") is not None:
-                facts = RowFacts.from_json(shard["filter"])
-            else:
+            facts = RowFacts.from_json(shard.get("filter"), rows=shard["rows"], dedup=dedup)
+            if facts is None:  # none recorded, or not readable as this version records them
                 facts = RowFacts.of_table(
                     read(output, shard), schema, dedup=dedup, evals=evals, tokenizer=tokenizer
                 )
