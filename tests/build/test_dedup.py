@@ -408,3 +408,29 @@ def test_match_many_equals_the_word_ngram_definition(tmp_path: Path) -> None:
     assert len(want) >= 5
     assert len(rows) - 2 in want and len(rows) - 1 not in want  # one n-gram is enough
     assert want[len(rows) - 4] == 0b11  # upper-cased: still rows[2], in both eval files
+
+
+def test_build_and_show_name_each_duplicate_and_its_copy(tmp_path: Path) -> None:
+    recipe, _ = _recipe(tmp_path, dedup="exact")
+    path = tmp_path / "out.yaml"
+    res = runner.invoke(app, ["build", str(path), "--quiet"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "out/manifest.json").read_text())
+    v1 = next(s for s in m["sources"] if s["name"] == "v1")
+    shown = ", ".join(
+        f"row {x['row']} (= {x['duplicate_of']['source']} {x['duplicate_of']['split']} "
+        f"row {x['duplicate_of']['row']})"
+        for x in v1["drop_samples"]["duplicate"]
+    )
+    line = f"v1  duplicate: {shown}"
+    assert line in res.output
+    table = res.output[res.output.index("sources") :]
+    assert f"duplicate {v1['dropped_by_reason']['duplicate']}" in table
+    show = runner.invoke(app, ["show", str(tmp_path / "out")])
+    # show wraps long lines at the terminal's width (80 here)
+    assert show.exit_code == 0 and " ".join(line.split()) in " ".join(show.output.split())
+    data = json.loads(runner.invoke(app, ["show", str(tmp_path / "out"), "--json"]).output)
+    assert (
+        next(s for s in data["sources"] if s["name"] == "v1")["drop_samples"]
+        == (v1["drop_samples"])
+    )
