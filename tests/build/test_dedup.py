@@ -434,3 +434,12 @@ def test_build_and_show_name_each_duplicate_and_its_copy(tmp_path: Path) -> None
         next(s for s in data["sources"] if s["name"] == "v1")["drop_samples"]
         == (v1["drop_samples"])
     )
+
+
+def test_validate_and_build_name_a_missing_eval_file(tmp_path: Path) -> None:
+    recipe, _ = _recipe(tmp_path, decontaminate={"paths": ["missing.jsonl"]})
+    path = tmp_path / "out.yaml"
+    res = runner.invoke(app, ["validate", str(path)])
+    assert res.exit_code == 2 and "missing.jsonl" in res.output, res.output
+    res = runner.invoke(app, ["build", str(path), "--quiet"])
+    assert res.exit_code == 2 and "missing.jsonl" in res.output, res.output
