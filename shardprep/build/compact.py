@@ -19,6 +19,7 @@ exceeds `max_bytes`).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -126,26 +127,34 @@ class _Merged:
         self.size = self.scratch = 0.0
 
 
-def compact_split(
-    output: Output,
-    folder: str,
-    split: str,
-    shards: list[dict[str, Any]],
-    schema: ShardSchema,
-    *,
-    max_rows: int,
-    max_bytes: int,
-    row_group_rows: int,
-    keep: dict[str, np.ndarray] | None = None,
-) -> list[dict[str, Any]]:
-    """The split's unit shards merged in order into Parquet files; returns their entries.
-    `keep`: per unit shard, the rows to merge (build/dedup.py); every row of the others."""
-    out = _Merged(output, folder, split, row_group_rows)
-    for s in shards:
-        table = read_unit_shard(output, s)
-        tokens, trained = per_row(table, schema)
-        if keep is not None and s["path"] in keep:  # rows the build's dedup pass dropped
-            mask = keep[s["path"]]
+class SplitCompactor:
+    """One split's unit shards merged in order: `add` each unit shard entry as its unit is done
+    (in unit order), `finish` for the merged entries. Fed all at once at commit
+    (`compact_split`) or while later units still run (`Streaming`): the same calls in the same
+    order, so the same files."""
+
+    def __init__(
+        self,
+        output: Output,
+        folder: str,
+        split: str,
+        schema: ShardSchema,
+        *,
+        max_rows: int,
+        max_bytes: int,
+        row_group_rows: int,
+        keep: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        self.output, self.schema, self.keep = output, schema, keep
+        self.max_rows, self.max_bytes = max_rows, max_bytes
+        self.out = _Merged(output, folder, split, row_group_rows)
+
+    def add(self, s: dict[str, Any]) -> None:
+        out, max_rows, max_bytes = self.out, self.max_rows, self.max_bytes
+        table = read_unit_shard(self.output, s)
+        tokens, trained = per_row(table, self.schema)
+        if self.keep is not None and s["path"] in self.keep:  # rows dedup dropped
+            mask = self.keep[s["path"]]
             table, tokens, trained = _kept(table, mask), tokens[mask], trained[mask]
         # A row's share of its unit shard's bytes, by its tokens (what a shard's size mostly is).
         per_token = int(s["bytes"]) / max(1, int(tokens.sum()))
@@ -170,8 +179,88 @@ def compact_split(
             pos += k
             if out.rows >= max_rows or out.size >= max_bytes:
                 out.flush()
-    out.flush()
-    return out.shards
+
+    def finish(self) -> list[dict[str, Any]]:
+        self.out.flush()
+        return self.out.shards
+
+
+def compact_split(
+    output: Output,
+    folder: str,
+    split: str,
+    shards: list[dict[str, Any]],
+    schema: ShardSchema,
+    *,
+    max_rows: int,
+    max_bytes: int,
+    row_group_rows: int,
+    keep: dict[str, np.ndarray] | None = None,
+) -> list[dict[str, Any]]:
+    """The split's unit shards merged in order into Parquet files; returns their entries.
+    `keep`: per unit shard, the rows to merge (build/dedup.py); every row of the others."""
+    merged = SplitCompactor(
+        output,
+        folder,
+        split,
+        schema,
+        max_rows=max_rows,
+        max_bytes=max_bytes,
+        row_group_rows=row_group_rows,
+        keep=keep,
+    )
+    for s in shards:
+        merged.add(s)
+    return merged.finish()
+
+
+class Streaming:
+    """Compaction while the build runs: each unit's shards are merged as soon as every unit
+    before it is done (the driver does it between results, while the pool's workers run later
+    units), instead of in one pass after the last unit. Only where nothing decided at commit
+    changes which rows are merged (no dedup or decontaminate).
+
+    `units`: the unit indices in order; `offer(results)` merges the done prefix; `take(split,
+    shards)` returns the merged entries when exactly those unit shards were fed, else None (the
+    commit's own pass then runs, as before: after a damaged or lost unit shard, for one)."""
+
+    def __init__(
+        self, output: Output, folder: str, schema: ShardSchema, units: list[int], **sizes: int
+    ) -> None:
+        self.output, self.folder, self.schema, self.sizes = output, folder, schema, sizes
+        self.units, self.next = units, 0
+        self.fed: dict[str, list[str]] = {}
+        self.splits: dict[str, SplitCompactor] = {}
+        self.failed = False
+
+    def offer(self, results: Mapping[int, Any]) -> None:
+        """Merge every unit whose turn has come (`results`: unit index -> UnitResult)."""
+        while not self.failed and self.next < len(self.units) and self.units[self.next] in results:
+            res = results[self.units[self.next]]
+            self.next += 1
+            try:
+                for split in ("train", "test"):
+                    for s in res.shards.get(split, []):
+                        if split not in self.splits:
+                            self.splits[split] = SplitCompactor(
+                                self.output,
+                                self.folder,
+                                split,
+                                self.schema,
+                                max_rows=self.sizes["max_rows"],
+                                max_bytes=self.sizes["max_bytes"],
+                                row_group_rows=self.sizes["row_group_rows"],
+                            )
+                        self.splits[split].add(s)
+                        self.fed.setdefault(split, []).append(s["path"])
+            except (DamagedUnitShard, OSError):
+                self.failed = True  # the commit's pass finds it again and says what to do
+
+    def take(self, split: str, shards: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        if self.failed or self.fed.get(split, []) != [s["path"] for s in shards]:
+            return None
+        merged = self.splits.get(split)
+        return merged.finish() if merged is not None else []
 
 
 def compact_manifest(
@@ -184,12 +273,19 @@ def compact_manifest(
     max_bytes: int,
     row_group_rows: int,
     keep: dict[str, np.ndarray] | None = None,
+    streamed: Streaming | None = None,
 ) -> list[str]:
     """Every split of the manifest compacted in place; returns the unit shards merged away (to
-    remove once the manifest that no longer lists them is written)."""
+    remove once the manifest that no longer lists them is written). `streamed`: what was merged
+    while the build ran, used where it merged exactly this split's unit shards."""
     replaced: list[str] = []
     for split, info in manifest["splits"].items():
         before = info["shards"]
+        done = streamed.take(split, before) if streamed is not None and keep is None else None
+        if done is not None:
+            info["shards"] = done
+            replaced += [s["path"] for s in before]
+            continue
         try:
             info["shards"] = compact_split(
                 output,

@@ -358,7 +358,7 @@ def _build_locked(
     progress: ProgressSink,
     engine: Engine,
 ) -> BuildResult:
-    from shardprep.build.compact import DamagedUnitShard, compact_manifest
+    from shardprep.build.compact import DamagedUnitShard, Streaming, compact_manifest
     from shardprep.build.units import (
         UnitContext,
         load_done,
@@ -392,10 +392,27 @@ def _build_locked(
     ctx._loaded = (plan.renderer, unit_encoder(recipe, plan.tokenizer, plan.renderer), output)
     total_rows = sum(u.kept for u in units)
     results = dict(done)
+    # Without dedup or decontaminate (decided over every unit at commit), unit shards are merged
+    # as their turn comes, while later units run, rather than in one pass after the last.
+    streamed = (
+        Streaming(
+            output,
+            plan.data_dir,
+            TASKS[recipe.task].schema,
+            [u.index for u in units],
+            max_rows=recipe.shards.max_rows,
+            max_bytes=recipe.shards.max_bytes,
+            row_group_rows=recipe.shards.row_group_rows,
+        )
+        if recipe.dedup == "none" and recipe.decontaminate is None
+        else None
+    )
 
     def on_done(res: UnitResult) -> None:
         input_check.unit_done(res.index)
         results[res.index] = res
+        if streamed is not None:
+            streamed.offer(results)
         progress.advance(res.rows_read, res.tokens)
         units_done = getattr(progress, "units", None)  # optional: sinks that show units done
         if units_done is not None:
@@ -468,6 +485,7 @@ def _build_locked(
             max_bytes=recipe.shards.max_bytes,
             row_group_rows=recipe.shards.row_group_rows,
             keep=keep,
+            streamed=streamed,
         )
     except DamagedUnitShard as exc:
         raise _damaged_unit(plan, exc.rel) from None

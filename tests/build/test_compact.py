@@ -202,24 +202,90 @@ def test_a_damaged_unit_shard_fails_the_commit_and_its_unit_is_redone(
     recipe = yaml.safe_load((tmp_path / "clean" / "r.yaml").read_text())
     recipe["output"] = str(tmp_path / "hit" / "out")
     (tmp_path / "hit" / "r.yaml").write_text(yaml.safe_dump(recipe))
-    real = compact.compact_manifest
+    real = compact.Streaming.offer
 
-    def flip_then_merge(
-        output: Output, folder: str, manifest: dict[str, Any], *a: Any, **k: Any
-    ) -> list[str]:
-        first = manifest["splits"]["train"]["shards"][3]["path"]
-        path = Path(output.path(first))
-        data = bytearray(path.read_bytes())
-        data[len(data) // 2] ^= 0xFF  # a flipped bit in the middle of a unit shard
-        path.write_bytes(bytes(data))
-        return real(output, folder, manifest, *a, **k)
+    def flip_then_merge(self: compact.Streaming, results: dict[int, Any]) -> None:
+        # Unit 3's shard damaged after its unit wrote it, before the build merges it (as soon
+        # as its turn comes, while later units run).
+        if 3 in results and not getattr(self, "flipped", False):
+            self.flipped = True  # type: ignore[attr-defined]
+            path = tmp_path / "hit" / "out" / results[3].shards["train"][0]["path"]
+            data = bytearray(path.read_bytes())
+            data[len(data) // 2] ^= 0xFF  # a flipped bit in the middle of a unit shard
+            path.write_bytes(bytes(data))
+        real(self, results)
 
-    monkeypatch.setattr(compact, "compact_manifest", flip_then_merge)
+    monkeypatch.setattr(compact.Streaming, "offer", flip_then_merge)
     with pytest.raises(BuildError, match="damaged"):
         run_build(*load_recipe(tmp_path / "hit" / "r.yaml"))
     assert not (tmp_path / "hit" / "out" / "manifest.json").exists()
-    monkeypatch.setattr(compact, "compact_manifest", real)
+    monkeypatch.setattr(compact.Streaming, "offer", real)
     res = run_build(*load_recipe(tmp_path / "hit" / "r.yaml"))
     assert res.resumed_units == clean["stats"]["units"] - 1  # only the damaged unit is redone
     got = [s["sha256"] for s in res.manifest["splits"]["train"]["shards"]]
     assert got == [s["sha256"] for s in clean["splits"]["train"]["shards"]]
+
+
+def test_compaction_while_units_run_equals_the_commit_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unit shards merged as their turn comes (results arriving from a pool of two workers, and
+    again offered one at a time in a shuffled order) give exactly the files of the one pass at
+    commit, both splits."""
+    import random
+
+    from shardprep.build import compact, run
+
+    seen: dict[str, Any] = {"streamed": {}, "shuffled": {}}
+    real_offer, real_take = compact.Streaming.offer, compact.Streaming.take
+
+    def offer(self: compact.Streaming, results: Any) -> None:
+        seen["results"] = results
+        real_offer(self, results)
+
+    def take(self: compact.Streaming, split: str, shards: list[dict[str, Any]]) -> Any:
+        seen["streamed"][split] = real_take(self, split, shards)
+        again = compact.Streaming(self.output, self.folder, self.schema, self.units, **self.sizes)
+        arrived: dict[int, Any] = {}
+        order = list(self.units)
+        random.Random(len(shards)).shuffle(order)
+        for index in order:
+            arrived[index] = seen["results"][index]
+            real_offer(again, arrived)
+        seen["shuffled"][split] = real_take(again, split, shards)
+        return None  # the commit's own pass writes what the manifest lists
+
+    monkeypatch.setattr(compact.Streaming, "offer", offer)
+    monkeypatch.setattr(compact.Streaming, "take", take)
+    monkeypatch.setattr(run, "_MIN_ROWS_FOR_POOL", 0)
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"question {i} " * (1 + i % 7)},
+                {"role": "assistant", "content": f"answer {i} " * (1 + i % 5)},
+            ]
+        }
+        for i in range(300)
+    ]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "r.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "s",
+                "output": str(tmp_path / "out"),
+                "tokenizer": str(QWEN3),
+                "renderer": "qwen3",
+                "sources": [{"path": "d.jsonl"}],
+                "work_unit_rows": 16,
+                "split": {"test_size": 40},
+                "shards": {"max_bytes": 4000},
+            }
+        )
+    )
+    recipe, base = load_recipe(tmp_path / "r.yaml")
+    m = run_build(recipe, base, workers=2).manifest
+    assert set(m["splits"]) == {"train", "test"}
+    for split, info in m["splits"].items():
+        assert len(info["shards"]) >= 2
+        assert seen["streamed"][split] == info["shards"], split
+        assert seen["shuffled"][split] == info["shards"], split
