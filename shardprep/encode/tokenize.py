@@ -17,6 +17,7 @@ import numpy as np
 from shardprep.encode.backends import Backend, Selection, requested_encoder, select
 from shardprep.errors import RowError, ShardprepError
 from shardprep.renderers.base import (
+    PromptMemo,
     Renderer,
     SupervisedPlan,
     TrainOnWhat,
@@ -315,8 +316,9 @@ def render_supervised_flat(
     encoding); they are not examples.
     """
     train_on = TrainOnWhat(train_on)
+    prompts: PromptMemo = {}  # the two sides of a DPO pair plan their shared prompt once
     plans, special = _plan_screened(
-        lambda m: plan_supervised(renderer, m, train_on), conversations, encoder
+        lambda m: plan_supervised(renderer, m, train_on, prompts), conversations, encoder
     )
     batch = render_plans_flat(renderer, encoder, plans)
     return replace(batch, special=special) if special else batch

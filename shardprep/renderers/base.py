@@ -339,10 +339,22 @@ def check_conversation(messages: Sequence[Message], train_on: TrainOnWhat) -> No
             )
 
 
+# A batch's generation prompts by the identity of their messages: (the messages, kept alive so
+# that no id is reused while the memo lives; the prompt's chunks).
+PromptMemo = dict[tuple[int, ...], tuple[Sequence[Message], list[Chunk]]]
+
+
 def plan_supervised(
-    renderer: Renderer, messages: Sequence[Message], train_on: TrainOnWhat
+    renderer: Renderer,
+    messages: Sequence[Message],
+    train_on: TrainOnWhat,
+    prompts: PromptMemo | None = None,
 ) -> SupervisedPlan:
-    """tinker's build_supervised_example, up to (not including) tokenization."""
+    """tinker's build_supervised_example, up to (not including) tokenization.
+
+    `prompts`: a memo shared by one batch's conversations; a prompt made of the very message
+    objects of an earlier one (both sides of a preference pair share theirs) is not planned
+    again. Planning is a function of the messages alone, so the chunks are the same."""
     if type(train_on) is not TrainOnWhat:
         train_on = TrainOnWhat(train_on)
     messages = renderer.normalize(messages)
@@ -376,7 +388,15 @@ def plan_supervised(
     if train_on in (TrainOnWhat.LAST_ASSISTANT_MESSAGE, TrainOnWhat.LAST_ASSISTANT_TURN):
         boundary = n - 1 if train_on is TrainOnWhat.LAST_ASSISTANT_MESSAGE else last_user + 1
         if 0 <= boundary < n and messages[boundary].get("role") == "assistant":
-            prompt = plan_prompt(renderer, messages[:boundary])
+            head = messages[:boundary]
+            if prompts is None:
+                prompt = plan_prompt(renderer, head)
+            else:
+                key = tuple(map(id, head))
+                hit = prompts.get(key)
+                if hit is None:
+                    hit = prompts[key] = (head, plan_prompt(renderer, head))
+                prompt = hit[1]
     return SupervisedPlan(chunks, weights, prompt)
 
 

@@ -162,3 +162,53 @@ def test_cli_names_the_same_encoders() -> None:
 
     assert cli_build.ENCODERS == backends.ENCODERS
     assert cli_build.ENCODER_ENV == backends.ENV_VAR
+
+
+def _pairs(convs: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """Both sides of a preference pair per conversation ending in an assistant message: the
+    same prompt message objects (as tasks/dpo.pair_conversations makes them), two answers."""
+    sides = []
+    for conv in convs:
+        if not conv or conv[-1].get("role") != "assistant":
+            continue
+        prompt, answer = conv[:-1], conv[-1]
+        other = {**answer, "content": f"not {answer.get('content')}"}
+        sides += [[*prompt, answer], [*prompt, other]]
+    return sides
+
+
+@pytest.mark.parametrize("stem", [s for s in FILES if s.endswith("__qwen3")] + FILES[:1])
+def test_a_pair_plans_its_shared_prompt_once_with_the_same_chunks(stem: str) -> None:
+    """plan_supervised with a batch's prompt memo (the two sides of a pair share their prompt's
+    message objects) gives exactly the plans of planning each side alone, and the memo is hit."""
+    name, tok = stem.split("__")
+    renderer = get_renderer(name, _tok(tok))
+    sides = _pairs(_conversations(False))
+    memo: dict[Any, Any] = {}
+    for conv in sides:
+        try:
+            alone = plan_supervised(renderer, conv, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+        except Exception as exc:
+            with pytest.raises(type(exc)):
+                plan_supervised(renderer, conv, TrainOnWhat.LAST_ASSISTANT_MESSAGE, memo)
+            continue
+        shared = plan_supervised(renderer, conv, TrainOnWhat.LAST_ASSISTANT_MESSAGE, memo)
+        assert shared == alone
+    assert 0 < len(memo) <= len(sides) // 2  # one prompt planned per pair
+
+
+def test_flat_pairs_equal_each_side_alone() -> None:
+    """render_supervised_flat over pairs (the shared prompts planned once) equals rendering
+    each side in a batch of its own, tokens and weights."""
+    tok = _tok("qwen3")
+    renderer = get_renderer("qwen3", tok)
+    sides = _pairs(_conversations(False)[:60])
+    enc = BatchEncoder(tok, encoder="tokenizers")
+    flat = render_supervised_flat(renderer, enc, sides, TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+    for i, conv in enumerate(sides):
+        want = render_supervised_flat(renderer, enc, [conv], TrainOnWhat.LAST_ASSISTANT_MESSAGE)
+        got = flat.example(i)
+        assert type(got) is type(want.example(0))
+        if isinstance(got, RenderedExample):
+            assert np.array_equal(got.tokens, want.example(0).tokens)  # type: ignore[union-attr]
+            assert np.array_equal(got.weights, want.example(0).weights)  # type: ignore[union-attr]
