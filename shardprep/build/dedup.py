@@ -51,6 +51,16 @@ SAMPLES = 3  # rows kept as a sample per source and reason (as tasks.base.DROP_S
 
 _WORD = re.compile(r"\w+")
 _WORD_OR_END = re.compile(r"\w+|\0")
+_END = -2  # the NUL ending a text, as match_joined numbers it (an unknown word is -1)
+
+
+class _Lookup(dict[str, int]):
+    """Word -> id, -1 for a word no eval file has (a dict miss without a Python call per hit)."""
+
+    def __missing__(self, word: str) -> int:
+        return _END if word == "\0" else -1
+
+
 _MASK = (1 << 64) - 1
 _BASE = np.uint64(0x9E3779B97F4A7C15)  # an odd multiplier: the rolling hash's base
 
@@ -74,6 +84,7 @@ class EvalNgrams:
     def __init__(self, n: int) -> None:
         self.n = n
         self.vocab: dict[str, int] = {}
+        self._lookup = _Lookup()  # the vocabulary as match_joined reads it (filled by load)
         self.owners: dict[tuple[int, ...], int] = {}  # n-gram of word ids -> bitmask of files
         self.files: list[EvalFile] = []
         self.hashes = np.zeros(0, dtype=np.uint64)
@@ -113,6 +124,7 @@ class EvalNgrams:
                     hashes.append(out._hash(np.array(list(seen), dtype=np.uint64)))
         if hashes:
             out.hashes = np.unique(np.concatenate(hashes))
+        out._lookup.update(out.vocab)
         return out
 
     def _hash(self, windows: np.ndarray) -> np.ndarray:
@@ -128,21 +140,24 @@ class EvalNgrams:
         """{i: bitmask of the eval files sharing an n-gram with texts[i]} for the texts that
         share one: every text's words in one array, each followed by an unknown word (-1) so
         that no window spans two texts, hashed and searched at once."""
-        n = self.n
         if not len(self.hashes) or not texts:
             return {}
-        # One lowercase and one regex pass over all texts, a NUL between two (not a word
-        # character: it comes out as its own item, an unknown word ending each text).
-        joined = "\0".join(t.replace("\0", " ") for t in texts)
+        return self.match_joined("\0".join(t.replace("\0", " ") for t in texts))
+
+    def match_joined(self, joined: str) -> dict[int, int]:
+        """`match_many` of the texts `joined` holds, a NUL after each but the last (none inside)."""
+        n = self.n
+        if not len(self.hashes):
+            return {}
+        # One lowercase and one regex pass over all texts; a NUL is not a word character: it
+        # comes out as its own item, an unknown word ending each text.
         items = _WORD_OR_END.findall(joined.lower() + "\0")
-        get = self.vocab.get
-        ids = np.fromiter((get(w, -1) for w in items), dtype=np.int64, count=len(items))
-        ends = np.flatnonzero(np.fromiter((w == "\0" for w in items), bool, len(items)))
-        starts = np.concatenate([[0], ends + 1])
+        ids = np.fromiter(map(self._lookup.__getitem__, items), dtype=np.int64, count=len(items))
+        starts = np.concatenate([[0], np.flatnonzero(ids == _END) + 1])
         if len(ids) < n:
             return {}
         windows = np.lib.stride_tricks.sliding_window_view(ids, n)
-        known = np.flatnonzero(windows.min(axis=1) >= 0)  # a word no eval file has: no match
+        known = np.flatnonzero(windows.min(axis=1) >= 0)  # an unknown word or an end: no match
         if not len(known):
             return {}
         hashes = self._hash(windows[known])
@@ -212,10 +227,7 @@ class RowFacts:
             tokens, trained = per_row(table, schema)
         found: dict[int, int] = {}
         if evals is not None and tokenizer is not None and table.num_rows:
-            texts = tokenizer.tokenizer.decode_batch(
-                _trained_ids(table, schema), skip_special_tokens=True
-            )
-            found = evals.match_many(texts)
+            found = evals.match_joined(trained_text(table, schema, tokenizer))
         return cls(
             # A unit reads one source.
             source=table.column("source")[0].as_py() if table.num_rows else "",
@@ -366,28 +378,97 @@ def _digests(table: pa.Table, schema: ShardSchema) -> list[bytes]:
     return out
 
 
-def _trained_ids(table: pa.Table, schema: ShardSchema) -> list[list[int]]:
-    """Per row, the token ids it trains (every sequence's weighted targets; an rl prompt's ids)."""
-    if not schema.sequences:
-        arr = table.column(schema.token_columns[0]).combine_chunks()
-        flat = numpy_view(arr.values).tolist()
-        off = numpy_view(arr.offsets).tolist()
-        return [flat[off[i] : off[i + 1]] for i in range(table.num_rows)]
-    rows: list[list[int]] = [[] for _ in range(table.num_rows)]
-    for prefix in schema.sequences:
-        targets = table.column(f"{prefix}target_ids").combine_chunks()
-        weights = table.column(f"{prefix}weights").combine_chunks()
+_BYTE_TABLES: dict[str, Any] = {}
+
+
+def _byte_table(tok: LoadedTokenizer) -> tuple[np.ndarray, np.ndarray] | None:
+    """For a tokenizer whose decoder is plain ByteLevel: each id's bytes as decoding writes them
+    (a special token none, a NUL byte a space), flat with offsets, and a last entry holding one
+    NUL byte (the text separator); None for any other decoder (then `decode_batch` serves)."""
+    if tok.sha256 in _BYTE_TABLES:
+        return _BYTE_TABLES[tok.sha256]  # type: ignore[no-any-return]
+    table = None
+    if type(tok.tokenizer.decoder).__name__ == "ByteLevel":
+        # GPT-2's byte <-> printable character map, inverted (a character outside it: its UTF-8).
+        keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
+        moved = [b for b in range(256) if b not in set(keep)]
+        to_byte = {chr(c): bytes([c]) for c in keep}
+        to_byte.update({chr(256 + k): bytes([b]) for k, b in enumerate(moved)})
+        special = {i for i, t in tok.tokenizer.get_added_tokens_decoder().items() if t.special}
+        size = tok.vocab_size
+        parts = [b""] * (size + 1)
+        get = to_byte.get
+        for text, i in tok.tokenizer.get_vocab(with_added_tokens=True).items():
+            if i < size and i not in special:
+                parts[i] = b"".join([get(c) or c.encode("utf-8") for c in text])
+        parts[size] = b"\0"
+        blob = b"".join(parts).replace(b"\0", b" ")[:-1] + b"\0"  # NUL in a token: a space
+        lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
+        table = (np.frombuffer(blob, dtype=np.uint8), np.concatenate([[0], np.cumsum(lengths)]))
+    _BYTE_TABLES[tok.sha256] = table
+    return table
+
+
+def warm(spec: DecontaminateSpec, base_dir: Path, tok: LoadedTokenizer) -> None:
+    """Load what decontaminating needs (eval n-grams, the tokenizer's byte table) in this
+    process: the driver does before a pool forks, so its workers start with them."""
+    eval_ngrams(spec, base_dir)
+    _byte_table(tok)
+
+
+def trained_text(table: pa.Table, schema: ShardSchema, tok: LoadedTokenizer) -> str:
+    """Every row's trained text, a NUL after each but the last (none inside a text): the ids
+    gathered through the tokenizer's byte table and decoded once (as `decode_batch` with
+    special tokens skipped, a NUL written as a space; `decode_batch` itself where the decoder is
+    not plain ByteLevel)."""
+    bt = _byte_table(tok)
+    if bt is None:
+        ids, cut = _trained_ids(table, schema)
+        rows = ids.tolist()
+        texts = tok.tokenizer.decode_batch(
+            [rows[a:b] for a, b in zip(cut[:-1], cut[1:], strict=True)], skip_special_tokens=True
+        )
+        return "\0".join(t.replace("\0", " ") for t in texts)
+    data, offsets = bt
+    ids, _ = _trained_ids(table, schema, sep=len(offsets) - 2)  # the separator's id
+    starts, lengths = offsets[ids], offsets[ids + 1] - offsets[ids]
+    at = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    at += np.arange(int(lengths.sum()), dtype=np.int64)
+    return data[at].tobytes().decode("utf-8", errors="replace")
+
+
+def _trained_ids(
+    table: pa.Table, schema: ShardSchema, *, sep: int | None = None
+) -> tuple[np.ndarray, list[int]]:
+    """The token ids each row trains (every sequence's weighted targets, in order; an rl
+    prompt's ids), all rows in one array with each row's start (and the end); with `sep`, that
+    id between two rows."""
+    parts, owners = [], []
+    n = table.num_rows
+    width = max(len(schema.sequences), 1) + 1  # a row's sequences, then its separator
+    for k, prefix in enumerate(schema.sequences or ("",)):
+        if schema.sequences:
+            targets = table.column(f"{prefix}target_ids").combine_chunks()
+            weights = table.column(f"{prefix}weights").combine_chunks()
+            w_off = numpy_view(weights.offsets)
+            trained = numpy_view(weights.values)[w_off[0] : w_off[-1]] != 0
+        else:
+            targets = table.column(schema.token_columns[0]).combine_chunks()
+            trained = None
         t_off = numpy_view(targets.offsets)
-        w_off = numpy_view(weights.offsets)
-        # A row's targets and weights line up (same offsets relative to their starts).
-        t_values = numpy_view(targets.values)[t_off[0] : t_off[-1]]
-        trained = numpy_view(weights.values)[w_off[0] : w_off[-1]] != 0
-        ends = np.concatenate([[0], np.cumsum(trained)])
-        flat = t_values[trained].tolist()
-        cut = ends[t_off - t_off[0]].tolist()  # each row's trained targets in `flat`
-        for i in range(table.num_rows):
-            rows[i] += flat[cut[i] : cut[i + 1]]
-    return rows
+        values = numpy_view(targets.values)[t_off[0] : t_off[-1]].astype(np.int64)
+        row_of = np.repeat(np.arange(n, dtype=np.int64), np.diff(t_off))
+        if trained is not None:
+            values, row_of = values[trained], row_of[trained]
+        parts.append(values)
+        owners.append(row_of * width + k)
+    if sep is not None and n > 1:
+        parts.append(np.full(n - 1, sep, dtype=np.int64))
+        owners.append(np.arange(n - 1, dtype=np.int64) * width + width - 1)
+    ids, keys = np.concatenate(parts), np.concatenate(owners)
+    order = np.argsort(keys, kind="stable")  # row by row, each row's sequences in order
+    counts = np.bincount(keys[order] // width, minlength=n) if sep is None else np.zeros(0)
+    return ids[order], [0, *np.cumsum(counts).tolist()]
 
 
 def find_drops(

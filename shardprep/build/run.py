@@ -421,9 +421,9 @@ def _build_locked(
     if isinstance(engine, LocalEngine) and sum(u.rows for u in todo) < _MIN_ROWS_FOR_POOL:
         engine = LocalEngine(workers=1)  # starting processes would cost more than the whole job
     if recipe.decontaminate is not None:  # loaded before a pool forks: its workers inherit them
-        from shardprep.build.dedup import eval_ngrams
+        from shardprep.build.dedup import warm
 
-        eval_ngrams(recipe.decontaminate, plan.base_dir)
+        warm(recipe.decontaminate, plan.base_dir, plan.tokenizer)
     engine.start(ctx, todo)  # a pool forks here, before the progress display runs a thread
     try:
         progress.start(total_rows, done_rows=sum(u.kept for u in units if u.index in done))

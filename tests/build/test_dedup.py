@@ -443,3 +443,82 @@ def test_validate_and_build_name_a_missing_eval_file(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "missing.jsonl" in res.output, res.output
     res = runner.invoke(app, ["build", str(path), "--quiet"])
     assert res.exit_code == 2 and "missing.jsonl" in res.output, res.output
+
+
+@pytest.mark.parametrize(
+    "name", ["qwen3", "llama3", "deepseek_v3", "gpt_oss", "mistral_nemo_tekken", "mistral_v3"]
+)
+def test_trained_text_equals_decode_batch(name: str) -> None:
+    """The byte-table decoding of a table's trained ids equals the tokenizer's own decode_batch
+    (special tokens skipped), text by text, where masks cut multi-byte characters apart."""
+    import random
+
+    import numpy as np
+
+    from shardprep.build.dedup import trained_text
+    from shardprep.store.columns import flat_lists
+    from shardprep.tasks import TASKS
+    from shardprep.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(str(ROOT / "tests/fixtures/tokenizers" / name))
+    glaive = json.loads(gzip.decompress((LF / "glaive_toolcall_en_demo.json.gz").read_bytes()))
+    texts = [json.dumps(r, ensure_ascii=False) for r in glaive[:20]]
+    texts += ["héllo wörld 日本語のテキスト 🤖🎉 emoji", "a\0b nul", "<|im_end|> <think>x</think>"]
+    rng = random.Random(0)
+    rows, weights = [], []
+    for t in texts:
+        ids = tok.tokenizer.encode(t, add_special_tokens=False).ids
+        specials = [i for i in (tok.special_id("eos_token"), tok.special_id("bos_token")) if i]
+        ids = ids[:3] + specials + ids[3:]  # a special token inside the trained text
+        rows.append(ids)
+        weights.append([float(rng.random() < 0.7) for _ in ids])
+    offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+    flat = np.array([i for r in rows for i in r], dtype=np.int32)
+    w = np.array([x for r in weights for x in r], dtype=np.float32)
+    table = pa.table(
+        {
+            "input_ids": flat_lists(flat, offsets, pa.int32()),
+            "target_ids": flat_lists(flat, offsets, pa.int32()),
+            "weights": flat_lists(w, offsets, pa.float32()),
+        }
+    )
+    trained = [
+        [i for i, x in zip(r, ws, strict=True) if x] for r, ws in zip(rows, weights, strict=True)
+    ]
+    want = tok.tokenizer.decode_batch(trained, skip_special_tokens=True)
+    got = trained_text(table, TASKS["sft"].schema, tok).split("\0")
+    assert got == [t.replace("\0", " ") for t in want]
+
+
+@pytest.mark.parametrize("name", ["qwen3", "mistral_v3"])
+def test_trained_text_of_pairs_and_prompts(name: str) -> None:
+    """A dpo pair's trained text is its chosen then its rejected trained tokens; an rl prompt's
+    is the whole prompt."""
+    import numpy as np
+
+    from shardprep.build.dedup import trained_text
+    from shardprep.store.columns import flat_lists
+    from shardprep.tasks import TASKS
+    from shardprep.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(str(ROOT / "tests/fixtures/tokenizers" / name))
+    texts = ["first answer über", "second ünïcode 🤖", "third", "a" * 5]
+    ids = [tok.tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+    off = np.concatenate([[0], np.cumsum([len(r) for r in ids])]).astype(np.int64)
+    flat = np.array([i for r in ids for i in r], dtype=np.int32)
+    ones = np.ones(len(flat), dtype=np.float32)
+    half = np.array([float(k % 2) for k in range(len(flat))], dtype=np.float32)
+    cols = {}
+    for side, w in (("chosen_", ones), ("rejected_", half)):
+        cols[f"{side}input_ids"] = flat_lists(flat, off, pa.int32())
+        cols[f"{side}target_ids"] = flat_lists(flat, off, pa.int32())
+        cols[f"{side}weights"] = flat_lists(w, off, pa.float32())
+    pairs = trained_text(pa.table(cols), TASKS["dpo"].schema, tok).split("\0")
+    want = []
+    for r, (a, b) in enumerate(zip(off[:-1], off[1:], strict=True)):
+        rejected = [flat[k] for k in range(a, b) if half[k]]
+        want.append(tok.tokenizer.decode([*ids[r], *rejected], skip_special_tokens=True))
+    assert pairs == want
+    prompts = pa.table({"prompt_ids": flat_lists(flat, off, pa.int32())})
+    got = trained_text(prompts, TASKS["rl_prompts"].schema, tok).split("\0")
+    assert got == tok.tokenizer.decode_batch(ids, skip_special_tokens=True)
