@@ -31,6 +31,14 @@ def _template(tok: LoadedTokenizer) -> ChatTemplate | None:
     return _TEMPLATES[key]
 
 
+def prepare(tok: LoadedTokenizer, rows: int, renderer: str) -> None:
+    """Compile the template now, where a build's units will sample it: in the driver before a
+    pool forks, every worker inherits it instead of compiling its own (a quarter CPU-second for
+    Qwen3's), and the driver does it while the encoder's parse runs."""
+    if rows > 0 and renderer != "hf_template":
+        _template(tok)
+
+
 def _rows(io: UnitIO) -> int:
     return io.recipe.conformance_rows if io.conformance_rows is None else io.conformance_rows
 

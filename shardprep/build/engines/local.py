@@ -88,8 +88,13 @@ def _open_pool(ctx: UnitContext, workers: int) -> ProcessPoolExecutor:
 
     method = _start_method()
     if method == "fork":
-        # Everything a unit needs, loaded (and the encoder probed) here once, for every worker.
-        _ = ctx.loaded()[1].selection
+        # Everything a unit needs, loaded (and the encoder probed) here once, for every worker:
+        # the conformance template first, while the encoder's parse may still be running.
+        from shardprep.tasks.conformance import prepare
+
+        _, encoder, _ = ctx.loaded()
+        prepare(encoder.tokenizer, ctx.conformance_rows or 0, ctx.recipe.renderer.name)
+        _ = encoder.selection
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context(method),
