@@ -203,8 +203,6 @@ class UnitResult:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     # The first rows of each drop or skip reason (UnitIO.drop_samples).
     drop_samples: list[dict[str, Any]] = field(default_factory=list)
-    # The first rows of each drop or skip reason (UnitIO.drop_samples).
-    drop_samples: list[dict[str, Any]] = field(default_factory=list)
     elapsed_s: float = 0.0
     counters: dict[str, int] = field(default_factory=dict)  # task-specific totals (UnitIO.counters)
     # Rows whose message text spells added tokens the renderer encodes as ids (per literal, all).
@@ -439,7 +437,6 @@ def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
     result.dropped = dict(io.dropped)
     result.length_log2 = dict(io.length_log2)
     result.counters = dict(io.counters)
-    result.drop_samples = io.drop_samples
     result.drop_samples = io.drop_samples
     result.special_tokens = dict(io.special_tokens)
     result.special_token_rows = io.special_token_rows
