@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,3 +72,61 @@ def test_prefetch_parses_once_and_notices_a_changed_file(tmp_path: Path) -> None
     digest2, _ = fast_parse._parse_fastokens(str(path))
     assert digest2 != digest
     assert fast_parse._load_fastokens(str(path), digest2) is not first
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_units_run_while_fastokens_parses_write_the_same_shards(
+    tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the parse is pending, the driver runs the first units itself with `tokenizers`
+    (then forks the pool, or goes on in-process): the shards are byte for byte those of a build
+    that waited for fastokens, and each unit records the encoder it used."""
+    import json
+
+    import yaml
+
+    from shardprep.build import run
+    from shardprep.recipe import load_recipe
+
+    monkeypatch.setattr(run, "_MIN_ROWS_FOR_POOL", 0)
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"question {i} <think> " * (1 + i % 7)},
+                {"role": "assistant", "content": f"answer {i} " * (1 + i % 5)},
+            ]
+        }
+        for i in range(200)
+    ]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = {
+        "tokenizer": str(Path(__file__).parents[1] / "fixtures" / "tokenizers" / "qwen3"),
+        "renderer": "qwen3",
+        "sources": [{"path": "d.jsonl"}],
+        "work_unit_rows": 16,
+        "shards": {"max_bytes": 4000},
+    }
+    built = {}
+    for name, pending in (("waited", 0), ("early", 3)):
+        (tmp_path / f"{name}.yaml").write_text(
+            yaml.safe_dump({**recipe, "name": name, "output": str(tmp_path / name)})
+        )
+        calls = iter(range(1 << 20))
+
+        def still_parsing(path: str, calls: Any = calls, pending: int = pending) -> bool:
+            return bool(next(calls) < pending)  # the first `pending` units find it running
+
+        monkeypatch.setattr(fast_parse, "parse_pending", still_parsing)
+        built[name] = run.build(*load_recipe(tmp_path / f"{name}.yaml"), workers=workers).manifest
+    waited, early = built["waited"], built["early"]
+    assert [s["sha256"] for s in early["splits"]["train"]["shards"]] == [
+        s["sha256"] for s in waited["splits"]["train"]["shards"]
+    ]
+    assert len(waited["splits"]["train"]["shards"]) >= 2
+    assert waited["tokenizer"]["encoder"]["name"] == "fastokens"
+    assert early["tokenizer"]["encoder"]["name"] == "fastokens+tokenizers"
+    markers = sorted((tmp_path / "early" / early["data_dir"] / "_units").glob("*.json"))
+    used = [json.loads(m.read_text())["extras"]["encoder"] for m in markers]
+    assert [e["name"] for e in used[:4]] == ["tokenizers"] * 3 + ["fastokens"]
+    assert "while fastokens was still loading" in used[0]["reason"]
+    assert {e["requested"] for e in used} == {"auto"}

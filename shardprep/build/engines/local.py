@@ -143,6 +143,28 @@ def _bounded(
         raise
 
 
+def _while_parsing(
+    ctx: UnitContext, units: Sequence[WorkUnit], on_done: Callable[[UnitResult], None]
+) -> int:
+    """Units run in this process, in order, while fastokens' parse of the encoder still runs
+    (how many): encoded with `tokenizers`, the reference whose ids fastokens must equal to be
+    used at all, so the shards are the same bytes; each unit records the encoder it used. The
+    parse holds one core for seconds; the other does these units instead of waiting for it."""
+    import dataclasses
+
+    from shardprep.build.units import run_unit
+
+    renderer, encoder, output = ctx.loaded()
+    n = 0
+    for unit in units:
+        twin = encoder.while_loading()
+        if twin is None:
+            break
+        on_done(run_unit(dataclasses.replace(ctx, _loaded=(renderer, twin, output)), unit))
+        n += 1
+    return n
+
+
 class LocalEngine:
     """This process for one worker, else a process pool of `workers` processes (see the module)."""
 
@@ -151,12 +173,18 @@ class LocalEngine:
     def __init__(self, *, workers: int) -> None:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        self._early: list[UnitResult] = []  # units this process ran before the pool started
 
     def start(self, ctx: UnitContext, units: Sequence[WorkUnit]) -> None:
         """Start the pool now: before the driver runs threads of its own (the progress display),
-        which a forked child must not inherit mid-write."""
+        which a forked child must not inherit mid-write. A pool forks once the encoder is ready
+        (its workers inherit it); until then this process runs the first units itself."""
         if self._pool is None and min(self.workers, len(units)) > 1:
-            self._pool = _open_pool(ctx, min(self.workers, len(units)))
+            if _start_method() == "fork":
+                _while_parsing(ctx, units, self._early.append)
+            left = len(units) - len(self._early)
+            if left > 1:
+                self._pool = _open_pool(ctx, min(self.workers, left))
 
     def run(
         self, ctx: UnitContext, units: Sequence[WorkUnit], on_done: Callable[[UnitResult], None]
@@ -164,12 +192,16 @@ class LocalEngine:
         """Run every unit; `on_done` is called in this process as each finishes (any order)."""
         from shardprep.build.units import run_unit
 
+        early, self._early = self._early, []
+        for result in early:
+            on_done(result)
+        units = units[len(early) :]  # the early ones are the first units, in order
         workers = min(self.workers, len(units))
         pool, self._pool = self._pool, None
         if workers <= 1:
             if pool is not None:
                 pool.shutdown(wait=True)
-            for unit in units:
+            for unit in units[_while_parsing(ctx, units, on_done) :]:
                 on_done(run_unit(ctx, unit))
             return
         with pool or _open_pool(ctx, workers) as running:
