@@ -65,7 +65,9 @@ lint: $(STAMP)
 	$(BIN)/mypy shardprep
 
 bench: $(STAMP)
-	# GSM8K-like SFT and DPO inputs (~4.1 M tokens each): encoders, build, tinker and TRL paths.
+	# Real chat shapes (alpaca + glaive tool calls, varied): SFT at ~4 M and ~45 M tokens (marginal
+	# rate and fixed cost derived, where a build's time goes), DPO at ~4 M; encoders, build, tinker
+	# and TRL paths (up to 5 M tokens).
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_build.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_reader.py
 	# From a loopback S3 server (moto): cold / warm / a cache a tenth of the data, vs MosaicML
