@@ -245,7 +245,8 @@ def encoder_record(results: list[UnitResult]) -> dict[str, Any] | None:
     seen = [r.extras["encoder"] for r in results if r.extras.get("encoder")]
     if not seen:
         return None
-    record = dict(seen[0])
+    # The last unit's: the first ones may have run with the reference while fastokens loaded.
+    record = dict(seen[-1])
     record["name"] = "+".join(sorted({e["name"] for e in seen}))
     return record
 

@@ -125,6 +125,7 @@ def test_units_run_while_fastokens_parses_write_the_same_shards(
     assert len(waited["splits"]["train"]["shards"]) >= 2
     assert waited["tokenizer"]["encoder"]["name"] == "fastokens"
     assert early["tokenizer"]["encoder"]["name"] == "fastokens+tokenizers"
+    assert early["tokenizer"]["encoder"]["reason"] == waited["tokenizer"]["encoder"]["reason"]
     markers = sorted((tmp_path / "early" / early["data_dir"] / "_units").glob("*.json"))
     used = [json.loads(m.read_text())["extras"]["encoder"] for m in markers]
     assert [e["name"] for e in used[:4]] == ["tokenizers"] * 3 + ["fastokens"]

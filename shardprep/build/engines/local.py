@@ -156,7 +156,7 @@ def _while_parsing(
 
     renderer, encoder, output = ctx.loaded()
     n = 0
-    for unit in units:
+    for unit in units[:-1]:  # the last unit waits: the manifest names the settled encoder
         twin = encoder.while_loading()
         if twin is None:
             break
