@@ -311,8 +311,9 @@ def check_shard_bytes(parquet_path: str, expected_sha256: str, label: str) -> in
     """The shard's size, once its bytes are found to have the manifest's sha256."""
     if sha256_of(parquet_path) != expected_sha256:
         raise ShardBytesDiffer(
-            f"{label}: sha256 differs from the manifest (the shard changed or is corrupt; run "
-            "`prep verify`, then rebuild)"
+            f"{label}: sha256 differs from the manifest (the shard changed or is corrupt; "
+            "`prep verify` names every damaged shard, `prep build RECIPE --force` rebuilds: a "
+            "plain `prep build` checks shard sizes only and may answer up to date)"
         )
     return os.path.getsize(parquet_path)
 

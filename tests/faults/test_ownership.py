@@ -154,6 +154,16 @@ def test_corrupted_shard_of_the_same_size_advises_force(tmp_path: Path, faults) 
     code, text = prep("show", str(out), "--row", "0")
     assert code == 2, text
     assert "--force" in text, text
+    code, text = prep("build", str(recipe), "--quiet")  # sizes only: it cannot see this damage
+    assert code == 0, text
+    try:
+        from shardprep.errors import ManifestError
+        from shardprep.torch import ShardDataset
+    except ImportError:  # the reader's extra is not installed
+        pass
+    else:
+        with pytest.raises(ManifestError, match=r"sha256 differs.*--force"):
+            ShardDataset(str(out), cache_dir=str(tmp_path / "cache"))[0]
     code, text = prep("build", str(recipe), "--quiet", "--force")
     assert code == 0, text
     assert verify_build(str(out)).ok
