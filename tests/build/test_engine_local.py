@@ -131,3 +131,55 @@ def test_units_run_while_fastokens_parses_write_the_same_shards(
     assert [e["name"] for e in used[:4]] == ["tokenizers"] * 3 + ["fastokens"]
     assert "while fastokens was still loading" in used[0]["reason"]
     assert {e["requested"] for e in used} == {"auto"}
+
+
+def test_a_unit_failing_while_fastokens_parses_fails_the_build_as_any_unit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`on_error: fail` and a bad row in a unit the driver runs during the parse: the build
+    fails with that row's error from the engine's run (where it checks its inputs), as it does
+    when the unit runs in a worker."""
+    import json
+
+    import yaml
+
+    from shardprep.build import run
+    from shardprep.errors import ShardprepError
+    from shardprep.recipe import load_recipe
+
+    monkeypatch.setattr(run, "_MIN_ROWS_FOR_POOL", 0)
+    checked: list[bool] = []
+    real_check = run._InputCheck.check_all
+    monkeypatch.setattr(
+        run._InputCheck, "check_all", lambda self: checked.append(True) or real_check(self)
+    )
+    monkeypatch.setattr(fast_parse, "parse_pending", lambda path: True)
+    lines = [
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": f"q{i}"},
+                    {"role": "assistant", "content": f"a{i}"},
+                ]
+            }
+        )
+        for i in range(64)
+    ]
+    lines[20] = "{broken"
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "r.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "f",
+                "output": str(tmp_path / "out"),
+                "tokenizer": str(Path(__file__).parents[1] / "fixtures" / "tokenizers" / "qwen3"),
+                "renderer": "qwen3",
+                "sources": [{"path": "d.jsonl"}],
+                "work_unit_rows": 16,
+                "on_error": "fail",
+            }
+        )
+    )
+    with pytest.raises(ShardprepError, match="line 21"):
+        run.build(*load_recipe(tmp_path / "r.yaml"), workers=2)
+    assert checked  # raised inside the engine's run, after the input check

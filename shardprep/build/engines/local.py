@@ -174,6 +174,7 @@ class LocalEngine:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
         self._early: list[UnitResult] = []  # units this process ran before the pool started
+        self._early_error: BaseException | None = None  # raised by run(), where the build reports
 
     def start(self, ctx: UnitContext, units: Sequence[WorkUnit]) -> None:
         """Start the pool now: before the driver runs threads of its own (the progress display),
@@ -181,7 +182,11 @@ class LocalEngine:
         (its workers inherit it); until then this process runs the first units itself."""
         if self._pool is None and min(self.workers, len(units)) > 1:
             if _start_method() == "fork":
-                _while_parsing(ctx, units, self._early.append)
+                try:
+                    _while_parsing(ctx, units, self._early.append)
+                except Exception as exc:  # a unit's failure belongs to run(), as any unit's
+                    self._early_error = exc
+                    return
             left = len(units) - len(self._early)
             if left > 1:
                 self._pool = _open_pool(ctx, min(self.workers, left))
@@ -195,6 +200,9 @@ class LocalEngine:
         early, self._early = self._early, []
         for result in early:
             on_done(result)
+        if self._early_error is not None:
+            error, self._early_error = self._early_error, None
+            raise error
         units = units[len(early) :]  # the early ones are the first units, in order
         workers = min(self.workers, len(units))
         pool, self._pool = self._pool, None
