@@ -1,8 +1,11 @@
 """What `dedup: exact` and `decontaminate:` cost a build: the same SFT build (GSM8K-style rows,
 bench/gsm8k_like.py, Qwen3 tokenizer and renderer, 5 % of the rows repeated by a second source)
 without them, with `dedup: exact`, and with both (an eval file of 1,000 other GSM8K-style rows,
-13-grams). Builds alternate, each `--force` in this process, and the median of each is reported
-with the time of the row-filter pass itself (build/dedup.py's find_drops).
+the default n-gram: 16 tokens). The rows share their template, so many trained 16-token windows
+(a calculation such as ` 17 * $23 = <<17*23=391>>$391 on them`) recur in the eval rows: most
+rows are dropped, which also times the matcher where most windows hit. Builds alternate, each
+`--force` in this process, and the median of each is reported with the time of the row-filter
+pass itself (build/dedup.py's find_drops).
 
   python bench/bench_dedup.py [--tokens 2000000] [--repeats 3] [--workers auto]
 """
@@ -70,7 +73,7 @@ def main() -> None:
         "dedup": {"dedup": "exact"},
         "dedup+decontaminate": {
             "dedup": "exact",
-            "decontaminate": {"paths": ["eval.jsonl"], "ngram": 13},
+            "decontaminate": {"paths": ["eval.jsonl"]},  # the default n-gram
         },
     }
     pass_s: dict[str, list[float]] = {k: [] for k in configs}

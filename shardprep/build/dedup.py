@@ -3,7 +3,7 @@
 Work units run in parallel, each seeing its own rows only, so a rule that compares rows across the
 build cannot be decided inside a unit. The per-row work is done there (in parallel): each unit
 reads back its own unit shards and records, per shard, each row's digest, tokens and trained
-tokens, and which eval files its trained text shares an n-gram with (`RowFacts`, in the
+tokens, and which eval files its trained tokens share an n-gram with (`RowFacts`, in the
 shard's entry as `filter`). The decision is made by the driver, in one pass over those records in
 a fixed order: every held-out (test) shard first, then every train shard, each split in unit
 order (the global row order). It therefore depends on the rows alone, never on the engine, the
@@ -15,10 +15,16 @@ merges the unit shards (`compact_manifest(keep=...)`), and the manifest counts t
   whole) equal an earlier row's is a duplicate. Rows are compared by a 128-bit BLAKE2b digest of
   those columns. Test rows come first, so a train row equal to a held-out row is the one dropped:
   nothing held out leaks into train through a copy.
-- `decontaminate`: a row whose trained text (its trained target tokens decoded; an rl prompt's
-  whole prompt) shares a word n-gram (lowercased `\\w+` words) with an eval file's `field` is
-  contaminated. N-grams are matched by a rolling hash over word ids, every hit confirmed on the
-  words themselves.
+- `decontaminate`: a row is contaminated when its trained tokens hold a token n-gram (`ngram`
+  consecutive ids) of an eval file's `field`. The eval texts are encoded by the build's own
+  tokenizer (the reference encoder, special-token text as plain text, as message content is);
+  an n-gram counts only inside one eval text and, on the build side, wholly inside the trained
+  positions of one sequence of one row (never across rows, across a dpo pair's two sides, or
+  over an untrained token); an rl prompt's whole prompt counts as trained. Matching is on ids,
+  so it is case- and whitespace-exact, and a passage's first and last tokens may encode
+  differently in context than alone (a shared passage matches from about n + 2 tokens). Every
+  window is hashed at once (numpy: a polynomial hash of scrambled ids), looked up in the eval
+  set's sorted hashes, and every hit is confirmed on the ids.
 """
 
 from __future__ import annotations
@@ -26,7 +32,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,32 +46,81 @@ from shardprep.store.schemas import ShardSchema
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from shardprep.encode.tokenize import BatchEncoder
     from shardprep.recipe import DecontaminateSpec
     from shardprep.store.storage import Output
-    from shardprep.tokenizer import LoadedTokenizer
 
 DROP_DUPLICATE = "duplicate"
 DROP_CONTAMINATED = "contaminated"
+# What a unit's `contaminated` facts were matched on (facts without it, from a version that
+# matched words, are taken again from the shard).
+_MATCHED_BY = "token n-grams"
 SAMPLES = 3  # rows kept as a sample per source and reason (as tasks.base.DROP_SAMPLES_PER_REASON)
 
-_WORD = re.compile(r"\w+")
-_WORD_OR_END = re.compile(r"\w+|\0")
-_END = -2  # the NUL ending a text, as match_joined numbers it (an unknown word is -1)
+# splitmix64's finaliser constants: each token id is scrambled before the polynomial hash, so no
+# regular pattern of ids can make windows collide systematically (a collision would only cost a
+# comparison: every hash hit is confirmed on the ids themselves).
+_MIX = (
+    np.uint64(0x9E3779B97F4A7C15),
+    np.uint64(0xBF58476D1CE4E5B9),
+    np.uint64(0x94D049BB133111EB),
+)
+_BASE = np.uint64(0xD6E8FEB86659FD93)  # odd: the polynomial hash's base, mod 2**64
+_ENCODE_BATCH = 1024  # eval texts encoded per call (then fastokens, once its parse is done)
 
 
-class _Lookup(dict[str, int]):
-    """Word -> id, -1 for a word no eval file has (a dict miss without a Python call per hit)."""
+def _mixed(ids: np.ndarray) -> np.ndarray:
+    x = ids.astype(np.uint64) + _MIX[0]
+    x ^= x >> np.uint64(30)
+    x *= _MIX[1]
+    x ^= x >> np.uint64(27)
+    x *= _MIX[2]
+    x ^= x >> np.uint64(31)
+    return x
 
-    def __missing__(self, word: str) -> int:
-        return _END if word == "\0" else -1
+
+def window_hashes(ids: np.ndarray, n: int) -> np.ndarray:
+    """The 64-bit hash of every window ids[p : p + n] (len(ids) - n + 1 of them): the polynomial
+    sum(x[p + k] * B**(n - 1 - k)) mod 2**64 of the scrambled ids x, built by doubling
+    (H[a + b][p] = H[a][p] * B**b + H[b][p + a]): about 2 log2(n) passes over the flat ids."""
+    total = len(ids)
+    if total < n:
+        return np.zeros(0, dtype=np.uint64)
+    cur, width = _mixed(ids), 1  # H[width]
+    out: np.ndarray | None = None
+    done = 0  # out is H[done]
+    left = n
+    while True:
+        if left & 1:
+            if out is None:
+                out, done = cur, width
+            else:
+                m = total - done - width + 1
+                out = out[:m] * _power(width) + cur[done : done + m]
+                done += width
+        left >>= 1
+        if not left:
+            break
+        m = len(cur) - width
+        cur = cur[:m] * _power(width) + cur[width : width + m]
+        width *= 2
+    assert out is not None and len(out) == total - n + 1
+    return out
 
 
-_MASK = (1 << 64) - 1
-_BASE = np.uint64(0x9E3779B97F4A7C15)  # an odd multiplier: the rolling hash's base
+def _power(k: int) -> np.uint64:
+    return np.uint64(pow(int(_BASE), k, 1 << 64))
 
 
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+def window_starts(offsets: np.ndarray, n: int) -> np.ndarray:
+    """The start p of every window [p, p + n) of flat ids that lies inside one span
+    offsets[i]:offsets[i + 1] (offsets from 0)."""
+    m = int(offsets[-1]) - n + 1
+    if m <= 0:
+        return np.zeros(0, dtype=np.int64)
+    # the end of the span each position is in: a window fits when it ends by then
+    ends = np.repeat(offsets[1:], np.diff(offsets))[:m]
+    return np.flatnonzero(ends >= np.arange(n, m + n, dtype=np.int64))
 
 
 @dataclass
@@ -77,111 +131,212 @@ class EvalFile:
     samples: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _gather(flat: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
+    """The n ids from each start of `flat`, one row each."""
+    return flat[starts[:, None] + np.arange(n)]
+
+
+def _distinct(flat: np.ndarray, n: int, h: np.ndarray, at: np.ndarray) -> tuple[Any, Any]:
+    """(hashes, starts) of the distinct n-grams among those starting at `at` in `flat`, sorted
+    by hash: of equal ones the first kept."""
+    order = np.argsort(h, kind="stable")
+    h, at = h[order], at[order]
+    same_hash = np.flatnonzero(h[1:] == h[:-1])
+    same = np.zeros(max(len(h) - 1, 0), dtype=bool)
+    same[same_hash] = (_gather(flat, at[same_hash + 1], n) == _gather(flat, at[same_hash], n)).all(
+        axis=1
+    )
+    keep = np.concatenate([[True], ~same])
+    # A hash shared by two different n-grams (a 64-bit collision): its run compared in full.
+    for value in sorted(set(h[same_hash[~same[same_hash]]].tolist())):
+        seen: set[bytes] = set()
+        for i in np.flatnonzero(h == np.uint64(value)).tolist():
+            gram = flat[at[i] : at[i] + n].tobytes()
+            keep[i] = gram not in seen
+            seen.add(gram)
+    return h[keep], at[keep]
+
+
 class EvalNgrams:
-    """The word n-grams of the eval files: a sorted array of their rolling hashes (the fast
-    test) and, per n-gram, the files that hold it (the exact one)."""
+    """The token n-grams of the eval files' texts, encoded by the build's encoder: per distinct
+    (n-gram, file), its hash (sorted), where its ids are (in the eval texts' ids, all in one
+    array) and its file. A build row's trained windows are hashed and looked up at once; a hash
+    found is confirmed on the ids."""
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.vocab: dict[str, int] = {}
-        self._lookup = _Lookup()  # the vocabulary as match_joined reads it (filled by load)
-        self.owners: dict[tuple[int, ...], int] = {}  # n-gram of word ids -> bitmask of files
         self.files: list[EvalFile] = []
+        self.ids = np.zeros(0, dtype=np.int32)  # every eval text's ids, one after another
         self.hashes = np.zeros(0, dtype=np.uint64)
-        self._pow = _BASE ** np.arange(n - 1, -1, -1, dtype=np.uint64)
+        self.starts = np.zeros(0, dtype=np.int64)  # of each n-gram in `ids`
+        self.file_of = np.zeros(0, dtype=np.int64)
+        self.run = 0  # the most entries sharing one hash
+        # A bitmap over a hash's top bits, packed (it stays in cache): most windows are ruled out
+        # by one gather, and only the rest are binary-searched.
+        self._shift = np.uint64(63)
+        self._bitmap = np.zeros(1, dtype=np.uint8)
 
     @classmethod
-    def load(cls, spec: DecontaminateSpec, base_dir: Path) -> EvalNgrams:
+    def load(cls, spec: DecontaminateSpec, base_dir: Path, encoder: BatchEncoder) -> EvalNgrams:
+        """Every eval text encoded by `encoder` as message content is (special-token text as
+        plain text): while its fastokens parse still runs, by its reference twin (the ids
+        fastokens must equal to be used at all), so loading never waits for the parse."""
         from shardprep.sources.files import iter_source_rows
         from shardprep.sources.paths import expand_paths
 
-        out = cls(spec.ngram)
-        hashes: list[np.ndarray] = []
+        n = spec.ngram
+        out = cls(n)
+        flat: list[np.ndarray] = []
+        base = 0
+        per_file: list[tuple[list[np.ndarray], list[np.ndarray]]] = []
         for pattern in spec.paths:
             for path in expand_paths(pattern, base_dir=base_dir):
-                bit = 1 << len(out.files)
-                ev = EvalFile(path)
-                out.files.append(ev)
-                seen: set[tuple[int, ...]] = set()
-                for raw in iter_source_rows(path):
-                    where = f"{path} {raw.unit} {raw.line}"
-                    if raw.error is not None:
-                        raise BuildError(f"decontaminate: {where}: {raw.error.message}")
-                    text = (raw.data or {}).get(spec.field)
-                    if not isinstance(text, str):
-                        raise BuildError(
-                            f"decontaminate: {where}: field {spec.field!r} is "
-                            f"{'missing' if text is None else type(text).__name__}, not text "
-                            "(set decontaminate.field to the eval text's field)"
-                        )
-                    ids = [out.vocab.setdefault(w, len(out.vocab)) for w in words(text)]
-                    for i in range(len(ids) - spec.ngram + 1):
-                        seen.add(tuple(ids[i : i + spec.ngram]))
-                for gram in seen:
-                    out.owners[gram] = out.owners.get(gram, 0) | bit
-                ev.ngrams = len(seen)
-                if seen:
-                    hashes.append(out._hash(np.array(list(seen), dtype=np.uint64)))
-        if hashes:
-            out.hashes = np.unique(np.concatenate(hashes))
-        out._lookup.update(out.vocab)
+                out.files.append(EvalFile(path))
+                hashes: list[np.ndarray] = []
+                starts: list[np.ndarray] = []
+                per_file.append((hashes, starts))
+                texts: list[str] = []
+                rows = iter(iter_source_rows(path))
+                while True:
+                    raw = next(rows, None)
+                    if raw is not None:
+                        where = f"{path} {raw.unit} {raw.line}"
+                        if raw.error is not None:
+                            raise BuildError(f"decontaminate: {where}: {raw.error.message}")
+                        text = (raw.data or {}).get(spec.field)
+                        if not isinstance(text, str):
+                            raise BuildError(
+                                f"decontaminate: {where}: field {spec.field!r} is "
+                                f"{'missing' if text is None else type(text).__name__}, not text "
+                                "(set decontaminate.field to the eval text's field)"
+                            )
+                        texts.append(text)
+                    if texts and (raw is None or len(texts) == _ENCODE_BATCH):
+                        backend = (encoder.while_loading() or encoder).backend
+                        ids, offsets = backend.encode_flat(texts, escaped=True)
+                        at = window_starts(offsets, n)  # inside one eval text
+                        hashes.append(window_hashes(ids, n)[at])
+                        starts.append(at + base)
+                        flat.append(ids)
+                        base += len(ids)
+                        texts = []
+                    if raw is None:
+                        break
+        if not flat:
+            return out
+        out.ids = np.concatenate(flat).astype(np.int32, copy=False)
+        hashes, starts, file_of = [], [], []
+        for k, (file_hashes, file_starts) in enumerate(per_file):
+            if file_hashes:
+                fh, fs = _distinct(
+                    out.ids, n, np.concatenate(file_hashes), np.concatenate(file_starts)
+                )
+                out.files[k].ngrams = len(fh)
+                hashes.append(fh)
+                starts.append(fs)
+                file_of.append(np.full(len(fh), k, dtype=np.int64))
+        if not hashes:
+            return out
+        h = np.concatenate(hashes)
+        # each file's are sorted already
+        order = np.argsort(h, kind="stable") if len(hashes) > 1 else np.arange(len(h))
+        out.hashes = h[order]
+        out.starts = np.concatenate(starts)[order]
+        out.file_of = np.concatenate(file_of)[order]
+        edges = np.flatnonzero(out.hashes[1:] != out.hashes[:-1]) + 1
+        out.run = int(np.diff(edges, prepend=0, append=len(h)).max())
+        bits = min(26, max(10, int(len(h) * 32).bit_length()))  # at most 1/32 of it set
+        out._shift = np.uint64(64 - bits)
+        top = out.hashes >> out._shift  # sorted: of equal ones, the first
+        top = top[np.concatenate([[True], top[1:] != top[:-1]])]
+        out._bitmap = np.zeros(1 << (bits - 3), dtype=np.uint8)
+        np.bitwise_or.at(out._bitmap, top >> np.uint64(3), np.left_shift(1, top & np.uint64(7)))
         return out
 
-    def _hash(self, windows: np.ndarray) -> np.ndarray:
-        """Rolling hashes of n-gram windows (rows of word ids), wrapping mod 2**64."""
-        with np.errstate(over="ignore"):
-            return (windows.astype(np.uint64) * self._pow).sum(axis=1, dtype=np.uint64)
-
-    def match(self, text: str) -> int:
-        """Bitmask of the eval files sharing an n-gram with `text` (0: none)."""
-        return self.match_many([text]).get(0, 0)
-
-    def match_many(self, texts: list[str]) -> dict[int, int]:
-        """{i: bitmask of the eval files sharing an n-gram with texts[i]} for the texts that
-        share one: every text's words in one array, each followed by an unknown word (-1) so
-        that no window spans two texts, hashed and searched at once."""
-        if not len(self.hashes) or not texts:
-            return {}
-        return self.match_joined("\0".join(t.replace("\0", " ") for t in texts))
-
-    def match_joined(self, joined: str) -> dict[int, int]:
-        """`match_many` of the texts `joined` holds, a NUL after each but the last (none inside)."""
+    def match_flat(
+        self, ids: np.ndarray, offsets: np.ndarray, trained: np.ndarray | None = None
+    ) -> dict[int, int]:
+        """{span i: bitmask of the eval files} for the spans ids[offsets[i]:offsets[i + 1]]
+        (offsets from 0) holding an eval n-gram wholly in their trained positions (`trained`: a
+        bool per id; None: every id). Spans without one are left out."""
         n = self.n
         if not len(self.hashes):
             return {}
-        # One lowercase and one regex pass over all texts; a NUL is not a word character: it
-        # comes out as its own item, an unknown word ending each text.
-        items = _WORD_OR_END.findall(joined.lower() + "\0")
-        ids = np.fromiter(map(self._lookup.__getitem__, items), dtype=np.int64, count=len(items))
-        starts = np.concatenate([[0], np.flatnonzero(ids == _END) + 1])
-        if len(ids) < n:
+        row_at = offsets
+        if trained is not None:
+            # The trained ids alone, each run of them inside a row a span of its own: hashed are
+            # only the windows that can count.
+            kept = np.flatnonzero(trained)
+            row_at = np.searchsorted(kept, offsets)  # where each row's trained ids start
+            cut = np.zeros(len(kept) + 1, dtype=bool)
+            cut[1:-1] = np.diff(kept) != 1  # an untrained id between two trained ones
+            cut[row_at] = True
+            offsets = np.flatnonzero(cut)
+            ids = ids[kept]
+        at = window_starts(offsets, n)
+        if not len(at):
             return {}
-        windows = np.lib.stride_tricks.sliding_window_view(ids, n)
-        known = np.flatnonzero(windows.min(axis=1) >= 0)  # an unknown word or an end: no match
-        if not len(known):
+        h = window_hashes(ids, n)[at]
+        top = h >> self._shift
+        maybe = (self._bitmap[top >> np.uint64(3)] >> (top & np.uint64(7)).astype(np.uint8)) & 1
+        maybe = maybe.astype(bool)
+        at, h = at[maybe], h[maybe]
+        lo = np.searchsorted(self.hashes, h)
+        hit = lo < len(self.hashes)
+        hit[hit] = self.hashes[lo[hit]] == h[hit]
+        at, lo, h = at[hit], lo[hit], h[hit]
+        if not len(at):
             return {}
-        hashes = self._hash(windows[known])
-        # self.hashes is sorted and unique: a binary search per window (np.isin would sort the
-        # eval set again on every call)
-        at = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
+        # Confirmed on the ids, vectorized too (a heavily contaminated build hits in most
+        # windows): each hit against every entry of its hash (one per file holding the n-gram,
+        # or a true collision), `self.run` of them at most.
+        windows = _gather(ids, at, n)
+        rows = np.searchsorted(row_at, at, side="right") - 1  # a row without any: skipped
+        pairs = []
+        for d in range(self.run):
+            j = lo + d
+            ok = j < len(self.hashes)
+            ok[ok] = self.hashes[j[ok]] == h[ok]
+            ok[ok] = (_gather(self.ids, self.starts[j[ok]], n) == windows[ok]).all(axis=1)
+            pairs.append(rows[ok] * len(self.files) + self.file_of[j[ok]])
         found: dict[int, int] = {}
-        for w in known[self.hashes[at] == hashes].tolist():
-            owners = self.owners.get(tuple(ids[w : w + n].tolist()), 0)  # the words themselves
-            if owners:
-                row = int(np.searchsorted(starts, w, side="right")) - 1
-                found[row] = found.get(row, 0) | owners
+        # (np.unique hashes its input: slower than sorting here)
+        for pair in sorted(set(np.concatenate(pairs).tolist())):
+            row, k = divmod(pair, len(self.files))
+            found[row] = found.get(row, 0) | 1 << k
+        return found
+
+    def match_table(self, table: pa.Table, schema: ShardSchema) -> dict[int, int]:
+        """{row: bitmask of the eval files} for the rows whose trained tokens hold an eval
+        n-gram in one sequence (a dpo pair: its chosen or its rejected side; an rl prompt:
+        anywhere in the prompt)."""
+        found: dict[int, int] = {}
+        for prefix in schema.sequences or ("",):
+            if schema.sequences:
+                col = table.column(f"{prefix}target_ids").combine_chunks()
+                weights = table.column(f"{prefix}weights").combine_chunks()
+                w_off = numpy_view(weights.offsets)
+                trained = numpy_view(weights.values)[w_off[0] : w_off[-1]] != 0
+            else:
+                col = table.column(schema.token_columns[0]).combine_chunks()
+                trained = None
+            off = numpy_view(col.offsets).astype(np.int64)
+            ids = numpy_view(col.values)[off[0] : off[-1]]
+            for row, mask in self.match_flat(ids, off - off[0], trained).items():
+                found[row] = found.get(row, 0) | mask
         return found
 
 
 _LOADED: dict[str, EvalNgrams] = {}
 
 
-def eval_ngrams(spec: DecontaminateSpec, base_dir: Path) -> EvalNgrams:
-    """The eval n-grams, loaded once per process: the driver loads them before a pool forks, so
-    its workers start with them in memory (spawned or Ray workers load their own)."""
-    key = json.dumps([spec.model_dump(mode="json"), str(base_dir)])
+def eval_ngrams(spec: DecontaminateSpec, base_dir: Path, encoder: BatchEncoder) -> EvalNgrams:
+    """The eval n-grams, loaded once per process and tokenizer: the driver loads them before a
+    pool forks, so its workers start with them in memory (spawned or Ray workers load their
+    own). Every encoder a build may use gives the same ids, so any may have loaded them."""
+    key = json.dumps([spec.model_dump(mode="json"), str(base_dir), encoder.tokenizer.sha256])
     if key not in _LOADED:
-        _LOADED[key] = EvalNgrams.load(spec, base_dir)
+        _LOADED[key] = EvalNgrams.load(spec, base_dir, encoder)
     return _LOADED[key]
 
 
@@ -216,7 +371,6 @@ class RowFacts:
         *,
         dedup: bool,
         evals: EvalNgrams | None,
-        tokenizer: LoadedTokenizer | None,
         tokens: np.ndarray | None = None,
         trained: np.ndarray | None = None,
     ) -> RowFacts:
@@ -226,8 +380,8 @@ class RowFacts:
 
             tokens, trained = per_row(table, schema)
         found: dict[int, int] = {}
-        if evals is not None and tokenizer is not None and table.num_rows:
-            found = evals.match_joined(trained_text(table, schema, tokenizer))
+        if evals is not None and table.num_rows:
+            found = evals.match_table(table, schema)
         return cls(
             # A unit reads one source.
             source=table.column("source")[0].as_py() if table.num_rows else "",
@@ -280,6 +434,7 @@ class RowFacts:
             "longest": _b64(self.longest),
             "digests": base64.b64encode(self.digests).decode("ascii"),
             "contaminated": {str(i): m for i, m in self.contaminated.items()},
+            "contaminated_by": _MATCHED_BY,
         }
 
     @classmethod
@@ -296,6 +451,8 @@ class RowFacts:
                 digests=base64.b64decode(data["digests"]),
                 contaminated={int(i): int(m) for i, m in data["contaminated"].items()},
             )
+            if data["contaminated_by"] != _MATCHED_BY:  # a unit of a version matching words
+                return None
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
         sizes = {len(facts.rows), len(facts.tokens), len(facts.trained), len(facts.longest)}
@@ -378,97 +535,10 @@ def _digests(table: pa.Table, schema: ShardSchema) -> list[bytes]:
     return out
 
 
-_BYTE_TABLES: dict[str, Any] = {}
-
-
-def _byte_table(tok: LoadedTokenizer) -> tuple[np.ndarray, np.ndarray] | None:
-    """For a tokenizer whose decoder is plain ByteLevel: each id's bytes as decoding writes them
-    (a special token none, a NUL byte a space), flat with offsets, and a last entry holding one
-    NUL byte (the text separator); None for any other decoder (then `decode_batch` serves)."""
-    if tok.sha256 in _BYTE_TABLES:
-        return _BYTE_TABLES[tok.sha256]  # type: ignore[no-any-return]
-    table = None
-    if type(tok.tokenizer.decoder).__name__ == "ByteLevel":
-        # GPT-2's byte <-> printable character map, inverted (a character outside it: its UTF-8).
-        keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
-        moved = [b for b in range(256) if b not in set(keep)]
-        to_byte = {chr(c): bytes([c]) for c in keep}
-        to_byte.update({chr(256 + k): bytes([b]) for k, b in enumerate(moved)})
-        special = {i for i, t in tok.tokenizer.get_added_tokens_decoder().items() if t.special}
-        size = tok.vocab_size
-        parts = [b""] * (size + 1)
-        get = to_byte.get
-        for text, i in tok.tokenizer.get_vocab(with_added_tokens=True).items():
-            if i < size and i not in special:
-                parts[i] = b"".join([get(c) or c.encode("utf-8") for c in text])
-        parts[size] = b"\0"
-        blob = b"".join(parts).replace(b"\0", b" ")[:-1] + b"\0"  # NUL in a token: a space
-        lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
-        table = (np.frombuffer(blob, dtype=np.uint8), np.concatenate([[0], np.cumsum(lengths)]))
-    _BYTE_TABLES[tok.sha256] = table
-    return table
-
-
-def warm(spec: DecontaminateSpec, base_dir: Path, tok: LoadedTokenizer) -> None:
-    """Load what decontaminating needs (eval n-grams, the tokenizer's byte table) in this
-    process: the driver does before a pool forks, so its workers start with them."""
-    eval_ngrams(spec, base_dir)
-    _byte_table(tok)
-
-
-def trained_text(table: pa.Table, schema: ShardSchema, tok: LoadedTokenizer) -> str:
-    """Every row's trained text, a NUL after each but the last (none inside a text): the ids
-    gathered through the tokenizer's byte table and decoded once (as `decode_batch` with
-    special tokens skipped, a NUL written as a space; `decode_batch` itself where the decoder is
-    not plain ByteLevel)."""
-    bt = _byte_table(tok)
-    if bt is None:
-        ids, cut = _trained_ids(table, schema)
-        rows = ids.tolist()
-        texts = tok.tokenizer.decode_batch(
-            [rows[a:b] for a, b in zip(cut[:-1], cut[1:], strict=True)], skip_special_tokens=True
-        )
-        return "\0".join(t.replace("\0", " ") for t in texts)
-    data, offsets = bt
-    ids, _ = _trained_ids(table, schema, sep=len(offsets) - 2)  # the separator's id
-    starts, lengths = offsets[ids], offsets[ids + 1] - offsets[ids]
-    at = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    at += np.arange(int(lengths.sum()), dtype=np.int64)
-    return data[at].tobytes().decode("utf-8", errors="replace")
-
-
-def _trained_ids(
-    table: pa.Table, schema: ShardSchema, *, sep: int | None = None
-) -> tuple[np.ndarray, list[int]]:
-    """The token ids each row trains (every sequence's weighted targets, in order; an rl
-    prompt's ids), all rows in one array with each row's start (and the end); with `sep`, that
-    id between two rows."""
-    parts, owners = [], []
-    n = table.num_rows
-    width = max(len(schema.sequences), 1) + 1  # a row's sequences, then its separator
-    for k, prefix in enumerate(schema.sequences or ("",)):
-        if schema.sequences:
-            targets = table.column(f"{prefix}target_ids").combine_chunks()
-            weights = table.column(f"{prefix}weights").combine_chunks()
-            w_off = numpy_view(weights.offsets)
-            trained = numpy_view(weights.values)[w_off[0] : w_off[-1]] != 0
-        else:
-            targets = table.column(schema.token_columns[0]).combine_chunks()
-            trained = None
-        t_off = numpy_view(targets.offsets)
-        values = numpy_view(targets.values)[t_off[0] : t_off[-1]].astype(np.int64)
-        row_of = np.repeat(np.arange(n, dtype=np.int64), np.diff(t_off))
-        if trained is not None:
-            values, row_of = values[trained], row_of[trained]
-        parts.append(values)
-        owners.append(row_of * width + k)
-    if sep is not None and n > 1:
-        parts.append(np.full(n - 1, sep, dtype=np.int64))
-        owners.append(np.arange(n - 1, dtype=np.int64) * width + width - 1)
-    ids, keys = np.concatenate(parts), np.concatenate(owners)
-    order = np.argsort(keys, kind="stable")  # row by row, each row's sequences in order
-    counts = np.bincount(keys[order] // width, minlength=n) if sep is None else np.zeros(0)
-    return ids[order], [0, *np.cumsum(counts).tolist()]
+def warm(spec: DecontaminateSpec, base_dir: Path, encoder: BatchEncoder) -> None:
+    """Load the eval n-grams in this process: the driver does before a pool forks, so its
+    workers start with them."""
+    eval_ngrams(spec, base_dir, encoder)
 
 
 def find_drops(
@@ -478,7 +548,6 @@ def find_drops(
     *,
     dedup: bool,
     evals: EvalNgrams | None,
-    tokenizer: LoadedTokenizer | None,
     read: Any,
 ) -> RowDrops:
     """The decision, over the manifest's unit shards: test split first, each split in unit order.
@@ -497,9 +566,7 @@ def find_drops(
                 continue
             facts = RowFacts.from_json(shard.get("filter"), rows=shard["rows"], dedup=dedup)
             if facts is None:  # none recorded, or not readable as this version records them
-                facts = RowFacts.of_table(
-                    read(output, shard), schema, dedup=dedup, evals=evals, tokenizer=tokenizer
-                )
+                facts = RowFacts.of_table(read(output, shard), schema, dedup=dedup, evals=evals)
             if not dedup and not facts.contaminated:
                 continue
             src, rows, contaminated, digests = (

@@ -423,7 +423,7 @@ def _build_locked(
     if recipe.decontaminate is not None:  # loaded before a pool forks: its workers inherit them
         from shardprep.build.dedup import warm
 
-        warm(recipe.decontaminate, plan.base_dir, plan.tokenizer)
+        warm(recipe.decontaminate, plan.base_dir, ctx.loaded()[1])
     engine.start(ctx, todo)  # a pool forks here, before the progress display runs a thread
     try:
         progress.start(total_rows, done_rows=sum(u.kept for u in units if u.index in done))
@@ -621,6 +621,7 @@ def _row_filters(plan: Plan, manifest: dict[str, Any]) -> dict[str, Any] | None:
         return None
     from shardprep.build.compact import DamagedUnitShard, read_unit_shard
     from shardprep.build.dedup import apply_drops, eval_ngrams, find_drops
+    from shardprep.build.units import unit_encoder
 
     spec = recipe.decontaminate
     task = TASKS[recipe.task]
@@ -630,8 +631,14 @@ def _row_filters(plan: Plan, manifest: dict[str, Any]) -> dict[str, Any] | None:
             manifest,
             task.schema_for(task.options(recipe)),
             dedup=recipe.dedup == "exact",
-            evals=eval_ngrams(spec, plan.base_dir) if spec is not None else None,
-            tokenizer=plan.tokenizer,
+            # loaded by then (warm): an encoder of the plan's tokenizer finds them
+            evals=(
+                eval_ngrams(
+                    spec, plan.base_dir, unit_encoder(recipe, plan.tokenizer, plan.renderer)
+                )
+                if spec is not None
+                else None
+            ),
             read=read_unit_shard,
         )
     except DamagedUnitShard as exc:

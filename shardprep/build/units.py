@@ -324,7 +324,7 @@ class _FactSink:
         self.writer.add_table(table, tokens, trained)
 
 
-def _row_facts(ctx: UnitContext, tokenizer: LoadedTokenizer) -> Any:
+def _row_facts(ctx: UnitContext, encoder: BatchEncoder) -> Any:
     """RowFacts.of_table for this build's schema, dedup and eval n-grams."""
     from functools import partial
 
@@ -337,8 +337,7 @@ def _row_facts(ctx: UnitContext, tokenizer: LoadedTokenizer) -> Any:
         RowFacts.of_table,
         schema=task.schema_for(task.options(recipe)),
         dedup=recipe.dedup == "exact",
-        evals=eval_ngrams(spec, ctx.base_dir) if spec is not None else None,
-        tokenizer=tokenizer,
+        evals=eval_ngrams(spec, ctx.base_dir, encoder) if spec is not None else None,
     )
 
 
@@ -394,7 +393,7 @@ def run_unit(ctx: UnitContext, unit: WorkUnit) -> UnitResult:
     }
     # dedup / decontaminate: each table's row facts, taken as it is written (build/dedup.py).
     facts_of = (
-        _row_facts(ctx, encoder.tokenizer)
+        _row_facts(ctx, encoder)
         if recipe.dedup != "none" or recipe.decontaminate is not None
         else None
     )

@@ -210,7 +210,56 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
+# The reference matcher, plain Python: what `decontaminate` means, n-gram by n-gram.
+def _grams(ids: list[int], n: int) -> set[tuple[int, ...]]:
+    return {tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)}
+
+
+def _eval_grams(tok: Any, texts: list[str], n: int) -> set[tuple[int, ...]]:
+    """An eval file's n-grams: each text encoded alone, special-token text as plain text."""
+    t = tok.tokenizer
+    t.encode_special_tokens = True
+    try:
+        return set().union(*(_grams(t.encode(x, add_special_tokens=False).ids, n) for x in texts))
+    finally:
+        t.encode_special_tokens = False
+
+
+def _trained_grams(ids: list[int], weights: list[float] | None, n: int) -> set[tuple[int, ...]]:
+    """The n-grams lying wholly in one run of trained positions (weights None: all trained)."""
+    if weights is None:
+        return _grams(ids, n)
+    out, run = set(), []
+    for i, w in zip(ids, weights, strict=True):
+        if w:
+            run.append(i)
+        else:
+            out |= _grams(run, n)
+            run = []
+    return out | _grams(run, n)
+
+
+def _reference(
+    rows: list[dict[str, Any]], prefixes: tuple[str, ...], owned: list[set[Any]], n: int
+) -> dict[int, int]:
+    """{row: bitmask of the eval files} by the definition (prefixes: the row's sequences; ()
+    for an rl prompt, all of it trained)."""
+    found = {}
+    for i, r in enumerate(rows):
+        grams: set[tuple[int, ...]] = set()
+        for p in prefixes:
+            grams |= _trained_grams(r[f"{p}target_ids"], r[f"{p}weights"], n)
+        if not prefixes:
+            grams = _grams(r["prompt_ids"], n)
+        mask = sum(1 << k for k, g in enumerate(owned) if grams & g)
+        if mask:
+            found[i] = mask
+    return found
+
+
 def test_decontaminate_drops_rows_sharing_an_ngram_with_eval_files(tmp_path: Path) -> None:
+    from shardprep.tokenizer import load_tokenizer
+
     alpaca = json.loads(gzip.decompress((LF / "alpaca_en_demo.json.gz").read_bytes()))
     # Eval sets quoting some real answers: a JSONL file, and a Parquet one with another field.
     jsonl = tmp_path / "eval.jsonl"
@@ -219,22 +268,21 @@ def test_decontaminate_drops_rows_sharing_an_ngram_with_eval_files(tmp_path: Pat
     )
     parquet = tmp_path / "eval.parquet"
     pq.write_table(pa.table({"answer": [alpaca[i]["output"] for i in (20, 21, 3)]}), parquet)
-    n = 13
-
-    def grams(text: str) -> set[tuple[str, ...]]:
-        w = _words(text)
-        return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
-
+    n = 40  # tokens of the toy tokenizer (about 3.6 a word): some 11 words
+    sources = [SFT_SOURCES[0]]
+    # The oracle: the reference matcher over a plain build's rows.
+    plain_m = build(*_recipe(tmp_path, "plain", sources=sources, split={})).manifest
+    plain = _rows(tmp_path / "plain", plain_m)["train"]
+    tok = load_tokenizer(str(TOY))
     evals = {
-        "eval.jsonl": set().union(*(grams(alpaca[i]["output"]) for i in (3, 8))),
-        "eval.parquet": set().union(*(grams(alpaca[i]["output"]) for i in (20, 21, 3))),
+        "eval.jsonl": _eval_grams(tok, [alpaca[i]["output"] for i in (3, 8)], n),
+        "eval.parquet": _eval_grams(tok, [alpaca[i]["output"] for i in (20, 21, 3)], n),
     }
     want = {
-        name: {i for i, r in enumerate(alpaca) if grams(r["output"]) & g}
+        name: {plain[i]["source_row"] for i in _reference(plain, ("",), [g], n)}
         for name, g in evals.items()
     }
     assert want["eval.jsonl"] >= {3, 8} and want["eval.parquet"] >= {3, 20, 21}
-    sources = [SFT_SOURCES[0]]
     recipe_path = tmp_path / "recipe.yaml"
     data = {
         "name": "t",
@@ -245,16 +293,16 @@ def test_decontaminate_drops_rows_sharing_an_ngram_with_eval_files(tmp_path: Pat
         "decontaminate": {"paths": ["eval.jsonl"], "ngram": n},
     }
     recipe_path.write_text(yaml.safe_dump(data))
-    # one eval file whose field is not there: a clear error naming file, row and field
     res = runner.invoke(app, ["build", str(recipe_path), "--quiet"])
     assert res.exit_code == 0, res.output
-    data["decontaminate"] = {"paths": ["eval.parquet"], "field": "text"}
+    # one eval file whose field is not there: a clear error naming file, row and field
+    data["decontaminate"] = {"paths": ["eval.parquet"], "field": "text", "ngram": n}
     recipe_path.write_text(yaml.safe_dump(data))
     res = runner.invoke(app, ["build", str(recipe_path), "--quiet"])
     assert res.exit_code == 2
     assert "eval.parquet row 0: field 'text' is missing" in res.output
     # both files: a row is dropped once, counted under each file it shares an n-gram with
-    data["decontaminate"] = {"paths": ["eval.jsonl", "eval.parquet"], "field": "answer"}
+    data["decontaminate"] = {"paths": ["eval.jsonl", "eval.parquet"], "field": "answer", "ngram": n}
     (tmp_path / "eval.jsonl").write_text(
         "".join(json.dumps({"answer": alpaca[i]["output"]}) + "\n" for i in (3, 8))
     )
@@ -286,6 +334,34 @@ def test_decontaminate_drops_rows_sharing_an_ngram_with_eval_files(tmp_path: Pat
     os.utime(jsonl, ns=(jsonl.stat().st_atime_ns, jsonl.stat().st_mtime_ns + 10**9))
     changed = json.loads(runner.invoke(app, ["build", str(recipe_path), "--json"]).output)
     assert changed["status"] == "built" and changed["fingerprint"] != out["fingerprint"]
+
+
+def test_a_prompt_in_an_eval_file_does_not_drop_its_sft_row(tmp_path: Path) -> None:
+    """Untrained tokens never count: with 20 alpaca instructions (sft prompts, untrained) as the
+    eval file, an sft build drops exactly the rows whose trained answer holds one of their
+    n-grams (the reference matcher), so rows whose answer quotes none of them are kept."""
+    from shardprep.tokenizer import load_tokenizer
+
+    alpaca = json.loads(gzip.decompress((LF / "alpaca_en_demo.json.gz").read_bytes()))
+    n = 24
+    tok = load_tokenizer(str(TOY))
+    picked = [i for i, r in enumerate(alpaca) if len(_words(r["instruction"])) >= 12][:20]
+    (tmp_path / "eval.jsonl").write_text(
+        "".join(json.dumps({"text": alpaca[i]["instruction"]}) + "\n" for i in picked)
+    )
+    sources = [SFT_SOURCES[0]]
+    plain_m = build(*_recipe(tmp_path, "plain", sources=sources, split={})).manifest
+    plain = _rows(tmp_path / "plain", plain_m)["train"]
+    owned = _eval_grams(tok, [alpaca[i]["instruction"] for i in picked], n)
+    want = {plain[i]["source_row"] for i in _reference(plain, ("",), [owned], n)}
+    # every picked row holds the n-grams, untrained: all tokens would have dropped them
+    assert all(_grams(r["input_ids"], n) & owned for r in plain if r["source_row"] in picked)
+    spec = {"paths": [str(tmp_path / "eval.jsonl")], "ngram": n}
+    m = build(*_recipe(tmp_path, sources=sources, split={}, decontaminate=spec)).manifest
+    kept = {r["source_row"] for r in _rows(tmp_path / "out", m)["train"]}
+    assert kept == {r["source_row"] for r in plain} - want
+    assert set(picked) & kept, "rows whose prompt (only) is in the eval file are kept"
+    assert m["stats"]["dropped"].get("contaminated", 0) == len(want)
 
 
 def test_unit_facts_equal_the_facts_taken_from_the_shards(
@@ -368,46 +444,150 @@ def test_rl_prompts_rows_are_deduplicated_and_decontaminated_by_their_prompt(
     _accounted(m)
 
 
-def test_match_many_equals_the_word_ngram_definition(tmp_path: Path) -> None:
-    """The batched matcher (one regex pass, rolling hashes, binary search) finds exactly the
-    texts sharing a lowercased word n-gram with each eval file."""
-    from shardprep.build.dedup import EvalNgrams
-    from shardprep.recipe import DecontaminateSpec
+def _table(rows: list[list[int]], weights: list[list[float]], prefixes: tuple[str, ...]) -> Any:
+    import numpy as np
 
+    from shardprep.store.columns import flat_lists
+
+    off = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+    flat = np.array([i for r in rows for i in r], dtype=np.int32)
+    w = np.array([x for r in weights for x in r], dtype=np.float32)
+    if not prefixes:
+        return pa.table({"prompt_ids": flat_lists(flat, off, pa.int32())})
+    cols = {}
+    for p in prefixes:
+        cols[f"{p}input_ids"] = flat_lists(flat, off, pa.int32())
+        cols[f"{p}target_ids"] = flat_lists(flat, off, pa.int32())
+        cols[f"{p}weights"] = flat_lists(w, off, pa.float32())
+    return pa.table(cols)
+
+
+@pytest.mark.parametrize("name", ["qwen3", "toy"])
+def test_the_vectorized_matcher_equals_the_reference(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EvalNgrams.match_table (every window hashed at once, looked up, confirmed on the ids)
+    finds exactly the rows the plain reference finds, per eval file, on real text: seeded
+    random trained spans over alpaca and glaive answers, and crafted rows (an n-gram wholly
+    trained; the same with one untrained token inside; an n-gram split across two rows or a
+    pair's two sides; one token short; special-token text escaped or as its id)."""
+    import random
+
+    from shardprep.build import dedup
+    from shardprep.build.dedup import EvalNgrams
+    from shardprep.encode.tokenize import BatchEncoder
+    from shardprep.recipe import DecontaminateSpec
+    from shardprep.tasks import TASKS
+    from shardprep.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(str(ROOT / "tests/fixtures/tokenizers" / name))
+    enc = tok.tokenizer
     alpaca = json.loads(gzip.decompress((LF / "alpaca_en_demo.json.gz").read_bytes()))
-    evals = [[alpaca[i]["output"] for i in (1, 2)], [alpaca[i]["output"] for i in (2, 5)]]
+    glaive = json.loads(gzip.decompress((LF / "glaive_toolcall_en_demo.json.gz").read_bytes()))
+    special = "the end <|im_end|> of the text, spelled out in an eval answer here"
+    evals = [
+        [alpaca[i]["output"] for i in (1, 2)] + [special],
+        [alpaca[i]["output"] for i in (2, 5)] + [json.dumps(glaive[0])],
+    ]
     for k, texts in enumerate(evals):
         (tmp_path / f"e{k}.jsonl").write_text(
             "".join(json.dumps({"text": t}) + "\n" for t in texts)
         )
-    n = 6
+    n = 8
     spec = DecontaminateSpec(paths=["e0.jsonl", "e1.jsonl"], ngram=n)
-    matcher = EvalNgrams.load(spec, tmp_path)
+    matcher = EvalNgrams.load(spec, tmp_path, BatchEncoder(tok))  # as a build's encoder
+    owned = [_eval_grams(tok, texts, n) for texts in evals]
+    assert [f.ngrams for f in matcher.files] == [len(g) for g in owned]
 
-    def grams(text: str) -> set[tuple[str, ...]]:
-        w = _words(text)
-        return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
+    def ids(text: str) -> list[int]:
+        return enc.encode(text, add_special_tokens=False).ids
 
-    owned = [set().union(*(grams(t) for t in texts)) for texts in evals]
-    rows = [r["output"] for r in alpaca[:150]]
-    rows += [
-        "",
-        "\0".join(rows[1:3]),  # a NUL inside a text stays inside it
-        rows[2].upper(),  # words are compared lowercased
-        "İ " + rows[5],  # lower() that changes the length
-        " ".join(_words(rows[2])[:n]),  # exactly one n-gram
-        " ".join(_words(rows[2])[: n - 1]),  # one word short
+    rng = random.Random(0)
+    rows, weights = [], []
+    texts = [r["output"] for r in alpaca[:120]] + [json.dumps(r) for r in glaive[:20]]
+    for text in texts:
+        r = ids("Question: " + text[:40]) + ids(text)
+        w, at = [], 0
+        while at < len(r):  # runs of trained and untrained tokens, some shorter than n
+            span = rng.choice([1, 3, n - 1, n, 2 * n, 200])
+            w += [float(rng.random() < 0.6)] * min(span, len(r) - at)
+            at += span
+        rows.append(r)
+        weights.append(w)
+    gram = list(sorted(owned[1] - owned[0])[0])  # an n-gram of e1 only
+    filler = ids(" unrelated words about nothing in particular at all")
+    crafted = [
+        (filler + gram + filler, [1.0] * (2 * len(filler) + n), 0b10),
+        # 2n - 1 tokens: every window holds the untrained middle one
+        ((gram + gram)[: 2 * n - 1], [1.0] * (n - 1) + [0.0] + [1.0] * (n - 1), 0),
+        (filler + gram[: n // 2], [1.0] * (len(filler) + n // 2), 0),  # ... then the next row
+        (gram[n // 2 :] + filler, [1.0] * (n - n // 2 + len(filler)), 0),
+        (gram[:-1], [1.0] * (n - 1), 0),
+        (filler + ids(special)[:n], [1.0] * (len(filler) + n), None),  # None: as the reference
     ]
-    want = {}
-    for i, text in enumerate(rows):
-        mask = sum(1 << k for k, g in enumerate(owned) if grams(text) & g)
-        if mask:
-            want[i] = mask
-    assert matcher.match_many(rows) == want
-    assert {i: matcher.match(t) for i, t in enumerate(rows) if matcher.match(t)} == want
-    assert len(want) >= 5
-    assert len(rows) - 2 in want and len(rows) - 1 not in want  # one n-gram is enough
-    assert want[len(rows) - 4] == 0b11  # upper-cased: still rows[2], in both eval files
+    escaped_special = _eval_grams(tok, [special], n)
+    for r, w, _ in crafted:
+        rows.append(r)
+        weights.append(w)
+    want = _reference(
+        [{"target_ids": r, "weights": w} for r, w in zip(rows, weights, strict=True)],
+        ("",),
+        owned,
+        n,
+    )
+    first = len(texts)
+    for k, (_, _, mask) in enumerate(crafted):
+        if mask is not None:
+            assert want.get(first + k, 0) == mask, k
+    assert want.get(first + 5, 0) & 1 == (1 if escaped_special & _grams(rows[first + 5], n) else 0)
+    assert len(want) >= 10 and len(rows) - len(want) >= 50
+    assert matcher.match_table(_table(rows, weights, ("",)), TASKS["sft"].schema) == want
+
+    # dpo: each side on its own (an n-gram split across chosen and rejected is none)
+    pairs = list(zip(rows[:-1], rows[1:], strict=True))
+    pw = list(zip(weights[:-1], weights[1:], strict=True))
+    pair_rows = [
+        {
+            "chosen_target_ids": a,
+            "chosen_weights": wa,
+            "rejected_target_ids": b,
+            "rejected_weights": wb,
+        }
+        for (a, b), (wa, wb) in zip(pairs, pw, strict=True)
+    ]
+    want_pairs = _reference(pair_rows, ("chosen_", "rejected_"), owned, n)
+    assert want_pairs.get(first + 2, 0) == 0  # the split n-gram: chosen's tail, rejected's head
+    import numpy as np
+
+    from shardprep.store.columns import flat_lists
+
+    cols = {}
+    for side, (rs, ws) in {
+        "chosen_": (rows[:-1], weights[:-1]),
+        "rejected_": (rows[1:], weights[1:]),
+    }.items():
+        off = np.concatenate([[0], np.cumsum([len(r) for r in rs])]).astype(np.int64)
+        flat = np.array([i for r in rs for i in r], dtype=np.int32)
+        cols[f"{side}input_ids"] = flat_lists(flat, off, pa.int32())
+        cols[f"{side}target_ids"] = flat_lists(flat, off, pa.int32())
+        cols[f"{side}weights"] = flat_lists(
+            np.array([x for w in ws for x in w], dtype=np.float32), off, pa.float32()
+        )
+    assert matcher.match_table(pa.table(cols), TASKS["dpo"].schema) == want_pairs
+    # rl prompts: the whole prompt counts
+    prompts = [{"prompt_ids": r} for r in rows]
+    want_prompts = _reference(prompts, (), owned, n)
+    assert want_prompts.get(first + 1, 0) == 0b10  # its untrained token counts here
+    table = _table(rows, weights, ())
+    assert matcher.match_table(table, TASKS["rl_prompts"].schema) == want_prompts
+    # A hash that collides all the time (257 values): every hit is still confirmed on the ids,
+    # and n-grams sharing a hash are still told apart when the eval files are loaded.
+    real = dedup.window_hashes
+    monkeypatch.setattr(dedup, "window_hashes", lambda ids, n: real(ids, n) % np.uint64(257))
+    weak = EvalNgrams.load(spec, tmp_path, BatchEncoder(tok))
+    assert weak.run > 2 and [f.ngrams for f in weak.files] == [len(g) for g in owned]
+    assert weak.match_table(_table(rows, weights, ("",)), TASKS["sft"].schema) == want
+    assert weak.match_table(pa.table(cols), TASKS["dpo"].schema) == want_pairs
 
 
 def test_build_and_show_name_each_duplicate_and_its_copy(tmp_path: Path) -> None:
@@ -443,82 +623,3 @@ def test_validate_and_build_name_a_missing_eval_file(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "missing.jsonl" in res.output, res.output
     res = runner.invoke(app, ["build", str(path), "--quiet"])
     assert res.exit_code == 2 and "missing.jsonl" in res.output, res.output
-
-
-@pytest.mark.parametrize(
-    "name", ["qwen3", "llama3", "deepseek_v3", "gpt_oss", "mistral_nemo_tekken", "mistral_v3"]
-)
-def test_trained_text_equals_decode_batch(name: str) -> None:
-    """The byte-table decoding of a table's trained ids equals the tokenizer's own decode_batch
-    (special tokens skipped), text by text, where masks cut multi-byte characters apart."""
-    import random
-
-    import numpy as np
-
-    from shardprep.build.dedup import trained_text
-    from shardprep.store.columns import flat_lists
-    from shardprep.tasks import TASKS
-    from shardprep.tokenizer import load_tokenizer
-
-    tok = load_tokenizer(str(ROOT / "tests/fixtures/tokenizers" / name))
-    glaive = json.loads(gzip.decompress((LF / "glaive_toolcall_en_demo.json.gz").read_bytes()))
-    texts = [json.dumps(r, ensure_ascii=False) for r in glaive[:20]]
-    texts += ["héllo wörld 日本語のテキスト 🤖🎉 emoji", "a\0b nul", "<|im_end|> <think>x</think>"]
-    rng = random.Random(0)
-    rows, weights = [], []
-    for t in texts:
-        ids = tok.tokenizer.encode(t, add_special_tokens=False).ids
-        specials = [i for i in (tok.special_id("eos_token"), tok.special_id("bos_token")) if i]
-        ids = ids[:3] + specials + ids[3:]  # a special token inside the trained text
-        rows.append(ids)
-        weights.append([float(rng.random() < 0.7) for _ in ids])
-    offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
-    flat = np.array([i for r in rows for i in r], dtype=np.int32)
-    w = np.array([x for r in weights for x in r], dtype=np.float32)
-    table = pa.table(
-        {
-            "input_ids": flat_lists(flat, offsets, pa.int32()),
-            "target_ids": flat_lists(flat, offsets, pa.int32()),
-            "weights": flat_lists(w, offsets, pa.float32()),
-        }
-    )
-    trained = [
-        [i for i, x in zip(r, ws, strict=True) if x] for r, ws in zip(rows, weights, strict=True)
-    ]
-    want = tok.tokenizer.decode_batch(trained, skip_special_tokens=True)
-    got = trained_text(table, TASKS["sft"].schema, tok).split("\0")
-    assert got == [t.replace("\0", " ") for t in want]
-
-
-@pytest.mark.parametrize("name", ["qwen3", "mistral_v3"])
-def test_trained_text_of_pairs_and_prompts(name: str) -> None:
-    """A dpo pair's trained text is its chosen then its rejected trained tokens; an rl prompt's
-    is the whole prompt."""
-    import numpy as np
-
-    from shardprep.build.dedup import trained_text
-    from shardprep.store.columns import flat_lists
-    from shardprep.tasks import TASKS
-    from shardprep.tokenizer import load_tokenizer
-
-    tok = load_tokenizer(str(ROOT / "tests/fixtures/tokenizers" / name))
-    texts = ["first answer über", "second ünïcode 🤖", "third", "a" * 5]
-    ids = [tok.tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
-    off = np.concatenate([[0], np.cumsum([len(r) for r in ids])]).astype(np.int64)
-    flat = np.array([i for r in ids for i in r], dtype=np.int32)
-    ones = np.ones(len(flat), dtype=np.float32)
-    half = np.array([float(k % 2) for k in range(len(flat))], dtype=np.float32)
-    cols = {}
-    for side, w in (("chosen_", ones), ("rejected_", half)):
-        cols[f"{side}input_ids"] = flat_lists(flat, off, pa.int32())
-        cols[f"{side}target_ids"] = flat_lists(flat, off, pa.int32())
-        cols[f"{side}weights"] = flat_lists(w, off, pa.float32())
-    pairs = trained_text(pa.table(cols), TASKS["dpo"].schema, tok).split("\0")
-    want = []
-    for r, (a, b) in enumerate(zip(off[:-1], off[1:], strict=True)):
-        rejected = [flat[k] for k in range(a, b) if half[k]]
-        want.append(tok.tokenizer.decode([*ids[r], *rejected], skip_special_tokens=True))
-    assert pairs == want
-    prompts = pa.table({"prompt_ids": flat_lists(flat, off, pa.int32())})
-    got = trained_text(prompts, TASKS["rl_prompts"].schema, tok).split("\0")
-    assert got == tok.tokenizer.decode_batch(ids, skip_special_tokens=True)
