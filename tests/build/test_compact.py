@@ -289,3 +289,40 @@ def test_compaction_while_units_run_equals_the_commit_pass(
         assert len(info["shards"]) >= 2
         assert seen["streamed"][split] == info["shards"], split
         assert seen["shuffled"][split] == info["shards"], split
+
+
+def test_a_unit_shard_lost_before_its_streamed_merge_fails_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A unit shard gone before the build merges it (while later units run): the commit's own
+    pass takes over and the build fails naming the lost shard, with no manifest."""
+    import shardprep.build.compact as compact
+
+    (tmp_path / "lost").mkdir()
+    real = compact.Streaming.offer
+
+    def lose_then_merge(self: compact.Streaming, results: dict[int, Any]) -> None:
+        if 3 in results and not getattr(self, "lost", False):
+            self.lost = True  # type: ignore[attr-defined]
+            (tmp_path / "lost" / "out" / results[3].shards["train"][0]["path"]).unlink()
+        real(self, results)
+
+    rows = [
+        {"messages": [{"role": "user", "content": f"q {i}"}, {"role": "assistant", "content": "a"}]}
+        for i in range(100)
+    ]
+    (tmp_path / "lost" / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = {
+        "name": "c",
+        "output": str(tmp_path / "lost" / "out"),
+        "tokenizer": str(QWEN3),
+        "renderer": "qwen3",
+        "sources": [{"path": "d.jsonl"}],
+        "work_unit_rows": 16,
+        "shards": {"max_rows": 40},
+    }
+    (tmp_path / "lost" / "r.yaml").write_text(yaml.safe_dump(recipe))
+    monkeypatch.setattr(compact.Streaming, "offer", lose_then_merge)
+    with pytest.raises(BuildError, match=r"1 shard\(s\) this build wrote are not in"):
+        run_build(*load_recipe(tmp_path / "lost" / "r.yaml"))
+    assert not (tmp_path / "lost" / "out" / "manifest.json").exists()
