@@ -340,7 +340,8 @@ def _phases(work: Path, task: str, workers: int) -> dict[str, Any]:
     end = time.perf_counter() - t_start - imports
     out = {k: [round(x - imports, 3) for x in v[:2]] for k, v in spans.items()}
     if units:
-        out["first unit done"] = [round(units[0] - imports, 3)]
+        # (units the driver ran during the parse are handed over when the pool starts)
+        out["first unit result handed over"] = [round(units[0] - imports, 3)]
         out["last unit done"] = [round(units[-1] - imports, 3)]
     out["exit"] = [round(end, 3)]
     return {"phases": out}
@@ -536,6 +537,14 @@ def _derive(task: str, sizes: list[dict[str, Any]], cores: int) -> dict[str, flo
     for s in sizes:
         r = s["paths"][key]["tokens_per_s"] / s["paths"]["raw tokenizers"]["tokens_per_s"]
         say(f"  {s['tokens']:>12,} tokens: whole build / raw tokenizers {r:6.2f}")
+        derived[f"whole / raw tokenizers at {s['tokens']}"] = r
+    # tinker and TRL take minutes at the largest size: their rate where they ran (per token, it
+    # does not grow with the input) against the largest whole build's.
+    for name, ref in a["paths"].items():
+        if name.startswith(("tinker", "trl")) and "tokens_per_s" in ref:
+            r = b["paths"][key]["tokens_per_s"] / ref["tokens_per_s"]
+            derived[f"whole at {b['tokens']} / {name} at {a['tokens']}"] = r
+            say(f"  whole build at {b['tokens']:,} / {name} (rate at {a['tokens']:,}) {r:6.2f}")
     return derived
 
 
