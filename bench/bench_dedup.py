@@ -1,11 +1,11 @@
 """What `dedup: exact` and `decontaminate:` cost a build: the same SFT build (GSM8K-style rows,
 bench/gsm8k_like.py, Qwen3 tokenizer and renderer, 5 % of the rows repeated by a second source)
-without them, with `dedup: exact`, and with both (an eval file of 1,000 other GSM8K-style rows,
-the default n-gram: 16 tokens). The rows share their template, so many trained 16-token windows
-(a calculation such as ` 17 * $23 = <<17*23=391>>$391 on them`) recur in the eval rows: most
-rows are dropped, which also times the matcher where most windows hit. Builds alternate, each
-`--force` in this process, and the median of each is reported with the time of the row-filter
-pass itself (build/dedup.py's find_drops).
+without them, with `dedup: exact`, with `decontaminate:`, and with both (an eval file of 1,000
+other GSM8K-style rows, the default n-gram: 16 tokens). The rows share their template, so many
+trained 16-token windows (a calculation such as ` 17 * $23 = <<17*23=391>>$391 on them`) recur
+in the eval rows: most rows are dropped, which also times the matcher where most windows hit.
+Builds alternate, each `--force` in this process and loading its eval n-grams afresh, and the
+median of each is reported with the time of the row-filter pass itself (find_drops).
 
   python bench/bench_dedup.py [--tokens 2000000] [--repeats 3] [--workers auto]
 """
@@ -71,6 +71,7 @@ def main() -> None:
     configs = {
         "plain": {},
         "dedup": {"dedup": "exact"},
+        "decontaminate": {"decontaminate": {"paths": ["eval.jsonl"]}},
         "dedup+decontaminate": {
             "dedup": "exact",
             "decontaminate": {"paths": ["eval.jsonl"]},  # the default n-gram
@@ -100,6 +101,7 @@ def main() -> None:
             path = work / f"{name}.yaml"
             path.write_text(yaml.safe_dump({**base, "output": f"out-{name}", **extra}))
             current[0] = name
+            dedup._LOADED.clear()  # each build loads its eval n-grams, as a `prep build` does
             t0, c0 = time.perf_counter(), _cpu()
             res = build(*load_recipe(path), force=True, workers=args.workers)
             walls[name].append(time.perf_counter() - t0)

@@ -69,7 +69,7 @@ _BASE = np.uint64(0xD6E8FEB86659FD93)  # odd: the polynomial hash's base, mod 2*
 _ENCODE_BATCH = 1024  # eval texts encoded per call (then fastokens, once its parse is done)
 
 
-def _mixed(ids: np.ndarray) -> np.ndarray:
+def _scramble(ids: np.ndarray) -> np.ndarray:
     x = ids.astype(np.uint64) + _MIX[0]
     x ^= x >> np.uint64(30)
     x *= _MIX[1]
@@ -77,6 +77,20 @@ def _mixed(ids: np.ndarray) -> np.ndarray:
     x *= _MIX[2]
     x ^= x >> np.uint64(31)
     return x
+
+
+_SCRAMBLED = np.zeros(0, dtype=np.uint64)  # _scramble of every id below its length
+
+
+def _mixed(ids: np.ndarray) -> np.ndarray:
+    """Each id scrambled: one gather from a table of the vocabulary's (made once per process)."""
+    global _SCRAMBLED
+    try:
+        return _SCRAMBLED[ids]
+    except IndexError:
+        size = 1 << max(18, (int(ids.max()) + 1 - 1).bit_length())
+        _SCRAMBLED = _scramble(np.arange(size, dtype=np.int64))
+        return _SCRAMBLED[ids]
 
 
 def window_hashes(ids: np.ndarray, n: int) -> np.ndarray:
@@ -247,10 +261,12 @@ class EvalNgrams:
         out.run = int(np.diff(edges, prepend=0, append=len(h)).max())
         bits = min(26, max(10, int(len(h) * 32).bit_length()))  # at most 1/32 of it set
         out._shift = np.uint64(64 - bits)
-        top = out.hashes >> out._shift  # sorted: of equal ones, the first
-        top = top[np.concatenate([[True], top[1:] != top[:-1]])]
+        top = out.hashes >> out._shift  # sorted
+        byte = (top >> np.uint64(3)).astype(np.int64)
+        first = np.flatnonzero(np.concatenate([[True], byte[1:] != byte[:-1]]))
+        bit = np.left_shift(1, (top & np.uint64(7)).astype(np.uint8), dtype=np.uint8)
         out._bitmap = np.zeros(1 << (bits - 3), dtype=np.uint8)
-        np.bitwise_or.at(out._bitmap, top >> np.uint64(3), np.left_shift(1, top & np.uint64(7)))
+        out._bitmap[byte[first]] = np.bitwise_or.reduceat(bit, first)
         return out
 
     def match_flat(
@@ -273,14 +289,12 @@ class EvalNgrams:
             cut[row_at] = True
             offsets = np.flatnonzero(cut)
             ids = ids[kept]
-        at = window_starts(offsets, n)
-        if not len(at):
-            return {}
-        h = window_hashes(ids, n)[at]
+        h = window_hashes(ids, n)  # every window, then those in one span among the few left
         top = h >> self._shift
         maybe = (self._bitmap[top >> np.uint64(3)] >> (top & np.uint64(7)).astype(np.uint8)) & 1
-        maybe = maybe.astype(bool)
-        at, h = at[maybe], h[maybe]
+        at = np.flatnonzero(maybe)
+        at = at[at + n <= offsets[np.searchsorted(offsets, at, side="right")]]
+        h = h[at]
         lo = np.searchsorted(self.hashes, h)
         hit = lo < len(self.hashes)
         hit[hit] = self.hashes[lo[hit]] == h[hit]
@@ -300,8 +314,8 @@ class EvalNgrams:
             ok[ok] = (_gather(self.ids, self.starts[j[ok]], n) == windows[ok]).all(axis=1)
             pairs.append(rows[ok] * len(self.files) + self.file_of[j[ok]])
         found: dict[int, int] = {}
-        # (np.unique hashes its input: slower than sorting here)
-        for pair in sorted(set(np.concatenate(pairs).tolist())):
+        both = np.sort(np.concatenate(pairs))  # (np.unique hashes its input: slower here)
+        for pair in both[np.concatenate([[True], both[1:] != both[:-1]])].tolist():
             row, k = divmod(pair, len(self.files))
             found[row] = found.get(row, 0) | 1 << k
         return found
