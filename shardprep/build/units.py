@@ -245,8 +245,7 @@ def encoder_record(results: list[UnitResult]) -> dict[str, Any] | None:
     seen = [r.extras["encoder"] for r in results if r.extras.get("encoder")]
     if not seen:
         return None
-    # The last unit's: the first ones may have run with the reference while fastokens loaded.
-    record = dict(seen[-1])
+    record = dict(seen[0])
     record["name"] = "+".join(sorted({e["name"] for e in seen}))
     return record
 

@@ -107,8 +107,10 @@ class BatchEncoder:
 
     def while_loading(self) -> BatchEncoder | None:
         """This encoder's reference twin (`tokenizers`: the ids every encoder must give) while
-        fastokens' parse for it still runs, else None: a driver encodes its first units with it
-        instead of waiting for the parse (build/engines/local.py)."""
+        fastokens' parse for it still runs, else None: for small work that should not wait for
+        the parse (the decontaminate eval texts). Not for units: tokenizers encodes some fifty
+        times slower than fastokens, so units run with it during the parse (tried) took more
+        CPU than the wait they saved."""
         from shardprep.encode.backends import Selection, TokenizersBackend
         from shardprep.encode.fast_parse import parse_pending
 

@@ -143,28 +143,6 @@ def _bounded(
         raise
 
 
-def _while_parsing(
-    ctx: UnitContext, units: Sequence[WorkUnit], on_done: Callable[[UnitResult], None]
-) -> int:
-    """Units run in this process, in order, while fastokens' parse of the encoder still runs
-    (how many): encoded with `tokenizers`, the reference whose ids fastokens must equal to be
-    used at all, so the shards are the same bytes; each unit records the encoder it used. The
-    parse holds one core for seconds; the other does these units instead of waiting for it."""
-    import dataclasses
-
-    from shardprep.build.units import run_unit
-
-    renderer, encoder, output = ctx.loaded()
-    n = 0
-    for unit in units[:-1]:  # the last unit waits: the manifest names the settled encoder
-        twin = encoder.while_loading()
-        if twin is None:
-            break
-        on_done(run_unit(dataclasses.replace(ctx, _loaded=(renderer, twin, output)), unit))
-        n += 1
-    return n
-
-
 class LocalEngine:
     """This process for one worker, else a process pool of `workers` processes (see the module)."""
 
@@ -173,23 +151,12 @@ class LocalEngine:
     def __init__(self, *, workers: int) -> None:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
-        self._early: list[UnitResult] = []  # units this process ran before the pool started
-        self._early_error: BaseException | None = None  # raised by run(), where the build reports
 
     def start(self, ctx: UnitContext, units: Sequence[WorkUnit]) -> None:
         """Start the pool now: before the driver runs threads of its own (the progress display),
-        which a forked child must not inherit mid-write. A pool forks once the encoder is ready
-        (its workers inherit it); until then this process runs the first units itself."""
+        which a forked child must not inherit mid-write."""
         if self._pool is None and min(self.workers, len(units)) > 1:
-            if _start_method() == "fork":
-                try:
-                    _while_parsing(ctx, units, self._early.append)
-                except Exception as exc:  # a unit's failure belongs to run(), as any unit's
-                    self._early_error = exc
-                    return
-            left = len(units) - len(self._early)
-            if left > 1:
-                self._pool = _open_pool(ctx, min(self.workers, left))
+            self._pool = _open_pool(ctx, min(self.workers, len(units)))
 
     def run(
         self, ctx: UnitContext, units: Sequence[WorkUnit], on_done: Callable[[UnitResult], None]
@@ -197,19 +164,12 @@ class LocalEngine:
         """Run every unit; `on_done` is called in this process as each finishes (any order)."""
         from shardprep.build.units import run_unit
 
-        early, self._early = self._early, []
-        for result in early:
-            on_done(result)
-        if self._early_error is not None:
-            error, self._early_error = self._early_error, None
-            raise error
-        units = units[len(early) :]  # the early ones are the first units, in order
         workers = min(self.workers, len(units))
         pool, self._pool = self._pool, None
         if workers <= 1:
             if pool is not None:
                 pool.shutdown(wait=True)
-            for unit in units[_while_parsing(ctx, units, on_done) :]:
+            for unit in units:
                 on_done(run_unit(ctx, unit))
             return
         with pool or _open_pool(ctx, workers) as running:
