@@ -189,6 +189,10 @@ class EvalNgrams:
         # by one gather, and only the rest are binary-searched.
         self._shift = np.uint64(63)
         self._bitmap = np.zeros(1, dtype=np.uint8)
+        # Where each bucket of hashes (by their top bits, about one entry a bucket) starts in
+        # `hashes`: a window's hash is found by a step or two from there, not a binary search.
+        self._bucket_shift = np.uint64(63)
+        self._bucket = np.zeros(3, dtype=np.int64)
 
     @classmethod
     def load(cls, spec: DecontaminateSpec, base_dir: Path, encoder: BatchEncoder) -> EvalNgrams:
@@ -267,6 +271,11 @@ class EvalNgrams:
         bit = np.left_shift(1, (top & np.uint64(7)).astype(np.uint8), dtype=np.uint8)
         out._bitmap = np.zeros(1 << (bits - 3), dtype=np.uint8)
         out._bitmap[byte[first]] = np.bitwise_or.reduceat(bit, first)
+        buckets = bits - 5
+        out._bucket_shift = np.uint64(64 - buckets)
+        out._bucket = np.searchsorted(
+            out.hashes >> out._bucket_shift, np.arange((1 << buckets) + 1, dtype=np.uint64)
+        )
         return out
 
     def match_flat(
@@ -295,9 +304,8 @@ class EvalNgrams:
         at = np.flatnonzero(maybe)
         at = at[at + n <= offsets[np.searchsorted(offsets, at, side="right")]]
         h = h[at]
-        lo = np.searchsorted(self.hashes, h)
-        hit = lo < len(self.hashes)
-        hit[hit] = self.hashes[lo[hit]] == h[hit]
+        lo = self._find(h)
+        hit = lo >= 0
         at, lo, h = at[hit], lo[hit], h[hit]
         if not len(at):
             return {}
@@ -319,6 +327,20 @@ class EvalNgrams:
             row, k = divmod(pair, len(self.files))
             found[row] = found.get(row, 0) | 1 << k
         return found
+
+    def _find(self, h: np.ndarray) -> np.ndarray:
+        """The first index of each hash in `hashes`, -1 where it is not there."""
+        b = (h >> self._bucket_shift).astype(np.int64)
+        lo, end = self._bucket[b], self._bucket[b + 1]
+        live = np.flatnonzero(lo < end)
+        while len(live):  # step on while the entry is below the hash (in its bucket)
+            below = self.hashes[lo[live]] < h[live]
+            lo[live[below]] += 1
+            live = live[below]
+            live = live[lo[live] < end[live]]
+        found = lo < end
+        found[found] = self.hashes[lo[found]] == h[found]
+        return np.where(found, lo, -1)
 
     def match_table(self, table: pa.Table, schema: ShardSchema) -> dict[int, int]:
         """{row: bitmask of the eval files} for the rows whose trained tokens hold an eval
