@@ -388,7 +388,7 @@ def _unb64(text: str, dtype: Any) -> np.ndarray:
 class RowFacts:
     """What the driver's decision needs of a run of rows (a unit shard's), taken by its unit:
     the source, each row's source row, tokens and trained tokens, its digest (dedup: 16 bytes a
-    row) and the eval files its trained text shares an n-gram with ({row: bitmask of files})."""
+    row) and the eval files its trained tokens share an n-gram with ({row: bitmask of files})."""
 
     source: str
     rows: np.ndarray  # int64
@@ -538,6 +538,38 @@ class RowDrops:
         if len(kept) < SAMPLES:
             kept.append({"row": row, "split": split, **about})
 
+    def drop_many(
+        self,
+        reason: str,
+        source: str,
+        split: str,
+        rows: np.ndarray,
+        tokens: np.ndarray,
+        trained: np.ndarray,
+        longest: np.ndarray,
+        *,
+        about: list[dict[str, Any]],
+    ) -> None:
+        """`drop` of many rows of one source and split at once; `about`: the sample fields of
+        the first rows (as many as the samples may still take)."""
+        self.by_source.setdefault(source, Counter())[reason] += len(rows)
+        for counter, key, values in (
+            (self.tokens, source, tokens),
+            (self.trained, source, trained),
+            (self.split_tokens, split, tokens),
+            (self.split_trained, split, trained),
+        ):
+            counter[key] += int(values.sum(dtype=np.int64))
+        self.split_rows[split] += len(rows)
+        # (longest - 1).bit_length(), as drop buckets: frexp's exponent of a positive integer
+        buckets = np.frexp(np.abs(longest.astype(np.int64) - 1))[1]
+        for b, c in zip(*np.unique(buckets, return_counts=True), strict=True):
+            self.length_log2[int(b)] += int(c)
+        kept = self.samples.setdefault(source, {}).setdefault(reason, [])
+        for row, extra in zip(rows.tolist(), about, strict=False):
+            if len(kept) < SAMPLES:
+                kept.append({"row": row, "split": split, **extra})
+
 
 def _digests(table: pa.Table, schema: ShardSchema) -> list[bytes]:
     """A 128-bit digest per row of its token columns (every sequence: ids and weights).
@@ -613,26 +645,36 @@ def find_drops(
             )
             tokens, trained, longest = facts.tokens, facts.trained, facts.longest
             keep = np.ones(len(rows), dtype=bool)
-            for i in range(len(rows)):
-                row = int(rows[i])
-                cost = (split, int(tokens[i]), int(trained[i]), int(longest[i]))
-                found = contaminated.get(i, 0)
-                if found:
-                    keep[i] = False
-                    names = []
-                    for k, ev in enumerate(files):
-                        if found >> k & 1:
-                            ev.rows += 1
-                            names.append(ev.path)
-                            if len(ev.samples) < SAMPLES:
-                                ev.samples.append({"source": src, "row": row, "split": split})
-                    drops.drop(DROP_CONTAMINATED, src, row, *cost, eval_file=names[0])
-                    continue
-                if dedup:
+            if contaminated:  # at once: a leaky eval set may contaminate most rows
+                at = sorted(contaminated)
+                masks = [contaminated[i] for i in at]
+                keep[at] = False
+                for k, ev in enumerate(files):
+                    mine = [i for i, m in zip(at, masks, strict=True) if m >> k & 1]
+                    ev.rows += len(mine)
+                    for i in mine[: max(0, SAMPLES - len(ev.samples))]:
+                        ev.samples.append({"source": src, "row": int(rows[i]), "split": split})
+                taken = drops.samples.get(src, {}).get(DROP_CONTAMINATED, [])
+                drops.drop_many(
+                    DROP_CONTAMINATED,
+                    src,
+                    split,
+                    *(a[at] for a in (rows, tokens, trained, longest)),
+                    # a sample names the first eval file the row shares an n-gram with
+                    about=[
+                        {"eval_file": files[(m & -m).bit_length() - 1].path}
+                        for m in masks[: max(0, SAMPLES - len(taken))]
+                    ],
+                )
+            if dedup:
+                row_ids = rows.tolist()
+                for i in np.flatnonzero(keep).tolist():
+                    row = row_ids[i]
                     first = seen.setdefault(digests[16 * i : 16 * i + 16], (src, row, split))
                     if first != (src, row, split):
                         keep[i] = False
                         of = {"source": first[0], "row": first[1], "split": first[2]}
+                        cost = (split, int(tokens[i]), int(trained[i]), int(longest[i]))
                         drops.drop(DROP_DUPLICATE, src, row, *cost, duplicate_of=of)
             if not keep.all():
                 drops.keep[shard["path"]] = keep

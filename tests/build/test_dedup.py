@@ -317,8 +317,22 @@ def test_decontaminate_drops_rows_sharing_an_ngram_with_eval_files(tmp_path: Pat
     assert {k: v["rows"] for k, v in per_file.items()} == {k: len(v) for k, v in want.items()}
     for name, e in per_file.items():
         assert e["ngrams"] == len(evals[name])
-        assert {x["row"] for x in e["samples"]} <= want[name] and e["samples"]
-    kept = {r["source_row"] for r in _rows(tmp_path / "out", m)["train"]}
+        assert [x["row"] for x in e["samples"]] == sorted(want[name])[:3]
+    samples = m["sources"][0]["drop_samples"]["contaminated"]
+    assert [x["row"] for x in samples] == sorted(dropped)[:3]
+    for x in samples:  # the first eval file holding one of its n-grams
+        first = "eval.jsonl" if x["row"] in want["eval.jsonl"] else "eval.parquet"
+        assert x["eval_file"].endswith(first)
+    written = _rows(tmp_path / "out", m)["train"]
+    buckets = Counter(max(0, (r["length"] - 1).bit_length()) for r in written)
+    assert dict(enumerate(m["stats"]["length_histogram"]["counts"])) == {
+        b: buckets[b] for b in range(len(m["stats"]["length_histogram"]["counts"]))
+    }
+    assert m["splits"]["train"]["tokens"] == sum(r["length"] for r in written)
+    assert m["splits"]["train"]["trained_tokens"] == sum(
+        sum(1 for w in r["weights"] if w) for r in written
+    )
+    kept = {r["source_row"] for r in written}
     assert not kept & dropped and len(kept) == len(alpaca) - len(dropped)
     assert out["decontamination"] == m["decontamination"]
     _accounted(m)
