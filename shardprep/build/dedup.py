@@ -24,7 +24,7 @@ merges the unit shards (`compact_manifest(keep=...)`), and the manifest counts t
   so it is case- and whitespace-exact, and a passage's first and last tokens may encode
   differently in context than alone (a shared passage matches from about n + 2 tokens). Every
   window is hashed at once (numpy: a polynomial hash of scrambled ids), looked up in the eval
-  set's sorted hashes, and every hit is confirmed on the ids.
+  set's sorted hashes (a bitmap, then a bucket index), and every hit is confirmed on the ids.
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ class EvalNgrams:
         self.file_of = np.zeros(0, dtype=np.int64)
         self.run = 0  # the most entries sharing one hash
         # A bitmap over a hash's top bits, packed (it stays in cache): most windows are ruled out
-        # by one gather, and only the rest are binary-searched.
+        # by one gather, and only the rest are looked up in `hashes`.
         self._shift = np.uint64(63)
         self._bitmap = np.zeros(1, dtype=np.uint8)
         # Where each bucket of hashes (by their top bits, about one entry a bucket) starts in
