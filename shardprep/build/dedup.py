@@ -66,7 +66,7 @@ _MIX = (
     np.uint64(0x94D049BB133111EB),
 )
 _BASE = np.uint64(0xD6E8FEB86659FD93)  # odd: the polynomial hash's base, mod 2**64
-_ENCODE_BATCH = 1024  # eval texts encoded per call (then fastokens, once its parse is done)
+_ENCODE_BATCH = 4096  # eval texts encoded per call
 
 
 def _scramble(ids: np.ndarray) -> np.ndarray:
@@ -197,8 +197,8 @@ class EvalNgrams:
     @classmethod
     def load(cls, spec: DecontaminateSpec, base_dir: Path, encoder: BatchEncoder) -> EvalNgrams:
         """Every eval text encoded by `encoder` as message content is (special-token text as
-        plain text): while its fastokens parse still runs, by its reference twin (the ids
-        fastokens must equal to be used at all), so loading never waits for the parse."""
+        plain text). Its selection waits for a fastokens parse still running, as the units'
+        first encode would (the reference twin meanwhile would cost some 50 times the CPU)."""
         from shardprep.sources.files import iter_source_rows
         from shardprep.sources.paths import expand_paths
 
@@ -230,8 +230,7 @@ class EvalNgrams:
                             )
                         texts.append(text)
                     if texts and (raw is None or len(texts) == _ENCODE_BATCH):
-                        backend = (encoder.while_loading() or encoder).backend
-                        ids, offsets = backend.encode_flat(texts, escaped=True)
+                        ids, offsets = encoder.backend.encode_flat(texts, escaped=True)
                         at = window_starts(offsets, n)  # inside one eval text
                         hashes.append(window_hashes(ids, n)[at])
                         starts.append(at + base)
