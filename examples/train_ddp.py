@@ -120,6 +120,9 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace) -> None:
         result = train(args)
         if rank == 0 and args.result:
             Path(args.result).write_text(json.dumps(result))
+        # Every rank done before any closes its connections: a rank that tears down gloo while
+        # its peer still reads from it can abort that peer (seen on a loaded 2-core machine).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -147,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             dist.init_process_group("gloo")
             try:
                 result = train(args)
+                dist.barrier()
             finally:
                 dist.destroy_process_group()
             if result["rank"] != 0:
