@@ -76,13 +76,6 @@ def prefetch_fastokens(path: str | Path) -> None:
     _parse(str(path))
 
 
-def parse_pending(path: str) -> bool:
-    """Whether a parse of `path` was started and has not finished yet."""
-    with _PARSES_LOCK:
-        fut = _PARSES.get(path)
-    return fut is not None and not fut.done()
-
-
 def _load_fastokens(path: str, sha256: str) -> Any:
     """fastokens over the same tokenizer.json bytes, parsed once per process per file version."""
     fut = _parse(path)

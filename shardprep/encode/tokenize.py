@@ -105,34 +105,6 @@ class BatchEncoder:
             self._selection = select(self.tokenizer, self._requested, self._probe)
         return self._selection
 
-    def while_loading(self) -> BatchEncoder | None:
-        """This encoder's reference twin (`tokenizers`: the ids every encoder must give) while
-        fastokens' parse for it still runs, else None: for small work that should not wait for
-        the parse (the decontaminate eval texts). Not for units: tokenizers encodes some fifty
-        times slower than fastokens, so units run with it during the parse (tried) took more
-        CPU than the wait they saved."""
-        from shardprep.encode.backends import Selection, TokenizersBackend
-        from shardprep.encode.fast_parse import parse_pending
-
-        if (
-            self._selection is not None
-            or self._requested != "auto"
-            or not parse_pending(self.tokenizer.path)
-        ):
-            return None
-        twin = BatchEncoder(
-            self.tokenizer,
-            encoder="tokenizers",
-            probe=self._probe,
-            special_tokens_in_content=self.special_tokens_in_content,
-        )
-        twin._selection = Selection(
-            TokenizersBackend(self.tokenizer.tokenizer),
-            self._requested,
-            "the reference, while fastokens was still loading",
-        )
-        return twin
-
     @property
     def screen(self) -> ContentScreen:
         """The tokenizer's added-token literals and the recipe's policy for them (made once)."""

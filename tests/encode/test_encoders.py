@@ -212,25 +212,3 @@ def test_flat_pairs_equal_each_side_alone() -> None:
         if isinstance(got, RenderedExample):
             assert np.array_equal(got.tokens, want.example(0).tokens)  # type: ignore[union-attr]
             assert np.array_equal(got.weights, want.example(0).weights)  # type: ignore[union-attr]
-
-
-def test_while_loading_is_the_reference_only_while_the_parse_runs(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """BatchEncoder.while_loading: a tokenizers twin (same ids as the chosen encoder) while
-    fastokens' parse for `auto` is pending; None once it is done, once chosen, or when an
-    encoder was asked for by name."""
-    from shardprep.encode import fast_parse
-
-    tok = _tok("qwen3")
-    monkeypatch.setattr(fast_parse, "parse_pending", lambda path: path == tok.path)
-    enc = BatchEncoder(tok, encoder="auto")
-    twin = enc.while_loading()
-    assert twin is not None and twin.name == "tokenizers"
-    assert twin.selection.requested == "auto" and "still loading" in twin.selection.reason
-    texts = [TextChunk("<think>x</think> hello", Encoding.ESCAPED), TextChunk("a\n\nb")]
-    want = BatchEncoder(tok, encoder="tokenizers").encode_chunks(texts)
-    assert all(np.array_equal(a, b) for a, b in zip(twin.encode_chunks(texts), want, strict=True))
-    assert BatchEncoder(tok, encoder="fastokens").while_loading() is None
-    monkeypatch.setattr(fast_parse, "parse_pending", lambda path: False)
-    assert enc.while_loading() is None
