@@ -12,8 +12,9 @@ position_ids; `varlen=True` adds the flash-attention kwargs), and a mid-epoch re
 checkpoint moves the loader to the step reached instead of reading the batches before it. The
 loader's batch_size and num_workers are the per-device batch and its workers (TrainingArguments'
 per_device_train_batch_size and dataloader_num_workers are not used for training); under torchrun
-each process's loader takes its rank's share of every global step. Trainer counts the trained labels of each step (across devices too) and divides the
-summed loss by it, so a step's loss is the mean over its trained tokens however they were packed.
+each process's loader takes its rank's share of every global step. Trainer counts the trained
+labels of each step (across devices too) and divides the summed loss by it, so a step's loss is
+the mean over its trained tokens however they were packed.
 Kept out of `shardprep.torch` so importing the reader never imports transformers.
 """
 
