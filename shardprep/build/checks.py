@@ -102,16 +102,10 @@ def output_problem(output: str, base_dir: Path) -> str | None:
     if not os.access(probe, os.W_OK | os.X_OK):
         return f"cannot write {path}: no permission to write in {probe}"
     if probe == path:
-        from shardprep.store.ownership import foreign_entries
+        from shardprep.store.ownership import foreign_problem
         from shardprep.store.storage import Output
 
-        foreign = foreign_entries(Output(str(path)))
-        if foreign:
-            return (
-                f"output {path} holds files that are not a shardprep build's "
-                f"({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}); a build writes "
-                "only into an empty folder or an earlier build"
-            )
+        return foreign_problem(Output(str(path)))
     return None
 
 

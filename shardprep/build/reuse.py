@@ -218,11 +218,9 @@ def _clean_stale(output: Output, manifest: dict[str, Any]) -> None:
     manifest was placed leaves the previous folder, or the unit shards it merged; a killed worker
     leaves temporaries), when no other build holds the output. Only what a build provably made
     (store/ownership.py): the manifest can keep a folder, never name one to remove."""
-    from shardprep.store.ownership import OWNER_NAME, leftovers, remove_unreferenced
-    from shardprep.store.storage import SCRATCH_DIR
+    from shardprep.store.ownership import leftovers, remove_unreferenced, scratch_leftovers
 
-    scratch = [n for n in output.listdir(SCRATCH_DIR) if n != OWNER_NAME] if output.is_local else []
-    if not scratch and not leftovers(output, manifest):
+    if not scratch_leftovers(output) and not leftovers(output, manifest):
         return
     from shardprep.build.lock import build_lock
 

@@ -221,20 +221,21 @@ def _refuse_inputs_in_output(output: Output, source_files: dict[str, list[dict[s
 
     if output.is_local:
         root = os.path.realpath(output.root) + os.sep
-        inside = [
-            (name, str(f["uri"]))
-            for name, files in source_files.items()
-            for f in files
-            if "://" not in str(f["uri"]) and os.path.realpath(str(f["uri"])).startswith(root)
-        ]
+
+        def in_output(uri: str) -> bool:
+            return "://" not in uri and os.path.realpath(uri).startswith(root)
     else:
         prefix = output.url.rstrip("/") + "/"
-        inside = [
-            (name, str(f["uri"]))
-            for name, files in source_files.items()
-            for f in files
-            if str(f["uri"]).startswith(prefix)
-        ]
+
+        def in_output(uri: str) -> bool:
+            return uri.startswith(prefix)
+
+    inside = [
+        (name, str(f["uri"]))
+        for name, files in source_files.items()
+        for f in files
+        if in_output(str(f["uri"]))
+    ]
     if inside:
         name, uri = inside[0]
         more = f" and {len(inside) - 1} more" if len(inside) > 1 else ""
@@ -404,7 +405,7 @@ def _build_locked(
             max_bytes=recipe.shards.max_bytes,
             row_group_rows=recipe.shards.row_group_rows,
         )
-        if recipe.dedup == "none" and recipe.decontaminate is None
+        if not _filters_rows(recipe)
         else None
     )
 
@@ -613,11 +614,16 @@ def _damaged_unit(plan: Plan, rel: str) -> BuildError:
     )
 
 
+def _filters_rows(recipe: Recipe) -> bool:
+    """`dedup` or `decontaminate` is on: rows are dropped by a decision over every unit at commit."""
+    return recipe.dedup != "none" or recipe.decontaminate is not None
+
+
 def _row_filters(plan: Plan, manifest: dict[str, Any]) -> dict[str, Any] | None:
     """`dedup` and `decontaminate` (build/dedup.py): the rows compaction leaves out, per unit
     shard, counted in `manifest`; None when the recipe asks for neither."""
     recipe = plan.recipe
-    if recipe.dedup == "none" and recipe.decontaminate is None:
+    if not _filters_rows(recipe):
         return None
     from shardprep.build.compact import DamagedUnitShard, read_unit_shard
     from shardprep.build.dedup import apply_drops, eval_ngrams, find_drops

@@ -85,10 +85,6 @@ def claim(output: Output, folder: str) -> None:
     os.rename(staged, output.path(folder))  # replaces an empty folder of that name
 
 
-def owned_folders(output: Output) -> list[str]:
-    return [name for name in output.listdir() if owns(output, name)]
-
-
 def remove_owned(output: Output, folder: str) -> bool:
     """Remove `folder` if this tool made it; False (nothing removed) otherwise."""
     if not owns(output, folder):
@@ -97,19 +93,24 @@ def remove_owned(output: Output, folder: str) -> bool:
     return True
 
 
+def scratch_leftovers(output: Output) -> list[str]:
+    """The scratch folder's temporary files (all but its record): a killed writer's, or, while a
+    build runs, its own."""
+    if not output.is_local or not owns(output, SCRATCH_DIR):
+        return []
+    return [n for n in output.listdir(SCRATCH_DIR) if n != OWNER_NAME]
+
+
 def sweep_scratch(output: Output) -> None:
     """Empty the scratch folder of temporary files (a killed writer's), keeping its record.
     Call only under the build lock: another build's temporaries live there while it runs."""
-    if not output.is_local or not owns(output, SCRATCH_DIR):
-        return
-    for name in output.listdir(SCRATCH_DIR):
-        if name != OWNER_NAME:
-            try:
-                os.unlink(output.path(f"{SCRATCH_DIR}/{name}"))
-            except IsADirectoryError:
-                output.remove_tree(f"{SCRATCH_DIR}/{name}")
-            except FileNotFoundError:
-                pass
+    for name in scratch_leftovers(output):
+        try:
+            os.unlink(output.path(f"{SCRATCH_DIR}/{name}"))
+        except IsADirectoryError:
+            output.remove_tree(f"{SCRATCH_DIR}/{name}")
+        except FileNotFoundError:
+            pass
 
 
 def foreign_entries(output: Output) -> list[str]:
@@ -127,33 +128,46 @@ def foreign_entries(output: Output) -> list[str]:
     ]
 
 
+def foreign_problem(output: Output) -> str | None:
+    """Why a build must not write into `output` (it holds files that are not a build's, named),
+    or None: the one wording of `prep validate`'s check and the build's refusal."""
+    foreign = foreign_entries(output)
+    if not foreign:
+        return None
+    shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+    return (
+        f"output {output.url} holds files that are not a shardprep build's ({shown}); "
+        "a build writes only into an empty folder or an earlier build"
+    )
+
+
 def refuse_foreign(output: Output) -> None:
     """An output folder holding other files than a build's is never written into: the user's
     inputs, an HF `save_to_disk` folder, notes. Exit 2 naming a few of them."""
-    foreign = foreign_entries(output)
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (
-            f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-        )
-        err = BuildError(
-            f"output {output.url} holds files that are not a shardprep build's ({shown}); "
-            "a build writes only into an empty folder or an earlier build"
-        )
+    problem = foreign_problem(output)
+    if problem is not None:
+        err = BuildError(problem)
         err.hint = "choose another `output:` (or `-o PATH`), e.g. a new folder beside these files"
         raise err
 
 
+def _listed(manifest: dict[str, Any]) -> set[str]:
+    """The files a manifest reads (its shards and skipped sample), normalized relative paths."""
+    paths = [
+        s.get("path") if isinstance(s, dict) else None
+        for info in (manifest.get("splits") or {}).values()
+        for s in (info or {}).get("shards") or []
+    ]
+    paths.append(manifest.get("skipped_sample"))
+    return {posixpath.normpath(p) for p in paths if isinstance(p, str)}
+
+
 def keep_folders(manifest: dict[str, Any]) -> set[str]:
     """The top-level folders a manifest reads from: never removed while it is the current one."""
-    keep: set[str] = set()
+    keep = {p.split("/", 1)[0] for p in _listed(manifest)}
     data_dir = manifest.get("data_dir")
     if isinstance(data_dir, str):
         keep.add(data_dir)
-    for info in (manifest.get("splits") or {}).values():
-        for shard in (info or {}).get("shards") or []:
-            path = shard.get("path") if isinstance(shard, dict) else None
-            if isinstance(path, str):
-                keep.add(posixpath.normpath(path).split("/", 1)[0])
     return keep
 
 
@@ -162,16 +176,7 @@ def leftovers(output: Output, manifest: dict[str, Any]) -> list[str]:
     not use, and, inside the owned folders it uses, files it does not list (unit shards merged
     into its shards when a kill came between the manifest and their removal). The unit markers,
     the skipped sample and the owner record stay."""
-    keep = keep_folders(manifest)
-    listed = {
-        posixpath.normpath(s["path"])
-        for info in (manifest.get("splits") or {}).values()
-        for s in (info or {}).get("shards") or []
-        if isinstance(s, dict) and isinstance(s.get("path"), str)
-    }
-    sample = manifest.get("skipped_sample")
-    if isinstance(sample, str):
-        listed.add(posixpath.normpath(sample))
+    keep, listed = keep_folders(manifest), _listed(manifest)
     found: list[str] = []
     for name in output.listdir():
         if name in (MANIFEST_NAME, LOCK_NAME, SCRATCH_DIR) or not owns(output, name):

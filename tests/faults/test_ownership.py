@@ -54,6 +54,8 @@ def test_output_equal_to_the_source_folder_is_refused(tmp_path: Path, faults) ->
     assert "not a shardprep build" in out and "data-00000-of-00002.jsonl" in out, out
     _intact(tmp_path / "ds", files)
     assert sorted(os.listdir(tmp_path / "ds")) == sorted(files)  # nothing written there either
+    code, out = prep("validate", str(recipe))  # the same check, worded once, before a build
+    assert code == 2 and "not a shardprep build" in out and ".tmp-notes.txt" in out, out
 
 
 def test_dash_o_at_a_folder_of_other_files_is_refused(tmp_path: Path, faults) -> None:
