@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from shardprep.torch import IGNORE_INDEX, HFCollate, HFLayout, PadCollate, ShardDataset, hf_example
+
+from ._models import tiny_llama
 
 ROOT = Path(__file__).parents[2]
 
@@ -63,21 +64,6 @@ def test_collate_pads_with_ignored_labels() -> None:
     ]
 
 
-def _tiny_llama(vocab: int) -> Any:
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    return transformers.LlamaForCausalLM(config).eval()
-
-
 def test_hf_model_loss_equals_the_weighted_shard_loss() -> None:
     """HF shifts labels inside its loss; on the same rows it must equal the mean CE over the
     shard's trained targets (binary weights), so the layout is neither off by one nor leaky."""
@@ -88,7 +74,7 @@ def test_hf_model_loss_equals_the_weighted_shard_loss() -> None:
         weights = (rng.random(n) < 0.6).astype(np.float32)
         weights[-1] = 1.0
         rows.append({"input_ids": tokens[:-1], "target_ids": tokens[1:], "weights": weights})
-    model = _tiny_llama(50)
+    model = tiny_llama(vocab=50, seq_len=64, layers=1, attn=None).eval()
     with torch.no_grad():
         hf = HFCollate(pad_id=0)(rows)
         hf_loss = model(**hf).loss

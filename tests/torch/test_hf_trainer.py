@@ -19,23 +19,9 @@ from shardprep.torch import PackedLoader, ShardDataset  # noqa: E402
 from shardprep.torch.hf import HFPackedBatches, hf_packed_inputs  # noqa: E402
 from shardprep.torch.hf_trainer import PackedTrainer  # noqa: E402
 
-VOCAB = 744  # the toy tokenizer's ids
+from ._models import tiny_llama  # noqa: E402
+
 SEQ_LEN = 2048  # every toy row fits (max_length 2048): none is cut by the pack
-
-
-def tiny_llama(dtype: torch.dtype = torch.float32) -> Any:
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=SEQ_LEN,
-        attn_implementation="sdpa",
-    )
-    return transformers.LlamaForCausalLM(config).to(dtype)
 
 
 def _args(tmp_path: Path, **over: Any) -> Any:
@@ -60,7 +46,7 @@ def rows(toy_builds: dict[str, Path], cache_dir: str) -> ShardDataset:
 def test_trainer_loss_on_a_packed_batch_is_the_rows_weighted_loss(
     rows: ShardDataset, tmp_path: Path, varlen: bool
 ) -> None:
-    model = tiny_llama(torch.float64)
+    model = tiny_llama(seq_len=SEQ_LEN, dtype=torch.float64)
     loader = PackedLoader(rows, seq_len=SEQ_LEN, batch_size=2, seed=3)
     trainer = PackedTrainer(model=model, args=_args(tmp_path), train_loader=loader, varlen=varlen)
     batch = next(iter(trainer.get_train_dataloader()))
@@ -94,7 +80,7 @@ def test_resumed_trainer_sees_the_batches_the_uninterrupted_run_had(
 ) -> None:
     def run(out: Path, resume: str | None) -> list[torch.Tensor]:
         seen: list[torch.Tensor] = []
-        model = tiny_llama()
+        model = tiny_llama(seq_len=SEQ_LEN)
         model.register_forward_pre_hook(
             lambda _m, _a, kw: seen.append(kw["input_ids"].clone()), with_kwargs=True
         )
@@ -127,7 +113,7 @@ def test_packed_inputs_need_labels(rows: ShardDataset) -> None:
         hf_packed_inputs(batch)
     with pytest.raises(ValueError, match="train_loader or train_dataset"):
         PackedTrainer(
-            model=tiny_llama(),
+            model=tiny_llama(seq_len=SEQ_LEN),
             args=_args(Path("unused")),
             train_loader=PackedLoader(rows, seq_len=512),
             train_dataset=rows,

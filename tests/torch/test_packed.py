@@ -14,6 +14,8 @@ import torch
 from shardprep.packing import PackingPlan
 from shardprep.torch import IGNORE_INDEX, PackedLoader, ShardDataset
 
+from ._models import tiny_llama
+
 SEQ_LEN = 1024
 VOCAB = 512  # token ids are folded into a small vocabulary: the model is random anyway
 
@@ -61,22 +63,6 @@ def test_batch_layout_is_the_rows_packed_with_padding_only_at_the_end(ds: ShardD
     assert torch.equal(labels[:, 1:], expect)
 
 
-def _tiny_llama() -> Any:
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=SEQ_LEN,
-        attn_implementation="sdpa",
-    )
-    return transformers.LlamaForCausalLM(config).eval()
-
-
 def _block_causal(sequence_ids: torch.Tensor) -> torch.Tensor:
     """[B, 1, L, L] bool: a token sees earlier tokens of its own sequence only."""
     same = sequence_ids[:, :, None] == sequence_ids[:, None, :]
@@ -86,7 +72,7 @@ def _block_causal(sequence_ids: torch.Tensor) -> torch.Tensor:
 
 
 def test_packed_losses_equal_each_sequence_alone_on_a_real_hf_model(ds: ShardDataset) -> None:
-    model = _tiny_llama()
+    model = tiny_llama(vocab=VOCAB, seq_len=SEQ_LEN, heads=4).eval()
     loader = PackedLoader(ds, seq_len=SEQ_LEN, batch_size=2, seed=0)
     batch = next(iter(loader))
     inputs = batch["input_ids"] % VOCAB

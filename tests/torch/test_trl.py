@@ -27,24 +27,13 @@ from shardprep.torch.trl import (  # noqa: E402
     sft_dataset,
 )
 
-VOCAB = 744  # the toy tokenizer's ids
+from ._models import tiny_llama  # noqa: E402
 
 
-def tiny_llama(seed: int) -> Any:
-    torch.manual_seed(seed)
-    config = transformers.LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        attn_implementation="sdpa",
-    )
+def trl_llama(seed: int) -> Any:
     # float64 (TRL's fused LM head still works in float32: equal to ~1e-7 relative), so one token
     # trained or left out among hundreds (~1e-4) shows
-    return transformers.LlamaForCausalLM(config).to(torch.float64)
+    return tiny_llama(seed=seed, dtype=torch.float64)
 
 
 def _shard_logps(model: Any, row: dict[str, Any], prefix: str = "") -> tuple[float, float, float]:
@@ -72,7 +61,7 @@ def test_sft_trainer_loss_is_the_weighted_shard_loss(
     rows = ShardDataset(str(toy_builds["sft"]), cache_dir=cache_dir)
     picked = _short(rows, 300, 6)
     data = sft_dataset(rows, keep_in_memory=True).select(picked)
-    model = tiny_llama(0)
+    model = trl_llama(0)
     args = SFTConfig(
         output_dir=str(tmp_path),
         per_device_train_batch_size=len(picked),
@@ -119,7 +108,7 @@ def test_dpo_trainer_loss_is_the_loss_from_the_shards(
     rows = ShardDataset(str(toy_builds["dpo"]), cache_dir=cache_dir)
     picked = _short(rows, 900, 4)
     data = dpo_dataset(rows, keep_in_memory=True).select(picked)
-    policy, ref = tiny_llama(0), tiny_llama(1)
+    policy, ref = trl_llama(0), trl_llama(1)
     beta = 0.5
     args = DPOConfig(
         output_dir=str(tmp_path),
@@ -177,8 +166,8 @@ def test_dpo_trainer_refuses_a_truncating_max_length(
     tokenizer = build_tokenizer(str(toy_builds["dpo"]), pad_token="<|endoftext|>")
     with pytest.raises(ValueError, match=f"pair side of {longest} tokens.*max_length=None"):
         PretokenizedDPOTrainer(
-            model=tiny_llama(0),
-            ref_model=tiny_llama(1),
+            model=trl_llama(0),
+            ref_model=trl_llama(1),
             args=args,
             train_dataset=data,
             processing_class=tokenizer,
@@ -250,8 +239,8 @@ def test_dpo_trainer_refuses_max_length_on_an_iterable_dataset(
     tokenizer = build_tokenizer(str(toy_builds["dpo"]))
     with pytest.raises(ValueError, match="iterable, so max_length=1024 cannot be checked"):
         PretokenizedDPOTrainer(
-            model=tiny_llama(0),
-            ref_model=tiny_llama(1),
+            model=trl_llama(0),
+            ref_model=trl_llama(1),
             args=args,
             train_dataset=data,
             processing_class=tokenizer,
@@ -273,7 +262,7 @@ def test_sft_trainer_on_whole_split_packs_is_the_weighted_shard_loss(
     assert len(packs) <= bound * 1.01 + 1  # whole-split best fit: within 1 % of it (217 vs 216)
     for p in range(len(packs)):
         assert sum(packs[p]["seq_lengths"]) == len(packs[p]["input_ids"]) <= seq_len
-    model = tiny_llama(0)
+    model = trl_llama(0)
     args = SFTConfig(
         output_dir=str(tmp_path),
         per_device_train_batch_size=2,
