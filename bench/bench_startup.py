@@ -74,7 +74,7 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str], runs: int) -> dict[s
 def _prepare(work: Path, tokens: int) -> None:
     import bench_build
 
-    bench_build._write_inputs(work, tokens, 1000)
+    bench_build._write_inputs(work, "gsm8k", "sft", tokens)
     subprocess.run([str(PREP), "build", "sft.yaml", "--quiet"], cwd=work, check=True)
 
 
