@@ -129,6 +129,14 @@ class SplitSpec(_Strict):
         return self
 
 
+def _size_of_1kb_or_more(v: Any, key: str) -> int:
+    """A size key ("64MB", 1048576): in bytes, refused below 1 KB."""
+    size = parse_size(v)
+    if size < 1024:
+        raise ValueError(f"{key} must be at least 1KB")
+    return size
+
+
 class ShardSpec(_Strict):
     max_rows: int = Field(50_000, ge=1)
     max_bytes: int = 256 * 1024 * 1024
@@ -137,10 +145,7 @@ class ShardSpec(_Strict):
     @field_validator("max_bytes", mode="before")
     @classmethod
     def _size(cls, v: Any) -> int:
-        size = parse_size(v)
-        if size < 1024:
-            raise ValueError("max_bytes must be at least 1KB")
-        return size
+        return _size_of_1kb_or_more(v, "max_bytes")
 
 
 _PATHED = "@path:"  # marks validator messages that carry their own YAML path
@@ -270,10 +275,7 @@ class Recipe(_Strict):
     @field_validator("max_row_bytes", mode="before")
     @classmethod
     def _row_size(cls, v: Any) -> int:
-        size = parse_size(v)
-        if size < 1024:
-            raise ValueError("max_row_bytes must be at least 1KB")
-        return size
+        return _size_of_1kb_or_more(v, "max_row_bytes")
 
     @field_validator("task")
     @classmethod
