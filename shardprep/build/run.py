@@ -40,6 +40,7 @@ from shardprep.store.manifest import (
 from shardprep.store.ownership import (
     claim,
     owns,
+    reclaim,
     refuse_foreign,
     remove_owned,
     remove_unreferenced,
@@ -359,24 +360,34 @@ def _build_locked(
     progress: ProgressSink,
     engine: Engine,
 ) -> BuildResult:
+    from shardprep.build.units import plan_units
+
+    recipe, output = plan.recipe, plan.output
+    sweep_scratch(output)  # temporaries of a killed build; never referenced
+    units = plan_units(recipe, plan.sources)
+    _refuse_empty_sources(recipe, units)
+    # The owner record goes in before any data: cleanup removes only folders that hold it.
+    claim(output, plan.data_dir)
+    try:
+        return _build_claimed(plan, progress=progress, engine=engine, units=units)
+    except BaseException:
+        # A store that lost the owner record (an object store restarted empty) while this build
+        # kept writing: what is there now this build wrote, and the rerun must take it over.
+        reclaim(output, plan.data_dir)
+        raise
+
+
+def _build_claimed(
+    plan: Plan, *, progress: ProgressSink, engine: Engine, units: list[WorkUnit]
+) -> BuildResult:
     from shardprep.build.compact import DamagedUnitShard, Streaming, compact_manifest
-    from shardprep.build.units import (
-        UnitContext,
-        load_done,
-        plan_units,
-        unit_encoder,
-    )
+    from shardprep.build.units import UnitContext, load_done, unit_encoder
     from shardprep.encode.conformance import mismatch_warning
     from shardprep.encode.special import special_tokens_warning
     from shardprep.tasks.conformance import unit_share
 
     recipe, output = plan.recipe, plan.output
     started = time.monotonic()
-    sweep_scratch(output)  # temporaries of a killed build; never referenced
-    units = plan_units(recipe, plan.sources)
-    _refuse_empty_sources(recipe, units)
-    # The owner record goes in before any data: cleanup removes only folders that hold it.
-    claim(output, plan.data_dir)
     done = load_done(output, plan.data_dir)
     todo = [u for u in units if u.index not in done]
     input_check = _InputCheck(plan, todo)

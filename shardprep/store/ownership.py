@@ -85,6 +85,18 @@ def claim(output: Output, folder: str) -> None:
     os.rename(staged, output.path(folder))  # replaces an empty folder of that name
 
 
+def reclaim(output: Output, folder: str) -> None:
+    """Write again the record of a folder this run claimed, when the store lost it (an object
+    store restarted empty) while the build went on writing there: those files are the build's,
+    and the rerun resumes them rather than refuse them as foreign. Best effort: called as a
+    failing build unwinds, when the store may still be down."""
+    try:
+        if output.listdir(folder) and not owns(output, folder):
+            output.write_text_atomic(f"{folder}/{OWNER_NAME}", _record(folder))
+    except Exception:  # noqa: BLE001 - the build's own error is the one to report
+        pass
+
+
 def remove_owned(output: Output, folder: str) -> bool:
     """Remove `folder` if this tool made it; False (nothing removed) otherwise."""
     if not owns(output, folder):

@@ -214,6 +214,41 @@ def test_server_restarted_empty_mid_build(s3: dict[str, Any], tmp_path: Path, fa
     faults.rows_lost(400 - res.manifest["stats"]["rows_read"])
 
 
+def test_store_emptied_between_units_then_written_again(
+    s3: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faults
+) -> None:
+    # The race above, made certain: the store restarts empty after the third unit and the build
+    # goes on writing into a data folder whose owner record is gone. It fails naming the loss;
+    # the rerun must take the folder over (the failing build wrote its record again), not refuse
+    # it as files that are not a build's.
+    from shardprep.build import compact
+    from shardprep.build import units as units_mod
+
+    monkeypatch.setattr(compact.Streaming, "offer", lambda self, results: None)  # merged at commit
+    prefix = f"emptied-{uuid.uuid4().hex[:8]}"
+    recipe, base = load_recipe(_recipe(tmp_path, s3, prefix))
+    real, calls = units_mod.run_unit, {"n": 0}
+
+    def run_unit(ctx, unit):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 4:
+            urllib.request.urlopen(
+                urllib.request.Request(f"{s3['endpoint']}/moto-api/reset", method="POST")
+            ).read()
+            s3["fs"].invalidate_cache()
+            s3["fs"].mkdir(BUCKET)
+        return real(ctx, unit)
+
+    monkeypatch.setattr(units_mod, "run_unit", run_unit)
+    with pytest.raises(BuildError, match="store lost them"):
+        build(recipe, base)
+    faults.fault()
+    monkeypatch.setattr(units_mod, "run_unit", real)
+    res = build(recipe, base)
+    assert res.status == "built" and res.manifest["stats"]["rows_read"] == 400
+    assert build(recipe, base).status == "up_to_date"
+
+
 def test_shards_lost_mid_build_never_reach_a_manifest(
     s3: dict[str, Any], tmp_path: Path, faults, monkeypatch: pytest.MonkeyPatch
 ) -> None:
