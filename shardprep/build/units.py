@@ -16,7 +16,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +211,8 @@ class UnitResult:
     extras: dict[str, Any] = field(default_factory=dict)  # task-specific records (UnitIO.extras)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        # The fields as they are (JSON-ready): asdict would deep-copy every shard's row facts.
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> UnitResult:
