@@ -25,6 +25,7 @@ from shardprep.build.lock import LOCK_NAME, build_lock
 from shardprep.build.run import build
 from shardprep.errors import BuildError
 from shardprep.recipe import load_recipe
+from shardprep.store.integrity import shard_problems
 from shardprep.store.storage import Output
 
 from ._project import jsonl_bytes, write_recipe
@@ -200,31 +201,41 @@ def test_server_restarted_empty_mid_build(s3: dict[str, Any], tmp_path: Path, fa
     fs.mkdir(BUCKET)  # the server is back, empty
     faults.fault()
     worker.join(timeout=180)
-    # Stopped with the cause named: a write into the vanished bucket, or the check that every
-    # shard the manifest would list is there.
-    assert error and isinstance(error[0], BuildError), error
-    assert "store lost them" in str(error[0]) or "bucket does not exist" in str(error[0]), error
     out = Output(f"s3://{BUCKET}/{prefix}", storage_options=s3["opts"])
-    assert not out.exists("manifest.json")
+    if error:
+        # Stopped with the cause named: a write into the vanished bucket, or the check that every
+        # shard the manifest would list is there.
+        assert isinstance(error[0], BuildError), error
+        assert "store lost them" in str(error[0]) or "bucket does not exist" in str(error[0]), error
+        assert not out.exists("manifest.json")
+    else:
+        # Every unit shard the store lost had been merged already (compaction runs while units
+        # do), and the bucket was back before the next write: a whole build, or none at all.
+        manifest = json.loads(out.read_text("manifest.json"))
+        assert not shard_problems(out, manifest)
+        assert manifest["stats"]["rows_read"] == 400
     # The rerun redoes what was lost; then the build is whole and up to date.
     res = build(recipe, base)
-    assert res.status == "built"
+    assert res.status == ("built" if error else "up_to_date")
     assert res.manifest["stats"]["rows_read"] == 400
     assert build(recipe, base).status == "up_to_date"
     faults.rows_lost(400 - res.manifest["stats"]["rows_read"])
 
 
+@pytest.mark.parametrize("merged", ["at_commit", "while_units_run"])
 def test_store_emptied_between_units_then_written_again(
-    s3: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faults
+    s3: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, merged: str, faults
 ) -> None:
     # The race above, made certain: the store restarts empty after the third unit and the build
-    # goes on writing into a data folder whose owner record is gone. It fails naming the loss;
-    # the rerun must take the folder over (the failing build wrote its record again), not refuse
-    # it as files that are not a build's.
+    # goes on writing into a data folder whose owner record is gone. Merged at commit, the first
+    # units' shards are gone: it fails naming the loss, and the rerun must take the folder over
+    # (the failing build wrote its record again), not refuse it as files that are not a build's.
+    # Merged while units run, they were read before the restart: the build is whole.
     from shardprep.build import compact
     from shardprep.build import units as units_mod
 
-    monkeypatch.setattr(compact.Streaming, "offer", lambda self, results: None)  # merged at commit
+    if merged == "at_commit":
+        monkeypatch.setattr(compact.Streaming, "offer", lambda self, results: None)
     prefix = f"emptied-{uuid.uuid4().hex[:8]}"
     recipe, base = load_recipe(_recipe(tmp_path, s3, prefix))
     real, calls = units_mod.run_unit, {"n": 0}
@@ -240,12 +251,19 @@ def test_store_emptied_between_units_then_written_again(
         return real(ctx, unit)
 
     monkeypatch.setattr(units_mod, "run_unit", run_unit)
-    with pytest.raises(BuildError, match="store lost them"):
-        build(recipe, base)
     faults.fault()
+    if merged == "at_commit":
+        with pytest.raises(BuildError, match="store lost them"):
+            build(recipe, base)
+    else:
+        first = build(recipe, base)
+        assert first.manifest["stats"]["rows_read"] == 400
+        out = Output(f"s3://{BUCKET}/{prefix}", storage_options=s3["opts"])
+        assert not shard_problems(out, first.manifest)
     monkeypatch.setattr(units_mod, "run_unit", real)
     res = build(recipe, base)
-    assert res.status == "built" and res.manifest["stats"]["rows_read"] == 400
+    assert res.status == ("built" if merged == "at_commit" else "up_to_date")
+    assert res.manifest["stats"]["rows_read"] == 400
     assert build(recipe, base).status == "up_to_date"
 
 
