@@ -25,6 +25,7 @@ from typing import IO, Any
 from shardprep.errors import SourceError
 from shardprep.sources.base import DEFAULT_MAX_ROW_BYTES, Count, FileFormat, FileRow, Seek, bad_row
 from shardprep.sources.opening import open_binary
+from shardprep.sources.rowcheck import row_too_large
 
 _ESCAPED_BYTES = re.compile("[\udc80-\udcff]")
 _BLOCK = 1 << 20
@@ -77,11 +78,7 @@ def csv_records(
     limit: int = DEFAULT_MAX_ROW_BYTES,
 ) -> Iterator[Record]:
     """Every non-blank record after the header, in order, each with its first line number."""
-    too_large = (
-        "row_too_large",
-        f"the record is longer than max_row_bytes ({limit:,} bytes); raise `max_row_bytes` in "
-        "the recipe if such rows are meant to be read",
-    )
+    too_large = row_too_large("record", limit)
     # The csv module's own bound on a field (128 KiB by default) is the recipe's for a row.
     csv.field_size_limit(limit)
     header: list[str] | None = None

@@ -17,7 +17,7 @@ from typing import IO, Any
 from shardprep.errors import SourceError
 from shardprep.sources.base import DEFAULT_MAX_ROW_BYTES, Count, FileFormat, FileRow, Seek, bad_row
 from shardprep.sources.opening import open_binary
-from shardprep.sources.rowcheck import SURROGATE_ESCAPE_TEXT, TOO_DEEP, might_nest_deep, row_problem
+from shardprep.sources.rowcheck import TOO_DEEP, object_problem, row_too_large
 
 _READ_BLOCK = 1 << 20
 # Lone surrogates that `surrogateescape` puts in place of undecodable bytes.
@@ -248,13 +248,7 @@ def rows(
                 yield element, None, None
                 continue
             if value is _TOO_LARGE_VALUE:
-                yield bad_row(
-                    url,
-                    element,
-                    "row_too_large",
-                    f"the element is longer than max_row_bytes ({max_row_bytes:,} bytes); raise "
-                    "`max_row_bytes` in the recipe if such rows are meant to be read",
-                )
+                yield bad_row(url, element, *row_too_large("element", max_row_bytes))
                 continue
             if value is _TOO_DEEP_VALUE:
                 yield bad_row(url, element, "too_deeply_nested", TOO_DEEP)
@@ -262,17 +256,10 @@ def rows(
             if _ESCAPED_BYTES.search(text):
                 yield bad_row(url, element, "invalid_utf8", "invalid UTF-8 in this element")
                 continue
-            if not isinstance(value, dict):
-                kind = type(value).__name__
-                yield bad_row(url, element, "not_an_object", f"expected a JSON object, got {kind}")
+            problem = object_problem(value, text)
+            if problem is not None:
+                yield bad_row(url, element, *problem)
                 continue
-            surrogates = bool(SURROGATE_ESCAPE_TEXT.search(text))
-            deep = might_nest_deep(text)
-            if surrogates or deep:
-                problem = row_problem(value, surrogates=surrogates, depth=deep)
-                if problem is not None:
-                    yield bad_row(url, element, *problem)
-                    continue
             yield element, value, None
 
 

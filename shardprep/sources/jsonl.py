@@ -23,12 +23,7 @@ from shardprep.sources.base import (
     bad_row,
 )
 from shardprep.sources.opening import compression_of, open_binary
-from shardprep.sources.rowcheck import (
-    SURROGATE_ESCAPE_BYTES,
-    TOO_DEEP,
-    might_nest_deep,
-    row_problem,
-)
+from shardprep.sources.rowcheck import TOO_DEEP, object_problem, row_too_large
 
 SEEK_EVERY = 128
 _READ_BLOCK = 1 << 20
@@ -144,13 +139,7 @@ def rows(
                 yield lineno, None, None
                 continue
             if too_large:
-                yield bad_row(
-                    url,
-                    lineno,
-                    "row_too_large",
-                    f"the line is longer than max_row_bytes ({max_row_bytes:,} bytes); raise "
-                    "`max_row_bytes` in the recipe if such rows are meant to be read",
-                )
+                yield bad_row(url, lineno, *row_too_large("line", max_row_bytes))
                 continue
             if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8) :]
@@ -172,17 +161,10 @@ def rows(
             except RecursionError:
                 yield bad_row(url, lineno, "too_deeply_nested", TOO_DEEP)
                 continue
-            if not isinstance(data, dict):
-                kind = type(data).__name__
-                yield bad_row(url, lineno, "not_an_object", f"expected a JSON object, got {kind}")
+            problem = object_problem(data, raw)
+            if problem is not None:
+                yield bad_row(url, lineno, *problem)
                 continue
-            surrogates = bool(SURROGATE_ESCAPE_BYTES.search(raw))
-            deep = might_nest_deep(raw)
-            if surrogates or deep:
-                problem = row_problem(data, surrogates=surrogates, depth=deep)
-                if problem is not None:
-                    yield bad_row(url, lineno, *problem)
-                    continue
             yield lineno, data, None
 
 

@@ -21,6 +21,30 @@ SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")
 _OPENERS = re.compile(rb"[\[{]")
 
 
+def row_too_large(what: str, limit: int) -> tuple[str, str]:
+    """(reason, message) for a line, element or record longer than `max_row_bytes`."""
+    return (
+        "row_too_large",
+        f"the {what} is longer than max_row_bytes ({limit:,} bytes); raise `max_row_bytes` in "
+        "the recipe if such rows are meant to be read",
+    )
+
+
+def object_problem(value: Any, raw: bytes | str) -> tuple[str, str] | None:
+    """(reason, message) when a parsed JSON row, read from `raw`, is not an object or fails
+    `row_problem`; the scans of `raw` keep that walk off ordinary rows."""
+    if not isinstance(value, dict):
+        return "not_an_object", f"expected a JSON object, got {type(value).__name__}"
+    if isinstance(raw, str):
+        surrogates = bool(SURROGATE_ESCAPE_TEXT.search(raw))
+    else:
+        surrogates = bool(SURROGATE_ESCAPE_BYTES.search(raw))
+    deep = might_nest_deep(raw)
+    if surrogates or deep:
+        return row_problem(value, surrogates=surrogates, depth=deep)
+    return None
+
+
 def might_nest_deep(raw: bytes | str) -> bool:
     """False when the text holds too few brackets to nest past MAX_DEPTH."""
     if isinstance(raw, str):
