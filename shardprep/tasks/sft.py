@@ -8,7 +8,6 @@ row per trained assistant turn for reasoning renderers (see `sft_turns.py`, sche
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from shardprep.errors import as_row_error
@@ -23,7 +22,6 @@ from shardprep.tasks.sft_turns import (
     trains_history,
     turns_schema,
     turns_summary,
-    turns_table,
     write_turns,
 )
 from shardprep.tokenizer import LoadedTokenizer
@@ -59,7 +57,14 @@ class SftOptions(TaskOptions):
     examples: Literal["per_conversation", "per_turn"] = PER_CONVERSATION
 
 
-def examples_table(examples: list[Example], sources: list[str], source_rows: list[int]) -> pa.Table:
+def examples_table(
+    examples: list[Example],
+    sources: list[str],
+    source_rows: list[int],
+    message_index: list[int] | None = None,
+) -> pa.Table:
+    """Records as sft/1 rows; with `message_index`, sft_turns/1 rows (the record path; builds use
+    flat tables)."""
     import pyarrow as pa
 
     from shardprep.store.columns import (
@@ -70,17 +75,25 @@ def examples_table(examples: list[Example], sources: list[str], source_rows: lis
         source_row_column,
     )
 
-    return pa.Table.from_arrays(
-        [
-            int32_lists([e.input_ids for e in examples]),
-            int32_lists([e.target_ids for e in examples]),
-            float32_lists([e.weights for e in examples]),
-            int32_column([len(e.input_ids) for e in examples]),
-            source_column(sources),
-            source_row_column(source_rows),
-        ],
-        schema=SCHEMA.arrow(),
-    )
+    columns = [
+        int32_lists([e.input_ids for e in examples]),
+        int32_lists([e.target_ids for e in examples]),
+        float32_lists([e.weights for e in examples]),
+        int32_column([len(e.input_ids) for e in examples]),
+        source_column(sources),
+        source_row_column(source_rows),
+    ]
+    if message_index is None:
+        return pa.Table.from_arrays(columns, schema=SCHEMA.arrow())
+    columns.append(int32_column(message_index))
+    return pa.Table.from_arrays(columns, schema=TURNS_SCHEMA.arrow())
+
+
+def turns_table(
+    records: list[tuple[Example, int]], sources: list[str], source_rows: list[int]
+) -> pa.Table:
+    """Records (example, message index) as sft_turns/1 rows."""
+    return examples_table([e for e, _ in records], sources, source_rows, [i for _, i in records])
 
 
 class SftRunner:
@@ -179,7 +192,7 @@ class SftTask(Task[SftOptions]):
 
     def table_builder(self, options: SftOptions) -> TableBuilder:
         if options.examples == PER_TURN:
-            return partial(turns_table, TURNS_SCHEMA.arrow())
+            return turns_table
         return examples_table
 
     def runner(self, io: UnitIO) -> SftRunner:

@@ -22,10 +22,7 @@ from shardprep.tasks.base import UnitIO
 # numpy, pyarrow and the encoder load where rows are written (sft.py imports this module for its
 # schema and warnings, which a recipe and a no-op build need).
 if TYPE_CHECKING:
-    import numpy as np
     import pyarrow as pa
-
-    from shardprep.encode.examples import Example, ExampleBatch
 
 # task_counters keys (summed over work units).
 CONVERSATIONS = "conversations"  # per_turn: rows rendered into one example or more
@@ -47,68 +44,6 @@ def turns_schema(base: ShardSchema) -> ShardSchema:
     return ShardSchema(id="sft_turns/1", make_fields=fields)
 
 
-def turns_table(
-    schema: pa.Schema,
-    records: list[tuple[Example, int]],
-    sources: list[str],
-    source_rows: list[int],
-) -> pa.Table:
-    """Records (example, message index) as rows of `schema` (the record path; builds use flat tables)."""
-    import pyarrow as pa
-
-    from shardprep.store.columns import (
-        float32_lists,
-        int32_column,
-        int32_lists,
-        source_column,
-        source_row_column,
-    )
-
-    examples = [e for e, _ in records]
-    return pa.Table.from_arrays(
-        [
-            int32_lists([e.input_ids for e in examples]),
-            int32_lists([e.target_ids for e in examples]),
-            float32_lists([e.weights for e in examples]),
-            int32_column([len(e.input_ids) for e in examples]),
-            source_column(sources),
-            source_row_column(source_rows),
-            int32_column([i for _, i in records]),
-        ],
-        schema=schema,
-    )
-
-
-def _batch_table(
-    batch: ExampleBatch,
-    source: str,
-    source_rows: np.ndarray,
-    message_index: np.ndarray,
-    schema: pa.Schema,
-) -> pa.Table:
-    import pyarrow as pa
-
-    from shardprep.store.columns import (
-        flat_lists,
-        int32_column,
-        one_source_column,
-        source_row_column,
-    )
-
-    return pa.Table.from_arrays(
-        [
-            flat_lists(batch.input_ids, batch.offsets, pa.int32()),
-            flat_lists(batch.target_ids, batch.offsets, pa.int32()),
-            flat_lists(batch.weights, batch.offsets, pa.float32()),
-            int32_column(batch.lengths),
-            one_source_column(source, len(batch)),
-            source_row_column(source_rows),
-            int32_column(message_index),
-        ],
-        schema=schema,
-    )
-
-
 def write_turns(
     io: UnitIO,
     convs: Sequence[Sequence[Message]],
@@ -125,12 +60,12 @@ def write_turns(
     """
     import numpy as np
 
-    from shardprep.encode.examples import DROP_NO_TRAINED, make_examples
+    from shardprep.encode.examples import DROP_NO_TRAINED
     from shardprep.encode.tokenize import render_turns_flat
+    from shardprep.tasks.batch import write_examples
 
     if not convs:
         return
-    recipe = io.recipe
     turns = render_turns_flat(io.renderer, io.encoder, convs, train_on)
     io.count_special(turns.special)
     for c in sorted(turns.errors):
@@ -152,35 +87,9 @@ def write_turns(
         io.counters[TURN_EXAMPLES] += int(per_conv[c])
         io.counters[TURN_TOKENS] += int(tokens[c])
         io.counters[CONVERSATION_TOKENS] += int(longest[c])
-    batch = make_examples(
-        flat.tokens,
-        flat.weights,
-        flat.offsets,
-        skip=flat.errors,
-        max_length=recipe.max_length,
-        overlong=recipe.overlong,
-        reduction=recipe.weight_reduction,
-    )
-    for k in sorted(batch.dropped):
-        io.drop(batch.dropped[k], metas[int(turns.owner[k])])
-    if not len(batch):
-        return
-    for n, trained, cut in zip(
-        batch.lengths.tolist(), batch.trained.tolist(), batch.truncated.tolist(), strict=True
-    ):
-        io.count_example(n, trained, cut)
-    owners = turns.owner[batch.rows]
-    kept = [metas[c] for c in owners.tolist()]
-    message_index = turns.message_index[batch.rows] - np.asarray(shifts, dtype=np.int32)[owners]
-    is_test = np.array([io.split_of(raw) == "test" for raw in kept], dtype=bool)
-    source_rows = np.fromiter((io.source_row(raw) for raw in kept), np.int64, len(kept))
-    for split, mask in (("train", ~is_test), ("test", is_test)):
-        if mask.any():
-            part = batch.take(mask)
-            table = _batch_table(
-                part, io.source_name, source_rows[mask], message_index[mask], schema
-            )
-            io.writers[split].add_table(table, part.lengths, part.trained)
+    message_index = turns.message_index - np.asarray(shifts, dtype=np.int32)[turns.owner]
+    owners = [metas[c] for c in turns.owner.tolist()]
+    write_examples(io, flat, owners, schema, message_index)
 
 
 def trains_history(renderer: Renderer, messages: Sequence[Message], train_on: TrainOnWhat) -> bool:
