@@ -150,11 +150,9 @@ def write_pairs(
     """
     import numpy as np
 
-    from shardprep.encode.examples import make_examples
     from shardprep.encode.tokenize import render_supervised_flat
-    from shardprep.tasks.batch import SPLITS
+    from shardprep.tasks.batch import SPLITS, cut_examples
 
-    recipe = io.recipe
     flat = render_supervised_flat(
         io.renderer, io.encoder, convs, TrainOnWhat.LAST_ASSISTANT_MESSAGE
     )
@@ -162,15 +160,7 @@ def write_pairs(
     for i, found in flat.special.items():  # a pair row counts once, with both sides' literals
         pairs_found.setdefault(i // 2, set()).update(found)
     io.count_special({k: sorted(v) for k, v in pairs_found.items()})
-    batch = make_examples(
-        flat.tokens,
-        flat.weights,
-        flat.offsets,
-        skip=flat.errors,
-        max_length=recipe.max_length,
-        overlong=recipe.overlong,
-        reduction="none",
-    )
+    batch = cut_examples(flat, io.recipe)  # weight_reduction is none (DpoTask.recipe_problems)
     for k in sorted({i // 2 for i in flat.errors} | {i // 2 for i in batch.dropped}):
         raw = metas[k]
         sides = (2 * k, 2 * k + 1)
@@ -215,19 +205,13 @@ def _pairs_table(
     """The dpo/1 columns of a batch of pairs, from the sides' flat buffers."""
     import pyarrow as pa
 
-    from shardprep.store.columns import (
-        flat_lists,
-        int32_column,
-        one_source_column,
-        source_row_column,
-    )
+    from shardprep.store.columns import one_source_column, source_row_column
+    from shardprep.tasks.batch import example_columns
 
     cols: dict[str, pa.Array] = {}
     for side, ex in (("chosen", chosen), ("rejected", rejected)):
-        cols[f"{side}_input_ids"] = flat_lists(ex.input_ids, ex.offsets, pa.int32())
-        cols[f"{side}_target_ids"] = flat_lists(ex.target_ids, ex.offsets, pa.int32())
-        cols[f"{side}_weights"] = flat_lists(ex.weights, ex.offsets, pa.float32())
-        cols[f"{side}_length"] = int32_column(ex.lengths)
+        names = (f"{side}_input_ids", f"{side}_target_ids", f"{side}_weights", f"{side}_length")
+        cols.update(zip(names, example_columns(ex), strict=True))
     cols["source"] = one_source_column(source, len(chosen))
     cols["source_row"] = source_row_column(source_rows)
     return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
