@@ -14,6 +14,67 @@ def to_json(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+SPLIT_HEAD = [
+    "split",
+    "rows",
+    "tokens",
+    "trained tokens",
+    "trained %",
+    "at max_length",
+    "shards",
+    "bytes",
+]
+
+
+def number(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def percent(trained: int, tokens: int) -> str:
+    return f"{100 * trained / tokens:.1f}" if tokens else "-"
+
+
+def reasons(counts: dict[str, int] | None) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items()) if counts else ""
+
+
+def split_cells(report: dict[str, Any]) -> list[list[str]]:
+    """One row of cells per split, under SPLIT_HEAD (terminal and HTML print the same)."""
+    return [
+        [
+            name,
+            number(s["rows"]),
+            number(s["tokens"]),
+            number(s["trained_tokens"]),
+            percent(s["trained_tokens"], s["tokens"]),
+            number(s.get("at_max_length")),
+            number(s["shards"]),
+            number(s["bytes"]),
+        ]
+        for name, s in report["splits"].items()
+    ]
+
+
+def source_cells(report: dict[str, Any]) -> list[list[str]]:
+    """One row of cells per source: name, format, rows read, examples, tokens, trained tokens,
+    trained %, dropped (with its reasons), truncated (terminal and HTML print the same)."""
+    return [
+        [
+            s["name"],
+            s.get("format") or "-",
+            number(s["rows_read"]),
+            number(s["examples"]),
+            number(s["tokens"]),
+            number(s["trained_tokens"]),
+            percent(s["trained_tokens"], s["tokens"]),
+            number(s["dropped"])
+            + (f" ({reasons(s['dropped_by_reason'])})" if s.get("dropped_by_reason") else ""),
+            number(s.get("truncated")),
+        ]
+        for s in report["sources"]
+    ]
+
+
 PACKING_HEAD = ["seq_len", "packs", "bound", "efficiency", "over length", "cut positions", "bias"]
 
 

@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from shardprep.encode.decode import Piece
-from shardprep.report.data import PACKING_HEAD, packing_cells, packing_title
+from shardprep.report.data import (
+    PACKING_HEAD,
+    SPLIT_HEAD,
+    number,
+    packing_cells,
+    packing_title,
+    reasons,
+    source_cells,
+    split_cells,
+)
 from shardprep.store.storage import naming_errors
 
 _CSS = """
@@ -35,14 +44,6 @@ pre.diff { background: #f6f8fa; padding: 8px; white-space: pre-wrap; overflow-wr
 .del { color: #b31d28; background: #ffeef0; } .add { color: #22863a; background: #f0fff4; }
 svg text { font: 11px system-ui, sans-serif; fill: #444; }
 """
-
-
-def _n(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def _pct(trained: int, tokens: int) -> str:
-    return f"{100 * trained / tokens:.1f}" if tokens else "-"
 
 
 _NUMBER = re.compile(r"^[\d,.%-]+$")
@@ -206,71 +207,11 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append('<p class="ok">no warnings</p>')
     if report["splits"]:
         parts.append("<h2>Splits</h2>")
-        parts.append(
-            _table(
-                "splits",
-                [
-                    "split",
-                    "rows",
-                    "tokens",
-                    "trained tokens",
-                    "trained %",
-                    "at max_length",
-                    "shards",
-                    "bytes",
-                ],
-                [
-                    [
-                        k,
-                        _n(s["rows"]),
-                        _n(s["tokens"]),
-                        _n(s["trained_tokens"]),
-                        _pct(s["trained_tokens"], s["tokens"]),
-                        _n(s.get("at_max_length")),
-                        _n(s["shards"]),
-                        _n(s["bytes"]),
-                    ]
-                    for k, s in report["splits"].items()
-                ],
-            )
-        )
+        parts.append(_table("splits", SPLIT_HEAD, split_cells(report)))
     parts.append("<h2>Sources</h2>")
-    parts.append(
-        _table(
-            "sources",
-            [
-                "source",
-                "format",
-                "rows read",
-                "examples",
-                "tokens",
-                "trained tokens",
-                "trained %",
-                "dropped",
-                "truncated",
-            ],
-            [
-                [
-                    s["name"],
-                    s.get("format") or "-",
-                    _n(s["rows_read"]),
-                    _n(s["examples"]),
-                    _n(s["tokens"]),
-                    _n(s["trained_tokens"]),
-                    _pct(s["trained_tokens"], s["tokens"]),
-                    _n(s["dropped"])
-                    + (
-                        f" ({', '.join(f'{k} {v}' for k, v in s['dropped_by_reason'].items())})"
-                        if s.get("dropped_by_reason")
-                        else ""
-                    ),
-                    _n(s.get("truncated")),
-                ]
-                for s in report["sources"]
-            ],
-        )
-    )
-    dropped = ", ".join(f"{k} {v:,}" for k, v in report["dropped"].items()) or "none"
+    head = ["source", "format", "rows read", "examples", "tokens", "trained tokens", "trained %"]
+    parts.append(_table("sources", [*head, "dropped", "truncated"], source_cells(report)))
+    dropped = reasons(report["dropped"]) or "none"
     parts.append(
         f"<p>rows read {report['rows_read']:,}; dropped: {escape(dropped)}; truncated {report['truncated']:,}</p>"
     )
@@ -285,10 +226,10 @@ def render_html(report: dict[str, Any]) -> str:
                     [
                         s["split"],
                         s["path"],
-                        _n(s["rows"]),
-                        _n(s["tokens"]),
-                        _n(s["trained_tokens"]),
-                        _n(s["bytes"]),
+                        number(s["rows"]),
+                        number(s["tokens"]),
+                        number(s["trained_tokens"]),
+                        number(s["bytes"]),
                         s["sha256"][:12],
                     ]
                     for s in report["shards"]
@@ -306,7 +247,7 @@ def render_html(report: dict[str, Any]) -> str:
             ["check", "value"],
             [
                 ["rows checked", f"{h['rows_checked']:,} of {h['rows_total']:,}"],
-                ["rows training nothing", _n(h["untrained_rows"])],
+                ["rows training nothing", number(h["untrained_rows"])],
             ]
             + [
                 [

@@ -12,24 +12,21 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Column, Table
 from rich.text import Text
 
-from shardprep.report.data import PACKING_HEAD, packing_cells, packing_title
+from shardprep.report.data import (
+    PACKING_HEAD,
+    SPLIT_HEAD,
+    number,
+    packing_cells,
+    packing_title,
+    reasons,
+    source_cells,
+    split_cells,
+)
 
 TRAINED_OPEN, TRAINED_CLOSE = "⟦", "⟧"
 SPECIAL_OPEN, SPECIAL_CLOSE = "‹", "›"
 _BAR_WIDTH = 40
 _BLOCKS = " ▏▎▍▌▋▊▉█"
-
-
-def _n(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def _pct(trained: int, tokens: int) -> str:
-    return f"{100 * trained / tokens:.1f}" if tokens else "-"
-
-
-def _reasons(reasons: dict[str, int] | None) -> str:
-    return ", ".join(f"{k} {v:,}" for k, v in reasons.items()) if reasons else ""
 
 
 def _bytes(n: int) -> str:
@@ -76,30 +73,9 @@ def header(report: dict[str, Any]) -> Text:
 
 
 def split_table(report: dict[str, Any]) -> Table:
-    t = Table(
-        "split",
-        "rows",
-        "tokens",
-        "trained tokens",
-        "trained %",
-        "at max_length",
-        "shards",
-        "bytes",
-        title="splits",
-        title_justify="left",
-    )
-    for name, s in report["splits"].items():
-        _add_row(
-            t,
-            name,
-            _n(s["rows"]),
-            _n(s["tokens"]),
-            _n(s["trained_tokens"]),
-            _pct(s["trained_tokens"], s["tokens"]),
-            _n(s.get("at_max_length")),
-            _n(s["shards"]),
-            _n(s["bytes"]),
-        )
+    t = Table(*SPLIT_HEAD, title="splits", title_justify="left")
+    for cells in split_cells(report):
+        _add_row(t, *cells)
     return t
 
 
@@ -118,22 +94,8 @@ def source_table(report: dict[str, Any]) -> Table:
         title=title,
         title_justify="left",
     )
-    for s in report["sources"]:
-        dropped = _n(s["dropped"])
-        if s.get("dropped_by_reason"):
-            dropped += f" ({_reasons(s['dropped_by_reason'])})"
-        _add_row(
-            t,
-            s["name"],
-            s.get("format") or "-",
-            _n(s["rows_read"]),
-            _n(s["examples"]),
-            _n(s["tokens"]),
-            _n(s["trained_tokens"]),
-            _pct(s["trained_tokens"], s["tokens"]),
-            dropped,
-            _n(s.get("truncated")),
-        )
+    for cells in source_cells(report):
+        _add_row(t, *cells)
     return t
 
 
@@ -195,7 +157,7 @@ def totals_line(report: dict[str, Any]) -> Text:
         f"; {k.replace('_', ' ')} {v}" for k, v in (report.get("task_summary") or {}).items()
     )
     return Text(
-        f"rows read {report['rows_read']:,}; dropped: {_reasons(report['dropped']) or 'none'}; "
+        f"rows read {report['rows_read']:,}; dropped: {reasons(report['dropped']) or 'none'}; "
         f"truncated {report['truncated']:,}{extra}"
     )
 
@@ -262,10 +224,10 @@ def shard_table(report: dict[str, Any]) -> Table:
             t,
             s["split"],
             name,
-            _n(s["rows"]),
-            _n(s["tokens"]),
-            _n(s["trained_tokens"]),
-            _n(s["bytes"]),
+            number(s["rows"]),
+            number(s["tokens"]),
+            number(s["trained_tokens"]),
+            number(s["bytes"]),
             s["sha256"][:12],
         )
     return t
