@@ -1,4 +1,5 @@
-"""The report as JSON: what `--json` prints."""
+"""What the report's views share: the JSON `--json` prints, the table cells the terminal and
+the HTML page print, and how numbers and sizes are written."""
 
 from __future__ import annotations
 
@@ -32,6 +33,16 @@ def number(value: int | None) -> str:
 
 def percent(trained: int, tokens: int) -> str:
     return f"{100 * trained / tokens:.1f}" if tokens else "-"
+
+
+def human_bytes(n: int) -> str:
+    """Decimal units, as storage consoles print them."""
+    size = float(n)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{n:,} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
 
 
 def reasons(counts: dict[str, int] | None) -> str:

@@ -15,6 +15,7 @@ from rich.text import Text
 from shardprep.report.data import (
     PACKING_HEAD,
     SPLIT_HEAD,
+    human_bytes,
     number,
     packing_cells,
     packing_title,
@@ -27,16 +28,6 @@ TRAINED_OPEN, TRAINED_CLOSE = "⟦", "⟧"
 SPECIAL_OPEN, SPECIAL_CLOSE = "‹", "›"
 _BAR_WIDTH = 40
 _BLOCKS = " ▏▎▍▌▋▊▉█"
-
-
-def _bytes(n: int) -> str:
-    """Decimal units, as storage consoles print them."""
-    size = float(n)
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{n:,} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
 
 
 def _add_row(table: Table, *cells: str) -> None:
@@ -65,7 +56,9 @@ def header(report: dict[str, Any]) -> Text:
     if report.get("stored"):
         stored = report["stored"]
         where = f"{report['path']}: " if report.get("path") else ""
-        lines.append(("stored", f"{where}{stored['shards']} shards, {_bytes(stored['bytes'])}"))
+        lines.append(
+            ("stored", f"{where}{stored['shards']} shards, {human_bytes(stored['bytes'])}")
+        )
     for key, value in lines:
         t.append(f"  {key:<12}", style="dim")
         t.append(f"{value}\n")

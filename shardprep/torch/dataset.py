@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from torch.utils.data import Dataset
 
 from shardprep.errors import ManifestError, ShardprepError
+from shardprep.report.data import human_bytes
 from shardprep.store.integrity import escapes_output
 from shardprep.store.manifest import no_manifest_error, read_manifest
 from shardprep.store.storage import Output
@@ -37,7 +38,7 @@ from shardprep.torch.cache import (
     shard_cache_path,
 )
 from shardprep.torch.fetch import download
-from shardprep.torch.lru import BoundedCache, human, resolve_limit
+from shardprep.torch.lru import BoundedCache, limit_too_small, resolve_limit
 
 if TYPE_CHECKING:
     from shardprep.torch.prefetch import Prefetcher
@@ -120,10 +121,7 @@ class ShardDataset(Dataset[dict[str, Any]]):
             self._verify_hashes(output)
         biggest = max((s["estimate"] for s in self.shards), default=0)
         if biggest > self.cache_limit:
-            raise ShardprepError(
-                f"reader cache limit {human(self.cache_limit)} is smaller than one shard's entry "
-                f"(up to {human(biggest)}): raise cache_limit (or $SHARDPREP_CACHE_LIMIT)"
-            )
+            raise limit_too_small(self.cache_limit, biggest)
         self._output: Output | None = output
         self._pid = os.getpid()
         self.remote = not output.is_local
@@ -446,8 +444,8 @@ class ShardDataset(Dataset[dict[str, Any]]):
         (`ResumableLoader` starts one) instead."""
         if self.needed_bytes() > self.cache_limit:
             raise ShardprepError(
-                f"{self.url}: split {self.split!r} needs up to {human(self.needed_bytes())} of "
-                f"reader cache, more than its limit {human(self.cache_limit)}: read it in order "
+                f"{self.url}: split {self.split!r} needs up to {human_bytes(self.needed_bytes())} of "
+                f"reader cache, more than its limit {human_bytes(self.cache_limit)}: read it in order "
                 "with ResumableLoader (it fetches shards ahead of use) or raise cache_limit"
             )
         for k in range(len(self.shards)):

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from shardprep.errors import ShardprepError
+from shardprep.report.data import human_bytes
 from shardprep.torch.cache import (
     CACHE_VERSION,
     ENTRY_PREFIX,
@@ -100,12 +101,12 @@ def resolve_limit(limit: int | float | str | None, cache_dir: str) -> int:
     return parse_limit(limit, cache_dir=cache_dir)
 
 
-def human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
+def limit_too_small(limit: int, nbytes: int) -> ShardprepError:
+    """The error for a cache limit below one shard's entry of up to `nbytes`."""
+    return ShardprepError(
+        f"reader cache limit {human_bytes(limit)} is smaller than one shard's entry "
+        f"(up to {human_bytes(nbytes)}): raise cache_limit (or ${LIMIT_ENV})"
+    )
 
 
 @dataclass
@@ -241,7 +242,9 @@ class BoundedCache:
         finally:
             os.close(fd)
         self.evictions += 1
-        log.debug("reader cache: evicted %s (%s)", os.path.basename(entry.path), human(entry.size))
+        log.debug(
+            "reader cache: evicted %s (%s)", os.path.basename(entry.path), human_bytes(entry.size)
+        )
         return True
 
     def reserve(self, nbytes: int, *, keep: frozenset[str], required: bool) -> Reservation | None:
@@ -250,10 +253,7 @@ class BoundedCache:
         needs it now) is made even when nothing more can be evicted: the limit is exceeded by the
         entries in use only. Otherwise None when there is no room."""
         if nbytes > self.limit:
-            raise ShardprepError(
-                f"reader cache limit {human(self.limit)} is smaller than one shard's entry "
-                f"(up to {human(nbytes)}): raise cache_limit (or ${LIMIT_ENV})"
-            )
+            raise limit_too_small(self.limit, nbytes)
         with self._locked():
             entries = sorted(_entries(self.folder), key=lambda e: e.used)
             used = sum(e.size for e in entries) + self._reserved()
