@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from shardprep.errors import RendererError
@@ -84,6 +85,18 @@ def tool_call_fields(call: Any) -> tuple[str, str]:
             field="tool_calls",
         )
     return fn["name"], fn["arguments"]
+
+
+def tool_call_arguments(arguments: str) -> Any:
+    """A tool call's arguments string as JSON; text that is not JSON is a bad_tool_call row."""
+    try:
+        return json.loads(arguments)
+    except json.JSONDecodeError as exc:
+        raise RendererError(
+            f"tool call arguments are not valid JSON: {exc}",
+            field="tool_calls",
+            reason="bad_tool_call",
+        ) from exc
 
 
 def tool_calls_of(message: Message) -> list[Any] | None:

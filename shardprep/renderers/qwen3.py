@@ -13,6 +13,7 @@ from shardprep.renderers.content import (
     Message,
     has_thinking,
     parts,
+    tool_call_arguments,
     tool_call_fields,
     tool_calls_of,
 )
@@ -45,14 +46,7 @@ def _frame(reasoning: str) -> str:
 
 def _tool_call_text(call: Any) -> str:
     name, arguments = tool_call_fields(call)
-    try:
-        args = json.loads(arguments)
-    except json.JSONDecodeError as exc:
-        raise RendererError(
-            f"tool call arguments are not valid JSON: {exc}",
-            field="tool_calls",
-            reason="bad_tool_call",
-        ) from exc
+    args = tool_call_arguments(arguments)
     # json.dumps defaults (", " / ": ", ASCII escapes) are what tinker writes.
     return _TOOL_CALL[0] + json.dumps({"name": name, "arguments": args}) + _TOOL_CALL[1]
 

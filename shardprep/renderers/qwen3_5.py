@@ -18,6 +18,7 @@ from shardprep.renderers.content import (
     Message,
     has_thinking,
     parts,
+    tool_call_arguments,
     tool_call_fields,
     tool_calls_of,
 )
@@ -49,14 +50,7 @@ def parse_arguments(arguments: str, *, empty_is_object: bool = False) -> dict[st
     """A tool call's arguments as a JSON object; `empty_is_object`: `""` means `{}` (Qwen3.5, GLM)."""
     if empty_is_object and not arguments:
         return {}
-    try:
-        args = json.loads(arguments)
-    except json.JSONDecodeError as exc:
-        raise RendererError(
-            f"tool call arguments are not valid JSON: {exc}",
-            field="tool_calls",
-            reason="bad_tool_call",
-        ) from exc
+    args = tool_call_arguments(arguments)
     if not isinstance(args, dict):
         raise RendererError("tool call arguments must be a JSON object", field="tool_calls")
     return args
