@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from shardprep.errors import ManifestError
 from shardprep.store.columns import numpy_view
+from shardprep.store.storage import naming_errors
 
 # Bumped when the layout below changes, so older copies are ignored rather than misread.
 # 2: per-file size and CRC-32 in meta.json; shards checked against their sha256 before decoding.
@@ -337,52 +338,54 @@ def build_flat_cache(
     tmp = os.path.join(work_dir or parent, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     os.makedirs(tmp)
     try:
-        pf = pq.ParquetFile(parquet_path)
-        if pf.metadata.num_rows != expected_rows:
-            raise ManifestError(
-                f"{label} has {pf.metadata.num_rows} rows, the manifest says {expected_rows} (run `prep verify`)"
-            )
-        schema = pf.schema_arrow
-        writers = [_ColumnWriter(tmp, f.name, f.type) for f in schema]
-        try:
-            for rg in range(pf.num_row_groups):
-                table = pf.read_row_group(rg)
-                for w in writers:
-                    w.add(table.column(w.name))
-        finally:
-            columns = {w.name: w.close() for w in writers}
-        # Checksums of what is on disk now, written last: an entry without them is never trusted.
-        files = {
-            name: {
-                "size": os.path.getsize(os.path.join(tmp, name)),
-                "crc32": _crc_file(os.path.join(tmp, name)),
+        # A full disk fails the column writes with an error that names no file: name the entry.
+        with naming_errors(tmp):
+            pf = pq.ParquetFile(parquet_path)
+            if pf.metadata.num_rows != expected_rows:
+                raise ManifestError(
+                    f"{label} has {pf.metadata.num_rows} rows, the manifest says {expected_rows} (run `prep verify`)"
+                )
+            schema = pf.schema_arrow
+            writers = [_ColumnWriter(tmp, f.name, f.type) for f in schema]
+            try:
+                for rg in range(pf.num_row_groups):
+                    table = pf.read_row_group(rg)
+                    for w in writers:
+                        w.add(table.column(w.name))
+            finally:
+                columns = {w.name: w.close() for w in writers}
+            # Checksums of what is on disk now, written last: an entry without them is never trusted.
+            files = {
+                name: {
+                    "size": os.path.getsize(os.path.join(tmp, name)),
+                    "crc32": _crc_file(os.path.join(tmp, name)),
+                }
+                for name in sorted(os.listdir(tmp))
             }
-            for name in sorted(os.listdir(tmp))
-        }
-        meta = {
-            "version": CACHE_VERSION,
-            "rows": expected_rows,
-            "columns": columns,
-            "files": files,
-            "source": {
-                "build": source.build,
-                "path": source.path,
-                "sha256": source.sha256,
-                "size": size,
-            },
-        }
-        with open(os.path.join(tmp, META_NAME), "w", encoding="utf-8") as f:
-            json.dump(meta, f)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            # Another process (a DataLoader worker, a second job) finished the same shard first.
-            if os.path.exists(os.path.join(target, META_NAME)):
-                return
-            discard_entry(target)  # a folder without its meta.json is no entry: replace it
-            os.rename(tmp, target)
+            meta = {
+                "version": CACHE_VERSION,
+                "rows": expected_rows,
+                "columns": columns,
+                "files": files,
+                "source": {
+                    "build": source.build,
+                    "path": source.path,
+                    "sha256": source.sha256,
+                    "size": size,
+                },
+            }
+            with open(os.path.join(tmp, META_NAME), "w", encoding="utf-8") as f:
+                json.dump(meta, f)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.rename(tmp, target)
+            except OSError:
+                # Another process (a DataLoader worker, a second job) finished the same shard first.
+                if os.path.exists(os.path.join(target, META_NAME)):
+                    return
+                discard_entry(target)  # a folder without its meta.json is no entry: replace it
+                os.rename(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)

@@ -107,3 +107,28 @@ def test_open_maps_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     rows = [ds[i]["source_row"] for i in order]
     assert rows == order and len(ds._flat) == 2
     assert ds.stats.made == 6  # reopened from the cache, never made again
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (writes fail ENOSPC)")
+def test_a_full_disk_while_decoding_names_the_entry(
+    demo_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each column file of the entry being made is a link to /dev/full: the kernel's ENOSPC,
+    whose error names no file, reaches the reader naming the cache entry it was writing."""
+    from shardprep.torch import cache as cache_mod
+
+    made = cache_mod._ColumnWriter.__init__
+
+    def on_full_disk(self: object, folder: str, name: str, t: object) -> None:
+        for suffix in ("values", "bin", "codes"):
+            os.symlink("/dev/full", os.path.join(folder, f"{name}.{suffix}"))
+        made(self, folder, name, t)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache_mod._ColumnWriter, "__init__", on_full_disk)
+    cache = tmp_path / "cache"
+    ds = ShardDataset(str(demo_shards), cache_dir=str(cache))
+    with pytest.raises(OSError, match="No space left on device") as err:
+        ds[0]
+    assert err.value.filename and str(err.value.filename).startswith(str(cache)), err.value
+    assert os.path.exists("/dev/full")  # the links went with the entry, never the device
+    assert not [p for p in cache.rglob("*") if p.name.startswith(".tmp-")]
