@@ -118,10 +118,18 @@ class Renderer(ABC):
     accepted_options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
-        self, tokenizer: LoadedTokenizer, name: str, options: dict[str, Any] | None = None
+        self,
+        tokenizer: LoadedTokenizer,
+        name: str,
+        options: dict[str, Any] | None = None,
+        *,
+        strip_thinking_from_history: bool = True,
     ) -> None:
         self.tokenizer = tokenizer
         self.name = name
+        # tinker's option of the families whose history drops reasoning (their
+        # *_preserve_thinking entries pass False); families without reasoning never read it.
+        self.strip_thinking_from_history = strip_thinking_from_history
         self.options: dict[str, Any] = dict(options or {})
         unknown = sorted(set(self.options) - self.accepted_options)
         if unknown:

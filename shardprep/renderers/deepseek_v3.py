@@ -42,7 +42,6 @@ class DeepSeekV3Renderer(Renderer):
     """Non-thinking mode: every assistant turn not after a tool result opens with a closed think."""
 
     thinking = False
-    strip_thinking_from_history = True
     has_extension_property = True  # non-thinking mode: no reasoning to strip (tinker)
 
     def bos(self) -> Chunk | None:

@@ -123,9 +123,10 @@ class DeepSeekV4_1Renderer(Renderer):
         reasoning_effort: int | None = 75,
         strip_thinking_from_history: bool = True,
     ) -> None:
-        super().__init__(tokenizer, name, options)
+        super().__init__(
+            tokenizer, name, options, strip_thinking_from_history=strip_thinking_from_history
+        )
         self.reasoning_effort = reasoning_effort
-        self.strip_thinking_from_history = strip_thinking_from_history
         # tinker: only thinking mode with reasoning stripped from history lacks the property.
         self.has_extension_property = not (self.thinking and strip_thinking_from_history)
 

@@ -89,9 +89,10 @@ class Glm5_3Renderer(Renderer):
         effort: str = "Max",
         strip_thinking_from_history: bool = False,
     ) -> None:
-        super().__init__(tokenizer, name, options)
+        super().__init__(
+            tokenizer, name, options, strip_thinking_from_history=strip_thinking_from_history
+        )
         self.effort = effort
-        self.strip_thinking_from_history = strip_thinking_from_history
         self.has_extension_property = not strip_thinking_from_history  # as tinker
 
     def bos(self) -> Chunk | None:

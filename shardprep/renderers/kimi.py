@@ -50,17 +50,6 @@ class KimiK2Renderer(Renderer):
     # K2.5/K2.6 encode each text part of a multi-part message on its own; K2 refuses such content.
     multipart_chunks: ClassVar[bool] = False
 
-    def __init__(
-        self,
-        tokenizer: Any,
-        name: str,
-        options: dict[str, Any] | None = None,
-        *,
-        strip_thinking_from_history: bool = True,
-    ) -> None:
-        super().__init__(tokenizer, name, options)
-        self.strip_thinking_from_history = strip_thinking_from_history
-
     def normalize(self, messages: Sequence[Message]) -> Sequence[Message]:
         """Insert the default system prompt (tinker's `_ensure_system_message`)."""
         system: Message = {"role": "system", "content": DEFAULT_SYSTEM}

@@ -53,7 +53,6 @@ def _tool_call_text(call: Any) -> str:
 
 class Qwen3Renderer(Renderer):
     frames_thinking = True
-    strip_thinking_from_history = True
 
     def tool_prefix(self, tools: list[ToolSpec], system_prompt: str | None) -> list[Message]:
         # One system message: the prompt, a blank line, then the tools text.

@@ -59,8 +59,6 @@ def parse_arguments(arguments: str, *, empty_is_object: bool = False) -> dict[st
 class Qwen3VLRenderer(Renderer):
     """`qwen3_vl` / `qwen3_vl_instruct` (identical output in tinker 0.6.1), text content only."""
 
-    strip_thinking_from_history = True
-
     def _thinking_text(self, thinking: str) -> str:
         return f"<think>{thinking}</think>"
 
@@ -130,17 +128,6 @@ class Qwen3_5Renderer(Qwen3VLRenderer):
     # Empty think block only for assistants after the last user (Qwen3.8 writes it everywhere
     # when history keeps its thinking).
     empty_think_after_last_user_only: ClassVar[bool] = True
-
-    def __init__(
-        self,
-        tokenizer: Any,
-        name: str,
-        options: dict[str, Any] | None = None,
-        *,
-        strip_thinking_from_history: bool = True,
-    ) -> None:
-        super().__init__(tokenizer, name, options)
-        self.strip_thinking_from_history = strip_thinking_from_history
 
     def tool_prefix(self, tools: list[ToolSpec], system_prompt: str | None) -> list[Message]:
         # Qwen3.5/3.8 put the tools text first and the system prompt after it.
