@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from shardprep import FORMAT_VERSION, __version__
 from shardprep.build.engines import Engine, make_engine
@@ -302,7 +302,7 @@ def build(
         if existing is not None and existing.get("quick_key") and probe is not None:
             files = _source_identities(recipe, _open_sources(recipe, base_dir))[0]
             files.update(_eval_identities(recipe, base_dir))
-            if quick_key(probe, files, existing) == existing["quick_key"] and _intact(
+            if quick_key(probe, files, existing) == existing["quick_key"] and not shard_problems(
                 output, existing
             ):
                 if existing.get("quick_probe") != probe.to_json():  # the recipe file was edited
@@ -318,12 +318,7 @@ def build(
     plan = plan_build(recipe, base_dir, recipe_file=recipe_file)
     output = plan.output
     existing = _current_manifest(output, force=force)
-    if (
-        existing is not None
-        and existing.get("fingerprint") == plan.fingerprint
-        and not force
-        and _intact(output, existing)
-    ):
+    if not force and _holds(existing, output, plan.fingerprint):
         if plan.quick_probe is not None:
             record_quick(
                 output,
@@ -335,12 +330,7 @@ def build(
     with build_lock(output, wait_s=lock_wait_s):
         # Another build may have finished while we waited for the lock.
         existing = _current_manifest(output, force=force)
-        if (
-            existing is not None
-            and existing.get("fingerprint") == plan.fingerprint
-            and not force
-            and _intact(output, existing)
-        ):
+        if not force and _holds(existing, output, plan.fingerprint):
             return BuildResult("up_to_date", output.url, existing)
         if existing is not None and any(
             s["path"].startswith(plan.data_dir + "/") for s in manifest_shards(existing)
@@ -695,9 +685,16 @@ def _empty_sources(manifest: dict[str, Any], *, allow: bool) -> list[dict[str, A
     return warnings
 
 
-def _intact(output: Output, manifest: dict[str, Any]) -> bool:
-    """ "Up to date" needs the shards, not just the manifest: each present with its recorded size."""
-    return not shard_problems(output, manifest)
+def _holds(
+    manifest: dict[str, Any] | None, output: Output, fingerprint: str
+) -> TypeGuard[dict[str, Any]]:
+    """Whether the output holds the build of `fingerprint`: "up to date" needs the shards, not
+    just the manifest, each present with its recorded size."""
+    return (
+        manifest is not None
+        and manifest.get("fingerprint") == fingerprint
+        and not shard_problems(output, manifest)
+    )
 
 
 def _json_line(obj: Any) -> str:
