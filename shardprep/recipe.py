@@ -24,7 +24,7 @@ from shardprep.formats import ALL_FORMATS
 from shardprep.recipe_yaml import load_yaml
 from shardprep.renderers.base import TrainOnWhat
 from shardprep.sources.base import DEFAULT_MAX_ROW_BYTES
-from shardprep.suggest import did_you_mean
+from shardprep.suggest import did_you_mean, unknown
 from shardprep.tasks import TASKS, TaskOptions, option_owners
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -77,9 +77,7 @@ class SourceSpec(_Strict):
     @classmethod
     def _known_format(cls, v: str) -> str:
         if v not in ALL_FORMATS:
-            raise ValueError(
-                f"unknown format {v!r}{did_you_mean(v, ALL_FORMATS)} (known: {', '.join(ALL_FORMATS)})"
-            )
+            raise ValueError(unknown("format", v, ALL_FORMATS))
         return v
 
     @model_validator(mode="after")
@@ -281,9 +279,7 @@ class Recipe(_Strict):
     @classmethod
     def _known_task(cls, v: str) -> str:
         if v not in TASKS:
-            raise ValueError(
-                f"unknown task {v!r}{did_you_mean(v, TASKS)} (known: {', '.join(TASKS)})"
-            )
+            raise ValueError(unknown("task", v, TASKS))
         return v
 
     @field_validator("renderer", mode="before")

@@ -10,7 +10,7 @@ import typer
 from shardprep.cli.errors import handle_errors
 from shardprep.cli.state import debug
 from shardprep.errors import ShardprepError
-from shardprep.suggest import did_you_mean
+from shardprep.suggest import unknown
 
 if TYPE_CHECKING:  # the library is imported inside the command: `prep --help` stays fast
     from rich.text import Text
@@ -56,9 +56,7 @@ def formats(
     from shardprep.formats.catalog import CATALOG
 
     if name is not None and name not in CATALOG:
-        raise ShardprepError(
-            f"unknown format {name!r}{did_you_mean(name, CATALOG)} (known: {', '.join(CATALOG)})"
-        )
+        raise ShardprepError(unknown("format", name, CATALOG))
     docs = [CATALOG[name]] if name else list(CATALOG.values())
     if as_json:
         rows = [
