@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,26 +22,10 @@ from shardprep.errors import RecipeError
 from shardprep.formats import ALL_FORMATS
 from shardprep.recipe_yaml import load_yaml
 from shardprep.renderers.base import TrainOnWhat
+from shardprep.sizes import parse_size
 from shardprep.sources.base import DEFAULT_MAX_ROW_BYTES
 from shardprep.suggest import did_you_mean, unknown
 from shardprep.tasks import TASKS, TaskOptions, option_owners
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-
-
-def parse_size(value: int | str) -> int:
-    """'256MB' -> 256_000_000, '256MiB' -> 268_435_456, 1000 -> 1000."""
-    if isinstance(value, int):
-        return value
-    m = _SIZE.match(value)
-    if not m:
-        raise ValueError(f"not a size: {value!r} (use e.g. 256MB, 1GiB or a byte count)")
-    number, unit = float(m.group(1)), (m.group(2) or "").upper()
-    binary = "I" in unit
-    base = unit[:1] if unit[:1] in "KMGT" else ""
-    factor = 1024 ** "KMGT".index(base) * 1024 if binary and base else _UNITS[base]
-    return int(number * factor)
 
 
 class _Strict(BaseModel):

@@ -7,7 +7,8 @@ import yaml
 
 from shardprep.build.checks import check_recipe
 from shardprep.errors import RecipeError
-from shardprep.recipe import load_recipe, parse_recipe, parse_size
+from shardprep.recipe import load_recipe, parse_recipe
+from shardprep.sizes import parse_size
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 

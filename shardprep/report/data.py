@@ -35,16 +35,6 @@ def percent(trained: int, tokens: int) -> str:
     return f"{100 * trained / tokens:.1f}" if tokens else "-"
 
 
-def human_bytes(n: int) -> str:
-    """Decimal units, as storage consoles print them."""
-    size = float(n)
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{n:,} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
-
-
 def reasons(counts: dict[str, int] | None) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in counts.items()) if counts else ""
 

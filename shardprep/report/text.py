@@ -15,7 +15,6 @@ from rich.text import Text
 from shardprep.report.data import (
     PACKING_HEAD,
     SPLIT_HEAD,
-    human_bytes,
     number,
     packing_cells,
     packing_title,
@@ -23,6 +22,7 @@ from shardprep.report.data import (
     source_cells,
     split_cells,
 )
+from shardprep.sizes import human_bytes
 
 TRAINED_OPEN, TRAINED_CLOSE = "⟦", "⟧"
 SPECIAL_OPEN, SPECIAL_CLOSE = "‹", "›"

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from torch.utils.data import Dataset
 
 from shardprep.errors import ManifestError, ShardprepError
-from shardprep.report.data import human_bytes
+from shardprep.sizes import human_bytes
 from shardprep.store.integrity import escapes_output
 from shardprep.store.manifest import no_manifest_error, read_manifest
 from shardprep.store.storage import Output

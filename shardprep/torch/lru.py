@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from shardprep.errors import ShardprepError
-from shardprep.report.data import human_bytes
+from shardprep.sizes import human_bytes, parse_size
 from shardprep.torch.cache import (
     CACHE_VERSION,
     ENTRY_PREFIX,
@@ -45,20 +45,7 @@ log = logging.getLogger("shardprep.reader")
 LIMIT_ENV = "SHARDPREP_CACHE_LIMIT"
 # Of the space free on the cache's disk (plus what the cache already holds) when a dataset opens.
 DEFAULT_FRACTION = 0.75
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
 _OLD_ENTRY = re.compile(r"^v([0-9]+)-[0-9a-f]+$")
-_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*([a-zA-Z]*|%)\s*$")
 
 
 def parse_limit(value: int | float | str, *, cache_dir: str) -> int:
@@ -68,17 +55,21 @@ def parse_limit(value: int | float | str, *, cache_dir: str) -> int:
         if value <= 0:
             raise ShardprepError(f"cache_limit must be positive, got {value!r}")
         return int(value)
-    m = _SIZE.match(str(value))
-    if m is None or (m.group(2) != "%" and m.group(2).lower() not in _UNITS):
-        raise ShardprepError(
-            f"cache_limit {value!r} is not a size (write e.g. 20GB, 512MiB, 50% or a byte count)"
-        )
-    number = float(m.group(1))
-    if m.group(2) == "%":
+    text = str(value).strip()
+    if text.endswith("%"):
+        try:
+            number = float(text[:-1])
+        except ValueError:
+            number = -1.0
         if not 0 < number <= 100:
             raise ShardprepError(f"cache_limit {value!r}: a percentage is in (0, 100]")
         return int(room(cache_dir) * number / 100)
-    limit = int(number * _UNITS[m.group(2).lower()])
+    try:
+        limit = parse_size(text)
+    except ValueError:
+        raise ShardprepError(
+            f"cache_limit {value!r} is not a size (write e.g. 20GB, 512MiB, 50% or a byte count)"
+        ) from None
     if limit <= 0:
         raise ShardprepError(f"cache_limit must be positive, got {value!r}")
     return limit
