@@ -14,7 +14,6 @@ from typing import Any
 from shardprep.errors import BuildError, RecipeError, ShardprepError, UnknownRendererError
 from shardprep.recipe import Recipe
 from shardprep.renderers.registry import get_renderer, renderer_names
-from shardprep.sources.paths import expand_paths
 from shardprep.sources.source import open_source
 from shardprep.suggest import did_you_mean
 from shardprep.tasks import TASKS
@@ -75,12 +74,16 @@ def preflight(recipe: Recipe, base_dir: Path, *, inputs: bool = True) -> Preflig
                 open_source(src, base_dir).check()  # a Hub revision is resolved by plan_build
             except ShardprepError as exc:
                 out.errors.append((f"sources[{i}].path", exc))
-        spec = recipe.decontaminate
-        for i, path in enumerate(spec.paths if spec is not None else []):
+        if recipe.decontaminate is not None:
+            from shardprep.build.dedup import eval_files
+
             try:
-                expand_paths(path, base_dir=base_dir)  # a missing file or empty glob: SourceError
-            except ShardprepError as exc:
-                out.errors.append((f"decontaminate.paths[{i}]", exc))
+                eval_files(recipe.decontaminate, base_dir)  # a missing file or an empty glob
+            except ShardprepError as exc:  # listed under its key: the source error alone
+                cause = exc.__cause__
+                out.errors.append(
+                    ("decontaminate.paths", cause if isinstance(cause, ShardprepError) else exc)
+                )
     return out
 
 

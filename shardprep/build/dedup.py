@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shardprep.errors import BuildError
+from shardprep.errors import BuildError, SourceError
 from shardprep.store.columns import numpy_view
 from shardprep.store.schemas import ShardSchema
 
@@ -171,6 +171,19 @@ def _distinct(flat: np.ndarray, n: int, h: np.ndarray, at: np.ndarray) -> tuple[
     return h[keep], at[keep]
 
 
+def eval_files(spec: DecontaminateSpec, base_dir: Path) -> list[list[str]]:
+    """The files each entry of `decontaminate.paths` names (globs expanded): what the build
+    loads and what its fingerprint takes the identities of."""
+    from shardprep.sources.paths import expand_paths
+
+    try:
+        return [expand_paths(pattern, base_dir=base_dir) for pattern in spec.paths]
+    except SourceError as exc:  # named as the eval file it is, not as a source
+        err = BuildError(f"decontaminate.paths: {exc}")
+        err.hint = "check `decontaminate.paths` in the recipe (relative to its folder)"
+        raise err from exc
+
+
 class EvalNgrams:
     """The token n-grams of the eval files' texts, encoded by the build's encoder: per distinct
     (n-gram, file), its hash (sorted), where its ids are (in the eval texts' ids, all in one
@@ -200,15 +213,14 @@ class EvalNgrams:
         plain text). Its selection waits for a fastokens parse still running, as the units'
         first encode would (the reference twin meanwhile would cost some 50 times the CPU)."""
         from shardprep.sources.files import iter_source_rows
-        from shardprep.sources.paths import expand_paths
 
         n = spec.ngram
         out = cls(n)
         flat: list[np.ndarray] = []
         base = 0
         per_file: list[tuple[list[np.ndarray], list[np.ndarray]]] = []
-        for pattern in spec.paths:
-            for path in expand_paths(pattern, base_dir=base_dir):
+        for paths in eval_files(spec, base_dir):
+            for path in paths:
                 out.files.append(EvalFile(path))
                 hashes: list[np.ndarray] = []
                 starts: list[np.ndarray] = []

@@ -129,13 +129,12 @@ def _eval_key(i: int) -> str:
 def _eval_identities(recipe: Recipe, base_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """The identities of `decontaminate`'s eval files, per path entry (as probe_source_files
     takes them again for the quick key)."""
-    from shardprep.sources.paths import expand_paths, file_identity
+    from shardprep.build.dedup import eval_files
+    from shardprep.sources.paths import file_identity
 
     spec = recipe.decontaminate
-    return {
-        _eval_key(i): [file_identity(u) for u in expand_paths(path, base_dir=base_dir)]
-        for i, path in enumerate(spec.paths if spec is not None else [])
-    }
+    files = eval_files(spec, base_dir) if spec is not None else []
+    return {_eval_key(i): [file_identity(u) for u in paths] for i, paths in enumerate(files)}
 
 
 def quick_probe(recipe: Recipe, base_dir: Path, recipe_file: str | None) -> QuickProbe | None:

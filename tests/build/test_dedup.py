@@ -634,6 +634,10 @@ def test_validate_and_build_name_a_missing_eval_file(tmp_path: Path) -> None:
     recipe, _ = _recipe(tmp_path, decontaminate={"paths": ["missing.jsonl"]})
     path = tmp_path / "out.yaml"
     res = runner.invoke(app, ["validate", str(path)])
-    assert res.exit_code == 2 and "missing.jsonl" in res.output, res.output
+    assert res.exit_code == 2, res.output
+    assert "decontaminate.paths: no such file" in res.output and "missing.jsonl" in res.output
     res = runner.invoke(app, ["build", str(path), "--quiet"])
-    assert res.exit_code == 2 and "missing.jsonl" in res.output, res.output
+    assert res.exit_code == 2, res.output
+    # Named as the eval file it is, with the key to fix (not the hint for a source's `path:`).
+    assert "decontaminate.paths: no such file" in res.output and "missing.jsonl" in res.output
+    assert "check `decontaminate.paths`" in res.output and "source `path:`" not in res.output
