@@ -153,6 +153,8 @@ def _gather(flat: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
 def _distinct(flat: np.ndarray, n: int, h: np.ndarray, at: np.ndarray) -> tuple[Any, Any]:
     """(hashes, starts) of the distinct n-grams among those starting at `at` in `flat`, sorted
     by hash: of equal ones the first kept."""
+    if not len(h):  # every text shorter than n
+        return h, at
     order = np.argsort(h, kind="stable")
     h, at = h[order], at[order]
     same_hash = np.flatnonzero(h[1:] == h[:-1])
@@ -264,9 +266,9 @@ class EvalNgrams:
                 hashes.append(fh)
                 starts.append(fs)
                 file_of.append(np.full(len(fh), k, dtype=np.int64))
-        if not hashes:
+        h = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
+        if not len(h):  # no eval text as long as n: nothing to match (a warning says so)
             return out
-        h = np.concatenate(hashes)
         # each file's are sorted already
         order = np.argsort(h, kind="stable") if len(hashes) > 1 else np.arange(len(h))
         out.hashes = h[order]
@@ -690,6 +692,21 @@ def find_drops(
             if not keep.all():
                 drops.keep[shard["path"]] = keep
     return drops
+
+
+def eval_warnings(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """A warning per eval file that gave no n-gram (empty, or every text shorter than `ngram`
+    tokens): the build is checked against nothing from it, which a user should not assume away."""
+    return [
+        {
+            "code": "eval_file_without_ngrams",
+            "message": f"decontaminate: {ev['path']} holds no n-gram of `ngram` tokens (empty, or "
+            "every text shorter): no row is checked against it",
+            "path": ev["path"],
+        }
+        for ev in manifest.get("decontamination") or []
+        if not ev["ngrams"]
+    ]
 
 
 def apply_drops(manifest: dict[str, Any], drops: RowDrops) -> None:

@@ -464,8 +464,11 @@ def _build_claimed(
         manifest["stats"]["task_counters"], manifest["recipe"]
     )
     special = special_tokens_warning(manifest["stats"]["special_tokens"])
+    from shardprep.build.dedup import eval_warnings
+
     manifest["warnings"] = [
         *empty_warnings,
+        *eval_warnings(manifest),
         *([mismatch] if mismatch is not None else []),
         *([special] if special is not None else []),
         *task_warnings,

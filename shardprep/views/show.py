@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shardprep.build.dedup import eval_warnings
 from shardprep.encode.decode import Span, decode_spans
 from shardprep.encode.special import special_tokens_warning
 from shardprep.errors import ManifestError, ShardprepError
@@ -343,6 +344,7 @@ def inspect_build(
     special = special_tokens_warning(report["special_tokens"])
     if special is not None:
         report["warnings"].append(special)
+    report["warnings"] += eval_warnings(manifest)
 
     if split not in manifest["splits"]:
         raise ShardprepError(

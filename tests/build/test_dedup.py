@@ -641,3 +641,18 @@ def test_validate_and_build_name_a_missing_eval_file(tmp_path: Path) -> None:
     # Named as the eval file it is, with the key to fix (not the hint for a source's `path:`).
     assert "decontaminate.paths: no such file" in res.output and "missing.jsonl" in res.output
     assert "check `decontaminate.paths`" in res.output and "source `path:`" not in res.output
+
+
+def test_an_eval_file_without_ngrams_is_a_warning(tmp_path: Path) -> None:
+    """An empty eval file (or one whose texts are all shorter than `ngram`) checks nothing: the
+    build, `prep show` (terminal and --json) say so, rather than a quiet 0 rows."""
+    (tmp_path / "short.jsonl").write_text('{"text": "two words"}\n')
+    _recipe(tmp_path, decontaminate={"paths": ["short.jsonl"], "ngram": 16})
+    res = runner.invoke(app, ["build", str(tmp_path / "out.yaml")])
+    assert res.exit_code == 0, res.output
+    assert "short.jsonl holds no n-gram" in res.output
+    res = runner.invoke(app, ["show", str(tmp_path / "out"), "--json"])
+    codes = [w["code"] for w in json.loads(res.output)["warnings"]]
+    assert "eval_file_without_ngrams" in codes, res.output
+    res = runner.invoke(app, ["show", str(tmp_path / "out")])
+    assert "[eval_file_without_ngrams]" in res.output, res.output
