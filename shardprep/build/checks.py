@@ -87,6 +87,44 @@ def preflight(recipe: Recipe, base_dir: Path, *, inputs: bool = True) -> Preflig
     return out
 
 
+# Filesystems the kernel makes up (no folder of one's own can be created in them).
+_KERNEL_FILESYSTEMS = {
+    "proc",
+    "sysfs",
+    "devpts",
+    "cgroup",
+    "cgroup2",
+    "debugfs",
+    "tracefs",
+    "securityfs",
+    "configfs",
+    "pstore",
+    "bpf",
+    "mqueue",
+    "fusectl",
+}
+
+
+def _kernel_filesystem(folder: Path) -> tuple[str, str] | None:
+    """(mount point, type) when `folder` lies on one of _KERNEL_FILESYSTEMS (Linux; elsewhere,
+    or when the mount table cannot be read, None)."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as f:
+            mounts = [line.split()[1:3] for line in f if len(line.split()) > 2]
+    except OSError:
+        return None
+    where = str(folder.resolve())
+    inside = [
+        (point, kind)
+        for point, kind in mounts
+        if where == point or where.startswith(point.rstrip("/") + "/")
+    ]
+    if not inside:
+        return None
+    point, kind = max(inside, key=lambda m: len(m[0]))  # the innermost mount holds it
+    return (point, kind) if kind in _KERNEL_FILESYSTEMS else None
+
+
 def output_problem(output: str, base_dir: Path) -> str | None:
     """Why a local output cannot be created or written (None: it can, or it is an object store,
     which only says so when written). Found without writing anything."""
@@ -102,6 +140,11 @@ def output_problem(output: str, base_dir: Path) -> str | None:
         probe = probe.parent
     if not probe.is_dir():
         return f"cannot write {path}: {probe} is a file, not a folder"
+    kernel = _kernel_filesystem(probe)
+    if kernel is not None:  # root passes os.access there, yet nothing can be created
+        return (
+            f"cannot write {path}: {kernel[0]} is the kernel's {kernel[1]} filesystem, not storage"
+        )
     if not os.access(probe, os.W_OK | os.X_OK):
         return f"cannot write {path}: no permission to write in {probe}"
     if probe == path:

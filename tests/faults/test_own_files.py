@@ -4,7 +4,7 @@ in one line naming the path and the cause, exit 2 — never an "internal error" 
 Each case was an internal error before: a truncated or non-gzip tokenizer.json.gz (EOFError,
 BadGzipFile), a tokenizer_config.json that is not UTF-8 (UnicodeDecodeError) or is a JSON list
 (AttributeError), a recipe that is not UTF-8, an S3 endpoint on a closed port
-(EndpointConnectionError), an output under /proc (FileNotFoundError); a full disk said "No space
+(EndpointConnectionError), an output under /proc (the mount table, before any write); a full disk said "No space
 left on device" without the file; a tokenizer.json.gz that expands to gigabytes was expanded."""
 
 from __future__ import annotations
@@ -196,7 +196,12 @@ def test_output_under_proc(tmp_path: Path, faults) -> None:
     code, out = prep("build", str(recipe), "--quiet")
     assert code == 2, out
     line = _one_error(out)
-    assert "/proc/shardprep-out" in line and "cannot create the folder" in line, line
+    # Found before any write, from the mount table (as root, os.access passes there), by the
+    # build's preflight and prep validate alike.
+    assert "cannot write /proc/shardprep-out: /proc is the kernel's proc filesystem" in line, line
+    code, out = prep("validate", str(recipe))
+    assert code == 2, out
+    assert "cannot write /proc/shardprep-out: /proc is the kernel's proc filesystem" in out, out
 
 
 needs_dev_full = pytest.mark.skipif(
