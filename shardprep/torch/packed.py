@@ -202,6 +202,9 @@ class PackedLoader:
         self.dataloader_kwargs = dataloader_kwargs
         self.epoch = 0
         self.position = 0  # packs of this epoch's stream the whole job has consumed
+        # set_epoch(e) named a finished epoch e (a state saved after its last step): the next
+        # iteration is that epoch's (nothing left), not the next epoch's.
+        self._held = False
 
     # -- sizes ---------------------------------------------------------------------------------
 
@@ -213,8 +216,14 @@ class PackedLoader:
         """Steps in a whole epoch (the same on every rank)."""
         return -(-self.plan.packs // self.global_batch)
 
+    def _finished(self) -> bool:
+        """The epoch's stream is consumed and the next iteration goes on with the next epoch."""
+        return self.position >= self.plan.packs > 0 and not self._held
+
     def _start(self) -> int:
-        return self.position if self.position < self.plan.packs else 0
+        if self.position < self.plan.packs:
+            return self.position
+        return self.plan.packs if self._held else 0
 
     @property
     def steps_left(self) -> int:
@@ -235,7 +244,7 @@ class PackedLoader:
         return list(grid[:, rank * self.batch_size : (rank + 1) * self.batch_size])
 
     def _epoch_of_next(self) -> int:
-        return self.epoch + 1 if self.position >= self.plan.packs > 0 else self.epoch
+        return self.epoch + 1 if self._finished() else self.epoch
 
     def token_balance(self) -> float:
         """Over the next iteration's steps, the mean of (max - min) / max row positions across ranks."""
@@ -246,10 +255,11 @@ class PackedLoader:
     # -- iteration -----------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        if self.position >= self.plan.packs > 0:  # the epoch was finished: go on with the next
+        if self._finished():  # the epoch was finished: go on with the next
             self.epoch += 1
             self.position = 0
         steps = self.rank_steps()
+        self._held = False
         start = self.position
         source = PackBatches(
             self.dataset, self.plan, steps, pad_id=self.pad_id, fractional=self.fractional
@@ -274,6 +284,8 @@ class PackedLoader:
         if epoch != self.epoch:
             self.position = 0
         self.epoch = int(epoch)
+        # The epoch named is the one to iterate next, even when a loaded state finished it.
+        self._held = self.position >= self.plan.packs > 0
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -301,5 +313,9 @@ class PackedLoader:
                     f"loader state has {key}={state[key]!r}, this loader {mine!r}: "
                     "it was saved for another plan"
                 )
-        self.epoch = int(state["epoch"])
-        self.position = int(state["position"])
+        epoch, position = int(state["epoch"]), int(state["position"])
+        if epoch < 0 or position < 0:
+            raise ValueError(
+                f"loader state has epoch={epoch}, position={position}: both must be >= 0"
+            )
+        self.epoch, self.position, self._held = epoch, position, False

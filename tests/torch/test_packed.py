@@ -334,3 +334,32 @@ def test_pairs_are_refused_by_show_and_the_loader(make_build: Any, tmp_path: Pat
     ds = ShardDataset(str(folder), cache_dir=str(tmp_path / "c"))
     with pytest.raises(ValueError, match="packing needs one token sequence per row"):
         PackedLoader(ds, seq_len=64)
+
+
+def test_resumed_at_the_epoch_end_the_usual_loop_trains_each_epoch_once(ds: ShardDataset) -> None:
+    """A checkpoint taken after an epoch's last step, resumed by the usual loop (set_epoch at each
+    epoch's top, the resumed one first): the finished epoch yields nothing and the next comes once
+    (it used to run the next epoch under the finished one's number, then again)."""
+    loader = PackedLoader(ds, seq_len=SEQ_LEN, batch_size=4, seed=0)
+    steps = iter(loader)
+    for _ in range(len(loader)):
+        next(steps)
+    state = loader.state_dict()
+    assert state["epoch"] == 0 and state["position"] >= loader.plan.packs
+    resumed = PackedLoader(ds, seq_len=SEQ_LEN, batch_size=4, seed=0)
+    resumed.load_state_dict(state)
+    trained: list[tuple[int, list[int]]] = []
+    for epoch in range(state["epoch"], 2):
+        resumed.set_epoch(epoch)
+        assert resumed.steps_left == (0 if epoch == 0 else len(resumed))
+        trained += [(epoch, _rows_of(b)) for b in resumed]
+    assert [e for e, _ in trained] == [1] * len(loader)
+    fresh = PackedLoader(ds, seq_len=SEQ_LEN, batch_size=4, seed=0)
+    fresh.set_epoch(1)
+    assert [rows for _, rows in trained] == [_rows_of(b) for b in fresh]
+    # Without set_epoch, iterating a finished epoch's state goes on with the next one.
+    plain = PackedLoader(ds, seq_len=SEQ_LEN, batch_size=4, seed=0)
+    plain.load_state_dict(state)
+    assert [_rows_of(b) for b in plain] == [rows for _, rows in trained]
+    with pytest.raises(ValueError, match="position"):
+        plain.load_state_dict({**state, "position": -1})
