@@ -33,6 +33,7 @@ length (near 0: no drift from long to short rows through an epoch).
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left, insort
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -71,29 +72,33 @@ def best_fit_decreasing(lengths: np.ndarray, capacity: int) -> tuple[np.ndarray,
         key = capacity - lengths.astype(np.int64)
     order = np.argsort(key, kind="stable").astype(index)
     del key
-    counts = np.bincount(lengths, minlength=capacity + 1)
+    # Sized by the longest row, not the capacity: a seq_len far above every row costs nothing.
+    counts = np.bincount(lengths)
 
-    buckets: list[list[np.ndarray]] = [[] for _ in range(capacity + 1)]  # room -> bin-id chunks
-    filled = np.zeros(capacity + 1, dtype=bool)
+    buckets: dict[int, list[np.ndarray]] = {}  # room -> bin-id chunks of the open bins
+    rooms: list[int] = []  # the keys of `buckets`, ascending
     placed: list[np.ndarray] = []  # bin id per row, in `order`
     opened = 0
 
     def put(room: int, bins: np.ndarray) -> None:
         if len(bins):
+            if room not in buckets:
+                buckets[room] = []
+                insort(rooms, room)
             buckets[room].append(bins)
-            filled[room] = True
 
-    for size in range(capacity, 0, -1):
+    for size in range(len(counts) - 1, 0, -1):
         left = int(counts[size])
         if not left:
             continue
-        for room in (np.flatnonzero(filled[size:]) + size).tolist():
+        for room in rooms[bisect_left(rooms, size) :]:
             chunks = buckets[room]
             bins = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
             each = room // size  # rows of this size a bin with this room takes, one after another
             if len(bins) * each <= left:
                 placed.append(np.repeat(bins, each))
-                buckets[room], filled[room] = [], False
+                del buckets[room]
+                rooms.pop(bisect_left(rooms, room))
                 put(room - each * size, bins)
                 left -= len(bins) * each
                 if not left:
@@ -116,7 +121,10 @@ def best_fit_decreasing(lengths: np.ndarray, capacity: int) -> tuple[np.ndarray,
             new, rest = divmod(left, each)
             ids = np.arange(opened, opened + new + (1 if rest else 0), dtype=index)
             opened += len(ids)
-            placed.append(np.repeat(ids, each)[:left])
+            per_bin = np.full(len(ids), each, dtype=np.int64)
+            if rest:
+                per_bin[-1] = rest
+            placed.append(np.repeat(ids, per_bin))
             put(capacity - each * size, ids[:new])
             if rest:
                 put(capacity - rest * size, ids[new:])
@@ -158,7 +166,8 @@ class PackingPlan:
         if len(lengths) and int(lengths.min()) < 0:
             raise ValueError("row lengths cannot be negative")
         kept = np.empty(len(lengths), dtype=np.int32)
-        np.minimum(lengths, seq_len - 1, out=kept, casting="unsafe")
+        # A row is at most int32 long, so a larger capacity truncates nothing (and fits int64).
+        np.minimum(lengths, min(seq_len - 1, 2**31 - 1), out=kept, casting="unsafe")
         rows, offsets = best_fit_decreasing(kept, seq_len - 1)
         return cls(
             seq_len=seq_len,

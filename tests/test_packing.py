@@ -92,3 +92,23 @@ def test_never_more_packs_than_trls_bfd() -> None:
     trl_packs = len(trl_utils.pack_dataset(ds, capacity, strategy="bfd"))
     plan = PackingPlan.build(lengths, capacity + 1)
     assert plan.packs <= trl_packs
+
+
+def test_a_capacity_far_above_the_rows_costs_nothing_and_is_still_exact() -> None:
+    """Work and memory grow with the longest row, not the capacity: a seq_len of 10**12 (a typo, or
+    "everything in one pack") used to allocate per-room arrays of its size (MemoryError, or a
+    machine swapping)."""
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        capacity = int(rng.integers(1, 70))
+        lengths = rng.integers(1, capacity + 1, int(rng.integers(0, 90)))
+        # Rooms far above every length: the same bins as the textbook algorithm.
+        big = capacity + 10**12
+        rows, offsets = best_fit_decreasing(lengths, big)
+        got = [rows[offsets[b] : offsets[b + 1]].tolist() for b in range(len(offsets) - 1)]
+        assert got == one_by_one_bfd(lengths.tolist(), big)
+    lengths = rng.integers(0, 3000, 5000)
+    plan = PackingPlan.build(lengths, 10**12)
+    assert plan.packs == 1 and plan.rows_over_length == 0
+    assert plan.positions == int(lengths.sum()) and plan.efficiency < 1e-5
+    assert sorted(plan.pack(0).tolist()) == list(range(len(lengths)))
