@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -52,8 +53,9 @@ def parse_limit(value: int | float | str, *, cache_dir: str) -> int:
     """Bytes from 20_000_000, "20GB", "1.5GiB", "512MiB" or "50%" (of the disk's free space plus
     what the cache folder already holds)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value <= 0:
-            raise ShardprepError(f"cache_limit must be positive, got {value!r}")
+        # NaN and infinity are not sizes; 0.5 would be a limit of 0 bytes.
+        if not math.isfinite(value) or value < 1:
+            raise ShardprepError(f"cache_limit must be a positive byte count, got {value!r}")
         return int(value)
     text = str(value).strip()
     if text.endswith("%"):
@@ -94,9 +96,12 @@ def resolve_limit(limit: int | float | str | None, cache_dir: str) -> int:
 
 def limit_too_small(limit: int, nbytes: int) -> ShardprepError:
     """The error for a cache limit below one shard's entry of up to `nbytes`."""
+    have, need = human_bytes(limit), human_bytes(nbytes)
+    if have == need:  # "3.0 MB is smaller than 3.0 MB" would say nothing: exact counts
+        have, need = f"{limit:,} bytes", f"{nbytes:,} bytes"
     return ShardprepError(
-        f"reader cache limit {human_bytes(limit)} is smaller than one shard's entry "
-        f"(up to {human_bytes(nbytes)}): raise cache_limit (or ${LIMIT_ENV})"
+        f"reader cache limit {have} is smaller than one shard's entry "
+        f"(up to {need}): raise cache_limit (or ${LIMIT_ENV})"
     )
 
 

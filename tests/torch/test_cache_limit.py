@@ -25,7 +25,7 @@ def test_limits_are_sizes_or_fractions_of_the_disk(tmp_path: Path) -> None:
     assert parse_limit("512mib", cache_dir=cache) == 512 * 2**20
     assert parse_limit(123456, cache_dir=cache) == 123456
     assert parse_limit("50%", cache_dir=cache) == pytest.approx(room(cache) / 2, rel=0.01)
-    for bad in ("lots", "20 parsecs", "0", "-5GB", "150%", 0):
+    for bad in ("lots", "20 parsecs", "0", "-5GB", "150%", 0, 0.5, float("nan"), float("inf")):
         with pytest.raises(ShardprepError, match="cache_limit"):
             parse_limit(bad, cache_dir=cache)
 
@@ -46,6 +46,13 @@ def test_default_and_environment(
 def test_a_limit_smaller_than_one_shard_is_refused(demo_shards: Path, tmp_path: Path) -> None:
     with pytest.raises(ShardprepError, match="smaller than one shard's entry.*raise cache_limit"):
         ShardDataset(str(demo_shards), cache_dir=str(tmp_path / "c"), cache_limit="10KB")
+    # Just below the largest entry: rounded to MB both would read the same; the bytes differ.
+    fits = ShardDataset(str(demo_shards), cache_dir=str(tmp_path / "c"))
+    largest = max(s["estimate"] for s in fits.shards)
+    with pytest.raises(ShardprepError) as err:
+        ShardDataset(str(demo_shards), cache_dir=str(tmp_path / "c"), cache_limit=largest - 1)
+    assert f"limit {largest - 1:,} bytes is smaller" in str(err.value)
+    assert f"(up to {largest:,} bytes)" in str(err.value)
 
 
 def test_the_footer_bounds_every_entry(demo_shards: Path, tmp_path: Path) -> None:
