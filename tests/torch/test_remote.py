@@ -29,6 +29,7 @@ import pytest
 from shardprep.errors import ShardprepError
 from shardprep.tasks.sft import SCHEMA
 from shardprep.torch import EpochSampler, ResumableLoader, ShardDataset
+from shardprep.torch.cache import META_NAME
 
 from .conftest import write_build
 
@@ -328,10 +329,28 @@ def test_a_shuffled_epoch_by_windows_of_shards_under_a_limit(
     assert ds.stats.made == len(ds.shards)
 
 
+def _train_until_made(ds: ShardDataset, row: int) -> None:
+    """A training step that lasts until the cache entry of the shard holding `row` (the next
+    batch's) is complete: made ahead of the reader by its prefetcher, never by this thread. How
+    long that takes on this machine changes nothing below; a prefetcher that never makes it
+    fails here."""
+    if row >= len(ds):
+        return
+    k = int(ds.shard_of([row])[0])
+    meta = os.path.join(ds.entry_path(k), META_NAME)
+    deadline = time.monotonic() + 60  # a hang guard: it takes a few tenths of a second
+    while not os.path.exists(meta) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert os.path.exists(meta), f"the prefetcher never made shard {k}'s entry"
+
+
 @pytest.mark.s3
 def test_prefetch_hides_store_latency(s3: SlowMoto, tmp_path: Path) -> None:
-    """100 ms per request: with prefetch the loop waits on a shard in < 5 % of its steps after
-    the first; without, at every shard it enters."""
+    """100 ms per request: with prefetch the loop never waits on a shard after the first (each is
+    made in the background while the loop trains on the one before); without, it waits at every
+    shard it enters. Each training step lasts until the next batch's shard is made by the
+    prefetcher (without one, it does nothing), so the counts do not depend on this machine's
+    speed or load, as they did with a fixed 50 ms step that a busy machine's prefetch could lag."""
     build = write_build(tmp_path / "b", "sft/1", sft_tables(12, 32, seed=1))
     url = upload_s3(s3, build)
     stalls = {}
@@ -348,19 +367,18 @@ def test_prefetch_hides_store_latency(s3: SlowMoto, tmp_path: Path) -> None:
                 collate_fn=list,
                 prefetch=prefetch,
             )
-            steps = waited = 0
+            steps = 0
             for _ in loader:
                 if steps == 0:
                     before = ds.stats.misses
                 steps += 1
-                time.sleep(0.05)  # the training step
-            waited = ds.stats.misses - before
-            stalls[prefetch] = (waited, steps - 1)
+                if prefetch:
+                    _train_until_made(ds, steps * 8)  # the training step
+            stalls[prefetch] = (ds.stats.misses - before, steps - 1)
     finally:
         s3.delay = 0.0
-    waited, steps = stalls[True]
-    assert waited < 0.05 * steps, stalls
-    assert stalls[False][0] == 11, stalls  # every shard after the first one
+    assert stalls[True] == (0, 47), stalls
+    assert stalls[False] == (11, 47), stalls  # every shard after the first one
 
 
 # Every process of a node (ranks, DataLoader workers) shares one cache folder: a shard is made by
