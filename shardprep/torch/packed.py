@@ -186,7 +186,11 @@ class PackedLoader:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         if prepare and num_workers > 0 and hasattr(dataset, "prepare"):
-            dataset.prepare()  # decode shards once here, not once per worker
+            # Decode shards once here, not once per worker; a split larger than the cache limit
+            # cannot be held at once: the workers then decode shards as packs need them.
+            limit = getattr(dataset, "cache_limit", None)
+            if limit is None or dataset.needed_bytes() <= limit:
+                dataset.prepare()
         self.dataset = dataset
         self.plan = plan if plan is not None else PackingPlan.build(dataset.lengths, seq_len)
         if self.plan.seq_len != seq_len or self.plan.row_count != len(dataset):

@@ -363,3 +363,18 @@ def test_resumed_at_the_epoch_end_the_usual_loop_trains_each_epoch_once(ds: Shar
     assert [_rows_of(b) for b in plain] == [rows for _, rows in trained]
     with pytest.raises(ValueError, match="position"):
         plain.load_state_dict({**state, "position": -1})
+
+
+def test_workers_read_a_split_larger_than_the_cache_limit(
+    ds: ShardDataset, demo_shards: Path, tmp_path: Path
+) -> None:
+    """With num_workers > 0 the loader decodes every shard up front only when the split fits the
+    cache; a split larger than cache_limit is read by the workers shard by shard (it used to be
+    refused, pointing at ResumableLoader, which cannot pack)."""
+    largest = max(
+        s["estimate"] for s in ShardDataset(str(demo_shards), cache_dir=str(tmp_path)).shards
+    )
+    small = ShardDataset(str(demo_shards), cache_dir=str(tmp_path / "small"), cache_limit=largest)
+    assert small.needed_bytes() > small.cache_limit
+    got = [_rows_of(b) for b in PackedLoader(small, seq_len=SEQ_LEN, batch_size=8, num_workers=2)]
+    assert got == [_rows_of(b) for b in PackedLoader(ds, seq_len=SEQ_LEN, batch_size=8)]
