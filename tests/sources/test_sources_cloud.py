@@ -315,7 +315,10 @@ def test_s3_build_killed_and_resumed_equals_uninterrupted(
     assert not fs.exists("outputs/resume/manifest.json")
     done = len(fs.glob("outputs/resume/data-*/_units/*.json"))
     resumed = build(*load_recipe(tmp_path / "s3.yaml"))
-    assert resumed.status == "built" and resumed.resumed_units == done > 0
+    # A marker PUT the server had whole when the client was killed is stored by its own server
+    # thread, which may finish after the count above: one such marker at most (one unit at a
+    # time, its shard before its marker), and the resumed build takes it too.
+    assert resumed.status == "built" and done <= resumed.resumed_units <= done + 1 and done > 0
     local = build(*load_recipe(tmp_path / "local.yaml"))
 
     def names(m: dict) -> list:
