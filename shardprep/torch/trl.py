@@ -137,6 +137,11 @@ def sft_dataset(
             fingerprint=_fingerprint("sft", rows, fractional),
             **common,
         )
+    if int(seq_len) < 2:
+        raise ValueError(
+            "seq_len must be at least 2 tokens (a pack of one holds a row's first token, which is "
+            f"never trained), not {seq_len}"
+        )
     # Tokens, not positions: the plan's capacity (its seq_len - 1) is then seq_len tokens.
     plan = PackingPlan.build(rows.lengths + 1, int(seq_len) + 1)
     features = {

@@ -214,6 +214,12 @@ def test_wrong_schema_and_tokenizer_refused(
         dpo_dataset(ShardDataset(str(toy_builds["sft"]), cache_dir=cache_dir))
     with pytest.raises(ShardprepError, match="not a finished build"):
         build_tokenizer(str(tmp_path))
+    # A pack of one token holds only a row's first token, never trained; the message names the
+    # seq_len given (it named seq_len + 1, the plan's own, and let 1 through to train nothing).
+    sft = ShardDataset(str(toy_builds["sft"]), cache_dir=cache_dir)
+    for bad in (1, 0, -5):
+        with pytest.raises(ValueError, match=f"seq_len must be at least 2 tokens.*not {bad}$"):
+            sft_dataset(sft, seq_len=bad, cache_dir=str(tmp_path / "hf"))
 
 
 def test_datasets_are_cached_by_the_shards_they_are_made_from(
