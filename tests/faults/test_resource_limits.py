@@ -238,6 +238,20 @@ def test_ordinary_template_is_untouched() -> None:
     assert t.render([{"role": "user", "content": " hi "}]) == "<user>hi!1,2cb---"
 
 
+class _StepClock:
+    """jinja_limits' clock for a whole build: 1 ms per reading. The 0.3 s limit then counts the
+    template's own steps (a reading every 256 loop items): the runaway row reaches it after 300
+    readings, an ordinary row takes a few, and no stall of this process (a loaded machine, a
+    garbage collection) can push an ordinary row past the limit and drop it too."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
 LOOP_ON_ROW = (
     "{% for m in messages %}{% if m.content == 'loop' %}"
     "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}{% endif %}"
@@ -248,8 +262,9 @@ LOOP_ON_ROW = (
 
 @pytest.mark.parametrize("on_error", ["skip", "fail"])
 def test_build_with_runaway_template_names_it(
-    tmp_path: Path, on_error: str, short_limit: None, faults
+    tmp_path: Path, on_error: str, short_limit: None, monkeypatch: pytest.MonkeyPatch, faults
 ) -> None:
+    monkeypatch.setattr(jinja_limits, "time", _StepClock())
     tok = tmp_path / "tok"
     shutil.copytree(TOY, tok)
     config = json.loads((tok / "tokenizer_config.json").read_text())
