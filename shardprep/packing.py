@@ -42,6 +42,10 @@ import numpy as np
 
 def epoch_order(packs: int, seed: int, epoch: int) -> np.ndarray:
     """The order an epoch visits `packs` packs: depends on (seed, epoch) only."""
+    if seed < 0 or epoch < 0:
+        raise ValueError(
+            f"a packing order needs seed and epoch >= 0, not seed={seed}, epoch={epoch}"
+        )
     return np.random.default_rng([seed, epoch]).permutation(packs)
 
 

@@ -185,6 +185,8 @@ class PackedLoader:
             raise ValueError(f"fractional must be one of {_FRACTIONAL} or None, not {fractional!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, not {seed}")
         if prepare and num_workers > 0 and hasattr(dataset, "prepare"):
             # Decode shards once here, not once per worker; a split larger than the cache limit
             # cannot be held at once: the workers then decode shards as packs need them.
@@ -285,6 +287,8 @@ class PackedLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Training loops call it at each epoch's top, the resumed one too: a loaded position stays."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, not {epoch}")
         if epoch != self.epoch:
             self.position = 0
         self.epoch = int(epoch)

@@ -351,6 +351,8 @@ def inspect_build(
             f"split {split!r} not in this build (has: {', '.join(manifest['splits'])})"
         )
     if pack:
+        if seed < 0:  # --sample takes any seed; the packing order's is numpy's, >= 0
+            raise ShardprepError(f"--seed {seed}: the packing order (--pack) needs a seed >= 0")
         with _shards_read(output, manifest, url):
             plans = [
                 {"split": split, **p.summary(seed)}

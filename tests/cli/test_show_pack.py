@@ -80,6 +80,10 @@ def test_pack_refusals_exit_2(demo_build: Path) -> None:
     assert res.exit_code == 2 and "--pack 1" in res.output
     res = invoke("show", str(demo_build), "--pack", "1024", "--split", "nope", "--json")
     assert res.exit_code == 2 and "split 'nope'" in res.output
+    # The packing order's seed (was an internal error, exit 1: numpy's "expected non-negative
+    # integer").
+    res = invoke("show", str(demo_build), "--pack", "1024", "--seed", "-1")
+    assert res.exit_code == 2 and "--seed -1" in res.output and "internal" not in res.output
 
 
 def test_pack_html_table(demo_build: Path, tmp_path: Path) -> None:

@@ -224,6 +224,12 @@ def test_epochs_state_and_refusals(ds: ShardDataset) -> None:
         other.load_state_dict(loader.state_dict())
     with pytest.raises(ValueError, match="missing"):
         loader.load_state_dict({"epoch": 0})
+    # A negative seed or epoch is refused where it is given, naming it (numpy's "expected
+    # non-negative integer" came at the first batch).
+    with pytest.raises(ValueError, match="seed must be >= 0, not -1"):
+        PackedLoader(ds, seq_len=SEQ_LEN, seed=-1)
+    with pytest.raises(ValueError, match="epoch must be >= 0, not -2"):
+        loader.set_epoch(-2)
 
 
 def test_plan_fills_real_lengths_to_the_bound(ds: ShardDataset) -> None:
