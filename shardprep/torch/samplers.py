@@ -60,6 +60,11 @@ class _Resumable:
         return self._resume
 
     def _check_state(self, state: dict[str, Any]) -> None:
+        if "plan" in state:  # its position counts packs, not rows or batches
+            raise ValueError(
+                "this is a PackedLoader state (its position counts packs of a packing plan): "
+                "load it into a PackedLoader"
+            )
         for key in ("seed", "world_size", "rank"):
             if key in state and state[key] != getattr(self, key):
                 raise ValueError(

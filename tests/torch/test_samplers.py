@@ -183,3 +183,22 @@ def test_shard_window_shuffles_within_windows_of_shards(tmp_path) -> None:
     assert sorted(both.tolist()) == list(range(len(ds)))
     with pytest.raises(ValueError, match="shard_starts"):
         EpochSampler(len(ds), shard_window=3)
+
+
+def test_a_packed_loaders_state_is_refused_by_the_samplers(ds: ShardDataset) -> None:
+    """A PackedLoader's position counts packs of its plan; a sampler's counts rows or batches. It
+    has no rank/world_size keys, so the samplers took it silently and resumed at the wrong row."""
+    from shardprep.torch import PackedLoader
+
+    packed = PackedLoader(ds, seq_len=1024, batch_size=2)
+    steps = iter(packed)
+    for _ in range(3):
+        next(steps)
+    state = packed.state_dict()
+    for target in (
+        ResumableLoader(ds, batch_size=4),
+        EpochSampler(len(ds)),
+        TokenBudgetBatchSampler(ds.lengths, 4096),
+    ):
+        with pytest.raises(ValueError, match="PackedLoader state"):
+            target.load_state_dict(state)
