@@ -195,7 +195,16 @@ class PackedLoader:
                 dataset.prepare()
         self.dataset = dataset
         self.plan = plan if plan is not None else PackingPlan.build(dataset.lengths, seq_len)
-        if self.plan.seq_len != seq_len or self.plan.row_count != len(dataset):
+        if (
+            self.plan.seq_len != seq_len
+            or self.plan.row_count != len(dataset)
+            or (
+                plan is not None
+                and not np.array_equal(
+                    self.plan.kept, np.minimum(dataset.lengths, self.plan.capacity)
+                )
+            )
+        ):
             raise ValueError("the plan given was not made for this dataset and seq_len")
         self.seq_len = int(seq_len)
         self.batch_size = int(batch_size)

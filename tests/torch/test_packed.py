@@ -384,3 +384,13 @@ def test_workers_read_a_split_larger_than_the_cache_limit(
     assert small.needed_bytes() > small.cache_limit
     got = [_rows_of(b) for b in PackedLoader(small, seq_len=SEQ_LEN, batch_size=8, num_workers=2)]
     assert got == [_rows_of(b) for b in PackedLoader(ds, seq_len=SEQ_LEN, batch_size=8)]
+
+
+def test_a_plan_made_from_other_lengths_is_refused(ds: ShardDataset) -> None:
+    """plan= with as many rows but other lengths (another split's, another build's) failed only
+    while batching, in numpy ('could not broadcast'), or packed rows past their capacity."""
+    other = PackingPlan.build(ds.lengths[::-1].copy(), SEQ_LEN)
+    with pytest.raises(ValueError, match="not made for this dataset"):
+        PackedLoader(ds, seq_len=SEQ_LEN, plan=other)
+    own = PackingPlan.build(ds.lengths, SEQ_LEN)
+    assert PackedLoader(ds, seq_len=SEQ_LEN, plan=own).plan is own
