@@ -90,7 +90,13 @@ def room(cache_dir: str) -> int:
 def resolve_limit(limit: int | float | str | None, cache_dir: str) -> int:
     """`limit`, else $SHARDPREP_CACHE_LIMIT, else DEFAULT_FRACTION of `room(cache_dir)`."""
     if limit is None:
-        limit = os.environ.get(LIMIT_ENV) or f"{DEFAULT_FRACTION * 100:g}%"
+        env = os.environ.get(LIMIT_ENV)
+        if env:
+            try:
+                return parse_limit(env, cache_dir=cache_dir)
+            except ShardprepError as exc:  # the user gave no cache_limit: name where it came from
+                raise ShardprepError(f"${LIMIT_ENV}: {exc}") from None
+        limit = f"{DEFAULT_FRACTION * 100:g}%"
     return parse_limit(limit, cache_dir=cache_dir)
 
 

@@ -41,6 +41,10 @@ def test_default_and_environment(
     assert ShardDataset(str(demo_shards), cache_dir=cache).cache_limit == 3_000_000
     # An argument wins over the environment.
     assert ShardDataset(str(demo_shards), cache_dir=cache, cache_limit="4MB").cache_limit == 4e6
+    # A bad value from the environment is named as that (the user passed no cache_limit).
+    monkeypatch.setenv(LIMIT_ENV, "lots")
+    with pytest.raises(ShardprepError, match=rf"^\${LIMIT_ENV}: cache_limit 'lots' is not a size"):
+        ShardDataset(str(demo_shards), cache_dir=cache)
 
 
 def test_a_limit_smaller_than_one_shard_is_refused(demo_shards: Path, tmp_path: Path) -> None:
