@@ -23,6 +23,7 @@ pyarrow only.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -326,11 +327,16 @@ def build_flat_cache(
     expected_rows: int,
     source: ShardSource,
     work_dir: str | None = None,
-) -> None:
+    pin: bool = False,
+) -> int | None:
     """Decode a local Parquet shard into `target` (atomic: written beside it, then renamed).
 
     A shard whose bytes differ from `source.sha256` (the manifest's) is refused before any of it
-    is decoded. `work_dir` holds the half-written entry (beside `target` by default)."""
+    is decoded. `work_dir` holds the half-written entry (beside `target` by default).
+
+    `pin`: return an fd holding a shared lock on the entry's meta.json, taken before the rename,
+    so the entry is in use (`lru.py`: never evicted) from the moment it appears; None when another
+    process's copy won the rename (pin that one as usual)."""
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
     label = source.path
@@ -378,14 +384,26 @@ def build_flat_cache(
                 json.dump(meta, f)
                 f.flush()
                 os.fsync(f.fileno())
+            held = None
+            if pin:
+                held = os.open(os.path.join(tmp, META_NAME), os.O_RDONLY)
+                fcntl.flock(held, fcntl.LOCK_SH)
             try:
-                os.rename(tmp, target)
-            except OSError:
-                # Another process (a DataLoader worker, a second job) finished the same shard first.
-                if os.path.exists(os.path.join(target, META_NAME)):
-                    return
-                discard_entry(target)  # a folder without its meta.json is no entry: replace it
-                os.rename(tmp, target)
+                try:
+                    os.rename(tmp, target)
+                except OSError:
+                    # Another process (a DataLoader worker, a second job) finished the shard first.
+                    if os.path.exists(os.path.join(target, META_NAME)):
+                        if held is not None:
+                            os.close(held)
+                        return None
+                    discard_entry(target)  # a folder without its meta.json is no entry: replace it
+                    os.rename(tmp, target)
+            except BaseException:
+                if held is not None:
+                    os.close(held)
+                raise
+            return held
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)

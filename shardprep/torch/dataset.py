@@ -315,11 +315,8 @@ class ShardDataset(Dataset[dict[str, Any]]):
                 self.stats.misses += 1
                 log.debug("reader cache: miss %s (%s)", self.shards[k]["path"], target)
                 start = time.perf_counter()
-                self.fetch(k, required=True, keep=self.upcoming)
+                pin = self._fetch_pinned(k)
                 self.stats.wait_s += time.perf_counter() - start
-                pin = cache.pin(target)
-                if pin is None:  # evicted by another process between make and open: again
-                    continue
             else:
                 self.stats.hits += 1
                 log.debug("reader cache: hit %s", self.shards[k]["path"])
@@ -368,9 +365,36 @@ class ShardDataset(Dataset[dict[str, Any]]):
                 room.release()
         return True
 
-    def _make(self, k: int, target: str, work: str) -> None:
+    def _fetch_pinned(self, k: int) -> int:
+        """Shard k's entry, pinned: the one there, else made here and pinned from the moment it
+        appears. Opening an entry after making it left a moment where another process (a worker
+        short of room, every other entry in use) evicted it first, again and again."""
+        cache = self.cache()
+        target = self.entry_path(k)
+        with cache.making(target):  # no other process makes it meanwhile
+            pin = cache.pin(target)
+            if pin is not None:
+                return pin  # made by another process while this one waited
+            shard = self.shards[k]
+            need = shard["estimate"] + (0 if self._out().is_local else shard["size"])
+            room = cache.reserve(need, keep=self.upcoming, required=True)
+            assert room is not None  # a required entry always gets its room
+            try:
+                pin = self._make(k, target, room.work, pin=True)
+                self.stats.made += 1
+            finally:
+                room.release()
+            return pin if pin is not None else self._pin_made(target)
+
+    def _pin_made(self, target: str) -> int:
+        pin = self.cache().pin(target)
+        if pin is None:
+            raise ManifestError(f"{target}: the reader cache entry just made is gone")
+        return pin
+
+    def _make(self, k: int, target: str, work: str, *, pin: bool = False) -> int | None:
         try:
-            self._make_from(k, target, work)
+            return self._make_from(k, target, work, pin=pin)
         except (FileNotFoundError, ManifestError) as exc:
             replaced = self._replaced()
             if replaced is None:
@@ -395,7 +419,7 @@ class ShardDataset(Dataset[dict[str, Any]]):
             )
         return None
 
-    def _make_from(self, k: int, target: str, work: str) -> None:
+    def _make_from(self, k: int, target: str, work: str, *, pin: bool = False) -> int | None:
         shard = self.shards[k]
         out = self._out()
         remote = out.path(shard["path"])
@@ -413,12 +437,13 @@ class ShardDataset(Dataset[dict[str, Any]]):
                     url=out.fs.unstrip_protocol(remote),
                 )
             try:
-                build_flat_cache(
+                held = build_flat_cache(
                     parquet,
                     target,
                     expected_rows=shard["rows"],
                     source=self.source(k),
                     work_dir=work,
+                    pin=pin,
                 )
             except ShardBytesDiffer:
                 if attempt == 1 or out.is_local:
@@ -431,7 +456,8 @@ class ShardDataset(Dataset[dict[str, Any]]):
                 shard["path"],
                 time.perf_counter() - start,
             )
-            return
+            return held
+        return None
 
     def needed_bytes(self) -> int:
         """An upper bound of the cache space every shard of this split takes at once."""

@@ -143,3 +143,23 @@ def test_a_full_disk_while_decoding_names_the_entry(
     assert err.value.filename and str(err.value.filename).startswith(str(cache)), err.value
     assert os.path.exists("/dev/full")  # the links went with the entry, never the device
     assert not [p for p in cache.rglob("*") if p.name.startswith(".tmp-")]
+
+
+def test_workers_short_of_room_never_lose_the_entry_they_just_made(tmp_path: Path) -> None:
+    """Two DataLoader workers reading packs (rows from every shard) through a cache of four
+    shards: each keeps entries open, so often the only entry not in use is the one the other just
+    made. It was opened only after it appeared, so it was evicted first, again and again: 'its
+    reader cache entry kept disappearing' in most runs. It is now pinned before it appears."""
+    from shardprep.torch import PackedLoader
+
+    build = write_build(tmp_path / "b", "sft/1", sft_tables(40, 24))
+    whole = ShardDataset(str(build), cache_dir=str(tmp_path / "whole"))
+    four = 4 * max(s["estimate"] for s in whole.shards)
+    small = ShardDataset(str(build), cache_dir=str(tmp_path / "small"), cache_limit=four)
+    loader = PackedLoader(small, seq_len=256, batch_size=4, num_workers=2)
+    reference = PackedLoader(whole, seq_len=256, batch_size=4)
+    for _ in range(2):  # two epochs: most single epochs lost the race before
+        got = [b["input_ids"] for b in loader]
+        expected = [b["input_ids"] for b in reference]
+        assert len(got) == len(expected) == len(loader)
+        assert all(bool((x == y).all()) for x, y in zip(got, expected, strict=True))
