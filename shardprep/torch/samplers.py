@@ -31,6 +31,14 @@ def _rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return rank, world_size
 
 
+def _check_seed(seed: int) -> int:
+    """numpy draws an epoch's order from (seed, epoch), both >= 0: refused here, by name, rather
+    than as numpy's 'expected non-negative integer' at the first batch."""
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, not {seed}")
+    return seed
+
+
 def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch])
 
@@ -50,6 +58,8 @@ class _Resumable:
     def set_epoch(self, epoch: int) -> None:
         # Training loops call set_epoch(e) at the top of every epoch, including the one being
         # resumed: keep a loaded position when the epoch does not change.
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, not {epoch}")
         if epoch != self.epoch:
             self._resume = 0
             self._position = 0
@@ -120,7 +130,7 @@ class EpochSampler(_Resumable, Sampler[int]):
                     "shard_window needs a dataset with shard_starts (a ShardDataset) and w >= 1"
                 )
             self._starts = np.asarray(starts, dtype=np.int64)
-        self.seed = seed
+        self.seed = _check_seed(seed)
         self.rank, self.world_size = _rank_world(rank, world_size)
         self.drop_last = drop_last
         if drop_last:
@@ -196,7 +206,7 @@ class TokenBudgetBatchSampler(_Resumable, Sampler[list[int]]):
         self.max_rows = max_rows
         self.window = max(1, int(window))
         self.shuffle = shuffle
-        self.seed = seed
+        self.seed = _check_seed(seed)
         self.rank, self.world_size = _rank_world(rank, world_size)
         self.drop_last = drop_last
         self._cache: tuple[int, list[np.ndarray]] | None = None

@@ -33,6 +33,13 @@ def test_epochs_are_distinct_deterministic_permutations() -> None:
     assert sorted(second) == list(range(101)) and second != first
     assert list(EpochSampler(101, seed=3)) == first  # a fresh sampler agrees
     assert list(EpochSampler(101, shuffle=False)) == list(range(101))
+    # Refused where given, by name (was numpy's 'expected non-negative integer' at the first batch).
+    with pytest.raises(ValueError, match="seed must be >= 0, not -1"):
+        EpochSampler(101, seed=-1)
+    with pytest.raises(ValueError, match="seed must be >= 0, not -2"):
+        TokenBudgetBatchSampler([5] * 10, 64, seed=-2)
+    with pytest.raises(ValueError, match="epoch must be >= 0, not -1"):
+        s.set_epoch(-1)
 
 
 @pytest.mark.parametrize("world", [1, 3, 4])
