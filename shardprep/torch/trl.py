@@ -76,6 +76,21 @@ def _fingerprint(layout: str, rows: ShardDataset, fractional: Fractional) -> str
     return h.hexdigest()[:32]
 
 
+def _from_generator(generator: Any, **kwargs: Any) -> datasets.Dataset:
+    """`datasets.Dataset.from_generator`, except that a row this module refuses (a ValueError or
+    ShardprepError naming the row) is raised as itself: datasets wraps it in a
+    DatasetGenerationError whose message is only 'An error occurred while generating the dataset'."""
+    import datasets
+
+    try:
+        return datasets.Dataset.from_generator(generator, **kwargs)
+    except datasets.exceptions.DatasetGenerationError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, (ValueError, ShardprepError)):
+            raise cause from None
+        raise
+
+
 def _sft_examples(rows: ShardDataset, fractional: Fractional) -> Iterator[dict[str, Any]]:
     for i in range(len(rows)):
         ex = hf_example(rows[i], fractional=fractional)
@@ -130,7 +145,7 @@ def sft_dataset(
     ids = datasets.Sequence(datasets.Value("int32"))
     common: dict[str, Any] = {"cache_dir": cache_dir, "keep_in_memory": keep_in_memory}
     if seq_len is None:
-        return datasets.Dataset.from_generator(
+        return _from_generator(
             _sft_examples,
             gen_kwargs={"rows": rows, "fractional": fractional},
             features=datasets.Features({"input_ids": ids, "labels": ids}),
@@ -150,7 +165,7 @@ def sft_dataset(
         "seq_lengths": datasets.Sequence(datasets.Value("int32")),
         "rows": datasets.Sequence(datasets.Value("int64")),
     }
-    return datasets.Dataset.from_generator(
+    return _from_generator(
         _sft_packs,
         gen_kwargs={"rows": rows, "plan": plan, "fractional": fractional},
         features=datasets.Features(features),
@@ -214,7 +229,7 @@ def dpo_dataset(
 
     rows = _rows(build, split, ("dpo/1",))
     ids = datasets.Sequence(datasets.Value("int32"))
-    return datasets.Dataset.from_generator(
+    return _from_generator(
         _dpo_examples,
         gen_kwargs={"rows": rows, "fractional": fractional},
         features=datasets.Features({c: ids for c in PAIR_COLUMNS}),

@@ -290,3 +290,21 @@ def test_sft_trainer_on_whole_split_packs_is_the_weighted_shard_loss(
     assert len(parts) >= 4
     assert int((batch["labels"] != -100).sum()) == sum(p[2] for p in parts)
     assert trl_loss == pytest.approx(-sum(p[0] for p in parts) / sum(p[1] for p in parts), rel=1e-6)
+
+
+def test_a_refused_row_is_raised_naming_the_row(make_build: Any, tmp_path: Path) -> None:
+    """datasets wraps an error raised while generating as 'An error occurred while generating the
+    dataset'; the row's own message (fractional weights here) is what the user sees."""
+    import pyarrow as pa
+
+    from shardprep.tasks.sft import SCHEMA
+
+    row = {"input_ids": [1, 2, 3], "target_ids": [2, 3, 4], "weights": [0.0, 0.5, 0.5]}
+    table = pa.Table.from_pylist(
+        [{**row, "length": 3, "source": "s", "source_row": 0}], schema=SCHEMA.arrow()
+    )
+    folder = make_build(tmp_path / "frac", "sft/1", [table])
+    rows = ShardDataset(str(folder), cache_dir=str(tmp_path / "cache"))
+    for seq_len in (None, 8):
+        with pytest.raises(ValueError, match="row 0 has loss weight 0.5"):
+            sft_dataset(rows, seq_len=seq_len, cache_dir=str(tmp_path / "hf"))
