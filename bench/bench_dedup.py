@@ -16,7 +16,9 @@ median of each is reported with the time of the row-filter pass itself (find_dro
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import random
 import resource
 import statistics
 import sys
@@ -123,8 +125,15 @@ def main() -> None:
     warm.write_text(yaml.safe_dump({**base, "output": "out-warm"}))
     build(*load_recipe(warm), force=True, workers=args.workers)
     last: dict[str, Any] = {}
+    # Each round in its own seeded order, after a full collection: a build's wall time depends
+    # on what ran before it in this process (garbage, warm caches), not only on its own work.
+    order = random.Random(0)
     for _ in range(args.repeats):
-        for name, extra in configs.items():
+        names = list(configs)
+        order.shuffle(names)
+        for name in names:
+            extra = configs[name]
+            gc.collect()
             path = work / f"{name.split()[0]}-{len(name)}.yaml"
             path.write_text(yaml.safe_dump({**base, "output": f"out-{path.stem}", **extra}))
             current[0] = name
