@@ -155,9 +155,15 @@ def main() -> None:
         for label, runs in (("wall", walls), ("CPU (with workers)", cpus)):
             med, best = statistics.median(runs[name]), min(runs[name])
             med0, best0 = statistics.median(runs["plain"]), min(runs["plain"])
+            # Paired: each build against the plain build of its own round (the machine's drift
+            # between rounds cancels), the median of those ratios.
+            paired = statistics.median(
+                a / b for a, b in zip(runs[name], runs["plain"], strict=True)
+            )
             cols.append(
                 f"{label} median {med:.2f} s {100 * (med / med0 - 1):+5.1f} %, "
-                f"fastest {best:.2f} s {100 * (best / best0 - 1):+5.1f} %"
+                f"fastest {best:.2f} s {100 * (best / best0 - 1):+5.1f} %, "
+                f"paired {100 * (paired - 1):+5.1f} %"
             )
         filt = f"; filter pass {statistics.median(pass_s[name]):.3f} s" if pass_s[name] else ""
         if args.workers == "1" and name != "plain":

@@ -129,11 +129,13 @@ def _eval_key(i: int) -> str:
 def _eval_identities(recipe: Recipe, base_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """The identities of `decontaminate`'s eval files, per path entry (as probe_source_files
     takes them again for the quick key)."""
+    spec = recipe.decontaminate
+    if spec is None:  # the quick up-to-date path: no numpy or pyarrow imported for nothing
+        return {}
     from shardprep.build.dedup import eval_files
     from shardprep.sources.paths import file_identity
 
-    spec = recipe.decontaminate
-    files = eval_files(spec, base_dir) if spec is not None else []
+    files = eval_files(spec, base_dir)
     return {_eval_key(i): [file_identity(u) for u in paths] for i, paths in enumerate(files)}
 
 
