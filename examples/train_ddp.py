@@ -30,22 +30,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from _demo import ROOT, ensure_build
 from torch.nn.parallel import DistributedDataParallel
 
 from shardprep.torch import PackedLoader, ShardDataset
 from shardprep.torch.trl import build_tokenizer
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def ensure_build(path: Path) -> None:
-    if (path / "manifest.json").exists():
-        return
-    from shardprep.build.run import build
-    from shardprep.recipe import load_recipe
-
-    recipe, base = load_recipe(ROOT / "configs" / "demo.yaml")
-    build(recipe.model_copy(update={"output": str(path.resolve())}), base)
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:

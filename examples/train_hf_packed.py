@@ -22,24 +22,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from _demo import ROOT, ensure_build, loss_went_down
 from transformers import LlamaConfig, LlamaForCausalLM, PrinterCallback, TrainingArguments
 
 from shardprep.torch import PackedLoader, ShardDataset
 from shardprep.torch.hf_trainer import PackedTrainer
 from shardprep.torch.trl import build_tokenizer
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def ensure_build(path: Path) -> None:
-    if (path / "manifest.json").exists():
-        return
-    from shardprep.build.run import build
-    from shardprep.recipe import load_recipe
-
-    recipe, base = load_recipe(ROOT / "configs" / "demo.yaml")
-    build(recipe.model_copy(update={"output": str(path.resolve())}), base)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -88,13 +76,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         trainer.remove_callback(PrinterCallback)  # one line per step; the summary is printed below
         trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    first, last = float(np.mean(losses[:3])), float(np.mean(losses[-3:]))
-    print(
-        f"loss {first:.3f} -> {last:.3f} over {len(losses)} steps; loader at {loader.state_dict()}"
-    )
-    if not last < first:
-        raise SystemExit("loss did not go down")
-    return {"first": first, "last": last, "steps": len(losses), "state": loader.state_dict()}
+    summary = loss_went_down(losses, f"; loader at {loader.state_dict()}")
+    return {**summary, "state": loader.state_dict()}
 
 
 if __name__ == "__main__":

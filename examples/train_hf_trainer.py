@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _demo import ROOT, loss_went_down
 from torch.utils.data import Dataset, Subset
 from transformers import LlamaConfig, LlamaForCausalLM, PrinterCallback, Trainer, TrainingArguments
 
 from shardprep.torch import HFCollate, HFLayout, ShardDataset
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class CompactIds(Dataset[dict[str, np.ndarray]]):
@@ -102,12 +100,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--max-len", type=int, default=512, help="train on rows shorter than this")
     args = ap.parse_args(argv)
-    losses = train(args.build, steps=args.steps, max_len=args.max_len)
-    first, last = float(np.mean(losses[:3])), float(np.mean(losses[-3:]))
-    print(f"loss {first:.3f} -> {last:.3f} over {len(losses)} steps")
-    if not last < first:
-        raise SystemExit("loss did not go down")
-    return {"first": first, "last": last, "steps": len(losses)}
+    return loss_went_down(train(args.build, steps=args.steps, max_len=args.max_len))
 
 
 if __name__ == "__main__":

@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _demo import ROOT, ensure_build
 from torch import nn
 
 from shardprep.torch import PadCollate, ResumableLoader, ShardDataset, TokenBudgetBatchSampler
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class Block(nn.Module):
@@ -62,16 +61,6 @@ class TinyLM(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))
-
-
-def ensure_build(path: Path) -> None:
-    if (path / "manifest.json").exists():
-        return
-    from shardprep.build.run import build
-    from shardprep.recipe import load_recipe
-
-    recipe, base = load_recipe(ROOT / "configs" / "demo.yaml")
-    build(recipe.model_copy(update={"output": str(path.resolve())}), base)
 
 
 def main() -> None:

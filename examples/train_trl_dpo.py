@@ -23,23 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _demo import ROOT, ensure_build
 from transformers import LlamaConfig, LlamaForCausalLM, PrinterCallback
 from trl import DPOConfig
 
 from shardprep.torch import ShardDataset
 from shardprep.torch.trl import PretokenizedDPOTrainer, build_tokenizer, dpo_dataset
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def ensure_build(path: Path) -> None:
-    if (path / "manifest.json").exists():
-        return
-    from shardprep.build.run import build
-    from shardprep.recipe import load_recipe
-
-    recipe, base = load_recipe(ROOT / "configs" / "dpo-qwen3.yaml")
-    build(recipe.model_copy(update={"output": str(path.resolve())}), base)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -50,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--max-len", type=int, default=1024, help="train on pairs whose two sides total less"
     )
     args = ap.parse_args(argv)
-    ensure_build(Path(args.build))
+    ensure_build(Path(args.build), "dpo-qwen3.yaml")
 
     rows = ShardDataset(args.build, "train")
     keep = np.flatnonzero(rows.lengths < args.max_len)  # chosen + rejected tokens per pair

@@ -23,23 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _demo import ROOT, ensure_build, loss_went_down
 from transformers import LlamaConfig, LlamaForCausalLM, PrinterCallback
 from trl import SFTConfig, SFTTrainer
 
 from shardprep.torch import ShardDataset
 from shardprep.torch.trl import build_tokenizer, sft_dataset
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def ensure_build(path: Path) -> None:
-    if (path / "manifest.json").exists():
-        return
-    from shardprep.build.run import build
-    from shardprep.recipe import load_recipe
-
-    recipe, base = load_recipe(ROOT / "configs" / "demo.yaml")
-    build(recipe.model_copy(update={"output": str(path.resolve())}), base)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -92,12 +81,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         trainer = SFTTrainer(model=model, args=sft, train_dataset=train, processing_class=tokenizer)
         trainer.remove_callback(PrinterCallback)
         trainer.train()
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    first, last = float(np.mean(losses[:3])), float(np.mean(losses[-3:]))
-    print(f"loss {first:.3f} -> {last:.3f} over {len(losses)} steps")
-    if not last < first:
-        raise SystemExit("loss did not go down")
-    return {"first": first, "last": last, "steps": len(losses)}
+    return loss_went_down([h["loss"] for h in trainer.state.log_history if "loss" in h])
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ ROOT = Path(__file__).parents[2]
 
 
 def _example(name: str) -> ModuleType:
+    # As `python examples/NAME.py` runs it: its folder on the path, for the shared `_demo`.
+    if str(ROOT / "examples") not in sys.path:
+        sys.path.insert(0, str(ROOT / "examples"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
