@@ -366,6 +366,26 @@ HF_OWN_REFUSALS = (
 )
 
 
+def _tally_hf(
+    tally: Tally, want: Any, got: Any, tok: LoadedTokenizer, where: str, seed: int, mode: str
+) -> None:
+    """One hf_template render against the reference's: the renderer's own refusals (rows it
+    cannot split into per-message tokens) counted apart, everything else compared."""
+    tally.compared += 1
+    if (
+        isinstance(got, RowError)
+        and "error" not in want
+        and got.message.startswith(HF_OWN_REFUSALS)
+    ):
+        tally.refusals[refusal_key(got)] += 1
+        return
+    kind, detail, key = _compare(want, got, tok, weights=False)
+    if key:
+        tally.refusals[key] += 1
+    if kind == "mismatch":
+        tally.mismatches.append(Outcome(where, seed, mode, kind, detail, key))
+
+
 @functools.cache
 def hf_bound(tok_name: str) -> tuple[Any, BatchEncoder, LoadedTokenizer]:
     tok = tokenizer(tok_name)
@@ -406,23 +426,9 @@ def run_hf_template(
                 ("conversation", answers[2 * k], sup[k]),
                 ("prompt", answers[2 * k + 1], prm[k]),
             ):
-                tally.compared += 1
                 if "error" in want:
                     tally.tinker_errors[tinker_key(want["error"])] += 1
-                if (
-                    isinstance(got, RowError)
-                    and "error" not in want
-                    and got.message.startswith(HF_OWN_REFUSALS)
-                ):
-                    tally.refusals[refusal_key(got)] += 1
-                    continue
-                kind, detail, key = _compare(want, got, tok, weights=False)
-                if key:
-                    tally.refusals[key] += 1
-                if kind == "mismatch":
-                    tally.mismatches.append(
-                        Outcome(f"hf_template/{tok_name}", seed, mode, kind, detail, key)
-                    )
+                _tally_hf(tally, want, got, tok, f"hf_template/{tok_name}", seed, mode)
     return tally
 
 
@@ -485,21 +491,7 @@ def run_hf_template_tools(oracle: Oracle, tok_name: str, tally: Tally | None = N
             ("conversation", answers[2 * k], sup[k]),
             ("prompt", answers[2 * k + 1], prm[k]),
         ):
-            tally.compared += 1
-            if (
-                isinstance(got, RowError)
-                and "error" not in want
-                and got.message.startswith(HF_OWN_REFUSALS)
-            ):
-                tally.refusals[refusal_key(got)] += 1
-                continue
-            kind, detail, key = _compare(want, got, tok, weights=False)
-            if key:
-                tally.refusals[key] += 1
-            if kind == "mismatch":
-                tally.mismatches.append(
-                    Outcome(f"hf_template+tools/{tok_name}", k, mode, kind, detail, key)
-                )
+            _tally_hf(tally, want, got, tok, f"hf_template+tools/{tok_name}", k, mode)
     by_turn = {
         (k, t.message_index): t.example
         for k, turns in enumerate(examples)
