@@ -3,7 +3,6 @@ shifted targets and weights, by row and through a real HF model's loss; the Trai
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,8 @@ import torch.nn.functional as F
 
 from shardprep.torch import IGNORE_INDEX, HFCollate, HFLayout, PadCollate, ShardDataset, hf_example
 
+from ._examples import load_example
 from ._models import tiny_llama
-
-ROOT = Path(__file__).parents[2]
 
 
 def test_rows_match_the_shifted_shard_columns(demo_shards: Path, cache_dir: str) -> None:
@@ -90,11 +88,7 @@ def test_hf_model_loss_equals_the_weighted_shard_loss() -> None:
 def test_trainer_example_trains(demo_shards: Path) -> None:
     pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
-    spec = importlib.util.spec_from_file_location(
-        "train_hf_trainer", ROOT / "examples" / "train_hf_trainer.py"
+    result = load_example("train_hf_trainer").main(
+        [str(demo_shards), "--steps", "8", "--max-len", "128"]
     )
-    assert spec is not None and spec.loader is not None
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
-    result = example.main([str(demo_shards), "--steps", "8", "--max-len", "128"])
     assert result["steps"] == 8 and result["last"] < result["first"]

@@ -3,36 +3,25 @@ build's real vocabulary): HF Trainer on packed batches, TRL SFT and DPO, and a 2
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
+from ._examples import load_example
+
 ROOT = Path(__file__).parents[2]
 
 
-def _example(name: str) -> ModuleType:
-    # As `python examples/NAME.py` runs it: its folder on the path, for the shared `_demo`.
-    if str(ROOT / "examples") not in sys.path:
-        sys.path.insert(0, str(ROOT / "examples"))
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_hf_trainer_on_packed_batches(toy_builds: dict[str, Path]) -> None:
-    result = _example("train_hf_packed").main(
+    result = load_example("train_hf_packed").main(
         [str(toy_builds["sft"]), "--steps", "6", "--seq-len", "512", "--batch", "2"]
     )
     assert result["steps"] == 6 and result["last"] < result["first"]
@@ -42,7 +31,7 @@ def test_hf_trainer_on_packed_batches(toy_builds: dict[str, Path]) -> None:
 
 def test_trl_sft_from_a_build(toy_builds: dict[str, Path]) -> None:
     pytest.importorskip("trl")
-    result = _example("train_trl_sft").main(
+    result = load_example("train_trl_sft").main(
         [str(toy_builds["sft"]), "--steps", "6", "--pack", "512", "--batch", "2"]
     )
     assert result["steps"] == 6 and result["last"] < result["first"]
@@ -50,7 +39,7 @@ def test_trl_sft_from_a_build(toy_builds: dict[str, Path]) -> None:
 
 def test_trl_dpo_from_a_build(toy_builds: dict[str, Path]) -> None:
     pytest.importorskip("trl")
-    result = _example("train_trl_dpo").main(
+    result = load_example("train_trl_dpo").main(
         [str(toy_builds["dpo"]), "--steps", "3", "--max-len", "900"]
     )
     assert result["steps"] == 3
