@@ -351,6 +351,7 @@ def _build_locked(
     progress: ProgressSink,
     engine: Engine,
 ) -> BuildResult:
+    from shardprep.build.runtime import build_runtime
     from shardprep.build.units import plan_units
 
     recipe, output = plan.recipe, plan.output
@@ -360,7 +361,8 @@ def _build_locked(
     # The owner record goes in before any data: cleanup removes only folders that hold it.
     claim(output, plan.data_dir)
     try:
-        return _build_claimed(plan, progress=progress, engine=engine, units=units)
+        with build_runtime():
+            return _build_claimed(plan, progress=progress, engine=engine, units=units)
     except BaseException:
         # A store that lost the owner record (an object store restarted empty) while this build
         # kept writing: what is there now this build wrote, and the rerun must take it over.

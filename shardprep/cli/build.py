@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -94,6 +95,9 @@ def build(
     from shardprep.build.early import start_encoder_parse
 
     start_encoder_parse(recipe, encoder=encoder, output=output, force=force)
+    # No cyclic collection while the build's modules load and it plans (they make few cycles);
+    # the build turns it back on, tuned, when it starts working (shardprep/build/runtime.py).
+    gc.disable()
 
     from shardprep.build.run import build as run_build
     from shardprep.recipe import load_recipe
