@@ -19,7 +19,7 @@ exceeds `max_bytes`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,12 @@ import pyarrow as pa
 
 from shardprep.store.columns import numpy_view
 from shardprep.store.schemas import ShardSchema
-from shardprep.store.shards import place_shard, read_shard_file
+from shardprep.store.shards import (
+    RowGroupStream,
+    place_shard,
+    read_shard_file,
+    source_carrier,
+)
 from shardprep.store.storage import Output
 
 
@@ -78,12 +83,41 @@ def _kept(table: pa.Table, mask: np.ndarray) -> pa.Table:
     return pa.concat_tables(parts) if parts else table.slice(0, 0)
 
 
-class _Merged:
-    """Writes merged shards `{split}-NNNNN.parquet` in the data folder."""
+def _source_dictionary(table: pa.Table) -> pa.Array:
+    """The dictionary of a table's `source` column whose chunks share one (unified)."""
+    return table.column("source").chunk(0).dictionary
 
-    def __init__(self, output: Output, folder: str, split: str, row_group_rows: int) -> None:
+
+def _unified(dictionary: pa.Array | None, part: pa.Table) -> pa.Array:
+    """The `source` dictionary of the rows so far (`dictionary`) followed by `part`, as
+    unify_dictionaries makes it for the whole shard: the union of the chunks' dictionaries in
+    order."""
+    tables = [part] if dictionary is None else [source_carrier(part.schema, dictionary), part]
+    return _source_dictionary(pa.concat_tables(tables).unify_dictionaries())
+
+
+class _Merged:
+    """Writes merged shards `{split}-NNNNN.parquet` in the data folder.
+
+    `ahead`: the source names the rest of the build may still bring (None: it is all here). A
+    shard's `source` dictionary is the union of its rows' names in order, so its final value is
+    known before its last row only once no name can come that it lacks; from then on the shard
+    is written row group by row group as its rows come (store/shards.RowGroupStream) instead of
+    in one pass at its end, which for the build's last shard is after its last unit. The parts
+    are kept all the same: the file is placed only where the whole shard's dictionary turns out
+    to be the one streamed, else it is written whole as before."""
+
+    def __init__(
+        self,
+        output: Output,
+        folder: str,
+        split: str,
+        row_group_rows: int,
+        ahead: Callable[[], frozenset[str]] | None = None,
+    ) -> None:
         self.output, self.folder, self.split = output, folder, split
         self.row_group_rows = row_group_rows
+        self.ahead = ahead
         self.shards: list[dict[str, Any]] = []
         self.parts: list[pa.Table] = []
         self.rows = self.tokens = self.trained = 0
@@ -91,10 +125,17 @@ class _Merged:
         self.scratch = 0.0  # unit-shard bytes of the parts
         # Parquet bytes per unit-shard byte, from the files written so far.
         self.written = self.written_scratch = 0.0
+        self.dictionary: pa.Array | None = None  # the parts' unified `source` dictionary
+        self.stream: RowGroupStream | None = None
+        self.unstreamable = False  # this shard's dictionary changed after streaming began
 
     @property
     def ratio(self) -> float:
         return self.written / self.written_scratch if self.written_scratch else 1.0
+
+    @property
+    def rel(self) -> str:
+        return f"{self.folder}/{self.split}-{len(self.shards):05d}.parquet"
 
     def add(self, part: pa.Table, tokens: int, trained: int, scratch: float) -> None:
         self.parts.append(part)
@@ -103,13 +144,51 @@ class _Merged:
         self.trained += trained
         self.scratch += scratch
         self.size += scratch * self.ratio
+        if self.ahead is not None and not self.unstreamable:
+            self._stream(part)
+
+    def _stream(self, part: pa.Table) -> None:
+        assert self.ahead is not None
+        before, self.dictionary = self.dictionary, _unified(self.dictionary, part)
+        if self.stream is not None:
+            if before is not None and self.dictionary.equals(before):
+                self.stream.write(part)
+            else:  # a name the build was not expected to bring: written whole at the end
+                self.stream.abandon()
+                self.stream, self.unstreamable = None, True
+        elif _only_source_dictionary(part.schema) and self.ahead() <= set(
+            self.dictionary.to_pylist()
+        ):
+            self.stream = RowGroupStream(
+                self.output,
+                self.rel,
+                part.schema,
+                self.row_group_rows,
+                dictionary=self.dictionary,
+            )
+            for p in self.parts:
+                self.stream.write(p)
+
+    def abandon(self) -> None:
+        """Remove a shard's partly streamed file (the build stopped before its end)."""
+        if self.stream is not None:
+            self.stream.abandon()
+            self.stream = None
 
     def flush(self) -> None:
         if not self.parts:
             return
-        table = pa.concat_tables(self.parts).unify_dictionaries().combine_chunks()
-        rel = f"{self.folder}/{self.split}-{len(self.shards):05d}.parquet"
-        size, digest = place_shard(self.output, table, rel, self.row_group_rows)
+        table = pa.concat_tables(self.parts).unify_dictionaries()
+        rel = self.rel
+        stream, self.stream = self.stream, None
+        if stream is not None and _source_dictionary(table).equals(stream.dictionary):
+            size, digest = stream.close()
+        else:
+            if stream is not None:
+                stream.abandon()
+            size, digest = place_shard(
+                self.output, table.combine_chunks(), rel, self.row_group_rows
+            )
         self.shards.append(
             {
                 "path": rel,
@@ -125,6 +204,13 @@ class _Merged:
         self.parts = []
         self.rows = self.tokens = self.trained = 0
         self.size = self.scratch = 0.0
+        self.dictionary, self.unstreamable = None, False
+
+
+def _only_source_dictionary(schema: pa.Schema) -> bool:
+    """Whether `source` is the table's one dictionary column (the one whose names are known
+    ahead: other dictionary columns could bring any value)."""
+    return [f.name for f in schema if pa.types.is_dictionary(f.type)] == ["source"]
 
 
 class SplitCompactor:
@@ -144,10 +230,11 @@ class SplitCompactor:
         max_bytes: int,
         row_group_rows: int,
         keep: dict[str, np.ndarray] | None = None,
+        ahead: Callable[[], frozenset[str]] | None = None,
     ) -> None:
         self.output, self.schema, self.keep = output, schema, keep
         self.max_rows, self.max_bytes = max_rows, max_bytes
-        self.out = _Merged(output, folder, split, row_group_rows)
+        self.out = _Merged(output, folder, split, row_group_rows, ahead)
 
     def add(self, s: dict[str, Any]) -> None:
         out, max_rows, max_bytes = self.out, self.max_rows, self.max_bytes
@@ -220,15 +307,28 @@ class Streaming:
     units), instead of in one pass after the last unit. Only where nothing decided at commit
     changes which rows are merged (no dedup or decontaminate).
 
-    `units`: the unit indices in order; `offer(results)` merges the done prefix; `take(split,
-    shards)` returns the merged entries when exactly those unit shards were fed, else None (the
-    commit's own pass then runs, as before: after a damaged or lost unit shard, for one)."""
+    `units`: the unit indices in order, `names` their sources' names (what their rows' `source`
+    holds: a shard streams its file once no later unit can add a name to it); `offer(results)`
+    merges the done prefix; `take(split, shards)` returns the merged entries when exactly those
+    unit shards were fed, else None (the commit's own pass then runs, as before: after a damaged
+    or lost unit shard, for one); `close()` removes what a build that stops early streamed."""
 
     def __init__(
-        self, output: Output, folder: str, schema: ShardSchema, units: list[int], **sizes: int
+        self,
+        output: Output,
+        folder: str,
+        schema: ShardSchema,
+        units: list[int],
+        names: list[str],
+        **sizes: int,
     ) -> None:
         self.output, self.folder, self.schema, self.sizes = output, folder, schema, sizes
-        self.units, self.next = units, 0
+        self.units, self.names, self.next = units, names, 0
+        # The names of units[i:], for each i (a few distinct sets: sources come in runs).
+        self.names_from: list[frozenset[str]] = [frozenset()] * (len(units) + 1)
+        for i in range(len(units) - 1, -1, -1):
+            later = self.names_from[i + 1]
+            self.names_from[i] = later if names[i] in later else later | {names[i]}
         self.fed: dict[str, list[str]] = {}
         self.splits: dict[str, SplitCompactor] = {}
         self.failed = False
@@ -250,11 +350,23 @@ class Streaming:
                                 max_rows=self.sizes["max_rows"],
                                 max_bytes=self.sizes["max_bytes"],
                                 row_group_rows=self.sizes["row_group_rows"],
+                                ahead=self._ahead,
                             )
                         self.splits[split].add(s)
                         self.fed.setdefault(split, []).append(s["path"])
             except (DamagedUnitShard, OSError):
                 self.failed = True  # the commit's pass finds it again and says what to do
+                self.close()
+
+    def _ahead(self) -> frozenset[str]:
+        """The names the units not yet merged may bring."""
+        return self.names_from[self.next]
+
+    def close(self) -> None:
+        """Remove any shard file streamed but not finished (the build stopped, or the commit's
+        own pass will merge)."""
+        for merged in self.splits.values():
+            merged.out.abandon()
 
     def take(self, split: str, shards: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
         if self.failed or self.fed.get(split, []) != [s["path"] for s in shards]:

@@ -405,6 +405,7 @@ def _build_claimed(
             plan.data_dir,
             TASKS[recipe.task].schema,
             [u.index for u in units],
+            [recipe.sources[u.source].resolved_name for u in units],
             max_rows=recipe.shards.max_rows,
             max_bytes=recipe.shards.max_bytes,
             row_group_rows=recipe.shards.row_group_rows,
@@ -423,96 +424,101 @@ def _build_claimed(
         if units_done is not None:
             units_done(len(results), len(units))
 
-    if isinstance(engine, LocalEngine) and sum(u.rows for u in todo) < _MIN_ROWS_FOR_POOL:
-        engine = LocalEngine(workers=1)  # starting processes would cost more than the whole job
-    if recipe.decontaminate is not None:  # loaded before a pool forks: its workers inherit them
-        from shardprep.build.dedup import warm
-
-        warm(recipe.decontaminate, plan.base_dir, ctx.loaded()[1])
-    engine.start(ctx, todo)  # a pool forks here, before the progress display runs a thread
     try:
-        progress.start(total_rows, done_rows=sum(u.kept for u in units if u.index in done))
+        if isinstance(engine, LocalEngine) and sum(u.rows for u in todo) < _MIN_ROWS_FOR_POOL:
+            engine = LocalEngine(workers=1)  # starting processes would cost more than the whole job
+        if recipe.decontaminate is not None:  # loaded before a pool forks: its workers inherit them
+            from shardprep.build.dedup import warm
+
+            warm(recipe.decontaminate, plan.base_dir, ctx.loaded()[1])
+        engine.start(ctx, todo)  # a pool forks here, before the progress display runs a thread
         try:
-            engine.run(ctx, todo, on_done)
-        except ShardprepError as exc:
-            input_check.check_all()
-            raise exc
-    finally:
-        progress.finish()
-    ordered = [results[u.index] for u in units]
-    manifest = _manifest(plan, ordered, elapsed=time.monotonic() - started, resumed=len(done))
-    # dedup / decontaminate: decided over every unit's rows at once, counted before the checks
-    # below (a source all of whose rows were duplicates gave nothing).
-    keep = _row_filters(plan, manifest)
-    if ordered and not any(manifest["splits"][s]["rows"] for s in manifest["splits"]):
-        reasons = ", ".join(f"{k} {v}" for k, v in manifest["stats"]["dropped"].items())
-        remove_owned(output, plan.data_dir)
-        raise BuildError(
-            f"no examples: all {manifest['stats']['rows_read']} rows were dropped ({reasons}); "
-            "check train_on, max_length and the data"
+            progress.start(total_rows, done_rows=sum(u.kept for u in units if u.index in done))
+            try:
+                engine.run(ctx, todo, on_done)
+            except ShardprepError as exc:
+                input_check.check_all()
+                raise exc
+        finally:
+            progress.finish()
+        ordered = [results[u.index] for u in units]
+        manifest = _manifest(plan, ordered, elapsed=time.monotonic() - started, resumed=len(done))
+        # dedup / decontaminate: decided over every unit's rows at once, counted before the checks
+        # below (a source all of whose rows were duplicates gave nothing).
+        keep = _row_filters(plan, manifest)
+        if ordered and not any(manifest["splits"][s]["rows"] for s in manifest["splits"]):
+            reasons = ", ".join(f"{k} {v}" for k, v in manifest["stats"]["dropped"].items())
+            remove_owned(output, plan.data_dir)
+            raise BuildError(
+                f"no examples: all {manifest['stats']['rows_read']} rows were dropped ({reasons}); "
+                "check train_on, max_length and the data"
+            )
+        # A source that gave nothing fails the build (its finished units stay: they are reused
+        # under `allow_empty_sources: true`, which is not fingerprinted); allowed, it is a warning.
+        empty_warnings = _empty_sources(manifest, allow=recipe.allow_empty_sources)
+        mismatch = mismatch_warning(manifest.get("conformance"), recipe.renderer.name)
+        if mismatch is not None and recipe.template_mismatch == "fail":
+            # Finished units stay: with `template_mismatch: warn` (not fingerprinted) they are reused.
+            first = mismatch["first_difference"] or {}
+            raise BuildError(
+                f"{mismatch['message']}; first difference at source {first.get('source')!r} row "
+                f"{first.get('index')}:\n{first.get('diff', '')}"
+                "(template_mismatch: fail; set it to warn to build anyway)"
+            )
+        # Every warning of the build in one list (the summary, --json and show print it): the template
+        # check's and the task's own (sft: turns trained as history).
+        task_warnings = TASKS[recipe.task].counter_warnings(
+            manifest["stats"]["task_counters"], manifest["recipe"]
         )
-    # A source that gave nothing fails the build (its finished units stay: they are reused
-    # under `allow_empty_sources: true`, which is not fingerprinted); allowed, it is a warning.
-    empty_warnings = _empty_sources(manifest, allow=recipe.allow_empty_sources)
-    mismatch = mismatch_warning(manifest.get("conformance"), recipe.renderer.name)
-    if mismatch is not None and recipe.template_mismatch == "fail":
-        # Finished units stay: with `template_mismatch: warn` (not fingerprinted) they are reused.
-        first = mismatch["first_difference"] or {}
-        raise BuildError(
-            f"{mismatch['message']}; first difference at source {first.get('source')!r} row "
-            f"{first.get('index')}:\n{first.get('diff', '')}(template_mismatch: fail; set it to warn to build anyway)"
-        )
-    # Every warning of the build in one list (the summary, --json and show print it): the template
-    # check's and the task's own (sft: turns trained as history).
-    task_warnings = TASKS[recipe.task].counter_warnings(
-        manifest["stats"]["task_counters"], manifest["recipe"]
-    )
-    special = special_tokens_warning(manifest["stats"]["special_tokens"])
-    from shardprep.build.dedup import eval_warnings
+        special = special_tokens_warning(manifest["stats"]["special_tokens"])
+        from shardprep.build.dedup import eval_warnings
 
-    manifest["warnings"] = [
-        *empty_warnings,
-        *eval_warnings(manifest),
-        *([mismatch] if mismatch is not None else []),
-        *([special] if special is not None else []),
-        *task_warnings,
-    ]
-    if manifest["skipped_sample"]:
-        output.write_text_atomic(
-            manifest["skipped_sample"],
-            "".join(_json_line(s) for s in _skipped(ordered, recipe.skipped_sample)),
-        )
-    # Many small unit shards -> files of the size asked for; the unit shards go after the manifest.
-    try:
-        replaced = compact_manifest(
-            output,
-            plan.data_dir,
-            manifest,
-            TASKS[recipe.task].schema,
-            max_rows=recipe.shards.max_rows,
-            max_bytes=recipe.shards.max_bytes,
-            row_group_rows=recipe.shards.row_group_rows,
-            keep=keep,
-            streamed=streamed,
-        )
-    except DamagedUnitShard as exc:
-        raise _damaged_unit(plan, exc.rel) from None
-    # Never a manifest listing a shard that is not there (an object store that lost writes).
-    lost = shard_problems(output, manifest)
-    if lost:
-        raise BuildError(
-            f"{len(lost)} shard(s) this build wrote are not in {output.url} ({'; '.join(lost[:3])}); "
-            "the store lost them: run the build again to redo their units"
-        )
-    if plan.quick_probe is not None:
-        manifest = sealed(manifest, plan.quick_probe, plan.source_files)
-    write_manifest(output, manifest)
-    for rel in replaced:
-        output.fs.rm(output.path(rel))  # merged into the manifest's shards
-    # The previous build (now unreferenced) and scratch of a worker killed mid-unit: only what a
-    # build provably made (store/ownership.py), never by name.
-    remove_unreferenced(output, manifest)
-    return BuildResult("built", output.url, manifest, resumed_units=len(done))
+        manifest["warnings"] = [
+            *empty_warnings,
+            *eval_warnings(manifest),
+            *([mismatch] if mismatch is not None else []),
+            *([special] if special is not None else []),
+            *task_warnings,
+        ]
+        if manifest["skipped_sample"]:
+            output.write_text_atomic(
+                manifest["skipped_sample"],
+                "".join(_json_line(s) for s in _skipped(ordered, recipe.skipped_sample)),
+            )
+        # Many small unit shards -> files of the size asked for; the unit shards go after the manifest.
+        try:
+            replaced = compact_manifest(
+                output,
+                plan.data_dir,
+                manifest,
+                TASKS[recipe.task].schema,
+                max_rows=recipe.shards.max_rows,
+                max_bytes=recipe.shards.max_bytes,
+                row_group_rows=recipe.shards.row_group_rows,
+                keep=keep,
+                streamed=streamed,
+            )
+        except DamagedUnitShard as exc:
+            raise _damaged_unit(plan, exc.rel) from None
+        # Never a manifest listing a shard that is not there (an object store that lost writes).
+        lost = shard_problems(output, manifest)
+        if lost:
+            raise BuildError(
+                f"{len(lost)} shard(s) this build wrote are not in {output.url} ({'; '.join(lost[:3])}); "
+                "the store lost them: run the build again to redo their units"
+            )
+        if plan.quick_probe is not None:
+            manifest = sealed(manifest, plan.quick_probe, plan.source_files)
+        write_manifest(output, manifest)
+        for rel in replaced:
+            output.fs.rm(output.path(rel))  # merged into the manifest's shards
+        # The previous build (now unreferenced) and scratch of a worker killed mid-unit: only what a
+        # build provably made (store/ownership.py), never by name.
+        remove_unreferenced(output, manifest)
+        return BuildResult("built", output.url, manifest, resumed_units=len(done))
+    finally:
+        if streamed is not None:
+            streamed.close()  # a shard file streamed but never finished (the build stopped)
 
 
 class _InputCheck:

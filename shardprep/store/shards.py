@@ -38,7 +38,7 @@ def _leaf_paths(name: str, t: pa.DataType) -> list[str]:
     return [name]
 
 
-def write_parquet(table: pa.Table, path: str, row_group_rows: int) -> None:
+def parquet_writer(schema: pa.Schema, path: str) -> pq.ParquetWriter:
     """The one way a shard is encoded (unit shards and merged ones alike): zstd (level 1).
 
     The token lists (ids, weights, offsets) get neither dictionary encoding nor min/max
@@ -47,17 +47,103 @@ def write_parquet(table: pa.Table, path: str, row_group_rows: int) -> None:
     dictionary wins only on a vocabulary of a few hundred ids, and no reader filters by a token
     id. The other columns (lengths, source, passthrough values) keep both.
     """
-    encoded = [
-        p for f in table.schema if not _is_token_list(f.type) for p in _leaf_paths(f.name, f.type)
-    ]
-    pq.write_table(
-        table,
-        path,
-        compression="zstd",
-        row_group_size=row_group_rows,
-        use_dictionary=encoded,
-        write_statistics=encoded,
+    encoded = [p for f in schema if not _is_token_list(f.type) for p in _leaf_paths(f.name, f.type)]
+    return pq.ParquetWriter(
+        path, schema, compression="zstd", use_dictionary=encoded, write_statistics=encoded
     )
+
+
+def write_parquet(table: pa.Table, path: str, row_group_rows: int) -> None:
+    """`table` as one Parquet file (parquet_writer's encoding), `row_group_rows` per row group."""
+    with parquet_writer(table.schema, path) as writer:
+        writer.write_table(table, row_group_size=row_group_rows)
+
+
+def source_carrier(schema: pa.Schema, dictionary: pa.Array) -> pa.Table:
+    """A table of no rows whose `source` column holds `dictionary`: put first in a table whose
+    dictionaries are unified, it makes the result's dictionary start with `dictionary`'s values
+    in its order (pa.nulls: schema.empty_table and pa.array import pandas, about a second)."""
+    return pa.Table.from_arrays(
+        [
+            pa.DictionaryArray.from_arrays(pa.nulls(0, pa.int32()), dictionary)
+            if f.name == "source"
+            else pa.nulls(0, f.type)
+            for f in schema
+        ],
+        schema=schema,
+    )
+
+
+class RowGroupStream:
+    """A Parquet shard written row group by row group as its rows come (to a local temporary
+    file, placed at `rel` by `close`): `write_parquet`'s bytes for the same rows, provided
+    `dictionary` is the one the whole table's `source` would have (its values in the order
+    unify_dictionaries gives) and holds every name the tables handed in use. The caller knows
+    it early enough only when no later row can bring a new name (build/compact.py). Each whole
+    group of `row_group_rows` rows is written as soon as it is complete."""
+
+    def __init__(
+        self,
+        output: Output,
+        rel: str,
+        schema: pa.Schema,
+        row_group_rows: int,
+        *,
+        dictionary: pa.Array,
+    ) -> None:
+        self.output, self.rel, self.group = output, rel, row_group_rows
+        self.dictionary = dictionary
+        # Unified ahead of what comes, it puts every row on the final dictionary.
+        self.carrier = source_carrier(schema, dictionary)
+        self.tmp = output.local_tempfile(posixpath.basename(rel))
+        with naming_errors(self.tmp):
+            self.writer: pq.ParquetWriter | None = parquet_writer(schema, self.tmp)
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        self.pending.append(table)
+        self.pending_rows += table.num_rows
+        if self.pending_rows >= self.group:
+            self._drain(whole_groups_only=True)
+
+    def _drain(self, *, whole_groups_only: bool) -> None:
+        assert self.writer is not None
+        # One contiguous chunk per write, as write_parquet's whole table is: a chunk boundary
+        # inside a row group would move its page boundaries.
+        table = pa.concat_tables([self.carrier, *self.pending]).unify_dictionaries()
+        table = table.combine_chunks()
+        n = (table.num_rows // self.group) * self.group if whole_groups_only else table.num_rows
+        if n:
+            with naming_errors(self.tmp):
+                self.writer.write_table(table.slice(0, n), row_group_size=self.group)
+        rest = table.slice(n)
+        self.pending, self.pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def close(self) -> tuple[int, str]:
+        """The rest written, the file placed at `rel`; its size and sha256."""
+        try:
+            if self.pending_rows:
+                self._drain(whole_groups_only=False)
+            assert self.writer is not None
+            with naming_errors(self.tmp):
+                self.writer.close()
+            self.writer = None
+            size, digest = os.path.getsize(self.tmp), sha256_file(self.tmp)
+            self.output.place(self.tmp, self.rel)
+        finally:
+            self.abandon()
+        return size, digest
+
+    def abandon(self) -> None:
+        """Stop writing and remove the temporary file (nothing is placed)."""
+        if self.writer is not None:
+            with contextlib.suppress(Exception):
+                self.writer.close()
+            self.writer = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+        self.pending, self.pending_rows = [], 0
 
 
 # A work unit's shards are scratch: compaction reads every one back and writes the build's Parquet

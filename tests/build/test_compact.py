@@ -231,13 +231,32 @@ def test_compaction_while_units_run_equals_the_commit_pass(
 ) -> None:
     """Unit shards merged as their turn comes (results arriving from a pool of two workers, and
     again offered one at a time in a shuffled order) give exactly the files of the one pass at
-    commit, both splits."""
+    commit, both splits, two sources. Shards whose source names are settled are streamed row
+    group by row group; offered again with names that are wrong (every unit said to be the first
+    source's), a shard whose dictionary then changes falls back to being written whole."""
     import random
 
     from shardprep.build import compact, run
+    from shardprep.store import shards as store_shards
 
     seen: dict[str, Any] = {"streamed": {}, "shuffled": {}}
     real_offer, real_take = compact.Streaming.offer, compact.Streaming.take
+    streams = {"closed": 0, "abandoned": 0}
+    real_close, real_abandon = (
+        store_shards.RowGroupStream.close,
+        store_shards.RowGroupStream.abandon,
+    )
+
+    def close(self: store_shards.RowGroupStream) -> Any:
+        streams["closed"] += 1
+        return real_close(self)
+
+    def abandon(self: store_shards.RowGroupStream) -> None:
+        streams["abandoned"] += self.writer is not None  # not the one close() ends with
+        real_abandon(self)
+
+    monkeypatch.setattr(store_shards.RowGroupStream, "close", close)
+    monkeypatch.setattr(store_shards.RowGroupStream, "abandon", abandon)
 
     def offer(self: compact.Streaming, results: Any) -> None:
         seen["results"] = results
@@ -245,7 +264,10 @@ def test_compaction_while_units_run_equals_the_commit_pass(
 
     def take(self: compact.Streaming, split: str, shards: list[dict[str, Any]]) -> Any:
         seen["streamed"][split] = real_take(self, split, shards)
-        again = compact.Streaming(self.output, self.folder, self.schema, self.units, **self.sizes)
+        wrong = [self.names[0]] * len(self.units)
+        again = compact.Streaming(
+            self.output, self.folder, self.schema, self.units, wrong, **self.sizes
+        )
         arrived: dict[int, Any] = {}
         order = list(self.units)
         random.Random(len(shards)).shuffle(order)
@@ -267,7 +289,8 @@ def test_compaction_while_units_run_equals_the_commit_pass(
         }
         for i in range(300)
     ]
-    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:200]))
+    (tmp_path / "e.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[200:]))
     (tmp_path / "r.yaml").write_text(
         yaml.safe_dump(
             {
@@ -275,10 +298,10 @@ def test_compaction_while_units_run_equals_the_commit_pass(
                 "output": str(tmp_path / "out"),
                 "tokenizer": str(QWEN3),
                 "renderer": "qwen3",
-                "sources": [{"path": "d.jsonl"}],
+                "sources": [{"path": "d.jsonl"}, {"path": "e.jsonl"}],
                 "work_unit_rows": 16,
                 "split": {"test_size": 40},
-                "shards": {"max_bytes": 4000},
+                "shards": {"max_bytes": 4000, "row_group_rows": 5},
             }
         )
     )
@@ -289,6 +312,7 @@ def test_compaction_while_units_run_equals_the_commit_pass(
         assert len(info["shards"]) >= 2
         assert seen["streamed"][split] == info["shards"], split
         assert seen["shuffled"][split] == info["shards"], split
+    assert streams["closed"] >= 2 and streams["abandoned"] >= 1, streams
 
 
 def test_a_unit_shard_lost_before_its_streamed_merge_fails_the_build(

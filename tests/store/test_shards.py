@@ -13,7 +13,7 @@ import pytest
 
 from shardprep.store.columns import flat_lists, int32_lists, numeric_array, numpy_view
 from shardprep.store.ownership import OWNER_NAME
-from shardprep.store.shards import _leaf_paths, place_shard, write_parquet
+from shardprep.store.shards import RowGroupStream, _leaf_paths, place_shard, write_parquet
 from shardprep.store.storage import SCRATCH_DIR, Output, sha256_file
 
 
@@ -99,3 +99,56 @@ def test_numpy_view_refuses_what_it_would_misread() -> None:
         numpy_view(pa.array([1, None, 3], type=pa.int32()))
     with pytest.raises(TypeError, match="bool"):
         numpy_view(pa.array([True, False]))
+
+
+def _sourced(names: list[str], seed: int) -> pa.Table:
+    """_table's columns with `source` over the sorted distinct `names` (as a unit writes it)."""
+    table = _table().slice(0, len(names))
+    dictionary = sorted(set(names))
+    indices = np.array([dictionary.index(n) for n in names], dtype=np.int32)
+    source = pa.DictionaryArray.from_arrays(
+        numeric_array(indices, pa.int32()), pa.array(dictionary)
+    )
+    return table.set_column(table.schema.get_field_index("source"), "source", source)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_streamed_shard_is_write_parquets_file(tmp_path: Path, seed: int) -> None:
+    """Parts with different dictionaries, of any sizes, handed to RowGroupStream with the whole
+    table's unified dictionary: the placed file is byte for byte write_parquet's of the whole
+    table (row groups cut across parts, a last partial group, several drains)."""
+    rng = np.random.default_rng(seed)
+    names = ["alpaca", "glaive", "b", "zz"]
+    parts = []
+    for _ in range(int(rng.integers(1, 9))):
+        n = int(rng.integers(1, 60))
+        picked = list(rng.choice(names[: int(rng.integers(1, 5))], n))
+        parts.append(_sourced([str(x) for x in picked], seed))
+    group = int(rng.integers(1, 50))
+    whole = pa.concat_tables(parts).unify_dictionaries().combine_chunks()
+    write_parquet(whole, str(tmp_path / "whole.parquet"), group)
+    out = Output(str(tmp_path / "out"))
+    stream = RowGroupStream(
+        out,
+        "d/x.parquet",
+        parts[0].schema,
+        group,
+        dictionary=whole.column("source").chunk(0).dictionary,
+    )
+    for p in parts:
+        stream.write(p)
+    size, digest = stream.close()
+    placed = tmp_path / "out" / "d" / "x.parquet"
+    assert placed.read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+    assert (size, digest) == (placed.stat().st_size, sha256_file(str(placed)))
+    assert os.listdir(tmp_path / "out" / SCRATCH_DIR) == [OWNER_NAME]  # no scratch left
+
+
+def test_an_abandoned_stream_leaves_nothing(tmp_path: Path) -> None:
+    out = Output(str(tmp_path / "out"))
+    part = _sourced(["a"] * 50, 0)
+    stream = RowGroupStream(out, "d/x.parquet", part.schema, 8, dictionary=pa.array(["a"]))
+    stream.write(part)
+    stream.abandon()
+    assert not (tmp_path / "out" / "d").exists()
+    assert os.listdir(tmp_path / "out" / SCRATCH_DIR) == [OWNER_NAME]
