@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, cast
 
+from shardprep import jsonparse
 from shardprep.errors import RowError
 from shardprep.messages import Message
 
@@ -162,7 +163,7 @@ def parse_call_value(value: Any, field: str) -> list[dict[str, Any]]:
     """A LLaMA-Factory style call `{"name", "arguments"}` (or a list of them), given as JSON text or parsed."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = jsonparse.loads(value)
         except json.JSONDecodeError as e:
             raise RowError(
                 "bad_tool_call", f"tool call is not valid JSON: {e.msg}", field=field

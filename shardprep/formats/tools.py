@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+from shardprep import jsonparse
 from shardprep.errors import RowError
 from shardprep.renderers.tools import ToolSpec, with_tool_prefix
 
@@ -58,7 +59,7 @@ def tools_of(
         return None
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = jsonparse.loads(value)
         except json.JSONDecodeError as e:
             raise RowError("bad_tools", f"tools is not valid JSON: {e.msg}", field=field) from e
     if isinstance(value, dict):

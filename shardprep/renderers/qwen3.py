@@ -8,7 +8,7 @@ from typing import Any
 from shardprep.errors import RendererError
 from shardprep.renderers import tools as tools_text
 from shardprep.renderers.base import RenderContext, RenderedMessage, Renderer
-from shardprep.renderers.chunks import Chunk, escaped, text
+from shardprep.renderers.chunks import Chunk, Encoding, TextChunk, text
 from shardprep.renderers.content import (
     Message,
     has_thinking,
@@ -108,16 +108,17 @@ class Qwen3Renderer(Renderer):
 
     def render_message(self, message: Message, ctx: RenderContext) -> RenderedMessage:
         role = message["role"]
-        header = _header(ctx.idx == 0, role)
+        header = _HEADERS.get((ctx.idx == 0, role)) or _header(ctx.idx == 0, role)
         body, has_text = self._content_text(message, ctx)
         if role == "tool":
             body = _TOOL_RESPONSE[0] + body + _TOOL_RESPONSE[1]
-        calls = tool_calls_of(message)
-        if calls is not None:
+        if "tool_calls" in message:
+            calls = tool_calls_of(message)
+            assert calls is not None
             # The calls are separated from the message's own text, not from the empty block.
             body += ("\n" if has_text else "") + "\n".join(_tool_call_text(c) for c in calls)
         # Content is encoded with special tokens escaped, <|im_end|> separately with them live.
-        return RenderedMessage(header=header, output=[escaped(body), _END])
+        return RenderedMessage([TextChunk(body, Encoding.ESCAPED), _END], header)
 
     def end_of_turn_tokens(self) -> list[str]:
         return [_IM_END]

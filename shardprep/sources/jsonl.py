@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from shardprep.errors import SourceError
+from shardprep.jsonparse import NOT_PARSED, fast_loads
 from shardprep.sources.base import (
     DEFAULT_MAX_ROW_BYTES,
     Count,
@@ -27,34 +28,6 @@ from shardprep.sources.rowcheck import TOO_DEEP, object_problem, row_too_large
 
 SEEK_EVERY = 128
 _READ_BLOCK = 1 << 20
-
-
-_NOT_PARSED = object()
-# orjson reads ints beyond 64 bits as floats; the standard parser keeps them exact. A row with a
-# run of 19 digits goes to the standard parser: found with translate + a substring search (two
-# passes in C), as a regex costs more than the parse itself on digit-heavy text.
-_DIGIT_MASK = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
-_LONG_RUN = b"0" * 19
-
-try:
-    import orjson
-
-    def _fast_loads(raw: bytes) -> Any:
-        """orjson's parse where it equals `json.loads` (it is several times faster), else
-        _NOT_PARSED: anything orjson refuses (NaN, lone surrogates, 1e400, invalid UTF-8, deep
-        nesting) and any long digit run go to the standard parser, which decides the value or
-        the error exactly as before."""
-        if _LONG_RUN in raw.translate(_DIGIT_MASK):
-            return _NOT_PARSED
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return _NOT_PARSED
-
-except ImportError:  # pragma: no cover - orjson is a dependency; the standard parser is exact
-
-    def _fast_loads(raw: bytes) -> Any:
-        return _NOT_PARSED
 
 
 def seek_at(seeks: tuple[Seek, ...], row: int) -> Seek | None:
@@ -143,15 +116,15 @@ def rows(
                 continue
             if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8) :]
-            data = _fast_loads(raw)
-            if data is _NOT_PARSED:
+            data = fast_loads(raw)
+            if data is NOT_PARSED:
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
                     yield bad_row(url, lineno, "invalid_utf8", f"invalid UTF-8 at byte {e.start}")
                     continue
             try:
-                if data is _NOT_PARSED:
+                if data is NOT_PARSED:
                     data = json.loads(text)
             except json.JSONDecodeError as e:
                 yield bad_row(

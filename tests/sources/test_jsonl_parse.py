@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from shardprep import jsonparse
 from shardprep.sources import jsonl
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -47,7 +48,7 @@ def _typed(value: Any) -> Any:
 def _read(path: Path, *, fast: bool, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     with monkeypatch.context() as m:
         if not fast:
-            m.setattr(jsonl, "_fast_loads", lambda raw: jsonl._NOT_PARSED)
+            m.setattr(jsonl, "fast_loads", lambda raw: jsonparse.NOT_PARSED)
         out = []
         for line, data, error in jsonl.rows(str(path), None, 0):
             out.append((line, _typed(data), error.reason if error else None))
