@@ -18,9 +18,10 @@ seconds, so the ratios compare time on identical work. Each measurement runs in 
   trl              `datasets.map(apply_chat_template)`, num_proc = cores (needs transformers)
 
 tinker and TRL read the plain-messages part of the input (chat.jsonl / pairs.jsonl) and are
-rated on their own tokens; they run only up to `--refs-max-tokens`. From the whole builds at the
-smallest and the largest size: marginal rate = extra tokens / extra seconds, fixed cost =
-seconds - tokens / marginal rate. Each size also times the steps of one whole build (where the
+rated on their own tokens; they run only up to `--refs-max-tokens`. From whole builds at the
+smallest and the largest size (a further 3 of each, taken in turn, the fastest of each: sizes
+measured minutes apart on a shared machine skewed it): marginal rate = extra tokens / extra
+seconds, fixed cost = seconds - tokens / marginal rate. Each size also times the steps of one whole build (where the
 fixed time goes). `--compare-rev REV` builds every input again with shardprep as of git revision
 REV and checks that the shards are byte-identical. Builds run with 1 worker (smallest size only)
 and with all cores (scaling), and report the rows/s of their last 10 % against their first 90 %
@@ -58,6 +59,8 @@ REF_PYTHON = ROOT / ".venv-ref" / "bin" / "python"
 
 
 _LINES: list[str] = []
+# Rounds of whole builds at the smallest and the largest size, taken in turn, for the derivation.
+PAIRED_ROUNDS = 3
 
 
 def say(line: str = "") -> None:
@@ -260,12 +263,15 @@ def _run_child(what: str, work: Path, task: str, workers: int, cores: int) -> di
 def _whole(work: Path, task: str, workers: int, *, pythonpath: str | None = None) -> dict[str, Any]:
     """`prep build` as a user runs it: the process's wall time, start to exit. `pythonpath`: run
     another tree's shardprep (the --compare-rev build)."""
-    prep = Path(sys.executable).parent / "prep"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    # The installed `prep` script; another tree's command line by its `main` (the script's entry
+    # point has changed name over time).
+    entry = [str(Path(sys.executable).parent / "prep")]
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
+        entry = [sys.executable, "-c", "from shardprep.cli.app import main; main()"]
     cmd = [
-        str(prep),
+        *entry,
         "build",
         str(work / f"{task}.yaml"),
         "--force",
@@ -516,22 +522,37 @@ def _print(task: str, res: dict[str, Any], cores: int) -> dict[str, float]:
     return ratios
 
 
-def _derive(task: str, sizes: list[dict[str, Any]], cores: int) -> dict[str, float]:
-    """Marginal rate and fixed cost from the whole builds at the smallest and largest size:
-    whole seconds = fixed + tokens / marginal."""
+def _paired(works: list[Path], task: str, cores: int, rounds: int) -> list[float]:
+    """The fastest of `rounds` whole builds of each input, the inputs taken in turn within each
+    round: a shared machine's slow spell then slows both sizes alike instead of skewing the
+    marginal rate and fixed cost derived from them."""
+    best = [float("inf")] * len(works)
+    for _ in range(rounds):
+        for i, work in enumerate(works):
+            best[i] = min(best[i], _whole(work, task, cores)["seconds"])
+    return best
+
+
+def _derive(
+    task: str, sizes: list[dict[str, Any]], cores: int, paired: list[float]
+) -> dict[str, float]:
+    """Marginal rate and fixed cost from the paired whole builds at the smallest and largest size
+    (`paired`: their seconds): whole seconds = fixed + tokens / marginal."""
     key = f"build whole, {cores} worker(s)"
     a, b = sizes[0], sizes[-1]
-    ta, tb = a["paths"][key]["seconds"], b["paths"][key]["seconds"]
+    ta, tb = paired
     marginal = (b["tokens"] - a["tokens"]) / (tb - ta) if tb > ta else float("inf")
     fixed = ta - a["tokens"] / marginal
     derived = {
+        "paired_whole_seconds": [ta, tb],
         "marginal_tokens_per_s": marginal,
         "fixed_seconds": fixed,
         "marginal / raw fastokens": marginal / b["paths"]["raw fastokens"]["tokens_per_s"],
         "marginal / raw tokenizers": marginal / b["paths"]["raw tokenizers"]["tokens_per_s"],
     }
     say(
-        f"\n{task.upper()} whole build, {cores} workers, {a['tokens']:,} -> {b['tokens']:,} tokens: "
+        f"\n{task.upper()} whole build, {cores} workers, {a['tokens']:,} -> {b['tokens']:,} tokens "
+        f"(fastest of {PAIRED_ROUNDS} runs each, taken in turn: {ta:.2f} s and {tb:.2f} s): "
         f"marginal {marginal / 1e6:.2f} M tok/s ({derived['marginal / raw fastokens']:.2f} of raw "
         f"fastokens), fixed {fixed:.2f} s"
     )
@@ -596,7 +617,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="shardprep-bench-") as tmp:
         for task in args.tasks.split(","):
             sizes = [int(x) for x in (args.sizes if task == "sft" else args.dpo_sizes).split(",")]
-            done = []
+            done: list[dict[str, Any]] = []
+            works: list[Path] = []
             for i, wanted in enumerate(sorted(sizes)):
                 work = Path(tmp) / f"{task}-{wanted}"
                 res = bench_size(
@@ -616,11 +638,14 @@ def main() -> None:
                         f"{same['rows']:,} rows, "
                         + ("byte-identical" if same["identical"] else "DIFFERENT")
                     )
-                shutil.rmtree(work, ignore_errors=True)  # the 45 M-token input is ~0.4 GB
                 done.append(res)
+                works.append(work)
             results[task] = {"sizes": done}
             if len(done) > 1:
-                results[task]["derived"] = _derive(task, done, cores)
+                paired = _paired([works[0], works[-1]], task, cores, PAIRED_ROUNDS)
+                results[task]["derived"] = _derive(task, done, cores, paired)
+            for work in works:
+                shutil.rmtree(work, ignore_errors=True)  # the 45 M-token input is ~0.4 GB
     results["load_avg_at_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
