@@ -168,41 +168,39 @@ class ChunkPool:
         self.n = 0
 
     def slot(self, chunk: Chunk) -> int:
-        if type(chunk) is TextChunk:
-            enc = chunk.encoding
-            index = self.index[enc]
-            k = index.get(chunk.text)
-            if k is not None:
-                return k
-            k = index[chunk.text] = self.n
-            self.n += 1
-            hit = self.encoder._memo[enc].get(chunk.text)
-            if hit is not None:
-                self.extra.append(hit)
-                self.extra_slots.append(k)
-            elif chunk.text:
-                self.todo[enc].append(chunk.text)
-                self.todo_slots[enc].append(k)
-            else:
-                self.extra.append(_EMPTY)
-                self.extra_slots.append(k)
-            return k
-        k = self.n
-        self.n += 1
-        self.extra.append(_lookup({}, chunk))
-        self.extra_slots.append(k)
-        return k
+        out: list[int] = []
+        self.slots((chunk,), out)
+        return out[0]
 
     def slots(self, chunks: Iterable[Chunk], out: list[int]) -> None:
-        """Append the slot of each chunk to `out` (the hot loop: no method call per known text)."""
-        index = self.index
-        append = out.append
+        """Append the slot of each chunk to `out` (the hot loop: no method call per text chunk,
+        known or new)."""
+        index, memo, append = self.index, self.encoder._memo, out.append
         for c in chunks:
-            if type(c) is TextChunk:
-                k = index[c.encoding].get(c.text)
-                append(k if k is not None else self.slot(c))
+            if type(c) is not TextChunk:  # literal ids: a slot of their own
+                self.extra.append(_lookup({}, c))
+                self.extra_slots.append(self.n)
+                append(self.n)
+                self.n += 1
+                continue
+            enc, text = c.encoding, c.text
+            found = index[enc].get(text)
+            if found is not None:
+                append(found)
             else:
-                append(self.slot(c))
+                k = index[enc][text] = self.n
+                self.n += 1
+                hit = memo[enc].get(text)
+                if hit is not None:
+                    self.extra.append(hit)
+                    self.extra_slots.append(k)
+                elif text:
+                    self.todo[enc].append(text)
+                    self.todo_slots[enc].append(k)
+                else:
+                    self.extra.append(_EMPTY)
+                    self.extra_slots.append(k)
+                append(k)
 
     def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ids int32, starts int64, lens int64) per slot."""

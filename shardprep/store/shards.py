@@ -149,7 +149,9 @@ class RowGroupStream:
 # A work unit's shards are scratch: compaction reads every one back and writes the build's Parquet
 # shards from them. Arrow IPC with LZ4 buffers costs a fifth of a Parquet zstd write to make and
 # a tenth to read (64 unit shards of the bench: 0.15 + 0.16 CPU-s against 0.54 + 0.39), at about
-# 2 bytes per token on disk until the commit removes them.
+# 2 bytes per token on disk until the commit removes them. Without Arrow's own threads: the build's
+# processes are its parallelism, and handing a unit's few buffers to a thread pool cost more CPU
+# than it saved (240-row unit shards of the bench: reading 0.023-0.028 CPU-s against 0.039-0.051).
 SCRATCH_SUFFIX = ".arrow"
 _SCRATCH_OPTIONS: pa.ipc.IpcWriteOptions | None = None
 
@@ -158,7 +160,7 @@ def write_scratch(table: pa.Table, path: str) -> None:
     """A unit shard: one Arrow IPC file (LZ4-compressed buffers)."""
     global _SCRATCH_OPTIONS
     if _SCRATCH_OPTIONS is None:
-        _SCRATCH_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+        _SCRATCH_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
     with (
         pa.OSFile(path, "wb") as sink,
         pa.ipc.new_file(sink, table.schema, options=_SCRATCH_OPTIONS) as w,
@@ -170,7 +172,8 @@ def read_shard_file(data: bytes, name: str) -> pa.Table:
     """A unit shard's bytes as a table: scratch IPC, or Parquet (a unit finished by a version
     that wrote Parquet unit shards, resumed by this one), told apart by the name's suffix."""
     if name.endswith(SCRATCH_SUFFIX):
-        return pa.ipc.open_file(pa.py_buffer(data)).read_all()
+        options = pa.ipc.IpcReadOptions(use_threads=False)
+        return pa.ipc.open_file(pa.py_buffer(data), options=options).read_all()
     # ParquetFile, not read_table: that imports pyarrow.dataset (over a CPU-second).
     return pq.ParquetFile(pa.BufferReader(data)).read()
 
