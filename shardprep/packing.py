@@ -15,7 +15,10 @@ it is ceil(row positions / (seq_len - 1)) packs.
 Rows longer than the capacity (`rows_over_length`) are truncated to it, keeping their first
 positions (the build's own `overlong: truncate` rule, applied again at the pack size); each then
 fills a pack alone. The positions cut are counted (`positions_truncated`). Rows of length 0 join
-the last pack (they add nothing).
+the last pack (they add nothing). A truncated row whose trained positions all lie past the cut (a
+long prompt, then the answer) would fill a pack that trains nothing, and a step of such packs gives
+a loss of 0/0 (NaN in Hugging Face's): given the rows' weights (`trained_prefix`), such a row keeps
+no position, joins the last pack like an empty row, and is counted (`rows_trained_away`).
 
 Packing is best-fit decreasing over the whole split, exactly: rows sorted by length (longest
 first, ties by row index), each placed in the open pack with the least room that still fits it.
@@ -34,10 +37,21 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left, insort
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+
+
+def trained_prefix(values: np.ndarray, offsets: np.ndarray, n: int) -> np.ndarray:
+    """Per row of a list column (`values` cut by `offsets`): whether any of its first `n` values
+    (weights) is above 0."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    trained = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(np.asarray(values) > 0, out=trained[1:])
+    ends = np.minimum(offsets[1:], offsets[:-1] + n)
+    return trained[ends] - trained[offsets[:-1]] > 0
 
 
 def epoch_order(packs: int, seed: int, epoch: int) -> np.ndarray:
@@ -158,9 +172,18 @@ class PackingPlan:
     kept: np.ndarray  # int32 positions each row contributes (its length, truncated to capacity)
     lengths_total: int  # positions of the rows before truncation
     rows_over_length: int  # rows longer than the capacity (truncated to it)
+    rows_trained_away: int = 0  # truncated rows left with no trained position (keep none)
 
     @classmethod
-    def build(cls, lengths: np.ndarray, seq_len: int) -> PackingPlan:
+    def build(
+        cls,
+        lengths: np.ndarray,
+        seq_len: int,
+        trained_prefix: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    ) -> PackingPlan:
+        """`trained_prefix(rows, n)`: for each of those rows (all longer than n positions),
+        whether any of its first n positions is trained; asked only when some row is over the
+        capacity. Without it, every truncated row is taken to keep a trained position."""
         seq_len = int(seq_len)
         if seq_len < 2:
             raise ValueError(
@@ -172,6 +195,12 @@ class PackingPlan:
         kept = np.empty(len(lengths), dtype=np.int32)
         # A row is at most int32 long, so a larger capacity truncates nothing (and fits int64).
         np.minimum(lengths, min(seq_len - 1, 2**31 - 1), out=kept, casting="unsafe")
+        over = np.flatnonzero(lengths > seq_len - 1)
+        away = 0
+        if len(over) and trained_prefix is not None:
+            lost = over[~np.asarray(trained_prefix(over, seq_len - 1), dtype=bool)]
+            kept[lost] = 0
+            away = len(lost)
         rows, offsets = best_fit_decreasing(kept, seq_len - 1)
         return cls(
             seq_len=seq_len,
@@ -179,7 +208,8 @@ class PackingPlan:
             offsets=offsets,
             kept=kept,
             lengths_total=int(lengths.sum(dtype=np.int64)),
-            rows_over_length=int(np.count_nonzero(lengths > seq_len - 1)),
+            rows_over_length=len(over),
+            rows_trained_away=away,
         )
 
     @property
@@ -278,6 +308,7 @@ class PackingPlan:
             "packs": self.packs,
             "efficiency": round(self.efficiency, 6),
             "rows_over_length": self.rows_over_length,
+            "rows_trained_away": self.rows_trained_away,
             "rows": self.row_count,
             "positions": self.positions,
             "positions_truncated": self.positions_truncated,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shardprep.packing import PackingPlan, best_fit_decreasing
+from shardprep.packing import PackingPlan, best_fit_decreasing, trained_prefix
 
 
 def one_by_one_bfd(lengths: list[int], capacity: int) -> list[list[int]]:
@@ -112,3 +112,34 @@ def test_a_capacity_far_above_the_rows_costs_nothing_and_is_still_exact() -> Non
     assert plan.packs == 1 and plan.rows_over_length == 0
     assert plan.positions == int(lengths.sum()) and plan.efficiency < 1e-5
     assert sorted(plan.pack(0).tolist()) == list(range(len(lengths)))
+
+
+def test_trained_prefix_is_any_trained_weight_in_the_first_n() -> None:
+    rows = [[0, 0, 1], [1, 0, 0], [0, 0, 0], [], [0, 0.5]]
+    values = np.array([w for r in rows for w in r], dtype=np.float32)
+    offsets = np.cumsum([0, *(len(r) for r in rows)])
+    for n in range(5):
+        expected = [any(w > 0 for w in r[:n]) for r in rows]
+        assert trained_prefix(values, offsets, n).tolist() == expected, n
+
+
+def test_a_truncated_row_with_nothing_trained_left_keeps_no_position() -> None:
+    """Rows of 10 positions at seq_len 6 (capacity 5): one trained early keeps 5, one trained only
+    past position 5 keeps none and is counted; it is asked about only because it is truncated."""
+    lengths = np.array([10, 10, 3, 4])
+    asked: list[list[int]] = []
+
+    def prefix(rows: np.ndarray, n: int) -> np.ndarray:
+        asked.append(rows.tolist())
+        assert n == 5
+        return np.array([r == 0 for r in rows.tolist()])
+
+    plan = PackingPlan.build(lengths, 6, prefix)
+    assert asked == [[0, 1]]
+    assert plan.kept.tolist() == [5, 0, 3, 4]
+    assert plan.rows_over_length == 2 and plan.rows_trained_away == 1
+    assert plan.summary()["rows_trained_away"] == 1
+    assert all(plan.pack_positions > 0)  # no pack of nothing
+    assert sorted(plan.rows.tolist()) == [0, 1, 2, 3]  # the row is still in the plan, with nothing
+    same = PackingPlan.build(lengths, 6)  # without weights: every truncated row keeps a position
+    assert same.kept.tolist() == [5, 5, 3, 4] and same.rows_trained_away == 0

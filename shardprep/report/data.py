@@ -76,7 +76,16 @@ def source_cells(report: dict[str, Any]) -> list[list[str]]:
     ]
 
 
-PACKING_HEAD = ["seq_len", "packs", "bound", "efficiency", "over length", "cut positions", "bias"]
+PACKING_HEAD = [
+    "seq_len",
+    "packs",
+    "bound",
+    "efficiency",
+    "over length",
+    "cut positions",
+    "bias",
+    "trained away",
+]
 
 
 def packing_cells(packing: dict[str, Any] | list[dict[str, Any]]) -> list[list[str]]:
@@ -91,6 +100,7 @@ def packing_cells(packing: dict[str, Any] | list[dict[str, Any]]) -> list[list[s
             f"{p['rows_over_length']:,}",
             f"{p['positions_truncated']:,}",
             f"{p['position_bias']:+.3f}",
+            f"{p.get('rows_trained_away', 0):,}",
         ]
         for p in plans
     ]

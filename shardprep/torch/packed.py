@@ -34,19 +34,39 @@ leaves `labels` out.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from shardprep.packing import PackingPlan
+from shardprep.packing import PackingPlan, trained_prefix
 from shardprep.torch.collate import IGNORE_INDEX, _allocate, document_segments, segment_positions
 from shardprep.torch.hf import _FRACTIONAL, Fractional, check_fractional
 from shardprep.torch.samplers import _rank_world
 
 _STATE_KEYS = ("epoch", "position", "seed", "seq_len", "plan")
+
+
+def row_trained_prefix(dataset: Any) -> Callable[[np.ndarray, int], np.ndarray]:
+    """PackingPlan.build's `trained_prefix` over a dataset's rows (their `weights`)."""
+
+    def check(rows: np.ndarray, n: int) -> np.ndarray:
+        found = np.zeros(len(rows), dtype=bool)
+        for j, i in enumerate(rows.tolist()):
+            w = np.asarray(dataset[i]["weights"])
+            found[j] = trained_prefix(w, np.array([0, len(w)]), n)[0]
+        return found
+
+    return check
+
+
+def _kept_matches(plan: PackingPlan, lengths: np.ndarray) -> bool:
+    """Whether each row keeps what this dataset's row would: its length up to the capacity, or
+    nothing where it is truncated (and so may have been trained away)."""
+    cut = np.minimum(lengths, plan.capacity)
+    return bool(np.all((plan.kept == cut) | ((plan.kept == 0) & (lengths > plan.capacity))))
 
 
 def _identity(batch: Any) -> Any:
@@ -79,13 +99,14 @@ class PackBatches(Dataset[dict[str, Any]]):
         return len(self.steps)
 
     def __getitem__(self, step: int) -> dict[str, Any]:
-        packs = [[self.dataset[int(i)] for i in self.plan.pack(int(p))] for p in self.steps[step]]
+        rows = [self.plan.pack(int(p)) for p in self.steps[step]]
         return collate_packs(
-            packs,
+            [[self.dataset[int(i)] for i in pack] for pack in rows],
             self.plan.seq_len,
             self.plan.capacity,
             pad_id=self.pad_id,
             fractional=self.fractional,
+            kept=[self.plan.kept[pack].tolist() for pack in rows],
         )
 
 
@@ -96,8 +117,12 @@ def collate_packs(
     *,
     pad_id: int = 0,
     fractional: Fractional | None = "refuse",
+    kept: Sequence[Sequence[int]] | None = None,
 ) -> dict[str, Any]:
-    """Packs of shard rows (sft/1 or pretrain/1) -> one [len(packs), seq_len] batch (see module)."""
+    """Packs of shard rows (sft/1 or pretrain/1) -> one [len(packs), seq_len] batch (see module).
+
+    `kept`: the positions each row keeps (the plan's: a row truncated with no trained position
+    left keeps none); by default its length up to `capacity`."""
     b = len(packs)
     specs: dict[str, tuple[tuple[int, ...], Any]] = {
         "input_ids": ((b, seq_len), np.int64),
@@ -118,8 +143,8 @@ def collate_packs(
     seg_rows: list[np.ndarray] = []
     for p, rows in enumerate(packs):
         at = 0
-        for row in rows:
-            n = min(len(row["input_ids"]), capacity)  # the plan's truncation rule
+        for j, row in enumerate(rows):
+            n = min(len(row["input_ids"]), capacity) if kept is None else kept[p][j]
             w = np.asarray(row["weights"])[:n]
             if fractional == "refuse":
                 check_fractional(w, row.get("index", "?"))
@@ -194,16 +219,15 @@ class PackedLoader:
             if limit is None or dataset.needed_bytes() <= limit:
                 dataset.prepare()
         self.dataset = dataset
-        self.plan = plan if plan is not None else PackingPlan.build(dataset.lengths, seq_len)
+        self.plan = (
+            plan
+            if plan is not None
+            else PackingPlan.build(dataset.lengths, seq_len, row_trained_prefix(dataset))
+        )
         if (
             self.plan.seq_len != seq_len
             or self.plan.row_count != len(dataset)
-            or (
-                plan is not None
-                and not np.array_equal(
-                    self.plan.kept, np.minimum(dataset.lengths, self.plan.capacity)
-                )
-            )
+            or (plan is not None and not _kept_matches(self.plan, np.asarray(dataset.lengths)))
         ):
             raise ValueError("the plan given was not made for this dataset and seq_len")
         self.seq_len = int(seq_len)

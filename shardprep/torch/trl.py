@@ -44,6 +44,7 @@ from shardprep.store.manifest import read_manifest
 from shardprep.store.storage import Output
 from shardprep.torch.dataset import ShardDataset
 from shardprep.torch.hf import Fractional, check_fractional, hf_example
+from shardprep.torch.packed import row_trained_prefix
 
 if TYPE_CHECKING:
     import datasets
@@ -102,6 +103,7 @@ def _sft_packs(
 ) -> Iterator[dict[str, Any]]:
     for p in range(plan.packs):
         members = plan.pack(p)
+        members = members[plan.kept[members] > 0]  # a row trained away adds nothing (no 0 length)
         kept = plan.kept[members]
         parts = [hf_example(rows[int(i)], fractional=fractional) for i in members]
         yield {
@@ -136,7 +138,8 @@ def sft_dataset(
     which flattens a batch of packs with position_ids restarting per row. The packs are the
     best-fit-decreasing plan over the whole split (`shardprep.packing`), counted in TRL's
     unshifted tokens (a row of n positions is n + 1 tokens, its first never trained); a longer row
-    keeps its first `seq_len` tokens.
+    keeps its first `seq_len` tokens, and one whose trained tokens all lie past them is left out
+    (a pack of it alone would give a loss of 0/0), as PackedLoader's plan does.
     """
     import datasets
 
@@ -157,8 +160,10 @@ def sft_dataset(
             "seq_len must be at least 2 tokens (a pack of one holds a row's first token, which is "
             f"never trained), not {seq_len}"
         )
-    # Tokens, not positions: the plan's capacity (its seq_len - 1) is then seq_len tokens.
-    plan = PackingPlan.build(rows.lengths + 1, int(seq_len) + 1)
+    # Tokens, not positions: the plan's capacity (its seq_len - 1) is then seq_len tokens, whose
+    # first is never trained (a row keeping n tokens keeps n - 1 weights).
+    trained = row_trained_prefix(rows)
+    plan = PackingPlan.build(rows.lengths + 1, int(seq_len) + 1, lambda r, n: trained(r, n - 1))
     features = {
         "input_ids": ids,
         "labels": ids,

@@ -10,7 +10,7 @@ import bisect
 import contextlib
 import itertools
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from shardprep.build.dedup import eval_warnings
 from shardprep.encode.decode import Span, decode_spans
 from shardprep.encode.special import special_tokens_warning
 from shardprep.errors import ManifestError, ShardprepError
-from shardprep.packing import PackingPlan
+from shardprep.packing import PackingPlan, trained_prefix
 from shardprep.store.columns import numpy_view
 from shardprep.store.integrity import hash_problems, manifest_shards, shard_problems
 from shardprep.store.manifest import no_manifest_error, read_manifest
@@ -258,8 +258,31 @@ def packing_plans(
         raise ShardprepError(
             f"split {split!r} not in this build (has: {', '.join(manifest['splits'])})"
         )
-    lengths = split_lengths(output, manifest["splits"][split]["shards"], schema.length_columns[0])
-    return [PackingPlan.build(lengths, s) for s in seq_lens]
+    shards = manifest["splits"][split]["shards"]
+    lengths = split_lengths(output, shards, schema.length_columns[0])
+    check = _shard_trained_prefix(output, shards)
+    return [PackingPlan.build(lengths, s, check) for s in seq_lens]
+
+
+def _shard_trained_prefix(
+    output: Output, shards: list[dict[str, Any]]
+) -> Callable[[np.ndarray, int], np.ndarray]:
+    """PackingPlan.build's `trained_prefix` over a split's shards: the `weights` column of each
+    shard that holds one of the rows asked is read (only truncated rows are asked about)."""
+    starts = np.cumsum([0, *(int(s["rows"]) for s in shards)])
+
+    def check(rows: np.ndarray, n: int) -> np.ndarray:
+        found = np.zeros(len(rows), dtype=bool)
+        which = np.searchsorted(starts, rows, side="right") - 1
+        for k in np.unique(which).tolist():
+            with output.fs.open(output.path(shards[k]["path"]), "rb") as f:
+                col = pq.read_table(f, columns=["weights"]).column("weights").combine_chunks()
+            per_row = trained_prefix(numpy_view(col.values), numpy_view(col.offsets), n)
+            mine = which == k
+            found[mine] = per_row[rows[mine] - starts[k]]
+        return found
+
+    return check
 
 
 @contextlib.contextmanager

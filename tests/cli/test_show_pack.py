@@ -43,11 +43,29 @@ def _lengths(build: Path) -> np.ndarray:
     )
 
 
+def _plan(build: Path, seq_len: int) -> PackingPlan:
+    """The plan of the length column, each truncated row asked whether a trained position is left
+    (a plain reading of its weights, not shardprep's)."""
+    import pyarrow.parquet as pq
+
+    manifest = json.loads((build / "manifest.json").read_text())
+    weights = [
+        w
+        for s in manifest["splits"]["train"]["shards"]
+        for w in pq.read_table(build / s["path"], columns=["weights"])["weights"].to_pylist()
+    ]
+
+    def trained_prefix(rows: np.ndarray, n: int) -> np.ndarray:
+        return np.array([any(x > 0 for x in weights[i][:n]) for i in rows], dtype=bool)
+
+    return PackingPlan.build(_lengths(build), seq_len, trained_prefix)
+
+
 def test_pack_json_is_the_plan_of_the_length_column(demo_build: Path) -> None:
     res = invoke("show", str(demo_build), "--pack", "2048", "--json")
     assert res.exit_code == 0, res.output
     got = json.loads(res.output)["packing"]
-    plan = PackingPlan.build(_lengths(demo_build), 2048)
+    plan = _plan(demo_build, 2048)
     assert got == {"split": "train", **plan.summary()}
     assert got["seq_len"] == 2048 and got["packs"] == plan.packs and got["rows"] == 480
     assert got["packs"] >= got["packs_lower_bound"]
@@ -58,12 +76,16 @@ def test_pack_json_is_the_plan_of_the_length_column(demo_build: Path) -> None:
     several = json.loads(res.output)["packing"]
     assert [p["seq_len"] for p in several] == [512, 4096]
     assert several[0]["rows_over_length"] > 0 and several[0]["positions_truncated"] > 0
+    # Rows cut at 511 positions with every trained one past the cut: a pack of their own would
+    # train nothing (a NaN loss); they keep no position and are counted.
+    assert several[0] == {"split": "train", **_plan(demo_build, 512).summary()}
+    assert 0 < several[0]["rows_trained_away"] < several[0]["rows_over_length"]
 
 
 def test_pack_terminal_table(demo_build: Path) -> None:
     res = invoke("show", str(demo_build), "--pack", "512", "--pack", "2048")
     assert res.exit_code == 0, res.output
-    plans = [PackingPlan.build(_lengths(demo_build), s) for s in (512, 2048)]
+    plans = [_plan(demo_build, s) for s in (512, 2048)]
     text = res.output
     assert "packing train (best-fit decreasing" in text
     for plan in plans:
@@ -72,6 +94,7 @@ def test_pack_terminal_table(demo_build: Path) -> None:
         assert cells[1] == f"{plan.packs:,}" and cells[2] == f"{plan.packs_lower_bound:,}"
         assert cells[3] == f"{100 * plan.efficiency:.2f}%"
         assert cells[4] == f"{plan.rows_over_length:,}"
+        assert cells[7] == f"{plan.rows_trained_away:,}"
     assert "packing" not in invoke("show", str(demo_build)).output
 
 
@@ -91,7 +114,7 @@ def test_pack_html_table(demo_build: Path, tmp_path: Path) -> None:
     res = invoke("show", str(demo_build), "--pack", "2048", "--html", str(page))
     assert res.exit_code == 0, res.output
     html = page.read_text()
-    plan = PackingPlan.build(_lengths(demo_build), 2048)
+    plan = _plan(demo_build, 2048)
     table = html[html.index('<table class="packing">') :]
     table = table[: table.index("</table>")]
     assert f"<td>{plan.packs:,}</td>" in table.replace(' class="num"', "")

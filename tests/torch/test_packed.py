@@ -276,6 +276,30 @@ def test_show_reports_the_plan_the_loader_trains(ds: ShardDataset, demo_shards: 
         assert shown["packs"] == loader.plan.packs and len(loader) == -(-shown["packs"] // 4)
 
 
+def test_no_pack_trains_nothing_where_truncation_cuts_every_trained_position(
+    ds: ShardDataset, demo_shards: Path
+) -> None:
+    """At seq_len 512 some demo rows are cut to 511 positions with every trained one past the cut:
+    alone in a pack, each made a step whose loss was 0/0 (NaN in Hugging Face's). They now keep
+    no position and are counted; every pack trains something, `prep show --pack` reports the
+    same plan, and every other row is still trained once per epoch."""
+    from shardprep.views.show import inspect_build
+
+    loader = PackedLoader(ds, seq_len=512, batch_size=1, seed=0)
+    plan = loader.plan
+    assert plan.rows_trained_away > 0
+    trained = []
+    for batch in loader:
+        assert float(batch["weights"].sum()) > 0  # never a step that trains nothing
+        assert int((batch["labels"] != IGNORE_INDEX).sum()) > 0
+        trained += _rows_of(batch)
+    away = set(np.flatnonzero((plan.kept == 0) & (ds.lengths > plan.capacity)).tolist())
+    assert len(away) == plan.rows_trained_away
+    assert Counter(trained).keys() | away == set(range(len(ds)))
+    shown = inspect_build(str(demo_shards), pack=[512], check_rows=1)["packing"]
+    assert shown["plan"] == plan.digest and shown["rows_trained_away"] == plan.rows_trained_away
+
+
 def test_pretrain_blocks_restart_positions_at_every_document(
     make_build: Any, tmp_path: Path
 ) -> None:

@@ -308,3 +308,22 @@ def test_a_refused_row_is_raised_naming_the_row(make_build: Any, tmp_path: Path)
     for seq_len in (None, 8):
         with pytest.raises(ValueError, match="row 0 has loss weight 0.5"):
             sft_dataset(rows, seq_len=seq_len, cache_dir=str(tmp_path / "hf"))
+
+
+def test_whole_split_packs_leave_out_rows_with_nothing_trained_left(
+    demo_shards: Path, cache_dir: str
+) -> None:
+    """At 512 tokens some demo rows keep only tokens before their first trained one: a pack of one
+    of them alone would give SFTTrainer a loss of 0/0. They are left out (the plan counts them),
+    every pack has a trained label, and every other row is in one pack once."""
+    rows = ShardDataset(str(demo_shards), cache_dir=cache_dir)
+    packs = sft_dataset(rows, seq_len=512, keep_in_memory=True)
+    members = [r for p in packs["rows"] for r in p]
+    assert len(members) == len(set(members))
+    left_out = set(range(len(rows))) - set(members)
+    assert left_out and all(rows.lengths[i] + 1 > 512 for i in left_out)
+    for i in left_out:  # nothing trained in the tokens a pack could keep
+        assert not (np.asarray(rows[i]["weights"])[:511] > 0).any()
+    for p in range(len(packs)):
+        assert any(label != -100 for label in packs[p]["labels"])
+        assert 0 not in packs[p]["seq_lengths"]
