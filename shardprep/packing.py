@@ -17,7 +17,8 @@ positions (the build's own `overlong: truncate` rule, applied again at the pack 
 fills a pack alone. The positions cut are counted (`positions_truncated`). Rows of length 0 join
 the last pack (they add nothing). A truncated row whose trained positions all lie past the cut (a
 long prompt, then the answer) would fill a pack that trains nothing, and a step of such packs gives
-a loss of 0/0 (NaN in Hugging Face's): given the rows' weights (`trained_prefix`), such a row keeps
+a loss of 0/0 (NaN in Hugging Face's): given the rows' weights (`trained_prefix`, by
+`first_trained`), such a row keeps
 no position, joins the last pack like an empty row, and is counted (`rows_trained_away`).
 
 Packing is best-fit decreasing over the whole split, exactly: rows sorted by length (longest
@@ -43,15 +44,18 @@ from functools import cached_property
 
 import numpy as np
 
+NEVER_TRAINED = np.iinfo(np.int64).max
 
-def trained_prefix(values: np.ndarray, offsets: np.ndarray, n: int) -> np.ndarray:
-    """Per row of a list column (`values` cut by `offsets`): whether any of its first `n` values
-    (weights) is above 0."""
+
+def first_trained(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Per row of a list column (`values` cut by `offsets`, weights): the index of its first
+    value above 0, or NEVER_TRAINED when it has none. A row keeping its first n positions still
+    trains something exactly when this is below n."""
     offsets = np.asarray(offsets, dtype=np.int64)
-    trained = np.zeros(len(values) + 1, dtype=np.int64)
-    np.cumsum(np.asarray(values) > 0, out=trained[1:])
-    ends = np.minimum(offsets[1:], offsets[:-1] + n)
-    return trained[ends] - trained[offsets[:-1]] > 0
+    starts, ends = offsets[:-1], offsets[1:]
+    trained = np.flatnonzero(np.asarray(values) > 0)
+    at = np.append(trained, NEVER_TRAINED)[np.searchsorted(trained, starts)]  # first at or after
+    return np.where(at < ends, at - starts, NEVER_TRAINED)
 
 
 def epoch_order(packs: int, seed: int, epoch: int) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shardprep.packing import PackingPlan, best_fit_decreasing, trained_prefix
+from shardprep.packing import NEVER_TRAINED, PackingPlan, best_fit_decreasing, first_trained
 
 
 def one_by_one_bfd(lengths: list[int], capacity: int) -> list[list[int]]:
@@ -114,13 +114,15 @@ def test_a_capacity_far_above_the_rows_costs_nothing_and_is_still_exact() -> Non
     assert sorted(plan.pack(0).tolist()) == list(range(len(lengths)))
 
 
-def test_trained_prefix_is_any_trained_weight_in_the_first_n() -> None:
+def test_first_trained_says_whether_the_first_n_weights_train_anything() -> None:
     rows = [[0, 0, 1], [1, 0, 0], [0, 0, 0], [], [0, 0.5]]
     values = np.array([w for r in rows for w in r], dtype=np.float32)
     offsets = np.cumsum([0, *(len(r) for r in rows)])
+    first = first_trained(values, offsets)
+    assert first.tolist() == [2, 0, NEVER_TRAINED, NEVER_TRAINED, 1]
     for n in range(5):
         expected = [any(w > 0 for w in r[:n]) for r in rows]
-        assert trained_prefix(values, offsets, n).tolist() == expected, n
+        assert (first < n).tolist() == expected, n
 
 
 def test_a_truncated_row_with_nothing_trained_left_keeps_no_position() -> None:

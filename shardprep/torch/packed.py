@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from shardprep.packing import PackingPlan, trained_prefix
+from shardprep.packing import PackingPlan, first_trained
 from shardprep.torch.collate import IGNORE_INDEX, _allocate, document_segments, segment_positions
 from shardprep.torch.hf import _FRACTIONAL, Fractional, check_fractional
 from shardprep.torch.samplers import _rank_world
@@ -56,7 +56,7 @@ def row_trained_prefix(dataset: Any) -> Callable[[np.ndarray, int], np.ndarray]:
         found = np.zeros(len(rows), dtype=bool)
         for j, i in enumerate(rows.tolist()):
             w = np.asarray(dataset[i]["weights"])
-            found[j] = trained_prefix(w, np.array([0, len(w)]), n)[0]
+            found[j] = first_trained(w, np.array([0, len(w)]))[0] < n
         return found
 
     return check

@@ -21,7 +21,7 @@ from shardprep.build.dedup import eval_warnings
 from shardprep.encode.decode import Span, decode_spans
 from shardprep.encode.special import special_tokens_warning
 from shardprep.errors import ManifestError, ShardprepError
-from shardprep.packing import PackingPlan, trained_prefix
+from shardprep.packing import PackingPlan, first_trained
 from shardprep.store.columns import numpy_view
 from shardprep.store.integrity import hash_problems, manifest_shards, shard_problems
 from shardprep.store.manifest import no_manifest_error, read_manifest
@@ -268,18 +268,21 @@ def _shard_trained_prefix(
     output: Output, shards: list[dict[str, Any]]
 ) -> Callable[[np.ndarray, int], np.ndarray]:
     """PackingPlan.build's `trained_prefix` over a split's shards: the `weights` column of each
-    shard that holds one of the rows asked is read (only truncated rows are asked about)."""
+    shard that holds one of the rows asked is read once (only truncated rows are asked about),
+    whatever the number of seq_lens planned; what is kept is each row's first trained position."""
     starts = np.cumsum([0, *(int(s["rows"]) for s in shards)])
+    firsts: dict[int, np.ndarray] = {}
 
     def check(rows: np.ndarray, n: int) -> np.ndarray:
         found = np.zeros(len(rows), dtype=bool)
         which = np.searchsorted(starts, rows, side="right") - 1
         for k in np.unique(which).tolist():
-            with output.fs.open(output.path(shards[k]["path"]), "rb") as f:
-                col = pq.read_table(f, columns=["weights"]).column("weights").combine_chunks()
-            per_row = trained_prefix(numpy_view(col.values), numpy_view(col.offsets), n)
+            if k not in firsts:
+                with output.fs.open(output.path(shards[k]["path"]), "rb") as f:
+                    col = pq.read_table(f, columns=["weights"]).column("weights").combine_chunks()
+                firsts[k] = first_trained(numpy_view(col.values), numpy_view(col.offsets))
             mine = which == k
-            found[mine] = per_row[rows[mine] - starts[k]]
+            found[mine] = firsts[k][rows[mine] - starts[k]] < n
         return found
 
     return check
