@@ -145,3 +145,16 @@ def test_a_truncated_row_with_nothing_trained_left_keeps_no_position() -> None:
     assert sorted(plan.rows.tolist()) == [0, 1, 2, 3]  # the row is still in the plan, with nothing
     same = PackingPlan.build(lengths, 6)  # without weights: every truncated row keeps a position
     assert same.kept.tolist() == [5, 5, 3, 4] and same.rows_trained_away == 0
+
+
+def test_first_trained_on_random_rows() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        rows = [
+            list((rng.random(int(rng.integers(0, 8))) < 0.2).astype(float))
+            for _ in range(int(rng.integers(0, 6)))
+        ]
+        values = np.array([w for r in rows for w in r], dtype=np.float32)
+        first = first_trained(values, np.cumsum([0, *(len(r) for r in rows)]))
+        for n in range(10):
+            assert (first < n).tolist() == [any(w > 0 for w in r[:n]) for r in rows]
