@@ -40,10 +40,12 @@ def test_a_failure_exits_the_usual_way_with_its_code(tmp_path: Path) -> None:
 
 
 def test_a_thread_still_running_is_waited_for() -> None:
+    # Alive until the interpreter starts its shutdown (it joins the main thread), however slow
+    # the command: a sleep could end before `run` looks, under load.
     thread = (
-        "import threading, time\n"
-        "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done')), daemon=False)"
-        ".start()\n"
+        "import threading\n"
+        "threading.Thread(target=lambda: (threading.main_thread().join(), print('thread done')), "
+        "daemon=False).start()\n"
     )
     done = _prep(["--help"], before=thread)
     assert done.returncode == 0
